@@ -1,0 +1,37 @@
+# The two commands a new machine needs: `make demo` (run the stack) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-fast system-deps bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start simulator + proxy + collector + dashboard with synthetic traffic (Ctrl-C stops all).
+demo: install
+	$(BIN)/tokentail up --demo
+
+## Run the whole test suite (browser and Prometheus tests need `make system-deps` first).
+test: install
+	$(BIN)/python -m pytest -q
+
+## Unit tests only (no slow, browser or Prometheus tests).
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow and not browser and not prometheus"
+
+## Debian packages the browser and Prometheus tests use (needs root).
+system-deps:
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium prometheus
+
+bench: install
+	$(BIN)/python bench/proxy_bench.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis
