@@ -1,0 +1,9 @@
+"""The simulator: a fake OpenAI-compatible upstream (``tokentail simulate``).
+
+- ``text`` (pure): deterministic English-like completions and tool arguments from a seed.
+- ``shapes`` (pure): the JSON bodies and SSE event streams of each API, per-token
+  events rendered from pre-serialised templates.
+- ``app``: the aiohttp app (``create_app(SimConfig)``): pacing, fault injection,
+  disconnect detection, and the ``/_sim/*`` test hooks.
+- ``command``: the CLI command.
+"""

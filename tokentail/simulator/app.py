@@ -1,0 +1,596 @@
+"""The simulator's aiohttp app: endpoints, pacing, fault injection and test hooks.
+
+Each API endpoint is a pure *builder* (request JSON -> body dict or event stream,
+from ``shapes`` and ``text``) wrapped by one ``_endpoint`` that does what every
+endpoint shares: count and record the request, parse it, apply the per-request
+plan (``x-sim-*`` headers over the ``SimConfig``), inject errors or hangs, then
+pace the reply and notice a client that leaves.
+
+Disconnects: aiohttp sees a vanished client only on the next write unless the
+server cancels handlers on connection loss (``handler_cancellation``, off in
+``web.AppRunner`` by default). So every wait here is sliced into ``POLL`` steps
+that check the transport, and a ``CancelledError`` with the transport gone is
+counted too: the simulator notices within ``POLL`` seconds either way, including
+while it waits for the first token or for a hung request. On shutdown the same waits
+end at once (paced streams finish unpaced, hung requests are closed), so stopping
+never waits out the server's grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Awaitable, Callable, Iterator
+
+from aiohttp import web
+
+from . import shapes
+from .text import count_tokens, extract_text, fragments, iter_tokens, stable_hash, tool_arguments
+
+MODELS = ("sim-gpt-4o", "sim-gpt-4o-mini", "sim-claude", "sim-llama-3-8b", "sim-text-embedding-3-small")
+POLL = 0.05  # seconds between transport checks while waiting
+MAX_BODY = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    host: str = "127.0.0.1"
+    port: int = 8799
+    tokens_per_second: float = 50.0  # 0: no delay between tokens
+    ttft: float = 0.2  # seconds from request to first token
+    length: int = 60  # completion tokens; the request's max tokens caps it
+    error_rate: float = 0.0  # fraction of API requests answered 429 / 500 (alternately)
+    disconnect_rate: float = 0.0  # fraction of streams dropped mid-stream without [DONE]
+    seed: int = 0  # same seed + same request -> same text
+    embedding_dimensions: int = 8
+    models: tuple[str, ...] = MODELS
+
+    def __post_init__(self) -> None:
+        for name in ("error_rate", "disconnect_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1")
+        if self.tokens_per_second < 0 or self.ttft < 0:
+            raise ValueError("tokens_per_second and ttft must be >= 0")
+        if self.length < 1 or self.embedding_dimensions < 1:
+            raise ValueError("length and embedding_dimensions must be >= 1")
+
+
+@dataclass
+class SimStats:
+    requests: int = 0
+    streams_started: int = 0
+    streams_completed: int = 0
+    client_disconnects: int = 0
+    server_disconnects: int = 0  # streams the simulator dropped on purpose
+    errors_injected: int = 0
+    in_flight: int = 0
+    last_disconnect_at: float | None = None  # time.monotonic() when a client was seen gone
+
+
+class SimState:
+    def __init__(self, config: SimConfig):
+        self.config = config
+        self.created = int(time.time())
+        self.stopping = False  # set on shutdown: waits end at once so the server stops quickly
+        self.reset()
+
+    def reset(self) -> None:
+        in_flight = getattr(self, "stats", SimStats()).in_flight
+        self.stats = SimStats(in_flight=in_flight)
+        self.rng = random.Random(self.config.seed)  # error/disconnect draws, in request order
+        self.error_count = 0
+        self.last: tuple | None = None
+
+
+STATE = web.AppKey("tokentail_simulator_state", SimState)
+
+
+class _BadRequest(ValueError):
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+
+
+class _ClientGone(ConnectionResetError):
+    pass
+
+
+@dataclass
+class _Plan:
+    n: int  # completion tokens to generate
+    finish: str  # "stop" or "length" (capped by the request's max tokens)
+    ttft: float
+    tps: float
+    error: int | None = None
+    drop_after: int | None = None
+    no_usage: bool = False
+    hang: bool = False
+    cached: int | None = None
+
+
+@dataclass
+class _Out:
+    body: dict | None = None
+    events: Iterator[shapes.Event] | None = None
+    n: int = 0
+
+
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _header_num(request: web.Request, name: str, kind: type, low: float, high: float = float("inf")) -> Any:
+    raw = request.headers.get(name)
+    if raw is None:
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise _BadRequest(f"header {name}: not a number: {raw!r}") from None
+    if not low <= value <= high:
+        raise _BadRequest(f"header {name}: {raw} is out of range")
+    return value
+
+
+def _plan(request: web.Request, state: SimState, body: dict, cap_keys: tuple[str, ...]) -> _Plan:
+    cfg = state.config
+    n = _header_num(request, "x-sim-tokens", int, 1) or cfg.length
+    finish = "stop"
+    for key in cap_keys:
+        cap = body.get(key)
+        if isinstance(cap, int) and not isinstance(cap, bool) and cap >= 1:
+            if cap < n:
+                n, finish = cap, "length"
+            break
+    tps = _header_num(request, "x-sim-tps", float, 0)
+    ttft_ms = _header_num(request, "x-sim-ttft-ms", float, 0)
+    plan = _Plan(
+        n=n, finish=finish,
+        ttft=cfg.ttft if ttft_ms is None else ttft_ms / 1000,
+        tps=cfg.tokens_per_second if tps is None else tps,
+        error=_header_num(request, "x-sim-error", int, 400, 599),
+        drop_after=_header_num(request, "x-sim-disconnect-after", int, 0),
+        no_usage=request.headers.get("x-sim-no-usage", "").lower() in _TRUE,
+        hang=request.headers.get("x-sim-hang", "").lower() in _TRUE,
+        cached=_header_num(request, "x-sim-cached-tokens", int, 0),
+    )
+    if plan.error is None and cfg.error_rate > 0 and state.rng.random() < cfg.error_rate:
+        plan.error = 429 if state.error_count % 2 == 0 else 500
+        state.error_count += 1
+    return plan
+
+
+# --- waiting and noticing a client that left ------------------------------------------------
+
+
+def _client_left(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def _note_gone(state: SimState) -> None:
+    state.stats.client_disconnects += 1
+    state.stats.last_disconnect_at = time.monotonic()
+
+
+async def _sleep_until(request: web.Request, state: SimState, deadline: float) -> None:
+    loop = asyncio.get_running_loop()
+    while not state.stopping:
+        if _client_left(request):
+            raise _ClientGone()
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return
+        await asyncio.sleep(min(remaining, POLL))
+
+
+def _drop(request: web.Request, state: SimState) -> None:
+    """Close the connection as a failing upstream would: what was written is flushed, then EOF."""
+    state.stats.server_disconnects += 1
+    if request.transport is not None:
+        request.transport.close()
+
+
+_STREAM_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+def _request_id() -> str:
+    return "req_" + secrets.token_hex(16)
+
+
+def _json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
+    h = {"x-request-id": _request_id(), **(headers or {})}
+    return web.Response(status=status, body=shapes.dumps(body).encode(), content_type="application/json", headers=h)
+
+
+async def _run_stream(request: web.Request, state: SimState, plan: _Plan, out: _Out, t0: float) -> web.StreamResponse:
+    stats, cfg = state.stats, state.config
+    drop = plan.drop_after
+    if drop is None and cfg.disconnect_rate > 0 and state.rng.random() < cfg.disconnect_rate:
+        drop = state.rng.randint(1, max(1, out.n - 1))
+    loop = asyncio.get_running_loop()
+    interval = 1.0 / plan.tps if plan.tps > 0 else 0.0
+    resp = web.StreamResponse(headers={**_STREAM_HEADERS, "x-request-id": _request_id()})
+    stats.streams_started += 1
+    try:
+        await resp.prepare(request)
+        write = resp.write
+        first_at = -1.0
+        sent = 0
+        for phase, event in out.events or ():
+            if phase != shapes.HEAD:
+                if first_at < 0:
+                    first_at = t0 + plan.ttft
+                    if first_at > loop.time():
+                        await _sleep_until(request, state, first_at)
+                    first_at = max(first_at, loop.time())
+                if phase == shapes.TOKEN:
+                    if drop is not None and sent >= drop:
+                        _drop(request, state)
+                        return resp
+                    if interval and sent:
+                        await _sleep_until(request, state, first_at + sent * interval)
+                    sent += 1
+                elif phase == shapes.TAIL and drop is not None:
+                    _drop(request, state)
+                    return resp
+            await write(event)
+        await resp.write_eof()
+        stats.streams_completed += 1
+    except ConnectionError:
+        _note_gone(state)
+    return resp
+
+
+async def _run_reply(request: web.Request, state: SimState, plan: _Plan, out: _Out, t0: float) -> web.StreamResponse:
+    gen_time = out.n / plan.tps if plan.tps > 0 else 0.0
+    try:
+        if plan.drop_after is not None:  # no body at all: the upstream died while generating
+            await _sleep_until(request, state, t0 + plan.ttft + gen_time * min(1.0, plan.drop_after / max(out.n, 1)))
+            _drop(request, state)
+            return web.Response()
+        await _sleep_until(request, state, t0 + plan.ttft + gen_time)
+    except ConnectionError:
+        _note_gone(state)
+        return web.Response()
+    return _json_response(200, out.body, {"openai-processing-ms": str(int((plan.ttft + gen_time) * 1000))})
+
+
+async def _hang(request: web.Request, state: SimState) -> web.StreamResponse:
+    try:
+        await _sleep_until(request, state, float("inf"))
+        _drop(request, state)  # shutting down
+    except ConnectionError:
+        _note_gone(state)
+    return web.Response()
+
+
+async def _receive(request: web.Request, state: SimState) -> bytes:
+    state.stats.requests += 1
+    raw = await request.read()
+    state.last = (request.method, request.path, request.query_string, request.headers, raw, time.monotonic())
+    return raw
+
+
+Builder = Callable[[SimState, dict, _Plan], _Out]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _endpoint(cap_keys: tuple[str, ...] = (), anthropic: bool = False) -> Callable[[Builder], Handler]:
+    """Wrap a builder into a handler: record, parse, plan, inject faults, then pace the reply."""
+
+    def wrap(build: Builder) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            state = request.app[STATE]
+            t0 = asyncio.get_running_loop().time()
+            raw = await _receive(request, state)
+            state.stats.in_flight += 1
+            try:
+                try:
+                    body = json.loads(raw)
+                    if not isinstance(body, dict):
+                        raise _BadRequest("The request body must be a JSON object.")
+                    plan = _plan(request, state, body, cap_keys)
+                except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, _BadRequest
+                    message = str(exc) if isinstance(exc, _BadRequest) else (
+                        "We could not parse the JSON body of your request. The API expects a JSON payload.")
+                    err = shapes.anthropic_error(message) if anthropic else shapes.openai_error(message)
+                    return _json_response(400, err)
+                if plan.hang:
+                    return await _hang(request, state)
+                if plan.error is not None:
+                    state.stats.errors_injected += 1
+                    return _json_response(plan.error, shapes.injected_error(plan.error, anthropic), {"Retry-After": "1"})
+                try:
+                    out = build(state, body, plan)
+                except _BadRequest as exc:
+                    err = shapes.anthropic_error(str(exc)) if anthropic else shapes.openai_error(str(exc), param=exc.param)
+                    return _json_response(400, err)
+                if out.events is not None:
+                    return await _run_stream(request, state, plan, out, t0)
+                return await _run_reply(request, state, plan, out, t0)
+            except asyncio.CancelledError:  # handler_cancellation=True: the client left
+                if _client_left(request):
+                    _note_gone(state)
+                raise
+            finally:
+                state.stats.in_flight -= 1
+
+        handler.__name__ = build.__name__
+        return handler
+
+    return wrap
+
+
+# --- request reading helpers ------------------------------------------------------------------
+
+
+def _model(body: dict, default: str) -> str:
+    model = body.get("model", default)
+    if not isinstance(model, str) or not model:
+        raise _BadRequest("'model' must be a non-empty string.", "model")
+    return model
+
+
+def _messages(body: dict) -> list:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _BadRequest("'messages' must be a non-empty array.", "messages")
+    return messages
+
+
+def _prompt_tokens(texts: list[str], overhead: int = 4) -> int:
+    return sum(count_tokens(t) + overhead for t in texts) + 3
+
+
+def _cached(plan: _Plan, prompt_tokens: int) -> int:
+    if plan.cached is not None:
+        return min(plan.cached, prompt_tokens)
+    # Like OpenAI's prompt caching: long prompts hit the cache in 128-token blocks.
+    return (prompt_tokens * 3 // 4) // 128 * 128 if prompt_tokens >= 1024 else 0
+
+
+def _wants_usage(body: dict, plan: _Plan) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True and not plan.no_usage
+
+
+def _meta(prefix: str, model: str) -> shapes.Meta:
+    return shapes.Meta(prefix + secrets.token_urlsafe(18).replace("-", "x").replace("_", "y"), int(time.time()), model)
+
+
+_WEATHER = re.compile(r"\bweather\b", re.IGNORECASE)
+
+
+def _pick_tool(body: dict, messages: list, seed: int) -> tuple[str, Any] | None:
+    """The tool a model would call: forced by ``tool_choice``, asked about the weather,
+    or for about one request in five that offer tools; never right after a tool result."""
+    tools = body.get("tools")
+    if not isinstance(tools, list):
+        return None
+    funcs = [(f["name"], f.get("parameters")) for t in tools if isinstance(t, dict)
+             and isinstance(f := t.get("function"), dict) and isinstance(f.get("name"), str)]
+    choice = body.get("tool_choice")
+    if not funcs or choice == "none":
+        return None
+    if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        forced = [f for f in funcs if f[0] == choice["function"].get("name")]
+        if forced:
+            return forced[0]
+    last = messages[-1] if isinstance(messages[-1], dict) else {}
+    if last.get("role") == "tool" and choice != "required":
+        return None
+    user_text = extract_text(last.get("content")) if last.get("role") == "user" else ""
+    if _WEATHER.search(user_text):
+        return next((f for f in funcs if "weather" in f[0].lower()), funcs[0])
+    if choice == "required" or seed % 5 == 0:
+        return funcs[seed % len(funcs)]
+    return None
+
+
+# --- endpoints ------------------------------------------------------------------------------
+
+
+@_endpoint(cap_keys=("max_completion_tokens", "max_tokens"))
+def chat_completions(state: SimState, body: dict, plan: _Plan) -> _Out:
+    messages = _messages(body)
+    model = _model(body, MODELS[0])
+    texts = [extract_text(m.get("content")) if isinstance(m, dict) else "" for m in messages]
+    prompt = _prompt_tokens(texts)
+    if isinstance(body.get("tools"), list):
+        prompt += count_tokens(shapes.dumps(body["tools"]))
+    cached = _cached(plan, prompt)
+    seed = stable_hash(state.config.seed, model, messages)
+    stream = body.get("stream") is True
+    meta = _meta("chatcmpl-", model)
+    tool = _pick_tool(body, messages, seed)
+    if tool is not None:
+        name, parameters = tool
+        arguments = shapes.dumps(tool_arguments(parameters, seed))
+        call_id = "call_" + secrets.token_hex(12)
+        pieces = fragments(arguments, seed)
+        n = len(pieces) + 1
+        usage = None if plan.no_usage else shapes.chat_usage(prompt, n + 8, cached)
+        if stream:
+            return _Out(events=shapes.chat_tool_stream(meta, call_id, name, pieces, usage, _wants_usage(body, plan)), n=n)
+        message = shapes.tool_call_message(call_id, name, arguments)
+        return _Out(body=shapes.chat_completion(meta, message, "tool_calls", usage), n=n)
+    usage = None if plan.no_usage else shapes.chat_usage(prompt, plan.n, cached)
+    tokens = iter_tokens(seed, plan.n)
+    if stream:
+        return _Out(events=shapes.chat_stream(meta, tokens, plan.n, plan.finish, usage, _wants_usage(body, plan)), n=plan.n)
+    message = shapes.assistant_message("".join(tokens))
+    return _Out(body=shapes.chat_completion(meta, message, plan.finish, usage), n=plan.n)
+
+
+@_endpoint(cap_keys=("max_tokens",))
+def completions(state: SimState, body: dict, plan: _Plan) -> _Out:
+    prompt_in = body.get("prompt")
+    if isinstance(prompt_in, str):
+        prompt = count_tokens(prompt_in)
+    elif isinstance(prompt_in, list) and prompt_in:
+        prompt = sum(count_tokens(p) if isinstance(p, str) else len(p) if isinstance(p, list) else 1 for p in prompt_in)
+    else:
+        raise _BadRequest("'prompt' must be a string or an array.", "prompt")
+    model = _model(body, "sim-gpt-3.5-turbo-instruct")
+    seed = stable_hash(state.config.seed, model, prompt_in)
+    usage = None if plan.no_usage else shapes.chat_usage(prompt, plan.n, _cached(plan, prompt))
+    meta = _meta("cmpl-", model)
+    tokens = iter_tokens(seed, plan.n)
+    if body.get("stream") is True:
+        events = shapes.completion_stream(meta, tokens, plan.n, plan.finish, usage, _wants_usage(body, plan))
+        return _Out(events=events, n=plan.n)
+    return _Out(body=shapes.completion(meta, "".join(tokens), plan.finish, usage), n=plan.n)
+
+
+@_endpoint()
+def embeddings(state: SimState, body: dict, plan: _Plan) -> _Out:
+    raw = body.get("input")
+    if isinstance(raw, str) or (isinstance(raw, list) and raw and all(isinstance(x, int) for x in raw)):
+        inputs = [raw]
+    elif isinstance(raw, list) and raw and all(isinstance(x, (str, list)) for x in raw):
+        inputs = raw
+    else:
+        raise _BadRequest("'input' must be a string, an array of strings or an array of token arrays.", "input")
+    dims = body.get("dimensions", state.config.embedding_dimensions)
+    if not isinstance(dims, int) or isinstance(dims, bool) or not 1 <= dims <= 8192:
+        raise _BadRequest("'dimensions' must be an integer between 1 and 8192.", "dimensions")
+    fmt = body.get("encoding_format", "float")
+    if fmt not in ("float", "base64"):
+        raise _BadRequest("'encoding_format' must be 'float' or 'base64'.", "encoding_format")
+    model = _model(body, "sim-text-embedding-3-small")
+    vectors = [shapes.embedding_vector(stable_hash(state.config.seed, model, x), dims) for x in inputs]
+    tokens = sum(count_tokens(x) if isinstance(x, str) else len(x) for x in inputs)
+    return _Out(body=shapes.embeddings(model, vectors, None if plan.no_usage else tokens, fmt == "base64"))
+
+
+@_endpoint(cap_keys=("max_output_tokens",))
+def responses(state: SimState, body: dict, plan: _Plan) -> _Out:
+    raw = body.get("input")
+    if isinstance(raw, str):
+        texts = [raw]
+    elif isinstance(raw, list) and raw:
+        texts = [extract_text(item.get("content", item.get("output", ""))) if isinstance(item, dict) else str(item)
+                 for item in raw]
+    else:
+        raise _BadRequest("'input' must be a string or a non-empty array.", "input")
+    if isinstance(body.get("instructions"), str):
+        texts.append(body["instructions"])
+    model = _model(body, MODELS[0])
+    prompt = _prompt_tokens(texts)
+    cached = _cached(plan, prompt)
+    usage = None if plan.no_usage else shapes.responses_usage(prompt, plan.n, cached)
+    tokens = iter_tokens(stable_hash(state.config.seed, model, raw, body.get("instructions")), plan.n)
+    meta = _meta("resp_", model)
+    item_id = "msg_" + secrets.token_hex(24)
+    if body.get("stream") is True:
+        return _Out(events=shapes.responses_stream(meta, item_id, tokens, usage, body), n=plan.n)
+    item = shapes.output_message(item_id, "completed", [shapes.output_text_part("".join(tokens))])
+    return _Out(body=shapes.response_object(meta, "completed", [item], usage, body), n=plan.n)
+
+
+@_endpoint(cap_keys=("max_tokens",), anthropic=True)
+def messages(state: SimState, body: dict, plan: _Plan) -> _Out:
+    msgs = _messages(body)
+    model = _model(body, "sim-claude")
+    texts = [extract_text(m.get("content")) if isinstance(m, dict) else "" for m in msgs]
+    system = body.get("system")
+    if system is not None:
+        texts.append(extract_text(system))
+    prompt = _prompt_tokens(texts)
+    usage = shapes.anthropic_usage(prompt, plan.n, plan.cached and min(plan.cached, prompt) or 0)
+    stop = "max_tokens" if plan.finish == "length" else "end_turn"
+    tokens = iter_tokens(stable_hash(state.config.seed, model, msgs, system), plan.n)
+    meta = _meta("msg_", model)
+    if body.get("stream") is True:
+        return _Out(events=shapes.messages_stream(meta, tokens, stop, usage), n=plan.n)
+    content = [{"type": "text", "text": "".join(tokens)}]
+    return _Out(body=shapes.anthropic_message(meta, content, stop, usage), n=plan.n)
+
+
+_API_PATHS = {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages"}
+
+
+async def list_models(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    await _receive(request, state)
+    return _json_response(200, shapes.models_list(state.config.models, state.created))
+
+
+async def get_model(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    await _receive(request, state)
+    return _json_response(200, shapes.model_object(request.match_info["model"], state.created))
+
+
+async def not_found(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    await _receive(request, state)
+    what = f"{request.method} {request.path}"
+    if request.path in _API_PATHS:
+        return _json_response(405, shapes.openai_error(f"Invalid method for URL ({what})"))
+    return _json_response(404, shapes.openai_error(f"Invalid URL ({what})"))
+
+
+# --- test hooks (not under /v1) -------------------------------------------------------------
+
+
+async def sim_stats(request: web.Request) -> web.Response:
+    return web.json_response(asdict(request.app[STATE].stats))
+
+
+async def sim_last(request: web.Request) -> web.Response:
+    """The last request as received, all headers included: served to loopback peers only."""
+    if request.remote not in ("127.0.0.1", "::1") and not (request.remote or "").startswith("127."):
+        return web.json_response(shapes.openai_error("/_sim/last is served to loopback clients only"), status=403)
+    last = request.app[STATE].last
+    if last is None:
+        return web.json_response(None)
+    method, path, query, headers, raw, at = last
+    try:
+        parsed = json.loads(raw) if raw else None
+    except ValueError:
+        parsed = None
+    return web.json_response({
+        "method": method, "path": path, "query": query,
+        "headers": {k.lower(): ", ".join(headers.getall(k)) for k in headers},
+        "raw_headers": [[k, v] for k, v in headers.items()],
+        "json": parsed, "body": raw.decode("utf-8", "replace"), "received_at": at,
+    })
+
+
+async def sim_reset(request: web.Request) -> web.Response:
+    request.app[STATE].reset()
+    return web.json_response({"ok": True})
+
+
+def create_app(config: SimConfig | None = None) -> web.Application:
+    """The simulator as an aiohttp app (serve it with ``tokentail.serving`` or a test server)."""
+    app = web.Application(client_max_size=MAX_BODY)
+    app[STATE] = SimState(config or SimConfig())
+    r = app.router
+    r.add_post("/v1/chat/completions", chat_completions)
+    r.add_post("/v1/completions", completions)
+    r.add_post("/v1/embeddings", embeddings)
+    r.add_post("/v1/responses", responses)
+    r.add_post("/v1/messages", messages)
+    r.add_get("/v1/models", list_models)
+    r.add_get("/v1/models/{model}", get_model)
+    r.add_get("/_sim/stats", sim_stats)
+    r.add_get("/_sim/last", sim_last)
+    r.add_post("/_sim/reset", sim_reset)
+    r.add_route("*", "/{tail:.*}", not_found)
+    app.on_shutdown.append(_on_shutdown)
+    return app
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    app[STATE].stopping = True  # paced streams finish at once, hung requests are closed
