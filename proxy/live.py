@@ -1,0 +1,613 @@
+"""The live hub: recent requests in memory and the pub/sub behind ``GET /api/live``.
+
+``LiveHub`` is an ``Observer``. For each request it keeps an entry (prompt, params,
+the completion as streamed so far, outcome) that ``/api/requests`` lists, and it
+publishes ``request.start`` / ``request.delta`` / ``request.end`` events, each
+numbered by one hub-wide sequence; an event's SSE id is ``<boot_id>:<seq>``.
+
+Everything here runs on the event loop, synchronously, and never waits:
+
+- Events go into a bounded replay log and into each subscriber's bounded queue with
+  ``put_nowait``. A subscriber whose queue is full is closed (its iterator ends,
+  the HTTP layer ends the stream, the browser's EventSource reconnects with
+  ``Last-Event-ID`` and is replayed what it missed) and counted via ``on_drop``.
+- Entries are bounded by count (``max_requests``) and approximate bytes: finished
+  ones are evicted oldest-finished first. Captured text per request stops at
+  ``max_capture_bytes`` (UTF-8) and the request is marked ``truncated``.
+- ``on_delta`` is O(1) per delta: redact the piece (fast path for clean text), append
+  to a bytearray, build one small dict. No JSON encoding: ``encode_sse`` runs in the
+  HTTP layer, per subscriber that actually reads.
+
+Replay on subscribe (``Last-Event-ID``):
+
+- from this boot, and the log still holds every event after it: exactly those events;
+- anything else (another boot, unknown, too old, or none): a *snapshot*. It starts
+  with a ``snapshot`` event ``{boot_id, requests}`` (a client should drop what it
+  shows and rebuild), then per request in start order: ``request.start``; one
+  ``request.delta`` with ``snapshot: true`` holding all the text so far and ``seq``
+  = number of deltas folded in; ``request.end`` if finished. All snapshot events
+  carry the id ``<boot_id>:<head>`` (the hub's seq when it was taken), so a later
+  reconnect resumes exactly after it. Live deltas then continue at ``seq + 1``.
+
+``request.end`` carries ``text`` only when the final text differs from the deltas'
+concatenation: redacting the whole completion found something per-delta redaction
+could not (a secret split across deltas), or the text never came as deltas. The
+client should replace the text it built from deltas with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import math
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .record import CANCELLED, ERROR, IN_FLIGHT, OK, Delta, RequestRecord
+from .redact import Redactor
+
+__all__ = ["SSE_HEARTBEAT", "LiveHub", "Subscription", "encode_sse"]
+
+SSE_HEARTBEAT = b": ping\n\n"  # a comment line; the HTTP layer sends it every 15 s
+DROP_SINK = "live_subscriber"
+PREVIEW_CHARS = 200
+_ENTRY_OVERHEAD = 2048  # dicts, usage, small fields of one entry (approximate)
+_EVENT_OVERHEAD = 300  # tuple + data dict of one event (approximate)
+# Text is cut this far past the capture cap *before* redaction (bounding its cost on a
+# huge body), then cut at the cap after it: a secret straddling the first cut lies past
+# the second one.
+_CUT_MARGIN = 4096
+
+Event = tuple[int, str, dict[str, Any], int]  # (hub seq, event name, data, approx bytes)
+
+
+@dataclass(slots=True, eq=False)
+class _Entry:
+    start: dict[str, Any]  # the request.start data (prompt already redacted)
+    prompt_keys: tuple[str, ...]  # which keys of ``start`` are the prompt
+    rec: RequestRecord | None  # while in flight (tool_calls are read from it on query)
+    buf: bytearray = field(default_factory=bytearray)  # text as streamed, redacted per delta
+    rbuf: bytearray = field(default_factory=bytearray)  # reasoning, likewise
+    text: str | None = None  # once finished: the whole text, redacted again
+    reasoning: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    deltas: int = 0
+    truncated: bool = False
+    ttft_ms: float | None = None
+    end: dict[str, Any] | None = None  # the request.end data once finished
+    size: int = 0  # bytes accounted for this entry
+
+    @property
+    def id(self) -> str:
+        return self.start["id"]
+
+    @property
+    def status(self) -> str:
+        return self.end["status"] if self.end is not None else IN_FLIGHT
+
+    def current_text(self) -> str:
+        return self.text if self.text is not None else self.buf.decode("utf-8", "ignore")
+
+    def current_reasoning(self) -> str:
+        return self.reasoning if self.reasoning is not None else self.rbuf.decode("utf-8", "ignore")
+
+
+class Subscription:
+    """One ``/api/live`` listener: ``async for sse_id, event, data in sub``.
+
+    Replay/snapshot events come first (they are not bounded by the queue), then live
+    events from a queue of ``subscriber_queue`` events. The iteration ends when the
+    subscriber lagged (``lagged`` is then True), was unsubscribed or the hub closed
+    them all.
+    ``data`` dicts are shared between subscribers and the ring: read-only.
+    """
+
+    def __init__(self, boot_id: str, backlog: list[Event], maxsize: int) -> None:
+        self.boot_id = boot_id
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize)
+        self.lagged = False
+        self.closed = False
+        self._backlog = deque(backlog)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> tuple[str, str, dict[str, Any]]:
+        item = await self.get()
+        if item is None:
+            raise StopAsyncIteration
+        return item
+
+    async def get(self, timeout: float | None = None) -> tuple[str, str, dict[str, Any]] | None:
+        """The next ``(sse_id, event, data)``, or None once closed.
+
+        Raises ``TimeoutError`` after ``timeout`` seconds without an event (the HTTP
+        layer's cue for a heartbeat); no event is lost when it does.
+        """
+        if self._backlog:
+            ev: Event | None = self._backlog.popleft()
+        elif self.closed and self.queue.empty():
+            return None
+        else:
+            async with asyncio.timeout(timeout):
+                ev = await self.queue.get()
+        if ev is None:
+            return None
+        return f"{self.boot_id}:{ev[0]}", ev[1], ev[2]
+
+    def _push(self, ev: Event) -> bool:
+        try:
+            self.queue.put_nowait(ev)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    def _close(self, lagged: bool = False) -> None:
+        self.lagged = self.lagged or lagged
+        self.closed = True
+        self._backlog.clear()
+        # Free what it held and wake a reader waiting in get().
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
+
+
+class LiveHub:
+    """In-flight and recent requests in memory, and their live event feed.
+
+    ``time`` in events is epoch seconds (float). ``redactor=None`` redacts with the
+    default ``Redactor()``; pass ``Redactor(enabled=False)`` to turn it off. The
+    byte budget is split: 3/4 for request entries, 1/4 for the replay log, which is
+    also capped at ``max_events`` events. In-flight entries are evicted only when
+    more than ``max_requests`` are in flight at once (their later deltas are then
+    not captured; their end is still published).
+    """
+
+    def __init__(
+        self,
+        boot_id: str | None = None,
+        variant: str = "production",
+        max_requests: int = 1000,
+        max_bytes: int = 64 << 20,
+        max_capture_bytes: int = 1 << 20,
+        subscriber_queue: int = 1000,
+        redactor: Redactor | None = None,
+        on_drop: Callable[[str], None] | None = None,
+        max_events: int = 100_000,
+    ) -> None:
+        self.boot_id = boot_id or uuid.uuid4().hex[:12]
+        self.variant = variant
+        self.max_requests = max(1, max_requests)
+        self.max_capture_bytes = max(0, max_capture_bytes)
+        self.subscriber_queue = max(1, subscriber_queue)
+        self.redactor = redactor if redactor is not None else Redactor()
+        self._on_drop = on_drop
+        self._entry_budget = max_bytes - max_bytes // 4
+        self._log_budget = max_bytes // 4
+        self._max_events = max(1, max_events)
+        self._entries: dict[str, _Entry] = {}  # start order
+        self._finished: OrderedDict[str, None] = OrderedDict()  # finish order
+        self._entry_bytes = 0
+        self._log: deque[Event] = deque()
+        self._log_bytes = 0
+        self._seq = 0
+        self._subs: list[Subscription] = []
+
+    # --- Observer hooks ------------------------------------------------------------
+
+    def on_start(self, rec: RequestRecord) -> None:
+        """Record a new request (its prompt is already redacted) and publish ``request.start``."""
+        old = self._entries.pop(rec.id, None)
+        if old is not None:
+            self._forget(old)
+        start: dict[str, Any] = {
+            "id": rec.id,
+            "time": rec.started_at,
+            "variant": rec.variant or self.variant,
+            "model": rec.model,
+            "endpoint": rec.endpoint,
+            "stream": rec.stream,
+            "params": dict(rec.params),
+            "session_id": rec.session_id,
+            "trace_id": rec.trace_id,
+        }
+        keys = tuple(k for k in rec.prompt if k not in start)  # messages | prompt | input
+        start.update((k, rec.prompt[k]) for k in keys)
+        payload = _approx_size(rec.prompt) + _approx_size(rec.params)
+        e = _Entry(start, keys, rec, size=_ENTRY_OVERHEAD + payload)
+        self._entries[rec.id] = e
+        self._entry_bytes += e.size
+        self._trim()
+        self._publish("request.start", start, payload)
+
+    def on_delta(self, rec: RequestRecord, delta: Delta) -> None:
+        """Capture one delta (redacted, within the cap) and publish ``request.delta``."""
+        e = self._entries.get(rec.id)
+        if e is None or e.rec is None or e.truncated:
+            return  # evicted while in flight, already finished, or over the capture cap
+        text, reasoning, tools = delta.text or "", delta.reasoning or "", delta.tool_calls
+        if not (text or reasoning or tools):
+            return
+        red = self.redactor
+        if text:
+            text = self._capture(e, e.buf, red.redact_text(self._precut(e, text)))
+        if reasoning:
+            reasoning = self._capture(e, e.rbuf, red.redact_text(self._precut(e, reasoning)))
+        e.deltas += 1
+        data: dict[str, Any] = {"id": rec.id, "seq": e.deltas, "text": text}
+        if reasoning:
+            data["reasoning"] = reasoning
+        if tools:
+            data["tool_calls"] = red.redact_json(tools)
+        if e.deltas == 1:
+            e.ttft_ms = rec.ttft_ms if rec.ttft_ms is not None else round(rec.elapsed_ms(), 3)
+            data["ttft_ms"] = e.ttft_ms
+        self._publish("request.delta", data, len(text) + len(reasoning))
+
+    def on_end(self, rec: RequestRecord) -> None:
+        """Finish the entry (whole text redacted again, capped) and publish ``request.end``."""
+        red = self.redactor
+        end = _end_data(rec, red)
+        e = self._entries.get(rec.id)
+        if e is None or e.rec is None:  # evicted in flight (or never started): publish only
+            self._publish("request.end", end, 0)
+            return
+        streamed = e.buf.decode("utf-8", "ignore")
+        captured = len(e.buf) + len(e.rbuf)
+        limit = self.max_capture_bytes + _CUT_MARGIN
+        # Redact the whole text: a secret split across deltas escaped per-delta redaction.
+        text = red.redact_text(rec.text[:limit]) if rec.text else streamed
+        reasoning = red.redact_text(rec.reasoning[:limit]) if rec.reasoning else e.rbuf.decode("utf-8", "ignore")
+        text, cut1 = _cap(text, self.max_capture_bytes)
+        reasoning, cut2 = _cap(reasoning, self.max_capture_bytes - len(text.encode("utf-8", "replace")))
+        e.text, e.reasoning, e.buf, e.rbuf, e.rec = text, reasoning, bytearray(), bytearray(), None
+        e.tool_calls = red.redact_json(rec.tool_calls) if rec.tool_calls else []
+        e.truncated = e.truncated or cut1 or cut2 or rec.truncated
+        if rec.ttft_ms is not None:
+            e.ttft_ms = rec.ttft_ms
+        end.update(ttft_ms=e.ttft_ms, truncated=e.truncated)
+        e.end = end
+        new_size = e.size - captured + len(text) + len(reasoning) + _approx_size(e.tool_calls)
+        self._entry_bytes += new_size - e.size
+        e.size = new_size
+        self._finished[rec.id] = None
+        if text != streamed:  # the client replaces what it built from deltas (if any)
+            end = {**end, "text": text}
+        self._publish("request.end", end, len(end.get("text", "")))
+        self._trim()
+
+    # --- subscribers ---------------------------------------------------------------
+
+    def subscribe(self, last_event_id: str | None = None, snapshot: bool = True) -> Subscription:
+        """Register a listener; replay what it missed (see the module docstring).
+
+        ``snapshot=False`` with no usable ``last_event_id`` gives live events only.
+        """
+        backlog = self._replay(last_event_id)
+        if backlog is None:
+            backlog = self._snapshot() if snapshot else []
+        sub = Subscription(self.boot_id, backlog, self.subscriber_queue)
+        self._subs.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Stop feeding ``sub`` and end its iteration (idempotent)."""
+        if sub in self._subs:
+            self._subs.remove(sub)
+        if not sub.closed:
+            sub._close()
+
+    def close_all(self) -> None:
+        """End every subscription (at shutdown, so the SSE handlers return)."""
+        for sub in self._subs:
+            sub._close()
+        self._subs.clear()
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subs)
+
+    @property
+    def head(self) -> int:
+        """The seq of the last published event (0 before the first)."""
+        return self._seq
+
+    # --- queries for /api/requests -------------------------------------------------
+
+    def list_requests(
+        self,
+        model: str | None = None,
+        status: str | None = None,
+        q: str | None = None,
+        variant: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Summaries of in-flight and recent requests, newest first.
+
+        ``status`` is ``in_flight`` | ``ok`` | ``error`` | ``cancelled``; ``q`` matches
+        case-insensitively in the (redacted) prompt and completion text.
+        """
+        needle = q.casefold() if q else None
+        limit = max(0, limit)
+        out: list[dict[str, Any]] = []
+        for e in reversed(self._entries.values()):
+            if len(out) >= limit:
+                break
+            st = e.start
+            if (
+                (model is None or st["model"] == model)
+                and (status is None or e.status == status)
+                and (variant is None or st["variant"] == variant)
+                and (not needle or _matches(e, needle))
+            ):
+                out.append(_summary(e))
+        return out
+
+    def get_request(self, request_id: str) -> dict[str, Any] | None:
+        """Full detail of one request (completion as streamed so far), or None.
+
+        The summary fields, plus the prompt key(s), ``params``, ``session_id``,
+        ``trace_id``, ``text``, ``reasoning``, ``tool_calls``, ``deltas`` and, once
+        finished, ``http_status``, ``error_message`` and ``response_model``.
+        """
+        e = self._entries.get(request_id)
+        if e is None:
+            return None
+        d = {**e.start, **(e.end or {}), **_summary(e)}
+        d.update(text=e.current_text(), reasoning=e.current_reasoning(), tool_calls=self._tools(e), deltas=e.deltas)
+        return d
+
+    # --- internals -----------------------------------------------------------------
+
+    def _precut(self, e: _Entry, piece: str) -> str:
+        """Cut a huge piece before redacting it: what lies past the cap is dropped anyway."""
+        limit = self.max_capture_bytes - len(e.buf) - len(e.rbuf) + _CUT_MARGIN
+        return piece if len(piece) <= limit else piece[: max(0, limit)]
+
+    def _capture(self, e: _Entry, buf: bytearray, piece: str) -> str:
+        """Append ``piece`` to ``buf`` within the per-request cap; return what was kept."""
+        raw = piece.encode("utf-8", "replace")
+        room = self.max_capture_bytes - len(e.buf) - len(e.rbuf)
+        if len(raw) > room:
+            raw = raw[: max(0, room)]
+            piece = raw.decode("utf-8", "ignore")  # drop a character cut in half
+            raw = piece.encode("utf-8")
+            e.truncated = True
+        buf += raw
+        e.size += len(raw)
+        self._entry_bytes += len(raw)
+        if self._entry_bytes > self._entry_budget and self._finished:
+            self._trim()
+        return piece
+
+    def _publish(self, name: str, data: dict[str, Any], payload: int) -> None:
+        self._seq += 1
+        ev: Event = (self._seq, name, data, payload + _EVENT_OVERHEAD)
+        log = self._log
+        log.append(ev)
+        self._log_bytes += ev[3]
+        while len(log) > self._max_events or (self._log_bytes > self._log_budget and len(log) > 1):
+            self._log_bytes -= log.popleft()[3]
+        dropped = [sub for sub in self._subs if not sub._push(ev)]
+        for sub in dropped:
+            self._subs.remove(sub)
+            sub._close(lagged=True)
+            if self._on_drop is not None:
+                try:
+                    self._on_drop(DROP_SINK)
+                except Exception:  # a metrics bug must not fail the request path
+                    pass
+
+    def _trim(self) -> None:
+        """Evict finished entries (oldest finished first), then in-flight ones over the count."""
+        while self._finished and (
+            len(self._entries) > self.max_requests or self._entry_bytes > self._entry_budget
+        ):
+            rid, _ = self._finished.popitem(last=False)
+            e = self._entries.pop(rid, None)
+            if e is not None:
+                self._forget(e)
+        while len(self._entries) > self.max_requests:
+            self._forget(self._entries.pop(next(iter(self._entries))))
+
+    def _forget(self, e: _Entry) -> None:
+        self._entry_bytes -= e.size
+        self._finished.pop(e.id, None)
+        e.rec = None  # its later deltas are ignored
+
+    def _replay(self, last_event_id: str | None) -> list[Event] | None:
+        """Events after ``last_event_id`` if this boot's log still holds all of them."""
+        if not last_event_id:
+            return None
+        boot, _, seq_s = last_event_id.strip().rpartition(":")
+        if boot != self.boot_id or not seq_s.isdigit():
+            return None
+        seq = int(seq_s)
+        if seq > self._seq:
+            return None  # from the future: not ours after all
+        if seq == self._seq:
+            return []
+        if not self._log or self._log[0][0] > seq + 1:
+            return None  # the gap was evicted: snapshot instead
+        return list(itertools.islice(self._log, seq + 1 - self._log[0][0], None))
+
+    def _snapshot(self) -> list[Event]:
+        head = self._seq
+        out: list[Event] = [(head, "snapshot", {"boot_id": self.boot_id, "requests": len(self._entries)}, 0)]
+        for e in self._entries.values():
+            out.append((head, "request.start", e.start, 0))
+            text, reasoning, tools = e.current_text(), e.current_reasoning(), self._tools(e)
+            if text or reasoning or tools:
+                d: dict[str, Any] = {"id": e.id, "seq": e.deltas, "text": text, "snapshot": True}
+                if reasoning:
+                    d["reasoning"] = reasoning
+                if tools:
+                    d["tool_calls"] = tools
+                if e.ttft_ms is not None:
+                    d["ttft_ms"] = e.ttft_ms
+                out.append((head, "request.delta", d, 0))
+            if e.end is not None:
+                out.append((head, "request.end", e.end, 0))
+        return out
+
+    def _tools(self, e: _Entry) -> list[dict[str, Any]]:
+        if e.rec is not None:  # in flight: what the tap assembled so far, redacted now
+            return self.redactor.redact_json(e.rec.tool_calls) if e.rec.tool_calls else []
+        return e.tool_calls
+
+
+# --- event and summary shapes -------------------------------------------------------
+
+
+def _end_data(rec: RequestRecord, red: Redactor) -> dict[str, Any]:
+    status = rec.status
+    if status not in (OK, ERROR, CANCELLED):  # on_end means the request is over
+        status = ERROR if rec.error else OK
+    return {
+        "id": rec.id,
+        "status": status,
+        "usage": rec.usage.as_dict(),
+        "latency_ms": rec.latency_ms,
+        "ttft_ms": rec.ttft_ms,
+        "output_tps": rec.output_tps,
+        "finish_reason": rec.finish_reason,
+        "error": rec.error,
+        # An upstream error body may echo the key: redact it like any text.
+        "error_message": red.redact_text(rec.error_message) if rec.error_message else None,
+        "http_status": rec.http_status,
+        "response_model": rec.response_model,
+        "truncated": rec.truncated,
+    }
+
+
+def _summary(e: _Entry) -> dict[str, Any]:
+    st, end = e.start, e.end or {}
+    if e.text is not None:
+        text = e.text
+    else:  # in flight: decode only the head of the buffer
+        text = bytes(e.buf[: PREVIEW_CHARS * 4]).decode("utf-8", "ignore")
+    return {
+        "id": st["id"],
+        "time": st["time"],
+        "variant": st["variant"],
+        "model": st["model"],
+        "endpoint": st["endpoint"],
+        "stream": st["stream"],
+        "status": e.status,
+        "usage": end.get("usage"),
+        "latency_ms": end.get("latency_ms"),
+        "ttft_ms": e.ttft_ms,
+        "output_tps": end.get("output_tps"),
+        "finish_reason": end.get("finish_reason"),
+        "error": end.get("error"),
+        "truncated": e.truncated,
+        "text_preview": _preview(text),
+        "prompt_preview": _preview(_prompt_preview(st)),
+    }
+
+
+def _preview(s: str) -> str:
+    return s if len(s) <= PREVIEW_CHARS else s[: PREVIEW_CHARS - 1] + "…"
+
+
+def _content_text(content: Any) -> str:
+    """The text of a message ``content``: a string or a list of parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text") if isinstance(p, dict) else p for p in content]
+        return " ".join(p for p in parts if isinstance(p, str))
+    return ""
+
+
+def _prompt_preview(prompt: dict[str, Any]) -> str:
+    """The last user turn (chat, Responses input) or the completion prompt."""
+    for key in ("messages", "input", "prompt"):
+        value = prompt.get(key)
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list) and value:
+            if all(isinstance(v, str) for v in value):
+                return value[0]
+            msgs = [m for m in value if isinstance(m, dict)]
+            users = [m for m in msgs if m.get("role") == "user"] or msgs
+            if users:
+                return _content_text(users[-1].get("content"))
+    return ""
+
+
+def _strings(obj: Any) -> Iterator[str]:
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, str):
+            yield o
+        elif isinstance(o, dict):
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple)):
+            stack.extend(o)
+
+
+def _matches(e: _Entry, needle: str) -> bool:
+    if needle in e.current_text().casefold():
+        return True
+    return any(needle in s.casefold() for s in _strings([e.start[k] for k in e.prompt_keys]))
+
+
+def _approx_size(obj: Any) -> int:
+    """Rough memory of a JSON-like value: string lengths plus a little per node."""
+    total = 0
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, str):
+            total += len(o) + 50
+        elif isinstance(o, dict):
+            total += 100
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple)):
+            total += 60
+            stack.extend(o)
+        else:
+            total += 24
+    return total
+
+
+def _cap(s: str, limit: int) -> tuple[str, bool]:
+    """``s`` cut to at most ``limit`` UTF-8 bytes, and whether it was cut."""
+    if len(s) * 4 <= limit:  # cheap: cannot be over
+        return s, False
+    if limit <= 0:
+        return "", True
+    raw = s.encode("utf-8", "replace")
+    if len(raw) <= limit:
+        return s, False
+    return raw[:limit].decode("utf-8", "ignore"), True
+
+
+def finite(obj: Any) -> Any:
+    """A copy with NaN/inf replaced by None (JSON.parse rejects them)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def encode_sse(sse_id: str, event: str, data: dict[str, Any]) -> bytes:
+    """One SSE message: ``id: ...\\nevent: ...\\ndata: <compact JSON>\\n\\n``.
+
+    Compact JSON escapes newlines, so ``data`` is always one line; NaN/inf become
+    null; characters UTF-8 cannot encode (lone surrogates) become ``?``.
+    """
+    try:
+        body = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
+    except ValueError:
+        body = json.dumps(finite(data), ensure_ascii=False, separators=(",", ":"), default=str)
+    return f"id: {sse_id}\nevent: {event}\ndata: {body}\n\n".encode("utf-8", "replace")
