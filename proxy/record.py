@@ -1,0 +1,133 @@
+"""What one proxied request records, and the hooks that observe it.
+
+The forward handler owns a ``RequestRecord`` per request and fills it in as the
+request proceeds. Observers (the live hub, the metrics, the span exporter) are
+told at three moments: ``on_start`` (request parsed, before the upstream call),
+``on_delta`` (each text/tool-call delta from the upstream's stream) and
+``on_end`` (once, whatever the outcome). Observers run on the event loop inside
+the request path, so they must be quick, must never await, and must never raise:
+``notify`` shields the request from an observer that does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+log = logging.getLogger("tokentail.proxy")
+
+# Status of a request as the live feed and the spans show it.
+IN_FLIGHT = "in_flight"
+OK = "ok"
+ERROR = "error"
+CANCELLED = "cancelled"
+
+# Why a request failed (record.error / error.type / upstream_errors_total{reason}).
+ERR_CONNECT = "connect"  # upstream refused / DNS / TLS
+ERR_TIMEOUT = "timeout"  # idle timeout (time to first byte included)
+ERR_DISCONNECT = "upstream_disconnect"  # upstream closed mid-response
+ERR_STATUS = "status"  # upstream answered 4xx/5xx
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts of one request. ``None`` means unknown, never zero."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    source: str = "reported"  # "reported" by the upstream | "estimated" by tokentail
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
+            "source": self.source,
+        }
+
+
+@dataclass(slots=True)
+class Delta:
+    """One increment of the completion as the upstream streamed it."""
+
+    text: str = ""
+    tool_calls: list[dict[str, Any]] | None = None
+    # Reasoning/thinking text where the provider separates it (Anthropic thinking,
+    # DeepSeek/vLLM reasoning_content). Kept apart from the answer text.
+    reasoning: str = ""
+
+
+@dataclass(slots=True, eq=False)
+class RequestRecord:
+    id: str
+    variant: str
+    method: str
+    endpoint: str  # path below /v1, e.g. "/chat/completions"
+    started_at: float = field(default_factory=time.time)  # wall clock, epoch seconds
+    t0: float = field(default_factory=time.perf_counter)  # monotonic start
+
+    # From the request body (redacted before it is stored here).
+    model: str | None = None
+    stream: bool = False
+    parsed: bool = True  # False when the body was not JSON (forwarded as-is)
+    prompt: dict[str, Any] = field(default_factory=dict)  # {"messages": [...]} / {"prompt": ...} / {"input": ...}
+    params: dict[str, Any] = field(default_factory=dict)  # temperature, max_tokens, ...
+    session_id: str | None = None
+    trace_id: str | None = None  # hex trace id of our span (set by the span observer)
+    # W3C trace context: the client's incoming ``traceparent``/``tracestate`` (filled by the
+    # handler), and the headers the handler adds to the upstream request (filled by the span
+    # observer at on_start, so an upstream that traces joins our trace).
+    trace_headers: dict[str, str] = field(default_factory=dict)
+    upstream_trace_headers: dict[str, str] = field(default_factory=dict)
+
+    # From the response, filled in as it streams.
+    status: str = IN_FLIGHT
+    http_status: int | None = None
+    response_model: str | None = None
+    response_id: str | None = None
+    text: str = ""
+    reasoning: str = ""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    truncated: bool = False  # captured text hit the per-request cap
+    deltas: int = 0  # number of deltas seen (the live feed's seq)
+    finish_reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    ttft_ms: float | None = None
+    latency_ms: float | None = None
+    output_tps: float | None = None
+    error: str | None = None  # reason code, see ERR_*
+    error_message: str | None = None  # human-readable, secrets removed
+    malformed: bool = False  # the tap met something it could not parse
+    # llama.cpp server's ``timings`` object as reported (prompt_ms, predicted_per_second, cache_n...).
+    upstream_timings: dict[str, Any] | None = None
+    # Per-chunk timing for gen_ai time_per_output_chunk: monotonic time of the last delta.
+    last_delta_at: float | None = None
+    first_delta_at: float | None = None
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.t0) * 1000.0
+
+
+class Observer(Protocol):
+    """A sink that watches requests. Every method must return quickly and not raise."""
+
+    def on_start(self, rec: RequestRecord) -> None: ...
+
+    def on_delta(self, rec: RequestRecord, delta: Delta) -> None: ...
+
+    def on_end(self, rec: RequestRecord) -> None: ...
+
+
+def notify(observers: list[Observer], hook: str, *args: Any) -> None:
+    """Call ``hook`` on every observer; one that raises is logged, never propagated."""
+    for obs in observers:
+        fn = getattr(obs, hook, None)
+        if fn is None:
+            continue
+        try:
+            fn(*args)
+        except Exception:  # an observer bug must never fail a proxied request
+            log.exception("observer %s.%s failed", type(obs).__name__, hook)
