@@ -1,0 +1,315 @@
+"""Prometheus metrics of the proxy: every series declared here, on a registry the app passes in.
+
+``ProxyMetrics`` is an observer (see ``record``): it counts requests, tokens, durations,
+time to first token and output speed per model, and the GenAI semantic-convention
+histograms under their OTel-to-Prometheus names (v1.41 names by default; the
+``semantic-conventions-genai`` names when ``OTEL_SEMCONV_STABILITY_OPT_IN`` contains
+``gen_ai_latest_experimental``). The ``tokentail_*`` series never rename: the collector,
+the dashboard and the Grafana dashboards read them.
+
+Labels stay bounded: model names beyond ``model_cap`` fold into ``other``, endpoints outside a
+known set into ``other``, and no label carries a user id, prompt text or URL query.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+from ._genai import (
+    endpoint_label,
+    error_type,
+    host_provider,
+    operation_name,
+    parse_opt_in,
+    provider_for,
+    upstream_address,
+)
+from .record import CANCELLED, ERR_CONNECT, ERR_DISCONNECT, ERR_STATUS, ERR_TIMEOUT, Delta, RequestRecord
+
+# Recommended bucket boundaries of the GenAI conventions (seconds, and tokens).
+GENAI_DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+GENAI_TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+TPS_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
+
+MODEL_LABEL_MAX = 100  # characters kept of a model name
+OTHER = "other"
+UNKNOWN = "unknown"
+
+# record.error -> upstream_errors_total{reason}
+_REASONS = {ERR_CONNECT: "connect", ERR_TIMEOUT: "timeout", ERR_DISCONNECT: "disconnect", ERR_STATUS: "status"}
+_UPSTREAM_FAILURES = {ERR_CONNECT, ERR_TIMEOUT, ERR_DISCONNECT}
+_GENAI = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model")
+
+
+def sanitize_label(value: str, limit: int = MODEL_LABEL_MAX) -> str:
+    """A label value that always encodes: capped, control characters and lone surrogates replaced.
+
+    prometheus_client escapes quotes, backslashes and newlines itself; a lone surrogate (legal
+    in JSON, ``"\\ud800"``) would make every later scrape raise UnicodeEncodeError.
+    """
+    value = value[:limit]
+    if not value.isprintable():
+        value = "".join(c if c.isprintable() else "?" for c in value)
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
+class _Req:
+    """Per-request state between on_start and on_end."""
+
+    __slots__ = ("model", "op", "provider", "tpoc", "last")
+
+    def __init__(self, model: str, op: str | None, provider: str, tpoc: Any) -> None:
+        self.model = model
+        self.op = op
+        self.provider = provider
+        self.tpoc = tpoc  # the time-per-output-chunk histogram child, or None
+        self.last: float | None = None
+
+
+class ProxyMetrics:
+    """Declares every proxy metric on ``registry`` and updates them as an observer.
+
+    ``semconv_opt_in`` is the value of ``OTEL_SEMCONV_STABILITY_OPT_IN``; ``upstream_url`` gives
+    the ``gen_ai_provider_name`` label (``openai`` for OpenAI-compatible servers).
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        model_cap: int = 50,
+        semconv_opt_in: str | None = None,
+        *,
+        upstream_url: str | None = None,
+    ) -> None:
+        self.model_cap = model_cap
+        self.latest_genai = parse_opt_in(semconv_opt_in)
+        self._provider = host_provider(upstream_address(upstream_url)[0] if upstream_url else None)
+        self._models: dict[str, str] = {}  # admitted raw model name -> label value
+        self._live: dict[str, _Req] = {}
+        self._children: dict[tuple, Any] = {}
+        r = registry
+
+        self.requests = Counter(
+            "tokentail_requests", "Proxied requests by outcome.",
+            ["model", "endpoint", "status_class", "stream"], registry=r,
+        )
+        self.tokens = Counter(
+            "tokentail_tokens", "Tokens by type; input includes cached input, so a sum never double-counts.",
+            ["model", "type"], registry=r,
+        )
+        self.cached_input = Counter(
+            "tokentail_cached_input_tokens", "The cached part of input tokens.", ["model"], registry=r,
+        )
+        self.duration = Histogram(
+            "tokentail_request_duration_seconds", "Request duration, start to last byte.",
+            ["model", "endpoint"], buckets=GENAI_DURATION_BUCKETS, registry=r,
+        )
+        self.ttft = Histogram(
+            "tokentail_time_to_first_token_seconds", "Time to the first streamed token.",
+            ["model"], buckets=GENAI_DURATION_BUCKETS, registry=r,
+        )
+        self.tps = Histogram(
+            "tokentail_output_tokens_per_second", "Output tokens per second of a request.",
+            ["model"], buckets=TPS_BUCKETS, registry=r,
+        )
+        self.in_flight = Gauge("tokentail_in_flight_requests", "Requests in flight.", registry=r)
+        self.upstream_errors = Counter(
+            "tokentail_upstream_errors", "Upstream failures by reason.", ["reason"], registry=r,
+        )
+        self.telemetry_dropped = Counter(
+            "tokentail_telemetry_dropped", "Telemetry items dropped (spans, live-feed events, ...).",
+            ["sink"], registry=r,
+        )
+        # Zero-initialised so rate() and absent() work before the first event.
+        for reason in _REASONS.values():
+            self.upstream_errors.labels(reason)
+        for sink in ("spans", "live_subscriber"):
+            self.telemetry_dropped.labels(sink)
+
+        if self.latest_genai:
+            self._declare_latest(r)
+        else:
+            self._declare_v141(r)
+
+    # --- GenAI instruments ------------------------------------------------------------------
+
+    def _declare_v141(self, r: CollectorRegistry) -> None:
+        # OpenTelemetry semantic conventions v1.41 (gen_ai.client.*).
+        self.g_duration = Histogram(
+            "gen_ai_client_operation_duration_seconds", "GenAI operation duration.",
+            [*_GENAI, "error_type"], buckets=GENAI_DURATION_BUCKETS, registry=r,
+        )
+        self.g_ttfc = Histogram(
+            "gen_ai_client_operation_time_to_first_chunk_seconds",
+            "Time to receive the first chunk of a streamed response.",
+            _GENAI, buckets=GENAI_DURATION_BUCKETS, registry=r,
+        )
+        self.g_tpoc = Histogram(
+            "gen_ai_client_operation_time_per_output_chunk_seconds",
+            "Time between consecutive chunks of a streamed response.",
+            _GENAI, buckets=GENAI_DURATION_BUCKETS, registry=r,
+        )
+        self.g_usage = Histogram(
+            "gen_ai_client_token_usage", "Number of input and output tokens used.",
+            [*_GENAI, "gen_ai_token_type"], buckets=GENAI_TOKEN_BUCKETS, registry=r,
+        )
+
+    def _declare_latest(self, r: CollectorRegistry) -> None:
+        # open-telemetry/semantic-conventions-genai (client-inference.md, token-metrics.yaml).
+        self.g_duration = Histogram(
+            "gen_ai_client_inference_duration_seconds", "GenAI client inference operation duration.",
+            [*_GENAI, "error_type"], buckets=GENAI_DURATION_BUCKETS, registry=r,
+        )
+        self.g_ttfc = Histogram(
+            "gen_ai_client_inference_time_to_first_chunk_seconds",
+            "Time to receive the first chunk of a streamed response.",
+            _GENAI, buckets=GENAI_DURATION_BUCKETS, registry=r,
+        )
+        self.g_tpoc = Histogram(
+            "gen_ai_client_inference_time_per_output_chunk_seconds",
+            "Time between consecutive chunks of a streamed response.",
+            _GENAI, buckets=GENAI_DURATION_BUCKETS, registry=r,
+        )
+        modality = [*_GENAI, "gen_ai_token_modality"]
+        self.g_in = Counter("gen_ai_client_inference_usage_input_tokens",
+                            "Input tokens used, including cached tokens.", modality, registry=r)
+        self.g_out = Counter("gen_ai_client_inference_usage_output_tokens",
+                             "Output tokens used, including reasoning tokens.", modality, registry=r)
+        self.g_cache = Counter("gen_ai_client_inference_usage_cache_read_input_tokens",
+                               "Input tokens served from a provider-managed cache.", modality, registry=r)
+        self.g_op_in = Histogram(
+            "gen_ai_client_inference_operation_input_tokens", "Input tokens per inference operation.",
+            [*_GENAI, "error_type"], buckets=GENAI_TOKEN_BUCKETS, registry=r,
+        )
+        self.g_op_out = Histogram(
+            "gen_ai_client_inference_operation_output_tokens", "Output tokens per inference operation.",
+            [*_GENAI, "error_type"], buckets=GENAI_TOKEN_BUCKETS, registry=r,
+        )
+
+    # --- labels ------------------------------------------------------------------------------
+
+    def model_label(self, model: str | None) -> str:
+        """The ``model`` label: sanitized, the first ``model_cap`` names kept, the rest ``other``."""
+        if model is None or model == "":
+            return UNKNOWN
+        label = self._models.get(model)
+        if label is not None:
+            return label
+        if len(self._models) >= self.model_cap:
+            return OTHER
+        label = sanitize_label(model)
+        self._models[model] = label
+        return label
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        # labels() costs ~1 µs of validation and locking; children never change once made.
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    # --- observer hooks ---------------------------------------------------------------------
+
+    def on_start(self, rec: RequestRecord) -> None:
+        self.in_flight.inc()
+        model = self.model_label(rec.model)
+        op = operation_name(rec.endpoint)
+        provider = provider_for(self._provider, rec.endpoint)
+        tpoc = self._child(self.g_tpoc, op, provider, model) if (op and rec.stream) else None
+        self._live[rec.id] = _Req(model, op, provider, tpoc)
+
+    def on_delta(self, rec: RequestRecord, delta: Delta) -> None:
+        st = self._live.get(rec.id)
+        if st is None or st.tpoc is None:
+            return
+        now = time.perf_counter()
+        if st.last is not None:
+            st.tpoc.observe(now - st.last)
+        st.last = now
+
+    def on_end(self, rec: RequestRecord) -> None:
+        st = self._live.pop(rec.id, None)
+        if st is None:  # on_start never ran (or on_end twice): count, but leave the gauge alone
+            st = _Req(self.model_label(rec.model), operation_name(rec.endpoint),
+                      provider_for(self._provider, rec.endpoint), None)
+        else:
+            self.in_flight.dec()
+        model, op, provider = st.model, st.op, st.provider
+        child = self._child
+        endpoint = endpoint_label(rec.endpoint)
+
+        child(self.requests, model, endpoint, _status_class(rec), "true" if rec.stream else "false").inc()
+        if rec.error is not None and rec.status != CANCELLED:
+            child(self.upstream_errors, _REASONS.get(rec.error, "other")).inc()
+
+        latency = rec.latency_ms / 1000.0 if rec.latency_ms is not None else rec.elapsed_ms() / 1000.0
+        child(self.duration, model, endpoint).observe(latency)
+        streamed_ttft = rec.ttft_ms / 1000.0 if (rec.stream and rec.ttft_ms is not None) else None
+        if streamed_ttft is not None:
+            child(self.ttft, model).observe(streamed_ttft)
+        if rec.output_tps is not None and rec.output_tps > 0:
+            child(self.tps, model).observe(rec.output_tps)
+
+        u = rec.usage  # None means unknown: never recorded as 0
+        if u.input_tokens is not None:
+            child(self.tokens, model, "input").inc(u.input_tokens)
+        if u.output_tokens is not None:
+            child(self.tokens, model, "output").inc(u.output_tokens)
+        if u.cached_input_tokens is not None:
+            child(self.cached_input, model).inc(u.cached_input_tokens)
+
+        if op is None:
+            return
+        err = error_type(rec) or ""
+        child(self.g_duration, op, provider, model, err).observe(latency)
+        if streamed_ttft is not None:
+            child(self.g_ttfc, op, provider, model).observe(streamed_ttft)
+        if self.latest_genai:
+            self._genai_latest_tokens(rec, op, provider, model, err)
+        else:
+            if u.input_tokens is not None:
+                child(self.g_usage, op, provider, model, "input").observe(u.input_tokens)
+            if u.output_tokens is not None:
+                child(self.g_usage, op, provider, model, "output").observe(u.output_tokens)
+
+    def _genai_latest_tokens(self, rec: RequestRecord, op: str, provider: str, model: str, err: str) -> None:
+        u, child = rec.usage, self._child
+        # Providers we proxy do not break usage down by modality: "unknown", as the conventions say.
+        if u.input_tokens is not None:
+            child(self.g_in, op, provider, model, "unknown").inc(u.input_tokens)
+            child(self.g_op_in, op, provider, model, err).observe(u.input_tokens)
+        if u.output_tokens is not None:
+            child(self.g_out, op, provider, model, "unknown").inc(u.output_tokens)
+            child(self.g_op_out, op, provider, model, err).observe(u.output_tokens)
+        if u.cached_input_tokens is not None:
+            child(self.g_cache, op, provider, model, "unknown").inc(u.cached_input_tokens)
+
+    def dropped(self, sink: str, count: int = 1) -> None:
+        """Count telemetry items a sink dropped (``spans``, ``live_subscriber``, ...). Thread-safe."""
+        if count > 0:
+            self.telemetry_dropped.labels(sanitize_label(sink, 40)).inc(count)
+
+
+def _status_class(rec: RequestRecord) -> str:
+    if rec.status == CANCELLED:
+        return "cancelled"
+    if rec.error in _UPSTREAM_FAILURES:
+        return "upstream_error"
+    code = rec.http_status
+    if code is not None and 100 <= code <= 599:
+        return f"{code // 100}xx"
+    return "upstream_error"
+
+
+def metrics_handler(registry: CollectorRegistry):
+    """aiohttp handler for ``GET /metrics``: Prometheus text, or OpenMetrics when ``Accept`` asks.
+
+    prometheus_client's own aiohttp adapter, which negotiates with ``choose_encoder`` and
+    compresses when the scraper accepts gzip.
+    """
+    return make_aiohttp_handler(registry)

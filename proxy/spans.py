@@ -1,0 +1,247 @@
+"""OpenTelemetry spans of proxied requests, named and attributed by the GenAI conventions.
+
+``SpanObserver`` is an observer (see ``record``). One CLIENT span per request, started at
+``on_start`` as the child of the client's W3C ``traceparent`` (if any), whose own context
+goes back on the record (``upstream_trace_headers``) for the handler to send upstream,
+so an upstream that traces (vLLM) joins the same trace. The first streamed token is a span
+event with its own timestamp; at ``on_end`` the span gets the response, usage and timing
+attributes and, when content capture is on, the prompt and completion in the parts-based
+``gen_ai.input.messages`` / ``gen_ai.output.messages`` format, both on the
+``gen_ai.client.inference.operation.details`` event and as span attributes (Phoenix and
+others do not show event attributes). The batching and export live in ``telemetry``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from tokentail import semconv as S
+
+from ._genai import (
+    endpoint_label,
+    error_type,
+    host_provider,
+    input_messages,
+    operation_name,
+    output_messages,
+    parse_opt_in,
+    provider_for,
+    to_json,
+    upstream_address,
+)
+from .record import CANCELLED, Delta, RequestRecord
+
+_SPAN_NAME_MODEL_MAX = 100
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+# rec.params key -> (attribute, type check). Client-supplied values of the wrong type are skipped.
+_NUM = (int, float)
+_PARAMS: tuple[tuple[str, str, tuple[type, ...]], ...] = (
+    ("temperature", "gen_ai.request.temperature", _NUM),
+    ("top_p", "gen_ai.request.top_p", _NUM),
+    ("top_k", "gen_ai.request.top_k", _NUM),
+    ("max_tokens", "gen_ai.request.max_tokens", (int,)),
+    ("max_completion_tokens", "gen_ai.request.max_tokens", (int,)),
+    ("max_output_tokens", "gen_ai.request.max_tokens", (int,)),
+    ("frequency_penalty", "gen_ai.request.frequency_penalty", _NUM),
+    ("presence_penalty", "gen_ai.request.presence_penalty", _NUM),
+    ("seed", "gen_ai.request.seed", (int,)),
+    ("dimensions", "gen_ai.embeddings.dimension.count", (int,)),
+)
+_OUTPUT_TYPES = {"text": "text", "json_object": "json", "json_schema": "json"}
+
+
+def request_attributes(params: dict[str, Any]) -> dict[str, Any]:
+    """``gen_ai.request.*`` attributes from the record's request parameters."""
+    out: dict[str, Any] = {}
+    for key, attr, types in _PARAMS:
+        v = params.get(key)
+        if v is not None and isinstance(v, types) and not isinstance(v, bool):
+            out[attr] = v
+    stop = params.get("stop", params.get("stop_sequences"))
+    if isinstance(stop, str):
+        out["gen_ai.request.stop_sequences"] = [stop]
+    elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        out["gen_ai.request.stop_sequences"] = stop
+    n = params.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and n != 1:
+        out["gen_ai.request.choice.count"] = n
+    fmt = params.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") in _OUTPUT_TYPES:
+        out["gen_ai.output.type"] = _OUTPUT_TYPES[fmt["type"]]
+    enc = params.get("encoding_format")
+    if isinstance(enc, str):
+        out["gen_ai.request.encoding_formats"] = [enc]
+    return out
+
+
+def _version() -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version("tokentail")
+    except Exception:  # not installed as a distribution (e.g. run from a source tree)
+        return None
+
+
+class _Live:
+    __slots__ = ("span", "op", "provider", "first")
+
+    def __init__(self, span: Any, op: str | None, provider: str) -> None:
+        self.span = span
+        self.op = op
+        self.provider = provider
+        self.first = False
+
+
+class SpanObserver:
+    """Turns request records into GenAI CLIENT spans on ``tracer_provider``.
+
+    ``upstream_url`` gives ``server.address``/``server.port`` and the provider name;
+    ``capture_content`` (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``) decides
+    whether prompt and completion are recorded; ``redactor`` (any object with
+    ``redact_text``) cleans the completion (the prompt on the record is redacted already);
+    ``semconv_opt_in`` (``OTEL_SEMCONV_STABILITY_OPT_IN``) adds the newer attributes.
+    """
+
+    def __init__(
+        self,
+        tracer_provider: Any,
+        *,
+        upstream_url: str,
+        capture_content: bool = True,
+        redactor: Any = None,
+        variant: str = "",
+        semconv_opt_in: str | None = None,
+    ) -> None:
+        self._tracer = tracer_provider.get_tracer("tokentail.proxy", _version())
+        host, port = upstream_address(upstream_url)
+        self._server: dict[str, Any] = {}
+        if host:
+            self._server[S.SERVER_ADDRESS] = host
+        if port:
+            self._server[S.SERVER_PORT] = port
+        self._provider = host_provider(host)
+        self._capture = capture_content
+        self._redact = getattr(redactor, "redact_text", None)
+        self._variant = variant
+        self._latest = parse_opt_in(semconv_opt_in)
+        self._live: dict[str, _Live] = {}
+
+    def on_start(self, rec: RequestRecord) -> None:
+        op = operation_name(rec.endpoint)
+        provider = provider_for(self._provider, rec.endpoint)
+        model = rec.model[:_SPAN_NAME_MODEL_MAX] if rec.model else None
+        if op:
+            name = f"{op} {model}" if model else op
+        else:  # not an inference call (GET /models, files, ...): a plain HTTP client span
+            name = f"{rec.method} {endpoint_label(rec.endpoint)}"
+        attrs: dict[str, Any] = dict(self._server)
+        attrs[S.TT_REQUEST_ID] = rec.id
+        attrs[S.TT_VARIANT] = rec.variant or self._variant
+        attrs[S.TT_ENDPOINT] = endpoint_label(rec.endpoint)
+        attrs[S.TT_STREAM] = rec.stream
+        if op:
+            attrs[S.OPERATION_NAME] = op
+            attrs[S.PROVIDER_NAME] = provider
+            if rec.model:
+                attrs[S.REQUEST_MODEL] = rec.model
+            attrs.update(request_attributes(rec.params))
+            if self._latest:
+                attrs["gen_ai.request.stream"] = rec.stream
+        if rec.session_id:
+            attrs[S.TT_SESSION_ID] = rec.session_id
+            attrs[S.CONVERSATION_ID] = rec.session_id
+        # An explicit empty Context: the parent is the client's traceparent or nothing, never
+        # whatever span happens to be current in this task.
+        parent = _PROPAGATOR.extract(rec.trace_headers, context=Context()) if rec.trace_headers else Context()
+        span = self._tracer.start_span(
+            name, context=parent, kind=SpanKind.CLIENT, attributes=attrs,
+            start_time=int(rec.started_at * 1e9),
+        )
+        ctx = span.get_span_context()
+        rec.trace_id = format(ctx.trace_id, "032x")
+        carrier: dict[str, str] = {}
+        _PROPAGATOR.inject(carrier, context=set_span_in_context(span))
+        rec.upstream_trace_headers = carrier
+        self._live[rec.id] = _Live(span, op, provider)
+
+    def on_delta(self, rec: RequestRecord, delta: Delta) -> None:
+        live = self._live.get(rec.id)
+        if live is None or live.first:
+            return  # only the first delta costs anything
+        live.first = True
+        attrs = {S.TT_TTFT_MS: rec.ttft_ms} if rec.ttft_ms is not None else None
+        live.span.add_event(S.TT_EVENT_FIRST_TOKEN, attrs, timestamp=time.time_ns())
+
+    def on_end(self, rec: RequestRecord) -> None:
+        live = self._live.pop(rec.id, None)
+        if live is None:
+            return
+        span = live.span
+        end_ns = int((rec.started_at + rec.latency_ms / 1000.0) * 1e9) if rec.latency_ms is not None else None
+        try:
+            if span.is_recording():
+                self._finish(span, live, rec, end_ns)
+        finally:
+            span.end(end_time=end_ns)
+
+    def _finish(self, span: Any, live: _Live, rec: RequestRecord, end_ns: int | None) -> None:
+        a: dict[str, Any] = {S.TT_STATUS: rec.status, S.TT_CANCELLED: rec.status == CANCELLED}
+        if rec.http_status is not None:
+            a[S.HTTP_STATUS_CODE] = rec.http_status
+        if rec.ttft_ms is not None:
+            a[S.TT_TTFT_MS] = rec.ttft_ms
+            if self._latest and rec.stream:
+                a["gen_ai.response.time_to_first_chunk"] = rec.ttft_ms / 1000.0
+        if rec.latency_ms is not None:
+            a[S.TT_LATENCY_MS] = rec.latency_ms
+        if rec.output_tps is not None:
+            a[S.TT_OUTPUT_TPS] = rec.output_tps
+        if rec.truncated:
+            a[S.TT_TRUNCATED] = True
+        if rec.response_model:
+            a[S.RESPONSE_MODEL] = rec.response_model
+        if rec.response_id:
+            a[S.RESPONSE_ID] = rec.response_id
+        if rec.finish_reason:
+            a[S.RESPONSE_FINISH_REASONS] = [rec.finish_reason]
+        u = rec.usage
+        if u.input_tokens is not None:
+            a[S.USAGE_INPUT_TOKENS] = u.input_tokens
+        if u.output_tokens is not None:
+            a[S.USAGE_OUTPUT_TOKENS] = u.output_tokens
+        if u.cached_input_tokens is not None:
+            a[S.USAGE_CACHE_READ_INPUT_TOKENS] = u.cached_input_tokens
+        if u.input_tokens is not None or u.output_tokens is not None:
+            a[S.TT_USAGE_SOURCE] = u.source
+        err = error_type(rec)
+        if err is not None:
+            a[S.ERROR_TYPE] = err
+            span.set_status(Status(StatusCode.ERROR, rec.error_message or err))
+        if self._capture and live.op in ("chat", "text_completion"):
+            self._content(span, a, live, rec, err, end_ns)
+        span.set_attributes(a)
+
+    def _content(self, span: Any, a: dict[str, Any], live: _Live, rec: RequestRecord,
+                 err: str | None, end_ns: int | None) -> None:
+        details: dict[str, Any] = {S.OPERATION_NAME: live.op, S.PROVIDER_NAME: live.provider}
+        if rec.model:
+            details[S.REQUEST_MODEL] = rec.model
+        if err is not None:
+            details[S.ERROR_TYPE] = err
+        if rec.prompt:
+            msgs, system = input_messages(rec.prompt, rec.endpoint)
+            if msgs:
+                details[S.INPUT_MESSAGES] = a[S.INPUT_MESSAGES] = to_json(msgs)
+            if system:
+                details[S.SYSTEM_INSTRUCTIONS] = a[S.SYSTEM_INSTRUCTIONS] = to_json(system)
+        out = output_messages(rec, self._redact)
+        if out:
+            details[S.OUTPUT_MESSAGES] = a[S.OUTPUT_MESSAGES] = to_json(out)
+        span.add_event(S.EVENT_OPERATION_DETAILS, details, timestamp=end_ns)

@@ -1,0 +1,280 @@
+"""ProxyMetrics driven with hand-built records, on a fresh registry per test."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.proxy._prom import promtool_check
+from tokentail.proxy import record as R
+from tokentail.proxy.metrics import ProxyMetrics, metrics_handler, sanitize_label
+from tokentail.proxy.record import Delta, RequestRecord, Usage
+
+
+def rec_(model="gpt-4o", endpoint="/chat/completions", stream=True, rid="r1", **kw) -> RequestRecord:
+    return RequestRecord(id=rid, variant="a", method="POST", endpoint=endpoint, model=model, stream=stream, **kw)
+
+
+def finish(m: ProxyMetrics, rec: RequestRecord, *, status=R.OK, http=200, usage=None, latency_ms=1500.0,
+           ttft_ms=120.0, tps=40.0, error=None, deltas=0) -> RequestRecord:
+    m.on_start(rec)
+    for _ in range(deltas):
+        m.on_delta(rec, Delta(text="x"))
+    rec.status, rec.http_status, rec.error = status, http, error
+    rec.usage = usage if usage is not None else Usage()
+    rec.latency_ms, rec.ttft_ms, rec.output_tps = latency_ms, ttft_ms, tps
+    m.on_end(rec)
+    return rec
+
+
+@pytest.fixture
+def reg() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+def val(reg, name, **labels):
+    return reg.get_sample_value(name, labels)
+
+
+GENAI = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": "openai", "gen_ai_request_model": "gpt-4o"}
+
+
+def test_streamed_request_counts_tokens_latency_ttft_and_speed(reg):
+    m = ProxyMetrics(reg)
+    finish(m, rec_(), usage=Usage(input_tokens=100, output_tokens=40, cached_input_tokens=30))
+    assert val(reg, "tokentail_requests_total", model="gpt-4o", endpoint="/chat/completions",
+               status_class="2xx", stream="true") == 1
+    # input includes cached: summing type=input and type=output never double-counts
+    assert val(reg, "tokentail_tokens_total", model="gpt-4o", type="input") == 100
+    assert val(reg, "tokentail_tokens_total", model="gpt-4o", type="output") == 40
+    assert val(reg, "tokentail_cached_input_tokens_total", model="gpt-4o") == 30
+    assert val(reg, "tokentail_request_duration_seconds_sum", model="gpt-4o", endpoint="/chat/completions") == 1.5
+    assert val(reg, "tokentail_request_duration_seconds_bucket", model="gpt-4o", endpoint="/chat/completions",
+               le="2.56") == 1
+    assert val(reg, "tokentail_request_duration_seconds_bucket", model="gpt-4o", endpoint="/chat/completions",
+               le="1.28") == 0
+    assert val(reg, "tokentail_time_to_first_token_seconds_sum", model="gpt-4o") == pytest.approx(0.12)
+    assert val(reg, "tokentail_output_tokens_per_second_bucket", model="gpt-4o", le="50.0") == 1
+    assert val(reg, "tokentail_output_tokens_per_second_bucket", model="gpt-4o", le="20.0") == 0
+    assert val(reg, "tokentail_in_flight_requests") == 0
+    # GenAI conventions, v1.41 names by default
+    assert val(reg, "gen_ai_client_operation_duration_seconds_count", **GENAI, error_type="") == 1
+    assert val(reg, "gen_ai_client_operation_time_to_first_chunk_seconds_count", **GENAI) == 1
+    assert val(reg, "gen_ai_client_token_usage_sum", **GENAI, gen_ai_token_type="input") == 100
+    assert val(reg, "gen_ai_client_token_usage_bucket", **GENAI, gen_ai_token_type="output", le="64.0") == 1
+    assert val(reg, "gen_ai_client_token_usage_bucket", **GENAI, gen_ai_token_type="output", le="16.0") == 0
+
+
+def test_non_streamed_has_no_ttft(reg):
+    m = ProxyMetrics(reg)
+    finish(m, rec_(stream=False), usage=Usage(5, 6))
+    assert val(reg, "tokentail_requests_total", model="gpt-4o", endpoint="/chat/completions",
+               status_class="2xx", stream="false") == 1
+    assert val(reg, "tokentail_time_to_first_token_seconds_count", model="gpt-4o") is None
+    assert val(reg, "gen_ai_client_operation_time_to_first_chunk_seconds_count", **GENAI) is None
+
+
+def test_time_per_output_chunk_is_recorded_per_chunk_after_the_first(reg):
+    m = ProxyMetrics(reg)
+    finish(m, rec_(), deltas=4)
+    assert val(reg, "gen_ai_client_operation_time_per_output_chunk_seconds_count", **GENAI) == 3
+
+
+def test_unknown_usage_is_never_recorded_as_zero(reg):
+    m = ProxyMetrics(reg)
+    finish(m, rec_(), usage=Usage(input_tokens=None, output_tokens=None, source="reported"))
+    assert val(reg, "tokentail_tokens_total", model="gpt-4o", type="input") is None
+    assert val(reg, "tokentail_tokens_total", model="gpt-4o", type="output") is None
+    assert val(reg, "gen_ai_client_token_usage_count", **GENAI, gen_ai_token_type="input") is None
+    assert val(reg, "tokentail_requests_total", model="gpt-4o", endpoint="/chat/completions",
+               status_class="2xx", stream="true") == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "http", "status_class", "reason", "error_type"),
+    [
+        (R.ERR_CONNECT, 502, "upstream_error", "connect", "connect"),
+        (R.ERR_TIMEOUT, 504, "upstream_error", "timeout", "timeout"),
+        (R.ERR_DISCONNECT, 200, "upstream_error", "disconnect", "upstream_disconnect"),
+        (R.ERR_STATUS, 503, "5xx", "status", "503"),
+        (R.ERR_STATUS, 429, "4xx", "status", "429"),
+    ],
+)
+def test_errors_by_class_and_reason(reg, error, http, status_class, reason, error_type):
+    m = ProxyMetrics(reg)
+    finish(m, rec_(), status=R.ERROR, http=http, error=error, ttft_ms=None, tps=None)
+    assert val(reg, "tokentail_requests_total", model="gpt-4o", endpoint="/chat/completions",
+               status_class=status_class, stream="true") == 1
+    assert val(reg, "tokentail_upstream_errors_total", reason=reason) == 1
+    others = {"connect", "timeout", "disconnect", "status"} - {reason}
+    assert all(val(reg, "tokentail_upstream_errors_total", reason=o) == 0 for o in others)
+    assert val(reg, "gen_ai_client_operation_duration_seconds_count", **GENAI, error_type=error_type) == 1
+
+
+def test_cancelled_is_its_own_class_not_an_upstream_error(reg):
+    m = ProxyMetrics(reg)
+    finish(m, rec_(), status=R.CANCELLED, http=200, tps=None)
+    assert val(reg, "tokentail_requests_total", model="gpt-4o", endpoint="/chat/completions",
+               status_class="cancelled", stream="true") == 1
+    assert sum(val(reg, "tokentail_upstream_errors_total", reason=r)
+               for r in ("connect", "timeout", "disconnect", "status")) == 0
+
+
+def test_in_flight_gauge(reg):
+    m = ProxyMetrics(reg)
+    a, b = rec_(rid="a"), rec_(rid="b")
+    m.on_start(a)
+    m.on_start(b)
+    assert val(reg, "tokentail_in_flight_requests") == 2
+    a.status, a.http_status, a.latency_ms = R.OK, 200, 5.0
+    m.on_end(a)
+    assert val(reg, "tokentail_in_flight_requests") == 1
+    m.on_end(a)  # a second on_end must not drive the gauge below the truth
+    assert val(reg, "tokentail_in_flight_requests") == 1
+
+
+def test_model_cap_folds_a_thousand_names_into_other(reg):
+    m = ProxyMetrics(reg, model_cap=50)
+    for i in range(1000):
+        finish(m, rec_(model=f"model-{i}", rid=str(i)), usage=Usage(1, 1))
+    models = {s.labels["model"] for fam in text_string_to_metric_families(generate_latest(reg).decode())
+              if fam.name == "tokentail_requests" for s in fam.samples}
+    assert len(models) == 51
+    assert "other" in models and "model-0" in models and "model-49" in models and "model-50" not in models
+    assert val(reg, "tokentail_requests_total", model="other", endpoint="/chat/completions",
+               status_class="2xx", stream="true") == 950
+    assert val(reg, "tokentail_tokens_total", model="other", type="input") == 950
+
+
+def test_endpoint_label_is_bounded_and_never_carries_a_query(reg):
+    m = ProxyMetrics(reg)
+    for i, ep in enumerate(["/chat/completions/", "/models/gpt-4o", "/files?key=sk-secret", "/x/y/z", "/embeddings"]):
+        finish(m, rec_(endpoint=ep, rid=str(i), stream=False))
+    text = generate_latest(reg).decode()
+    endpoints = {s.labels["endpoint"] for fam in text_string_to_metric_families(text)
+                 if fam.name == "tokentail_requests" for s in fam.samples}
+    assert endpoints == {"/chat/completions", "/models", "other", "/embeddings"}
+    assert "sk-secret" not in text and "/x/y/z" not in text
+    # /models is not a GenAI operation; /embeddings is
+    ops = {s.labels["gen_ai_operation_name"] for fam in text_string_to_metric_families(text)
+           if fam.name == "gen_ai_client_operation_duration_seconds" for s in fam.samples}
+    assert ops == {"chat", "embeddings"}
+
+
+def test_provider_from_upstream_and_endpoint(reg):
+    m = ProxyMetrics(reg, upstream_url="https://api.anthropic.com/v1")
+    finish(m, rec_(endpoint="/messages", rid="1", model="claude"))
+    m2 = ProxyMetrics(CollectorRegistry(), upstream_url="http://127.0.0.1:8000/v1")
+    assert m2._provider == "openai"
+    assert val(reg, "gen_ai_client_operation_duration_seconds_count", gen_ai_operation_name="chat",
+               gen_ai_provider_name="anthropic", gen_ai_request_model="claude", error_type="") == 1
+
+
+def test_opt_in_switches_to_the_genai_repository_names(reg):
+    m = ProxyMetrics(reg, semconv_opt_in="http/dup, gen_ai_latest_experimental")
+    finish(m, rec_(), usage=Usage(100, 40, 30), deltas=3)
+    assert val(reg, "gen_ai_client_inference_usage_input_tokens_total", **GENAI, gen_ai_token_modality="unknown") == 100
+    assert val(reg, "gen_ai_client_inference_usage_output_tokens_total", **GENAI, gen_ai_token_modality="unknown") == 40
+    assert val(reg, "gen_ai_client_inference_usage_cache_read_input_tokens_total", **GENAI,
+               gen_ai_token_modality="unknown") == 30
+    assert val(reg, "gen_ai_client_inference_operation_input_tokens_sum", **GENAI, error_type="") == 100
+    assert val(reg, "gen_ai_client_inference_duration_seconds_count", **GENAI, error_type="") == 1
+    assert val(reg, "gen_ai_client_inference_time_to_first_chunk_seconds_count", **GENAI) == 1
+    assert val(reg, "gen_ai_client_inference_time_per_output_chunk_seconds_count", **GENAI) == 2
+    text = generate_latest(reg).decode()
+    assert "gen_ai_client_token_usage" not in text and "gen_ai_client_operation_duration" not in text
+    # tokentail_* never rename
+    assert val(reg, "tokentail_tokens_total", model="gpt-4o", type="input") == 100
+
+
+def test_without_opt_in_only_v141_names(reg):
+    ProxyMetrics(reg, semconv_opt_in="http,database")
+    text = generate_latest(reg).decode()
+    assert "gen_ai_client_operation_duration_seconds" in text
+    assert "gen_ai_client_inference" not in text
+
+
+def test_dropped_counts_per_sink(reg):
+    m = ProxyMetrics(reg)
+    assert val(reg, "tokentail_telemetry_dropped_total", sink="spans") == 0
+    assert val(reg, "tokentail_telemetry_dropped_total", sink="live_subscriber") == 0
+    m.dropped("spans", 3)
+    m.dropped("live_subscriber")
+    m.dropped("spans", 0)
+    assert val(reg, "tokentail_telemetry_dropped_total", sink="spans") == 3
+    assert val(reg, "tokentail_telemetry_dropped_total", sink="live_subscriber") == 1
+
+
+NASTY = ['with "quotes"', "new\nline", "back\\slash", "x" * 10_000, "lone \ud800 surrogate", "nul\x00byte",
+         "tab\tand\r", "ünïcödé-模型", "", "}{,=", "# HELP fake"]
+
+
+def test_label_sanitizer():
+    assert sanitize_label("x" * 10_000) == "x" * 100
+    s = sanitize_label("lone \ud800 surrogate\n")
+    s.encode("utf-8")  # would raise if the surrogate survived
+    assert "\n" not in s
+
+
+def test_nasty_model_names_keep_the_exposition_parseable(reg):
+    m = ProxyMetrics(reg)
+    for i, name in enumerate(NASTY):
+        finish(m, rec_(model=name, rid=str(i)), usage=Usage(1, 1))
+    text = generate_latest(reg).decode("utf-8")
+    models = {s.labels["model"] for fam in text_string_to_metric_families(text)
+              if fam.name == "tokentail_requests" for s in fam.samples}
+    assert 'with "quotes"' in models and "back\\slash" in models and "ünïcödé-模型" in models
+    assert "unknown" in models  # the empty name
+    assert max(len(x) for x in models) == 100
+
+
+@pytest.mark.prometheus
+def test_promtool_accepts_the_exposition_with_nasty_labels(reg):
+    m = ProxyMetrics(reg)
+    for i, name in enumerate(NASTY):
+        finish(m, rec_(model=name, rid=str(i)), usage=Usage(1, 1, 0), error=R.ERR_STATUS if i % 2 else None,
+               http=500 if i % 2 else 200, status=R.ERROR if i % 2 else R.OK, deltas=2)
+    m.dropped("spans")
+    out = promtool_check(generate_latest(reg))
+    assert out.returncode == 0, out.stdout + out.stderr
+    opt = CollectorRegistry()
+    m2 = ProxyMetrics(opt, semconv_opt_in="gen_ai_latest_experimental")
+    finish(m2, rec_(model='a"b\nc'), usage=Usage(1, 1, 1), deltas=2)
+    out = promtool_check(generate_latest(opt))
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+async def test_handler_serves_text_or_openmetrics(reg, aiohttp_client):
+    m = ProxyMetrics(reg)
+    finish(m, rec_(), usage=Usage(3, 4))
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler(reg))
+    client = await aiohttp_client(app)
+    r = await client.get("/metrics")
+    body = await r.text()
+    assert r.status == 200 and r.content_type == "text/plain"
+    assert 'tokentail_tokens_total{model="gpt-4o",type="output"} 4.0' in body
+    r = await client.get("/metrics", headers={
+        "Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"})
+    body = await r.text()
+    assert r.content_type == "application/openmetrics-text"
+    assert body.rstrip().endswith("# EOF")
+    assert 'tokentail_tokens_total{model="gpt-4o",type="output"} 4.0' in body
+
+
+def test_on_end_is_cheap(reg):
+    m = ProxyMetrics(reg)
+    recs = [rec_(model=f"m{i % 20}", rid=str(i)) for i in range(5000)]
+    usage = Usage(100, 50, 10)
+    for r in recs:
+        r.status, r.http_status, r.usage, r.latency_ms, r.ttft_ms, r.output_tps = R.OK, 200, usage, 900.0, 80.0, 60.0
+    t = time.perf_counter()
+    for r in recs:
+        m.on_start(r)
+        m.on_end(r)
+    elapsed = time.perf_counter() - t
+    assert elapsed < 1.0, f"{elapsed / len(recs) * 1e6:.1f} µs per request"

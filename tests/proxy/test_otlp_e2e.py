@@ -1,0 +1,159 @@
+"""A running proxy exports spans over OTLP/HTTP to a loopback receiver; a dead receiver costs nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from prometheus_client import CollectorRegistry
+
+from tests.conftest import proxy_settings
+from tokentail import semconv as S
+from tokentail.proxy import telemetry
+from tokentail.proxy.app import METRICS, create_app
+
+pytestmark = pytest.mark.slow
+
+CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
+CLIENT_SPAN = "b7ad6b7169203331"
+
+
+class Receiver:
+    """An OTLP/HTTP traces endpoint (protobuf) that keeps what it decodes."""
+
+    def __init__(self) -> None:
+        self.spans: list = []
+        self.server: TestServer | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        msg = ExportTraceServiceRequest()
+        msg.ParseFromString(await request.read())
+        for rs in msg.resource_spans:
+            for ss in rs.scope_spans:
+                self.spans.extend((rs.resource, s) for s in ss.spans)
+        return web.Response(body=ExportTraceServiceResponse().SerializeToString(),
+                            content_type="application/x-protobuf")
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/v1/traces", self.handle)
+        self.server = TestServer(app, host="127.0.0.1")
+        await self.server.start_server()
+        return str(self.server.make_url("")).rstrip("/")
+
+
+def attrs(kvs) -> dict:
+    out = {}
+    for kv in kvs:
+        v = kv.value
+        out[kv.key] = getattr(v, v.WhichOneof("value")) if v.WhichOneof("value") else None
+    return out
+
+
+@pytest.fixture
+def sim_config():
+    from tokentail.simulator.app import SimConfig
+
+    return SimConfig(tokens_per_second=0, ttft=0.0, length=6, seed=5)
+
+
+async def _proxy(upstream: str, endpoint: str, registry: CollectorRegistry, timeout_s: str = "2"):
+    app_box: list[web.Application] = []
+    # create_app needs the provider, the provider's drop counter lives in the app's metrics.
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100",
+           "OTEL_EXPORTER_OTLP_TIMEOUT": timeout_s}
+    provider = telemetry.build_tracer_provider(env, lambda sink, n: app_box[0][METRICS].dropped(sink, n))
+    app = create_app(proxy_settings(upstream), registry=registry, tracer_provider=provider)
+    app_box.append(app)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server, provider
+
+
+async def _chat(session, url: str, headers=None) -> tuple[int, str, float]:
+    body = {"model": "sim-gpt-4o", "stream": True, "messages": [{"role": "user", "content": "say something"}]}
+    t = time.perf_counter()
+    text = []
+    async with session.post(url, json=body, headers=headers or {}) as r:
+        async for line in r.content:
+            if line.startswith(b"data: {"):
+                for ch in json.loads(line[6:]).get("choices") or ():
+                    text.append((ch.get("delta") or {}).get("content") or "")
+        return r.status, "".join(text), time.perf_counter() - t
+
+
+async def test_span_with_events_arrives_and_joins_the_client_trace(sim_server):
+    receiver = Receiver()
+    endpoint = await receiver.start()
+    registry = CollectorRegistry()
+    proxy, provider = await _proxy(str(sim_server.make_url("/v1")), endpoint, registry)
+    try:
+        async with aiohttp.ClientSession() as s:
+            status, text, _ = await _chat(s, str(proxy.make_url("/v1/chat/completions")),
+                                          {"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"})
+            assert status == 200 and text
+            async with s.get(sim_server.make_url("/_sim/last")) as r:
+                upstream_headers = {k.lower(): v for k, v in (await r.json())["headers"].items()}
+        for _ in range(100):
+            if receiver.spans:
+                break
+            await asyncio.sleep(0.05)
+        assert len(receiver.spans) == 1
+        resource, span = receiver.spans[0]
+        assert attrs(resource.attributes)["service.name"] == "tokentail-proxy"
+        assert span.name == "chat sim-gpt-4o"
+        assert span.trace_id.hex() == CLIENT_TRACE and span.parent_span_id.hex() == CLIENT_SPAN
+        # the upstream got our span as its parent, in the client's trace
+        _, trace, parent, _ = upstream_headers["traceparent"].split("-")
+        assert trace == CLIENT_TRACE and parent == span.span_id.hex()
+        a = attrs(span.attributes)
+        assert a[S.OPERATION_NAME] == "chat" and a[S.SERVER_ADDRESS] == "127.0.0.1"
+        assert a[S.USAGE_OUTPUT_TOKENS] > 0 and a[S.TT_STREAM] is True
+        names = [e.name for e in span.events]
+        assert names == [S.TT_EVENT_FIRST_TOKEN, S.EVENT_OPERATION_DETAILS]
+        details = attrs(span.events[1].attributes)
+        out = json.loads(details[S.OUTPUT_MESSAGES])
+        assert out[0]["parts"][0]["content"] == text
+        assert json.loads(a[S.OUTPUT_MESSAGES]) == out
+        assert span.start_time_unix_nano <= span.events[0].time_unix_nano <= span.end_time_unix_nano
+        assert registry.get_sample_value("tokentail_telemetry_dropped_total", {"sink": "spans"}) == 0
+    finally:
+        await proxy.close()
+        telemetry.shutdown_bounded(provider, 2)
+        await receiver.server.close()
+
+
+async def test_dead_receiver_never_fails_requests_and_drops_are_counted(sim_server):
+    receiver = Receiver()
+    endpoint = await receiver.start()
+    await receiver.server.close()  # the endpoint now refuses connections
+    registry = CollectorRegistry()
+    proxy, provider = await _proxy(str(sim_server.make_url("/v1")), endpoint, registry, timeout_s="0.5")
+    try:
+        async with aiohttp.ClientSession() as s:
+            results = [await _chat(s, str(proxy.make_url("/v1/chat/completions"))) for _ in range(10)]
+        assert all(status == 200 and text for status, text, _ in results)
+        assert max(took for _, _, took in results) < 1.0  # no request waited on the exporter
+
+        def dropped():
+            return registry.get_sample_value("tokentail_telemetry_dropped_total", {"sink": "spans"}) or 0
+
+        for _ in range(100):
+            if dropped() >= 10:
+                break
+            await asyncio.sleep(0.05)
+        assert dropped() == 10
+    finally:
+        await proxy.close()
+        t = time.monotonic()
+        telemetry.shutdown_bounded(provider, 2)
+        assert time.monotonic() - t < 2.5
