@@ -134,3 +134,19 @@ def test_config_command_masks_secrets(tmp_path):
     data = json.loads(r.stdout)["commands"]["proxy"]
     assert data["port"] == {"value": 9001, "source": "env TOKENTAIL_PROXY_PORT"}
     assert data["upstream"]["source"] == "config file"
+
+
+def test_boolean_options_are_flags_and_read_false_from_the_environment():
+    import argparse
+
+    opts = [st.Option("demo", "d", False, st.parse_bool), st.Option("fast", "f", True, bool)]
+    parser = argparse.ArgumentParser()
+    st.add_options(parser, "up", opts)
+    s = st.resolve("up", opts, parser.parse_args(["--demo", "--no-fast"]), {}, {})
+    assert (s.demo, s.fast) == (True, False)
+    s = st.resolve("up", opts, parser.parse_args([]), {"TOKENTAIL_UP_DEMO": "false", "TOKENTAIL_UP_FAST": "0"}, {})
+    assert (s.demo, s.fast) == (False, False)
+    s = st.resolve("up", opts, {}, {}, {"up": {"demo": True}})
+    assert s.demo is True
+    with pytest.raises(st.SettingsError, match="not a boolean"):
+        st.resolve("up", opts, {}, {}, {"up": {"demo": 3}})

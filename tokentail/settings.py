@@ -40,6 +40,10 @@ class Option:
     env_aliases: tuple[str, ...] = field(default_factory=tuple)
 
     @property
+    def is_flag(self) -> bool:
+        return self.type is bool or self.type is parse_bool
+
+    @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
@@ -136,7 +140,7 @@ def add_options(parser: argparse.ArgumentParser, command: str, options: list[Opt
         default_txt = "" if opt.default in (None, [], ()) else f" (default: {opt.default})"
         help_txt = f"{opt.help}{default_txt} [env: {env}]"
         kwargs: dict[str, Any] = {"dest": opt.name, "default": None, "help": help_txt}
-        if opt.type is bool:
+        if opt.is_flag:  # --x / --no-x
             parser.add_argument(opt.flag, action=argparse.BooleanOptionalAction, **kwargs)
             continue
         kwargs["metavar"] = opt.metavar or opt.name.upper()
@@ -173,10 +177,15 @@ def _convert(opt: Option, raw: Any, origin: str) -> Any:
                 else:
                     out.append(item)
             return [opt.type(x) if isinstance(x, str) else x for x in out]
-        if isinstance(raw, str) and not (opt.type is str):
+        if opt.is_flag:
+            if isinstance(raw, str):
+                value = parse_bool(raw)
+            elif isinstance(raw, bool):
+                value = raw
+            else:
+                raise ValueError(f"not a boolean: {raw!r}")
+        elif isinstance(raw, str) and not (opt.type is str):
             value = opt.type(raw)
-        elif opt.type is bool and not isinstance(raw, bool):
-            raise ValueError(f"not a boolean: {raw!r}")
         else:
             value = raw
     except (ValueError, TypeError) as exc:

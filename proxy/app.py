@@ -1,0 +1,150 @@
+"""The proxy's aiohttp application factory.
+
+``create_app`` takes its dependencies (settings, a Prometheus registry, a tracer
+provider) so tests can pass a fresh registry and an in-memory span exporter; the
+process's ``main`` wires the real ones.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from yarl import URL
+
+from tokentail import access
+
+from . import api, forward, telemetry
+from .live import LiveHub
+from .metrics import ProxyMetrics, metrics_handler
+from .record import Observer
+from .redact import Redactor
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """What the forward handler needs, resolved once from settings."""
+
+    upstream: URL
+    variant: str
+    connect_timeout: float
+    idle_timeout: float
+    max_body: int
+    inject_usage: bool
+    capture_bytes: int
+
+
+CONFIG = web.AppKey("config", ProxyConfig)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+HUB = web.AppKey("hub", LiveHub)
+METRICS = web.AppKey("metrics", ProxyMetrics)
+OBSERVERS = web.AppKey("observers", list)
+REDACTOR = web.AppKey("redactor", Redactor)
+POLICY = web.AppKey("policy", access.AccessPolicy)
+BOOT_ID = web.AppKey("boot_id", str)
+
+
+def create_app(
+    settings: Any,
+    *,
+    registry: CollectorRegistry | None = None,
+    tracer_provider: Any = None,
+    extra_observers: list[Observer] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> web.Application:
+    """Build the proxy app. ``settings`` is the proxy command's resolved Settings;
+    ``env`` (default: the process environment) holds the standard ``OTEL_*`` switches."""
+    env = os.environ if env is None else env
+    app = web.Application(
+        client_max_size=settings.max_body,
+        middlewares=[access.middleware(_policy(settings))],
+        handler_args={"max_field_size": 65536},
+    )
+    config = ProxyConfig(
+        upstream=URL(settings.upstream.rstrip("/")),
+        variant=settings.variant,
+        connect_timeout=settings.connect_timeout,
+        idle_timeout=settings.idle_timeout,
+        max_body=settings.max_body,
+        inject_usage=settings.inject_usage,
+        capture_bytes=settings.capture_bytes,
+    )
+    registry = registry if registry is not None else CollectorRegistry()
+    redactor = Redactor(enabled=settings.redact)
+    opt_in = telemetry.semconv_opt_in(env)
+    metrics = ProxyMetrics(registry, model_cap=settings.model_cap, semconv_opt_in=opt_in,
+                           upstream_url=str(config.upstream))
+    boot_id = uuid.uuid4().hex[:12]
+    hub = LiveHub(
+        boot_id=boot_id,
+        variant=settings.variant,
+        max_requests=settings.ring_size,
+        max_bytes=settings.ring_bytes,
+        max_capture_bytes=settings.capture_bytes,
+        redactor=redactor,
+        on_drop=metrics.dropped,
+    )
+    observers: list[Observer] = []
+    if tracer_provider is not None:
+        from .spans import SpanObserver
+
+        # First, so the trace id is on the record before the live feed announces the request.
+        observers.append(SpanObserver(tracer_provider, upstream_url=str(config.upstream), redactor=redactor,
+                                      variant=settings.variant, capture_content=telemetry.capture_content(env),
+                                      semconv_opt_in=opt_in))
+    observers += [metrics, hub, *(extra_observers or [])]
+
+    app[CONFIG] = config
+    app[HUB] = hub
+    app[METRICS] = metrics
+    app[OBSERVERS] = observers
+    app[REDACTOR] = redactor
+    app[POLICY] = _policy(settings)
+    app[BOOT_ID] = boot_id
+    app.cleanup_ctx.append(_upstream_session)
+    app.on_shutdown.append(_close_live_streams)
+
+    app.router.add_get("/healthz", api.healthz)
+    app.router.add_get("/metrics", metrics_handler(registry))
+    app.router.add_get("/api/live", api.live)
+    app.router.add_get("/api/requests", api.list_requests)
+    app.router.add_get("/api/requests/{id}", api.get_request)
+    app.router.add_route("*", "/v1/{path:.*}", forward.forward)
+    return app
+
+
+def _policy(settings: Any) -> access.AccessPolicy:
+    return access.AccessPolicy(
+        bind_host=settings.host,
+        read_token=settings.read_token,
+        admin_token=settings.admin_token,
+        insecure=settings.insecure,
+        allowed_origins=frozenset(settings.allowed_origin or ()),
+    )
+
+
+async def _upstream_session(app: web.Application):
+    config = app[CONFIG]
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+    # auto_decompress off: the client gets the upstream's bytes exactly; we ask the
+    # upstream for identity encoding so the tap can read the stream.
+    session = aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        timeout=aiohttp.ClientTimeout(total=None, connect=config.connect_timeout, sock_read=config.idle_timeout),
+        skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+        trust_env=False,
+    )
+    app[SESSION] = session
+    yield
+    await session.close()
+
+
+async def _close_live_streams(app: web.Application) -> None:
+    # Live subscribers would otherwise hold the graceful-shutdown window open.
+    app[HUB].close_all()

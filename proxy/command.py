@@ -1,0 +1,106 @@
+"""`tokentail proxy`: the streaming proxy as a process."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from tokentail import serving
+from tokentail.settings import Option, SettingsError, parse_bool, parse_duration, parse_size, port
+
+log = logging.getLogger("tokentail.proxy")
+
+SUMMARY = "run the streaming proxy in front of an OpenAI-compatible API"
+DESCRIPTION = """\
+Forward /v1/* to the upstream, relaying streamed responses chunk by chunk, and
+watch every request as it streams: live feed at /api/live, recent requests at
+/api/requests, Prometheus metrics at /metrics, OpenTelemetry spans when an
+OTEL_EXPORTER_OTLP_*ENDPOINT (or OTEL_TRACES_EXPORTER) is set.
+
+example:
+  tokentail proxy --upstream https://api.openai.com/v1
+  OPENAI_BASE_URL=http://127.0.0.1:8787/v1 python my_app.py
+"""
+
+OPTIONS = [
+    Option("upstream", "base URL of the upstream API as OpenAI clients take it, e.g. "
+           "https://api.openai.com/v1 or http://127.0.0.1:8000/v1 (required)", metavar="URL"),
+    Option("port", "port to listen on", 8787, port),
+    Option("host", "address to bind; anything but loopback requires the read/admin tokens "
+           "(or --insecure) to read captured content", "127.0.0.1"),
+    Option("variant", "deployment variant stamped on live events and spans (e.g. production, canary)", "production"),
+    Option("connect_timeout", "upstream connect timeout", 10.0, parse_duration, metavar="DURATION"),
+    Option("idle_timeout", "longest silence from the upstream, time to first byte included; "
+           "there is no total timeout", 300.0, parse_duration, metavar="DURATION"),
+    Option("grace", "on SIGTERM, how long in-flight requests may take to finish", 30.0, parse_duration,
+           metavar="DURATION"),
+    Option("max_body", "largest request body accepted (413 beyond)", 32 << 20, parse_size, metavar="SIZE"),
+    Option("inject_usage", "ask the upstream for usage on streamed chat completions "
+           "(stream_options.include_usage) and hide that extra chunk from clients that did not ask; "
+           "turn off for upstreams that reject stream_options", True, parse_bool),
+    Option("redact", "redact e-mails, phone and card numbers, API keys and tokens in captured prompts "
+           "and completions", True, parse_bool),
+    Option("ring_size", "recent requests kept in memory for /api/requests and replay", 1000, int, metavar="N"),
+    Option("ring_bytes", "memory bound of the recent-requests ring", 64 << 20, parse_size, metavar="SIZE"),
+    Option("capture_bytes", "captured completion text per request (beyond: truncated, marked)", 1 << 20,
+           parse_size, metavar="SIZE"),
+    Option("model_cap", "distinct model label values on /metrics before the rest fold into 'other'", 50, int,
+           metavar="N"),
+    Option("read_token", "token needed to read /api/* when bound off loopback", None, secret=True,
+           env_aliases=("TOKENTAIL_READ_TOKEN",)),
+    Option("admin_token", "token needed for state changes when bound off loopback", None, secret=True,
+           env_aliases=("TOKENTAIL_ADMIN_TOKEN",)),
+    Option("insecure", "serve captured content off loopback without tokens", False, parse_bool),
+    Option("allowed_origin", "browser origin allowed to read /api/live cross-origin (repeatable; "
+           "never a wildcard)", [], multiple=True, metavar="ORIGIN"),
+]
+
+
+def validate_upstream(url: str | None) -> str:
+    from yarl import URL
+
+    if not url:
+        raise SettingsError("--upstream is required (e.g. --upstream https://api.openai.com/v1, "
+                            "or run `tokentail simulate` and use http://127.0.0.1:8799/v1)")
+    try:
+        parsed = URL(url)
+    except ValueError as exc:
+        raise SettingsError(f"--upstream {url!r} is not a URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise SettingsError(f"--upstream {url!r} must be an http:// or https:// URL with a host")
+    if parsed.query_string or parsed.fragment:
+        raise SettingsError("--upstream must not carry a query string or fragment")
+    return str(parsed).rstrip("/")
+
+
+def main(settings) -> int:
+    from prometheus_client import CollectorRegistry
+
+    from .app import METRICS, create_app
+    from .telemetry import build_tracer_provider, shutdown_bounded
+
+    upstream = validate_upstream(settings.upstream)
+    settings = settings.replace(upstream=upstream)
+    registry = CollectorRegistry()
+    drops: list = []  # the metrics object exists only once the app is built
+
+    def on_span_drop(sink: str, n: int = 1) -> None:
+        for metrics in drops:
+            metrics.dropped(sink, n)
+
+    provider = build_tracer_provider(os.environ, on_span_drop)
+    app = create_app(settings, registry=registry, tracer_provider=provider)
+    drops.append(app[METRICS])
+
+    def started(p: int) -> None:
+        log.info("proxying http://%s:%d/v1 -> %s (variant %s)", settings.host, p, upstream, settings.variant)
+        log.info("live feed: http://%s:%d/api/live   metrics: http://%s:%d/metrics", settings.host, p,
+                 settings.host, p)
+
+    try:
+        return serving.run(serving.serve_until_signal(app, settings.host, settings.port, "proxy",
+                                                      grace=settings.grace, on_started=started))
+    finally:
+        if provider is not None:
+            shutdown_bounded(provider, 5.0)
+
