@@ -1,0 +1,93 @@
+"""Numbers as people read them: units, sensible precision, a dash for unknown (pure)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+MISSING = "—"
+
+# The collector's unit names (``/api/metrics`` ``units``) -> how they read on screen.
+UNIT_LABELS = {"req/s": "req/s", "tokens/s": "tok/s", "ms": "ms", "ratio": "%", "requests": "", "tokens": "tok"}
+
+
+def _known(v: float | None) -> bool:
+    return v is not None and not (isinstance(v, float) and (math.isnan(v) or math.isinf(v)))
+
+
+def _sig(v: float, digits: int = 3) -> str:
+    """``v`` with about ``digits`` significant digits, no exponent, no trailing zeros."""
+    if v == 0:
+        return "0"
+    a = abs(v)
+    if a >= 10 ** (digits - 1):
+        return f"{v:,.0f}"
+    decimals = digits - 1 - int(math.floor(math.log10(a)))
+    text = f"{v:.{max(decimals, 0)}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def ms(v: float | None) -> str:
+    """A duration given in milliseconds: ``4.2 ms``, ``312 ms``, ``1.52 s``, ``2.5 min``."""
+    if not _known(v):
+        return MISSING
+    if abs(v) < 1000:
+        return f"{_sig(v)} ms"
+    if abs(v) < 60_000:
+        return f"{_sig(v / 1000)} s"
+    return f"{_sig(v / 60_000)} min"
+
+
+def rate(v: float | None, unit: str) -> str:
+    """``0.75 req/s``, ``42.1 tok/s``."""
+    if not _known(v):
+        return MISSING
+    return f"{_sig(v)} {unit}"
+
+
+def percent(ratio: float | None) -> str:
+    """A ratio as a percentage: ``0 %``, ``0.5 %``, ``12.5 %``."""
+    if not _known(ratio):
+        return MISSING
+    return f"{_sig(ratio * 100)} %"
+
+
+def count(n: float | None) -> str:
+    """``17``, ``1,234``, ``12.3 k``, ``4.5 M``."""
+    if not _known(n):
+        return MISSING
+    a = abs(n)
+    if a >= 1e6:
+        return f"{_sig(n / 1e6)} M"
+    if a >= 1e5:
+        return f"{_sig(n / 1e3)} k"
+    if float(n).is_integer():
+        return f"{int(n):,}"
+    return _sig(n)
+
+
+def value(v: float | None, unit: str) -> str:
+    """A value of ``/api/metrics`` by its unit there."""
+    if unit == "ms":
+        return ms(v)
+    if unit == "ratio":
+        return percent(v)
+    if unit in ("requests", "tokens"):
+        return count(v)
+    return rate(v, UNIT_LABELS.get(unit, unit))
+
+
+def clock(ts: float | None, with_seconds: bool = True) -> str:
+    """Local wall-clock time of an epoch timestamp."""
+    if not _known(ts):
+        return MISSING
+    return time.strftime("%H:%M:%S" if with_seconds else "%H:%M", time.localtime(ts))
+
+
+def stamp(ts: float | None) -> str:
+    """Local date and time with milliseconds: ``2024-05-01 12:03:04.512``."""
+    if not _known(ts):
+        return MISSING
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) + f".{int((ts % 1) * 1000):03d}"

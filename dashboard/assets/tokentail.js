@@ -1,0 +1,733 @@
+/*
+ * tokentail dashboard: the live path, in the browser (see dashboard/__init__.py).
+ *
+ * One EventSource per proxy ({proxy}/api/live). Every request is one entry of `rows`
+ * (a Map by request id) and, when on screen, one row element whose completion is a
+ * Text node: a request.delta appends to it right in the event handler, so a token is
+ * in the DOM as soon as the browser has parsed its event; no framework, callback or
+ * timer sits in between. History rows (the collector's spans, through /_tt/spans)
+ * merge into the same Map by id: a request seen live and later stored stays one row,
+ * marked "stored". The collector's /api/events pushes a snapshot after each scrape;
+ * each one moves the Overview (a dcc.Store that a Dash callback listens to) and
+ * fetches the history that was stored since.
+ */
+(function () {
+  "use strict";
+
+  var cfgEl = document.getElementById("tt-config");
+  var CFG = cfgEl ? JSON.parse(cfgEl.textContent) : {};
+  CFG.proxies = CFG.proxies || [];
+  var MAX_ROWS = 2000;        // entries kept in memory (oldest finished go first)
+  var MAX_VISIBLE = 200;      // rows in the DOM for the current filter
+  var RAW_KEEP_ROWS = 100;    // newest rows whose raw live events are kept for the detail page
+  var MAX_RAW_EVENTS = 2000;  // per request
+  var ROW_TEXT_KEEP = 4000;   // a list row shows the tail of its completion: keep this much in the DOM
+  var BANNER_DELAY = 1500;    // ms a source may be away before the banner says so
+  var MD_EVERY = 250;         // ms between Markdown re-renders of a streaming request
+
+  // ---- colours: the same function as figures.color_for --------------------------
+  var encoder = new TextEncoder();
+  function stableHash(s) {  // figures.stable_hash
+    var bytes = encoder.encode(s), h = 0x811c9dc5;
+    for (var i = 0; i < bytes.length; i++) {
+      h ^= bytes[i];
+      h = Math.imul(h, 0x01000193) >>> 0;
+    }
+    h ^= h >>> 16;
+    h = Math.imul(h, 0x85ebca6b) >>> 0;
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35) >>> 0;
+    return (h ^ (h >>> 16)) >>> 0;
+  }
+  function colorFor(kind, name) {
+    var c = CFG.colors || {palette: ["#64748b"], reserved: {}};
+    if (!name) return "#94a3b8";
+    var fixed = (c.reserved[kind] || {})[name];
+    return fixed || c.palette[stableHash(name) % c.palette.length];
+  }
+
+  // ---- numbers with units: the same rules as _format.py ---------------------------
+  function sig(v) {
+    if (v === 0) return "0";
+    var a = Math.abs(v);
+    if (a >= 100) return Math.round(v).toLocaleString("en-US");
+    var t = v.toFixed(Math.max(2 - Math.floor(Math.log10(a)), 0));
+    if (t.indexOf(".") >= 0) t = t.replace(/0+$/, "").replace(/\.$/, "");
+    return t;
+  }
+  function known(v) { return v !== null && v !== undefined && isFinite(v); }
+  function fmtMs(v) {
+    if (!known(v)) return "—";
+    if (Math.abs(v) < 1000) return sig(v) + " ms";
+    if (Math.abs(v) < 60000) return sig(v / 1000) + " s";
+    return sig(v / 60000) + " min";
+  }
+  function fmtCount(n) {
+    if (!known(n)) return "—";
+    if (Math.abs(n) >= 1e6) return sig(n / 1e6) + " M";
+    if (Math.abs(n) >= 1e5) return sig(n / 1e3) + " k";
+    return Number.isInteger(n) ? n.toLocaleString("en-US") : sig(n);
+  }
+  function pad(n, w) { var s = String(n); while (s.length < w) s = "0" + s; return s; }
+  function fmtTime(epoch) {
+    if (!known(epoch)) return "";
+    var d = new Date(epoch * 1000);
+    return pad(d.getHours(), 2) + ":" + pad(d.getMinutes(), 2) + ":" + pad(d.getSeconds(), 2) + "." +
+      pad(d.getMilliseconds(), 3);
+  }
+
+  // ---- prompt preview: the last user turn, as the proxy's /api/requests does --------
+  function contentText(c) {
+    if (typeof c === "string") return c;
+    if (Array.isArray(c)) {
+      return c.map(function (p) {
+        if (typeof p === "string") return p;
+        if (p && typeof p.text === "string") return p.text;
+        if (p && p.type === "tool_result") return contentText(p.content);
+        return "";
+      }).filter(Boolean).join(" ");
+    }
+    return "";
+  }
+  function promptPreview(d) {
+    var keys = ["messages", "input", "prompt"];
+    for (var k = 0; k < keys.length; k++) {
+      var v = d[keys[k]];
+      if (typeof v === "string") return v;
+      if (Array.isArray(v) && v.length) {
+        if (v.every(function (x) { return typeof x === "string"; })) return v[0];
+        var msgs = v.filter(function (m) { return m && typeof m === "object"; });
+        var users = msgs.filter(function (m) { return m.role === "user"; });
+        var pick = (users.length ? users : msgs);
+        for (var i = pick.length - 1; i >= 0; i--) {
+          var t = contentText(pick[i].content);
+          if (t) return t;
+        }
+      }
+    }
+    return "";
+  }
+
+  // ---- state ------------------------------------------------------------------------
+  var rows = new Map();
+  var filter = {q: "", models: [], variants: [], statuses: []};
+  var seen = {models: new Set(), variants: new Set()};
+  var sources = {};
+  var dom = {};
+  var visible = [];
+  var matchedCount = 0;
+  var renderQueued = false, optionsQueued = false, bannerTimer = null;
+  var hist = {inFlight: false, again: false, newestStored: null, maxTime: null};
+  var detail = {id: null, el: null, sseEl: null, mdAt: 0, mdTimer: null};
+  var tickAt = 0, tickTimer = null, ticks = 0;
+
+  function newRow(id) {
+    var r = {id: id, time: null, variant: null, model: null, endpoint: null, status: "in_flight", prompt: "",
+      text: "", ttft: null, latency: null, tps: null, usage: null, finish: null, error: null, httpStatus: null,
+      tools: false, live: false, stored: false, proxy: null, deltas: 0, raw: [], el: null, textNode: null};
+    rows.set(id, r);
+    return r;
+  }
+
+  function setProps(id, props) {
+    var dc = window.dash_clientside;
+    if (dc && dc.set_props) {
+      try { dc.set_props(id, props); } catch (e) { /* the component is not mounted yet */ }
+    }
+  }
+
+  // ---- the row element ----------------------------------------------------------------
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = text;
+    return e;
+  }
+
+  function statusLabel(r) {
+    if (r.status === "in_flight") return r.deltas > 0 ? "streaming" : "waiting";
+    if (r.status === "error" && r.httpStatus) return "error " + r.httpStatus;
+    return r.status;
+  }
+
+  function statsText(r) {
+    var parts = [];
+    if (known(r.ttft)) parts.push("TTFT " + fmtMs(r.ttft));
+    if (known(r.tps)) parts.push(sig(r.tps) + " tok/s");
+    var u = r.usage;
+    if (u && (known(u.input_tokens) || known(u.output_tokens))) {
+      parts.push(fmtCount(u.input_tokens) + " → " + fmtCount(u.output_tokens) + " tok" +
+        (u.source === "estimated" ? " (est.)" : ""));
+    }
+    if (known(r.latency)) parts.push(fmtMs(r.latency));
+    if (r.error) parts.push(String(r.error));
+    return parts.join(" · ");
+  }
+
+  function buildEl(r) {
+    var a = el("a", "tt-row");
+    a.href = "/request/" + encodeURIComponent(r.id);
+    a.dataset.id = r.id;
+    var head = el("div", "tt-row-head");
+    r.ui = {
+      status: el("span", "tt-status"),
+      time: el("span", "tt-time"),
+      model: el("span", "tt-chip tt-chip-model"),
+      variant: el("span", "tt-chip tt-chip-variant"),
+      endpoint: el("span", "tt-endpoint"),
+      stats: el("span", "tt-row-stats"),
+      stored: el("span", "tt-stored", "stored"),
+      prompt: el("div", "tt-row-prompt"),
+      completion: el("div", "tt-row-completion"),
+      textBox: el("div", "tt-row-text")
+    };
+    r.ui.stored.title = "stored by the collector";
+    head.append(r.ui.status, r.ui.time, r.ui.model, r.ui.variant, r.ui.endpoint, r.ui.stats, r.ui.stored);
+    r.textNode = document.createTextNode(tail(r.text));
+    r.ui.textBox.append(r.textNode, el("span", "tt-caret"));
+    r.ui.completion.append(r.ui.textBox);
+    a.append(head, r.ui.prompt, r.ui.completion);
+    r.el = a;
+    paint(r);
+    return a;
+  }
+
+  function tail(text) {
+    return text.length > ROW_TEXT_KEEP ? "…" + text.slice(text.length - ROW_TEXT_KEEP / 2) : text;
+  }
+
+  // Everything of a row but its growing text.
+  function paint(r) {
+    if (!r.el) return;
+    var ui = r.ui;
+    r.el.dataset.status = r.status;
+    r.el.className = "tt-row tt-row-" + r.status + (r.text ? "" : " tt-row-notext") +
+      (r.stored ? " tt-row-stored" : "");
+    ui.status.className = "tt-status tt-status-" + r.status;
+    ui.status.textContent = statusLabel(r);
+    ui.time.textContent = fmtTime(r.time);
+    ui.model.textContent = r.model || "?";
+    ui.model.style.setProperty("--chip", colorFor("model", r.model));
+    ui.variant.textContent = r.variant || "?";
+    ui.variant.style.setProperty("--chip", colorFor("variant", r.variant));
+    ui.endpoint.textContent = r.endpoint || "";
+    ui.stats.textContent = statsText(r);
+    ui.prompt.textContent = r.prompt || (r.live ? "" : "(prompt not captured)");
+    ui.completion.dataset.placeholder = placeholder(r);
+  }
+
+  function placeholder(r) {
+    var tool = r.toolName ? "tool call: " + r.toolName : "tool call";
+    if (r.status === "in_flight") return r.deltas ? (r.tools ? tool + "…" : "…") : "waiting for the first token…";
+    if (r.tools) return "→ " + tool;
+    if ((r.endpoint || "").indexOf("embeddings") >= 0) return "(embeddings: no completion text)";
+    return r.status === "ok" ? "(no text)" : "";
+  }
+
+  function setRowText(r) {
+    if (r.textNode) r.textNode.data = tail(r.text);
+  }
+
+  function appendRowText(r, piece) {
+    var n = r.textNode;
+    if (!n) return;
+    n.appendData(piece);
+    if (n.length > ROW_TEXT_KEEP) n.data = tail(r.text);
+  }
+
+  // ---- the list --------------------------------------------------------------------------
+  function matches(r) {
+    var f = filter;
+    if (f.models.length && f.models.indexOf(r.model) < 0) return false;
+    if (f.variants.length && f.variants.indexOf(r.variant) < 0) return false;
+    if (f.statuses.length && f.statuses.indexOf(r.status) < 0) return false;
+    if (f.q) {
+      var q = f.q;
+      if ((r.prompt || "").toLowerCase().indexOf(q) < 0 && r.text.toLowerCase().indexOf(q) < 0 &&
+          (r.model || "").toLowerCase().indexOf(q) < 0 && r.id.indexOf(q) < 0) return false;
+    }
+    return true;
+  }
+
+  function byTimeDesc(a, b) { return (b.time || 0) - (a.time || 0) || (a.id < b.id ? -1 : 1); }
+
+  function queueRender() {
+    if (renderQueued) return;
+    renderQueued = true;
+    requestAnimationFrame(render);
+  }
+
+  function evict(sorted) {
+    if (sorted.length <= MAX_ROWS) return sorted;
+    var keep = [];
+    for (var i = 0; i < sorted.length; i++) {
+      var r = sorted[i];
+      if (i < MAX_ROWS || r.status === "in_flight") keep.push(r); else rows.delete(r.id);
+    }
+    return keep;
+  }
+
+  function render() {
+    renderQueued = false;
+    if (!dom.list) return;
+    var sorted = evict(Array.from(rows.values()).sort(byTimeDesc));
+    for (var i = RAW_KEEP_ROWS; i < sorted.length; i++) if (sorted[i].raw.length) sorted[i].raw = [];
+    var matched = sorted.filter(matches);
+    visible = matched.slice(0, MAX_VISIBLE);
+    var els = visible.map(function (r) { return r.el || buildEl(r); });
+    dom.list.replaceChildren.apply(dom.list, els);
+    for (var j = MAX_VISIBLE; j < matched.length; j++) matched[j].el = null;  // rebuilt when shown again
+    matchedCount = matched.length;
+    counts();
+  }
+
+  // A request that just started is the newest: put it on top now, not at the next frame.
+  function showNew(r) {
+    if (!dom.list) return;
+    if (r.el && r.el.isConnected) { paint(r); return; }
+    if (!matches(r)) { counts(); return; }
+    if (visible.length === 0 || (r.time || 0) >= (visible[0].time || 0)) {
+      dom.list.insertBefore(r.el || buildEl(r), dom.list.firstChild);
+      visible.unshift(r);
+      matchedCount++;
+      if (visible.length > MAX_VISIBLE) {
+        var last = visible.pop();
+        if (last.el) last.el.remove();
+      }
+      counts();
+    } else {
+      queueRender();
+    }
+  }
+
+  function counts() {
+    var matched = matchedCount;
+    if (!dom.count) return;
+    var total = rows.size, inflight = 0;
+    rows.forEach(function (r) { if (r.status === "in_flight") inflight++; });
+    var text = fmtCount(total) + (total === 1 ? " request" : " requests") + " · " + inflight + " in flight";
+    if (matched !== total) text += " · " + fmtCount(matched) + " shown";
+    dom.count.textContent = text;
+    if (dom.empty) dom.empty.style.display = total ? "none" : "";
+    if (dom.more) {
+      dom.more.textContent = total && matched === 0 ? "No request matches the filters." :
+        (matched > MAX_VISIBLE ? "Showing the newest " + MAX_VISIBLE + " of " + fmtCount(matched) + "." : "");
+    }
+  }
+
+  function noteNames(r) {
+    var added = false;
+    if (r.model && !seen.models.has(r.model)) { seen.models.add(r.model); added = true; }
+    if (r.variant && !seen.variants.has(r.variant)) { seen.variants.add(r.variant); added = true; }
+    if (added && !optionsQueued) {
+      optionsQueued = true;
+      setTimeout(function () {
+        optionsQueued = false;
+        var opts = function (set) {
+          return Array.from(set).sort().map(function (v) { return {label: v, value: v}; });
+        };
+        setProps("live-model", {options: opts(seen.models)});
+        setProps("live-variant", {options: opts(seen.variants)});
+      }, 200);
+    }
+  }
+
+  // ---- live events from one proxy ------------------------------------------------------
+  function keepRaw(r, name, ev) {
+    if (r.raw.length < MAX_RAW_EVENTS) r.raw.push("id: " + ev.lastEventId + "\nevent: " + name + "\ndata: " + ev.data);
+    if (detail.id === r.id && detail.sseEl && detail.sseEl.isConnected) {
+      detail.sseEl.appendChild(document.createTextNode(r.raw[r.raw.length - 1] + "\n\n"));
+    }
+  }
+
+  function onStart(src, ev) {
+    var d = JSON.parse(ev.data);
+    var r = rows.get(d.id) || newRow(d.id);
+    r.time = d.time; r.variant = d.variant; r.model = d.model; r.endpoint = d.endpoint;
+    r.live = true; r.proxy = src.name; r.prompt = promptPreview(d);
+    if (!r.stored) r.status = "in_flight";
+    hist.maxTime = Math.max(hist.maxTime || 0, d.time || 0);
+    noteNames(r);
+    keepRaw(r, "request.start", ev);
+    if (src.replaying) queueRender(); else showNew(r);
+  }
+
+  function onDelta(src, ev) {
+    var d = JSON.parse(ev.data);
+    var r = rows.get(d.id);
+    if (!r) {  // its start left the proxy's ring before we connected
+      r = newRow(d.id); r.live = true; r.proxy = src.name; r.time = Date.now() / 1000;
+    }
+    var piece = d.text || "";
+    if (d.snapshot) {
+      r.text = piece;
+      setRowText(r);
+    } else if (piece) {
+      r.text += piece;
+      appendRowText(r, piece);  // <- the token is in the DOM here
+    }
+    if (d.ttft_ms !== undefined && d.ttft_ms !== null) r.ttft = d.ttft_ms;
+    if (d.tool_calls) {
+      r.tools = true;
+      d.tool_calls.forEach(function (tc) {
+        var name = tc && ((tc["function"] && tc["function"].name) || tc.name);
+        if (name && !r.toolName) r.toolName = name;
+      });
+    }
+    var first = r.deltas === 0 || (piece && r.text.length === piece.length);
+    r.deltas = d.seq || r.deltas + 1;
+    if (detail.id === r.id) detailDelta(r, piece, !!d.snapshot);
+    keepRaw(r, "request.delta", ev);
+    if (first || d.snapshot) paint(r);
+  }
+
+  function onEnd(src, ev) {
+    var d = JSON.parse(ev.data);
+    var r = rows.get(d.id);
+    if (!r) { r = newRow(d.id); r.live = true; r.proxy = src.name; r.time = Date.now() / 1000; }
+    r.status = d.status || "ok";
+    r.usage = d.usage || r.usage;
+    r.latency = d.latency_ms; r.tps = d.output_tps; r.finish = d.finish_reason;
+    if (d.ttft_ms !== undefined && d.ttft_ms !== null) r.ttft = d.ttft_ms;
+    r.error = d.error; r.httpStatus = d.http_status;
+    if (typeof d.text === "string") { r.text = d.text; setRowText(r); }  // redacted again as a whole
+    keepRaw(r, "request.end", ev);
+    paint(r);
+    if (filter.statuses.length || filter.q) queueRender(); else counts();
+    if (detail.id === r.id && !src.replaying) setProps("detail-tick", {data: {id: r.id, at: Date.now()}});
+  }
+
+  // A proxy's snapshot replaces what it showed: rows only it knew go; stored ones stay.
+  function onSnapshot(src, ev) {
+    src.replaying = ev.lastEventId;
+    rows.forEach(function (r, id) {
+      if (r.proxy !== src.name || !r.live) return;
+      if (r.stored) { r.live = false; } else { rows.delete(id); if (r.el) r.el.remove(); }
+    });
+    queueRender();
+  }
+
+  function listen(src, es, name, fn) {
+    es.addEventListener(name, function (ev) {
+      if (src.replaying && ev.lastEventId !== src.replaying) { src.replaying = null; queueRender(); }
+      src.lastId = ev.lastEventId || src.lastId;
+      try { fn(src, ev); } catch (e) { if (window.console) console.warn("tokentail: bad live event", e); }
+    });
+  }
+
+  function withToken(url, extra) {
+    var qs = [];
+    if (CFG.token) qs.push("token=" + encodeURIComponent(CFG.token));
+    Object.keys(extra || {}).forEach(function (k) {
+      if (extra[k]) qs.push(k + "=" + encodeURIComponent(extra[k]));
+    });
+    return qs.length ? url + "?" + qs.join("&") : url;
+  }
+
+  // One EventSource with its state for the banner. The browser reconnects by itself
+  // after a network error; after an HTTP error or a CORS refusal it gives up (CLOSED),
+  // and we open a new one with backoff.
+  function connect(src, makeUrl, wire) {
+    var backoff = 1000;
+    function open() {
+      var es = new EventSource(makeUrl());
+      src.es = es;
+      es.onopen = function () { backoff = 1000; src.everOpen = true; setState(src, "open"); };
+      es.onerror = function () {
+        if (es.readyState === EventSource.CLOSED) {
+          es.close();
+          setState(src, "down");
+          diagnose(src);
+          setTimeout(open, backoff);
+          backoff = Math.min(backoff * 2, 10000);
+        } else {
+          setState(src, "connecting");
+          scheduleBanner();  // never opened, or lost: the banner speaks up if this lasts
+        }
+      };
+      wire(es);
+    }
+    open();
+  }
+
+  function diagnose(src) {
+    // An opaque no-cors fetch succeeds when the server answers at all: then the feed
+    // was refused (origin not allowed, or a token), not unreachable.
+    fetch(src.probe, {mode: "no-cors", cache: "no-store"}).then(function () {
+      src.refused = true; updateBanner();
+    }, function () { src.refused = false; updateBanner(); });
+  }
+
+  function connectProxy(p) {
+    var src = sources["proxy:" + p.name] = {key: "proxy:" + p.name, kind: "proxy", name: p.name,
+      label: "proxy " + p.name, display: p.display, probe: p.url + "/healthz", state: "connecting",
+      since: Date.now(), lastId: null, replaying: null};
+    connect(src, function () { return withToken(p.live, {last_event_id: src.lastId}); }, function (es) {
+      listen(src, es, "snapshot", onSnapshot);
+      listen(src, es, "request.start", onStart);
+      listen(src, es, "request.delta", onDelta);
+      listen(src, es, "request.end", onEnd);
+    });
+  }
+
+  // ---- the collector: Overview ticks and history --------------------------------------
+  function connectCollector(c) {
+    var src = sources.collector = {key: "collector", kind: "collector", name: "collector", label: "collector",
+      display: c.display, probe: c.url + "/healthz", state: "connecting", since: Date.now()};
+    connect(src, function () { return withToken(c.events); }, function (es) {
+      es.addEventListener("snapshot", function (ev) {
+        var snap = null;
+        try { snap = JSON.parse(ev.data); } catch (e) { /* keep going */ }
+        tick(snap);
+        loadHistory();
+      });
+    });
+  }
+
+  // At most one Overview refresh a second, however fast the collector scrapes.
+  function tick(snap) {
+    var wait = 1000 - (Date.now() - tickAt);
+    if (wait > 0) {
+      if (!tickTimer) tickTimer = setTimeout(function () { tickTimer = null; tick(snap); }, wait);
+      return;
+    }
+    tickAt = Date.now();
+    ticks++;
+    setProps("collector-tick", {data: {n: ticks, ts: snap && snap.ts}});
+  }
+
+  function historySince() {
+    if (hist.newestStored === null) return null;  // first load: the newest, whatever their age
+    var floor = (hist.maxTime || hist.newestStored) - 600;
+    var since = hist.newestStored - 30;
+    rows.forEach(function (r) {  // finished live rows the collector has not stored yet
+      if (r.live && !r.stored && r.status !== "in_flight" && r.time && r.time > floor && r.time < since) {
+        since = r.time;
+      }
+    });
+    return Math.max(since, floor) - 1;
+  }
+
+  function loadHistory() {
+    if (!CFG.collector) return;
+    if (hist.inFlight) { hist.again = true; return; }
+    hist.inFlight = true;
+    var since = historySince();
+    var url = "/_tt/spans?limit=" + (since === null ? (CFG.historyLimit || 200) : 500) +
+      (since === null ? "" : "&since=" + since.toFixed(3));
+    fetch(url, {cache: "no-store", credentials: "same-origin"}).then(function (r) { return r.json(); })
+      .then(function (body) { mergeHistory(body.rows || []); }, function () { /* banner covers it */ })
+      .then(function () {
+        hist.inFlight = false;
+        if (hist.again) { hist.again = false; loadHistory(); }
+      });
+  }
+
+  function mergeHistory(list) {
+    var changed = false;
+    list.forEach(function (h) {
+      if (!h || !h.id) return;
+      hist.newestStored = Math.max(hist.newestStored || 0, h.time || 0);
+      hist.maxTime = Math.max(hist.maxTime || 0, h.time || 0);
+      var r = rows.get(h.id);
+      if (r && r.stored && !r.live) return;
+      if (!r) { r = newRow(h.id); changed = true; }
+      if (!r.stored && detail.id === r.id) {  // the open request was just stored: show its trace id etc.
+        setProps("detail-tick", {data: {id: r.id, at: Date.now(), stored: true}});
+      }
+      r.stored = true;
+      if (!r.live) {  // from storage only: take all of it
+        r.time = h.time; r.variant = h.variant; r.model = h.model; r.endpoint = h.endpoint;
+        r.status = h.status || "ok"; r.prompt = h.prompt_preview || ""; r.text = h.text_preview || "";
+        r.ttft = h.ttft_ms; r.latency = h.latency_ms; r.tps = h.output_tps; r.usage = h.usage;
+        r.finish = h.finish_reason; r.error = h.error; r.httpStatus = h.http_status;
+        r.deltas = r.text ? 1 : 0;
+        setRowText(r);
+      } else {  // seen live: what streamed stays; storage fills what the feed had not said
+        if (!known(r.latency)) r.latency = h.latency_ms;
+        if (!r.usage) r.usage = h.usage;
+      }
+      noteNames(r);
+      paint(r);
+    });
+    if (changed) queueRender(); else counts();
+  }
+
+  // ---- sources: header dots and the banner ----------------------------------------------
+  function setState(src, state) {
+    if (src.state === state) return;
+    src.state = state;
+    src.since = Date.now();
+    if (state === "open") src.refused = false;
+    updateBanner();
+    if (state !== "open") scheduleBanner();
+    if (state === "open" && src.kind === "collector") { tick(null); loadHistory(); }
+  }
+
+  // Look again once a source that is away has been away long enough to say so.
+  function scheduleBanner() {
+    clearTimeout(bannerTimer);
+    bannerTimer = setTimeout(updateBanner, BANNER_DELAY + 50);
+  }
+
+  function updateBanner() {
+    var now = Date.now(), msgs = [];
+    var origin = CFG.origin || location.origin;
+    Object.keys(sources).forEach(function (k) {
+      var s = sources[k];
+      var away = s.state !== "open" && now - s.since >= BANNER_DELAY;
+      var what = s.kind === "proxy" ? "the live list misses its requests until it is back" :
+        "charts and history are paused; the Live page keeps working";
+      if (away) {
+        msgs.push({key: k, text: (s.kind === "proxy" ? "Proxy " + s.name : "Collector") + " at " + s.display +
+          (s.refused ? " answers, but refused this page's feed: start it with --allowed-origin " + origin +
+            (CFG.token ? " and the same read token" : "") : " is unreachable") + " — " + what + ". Retrying…"});
+      }
+      if (dom.sources) {
+        var dot = dom.sources.querySelector('[data-source="' + k + '"]');
+        if (!dot) {
+          dot = el("span", "tt-source");
+          dot.dataset.source = k;
+          dot.append(el("span", "tt-source-dot"),
+            el("span", "tt-source-name", s.kind === "proxy" ? s.name : "collector"));
+          dom.sources.append(dot);
+        }
+        dot.dataset.state = s.state === "open" ? "open" : (away ? "down" : "connecting");
+        dot.title = (s.kind === "proxy" ? "live feed of " : "collector events at ") + s.display + ": " +
+          (s.state === "open" ? "connected" : away ? "unreachable" : "connecting");
+      }
+    });
+    if (!dom.banner) return;
+    dom.banner.replaceChildren.apply(dom.banner, msgs.map(function (m) {
+      var d = el("div", "tt-banner-item", m.text);
+      d.dataset.source = m.key;
+      return d;
+    }));
+    dom.banner.classList.toggle("tt-banner-show", msgs.length > 0);
+  }
+
+  // ---- the detail page ----------------------------------------------------------------
+  function detailIdFrom(path) {
+    if (!path || path.indexOf("/request/") !== 0) return null;
+    return decodeURIComponent(path.slice("/request/".length).replace(/\/+$/, "")) || null;
+  }
+
+  // The server rendered the page with the text as far as it knew; from here on the
+  // browser's copy (at least as new) is shown and deltas append to it.
+  function syncDetail() {
+    var textEl = document.getElementById("tt-detail-text");
+    var sseEl = document.getElementById("tt-detail-sse");
+    detail.el = textEl; detail.sseEl = sseEl;
+    var r = detail.id && rows.get(detail.id);
+    if (!r) return;
+    if (textEl && textEl.dataset.id === r.id && textEl.dataset.synced !== r.id) {
+      if (r.live && r.text.length >= textEl.textContent.length) textEl.textContent = r.text;
+      textEl.dataset.synced = r.id;
+    }
+    if (sseEl && sseEl.dataset.id === r.id && sseEl.dataset.synced !== r.id) {
+      sseEl.textContent = r.raw.length ? r.raw.join("\n\n") + "\n\n" :
+        "(no live events of this request in this page: it streamed before the page was opened or " +
+        "left the proxy's memory)";
+      sseEl.dataset.synced = r.id;
+    }
+  }
+
+  function detailDelta(r, piece, replace) {
+    var t = detail.el;
+    if (!t || !t.isConnected || t.dataset.id !== r.id || t.dataset.synced !== r.id) {
+      syncDetail();  // shows r.text, this piece included
+    } else if (replace) {
+      t.textContent = r.text;
+    } else {
+      t.appendChild(document.createTextNode(piece));
+    }
+    var now = Date.now();
+    if (now - detail.mdAt >= MD_EVERY) {
+      detail.mdAt = now;
+      setProps("detail-md", {children: r.text});
+    } else if (!detail.mdTimer) {
+      detail.mdTimer = setTimeout(function () {
+        detail.mdTimer = null; detail.mdAt = Date.now();
+        var cur = rows.get(detail.id);
+        if (cur) setProps("detail-md", {children: cur.text});
+      }, MD_EVERY);
+    }
+  }
+
+  function navigate(href) {
+    window.history.pushState({}, "", href);
+    window.dispatchEvent(new CustomEvent("_dashprivate_pushstate"));
+    window.scrollTo(0, 0);
+  }
+
+  // ---- start ----------------------------------------------------------------------------
+  function mount() {
+    var list = document.getElementById("tt-live-list");
+    if (!list || dom.list === list) return;
+    dom.list = list;
+    dom.empty = document.getElementById("tt-live-empty");
+    dom.count = document.getElementById("tt-live-count");
+    dom.more = document.getElementById("tt-live-more");
+    dom.banner = document.getElementById("tt-banner");
+    dom.sources = document.getElementById("tt-sources");
+    list.addEventListener("click", function (e) {
+      var a = e.target.closest && e.target.closest("a.tt-row");
+      if (!a || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+      e.preventDefault();
+      navigate(a.getAttribute("href"));
+    });
+    var detailPage = document.getElementById("page-detail");
+    if (detailPage) new MutationObserver(syncDetail).observe(detailPage, {childList: true, subtree: true});
+    updateBanner();
+    render();
+  }
+
+  var started = false;
+  function start() {
+    if (started) return;
+    started = true;
+    CFG.proxies.forEach(connectProxy);
+    if (CFG.collector) { connectCollector(CFG.collector); loadHistory(); }
+    scheduleBanner();
+    var obs = new MutationObserver(function () {
+      if (document.getElementById("tt-live-list")) { mount(); obs.disconnect(); }
+    });
+    obs.observe(document.documentElement, {childList: true, subtree: true});
+    mount();
+  }
+
+  window.tokentail = {
+    version: 1,
+    rows: rows,
+    sources: sources,
+    colorFor: colorFor,
+    route: function (path) {
+      var p = path || "/";
+      var page = p.indexOf("/live") === 0 ? "live" : (p.indexOf("/request/") === 0 ? "detail" : "overview");
+      var previous = detail.id;
+      detail.id = page === "detail" ? detailIdFrom(p) : null;
+      if (page === "detail" && detail.id !== previous) setProps("detail-body", {children: "Loading…"});
+      if (page === "detail") {
+        document.title = "Request " + (detail.id || "").slice(0, 8) + " · tokentail";
+        setTimeout(syncDetail, 0);
+      } else {
+        document.title = (page === "live" ? "Live" : "Overview") + " · tokentail";
+      }
+      if (page === "live") queueRender();
+      var show = {}, hide = {display: "none"};
+      return [page === "overview" ? show : hide, page === "live" ? show : hide, page === "detail" ? show : hide,
+        "tt-nav-link" + (page === "overview" ? " active" : ""), "tt-nav-link" + (page === "live" ? " active" : "")];
+    },
+    setFilter: function (f) {
+      filter = {q: (f.q || "").trim().toLowerCase(), models: f.models || [], variants: f.variants || [],
+        statuses: f.statuses || []};
+      queueRender();
+    },
+    detailMode: function (mode) {
+      var on = {}, off = {display: "none"};
+      return mode === "md" ? [off, on] : [on, off];
+    }
+  };
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
+})();

@@ -1,0 +1,90 @@
+"""`tokentail dashboard`: the Dash app as a process."""
+
+from __future__ import annotations
+
+import logging
+
+from tokentail.settings import Option, parse_bool, port
+
+log = logging.getLogger("tokentail.dashboard")
+
+SUMMARY = "run the dashboard: overview charts, live tail and request detail"
+DESCRIPTION = """\
+Serve the dashboard. The Live page follows every --proxy's live feed straight from
+the browser (EventSource on {proxy}/api/live): start each proxy with
+--allowed-origin set to this dashboard's origin (http://HOST:PORT). The Overview
+reads the collector's history and updates when its /api/events announces a scrape;
+the collector needs the same --allowed-origin.
+
+example:
+  tokentail dashboard --collector http://127.0.0.1:8788 \\
+      --proxy production=http://127.0.0.1:8787 --proxy canary=http://127.0.0.1:8789
+"""
+
+OPTIONS = [
+    Option("port", "port to listen on", 8050, port),
+    Option("host", "address to bind; anything but loopback requires the read token (or --insecure): "
+           "open the page once with ?token=<token>", "127.0.0.1"),
+    Option("collector", "collector base URL, e.g. http://127.0.0.1:8788 (history and charts)", None,
+           metavar="URL"),
+    Option("proxy", "proxy to follow live, [VARIANT=]URL as the browser reaches it, e.g. "
+           "canary=http://127.0.0.1:8789 (repeatable)", [], multiple=True, metavar="[VARIANT=]URL"),
+    Option("read_token", "token for reading the proxies' and the collector's /api/* (passed on, never shown); "
+           "also needed to open the dashboard when it is bound off loopback", None, secret=True,
+           env_aliases=("TOKENTAIL_READ_TOKEN",)),
+    Option("insecure", "serve off loopback without asking for the read token", False, parse_bool),
+]
+
+
+def main(settings) -> int:
+    from tokentail.settings import SettingsError
+
+    from .app import create_app
+    from .config import DashboardConfig
+
+    config = DashboardConfig.from_settings(settings)
+    if not config.open_access and not config.read_token:
+        raise SettingsError(f"--host {config.host} is not loopback: set TOKENTAIL_READ_TOKEN (or --read-token) "
+                            "so that only its holders can read captured content, or pass --insecure")
+    if not _bindable(config.host, config.port):
+        return 1
+    app = create_app(config)
+    log.info("dashboard on http://%s:%d/  (collector: %s; proxies: %s)", config.host, config.port,
+             config.collector or "none", ", ".join(f"{p.name}={p.url}" for p in config.proxies) or "none")
+    if config.proxies:
+        log.info("the proxies (and the collector) must allow this origin: --allowed-origin %s", config.origin)
+    return serve(app, config.host, config.port)
+
+
+def _bindable(host: str, port: int) -> bool:
+    """One clear line for a taken port, before anything else is said or werkzeug gives advice."""
+    import errno
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as exc:
+        what = "is already in use (choose another with --port)" if exc.errno == errno.EADDRINUSE else \
+            f"cannot be bound: {exc.strerror}"
+        print(f"tokentail: error: dashboard: port {port} on {host} {what}", flush=True)
+        return False
+    return True
+
+
+def serve(app, host: str, port: int) -> int:
+    """Run Dash's threaded Flask server (debug off: no traceback ever reaches a page).
+
+    The browser's long-lived connections (live feeds, collector events) go to the proxies'
+    and the collector's async servers, not here: this server only answers short requests.
+    """
+    # werkzeug logs every request at INFO; keep the process log about the dashboard.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    try:
+        app.run(host=host, port=port, debug=False, threaded=True)
+    except SystemExit as exc:  # werkzeug exits 1 when it cannot listen after all
+        if exc.code not in (0, None):
+            return 1
+        raise
+    return 0

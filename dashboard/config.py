@@ -1,0 +1,121 @@
+"""The dashboard's resolved configuration: where the proxies and the collector are, and access."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+from tokentail.access import is_loopback_host
+from tokentail.settings import SettingsError
+
+_NAMED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,62})=(.+)$")
+# Paths people paste that are not a proxy's base: its OpenAI base URL, its live feed.
+_SUFFIXES = ("/api/live", "/metrics", "/v1")
+
+
+def display_url(url: str) -> str:
+    """``url`` without credentials, query string or fragment: safe to show and log."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "<invalid url>"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _base_url(raw: str, flag: str) -> str:
+    try:
+        parts = urlsplit(raw.strip())
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise SettingsError(f"{flag} {display_url(raw)!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"{flag} {raw!r}: expected http(s)://HOST:PORT")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        # The browser gets these URLs: credentials or a token in them would be shown to it.
+        raise SettingsError(f"{flag} {display_url(raw)!r}: no credentials or query string in the URL "
+                            "(the read token goes in --read-token / TOKENTAIL_READ_TOKEN)")
+    path = parts.path.rstrip("/")
+    for suffix in _SUFFIXES:
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+            break
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+@dataclass(frozen=True)
+class ProxySource:
+    """One proxy whose live feed the page follows. ``name`` labels it in banners."""
+
+    name: str
+    url: str  # base URL as the browser reaches it (no trailing slash, no /v1)
+    variant: str | None = None  # as given with VARIANT=; events carry their own variant too
+
+    @property
+    def live_url(self) -> str:
+        return self.url + "/api/live"
+
+    @property
+    def openai_base(self) -> str:
+        return self.url + "/v1"
+
+
+def parse_proxy(text: str) -> ProxySource:
+    """``[VARIANT=]URL``: a proxy's base URL (its ``/v1`` or ``/api/live`` URL works too)."""
+    raw = text.strip()
+    m = _NAMED.match(raw)
+    variant, url = (m.group(1), m.group(2)) if m else (None, raw)
+    base = _base_url(url, "--proxy")
+    if variant is None:
+        parts = urlsplit(base)
+        name = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
+    else:
+        name = variant
+    return ProxySource(name=name, url=base, variant=variant)
+
+
+@dataclass(frozen=True)
+class DashboardConfig:
+    host: str = "127.0.0.1"
+    port: int = 8050
+    collector: str | None = None  # base URL
+    proxies: tuple[ProxySource, ...] = ()
+    read_token: str | None = None
+    insecure: bool = False
+    timeout: float = 3.0  # seconds for each read of the collector or a proxy
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.proxies]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise SettingsError(f"--proxy: name(s) given twice: {', '.join(dupes)} (use VARIANT=URL to tell "
+                                "them apart)")
+
+    @property
+    def open_access(self) -> bool:
+        """No token needed to open the dashboard: loopback bind, or --insecure."""
+        return self.insecure or is_loopback_host(self.host)
+
+    @property
+    def origin(self) -> str:
+        """The origin the proxies and the collector must allow (``--allowed-origin``)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @classmethod
+    def from_settings(cls, s: Mapping[str, Any]) -> "DashboardConfig":
+        collector = _base_url(s["collector"], "--collector") if s.get("collector") else None
+        return cls(
+            host=s["host"],
+            port=s["port"],
+            collector=collector,
+            proxies=tuple(parse_proxy(p) for p in (s.get("proxy") or [])),
+            read_token=s.get("read_token") or None,
+            insecure=bool(s.get("insecure")),
+        )

@@ -1,0 +1,345 @@
+"""The pages and the components built from data (pure: data in, Dash components out).
+
+The three pages are always in the layout and shown by path (``/``, ``/live``,
+``/request/<id>``), so the live list, kept in the DOM by ``assets/tokentail.js``, keeps
+growing while another page is on screen. Elements with ids starting ``tt-`` are that
+script's: Dash renders them (empty, or with the text the server knew) and the script
+fills them from then on.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from dash import dcc, html
+
+from . import _format as fmt
+from .config import DashboardConfig
+from .figures import CHART_HEIGHT, CHARTS, color_for
+from .queries import CARD_FIELDS, DEFAULT_RANGE, MODEL_COLUMNS, RANGES
+
+GRAPH_CONFIG = {"displayModeBar": False, "responsive": True}
+STATUSES = [("in_flight", "In flight"), ("ok", "OK"), ("error", "Error"), ("cancelled", "Cancelled")]
+
+
+def page(config: DashboardConfig) -> html.Div:
+    return html.Div(className="tt-app", children=[
+        dcc.Location(id="url", refresh=False),
+        dcc.Store(id="collector-tick"),  # set by tokentail.js on every collector snapshot
+        dcc.Store(id="detail-tick"),  # set by tokentail.js when the open request ends
+        dcc.Store(id="live-filter-sink"),
+        header(config),
+        html.Div(id="tt-banner", className="tt-banner", role="status"),
+        html.Main(className="tt-main", children=[
+            html.Section(id="page-overview", className="tt-page", children=overview_page(config)),
+            html.Section(id="page-live", className="tt-page", style={"display": "none"}, children=live_page(config)),
+            html.Section(id="page-detail", className="tt-page", style={"display": "none"},
+                         children=[html.Div(id="detail-body", className="tt-detail")]),
+        ]),
+    ])
+
+
+def header(config: DashboardConfig) -> html.Header:
+    return html.Header(className="tt-header", children=[
+        html.Div(className="tt-brand", children=[html.Span("▍", className="tt-logo"), "tokentail"]),
+        html.Nav(className="tt-nav", children=[
+            dcc.Link("Overview", href="/", id="nav-overview", className="tt-nav-link"),
+            dcc.Link("Live", href="/live", id="nav-live", className="tt-nav-link"),
+        ]),
+        # One dot per source, coloured by tokentail.js from its connection state.
+        html.Div(id="tt-sources", className="tt-sources"),
+    ])
+
+
+def empty_state(title: str, *lines: Any, code: str | None = None, extra_class: str = "") -> html.Div:
+    children: list[Any] = [html.Div(title, className="tt-empty-title")]
+    children += [html.P(line, className="tt-empty-text") for line in lines]
+    if code:
+        children.append(html.Pre(code, className="tt-empty-code"))
+    return html.Div(className=f"tt-empty {extra_class}".strip(), children=children)
+
+
+# --- Overview ------------------------------------------------------------------------
+
+
+def overview_page(config: DashboardConfig) -> list[Any]:
+    toolbar = html.Div(className="tt-toolbar", children=[
+        html.H1("Overview", className="tt-h1"),
+        html.Div(className="tt-toolbar-right", children=[
+            dcc.Dropdown(id="ov-model", options=[], value=None, placeholder="All models", clearable=True,
+                         className="tt-dropdown tt-model-filter", searchable=True),
+            dcc.RadioItems(id="ov-range", options=[{"label": r, "value": r} for r in RANGES],
+                           value=DEFAULT_RANGE, className="tt-segmented", inline=True),
+        ]),
+    ])
+    if not config.collector:
+        toolbar = html.Div(className="tt-toolbar", children=[html.H1("Overview", className="tt-h1")])
+        proxies = [(p.variant or "production", p.url) for p in config.proxies] or [
+            ("production", "http://127.0.0.1:8787")]
+        targets = " ".join(f"--target {v}={u}" for v, u in proxies)
+        again = " ".join(f"--proxy {v}={u}" for v, u in proxies)
+        return [toolbar, empty_state(
+            "No collector configured",
+            "The Overview charts the collector's history. Start one that scrapes your proxies, then "
+            "pass its URL to the dashboard. The Live page works without it.",
+            code=f"tokentail collector {targets} --allowed-origin {config.origin}\n"
+                 f"tokentail dashboard --collector http://127.0.0.1:8788 {again}",
+            extra_class="tt-empty-page")]
+    return [
+        toolbar,
+        html.Div(id="ov-status", className="tt-status-line", children="Loading…"),
+        html.Div(id="ov-empty"),
+        html.Div(id="ov-cards", className="tt-variant-cards"),
+        # Filled by the overview callback once the Overview is on screen: a page opened on
+        # /live never loads Plotly (parsing it would stall the live list at page load).
+        html.Div(id="ov-grid", className="tt-chart-grid",
+                 children=html.Div("Charts appear once the collector answers.", className="tt-muted tt-pad")),
+        html.Div(className="tt-card", children=[
+            html.Div(className="tt-card-head", children=[html.Span("Models", className="tt-card-title"),
+                                                          html.Span("over the selected range",
+                                                                    className="tt-card-unit")]),
+            html.Div(id="ov-models"),
+        ]),
+    ]
+
+
+def chart_cards(figs: dict[str, Any]) -> list[html.Div]:
+    """The Overview's chart grid: a card per chart of ``figures.CHARTS``, then per model."""
+    specs = [(cid, title, unit) for cid, title, unit, _, _ in CHARTS]
+    specs.append(("ov-chart-models", "Request rate by model", "req/s"))
+    return [
+        html.Div(className="tt-card tt-chart", children=[
+            html.Div(className="tt-card-head", children=[html.Span(title, className="tt-card-title"),
+                                                          html.Span(unit, className="tt-card-unit")]),
+            dcc.Graph(id=cid, figure=figs[cid], config=GRAPH_CONFIG, className="tt-graph",
+                      style={"height": f"{CHART_HEIGHT}px"}),
+        ])
+        for cid, title, unit in specs
+    ]
+
+
+def variant_cards(cards: list[dict[str, Any]]) -> list[html.Div]:
+    out = []
+    for c in cards:
+        color = color_for("variant", c["name"])
+        state = {True: ("up", "tt-pill-ok"), False: ("down", "tt-pill-bad"), None: ("", "")}[c["up"]]
+        rows = [html.Div(className="tt-kv", children=[
+            html.Span(label, className="tt-kv-label"),
+            html.Span(fmt.value(c["values"].get(key), unit), className="tt-kv-value", **{"data-metric": key}),
+        ]) for key, label, unit in CARD_FIELDS]
+        out.append(html.Div(className="tt-card tt-variant-card", style={"borderTopColor": color},
+                            **{"data-variant": c["name"]}, children=[
+            html.Div(className="tt-variant-head", children=[
+                html.Span(className="tt-dot", style={"background": color}),
+                html.Span(c["name"], className="tt-variant-name"),
+                html.Span(state[0], className=f"tt-pill {state[1]}") if state[0] else None,
+                html.Span(f"{fmt.count(c['requests'])} requests" if c["requests"] is not None else "",
+                          className="tt-variant-sub"),
+            ]),
+            html.Div(className="tt-kv-grid", children=rows),
+        ]))
+    return out
+
+
+def model_table(rows: list[dict[str, Any]]) -> Any:
+    if not rows:
+        return html.Div("No requests in this range yet.", className="tt-muted tt-pad")
+    head = html.Tr([html.Th("Model")] + [html.Th(label, className="tt-num") for _, label, _ in MODEL_COLUMNS])
+    body = []
+    for r in rows:
+        cells = [html.Td([html.Span(className="tt-dot", style={"background": color_for("model", r["name"])}),
+                          r["name"]], className="tt-model-cell")]
+        cells += [html.Td(fmt.value(r.get(key), unit), className="tt-num") for key, _, unit in MODEL_COLUMNS]
+        body.append(html.Tr(cells, **{"data-model": r["name"]}))
+    return html.Table(className="tt-table", children=[html.Thead(head), html.Tbody(body)])
+
+
+def status_line(resp: dict[str, Any] | None, error: str | None, now: float) -> list[Any]:
+    if error:
+        return [html.Span("●", className="tt-bad"),
+                f" Could not load metrics: {error}. Showing what was last loaded."]
+    if not resp:
+        return ["Loading…"]
+    res = resp.get("resolution", "?")
+    return [html.Span(f"{res} resolution", className="tt-res", **{"data-resolution": res}),
+            f" · step {fmt.ms((resp.get('step') or 0) * 1000)} · updated {fmt.clock(now)}"]
+
+
+def no_traffic(config: DashboardConfig, rng: str) -> html.Div:
+    base = config.proxies[0].openai_base if config.proxies else "http://127.0.0.1:8787/v1"
+    return empty_state(
+        f"No requests in the last {rng}",
+        "Send traffic through a proxy and the charts fill in as the collector scrapes it.",
+        code=f"export OPENAI_BASE_URL={base}", extra_class="tt-empty-inline")
+
+
+# --- Live ----------------------------------------------------------------------------
+
+
+def live_page(config: DashboardConfig) -> list[Any]:
+    filters = html.Div(className="tt-filters", children=[
+        dcc.Input(id="live-q", type="search", placeholder="Search prompts and completions…", debounce=False,
+                  className="tt-search", autoComplete="off"),
+        dcc.Dropdown(id="live-model", options=[], multi=True, placeholder="Model", className="tt-dropdown"),
+        dcc.Dropdown(id="live-variant", options=[], multi=True, placeholder="Variant", className="tt-dropdown"),
+        dcc.Dropdown(id="live-status", options=[{"label": l, "value": v} for v, l in STATUSES], multi=True,
+                     placeholder="Status", className="tt-dropdown"),
+    ])
+    if config.proxies:
+        hint = empty_state(
+            "No requests yet",
+            "Point an OpenAI client at a proxy; each request shows up here the moment it arrives, "
+            "and its completion grows token by token.",
+            code="\n".join(f"export OPENAI_BASE_URL={p.openai_base}   # {p.name}" for p in config.proxies))
+    else:
+        hint = empty_state(
+            "No proxy to follow",
+            "Start the dashboard with --proxy for each proxy whose live feed it should show; each proxy "
+            "must allow this page's origin.",
+            code=f"tokentail proxy --upstream https://api.openai.com/v1 --allowed-origin {config.origin}\n"
+                 "tokentail dashboard --proxy production=http://127.0.0.1:8787")
+    return [
+        html.Div(className="tt-toolbar", children=[
+            html.H1("Live", className="tt-h1"),
+            html.Div(id="tt-live-count", className="tt-live-count"),
+        ]),
+        filters,
+        html.Div(id="tt-live-empty", className="tt-live-empty", children=hint),
+        html.Div(id="tt-live-list", className="tt-live-list"),
+        html.Div(id="tt-live-more", className="tt-live-more"),
+    ]
+
+
+# --- Request detail ------------------------------------------------------------------
+
+
+def _stat(label: str, value: str, key: str) -> html.Div:
+    return html.Div(className="tt-stat", children=[html.Div(label, className="tt-stat-label"),
+                                                   html.Div(value, className="tt-stat-value",
+                                                            **{"data-stat": key})])
+
+
+def _json_block(title: str, obj: Any) -> html.Details:
+    return html.Details(className="tt-json", children=[
+        html.Summary(title),
+        html.Pre(json.dumps(obj, indent=2, ensure_ascii=False, default=str), className="tt-code"),
+    ])
+
+
+def _tool_calls(calls: list[dict[str, Any]]) -> list[Any]:
+    return [html.Div(className="tt-tool", children=[
+        html.Div([html.Span("tool call", className="tt-tag"), html.Code(c.get("name") or "?"),
+                  html.Span(c.get("id") or "", className="tt-muted tt-small")]),
+        html.Pre(c.get("arguments") or "", className="tt-code"),
+    ]) for c in calls]
+
+
+def _message(m: dict[str, Any]) -> html.Div:
+    body: list[Any] = []
+    if m.get("reasoning"):
+        body.append(html.Details([html.Summary("reasoning"), html.Pre(m["reasoning"], className="tt-text")]))
+    if m.get("text"):
+        body.append(html.Pre(m["text"], className="tt-text"))
+    body += _tool_calls(m.get("tool_calls") or [])
+    role = m.get("role") or "user"
+    label = role + (f" · {m['tool_call_id']}" if m.get("tool_call_id") else "")
+    return html.Div(className=f"tt-msg tt-msg-{role}", children=[html.Div(label, className="tt-msg-role"), *body])
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _no_text(v: dict[str, Any]) -> str:
+    """What an empty completion box says (CSS shows it while the box is empty)."""
+    if v["in_flight"]:
+        return "waiting for the first token…"
+    if v["tool_calls"]:
+        return "no text: the model called a tool (below)"
+    if "embeddings" in (v["endpoint"] or ""):
+        return "embeddings: no completion text"
+    return "no text"
+
+
+def detail_view(v: dict[str, Any], request_id: str, errors: list[str] | None = None) -> list[Any]:
+    if not v["found"]:
+        back = dcc.Link("← Live", href="/live", className="tt-back")
+        return [html.Div(className="tt-detail-head", children=[back]),
+                empty_state("Request not found",
+                            f"No proxy holds {request_id} in memory and the collector has not stored it.",
+                            "A proxy keeps its most recent requests; the collector stores every request once "
+                            "the proxy exports its span (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT pointing at the "
+                            "collector's /v1/traces).", *(errors or []))]
+    status = v["status"] or "?"
+    usage = v["usage"]
+    tokens = f"{fmt.count(usage.get('input_tokens'))} → {fmt.count(usage.get('output_tokens'))}"
+    if usage.get("source") == "estimated":
+        tokens += " (est.)"
+    where = " · ".join(x for x in ("in proxy memory" if v["in_memory"] else "", "stored" if v["stored"] else "") if x)
+    head = html.Div(className="tt-detail-head", children=[
+        dcc.Link("← Live", href="/live", className="tt-back"),
+        html.Div(className="tt-detail-title", children=[
+            html.Span(status.replace("_", " "), className=f"tt-status tt-status-{status}", id="detail-status"),
+            html.Span(v["model"] or "?", className="tt-chip",
+                      style={"--chip": color_for("model", v["model"])}),
+            html.Span(v["variant"] or "?", className="tt-chip",
+                      style={"--chip": color_for("variant", v["variant"])}),
+            html.Span(v["endpoint"] or "", className="tt-muted"),
+        ]),
+        html.Div(className="tt-detail-ids", children=[
+            html.Span(["request ", html.Code(v["id"] or request_id)]),
+            html.Span(["trace ", html.Code(v["trace_id"] or "—")]),
+            html.Span(fmt.stamp(v["time"])),
+            html.Span(where, className="tt-muted"),
+        ]),
+    ])
+    stats = html.Div(className="tt-stats", children=[
+        _stat("TTFT", fmt.ms(v["ttft_ms"]), "ttft"),
+        _stat("Duration", fmt.ms(v["latency_ms"]), "latency"),
+        _stat("Output speed", fmt.rate(v["output_tps"], "tok/s"), "tps"),
+        _stat("Tokens in → out", tokens, "tokens"),
+        _stat("Cached input", fmt.count(usage.get("cached_input_tokens")), "cached"),
+        _stat("Finish", v["finish_reason"] or ("streaming…" if v["in_flight"] else "—"), "finish"),
+    ])
+    error = None
+    if v["error"] or v["error_message"]:
+        error = html.Div(className="tt-error-box", children=[
+            html.B(f"{v['error'] or 'error'}" + (f" · HTTP {v['http_status']}" if v["http_status"] else "")),
+            html.Div(v["error_message"] or ""),
+        ])
+    completion = html.Div(className="tt-card", children=[
+        html.Div(className="tt-card-head", children=[
+            html.Span("Completion", className="tt-card-title"),
+            dcc.RadioItems(id="detail-mode", options=[{"label": "Text", "value": "text"},
+                                                      {"label": "Markdown", "value": "md"}],
+                           value="text", inline=True, className="tt-segmented tt-small-seg"),
+        ]),
+        html.Details([html.Summary("reasoning"), html.Pre(v["reasoning"], className="tt-text")],
+                     className="tt-reasoning") if v["reasoning"] else None,
+        # tokentail.js appends deltas here while the request streams (data-id says which).
+        html.Pre(v["completion"], id="tt-detail-text",
+                 className="tt-text tt-completion-full" + (" tt-streaming" if v["in_flight"] else ""),
+                 **{"data-id": v["id"] or request_id, "data-status": status, "data-empty": _no_text(v)}),
+        dcc.Markdown(v["completion"], id="detail-md", className="tt-markdown", style={"display": "none"},
+                     link_target="_blank"),
+        *_tool_calls(v["tool_calls"]),
+        html.Div("(truncated: the proxy captures up to --capture-bytes per request)", className="tt-muted")
+        if v["truncated"] else None,
+    ])
+    messages = html.Div(className="tt-card", children=[
+        html.Div(className="tt-card-head", children=[html.Span("Prompt", className="tt-card-title"),
+                                                      html.Span(_plural(len(v["messages"]), "message"),
+                                                                className="tt-card-unit")]),
+        *[_message(m) for m in v["messages"]],
+    ])
+    raw = html.Div(className="tt-card", children=[
+        html.Div(className="tt-card-head", children=[html.Span("Raw", className="tt-card-title")]),
+        _json_block("Request body (as captured, redacted)", v["request_json"]),
+        _json_block("Response" + (" (stored span)" if v["stored"] and not v["in_memory"] else ""), v["response_json"]),
+        html.Details(className="tt-json", children=[
+            html.Summary("Live events (SSE) received by this page"),
+            html.Pre(id="tt-detail-sse", className="tt-code", **{"data-id": v["id"] or request_id}),
+        ]),
+    ])
+    return [head, stats, error, html.Div(className="tt-detail-grid", children=[messages, completion]), raw]

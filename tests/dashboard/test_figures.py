@@ -1,0 +1,67 @@
+"""Plotly figures and colours (dashboard/figures.py)."""
+
+from __future__ import annotations
+
+from tokentail.dashboard import figures as f
+
+from .test_queries import metrics_response
+
+
+def test_colours_are_stable_reserved_and_spread():
+    assert f.color_for("variant", "production") == "#2563eb"
+    assert f.color_for("variant", "canary") == "#ea580c"
+    assert f.color_for("model", "gpt-4o") == f.color_for("model", "gpt-4o")  # stable
+    assert f.color_for("model", None) == "#94a3b8"
+    # Names that differ only at the end do not share a colour (FNV-1a alone would: low bits).
+    names = ["sim-gpt-4o", "sim-gpt-4o-mini", "sim-llama-3-8b"]
+    assert len({f.color_for("model", n) for n in names}) == 3
+    assert {f.color_for("model", n) for n in names} <= set(f.PALETTE)
+
+
+def test_stable_hash_matches_known_values():
+    # The browser computes the same (assets/tokentail.js); these pin the function down.
+    assert f.fnv1a("") == 0x811C9DC5
+    assert f.fnv1a("a") == 0xE40C292C
+    assert f.stable_hash("a") != f.fnv1a("a")
+    assert f.stable_hash("production") == f.stable_hash("production")
+
+
+def test_lines_one_trace_per_group_and_metric_with_units():
+    resp = metrics_response({
+        "production": {"metrics": {"latency_p50_ms": [100, 120, None], "latency_p95_ms": [300, 310, None]}},
+        "canary": {"metrics": {"latency_p50_ms": [90, None, 95], "latency_p95_ms": [200, None, 250]}},
+    })
+    fig = f.lines(resp, [("latency_p50_ms", "p50"), ("latency_p95_ms", "p95")], unit="ms")
+    names = [t.name for t in fig.data]
+    assert names == ["production p50", "canary p50", "production p95", "canary p95"]
+    by_name = {t.name: t for t in fig.data}
+    assert by_name["canary p95"].line.color == "#ea580c" and by_name["canary p95"].line.dash == "dash"
+    assert list(by_name["production p50"].y) == [100, 120, None]  # a gap stays a gap
+    assert fig.layout.yaxis.ticksuffix == " ms"
+    lo, hi = fig.layout.xaxis.range
+    assert (hi - lo).total_seconds() == 15  # the whole range, not just where data is
+    assert fig.layout.uirevision == "keep"
+
+
+def test_isolated_points_get_a_marker():
+    assert f.isolated_marker_sizes([None, 3.0, None, 1.0, 2.0, None, 5.0]) == [0, 5, 0, 0, 0, 0, 5]
+    assert f.isolated_marker_sizes([]) == []
+
+
+def test_error_rate_is_scaled_to_percent():
+    resp = metrics_response({"production": {"metrics": {"error_rate": [0.25, 0.0, None]}}})
+    fig = f.overview_figures(resp)["ov-chart-errors"]
+    assert list(fig.data[0].y) == [25.0, 0.0, None]
+    assert fig.layout.yaxis.ticksuffix == "%"
+    assert set(f.overview_figures(resp)) == {cid for cid, *_ in f.CHARTS}
+
+
+def test_stacked_by_model_and_empty_figure():
+    resp = metrics_response({"m1": {"metrics": {"request_rate": [1.0, None, 2.0]}},
+                             "m2": {"metrics": {"request_rate": [0.5, 0.5, 0.5]}}})
+    fig = f.stacked_by_model(resp)
+    assert [t.name for t in fig.data] == ["m1", "m2"]
+    assert list(fig.data[0].y) == [1.0, 0, 2.0] and fig.data[0].stackgroup == "models"
+    assert fig.layout.showlegend is True
+    empty = f.empty_figure("Nothing yet")
+    assert empty.layout.annotations[0].text == "Nothing yet" and not empty.data
