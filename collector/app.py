@@ -1,0 +1,220 @@
+"""The collector's HTTP app: query API, SSE, OTLP receiver, and the loops it runs.
+
+Routes: ``GET /healthz``; ``GET /api/status``, ``/api/config``, ``/api/metrics``,
+``/api/spans``, ``/api/spans/{request_id}``, ``/api/events`` (SSE); ``POST /v1/traces``.
+Off loopback, ``/api/*`` needs the read token and ``POST /v1/traces`` (a state change)
+the admin token: an OTLP exporter then sends ``Authorization: Bearer <admin token>``
+(``OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20<token>``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, AsyncIterator, Callable, Mapping
+
+import aiohttp
+import duckdb
+from aiohttp import web
+
+from .. import access
+from .config import CollectorConfig
+from .events import Broadcaster, stream
+from .otlp import JSON_TYPE, OTLPError, decode, encode_response, spans_to_rows
+from .pipeline import Collector
+from .query import QueryError, assemble, fetch_span, fetch_spans, plan_metrics, plan_spans, run_metrics
+from .store import SCHEMA_VERSION, Store
+
+log = logging.getLogger("tokentail.collector")
+
+CONFIG = web.AppKey("config", CollectorConfig)
+STORE = web.AppKey("store", Store)
+EVENTS = web.AppKey("events", Broadcaster)
+COLLECTOR = web.AppKey("collector", Collector)
+POLICY = web.AppKey("policy", access.AccessPolicy)
+OTLP_STATS = web.AppKey("otlp_stats", dict)
+STARTED_AT = web.AppKey("started_at", float)
+_TASKS = web.AppKey("tasks", list)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("tokentail")
+    except Exception:
+        return "0+unknown"
+
+
+def create_app(
+    settings_or_config: CollectorConfig | Mapping[str, Any],
+    *,
+    store: Store | None = None,
+    session: aiohttp.ClientSession | None = None,
+    clock: Callable[[], float] = time.time,
+    scrape: bool = True,
+    maintain: bool = True,
+) -> web.Application:
+    """Build the collector app. The app owns ``store`` (opened from the config when not
+    given; ``StoreError`` on failure) and closes it on cleanup. ``scrape``/``maintain``
+    False leave the loops to the caller (tests drive ``app[COLLECTOR]`` directly)."""
+    config = settings_or_config if isinstance(settings_or_config, CollectorConfig) \
+        else CollectorConfig.from_settings(settings_or_config)
+    policy = access.AccessPolicy(
+        bind_host=config.host, read_token=config.read_token, admin_token=config.admin_token,
+        insecure=config.insecure, allowed_origins=config.allowed_origins, protected_prefixes=("/api/", "/v1/"),
+    )
+    store = store or Store.open(config.db, checkpoint_threshold=config.checkpoint_threshold)
+    app = web.Application(middlewares=[access.middleware(policy)], client_max_size=config.max_otlp_bytes)
+    events = Broadcaster()
+    app[CONFIG], app[STORE], app[EVENTS], app[POLICY] = config, store, events, policy
+    app[COLLECTOR] = Collector(config, store, events, session=session, clock=clock)
+    app[OTLP_STATS] = {"requests": 0, "spans_received": 0, "spans_stored": 0, "spans_duplicate": 0,
+                       "spans_skipped": 0, "errors": 0}
+    app[STARTED_AT] = clock()
+    app[_TASKS] = []
+    app.cleanup_ctx.append(_lifecycle(scrape, maintain))
+    app.on_shutdown.append(_end_streams)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/status", status)
+    app.router.add_get("/api/config", config_view)
+    app.router.add_get("/api/metrics", metrics)
+    app.router.add_get("/api/spans", spans)
+    app.router.add_get("/api/spans/{request_id}", span_detail)
+    app.router.add_get("/api/events", sse)
+    app.router.add_post("/v1/traces", traces)
+    return app
+
+
+def _lifecycle(scrape: bool, maintain: bool) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        collector = app[COLLECTOR]
+        await collector.start()
+        if scrape:
+            app[_TASKS].append(asyncio.create_task(collector.run(), name="collector-scrape"))
+        if maintain:
+            app[_TASKS].append(asyncio.create_task(collector.maintain_forever(), name="collector-upkeep"))
+        yield
+        for task in app[_TASKS]:
+            task.cancel()
+        await asyncio.gather(*app[_TASKS], return_exceptions=True)
+        await collector.close()
+        await asyncio.get_running_loop().run_in_executor(None, app[STORE].close)
+
+    return lifecycle
+
+
+async def _end_streams(app: web.Application) -> None:
+    """On shutdown, before in-flight requests are waited for: SSE streams end now."""
+    app[EVENTS].close()
+
+
+def _error(status: int, message: str, code: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": {"message": message, "type": code, "code": code, **extra}}, status=status)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    c = request.app[COLLECTOR]
+    return web.json_response({"status": "ok", "rounds": c.rounds, "store_ok": c.store_error is None})
+
+
+async def status(request: web.Request) -> web.Response:
+    """Per-variant health and current values, targets, store and receiver counters."""
+    app = request.app
+    store, collector = app[STORE], app[COLLECTOR]
+    body = collector.snapshot()
+    try:
+        stats = await store.read(Store.stats)
+    except duckdb.Error as exc:
+        stats = {"rows": None, "rows_error": str(exc).splitlines()[0]}
+    now = collector.clock()
+    body["store"].update(path=str(store.path), size_bytes=store.size_bytes(), schema_version=SCHEMA_VERSION,
+                         rollup_watermark=store.watermark, maintenance=collector.maintenance, **stats)
+    body.update(now=now, started_at=app[STARTED_AT], uptime=now - app[STARTED_AT], version=_version(),
+                scrape_interval=app[CONFIG].scrape_interval, otlp=app[OTLP_STATS],
+                sse_subscribers=app[EVENTS].subscribers)
+    return web.json_response(body)
+
+
+async def config_view(request: web.Request) -> web.Response:
+    return web.json_response(request.app[CONFIG].public())
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Time series per variant or model (see query.py and formulas.UNITS)."""
+    app = request.app
+    store, config = app[STORE], app[CONFIG]
+    try:
+        plan = plan_metrics(request.query, store.catalog(), now=app[COLLECTOR].clock(),
+                            configured_variants=[t.variant for t in config.targets],
+                            scrape_interval=config.scrape_interval)
+    except QueryError as exc:
+        return web.json_response(exc.as_json(), status=400)
+    watermark = store.watermark
+    try:
+        body = await store.read(lambda cur: assemble(plan, run_metrics(cur, plan, watermark)))
+    except duckdb.Error as exc:
+        return _error(503, f"database unavailable: {str(exc).splitlines()[0]}", "unavailable")
+    return web.json_response(body)
+
+
+async def spans(request: web.Request) -> web.Response:
+    """Stored request spans, newest first: ``{"spans": [...]}``."""
+    try:
+        where, args, limit, messages = plan_spans(request.query)
+    except QueryError as exc:
+        return web.json_response(exc.as_json(), status=400)
+    try:
+        rows = await request.app[STORE].read(fetch_spans, where, args, limit, messages)
+    except duckdb.Error as exc:
+        return _error(503, f"database unavailable: {str(exc).splitlines()[0]}", "unavailable")
+    return web.json_response({"spans": rows, "limit": limit})
+
+
+async def span_detail(request: web.Request) -> web.Response:
+    row = await request.app[STORE].read(fetch_span, request.match_info["request_id"])
+    if row is None:
+        return _error(404, "no stored span with this request id", "not_found")
+    return web.json_response(row)
+
+
+async def sse(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    return await stream(request, app[EVENTS], heartbeat=app[CONFIG].heartbeat,
+                        headers=access.cors_headers_for(app[POLICY], request))
+
+
+async def traces(request: web.Request) -> web.Response:
+    """OTLP/HTTP trace receiver: GenAI spans land in ``spans`` (duplicates by request id skipped)."""
+    app = request.app
+    stats = app[OTLP_STATS]
+    stats["requests"] += 1
+    body = await request.read()
+    ctype = request.headers.get("Content-Type", "")
+    loop = asyncio.get_running_loop()
+    received = app[COLLECTOR].clock()
+    try:
+        rows, skipped = await loop.run_in_executor(
+            None, lambda: spans_to_rows(decode(body, ctype), received_at=received))
+    except OTLPError as exc:
+        stats["errors"] += 1
+        return _error(415 if exc.unsupported else 400, str(exc), "unsupported_media_type" if exc.unsupported
+                      else "invalid_request")
+    stats["spans_received"] += len(rows)
+    stats["spans_skipped"] += skipped
+    if rows:
+        store = app[STORE]
+        try:
+            inserted = await store.write(store.insert_spans, rows)
+        except (duckdb.Error, OSError) as exc:
+            stats["errors"] += 1
+            log.warning("could not store %d spans: %s", len(rows), str(exc).splitlines()[0])
+            # 503 makes OTLP exporters retry later; request ids make the retry safe.
+            resp = _error(503, "database unavailable; retry later", "unavailable")
+            resp.headers["Retry-After"] = "5"
+            return resp
+        stats["spans_stored"] += inserted
+        stats["spans_duplicate"] += len({r["request_id"] for r in rows}) - inserted
+    payload, content_type = encode_response(ctype.split(";")[0].strip().lower() == JSON_TYPE)
+    return web.Response(body=payload, content_type=content_type)

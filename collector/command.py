@@ -1,0 +1,69 @@
+"""``tokentail collector``: options and entry point."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from .. import serving
+from ..settings import Option, parse_duration, parse_size, port
+
+SUMMARY = "scrape proxies' /metrics and receive spans into DuckDB; serve history over HTTP"
+DESCRIPTION = """\
+Scrapes every --target's /metrics (every 5s by default, all targets at once), keeps
+per-interval increases in DuckDB (metrics_5s, rolled up into metrics_1m), receives
+request spans over OTLP/HTTP (POST /v1/traces), and serves /api/metrics, /api/spans,
+/api/status, /api/config and /api/events (SSE). The collector is the only process that
+opens the database file: dashboards read through its API.
+
+A target is [VARIANT=]URL, where URL is a proxy's base URL or its /metrics URL. Without
+a VARIANT, a URL containing "canary" or "test" is variant canary, any other production.
+
+Bound beyond loopback, /api/* needs the read token and POST /v1/traces the admin token
+(Authorization: Bearer <token>), unless --insecure.
+"""
+
+OPTIONS: list[Option] = [
+    Option("port", "port to listen on", 8788, port),
+    Option("host", "address to bind (loopback by default)", "127.0.0.1"),
+    Option("db", "DuckDB file (created if missing)", "./tokentail-data/tokentail.duckdb", metavar="PATH"),
+    Option("target", "proxy to scrape, [VARIANT=]URL (repeatable)", [], multiple=True, metavar="[VARIANT=]URL"),
+    Option("scrape_interval", "time between scrapes", 5.0, parse_duration, metavar="DURATION"),
+    Option("scrape_timeout", "give up on a target after", 2.0, parse_duration, metavar="DURATION"),
+    Option("max_scrape_bytes", "largest /metrics body read", 8 << 20, parse_size, metavar="SIZE"),
+    Option("retention_5s", "keep 5s rows for", 86400.0, parse_duration, metavar="DURATION"),
+    Option("retention_1m", "keep 1m rows for", 7 * 86400.0, parse_duration, metavar="DURATION"),
+    Option("spans_retention", "keep spans for", 7 * 86400.0, parse_duration, metavar="DURATION"),
+    Option("spans_max_rows", "keep at most this many spans (oldest go first)", 1_000_000, int, metavar="N"),
+    Option("spans_max_bytes", "keep at most this much captured span content", 1 << 30, parse_size, metavar="SIZE"),
+    Option("max_otlp_bytes", "largest OTLP request body accepted", 16 << 20, parse_size, metavar="SIZE"),
+    Option("rollup_interval", "how often 1m rollup and retention run", 30.0, parse_duration, metavar="DURATION"),
+    Option("checkpoint_threshold", "WAL size that triggers a checkpoint into the file", 16 << 20, parse_size,
+           metavar="SIZE"),
+    Option("read_token", "token for reading /api/* off loopback", None, secret=True,
+           env_aliases=("TOKENTAIL_READ_TOKEN",)),
+    Option("admin_token", "token for POST /v1/traces off loopback (also reads)", None, secret=True,
+           env_aliases=("TOKENTAIL_ADMIN_TOKEN",)),
+    Option("insecure", "serve without tokens even off loopback", False, bool),
+    Option("allowed_origin", "browser origin allowed to call the API (CORS; repeatable)", [], multiple=True,
+           metavar="ORIGIN"),
+]
+
+log = logging.getLogger("tokentail.collector")
+
+
+def main(settings) -> int:
+    """Open the database (one-line error if it cannot be), then serve until SIGTERM/SIGINT."""
+    from .app import create_app  # imported here so `tokentail --help` stays quick
+    from .config import CollectorConfig
+    from .store import StoreError
+
+    config = CollectorConfig.from_settings(settings)
+    try:
+        app = create_app(config)
+    except StoreError as exc:
+        print(f"tokentail collector: error: {exc}", file=sys.stderr)
+        return 1
+    targets = ", ".join(f"{t.variant}={t.display}" for t in config.targets) or "none"
+    log.info("collector: database %s; scraping every %gs: %s", config.db, config.scrape_interval, targets)
+    return serving.run(serving.serve_until_signal(app, config.host, config.port, "collector", grace=5.0))

@@ -1,0 +1,319 @@
+"""The read side: ``GET /api/metrics`` and ``GET /api/spans``.
+
+A metrics query is three steps: ``plan_metrics`` (pure: validate parameters, choose the
+table and step, map every stored series to its group and role), ``run_metrics`` (one
+SQL statement on the reader cursor: per time bucket, per series, then per group and
+role) and ``assemble`` (pure: rates, ratios and ``histogram_quantile`` per bucket).
+Ranges up to 1h read ``metrics_5s``; longer ones read ``metrics_1m`` up to the rollup
+watermark and the not-yet-rolled-up tail from ``metrics_5s``, so the newest minutes
+are never missing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import pyarrow as pa
+
+from .formulas import ALL_ROLES, GAUGE_ROLES, METRICS, UNITS, UNMODELLED_ROLES, Agg, compute, counts, role_of
+from .store import SPAN_COLUMNS, SeriesInfo
+
+# range -> (seconds, step seconds, table)
+RANGES: dict[str, tuple[float, float, str]] = {
+    "5m": (300, 5, "metrics_5s"), "15m": (900, 10, "metrics_5s"), "1h": (3600, 30, "metrics_5s"),
+    "6h": (21600, 180, "metrics_1m"), "24h": (86400, 600, "metrics_1m"), "7d": (604800, 3600, "metrics_1m"),
+}
+BY = ("variant", "model")
+ALL = "all"
+_COMMON_PARAMS = ("token", "_")  # access token for EventSource-style clients; cache busters
+ROLE_NAMES = tuple(sorted(ALL_ROLES))
+_ROLE_ID = {r: i for i, r in enumerate(ROLE_NAMES)}
+
+
+class QueryError(ValueError):
+    """A bad query parameter: answered 400 with the allowed values."""
+
+    def __init__(self, param: str, message: str, allowed: Iterable[Any] | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+        self.allowed = list(allowed) if allowed is not None else None
+
+    def as_json(self) -> dict:
+        err = {"message": str(self), "type": "invalid_parameter", "code": "invalid_parameter", "param": self.param}
+        if self.allowed is not None:
+            err["allowed"] = self.allowed
+        return {"error": err}
+
+
+def _check_known(query: Mapping[str, str], allowed: Iterable[str]) -> None:
+    allowed = list(allowed)
+    for key in query:
+        if key not in allowed and key not in _COMMON_PARAMS:
+            raise QueryError(key, f"unknown parameter {key!r}", allowed)
+
+
+def _choice(query: Mapping[str, str], name: str, allowed: list[str], default: str) -> str:
+    value = query.get(name, default)
+    if value not in allowed:
+        raise QueryError(name, f"{name}={value!r} is not allowed", allowed)
+    return value
+
+
+@dataclass(frozen=True)
+class MetricsPlan:
+    range: str
+    by: str
+    variant: str
+    model: str
+    step: float
+    table: str
+    origin: float  # start of the first bucket (epoch s)
+    buckets: int
+    now: float
+    selection: pa.Table  # series_id, g (index into group_names), r (index into ROLE_NAMES), le, gauge
+    group_names: tuple[str, ...]
+    groups: tuple[str, ...]  # groups shown even without data (configured variants)
+    bounds: dict[str, dict[str, list[float]]]  # group -> histogram role -> every bucket bound, ascending
+
+    @property
+    def end(self) -> float:
+        return self.origin + self.buckets * self.step
+
+
+def plan_metrics(query: Mapping[str, str], catalog: Mapping[int, SeriesInfo], *, now: float,
+                 configured_variants: Iterable[str] = (), scrape_interval: float = 5.0) -> MetricsPlan:
+    """Validate ``query`` and plan it against the series ``catalog``; raises ``QueryError``."""
+    _check_known(query, ("range", "variant", "model", "by"))
+    configured = sorted(set(configured_variants))
+    variants = sorted({s.variant for s in catalog.values()} | set(configured))
+    models = sorted({s.model for s in catalog.values() if s.model})
+    rng = _choice(query, "range", list(RANGES), "1h")
+    by = _choice(query, "by", list(BY), "variant")
+    variant = _choice(query, "variant", [ALL, *variants], ALL)
+    model = _choice(query, "model", [ALL, *models], ALL)
+    seconds, step, table = RANGES[rng]
+    step = max(step, float(math.ceil(scrape_interval)))  # no empty buckets between scrapes
+    n = int(seconds // step)
+    origin = math.floor(now / step) * step - (n - 1) * step
+    ids, grps, roles, les, gauges = [], [], [], [], []
+    bounds: dict[str, dict[str, set[float]]] = {}
+    for s in catalog.values():
+        role = role_of(s.name, s.labels)
+        if role is None or (variant != ALL and s.variant != variant):
+            continue
+        modelled = role not in UNMODELLED_ROLES
+        if modelled and model != ALL and s.model != model:
+            continue
+        if by == "variant":
+            grp = s.variant
+        elif modelled:
+            if not s.model:
+                continue
+            grp = s.model
+        else:
+            grp = "*"  # coverage and availability apply to every model
+        if s.le is not None:
+            bounds.setdefault(grp, {}).setdefault(role, set()).add(s.le)
+        ids.append(s.id)
+        grps.append(grp)
+        roles.append(role)
+        les.append(s.le)
+        gauges.append(role in GAUGE_ROLES)
+    # Groups and roles travel as small integers: Python caches small ints, so fetching
+    # thousands of result rows creates no string objects.
+    group_names = tuple(sorted(set(grps)))
+    gid = {g: i for i, g in enumerate(group_names)}
+    selection = pa.table({"series_id": pa.array(ids, pa.int32()), "g": pa.array([gid[g] for g in grps], pa.int16()),
+                          "r": pa.array([_ROLE_ID[r] for r in roles], pa.int8()), "le": pa.array(les, pa.float64()),
+                          "gauge": pa.array(gauges, pa.bool_())})
+    shown = tuple(v for v in configured if variant in (ALL, v)) if by == "variant" else ()
+    sorted_bounds = {g: {r: sorted(v) for r, v in roles_.items()} for g, roles_ in bounds.items()}
+    return MetricsPlan(rng, by, variant, model, step, table, origin, n, now, selection, group_names, shown,
+                       sorted_bounds)
+
+
+# Aggregate per (bucket, series) on integer keys first, then attach groups and roles to
+# the much smaller result: about twice as fast as joining the selection row by row. The
+# second grouping set (b NULL) is the whole range, for the summaries.
+_METRICS_SQL = """
+WITH src AS (
+    SELECT ts, series_id, value FROM metrics_1m WHERE ts >= $a1 AND ts < $a2
+    UNION ALL
+    SELECT ts, series_id, value FROM metrics_5s WHERE ts >= $b1 AND ts < $b2
+), per_series AS (
+    SELECT CAST(floor((ts - $origin) / $step) AS INTEGER) AS b, series_id, sum(value) AS total, avg(value) AS mean
+    FROM src GROUP BY b, series_id
+)
+SELECT b, g, r, le, CASE WHEN r = $interval THEN max(total)        -- a group's targets cover the same time
+                         WHEN r = $up THEN sum(mean) / count(*)        -- share of targets up
+                         ELSE sum(CASE WHEN gauge THEN mean ELSE total END) END AS v
+FROM per_series JOIN tt_selection USING (series_id) GROUP BY GROUPING SETS ((b, g, r, le), (g, r, le))
+"""
+
+
+def run_metrics(cur: Any, plan: MetricsPlan, watermark: float | None) -> list[tuple]:
+    """Execute ``plan`` on a DuckDB cursor (reader thread); rows for ``assemble``."""
+    start, end = plan.origin, plan.end
+    if plan.table == "metrics_1m" and watermark is not None:
+        split = min(max(watermark, start), end)
+    else:
+        split = start  # everything from metrics_5s
+    cur.register("tt_selection", plan.selection)
+    try:
+        return cur.execute(_METRICS_SQL, {"a1": start, "a2": split, "b1": split, "b2": end, "origin": start,
+                                          "step": plan.step, "interval": _ROLE_ID["interval"],
+                                          "up": _ROLE_ID["up"]}).fetchall()
+    finally:
+        cur.unregister("tt_selection")
+
+
+_NOT_SUMMED = frozenset({"interval", "in_flight", "up"})
+
+
+def assemble(plan: MetricsPlan, rows: Iterable[tuple]) -> dict[str, Any]:
+    """The /api/metrics JSON from the rows of ``run_metrics`` (pure)."""
+    n = plan.buckets
+    aggs: dict[str, list[Agg]] = {}
+    totals: dict[str, Agg] = {}  # per group over the whole range, for the summary
+    gauge: dict[tuple[str, str], list[float | None]] = {}  # (group, interval | in_flight | up) -> per bucket
+    names_of = plan.group_names
+    # Each (b, g, r, le) comes once: plain assignments, no accumulation.
+    for b, g, r, le, v in rows:
+        grp, role = names_of[g], ROLE_NAMES[r]
+        if b is None:
+            if role not in _NOT_SUMMED:
+                total = totals.get(grp)
+                if total is None:
+                    total = totals[grp] = Agg()
+                if le is None:
+                    total.sums[role] = v
+                else:
+                    total.buckets.setdefault(role, {})[le] = v
+            continue
+        if not 0 <= b < n:
+            continue
+        if role in _NOT_SUMMED:  # coverage, in-flight (mean over time, summed over targets), up
+            gauge.setdefault((grp, role), [None] * n)[b] = v
+        else:
+            per = aggs.get(grp)
+            if per is None:
+                per = aggs[grp] = [Agg() for _ in range(n)]
+            agg = per[b]
+            if le is None:
+                agg.sums[role] = v
+            else:
+                bs = agg.buckets.get(role)
+                if bs is None:
+                    bs = agg.buckets[role] = {}
+                bs[le] = v
+
+    if plan.by == "variant":
+        names = sorted(set(aggs) | set(plan.groups) | {g for g, _ in gauge if g != "*"})
+    else:
+        names = sorted(g for g in aggs if g != "*")
+    groups = []
+    for name in names:
+        cov = gauge.get(("*" if plan.by == "model" else name, "interval")) or [None] * n
+        per = aggs.get(name) or [Agg() for _ in range(n)]
+        flight = gauge.get((name, "in_flight")) if plan.by == "variant" and plan.model == ALL else None
+        up = gauge.get(("*" if plan.by == "model" else name, "up"))
+        bounds = plan.bounds.get(name)
+        values = [compute(per[i], coverage=cov[i], in_flight=flight[i] if flight else None,
+                          up=up[i] if up else None, bounds=bounds) for i in range(n)]
+        total = totals.get(name, Agg())
+        covered = sum(c for c in cov if c)
+        summary = compute(total, coverage=covered or None, in_flight=_mean(flight), up=_mean(up), bounds=bounds)
+        summary.update(counts(total))
+        groups.append({"name": name, "metrics": {m: [v[m] for v in values] for m in METRICS}, "summary": summary})
+    return {
+        "range": plan.range, "by": plan.by, "variant": plan.variant, "model": plan.model,
+        "step": plan.step, "source": plan.table, "resolution": "5s" if plan.table == "metrics_5s" else "1m",
+        "start": plan.origin, "end": plan.end, "now": plan.now,
+        "timestamps": [plan.origin + i * plan.step for i in range(n)],
+        "units": UNITS, "groups": groups,
+    }
+
+
+def _mean(xs: list[float | None] | None) -> float | None:
+    vals = [x for x in xs or () if x is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+# --- spans ----------------------------------------------------------------------------
+
+SPAN_STATUSES = ("ok", "error", "cancelled")
+MAX_SPANS = 1000
+_JSON_COLUMNS = ("finish_reasons", "input_messages", "output_messages", "system_instructions", "events",
+                 "attributes", "resource")
+_MESSAGE_COLUMNS = ("input_messages", "output_messages", "system_instructions")
+
+
+def _number(query: Mapping[str, str], name: str, lo: float, hi: float, *, integer: bool = False) -> float | None:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        value = math.nan
+    if not (lo <= value <= hi):
+        kind = "an integer" if integer else "a number"
+        raise QueryError(name, f"{name}={raw!r}: expected {kind} from {lo:g} to {hi:g}",
+                         [f"{lo:g}..{hi:g}"])
+    return value
+
+
+def plan_spans(query: Mapping[str, str]) -> tuple[str, list[Any], int, bool]:
+    """Validate /api/spans parameters: (WHERE clause, its parameters, limit, include messages)."""
+    _check_known(query, ("since", "before", "limit", "model", "status", "variant", "messages"))
+    where, args = ["TRUE"], []
+    since = _number(query, "since", 0, 1e11)
+    before = _number(query, "before", 0, 1e11)
+    limit = _number(query, "limit", 1, MAX_SPANS, integer=True) or 100
+    if since is not None:
+        where.append("start_time >= ?")
+        args.append(since)
+    if before is not None:
+        where.append("start_time < ?")
+        args.append(before)
+    if query.get("status"):
+        where.append("status = ?")
+        args.append(_choice(query, "status", list(SPAN_STATUSES), ""))
+    if query.get("model"):
+        where.append("(model = ? OR response_model = ?)")
+        args += [query["model"], query["model"]]
+    if query.get("variant"):
+        where.append("variant = ?")
+        args.append(query["variant"])
+    messages = _choice(query, "messages", ["true", "false", "1", "0"], "true") in ("true", "1")
+    return " AND ".join(where), args, int(limit), messages
+
+
+def fetch_spans(cur: Any, where: str, args: list[Any], limit: int, messages: bool) -> list[dict[str, Any]]:
+    """Spans newest first (reader thread)."""
+    cols = [c for c in SPAN_COLUMNS if messages or c not in _MESSAGE_COLUMNS]
+    rows = cur.execute(f"SELECT {', '.join(cols)} FROM spans WHERE {where} "
+                       f"ORDER BY start_time DESC, request_id LIMIT {int(limit)}", args).fetchall()
+    return [span_json(dict(zip(cols, r))) for r in rows]
+
+
+def fetch_span(cur: Any, request_id: str) -> dict[str, Any] | None:
+    cols = list(SPAN_COLUMNS)
+    rows = cur.execute(f"SELECT {', '.join(cols)} FROM spans WHERE request_id = ? LIMIT 1", [request_id]).fetchall()
+    return span_json(dict(zip(cols, rows[0]))) if rows else None
+
+
+def span_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored span as the API returns it: JSON text columns parsed back."""
+    for k in _JSON_COLUMNS:
+        v = row.get(k)
+        if isinstance(v, str):
+            try:
+                row[k] = json.loads(v)
+            except ValueError:
+                pass  # not JSON (messages sent as plain text): returned as sent
+    row["id"] = row["request_id"]
+    return row

@@ -1,0 +1,67 @@
+"""Served beyond loopback: reads need the read token, POST /v1/traces the admin token; no wildcard CORS."""
+
+from __future__ import annotations
+
+import pytest
+
+from tokentail.collector.app import create_app
+
+from ._fakes import make_config
+from ._otel import genai_spans, protobuf_body
+
+PB = {"Content-Type": "application/x-protobuf"}
+
+
+@pytest.fixture
+async def client(aiohttp_client, tmp_path):
+    # host is what the policy looks at; the test server itself still listens on loopback.
+    cfg = make_config(tmp_path, host="0.0.0.0", read_token="r-tok", admin_token="a-tok",
+                      allowed_origins=frozenset({"http://dash.example"}))
+    return await aiohttp_client(create_app(cfg, scrape=False, maintain=False))
+
+
+@pytest.mark.parametrize("path", ["/api/metrics", "/api/status", "/api/config", "/api/spans", "/api/events"])
+async def test_reads_need_the_read_token(client, path):
+    assert (await client.get(path)).status == 401
+    assert (await client.get(path, headers={"Authorization": "Bearer wrong"})).status == 401
+    ok = await client.get(path, headers={"Authorization": "Bearer r-tok"})
+    assert ok.status == 200
+    ok.close()
+
+
+async def test_eventsource_token_in_query_and_open_healthz(client):
+    resp = await client.get("/api/events?token=r-tok")
+    assert resp.status == 200
+    resp.close()
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_traces_need_the_admin_token(client):
+    spans, _ = genai_spans(1)
+    body = protobuf_body(spans)
+    assert (await client.post("/v1/traces", data=body, headers=PB)).status == 401
+    assert (await client.post("/v1/traces", data=body, headers={**PB, "Authorization": "Bearer r-tok"})).status == 401
+    assert (await client.post("/v1/traces", data=body, headers={**PB, "Authorization": "Bearer a-tok"})).status == 200
+
+
+async def test_no_tokens_configured_off_loopback_is_403(aiohttp_client, tmp_path):
+    client = await aiohttp_client(create_app(make_config(tmp_path, host="0.0.0.0"), scrape=False, maintain=False))
+    assert (await client.get("/api/metrics")).status == 403
+    assert (await client.post("/v1/traces", data=b"", headers=PB)).status == 403
+    open_ = await aiohttp_client(create_app(make_config(tmp_path / "i", host="0.0.0.0", insecure=True),
+                                            scrape=False, maintain=False))
+    assert (await open_.get("/api/metrics")).status == 200
+
+
+async def test_cors_only_for_listed_origins(client):
+    auth = {"Authorization": "Bearer r-tok"}
+    ok = await client.get("/api/status", headers={**auth, "Origin": "http://dash.example"})
+    assert ok.headers["Access-Control-Allow-Origin"] == "http://dash.example"
+    other = await client.get("/api/status", headers={**auth, "Origin": "http://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+    sse = await client.get("/api/events", headers={**auth, "Origin": "http://dash.example"})
+    assert sse.headers["Access-Control-Allow-Origin"] == "http://dash.example"
+    sse.close()
+    pre = await client.options("/api/metrics", headers={"Origin": "http://evil.example",
+                                                        "Access-Control-Request-Method": "GET"})
+    assert pre.status == 403 and pre.headers.get("Access-Control-Allow-Origin") != "*"

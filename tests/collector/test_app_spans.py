@@ -1,0 +1,97 @@
+"""POST /v1/traces from the real OTel SDK exporter (protobuf) and as OTLP/JSON, then GET /api/spans."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+
+import duckdb
+import pytest
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from tokentail.collector.app import STORE, create_app
+
+from ._fakes import make_config
+from ._otel import INPUT, genai_spans, json_body, protobuf_body
+from .test_otlp import SECRETS
+
+
+@pytest.fixture
+async def client(aiohttp_client, tmp_path):
+    return await aiohttp_client(create_app(make_config(tmp_path), scrape=False, maintain=False))
+
+
+async def test_real_sdk_exporter_protobuf_gzip_and_retry_dedup(client):
+    spans, ids = genai_spans(3)
+    url = str(client.make_url("/v1/traces"))
+    exporter = OTLPSpanExporter(endpoint=url, compression=Compression.Gzip, timeout=5)
+    # The SDK exporter is synchronous (requests): run it off the loop that serves the app.
+    assert await asyncio.to_thread(exporter.export, spans) == SpanExportResult.SUCCESS
+    assert await asyncio.to_thread(exporter.export, spans) == SpanExportResult.SUCCESS  # a retried batch
+    exporter.shutdown()
+    body = await (await client.get("/api/spans")).json()
+    got = [s["request_id"] for s in body["spans"]]
+    assert sorted(got) == sorted(ids) and len(got) == 3  # no double rows
+    starts = [s["start_time"] for s in body["spans"]]
+    assert starts == sorted(starts, reverse=True) and all(isinstance(t, float) for t in starts)
+    s = body["spans"][0]
+    assert s["id"] == s["request_id"] and s["model"] == "gpt-4o" and s["variant"] == "canary"
+    assert s["input_messages"] == INPUT and s["finish_reasons"] == ["stop"]  # JSON, not text
+    stats = (await (await client.get("/api/status")).json())["otlp"]
+    assert stats["spans_stored"] == 3 and stats["spans_duplicate"] == 3 and stats["spans_skipped"] == 2
+
+
+async def test_otlp_json_and_span_queries(client):
+    spans, ids = genai_spans(2)
+    resp = await client.post("/v1/traces", data=json_body(spans), headers={"Content-Type": "application/json"})
+    assert resp.status == 200 and await resp.json() == {}
+    err_spans, err_ids = genai_spans(1, error=True)
+    resp = await client.post("/v1/traces", data=gzip.compress(protobuf_body(err_spans)),
+                             headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"})
+    assert resp.status == 200 and resp.headers["Content-Type"] == "application/x-protobuf"
+    errors = await (await client.get("/api/spans?status=error")).json()
+    assert [s["request_id"] for s in errors["spans"]] == err_ids and errors["spans"][0]["http_status"] == 500
+    newest = err_spans[0].start_time / 1e9
+    older = await (await client.get(f"/api/spans?before={newest}&limit=1")).json()
+    assert len(older["spans"]) == 1 and older["spans"][0]["request_id"] in ids
+    since = await (await client.get(f"/api/spans?since={newest}&messages=false")).json()
+    assert [s["request_id"] for s in since["spans"]] == err_ids and "input_messages" not in since["spans"][0]
+    assert (await (await client.get("/api/spans?model=gpt-4o-2024-08-06")).json())["spans"]  # response model too
+    detail = await client.get(f"/api/spans/{ids[0]}")
+    assert detail.status == 200 and (await detail.json())["request_id"] == ids[0]
+    assert (await client.get("/api/spans/nope")).status == 404
+
+
+async def test_no_secret_reaches_duckdb(client):
+    spans, _ = genai_spans(2)
+    await client.post("/v1/traces", data=protobuf_body(spans), headers={"Content-Type": "application/x-protobuf"})
+    store = client.app[STORE]
+    dump = repr(store._con.execute("SELECT * FROM spans").fetchall())
+    for secret in SECRETS:
+        assert secret not in dump
+    assert "gpt-4o" in dump  # the dump is not empty
+
+
+async def test_bad_bodies_and_unavailable_store(client, monkeypatch):
+    resp = await client.post("/v1/traces", data=b"\x0a\xff\xff", headers={"Content-Type": "application/x-protobuf"})
+    assert resp.status == 400 and (await resp.json())["error"]["code"] == "invalid_request"
+    resp = await client.post("/v1/traces", data=b"hello", headers={"Content-Type": "text/plain"})
+    assert resp.status == 415
+    store = client.app[STORE]
+
+    def full(rows):
+        raise duckdb.IOException("IO Error: No space left on device")
+
+    monkeypatch.setattr(store, "insert_spans", full)
+    spans, _ = genai_spans(1)
+    resp = await client.post("/v1/traces", data=protobuf_body(spans), headers={"Content-Type": "application/x-protobuf"})
+    assert resp.status == 503 and resp.headers["Retry-After"] == "5"  # the exporter retries later
+
+
+async def test_body_over_the_limit_is_refused(aiohttp_client, tmp_path):
+    client = await aiohttp_client(create_app(make_config(tmp_path, max_otlp_bytes=1000), scrape=False,
+                                             maintain=False))
+    resp = await client.post("/v1/traces", data=b"\x00" * 5000, headers={"Content-Type": "application/x-protobuf"})
+    assert resp.status == 413

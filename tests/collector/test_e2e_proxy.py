@@ -1,0 +1,93 @@
+"""End to end on loopback: simulator -> real proxy -> collector scraping its /metrics -> /api/metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from tokentail.collector.app import COLLECTOR, create_app
+
+from ._fakes import make_config
+
+T0 = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def test_collector_reads_what_the_real_proxy_exposes(stack, aiohttp_client, tmp_path):
+    clock = Clock(T0)
+    client = await aiohttp_client(create_app(make_config(tmp_path, [f"production={stack.url('/')}"]),
+                                             scrape=False, maintain=False, clock=clock))
+    collector = client.app[COLLECTOR]
+    clock.t += 5
+    await collector.run_round(clock.t)  # baseline
+    body = {"model": "sim-gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    async with aiohttp.ClientSession() as s:
+        for _ in range(6):
+            async with s.post(stack.base_url + "/chat/completions", json=body) as r:
+                assert r.status == 200
+                await r.read()
+        async with s.post(stack.base_url + "/chat/completions", json={**body, "stream": False}) as r:
+            assert r.status == 200
+    clock.t += 5
+    await collector.run_round(clock.t)
+    status = await (await client.get("/api/status")).json()
+    assert status["targets"][0]["up"] is True, status["targets"]
+    m = await (await client.get("/api/metrics?range=5m")).json()
+    (g,) = m["groups"]
+    assert g["summary"]["requests"] == 7 and g["summary"]["errors"] == 0
+    assert g["metrics"]["request_rate"][-1] == pytest.approx(7 / 5)
+    assert g["summary"]["output_tokens"] > 0 and g["summary"]["latency_p50_ms"] is not None
+    assert g["summary"]["ttft_p50_ms"] is not None  # streamed requests have a first token
+    by_model = await (await client.get("/api/metrics?range=5m&by=model")).json()
+    assert [x["name"] for x in by_model["groups"]] == ["sim-gpt-4o"]
+
+
+async def test_proxy_spans_arrive_over_otlp_with_the_live_feed_request_id(sim_server, aiohttp_client, tmp_path):
+    """The contract the dashboard merges on: x-tokentail-request-id == the stored span's request_id."""
+    from aiohttp.test_utils import TestServer
+    from prometheus_client import CollectorRegistry
+
+    from tests.conftest import proxy_settings
+    from tokentail.proxy import telemetry
+    from tokentail.proxy.app import METRICS
+    from tokentail.proxy.app import create_app as create_proxy
+
+    client = await aiohttp_client(create_app(make_config(tmp_path), scrape=False, maintain=False))
+    endpoint = str(client.make_url("")).rstrip("/")
+    box = []
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    provider = telemetry.build_tracer_provider(env, lambda sink, n: box[0][METRICS].dropped(sink, n))
+    proxy_app = create_proxy(proxy_settings(str(sim_server.make_url("/v1"))), registry=CollectorRegistry(),
+                             tracer_provider=provider)
+    box.append(proxy_app)
+    proxy = TestServer(proxy_app, host="127.0.0.1")
+    await proxy.start_server()
+    try:
+        body = {"model": "sim-gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hello there"}]}
+        async with aiohttp.ClientSession() as s:
+            async with s.post(str(proxy.make_url("/v1/chat/completions")), json=body) as r:
+                rid = r.headers["x-tokentail-request-id"]
+                await r.read()
+        found = None
+        for _ in range(100):
+            spans = (await (await client.get("/api/spans")).json())["spans"]
+            found = next((sp for sp in spans if sp["request_id"] == rid), None)
+            if found:
+                break
+            await asyncio.sleep(0.05)
+        assert found is not None
+        assert found["model"] == "sim-gpt-4o" and found["status"] == "ok" and found["stream"] is True
+        assert found["output_tokens"] > 0 and found["ttft_ms"] is not None and isinstance(found["start_time"], float)
+        assert found["input_messages"] and found["output_messages"]
+    finally:
+        await proxy.close()
+        telemetry.shutdown_bounded(provider, 2)

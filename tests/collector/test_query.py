@@ -1,0 +1,165 @@
+"""query.py: /api/metrics values against hand-computed ones, at 5s and 1m resolution alike."""
+
+from __future__ import annotations
+
+import pytest
+
+from tokentail.collector.formulas import INTERVAL, UP
+from tokentail.collector.query import QueryError, assemble, plan_metrics, plan_spans, run_metrics
+from tokentail.collector.store import Store
+
+LAT = "tokentail_request_duration_seconds_bucket"
+T0 = 1_700_006_400.0  # a multiple of 3600: buckets line up in every range
+# Per 5s round: cumulative latency bucket increases (1 obs <= 0.1, 2 in (0.1, 0.5], 1 in (0.5, 1],
+# 1 in (1, 2]) and 5 requests (3 ok, 1 error, 1 cancelled).
+ROUND_BUCKETS = {"0.1": 1, "0.5": 3, "1.0": 4, "2.0": 5, "+Inf": 5}
+# Over any whole number of rounds, ranks scale with the counts, so the quantiles are
+#   p50: rank 0.5*5n in (0.1, 0.5]: 0.1 + 0.4 * (2.5 - 1) / 2 = 0.4 s
+#   p95: rank 4.75n in (1, 2]: 1 + 1 * (4.75 - 4) / 1 = 1.75 s
+#   p99: 1 + (4.95 - 4) = 1.95 s
+EXPECTED = {"latency_p50_ms": 400.0, "latency_p95_ms": 1750.0, "latency_p99_ms": 1950.0}
+
+
+def round_points(variant="production", target="http://a/metrics", model="gpt-4o", scale=1, in_flight=2.0):
+    pts = [(variant, target, UP, (), "gauge", 1.0), (variant, target, INTERVAL, (), "counter", 5.0),
+           (variant, target, "tokentail_in_flight_requests", (), "gauge", in_flight)]
+    for sc, n in (("2xx", 3), ("5xx", 1), ("cancelled", 1)):
+        pts.append((variant, target, "tokentail_requests_total",
+                    (("endpoint", "/chat/completions"), ("model", model), ("status_class", sc), ("stream", "true")),
+                    "counter", float(n * scale)))
+    for le, c in ROUND_BUCKETS.items():
+        pts.append((variant, target, LAT, (("endpoint", "/chat/completions"), ("le", le), ("model", model)),
+                    "counter", float(c * scale)))
+    pts.append((variant, target, "tokentail_tokens_total", (("model", model), ("type", "output")), "counter",
+                20.0 * scale))
+    return pts
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store.open(tmp_path / "q.duckdb")
+    yield s
+    s.close()
+
+
+def query(store, now, **params):
+    plan = plan_metrics(params, store.catalog(), now=now, configured_variants=["production"])
+    return assemble(plan, run_metrics(store._con.cursor(), plan, store.watermark))
+
+
+def fill(store, start, end, *rounds):
+    """The same rounds every 5 s from ``start`` to ``end``: the first through the store, the
+    rest copied in SQL (hours of rounds one by one would make the test slow)."""
+    for r in rounds:
+        store.append_metrics(start, r)
+    n = int((end - start) // 5)
+    store._con.execute("INSERT INTO metrics_5s SELECT ts + 5 * r, series_id, value FROM metrics_5s, "
+                       "range(1, ?) t(r) WHERE ts = ? ORDER BY 1", [n, start])
+
+
+def test_5s_resolution_hand_computed(store):
+    fill(store, T0, T0 + 3600, round_points())
+    body = query(store, T0 + 3599, range="1h")
+    assert body["source"] == "metrics_5s" and body["step"] == 30 and len(body["timestamps"]) == 120
+    (g,) = body["groups"]
+    assert g["name"] == "production"
+    m = g["metrics"]
+    for key, value in EXPECTED.items():
+        assert m[key][10] == pytest.approx(value)
+    assert m["request_rate"][10] == pytest.approx(1.0)  # 5 requests per 5 s
+    assert m["error_rate"][10] == pytest.approx(0.2) and m["cancel_rate"][10] == pytest.approx(0.2)
+    assert m["output_tokens_rate"][10] == pytest.approx(4.0)
+    assert m["in_flight"][10] == pytest.approx(2.0) and m["up"][10] == 1.0
+    assert g["summary"]["requests"] == 5 * 720 and g["summary"]["latency_p95_ms"] == pytest.approx(1750.0)
+    body5 = query(store, T0 + 3599, range="5m")
+    assert body5["step"] == 5 and body5["groups"][0]["metrics"]["latency_p99_ms"][-1] == pytest.approx(1950.0)
+
+
+def test_1m_resolution_gives_the_same_values(store):
+    fill(store, T0, T0 + 6 * 3600, round_points())
+    now = T0 + 6 * 3600 - 1
+    while store.rollup_step(now, settle=6.0):
+        pass
+    store._con.execute("DELETE FROM metrics_5s WHERE ts < ?", [store.watermark])  # as retention would
+    body = query(store, now, range="6h")
+    assert body["source"] == "metrics_1m" and body["step"] == 180
+    m = body["groups"][0]["metrics"]
+    for i in (0, 50, 119):  # the last bucket comes from the not-yet-rolled-up 5s tail
+        for key, value in EXPECTED.items():
+            assert m[key][i] == pytest.approx(value), (i, key)
+        assert m["request_rate"][i] == pytest.approx(1.0)
+        assert m["in_flight"][i] == pytest.approx(2.0)
+
+
+def test_two_targets_of_a_variant_add_up_rates_but_not_time(store):
+    fill(store, T0, T0 + 300, round_points(in_flight=2.0), round_points(target="http://b/metrics", in_flight=3.0))
+    m = query(store, T0 + 299, range="5m")["groups"][0]["metrics"]
+    assert m["request_rate"][30] == pytest.approx(2.0)
+    assert m["in_flight"][30] == pytest.approx(5.0)
+    assert m["latency_p50_ms"][30] == pytest.approx(400.0)
+
+
+def test_by_model_and_filters(store):
+    fill(store, T0, T0 + 300, round_points(model="a"), round_points(variant="canary", target="http://c/metrics",
+                                                                    model="b", scale=2))
+    body = query(store, T0 + 299, range="5m", by="model")
+    got = {g["name"]: g["metrics"]["request_rate"][30] for g in body["groups"]}
+    assert got == {"a": pytest.approx(1.0), "b": pytest.approx(2.0)}
+    assert all(g["metrics"]["in_flight"][30] is None for g in body["groups"])  # in-flight is not per model
+    only = query(store, T0 + 299, range="5m", variant="canary")
+    assert [g["name"] for g in only["groups"]] == ["canary"]
+    assert only["groups"][0]["metrics"]["request_rate"][30] == pytest.approx(2.0)
+    per_model = query(store, T0 + 299, range="5m", model="a")
+    rates = {g["name"]: g["metrics"]["request_rate"][30] for g in per_model["groups"]}
+    assert rates["production"] == pytest.approx(1.0) and rates.get("canary") in (None, 0.0)
+
+
+def test_first_scrape_and_gaps_are_null_not_zero(store):
+    fill(store, T0 + 100, T0 + 200, round_points())
+    m = query(store, T0 + 299, range="5m")["groups"][0]["metrics"]
+    assert m["request_rate"][0] is None  # before the data: unknown, not 0 req/s
+    assert m["request_rate"][25] == pytest.approx(1.0)
+    assert m["latency_p50_ms"][-1] is None
+
+
+@pytest.mark.parametrize("params, param, allowed", [
+    ({"range": "2h"}, "range", ["5m", "15m", "1h", "6h", "24h", "7d"]),
+    ({"by": "endpoint"}, "by", ["variant", "model"]),
+    ({"variant": "staging"}, "variant", ["all", "production"]),
+    ({"model": "nope"}, "model", ["all"]),
+    ({"rnage": "1h"}, "rnage", ["range", "variant", "model", "by"]),
+])
+def test_bad_parameters_list_the_allowed_values(store, params, param, allowed):
+    with pytest.raises(QueryError) as info:
+        plan_metrics(params, store.catalog(), now=T0, configured_variants=["production"])
+    body = info.value.as_json()["error"]
+    assert body["param"] == param and body["allowed"] == allowed and body["code"] == "invalid_parameter"
+
+
+@pytest.mark.parametrize("params, param", [
+    ({"limit": "0"}, "limit"), ({"limit": "5000"}, "limit"), ({"limit": "x"}, "limit"),
+    ({"since": "yesterday"}, "since"), ({"status": "weird"}, "status"), ({"foo": "1"}, "foo"),
+])
+def test_bad_span_parameters(params, param):
+    with pytest.raises(QueryError) as info:
+        plan_spans(params)
+    assert info.value.param == param and info.value.allowed
+
+
+def test_span_parameters_build_the_filter():
+    where, args, limit, messages = plan_spans({"since": "10.5", "limit": "7", "model": "m", "status": "error",
+                                               "messages": "false"})
+    assert limit == 7 and messages is False
+    assert args == [10.5, "error", "m", "m"] and "start_time >= ?" in where
+
+
+def test_missing_zero_buckets_below_the_observations_do_not_shift_quantiles(store):
+    """Zero increases are not stored: a quiet bucket below must still bound the interpolation."""
+    fill(store, T0, T0 + 60, round_points())  # every bound seen once
+    slow = [p for p in round_points() if p[2] != LAT] + [
+        ("production", "http://a/metrics", LAT, (("endpoint", "/chat/completions"), ("le", le), ("model", "gpt-4o")),
+         "counter", 0.0 if le in ("0.1", "0.5", "1.0") else 4.0) for le in ROUND_BUCKETS]
+    fill(store, T0 + 120, T0 + 180, slow)  # all four observations per round in (1, 2]
+    m = query(store, T0 + 299, range="5m")["groups"][0]["metrics"]
+    assert m["latency_p50_ms"][30] == pytest.approx(1500.0)  # 1 + 1 * 2/4, not 0 + 2 * 2/4
+    assert m["latency_p50_ms"][5] == pytest.approx(400.0)
