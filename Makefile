@@ -31,7 +31,8 @@ system-deps:
 	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium prometheus
 
 bench: install
-	$(BIN)/python bench/proxy_bench.py
+	$(BIN)/python bench/proxy_bench.py --telemetry
+	$(BIN)/python bench/collector_bench.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .hypothesis
