@@ -22,7 +22,7 @@ from tokentail import access
 from . import api, forward, telemetry
 from .live import LiveHub
 from .metrics import ProxyMetrics, metrics_handler
-from .record import Observer
+from .record import Observer, Observers
 from .redact import Redactor
 
 
@@ -43,7 +43,7 @@ CONFIG = web.AppKey("config", ProxyConfig)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 HUB = web.AppKey("hub", LiveHub)
 METRICS = web.AppKey("metrics", ProxyMetrics)
-OBSERVERS = web.AppKey("observers", list)
+OBSERVERS = web.AppKey("observers", Observers)
 REDACTOR = web.AppKey("redactor", Redactor)
 POLICY = web.AppKey("policy", access.AccessPolicy)
 BOOT_ID = web.AppKey("boot_id", str)
@@ -102,7 +102,7 @@ def create_app(
     app[CONFIG] = config
     app[HUB] = hub
     app[METRICS] = metrics
-    app[OBSERVERS] = observers
+    app[OBSERVERS] = Observers(observers)
     app[REDACTOR] = redactor
     app[POLICY] = _policy(settings)
     app[BOOT_ID] = boot_id

@@ -23,7 +23,7 @@ from multidict import CIMultiDict
 
 from . import app as keys
 from . import record as R
-from .record import Delta, RequestRecord, notify
+from .record import Delta, Observers, RequestRecord, merge_deltas
 from .redact import strip_media
 from .tap import StreamTap
 
@@ -142,7 +142,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
             body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
             injected = True
 
-    notify(observers, "on_start", rec)
+    observers.start(rec)
     url = config.upstream.with_path(config.upstream.path.rstrip("/") + "/" + path, encoded=False)
     if request.query_string:
         url = url.with_query(request.query_string)
@@ -201,14 +201,13 @@ async def forward(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-def _on_deltas(rec: RequestRecord, deltas: list[Delta], observers: list) -> None:
+def _on_deltas(rec: RequestRecord, deltas: list[Delta], observers: Observers) -> None:
     now = time.perf_counter()
     if rec.first_delta_at is None:
         rec.first_delta_at = now
         rec.ttft_ms = (now - rec.t0) * 1000.0
     rec.last_delta_at = now
-    for d in deltas:
-        notify(observers, "on_delta", rec, d)
+    observers.delta(rec, merge_deltas(deltas))
 
 
 def _client_gone(request: web.Request, exc: BaseException) -> bool:
@@ -248,7 +247,7 @@ def _finish(rec: RequestRecord, app: web.Application) -> None:
         rec.status = R.ERROR
     if rec.error_message:
         rec.error_message = app[keys.REDACTOR].redact_text(rec.error_message)[:500]
-    notify(app[keys.OBSERVERS], "on_end", rec)
+    app[keys.OBSERVERS].end(rec)
 
 
 def _response_headers(up: aiohttp.ClientResponse, streaming: bool) -> CIMultiDict[str]:

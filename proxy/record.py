@@ -6,7 +6,7 @@ told at three moments: ``on_start`` (request parsed, before the upstream call),
 ``on_delta`` (each text/tool-call delta from the upstream's stream) and
 ``on_end`` (once, whatever the outcome). Observers run on the event loop inside
 the request path, so they must be quick, must never await, and must never raise:
-``notify`` shields the request from an observer that does.
+``Observers`` shields the request from an observer that does.
 """
 
 from __future__ import annotations
@@ -121,13 +121,38 @@ class Observer(Protocol):
     def on_end(self, rec: RequestRecord) -> None: ...
 
 
-def notify(observers: list[Observer], hook: str, *args: Any) -> None:
-    """Call ``hook`` on every observer; one that raises is logged, never propagated."""
-    for obs in observers:
-        fn = getattr(obs, hook, None)
-        if fn is None:
-            continue
+class Observers:
+    """The observers of one app, with each hook's bound methods listed once (the
+    delta hook runs per token chunk, so no per-call attribute lookups)."""
+
+    def __init__(self, observers: list[Observer]) -> None:
+        self.all = list(observers)
+        self._hooks = {h: [getattr(o, h) for o in self.all if hasattr(o, h)]
+                       for h in ("on_start", "on_delta", "on_end")}
+
+    def start(self, rec: RequestRecord) -> None:
+        _call(self._hooks["on_start"], rec)
+
+    def delta(self, rec: RequestRecord, delta: Delta) -> None:
+        _call(self._hooks["on_delta"], rec, delta)
+
+    def end(self, rec: RequestRecord) -> None:
+        _call(self._hooks["on_end"], rec)
+
+
+def _call(fns: list, *args: Any) -> None:
+    for fn in fns:
         try:
             fn(*args)
         except Exception:  # an observer bug must never fail a proxied request
-            log.exception("observer %s.%s failed", type(obs).__name__, hook)
+            log.exception("observer %s failed", getattr(fn, "__qualname__", fn))
+
+
+def merge_deltas(deltas: list[Delta]) -> Delta:
+    """Deltas that arrived in one read, as one: observers then run once per read, not
+    once per event (an upstream that bursts costs no more than one that trickles)."""
+    if len(deltas) == 1:
+        return deltas[0]
+    tools = [t for d in deltas if d.tool_calls for t in d.tool_calls]
+    return Delta(text="".join(d.text for d in deltas), tool_calls=tools or None,
+                 reasoning="".join(d.reasoning for d in deltas))
