@@ -150,3 +150,12 @@ def test_boolean_options_are_flags_and_read_false_from_the_environment():
     assert s.demo is True
     with pytest.raises(st.SettingsError, match="not a boolean"):
         st.resolve("up", opts, {}, {}, {"up": {"demo": 3}})
+
+
+def test_configuration_reference_is_up_to_date():
+    from pathlib import Path
+
+    from tokentail.config_cmd import reference
+
+    doc = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+    assert doc.read_text() == reference() + "\n", "regenerate: tokentail config --reference > docs/configuration.md"
