@@ -34,10 +34,11 @@ from pathlib import Path
 
 import aiohttp
 
+from _procfs import cpu_seconds, free_port  # bench/ is on sys.path
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 PY = sys.executable
-CLK = os.sysconf("SC_CLK_TCK")
 RANGES = ("5m", "15m", "1h", "6h", "24h", "7d")
 MODELS = ("gpt-4o", "gpt-4o-mini", "llama-3.1-8b")
 DUR = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
@@ -45,16 +46,6 @@ TPS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
 CLASSES = (("2xx", 0.9), ("4xx", 0.03), ("5xx", 0.02), ("cancelled", 0.03), ("upstream_error", 0.02))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK
 
 
 def lognorm_cdf(x: float, median: float, sigma: float = 0.8) -> float:

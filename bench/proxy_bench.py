@@ -32,29 +32,15 @@ from contextlib import contextmanager
 
 import aiohttp
 
+from _procfs import cpu_seconds, free_port, rss_mb  # bench/ is on sys.path
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = sys.executable
-CLK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 BODY = json.dumps({"model": "sim-gpt-4o", "stream": True,
                    "messages": [{"role": "user", "content": "Tell me about proxies."}]}).encode()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK  # utime + stime
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/statm") as fh:
-        return int(fh.read().split()[1]) * PAGE / 2**20
 
 
 @contextmanager
