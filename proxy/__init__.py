@@ -13,5 +13,14 @@ Layers, from the socket inward:
   the telemetry sinks implement. Observers must never block or raise into the
   request path.
 - ``redact`` (pure): secrets and personal data out of what is captured.
+- ``routes`` (pure, plus a config-file re-read): which upstream a request's model goes
+  to, with an optional model rewrite and an injected key; swapped whole on reload
+  (SIGHUP, ``POST /api/routes/reload``).
+- ``attribution`` (pure): key fingerprint, end user, tags.
+- ``sessions`` (pure, bounded memory): the conversation a request belongs to; assigned
+  before the upstream call, keyed for the next turn at ``on_end`` (an observer).
+- cost: ``tokentail.pricing`` (pure) prices the finished record before the observers see it.
 - ``live``: in-memory ring of recent requests and the pub/sub behind ``/api/live``.
+- ``api``: ``/api/*`` handlers, including cancel (the app keeps a registry of in-flight
+  handler tasks by request id) and routes; state changes follow ``tokentail.access``.
 """

@@ -1,4 +1,5 @@
-"""The proxy's own endpoints: ``/healthz``, ``/api/live`` (SSE) and ``/api/requests``."""
+"""The proxy's own endpoints: ``/healthz``, ``/api/live`` (SSE), ``/api/requests`` (and cancel),
+``/api/routes`` (and reload)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import json
 from aiohttp import web
 
 from tokentail import access
+from tokentail.settings import SettingsError
 
 from . import app as keys
+from . import record as R
 from .live import encode_sse, finite
 
 HEARTBEAT_SECONDS = 15.0
@@ -56,7 +59,9 @@ async def list_requests(request: web.Request) -> web.Response:
     if status is not None and status not in allowed:
         return _bad_request(f"status must be one of {', '.join(allowed)}")
     rows = request.app[keys.HUB].list_requests(model=q.get("model") or None, status=status, q=q.get("q") or None,
-                                               limit=limit)
+                                               limit=limit, session=q.get("session") or None,
+                                               user=q.get("user") or None, tag=q.get("tag") or None,
+                                               key=q.get("key") or None)
     return _json({"requests": rows})
 
 
@@ -66,6 +71,58 @@ async def get_request(request: web.Request) -> web.Response:
         return _json({"error": {"message": "no such request in memory (it may have left the ring; "
                                           "the collector keeps history)", "type": "not_found"}}, status=404)
     return _json(detail)
+
+
+async def cancel_request(request: web.Request) -> web.Response:
+    """``POST /api/requests/{id}/cancel``: stop an in-flight request (a state change).
+
+    Its handler task is cancelled, which closes the upstream connection; the client gets
+    an error event (streams) or a 503 with ``x-should-retry: false``; the record ends
+    ``cancelled`` with ``error`` = ``cancelled_by_operator``. 404 for an unknown id, 409
+    for a request that already finished.
+    """
+    rid = request.match_info["id"]
+    app = request.app
+    entry = app[keys.INFLIGHT].get(rid)
+    if entry is None or entry.task.done() or entry.rec.status != R.IN_FLIGHT:
+        detail = app[keys.HUB].get_request(rid)
+        if entry is None and detail is None:
+            return _json({"error": {"message": "no such request in flight or in memory", "type": "not_found"}},
+                         status=404)
+        status = entry.rec.status if entry is not None else detail["status"]  # type: ignore[index]
+        return _json({"error": {"message": f"the request already finished ({status})", "type": "conflict"},
+                      "id": rid, "status": status}, status=409)
+    rec = entry.rec
+    if rec.error == R.ERR_OPERATOR:  # asked twice before the handler ran: one cancel is enough
+        return _json({"id": rid, "cancelled": True})
+    rec.error = R.ERR_OPERATOR
+    rec.error_message = "cancelled by an operator"
+    entry.task.cancel(R.ERR_OPERATOR)
+    return _json({"id": rid, "cancelled": True})
+
+
+async def list_routes(request: web.Request) -> web.Response:
+    """``GET /api/routes``: the routes in effect (key variable names only, never values)."""
+    state = request.app[keys.ROUTES]
+    config = request.app[keys.CONFIG]
+    return _json({
+        "routes": state.table.describe(),
+        "default_upstream_host": config.upstream.host,
+        "config_file": state.config_file,
+        "loaded_at": state.loaded_at,
+    })
+
+
+async def reload_routes(request: web.Request) -> web.Response:
+    """``POST /api/routes/reload``: as SIGHUP. 422 with the reason when the new routes are
+    invalid (the routes in effect stay)."""
+    try:
+        table = keys.reload_routes(request.app)
+    except SettingsError as exc:
+        state = request.app[keys.ROUTES]
+        return _json({"error": {"message": f"routes not reloaded: {exc}; the routes in effect stay",
+                                "type": "invalid_config"}, "routes": state.table.describe()}, status=422)
+    return _json({"reloaded": True, "routes": table.describe()})
 
 
 async def live(request: web.Request) -> web.StreamResponse:

@@ -7,9 +7,12 @@ process's ``main`` wires the real ones.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import aiohttp
@@ -18,12 +21,18 @@ from prometheus_client import CollectorRegistry
 from yarl import URL
 
 from tokentail import access
+from tokentail.pricing import PriceTable, PricingError
+from tokentail.settings import SettingsError
 
-from . import api, forward, telemetry
+from . import api, forward, routes, telemetry
+from .attribution import Fingerprinter
 from .live import LiveHub
 from .metrics import ProxyMetrics, metrics_handler
-from .record import Observer, Observers
+from .record import Observer, Observers, RequestRecord
 from .redact import Redactor
+from .sessions import SessionTracker
+
+log = logging.getLogger("tokentail.proxy")
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,25 @@ class ProxyConfig:
     capture_bytes: int
 
 
+@dataclass
+class RouteState:
+    """The routes in effect (swapped whole by ``reload_routes``) and where they come from."""
+
+    table: routes.RouteTable
+    env: Mapping[str, str]
+    flag_value: Any = None  # --routes given on the command line: a reload keeps it
+    config_file: str | None = None
+    loaded_at: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True)
+class InFlight:
+    """A request being handled: its handler task (cancelled by ``POST .../cancel``) and record."""
+
+    task: asyncio.Task
+    rec: RequestRecord
+
+
 CONFIG = web.AppKey("config", ProxyConfig)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 HUB = web.AppKey("hub", LiveHub)
@@ -47,6 +75,11 @@ OBSERVERS = web.AppKey("observers", Observers)
 REDACTOR = web.AppKey("redactor", Redactor)
 POLICY = web.AppKey("policy", access.AccessPolicy)
 BOOT_ID = web.AppKey("boot_id", str)
+ROUTES = web.AppKey("routes", RouteState)
+PRICES = web.AppKey("prices", PriceTable)
+SESSIONS = web.AppKey("sessions", SessionTracker)
+FINGERPRINTER = web.AppKey("fingerprinter", Fingerprinter)
+INFLIGHT = web.AppKey("inflight", dict)  # request id -> InFlight
 
 
 def create_app(
@@ -58,8 +91,15 @@ def create_app(
     env: Mapping[str, str] | None = None,
 ) -> web.Application:
     """Build the proxy app. ``settings`` is the proxy command's resolved Settings;
-    ``env`` (default: the process environment) holds the standard ``OTEL_*`` switches."""
+    ``env`` (default: the process environment) holds the standard ``OTEL_*`` switches, the
+    variables that routes' ``api_key_env`` name, and ``TOKENTAIL_CONFIG`` for route reloads.
+    Raises ``SettingsError`` for bad routes or a bad price table."""
     env = os.environ if env is None else env
+    route_table = routes.parse_routes(settings.routes, env)
+    try:
+        prices = PriceTable.load(settings.pricing)
+    except PricingError as exc:
+        raise SettingsError(str(exc)) from None
     app = web.Application(
         client_max_size=settings.max_body,
         middlewares=[access.middleware(_policy(settings))],
@@ -97,7 +137,8 @@ def create_app(
         observers.append(SpanObserver(tracer_provider, upstream_url=str(config.upstream), redactor=redactor,
                                       variant=settings.variant, capture_content=telemetry.capture_content(env),
                                       semconv_opt_in=opt_in))
-    observers += [metrics, hub, *(extra_observers or [])]
+    sessions = SessionTracker(redactor=redactor)
+    observers += [metrics, hub, sessions, *(extra_observers or [])]
 
     app[CONFIG] = config
     app[HUB] = hub
@@ -106,6 +147,13 @@ def create_app(
     app[REDACTOR] = redactor
     app[POLICY] = _policy(settings)
     app[BOOT_ID] = boot_id
+    routes_from = settings.source("routes")
+    app[ROUTES] = RouteState(route_table, env, settings.routes if routes_from == "flag" else None,
+                             config_file=_config_file(env) if routes_from == "config file" else None)
+    app[PRICES] = prices
+    app[SESSIONS] = sessions
+    app[FINGERPRINTER] = Fingerprinter(settings.fingerprint_key)
+    app[INFLIGHT] = {}
     app.cleanup_ctx.append(_upstream_session)
     app.on_shutdown.append(_close_live_streams)
 
@@ -114,8 +162,35 @@ def create_app(
     app.router.add_get("/api/live", api.live)
     app.router.add_get("/api/requests", api.list_requests)
     app.router.add_get("/api/requests/{id}", api.get_request)
+    app.router.add_post("/api/requests/{id}/cancel", api.cancel_request)
+    app.router.add_get("/api/routes", api.list_routes)
+    app.router.add_post("/api/routes/reload", api.reload_routes)
     app.router.add_route("*", "/v1/{path:.*}", forward.forward)
     return app
+
+
+def reload_routes(app: web.Application) -> routes.RouteTable:
+    """Re-read the routes (config file, or ``TOKENTAIL_PROXY_ROUTES``) and swap them in.
+
+    On any error the routes in effect stay, the reason is logged and ``SettingsError``
+    raised. SIGHUP and ``POST /api/routes/reload`` both land here.
+    """
+    state = app[ROUTES]
+    try:
+        table, path = routes.load_routes(state.env, state.flag_value)
+    except SettingsError as exc:
+        log.error("routes not reloaded (the %d route(s) in effect stay): %s", len(state.table), exc)
+        raise
+    state.table, state.config_file, state.loaded_at = table, path, time.time()
+    log.info("routes reloaded%s: %s", f" from {path}" if path else "",
+             ", ".join(r.name for r in table.routes) or "none (everything goes to --upstream)")
+    return table
+
+
+def _config_file(env: Mapping[str, str]) -> str:
+    from tokentail.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE
+
+    return env.get(CONFIG_ENV) or DEFAULT_CONFIG_FILE
 
 
 def _policy(settings: Any) -> access.AccessPolicy:

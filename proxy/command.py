@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import signal
 
 from tokentail import serving
 from tokentail.settings import Option, SettingsError, parse_bool, parse_duration, parse_size, port
+
+from .routes import parse_routes_json
 
 log = logging.getLogger("tokentail.proxy")
 
@@ -16,6 +20,10 @@ Forward /v1/* to the upstream, relaying streamed responses chunk by chunk, and
 watch every request as it streams: live feed at /api/live, recent requests at
 /api/requests, Prometheus metrics at /metrics, OpenTelemetry spans when an
 OTEL_EXPORTER_OTLP_*ENDPOINT (or OTEL_TRACES_EXPORTER) is set.
+
+Requests can be routed by model to other upstreams ([[proxy.routes]] in the config
+file, reloaded on SIGHUP), are priced from a price table, grouped into sessions and
+attributed to API-key fingerprints, users and tags; see docs/proxy-features.md.
 
 example:
   tokentail proxy --upstream https://api.openai.com/v1
@@ -48,9 +56,19 @@ OPTIONS = [
            metavar="N"),
     Option("read_token", "token needed to read /api/* when bound off loopback", None, secret=True,
            env_aliases=("TOKENTAIL_READ_TOKEN",)),
-    Option("admin_token", "token needed for state changes when bound off loopback", None, secret=True,
+    Option("admin_token", "token needed for every state change (cancel, route reload); when unset, state "
+           "changes are allowed from loopback peers only", None, secret=True,
            env_aliases=("TOKENTAIL_ADMIN_TOKEN",)),
-    Option("insecure", "serve captured content off loopback without tokens", False, parse_bool),
+    Option("insecure", "serve captured content off loopback without the read token (state changes still need "
+           "the admin token or a loopback peer)", False, parse_bool),
+    Option("routes", "model routes to other upstreams, usually [[proxy.routes]] tables in the config file "
+           "(here: a JSON list); reloaded on SIGHUP; see docs/proxy-features.md", [], parse_routes_json,
+           metavar="JSON"),
+    Option("pricing", "price table (TOML) replacing the packaged tokentail/data/pricing.toml", None,
+           metavar="PATH"),
+    Option("fingerprint_key", "secret of the HMAC that fingerprints client API keys; unset: a random one per "
+           "process, so fingerprints change on restart", None, secret=True,
+           env_aliases=("TOKENTAIL_FINGERPRINT_KEY",)),
     Option("allowed_origin", "browser origin allowed to read /api/live cross-origin (repeatable; "
            "never a wildcard)", [], multiple=True, metavar="ORIGIN"),
 ]
@@ -76,7 +94,7 @@ def validate_upstream(url: str | None) -> str:
 def main(settings) -> int:
     from prometheus_client import CollectorRegistry
 
-    from .app import METRICS, create_app
+    from .app import FINGERPRINTER, METRICS, ROUTES, create_app, reload_routes
     from .telemetry import build_tracer_provider, shutdown_bounded
 
     upstream = validate_upstream(settings.upstream)
@@ -92,10 +110,27 @@ def main(settings) -> int:
     app = create_app(settings, registry=registry, tracer_provider=provider)
     drops.append(app[METRICS])
 
+    def on_sighup() -> None:
+        try:
+            reload_routes(app)
+        except SettingsError:
+            pass  # logged by reload_routes; the routes in effect stay
+
     def started(p: int) -> None:
         log.info("proxying http://%s:%d/v1 -> %s (variant %s)", settings.host, p, upstream, settings.variant)
+        for route in app[ROUTES].table.routes:
+            log.info("route %s: %s -> %s%s", route.name, route.match or f"{route.prefix}*", route.upstream,
+                     f" (model {route.model})" if route.model else "")
         log.info("live feed: http://%s:%d/api/live   metrics: http://%s:%d/metrics", settings.host, p,
                  settings.host, p)
+        if app[FINGERPRINTER].ephemeral:
+            log.info("API-key fingerprints use a random secret: stable until restart "
+                     "(set TOKENTAIL_FINGERPRINT_KEY to keep them)")
+        if hasattr(signal, "SIGHUP"):
+            try:
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
+            except (NotImplementedError, RuntimeError):  # no signal support on this loop/platform
+                pass
 
     try:
         return serving.run(serving.serve_until_signal(app, settings.host, settings.port, "proxy",

@@ -214,6 +214,11 @@ class LiveHub:
             "params": dict(rec.params),
             "session_id": rec.session_id,
             "trace_id": rec.trace_id,
+            "user": rec.user,
+            "tags": list(rec.tags),
+            "key_fingerprint": rec.key_fingerprint,
+            "route": rec.route,
+            "upstream_model": rec.upstream_model,
         }
         keys = tuple(k for k in rec.prompt if k not in start)  # messages | prompt | input
         start.update((k, rec.prompt[k]) for k in keys)
@@ -325,11 +330,16 @@ class LiveHub:
         q: str | None = None,
         variant: str | None = None,
         limit: int = 100,
+        session: str | None = None,
+        user: str | None = None,
+        tag: str | None = None,
+        key: str | None = None,
     ) -> list[dict[str, Any]]:
         """Summaries of in-flight and recent requests, newest first.
 
         ``status`` is ``in_flight`` | ``ok`` | ``error`` | ``cancelled``; ``q`` matches
-        case-insensitively in the (redacted) prompt and completion text.
+        case-insensitively in the (redacted) prompt and completion text; ``session``,
+        ``user`` and ``key`` (a key fingerprint) match exactly, ``tag`` is one of the tags.
         """
         needle = q.casefold() if q else None
         limit = max(0, limit)
@@ -342,6 +352,10 @@ class LiveHub:
                 (model is None or st["model"] == model)
                 and (status is None or e.status == status)
                 and (variant is None or st["variant"] == variant)
+                and (session is None or st["session_id"] == session)
+                and (user is None or st["user"] == user)
+                and (key is None or st["key_fingerprint"] == key)
+                and (tag is None or tag in st["tags"])
                 and (not needle or _matches(e, needle))
             ):
                 out.append(_summary(e))
@@ -481,6 +495,7 @@ def _end_data(rec: RequestRecord, red: Redactor) -> dict[str, Any]:
         "http_status": rec.http_status,
         "response_model": rec.response_model,
         "truncated": rec.truncated,
+        "cost_usd": rec.cost_usd,  # null: unknown (no price for the model, or usage unknown)
     }
 
 
@@ -505,6 +520,12 @@ def _summary(e: _Entry) -> dict[str, Any]:
         "finish_reason": end.get("finish_reason"),
         "error": end.get("error"),
         "truncated": e.truncated,
+        "session_id": st["session_id"],
+        "user": st["user"],
+        "tags": st["tags"],
+        "key_fingerprint": st["key_fingerprint"],
+        "route": st["route"],
+        "cost_usd": end.get("cost_usd"),
         "text_preview": _preview(text),
         "prompt_preview": _preview(_prompt_preview(st)),
     }

@@ -91,6 +91,7 @@ class ProxyMetrics:
         self._models: dict[str, str] = {}  # admitted raw model name -> label value
         self._live: dict[str, _Req] = {}
         self._children: dict[tuple, Any] = {}
+        self._route_providers: dict[str, str] = {}  # a route's upstream URL -> provider name
         r = registry
 
         self.requests = Counter(
@@ -115,6 +116,10 @@ class ProxyMetrics:
         self.tps = Histogram(
             "tokentail_output_tokens_per_second", "Output tokens per second of a request.",
             ["model"], buckets=TPS_BUCKETS, registry=r,
+        )
+        self.cost = Counter(
+            "tokentail_cost_usd", "Cost in USD at the configured prices (requests of models without a price "
+            "are not counted: their cost is unknown).", ["model"], registry=r,
         )
         self.in_flight = Gauge("tokentail_in_flight_requests", "Requests in flight.", registry=r)
         self.upstream_errors = Counter(
@@ -219,7 +224,7 @@ class ProxyMetrics:
         self.in_flight.inc()
         model = self.model_label(rec.model)
         op = operation_name(rec.endpoint)
-        provider = provider_for(self._provider, rec.endpoint)
+        provider = provider_for(self._upstream_provider(rec.upstream_url), rec.endpoint)
         tpoc = self._child(self.g_tpoc, op, provider, model) if (op and rec.stream) else None
         self._live[rec.id] = _Req(model, op, provider, tpoc)
 
@@ -236,7 +241,7 @@ class ProxyMetrics:
         st = self._live.pop(rec.id, None)
         if st is None:  # on_start never ran (or on_end twice): count, but leave the gauge alone
             st = _Req(self.model_label(rec.model), operation_name(rec.endpoint),
-                      provider_for(self._provider, rec.endpoint), None)
+                      provider_for(self._upstream_provider(rec.upstream_url), rec.endpoint), None)
         else:
             self.in_flight.dec()
         model, op, provider = st.model, st.op, st.provider
@@ -262,6 +267,8 @@ class ProxyMetrics:
             child(self.tokens, model, "output").inc(u.output_tokens)
         if u.cached_input_tokens is not None:
             child(self.cached_input, model).inc(u.cached_input_tokens)
+        if rec.cost_usd is not None:  # unknown cost is not counted (never as 0)
+            child(self.cost, model).inc(rec.cost_usd)
 
         if op is None:
             return
@@ -276,6 +283,15 @@ class ProxyMetrics:
                 child(self.g_usage, op, provider, model, "input").observe(u.input_tokens)
             if u.output_tokens is not None:
                 child(self.g_usage, op, provider, model, "output").observe(u.output_tokens)
+
+    def _upstream_provider(self, url: str | None) -> str:
+        """The provider of the default upstream, or of a route's upstream (bounded: routes are configured)."""
+        if url is None:
+            return self._provider
+        provider = self._route_providers.get(url)
+        if provider is None:
+            provider = self._route_providers[url] = host_provider(upstream_address(url)[0])
+        return provider
 
     def _genai_latest_tokens(self, rec: RequestRecord, op: str, provider: str, model: str, err: str) -> None:
         u, child = rec.usage, self._child

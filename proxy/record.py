@@ -29,6 +29,7 @@ ERR_CONNECT = "connect"  # upstream refused / DNS / TLS
 ERR_TIMEOUT = "timeout"  # idle timeout (time to first byte included)
 ERR_DISCONNECT = "upstream_disconnect"  # upstream closed mid-response
 ERR_STATUS = "status"  # upstream answered 4xx/5xx
+ERR_OPERATOR = "cancelled_by_operator"  # POST /api/requests/{id}/cancel (status cancelled)
 
 
 @dataclass(slots=True)
@@ -76,6 +77,16 @@ class RequestRecord:
     prompt: dict[str, Any] = field(default_factory=dict)  # {"messages": [...]} / {"prompt": ...} / {"input": ...}
     params: dict[str, Any] = field(default_factory=dict)  # temperature, max_tokens, ...
     session_id: str | None = None
+    # Attribution (see ``attribution``): the end user (OpenAI ``user`` field, redacted, capped),
+    # tags from ``X-Tokentail-Tags``, and a keyed, truncated hash of the client's API key.
+    user: str | None = None
+    tags: list[str] = field(default_factory=list)
+    key_fingerprint: str | None = None
+    # Routing (see ``routes``): the route taken (None: the default --upstream), the model name
+    # sent upstream when the route rewrote it, and the route's upstream base URL.
+    route: str | None = None
+    upstream_model: str | None = None
+    upstream_url: str | None = None
     trace_id: str | None = None  # hex trace id of our span (set by the span observer)
     # W3C trace context: the client's incoming ``traceparent``/``tracestate`` (filled by the
     # handler), and the headers the handler adds to the upstream request (filled by the span
@@ -98,6 +109,7 @@ class RequestRecord:
     ttft_ms: float | None = None
     latency_ms: float | None = None
     output_tps: float | None = None
+    cost_usd: float | None = None  # None: unknown (no price for the model, or usage unknown), never 0
     error: str | None = None  # reason code, see ERR_*
     error_message: str | None = None  # human-readable, secrets removed
     malformed: bool = False  # the tap met something it could not parse

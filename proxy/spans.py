@@ -9,6 +9,13 @@ attributes and, when content capture is on, the prompt and completion in the par
 ``gen_ai.input.messages`` / ``gen_ai.output.messages`` format, both on the
 ``gen_ai.client.inference.operation.details`` event and as span attributes (Phoenix and
 others do not show event attributes). The batching and export live in ``telemetry``.
+
+Attribution (``tokentail.user``, ``tokentail.tags``, ``tokentail.client.key_fingerprint``),
+the session (``tokentail.session.id`` = ``gen_ai.conversation.id``) and the route
+(``tokentail.route``, ``tokentail.upstream.model``) are set at start; ``gen_ai.request.model``
+stays the model the client asked for, as in the live feed; a routed request's
+``server.*`` and provider are its route's upstream. ``tokentail.cost.usd`` is set at the end,
+only when the cost is known.
 """
 
 from __future__ import annotations
@@ -132,16 +139,32 @@ class SpanObserver:
         self._variant = variant
         self._latest = parse_opt_in(semconv_opt_in)
         self._live: dict[str, _Live] = {}
+        self._routed: dict[str, tuple[dict[str, Any], str]] = {}  # route upstream URL -> (server attrs, provider)
+
+    def _upstream(self, url: str | None) -> tuple[dict[str, Any], str]:
+        if url is None:
+            return self._server, self._provider
+        hit = self._routed.get(url)
+        if hit is None:
+            host, port = upstream_address(url)
+            server: dict[str, Any] = {}
+            if host:
+                server[S.SERVER_ADDRESS] = host
+            if port:
+                server[S.SERVER_PORT] = port
+            hit = self._routed[url] = (server, host_provider(host))
+        return hit
 
     def on_start(self, rec: RequestRecord) -> None:
         op = operation_name(rec.endpoint)
-        provider = provider_for(self._provider, rec.endpoint)
+        server, host_prov = self._upstream(rec.upstream_url)
+        provider = provider_for(host_prov, rec.endpoint)
         model = rec.model[:_SPAN_NAME_MODEL_MAX] if rec.model else None
         if op:
             name = f"{op} {model}" if model else op
         else:  # not an inference call (GET /models, files, ...): a plain HTTP client span
             name = f"{rec.method} {endpoint_label(rec.endpoint)}"
-        attrs: dict[str, Any] = dict(self._server)
+        attrs: dict[str, Any] = dict(server)
         attrs[S.TT_REQUEST_ID] = rec.id
         attrs[S.TT_VARIANT] = rec.variant or self._variant
         attrs[S.TT_ENDPOINT] = endpoint_label(rec.endpoint)
@@ -157,6 +180,16 @@ class SpanObserver:
         if rec.session_id:
             attrs[S.TT_SESSION_ID] = rec.session_id
             attrs[S.CONVERSATION_ID] = rec.session_id
+        if rec.user:
+            attrs[S.TT_USER] = rec.user
+        if rec.tags:
+            attrs[S.TT_TAGS] = list(rec.tags)
+        if rec.key_fingerprint:
+            attrs[S.TT_KEY_FINGERPRINT] = rec.key_fingerprint
+        if rec.route:
+            attrs[S.TT_ROUTE] = rec.route
+        if rec.upstream_model:
+            attrs[S.TT_UPSTREAM_MODEL] = rec.upstream_model
         # An explicit empty Context: the parent is the client's traceparent or nothing, never
         # whatever span happens to be current in this task.
         parent = _PROPAGATOR.extract(rec.trace_headers, context=Context()) if rec.trace_headers else Context()
@@ -205,6 +238,8 @@ class SpanObserver:
             a[S.TT_OUTPUT_TPS] = rec.output_tps
         if rec.truncated:
             a[S.TT_TRUNCATED] = True
+        if rec.cost_usd is not None:
+            a[S.TT_COST_USD] = rec.cost_usd
         if rec.response_model:
             a[S.RESPONSE_MODEL] = rec.response_model
         if rec.response_id:

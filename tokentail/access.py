@@ -1,11 +1,22 @@
 """Who may read captured content and change state, and which origins may ask.
 
-Bound to loopback, a server trusts its callers (the machine's own users). Bound to
-any other interface, every read of captured content needs the read token
-(``TOKENTAIL_READ_TOKEN``) and every state change the admin token
-(``TOKENTAIL_ADMIN_TOKEN``), unless ``--insecure`` says otherwise. Tokens come as
-``Authorization: Bearer <token>`` or, for browsers' EventSource which cannot set
-headers, ``?token=<token>``. CORS is never a wildcard: only origins listed
+Only paths under ``protected_prefixes`` are checked (``/api/`` by default; the proxy's
+``/v1/*`` traffic never is).
+
+Reads (GET/HEAD/OPTIONS) depend on the bind address: bound to loopback, a server trusts
+its callers (the machine's own users); bound to any other interface, every read of
+captured content needs the read token (``TOKENTAIL_READ_TOKEN``) or the admin token,
+unless ``--insecure`` says otherwise.
+
+State changes (any other method: cancel a request, reload routes, start a run) depend on
+the admin token (``TOKENTAIL_ADMIN_TOKEN``) and the caller, never on the bind address or
+``--insecure``: with an admin token configured every state change must present it (401
+otherwise); without one they are allowed only from a loopback peer (403 otherwise, saying
+to set the token). Behind a reverse proxy on the same machine every caller is a loopback
+peer: configure the admin token there.
+
+Tokens come as ``Authorization: Bearer <token>`` or, for browsers' EventSource which
+cannot set headers, ``?token=<token>``. CORS is never a wildcard: only origins listed
 explicitly get ``Access-Control-Allow-Origin``.
 """
 
@@ -31,6 +42,18 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+def is_loopback_peer(remote: str | None) -> bool:
+    """True for a connection from this machine (127.0.0.0/8, ::1, IPv4-mapped 127.x)."""
+    if not remote:
+        return False  # unknown peer (e.g. a Unix socket we do not serve): not trusted
+    try:
+        addr = ipaddress.ip_address(remote.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(addr, "ipv4_mapped", None)
+    return (mapped or addr).is_loopback
+
+
 @dataclass(frozen=True)
 class AccessPolicy:
     bind_host: str = "127.0.0.1"
@@ -43,7 +66,8 @@ class AccessPolicy:
 
     @property
     def open_access(self) -> bool:
-        """True when no token is needed: loopback bind, or --insecure."""
+        """True when reads need no token: loopback bind, or --insecure (state changes: see
+        ``check_state_change``)."""
         return self.insecure or is_loopback_host(self.bind_host)
 
 
@@ -67,23 +91,30 @@ def check(policy: AccessPolicy, request: web.Request) -> web.Response | None:
     path = request.path
     if not any(path.startswith(p) for p in policy.protected_prefixes):
         return None
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        return check_state_change(policy, request)
     if policy.open_access:
         return None
-    is_read = request.method in ("GET", "HEAD", "OPTIONS")
     token = _presented_token(request)
-    if is_read:
-        if _matches(token, policy.read_token) or _matches(token, policy.admin_token):
-            return None
-        if not policy.read_token and not policy.admin_token:
-            return _json_error(403, f"reading captured content from a non-loopback address needs {READ_TOKEN_ENV} "
-                                    "to be configured (or --insecure)", "forbidden")
-        return _json_error(401, "missing or wrong read token (Authorization: Bearer <token>)", "unauthorized")
-    if _matches(token, policy.admin_token):
+    if _matches(token, policy.read_token) or _matches(token, policy.admin_token):
         return None
-    if not policy.admin_token:
-        return _json_error(403, f"state changes from a non-loopback address need {ADMIN_TOKEN_ENV} "
+    if not policy.read_token and not policy.admin_token:
+        return _json_error(403, f"reading captured content from a non-loopback address needs {READ_TOKEN_ENV} "
                                 "to be configured (or --insecure)", "forbidden")
-    return _json_error(401, "missing or wrong admin token (Authorization: Bearer <token>)", "unauthorized")
+    return _json_error(401, "missing or wrong read token (Authorization: Bearer <token>)", "unauthorized")
+
+
+def check_state_change(policy: AccessPolicy, request: web.Request) -> web.Response | None:
+    """The rule for state changes (see the module docstring), whatever the path."""
+    if policy.admin_token:
+        if _matches(_presented_token(request), policy.admin_token):
+            return None
+        return _json_error(401, "missing or wrong admin token (Authorization: Bearer <token>)", "unauthorized")
+    if is_loopback_peer(request.remote):
+        return None
+    return _json_error(403, f"state changes from another machine need an admin token: set {ADMIN_TOKEN_ENV} "
+                            "on this server and send it as Authorization: Bearer <token> (without it, state "
+                            "changes are allowed from loopback only)", "forbidden")
 
 
 def middleware(policy: AccessPolicy) -> Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]], Awaitable[web.StreamResponse]]:
