@@ -219,6 +219,7 @@ class LiveHub:
             "key_fingerprint": rec.key_fingerprint,
             "route": rec.route,
             "upstream_model": rec.upstream_model,
+            "parsed": rec.parsed,  # False: the body was not JSON (forwarded as-is)
         }
         keys = tuple(k for k in rec.prompt if k not in start)  # messages | prompt | input
         start.update((k, rec.prompt[k]) for k in keys)
@@ -495,6 +496,7 @@ def _end_data(rec: RequestRecord, red: Redactor) -> dict[str, Any]:
         "http_status": rec.http_status,
         "response_model": rec.response_model,
         "truncated": rec.truncated,
+        "malformed": rec.malformed,  # the response had something the tap could not parse
         "cost_usd": rec.cost_usd,  # null: unknown (no price for the model, or usage unknown)
     }
 

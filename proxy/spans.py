@@ -238,6 +238,10 @@ class SpanObserver:
             a[S.TT_OUTPUT_TPS] = rec.output_tps
         if rec.truncated:
             a[S.TT_TRUNCATED] = True
+        if rec.malformed:
+            a[S.TT_MALFORMED] = True
+        if not rec.parsed:
+            a[S.TT_UNPARSED] = True
         if rec.cost_usd is not None:
             a[S.TT_COST_USD] = rec.cost_usd
         if rec.response_model:

@@ -53,9 +53,13 @@ async def test_odd_sse_bytes_pass_through_unchanged():
               b"data: {\"choices\":[{\"delta\":{\"content\":\"" + euro[:1], euro[1:] + b"\"}}]}\n\n",
               b"data: not json\ndata: second line\n\n", b"data: \x00\xff\xfe\n\n"]
     app, _ = scripted_sse(chunks)
-    status, headers, raw, _ = await _through(app, body={**CHAT_REQ, "stream_options": {"include_usage": True}})
+    status, headers, raw, proxy_app = await _through(app, body={**CHAT_REQ, "stream_options": {"include_usage": True}})
     assert status == 200
     assert raw == b"".join(chunks)
+    from tokentail.proxy.app import HUB
+
+    rec = proxy_app[HUB].get_request(headers["x-tokentail-request-id"])
+    assert rec["malformed"] is True and rec["parsed"] is True  # flagged, never crashed
     assert headers["X-Accel-Buffering"] == "no"
     assert headers["x-tokentail-request-id"]
 
@@ -253,7 +257,8 @@ async def test_non_json_and_binary_bodies_are_forwarded_exactly():
         assert probe.requests[0]["body"] == payload
         from tokentail.proxy.app import HUB
 
-        assert proxy.app[HUB].get_request(rid)["status"] == "ok"
+        detail = proxy.app[HUB].get_request(rid)
+        assert detail["status"] == "ok" and detail["parsed"] is False  # recorded as unparsed
     finally:
         await proxy.close()
         await up.close()
