@@ -21,8 +21,13 @@ nothing to administer. It is a pipeline of small steps, I/O at the ends only::
 - ``formulas``: the roles of the series and the /api/metrics values computed from them.
 - ``store``: schema + migrations, Arrow batch writes, idempotent 1m rollup, bounded retention;
   ``_open``: lock / permission / corrupt-WAL handling when opening the file.
-- ``query``: /api/metrics and /api/spans; ``otlp``: OTLP/HTTP bodies -> span rows.
-- ``pipeline``: the scrape and upkeep loops; ``events``: SSE; ``app``: routes; ``command``: CLI.
+- ``query``: /api/metrics, /api/spans (filters by session, user, tag, key, run), /api/sessions,
+  /api/facets; ``otlp``: OTLP/HTTP bodies -> span rows (cost and attribution as columns).
+- ``runs`` (SQL) and ``run_stats`` (pure: life cycle, stats from grouped rows, what-if,
+  compare): named recordings; a request belongs to a run when its span starts in one of
+  the run's intervals. ``run_api``: their routes.
+- ``pipeline``: the scrape and upkeep loops; ``events``: SSE; ``app``: routes (``_http``: the
+  app keys they share); ``command``: CLI.
 
 Storing increases (not raw counter values) is the central choice: a 1m row is the plain
 sum of its 5s rows, histogram buckets included, so percentiles over any range are exactly

@@ -1,15 +1,21 @@
 """The collector's HTTP app: query API, SSE, OTLP receiver, and the loops it runs.
 
 Routes: ``GET /healthz``; ``GET /api/status``, ``/api/config``, ``/api/metrics``,
-``/api/spans``, ``/api/spans/{request_id}``, ``/api/events`` (SSE); ``POST /v1/traces``.
-Off loopback, ``/api/*`` needs the read token and ``POST /v1/traces`` (a state change)
-the admin token: an OTLP exporter then sends ``Authorization: Bearer <admin token>``
-(``OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20<token>``).
+``/api/spans``, ``/api/spans/{request_id}``, ``/api/sessions``, ``/api/facets``,
+``/api/runs``, ``/api/runs/{id}``, ``/api/runs/compare``, ``/api/pricing``, ``/api/events``
+(SSE); ``POST /v1/traces``, ``POST /api/runs``, ``POST /api/runs/{id}/pause|resume|end``.
+Bound off loopback, reads of ``/api/*`` need the read token and ``POST /v1/traces`` the
+admin token: an OTLP exporter then sends ``Authorization: Bearer <admin token>``
+(``OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20<token>``); on a loopback bind span
+ingest stays open (it is telemetry, not an admin action). Run actions, POSTs under
+``/api/``, follow ``tokentail.access.check_state_change`` whatever the bind: the admin
+token once one is configured, else loopback peers only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 from typing import Any, AsyncIterator, Callable, Mapping
@@ -19,23 +25,44 @@ import duckdb
 from aiohttp import web
 
 from .. import access
+from ..pricing import PriceTable
+from . import run_api
+from ._http import (
+    _TASKS,
+    COLLECTOR,
+    CONFIG,
+    EVENTS,
+    OTLP_STATS,
+    POLICY,
+    PRICES,
+    STARTED_AT,
+    STORE,
+    error,
+    unavailable,
+)
 from .config import CollectorConfig
 from .events import Broadcaster, stream
 from .otlp import JSON_TYPE, OTLPError, decode, encode_response, spans_to_rows
 from .pipeline import Collector
-from .query import QueryError, assemble, fetch_span, fetch_spans, plan_metrics, plan_spans, run_metrics
+from .query import (
+    QueryError,
+    assemble,
+    fetch_facets,
+    fetch_sessions,
+    fetch_span,
+    fetch_spans,
+    plan_facets,
+    plan_metrics,
+    plan_sessions,
+    plan_spans,
+    run_metrics,
+)
 from .store import SCHEMA_VERSION, Store
+
+__all__ = ["COLLECTOR", "CONFIG", "EVENTS", "OTLP_STATS", "POLICY", "PRICES", "STARTED_AT", "STORE", "create_app"]
 
 log = logging.getLogger("tokentail.collector")
 
-CONFIG = web.AppKey("config", CollectorConfig)
-STORE = web.AppKey("store", Store)
-EVENTS = web.AppKey("events", Broadcaster)
-COLLECTOR = web.AppKey("collector", Collector)
-POLICY = web.AppKey("policy", access.AccessPolicy)
-OTLP_STATS = web.AppKey("otlp_stats", dict)
-STARTED_AT = web.AppKey("started_at", float)
-_TASKS = web.AppKey("tasks", list)
 
 
 def _version() -> str:
@@ -55,16 +82,19 @@ def create_app(
     clock: Callable[[], float] = time.time,
     scrape: bool = True,
     maintain: bool = True,
+    prices: PriceTable | None = None,
 ) -> web.Application:
     """Build the collector app. The app owns ``store`` (opened from the config when not
     given; ``StoreError`` on failure) and closes it on cleanup. ``scrape``/``maintain``
-    False leave the loops to the caller (tests drive ``app[COLLECTOR]`` directly)."""
+    False leave the loops to the caller (tests drive ``app[COLLECTOR]`` directly).
+    ``prices`` defaults to the config's pricing file (``SettingsError`` if unusable)."""
     config = settings_or_config if isinstance(settings_or_config, CollectorConfig) \
         else CollectorConfig.from_settings(settings_or_config)
     policy = access.AccessPolicy(
         bind_host=config.host, read_token=config.read_token, admin_token=config.admin_token,
-        insecure=config.insecure, allowed_origins=config.allowed_origins, protected_prefixes=("/api/", "/v1/"),
+        insecure=config.insecure, allowed_origins=config.allowed_origins, protected_prefixes=("/api/",),
     )
+    prices = prices if prices is not None else run_api.load_prices(config.pricing)  # before the file is opened
     store = store or Store.open(config.db, checkpoint_threshold=config.checkpoint_threshold)
     app = web.Application(middlewares=[access.middleware(policy)], client_max_size=config.max_otlp_bytes)
     events = Broadcaster()
@@ -73,6 +103,7 @@ def create_app(
     app[OTLP_STATS] = {"requests": 0, "spans_received": 0, "spans_stored": 0, "spans_duplicate": 0,
                        "spans_skipped": 0, "errors": 0}
     app[STARTED_AT] = clock()
+    app[PRICES] = prices
     app[_TASKS] = []
     app.cleanup_ctx.append(_lifecycle(scrape, maintain))
     app.on_shutdown.append(_end_streams)
@@ -82,6 +113,9 @@ def create_app(
     app.router.add_get("/api/metrics", metrics)
     app.router.add_get("/api/spans", spans)
     app.router.add_get("/api/spans/{request_id}", span_detail)
+    app.router.add_get("/api/sessions", sessions)
+    app.router.add_get("/api/facets", facets)
+    run_api.add_routes(app)
     app.router.add_get("/api/events", sse)
     app.router.add_post("/v1/traces", traces)
     return app
@@ -108,10 +142,6 @@ def _lifecycle(scrape: bool, maintain: bool) -> Callable[[web.Application], Asyn
 async def _end_streams(app: web.Application) -> None:
     """On shutdown, before in-flight requests are waited for: SSE streams end now."""
     app[EVENTS].close()
-
-
-def _error(status: int, message: str, code: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": {"message": message, "type": code, "code": code, **extra}}, status=status)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -155,27 +185,68 @@ async def metrics(request: web.Request) -> web.Response:
     try:
         body = await store.read(lambda cur: assemble(plan, run_metrics(cur, plan, watermark)))
     except duckdb.Error as exc:
-        return _error(503, f"database unavailable: {str(exc).splitlines()[0]}", "unavailable")
+        return error(503, f"database unavailable: {str(exc).splitlines()[0]}", "unavailable")
     return web.json_response(body)
 
 
 async def spans(request: web.Request) -> web.Response:
     """Stored request spans, newest first: ``{"spans": [...]}``."""
     try:
-        where, args, limit, messages = plan_spans(request.query)
+        plan = plan_spans(request.query)
     except QueryError as exc:
         return web.json_response(exc.as_json(), status=400)
     try:
-        rows = await request.app[STORE].read(fetch_spans, where, args, limit, messages)
+        rows = await request.app[STORE].read(fetch_spans, plan)
     except duckdb.Error as exc:
-        return _error(503, f"database unavailable: {str(exc).splitlines()[0]}", "unavailable")
-    return web.json_response({"spans": rows, "limit": limit})
+        return unavailable(exc)
+    return web.json_response({"spans": rows, "limit": plan.limit})
+
+
+async def sessions(request: web.Request) -> web.Response:
+    """Sessions with a request matching the filters, newest activity first: ``{"sessions": [...]}``."""
+    try:
+        where, args, limit = plan_sessions(request.query)
+    except QueryError as exc:
+        return web.json_response(exc.as_json(), status=400)
+    try:
+        rows = await request.app[STORE].read(fetch_sessions, where, args, limit)
+    except duckdb.Error as exc:
+        return unavailable(exc)
+    return web.json_response({"sessions": rows, "limit": limit})
+
+
+async def facets(request: web.Request) -> web.Response:
+    """The users, tags, keys, models, routes and variants seen, most used first."""
+    try:
+        since, limit = plan_facets(request.query)
+    except QueryError as exc:
+        return web.json_response(exc.as_json(), status=400)
+    try:
+        body = await request.app[STORE].read(fetch_facets, since, limit)
+    except duckdb.Error as exc:
+        return unavailable(exc)
+    return web.json_response(body)
+
+
+def _ingest_check(policy: access.AccessPolicy, request: web.Request) -> web.Response | None:
+    """Span ingest is telemetry, not an admin action: open on a loopback bind (or --insecure), as the
+    proxies on this machine export without a token; bound elsewhere, exporters send the admin token."""
+    if policy.open_access:
+        return None
+    auth = request.headers.get("Authorization", "")
+    token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+    if policy.admin_token and token and hmac.compare_digest(token.encode(), policy.admin_token.encode()):
+        return None
+    if not policy.admin_token:
+        return error(403, f"receiving spans on a non-loopback address needs {access.ADMIN_TOKEN_ENV} to be "
+                           "configured (or --insecure)", "forbidden")
+    return error(401, "missing or wrong admin token (Authorization: Bearer <token>)", "unauthorized")
 
 
 async def span_detail(request: web.Request) -> web.Response:
     row = await request.app[STORE].read(fetch_span, request.match_info["request_id"])
     if row is None:
-        return _error(404, "no stored span with this request id", "not_found")
+        return error(404, "no stored span with this request id", "not_found")
     return web.json_response(row)
 
 
@@ -188,6 +259,9 @@ async def sse(request: web.Request) -> web.StreamResponse:
 async def traces(request: web.Request) -> web.Response:
     """OTLP/HTTP trace receiver: GenAI spans land in ``spans`` (duplicates by request id skipped)."""
     app = request.app
+    denied = _ingest_check(app[POLICY], request)
+    if denied is not None:
+        return denied
     stats = app[OTLP_STATS]
     stats["requests"] += 1
     body = await request.read()
@@ -199,7 +273,7 @@ async def traces(request: web.Request) -> web.Response:
             None, lambda: spans_to_rows(decode(body, ctype), received_at=received))
     except OTLPError as exc:
         stats["errors"] += 1
-        return _error(415 if exc.unsupported else 400, str(exc), "unsupported_media_type" if exc.unsupported
+        return error(415 if exc.unsupported else 400, str(exc), "unsupported_media_type" if exc.unsupported
                       else "invalid_request")
     stats["spans_received"] += len(rows)
     stats["spans_skipped"] += skipped
@@ -211,7 +285,7 @@ async def traces(request: web.Request) -> web.Response:
             stats["errors"] += 1
             log.warning("could not store %d spans: %s", len(rows), str(exc).splitlines()[0])
             # 503 makes OTLP exporters retry later; request ids make the retry safe.
-            resp = _error(503, "database unavailable; retry later", "unavailable")
+            resp = error(503, "database unavailable; retry later", "unavailable")
             resp.headers["Retry-After"] = "5"
             return resp
         stats["spans_stored"] += inserted

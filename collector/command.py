@@ -13,14 +13,17 @@ DESCRIPTION = """\
 Scrapes every --target's /metrics (every 5s by default, all targets at once), keeps
 per-interval increases in DuckDB (metrics_5s, rolled up into metrics_1m), receives
 request spans over OTLP/HTTP (POST /v1/traces), and serves /api/metrics, /api/spans,
-/api/status, /api/config and /api/events (SSE). The collector is the only process that
-opens the database file: dashboards read through its API.
+/api/sessions, /api/runs, /api/status, /api/config and /api/events (SSE). Runs are named
+recordings (POST /api/runs {"name"}, then /api/runs/ID/pause|resume|end): the requests
+made while one is active belong to it. The collector is the only process that opens the
+database file: dashboards read through its API.
 
 A target is [VARIANT=]URL, where URL is a proxy's base URL or its /metrics URL. Without
 a VARIANT, a URL containing "canary" or "test" is variant canary, any other production.
 
 Bound beyond loopback, /api/* needs the read token and POST /v1/traces the admin token
-(Authorization: Bearer <token>), unless --insecure.
+(Authorization: Bearer <token>), unless --insecure. Run actions need the admin token
+whenever one is set, and otherwise come from loopback only.
 """
 
 OPTIONS: list[Option] = [
@@ -42,9 +45,12 @@ OPTIONS: list[Option] = [
            metavar="SIZE"),
     Option("read_token", "token for reading /api/* off loopback", None, secret=True,
            env_aliases=("TOKENTAIL_READ_TOKEN",)),
-    Option("admin_token", "token for POST /v1/traces off loopback (also reads)", None, secret=True,
+    Option("admin_token", "token for state changes: runs (always, once set) and POST /v1/traces off "
+           "loopback (also reads)", None, secret=True,
            env_aliases=("TOKENTAIL_ADMIN_TOKEN",)),
     Option("insecure", "serve without tokens even off loopback", False, bool),
+    Option("pricing", "pricing TOML for the runs' what-if totals (default: the bundled table)", None,
+           metavar="PATH"),
     Option("allowed_origin", "browser origin allowed to call the API (CORS; repeatable)", [], multiple=True,
            metavar="ORIGIN"),
 ]

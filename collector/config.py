@@ -83,6 +83,7 @@ class CollectorConfig:
     admin_token: str | None = None
     insecure: bool = False
     allowed_origins: frozenset[str] = frozenset()
+    pricing: str | None = None  # pricing TOML for what-if totals (None: the bundled table)
     heartbeat: float = 15.0  # seconds between SSE heartbeat comments
     live_window: float = 60.0  # seconds behind the "current" values of /api/status and SSE
 
@@ -133,6 +134,7 @@ class CollectorConfig:
             admin_token=s["admin_token"] or None,
             insecure=bool(s["insecure"]),
             allowed_origins=frozenset(s["allowed_origin"] or ()),
+            pricing=s.get("pricing") or None,
         )
 
     def public(self) -> dict[str, Any]:
@@ -155,4 +157,5 @@ class CollectorConfig:
             "admin_token_set": bool(self.admin_token),
             "insecure": self.insecure,
             "allowed_origins": sorted(self.allowed_origins),
+            "pricing": self.pricing or "bundled",
         }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from typing import Any, Iterable
 
@@ -103,6 +104,8 @@ _COUNT = re.compile(r"^[a-z0-9_]*_tokens$")
 _COUNT_SECRET = re.compile(r"api|access|refresh|bearer|auth|key|secret|id_|csrf|xsrf", re.I)
 _URL_VALUE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _DROP_KEYS = frozenset({"url.query", "http.request.query"})
+# A keyed hash of the client's API key, made by the proxy to tell keys apart: no secret.
+_NOT_SECRET = frozenset({sc.TT_KEY_FINGERPRINT})
 
 
 def is_secret_key(key: str) -> bool:
@@ -110,6 +113,8 @@ def is_secret_key(key: str) -> bool:
     k = key.lower()
     if k in _DROP_KEYS:
         return True
+    if k in _NOT_SECRET:
+        return False
     if k.startswith("tokentail."):
         k = k[len("tokentail."):]  # "tokentail" itself contains "token"
     head, _, last = k.rpartition(".")
@@ -170,6 +175,29 @@ def _num(v: Any, cast: type = float) -> Any:
         return cast(v) if v is not None and v != "" else None
     except (TypeError, ValueError):
         return None
+
+
+def _str(v: Any, limit: int = 200) -> str | None:
+    if v is None or v == "":
+        return None
+    return str(v)[:limit]
+
+
+def _cost(v: Any) -> float | None:
+    """A cost in USD; anything else (absent, negative, not finite) is unknown, never zero."""
+    c = _num(v)
+    return c if c is not None and math.isfinite(c) and c >= 0 else None
+
+
+def _tags(v: Any) -> list[str] | None:
+    """Tags as a list of distinct non-empty strings (an exporter may send one comma-separated string)."""
+    items = v if isinstance(v, list) else str(v).split(",") if v not in (None, "") else []
+    out: list[str] = []
+    for t in items:
+        t = str(t).strip()[:100]
+        if t and t not in out:
+            out.append(t)
+    return out[:50] or None
 
 
 def _bool(v: Any) -> bool | None:
@@ -236,7 +264,10 @@ def _row(span: Any, attrs: dict[str, Any], resource: dict[str, Any], received_at
         "ttft_ms": _num(take(sc.TT_TTFT_MS, None)), "latency_ms": latency,
         "output_tps": _num(take(sc.TT_OUTPUT_TPS, None)),
         "finish_reasons": json.dumps(finish if isinstance(finish, list) else [finish]) if finish else None,
-        "session_id": take(sc.TT_SESSION_ID, None), "conversation_id": take(sc.CONVERSATION_ID, None),
+        "session_id": _str(take(sc.TT_SESSION_ID, None)), "conversation_id": _str(take(sc.CONVERSATION_ID, None)),
+        "cost_usd": _cost(take(sc.TT_COST_USD, None)), "user_id": _str(take(sc.TT_USER, None)),
+        "tags": _tags(take(sc.TT_TAGS, None)), "key_fingerprint": _str(take(sc.TT_KEY_FINGERPRINT, None)),
+        "route": _str(take(sc.TT_ROUTE, None)),
         "input_messages": _text(take(sc.INPUT_MESSAGES, None) or details.pop(sc.INPUT_MESSAGES, None)),
         "output_messages": _text(take(sc.OUTPUT_MESSAGES, None) or details.pop(sc.OUTPUT_MESSAGES, None)),
         "system_instructions": _text(take(sc.SYSTEM_INSTRUCTIONS, None)

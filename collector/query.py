@@ -1,4 +1,4 @@
-"""The read side: ``GET /api/metrics`` and ``GET /api/spans``.
+"""The read side: ``GET /api/metrics``, ``/api/spans``, ``/api/sessions`` and ``/api/facets``.
 
 A metrics query is three steps: ``plan_metrics`` (pure: validate parameters, choose the
 table and step, map every stored series to its group and role), ``run_metrics`` (one
@@ -48,7 +48,7 @@ class QueryError(ValueError):
         return {"error": err}
 
 
-def _check_known(query: Mapping[str, str], allowed: Iterable[str]) -> None:
+def check_known(query: Mapping[str, str], allowed: Iterable[str]) -> None:
     allowed = list(allowed)
     for key in query:
         if key not in allowed and key not in _COMMON_PARAMS:
@@ -86,7 +86,7 @@ class MetricsPlan:
 def plan_metrics(query: Mapping[str, str], catalog: Mapping[int, SeriesInfo], *, now: float,
                  configured_variants: Iterable[str] = (), scrape_interval: float = 5.0) -> MetricsPlan:
     """Validate ``query`` and plan it against the series ``catalog``; raises ``QueryError``."""
-    _check_known(query, ("range", "variant", "model", "by"))
+    check_known(query, ("range", "variant", "model", "by"))
     configured = sorted(set(configured_variants))
     variants = sorted({s.variant for s in catalog.values()} | set(configured))
     models = sorted({s.model for s in catalog.values() if s.model})
@@ -251,7 +251,7 @@ _JSON_COLUMNS = ("finish_reasons", "input_messages", "output_messages", "system_
 _MESSAGE_COLUMNS = ("input_messages", "output_messages", "system_instructions")
 
 
-def _number(query: Mapping[str, str], name: str, lo: float, hi: float, *, integer: bool = False) -> float | None:
+def number_param(query: Mapping[str, str], name: str, lo: float, hi: float, *, integer: bool = False) -> float | None:
     raw = query.get(name)
     if raw is None or raw == "":
         return None
@@ -266,13 +266,33 @@ def _number(query: Mapping[str, str], name: str, lo: float, hi: float, *, intege
     return value
 
 
-def plan_spans(query: Mapping[str, str]) -> tuple[str, list[Any], int, bool]:
-    """Validate /api/spans parameters: (WHERE clause, its parameters, limit, include messages)."""
-    _check_known(query, ("since", "before", "limit", "model", "status", "variant", "messages"))
+# Attribution filters: parameter -> condition on a span (one ``?``).
+_ATTRIBUTION = {
+    "session": "session_id = ?",
+    "user": "user_id = ?",
+    "tag": "list_contains(tags, ?)",
+    "key": "key_fingerprint = ?",
+    "route": "route = ?",
+    "variant": "variant = ?",
+}
+_IN_RUN = ("EXISTS (SELECT 1 FROM run_intervals i WHERE i.run_id = ? AND spans.start_time >= i.start_time "
+           "AND (i.end_time IS NULL OR spans.start_time < i.end_time))")
+
+
+@dataclass(frozen=True)
+class SpansPlan:
+    where: str
+    args: list[Any]
+    limit: int
+    messages: bool
+    ascending: bool = False
+
+
+def span_filters(query: Mapping[str, str]) -> tuple[list[str], list[Any]]:
+    """Conditions and parameters for the filters /api/spans and /api/sessions share."""
     where, args = ["TRUE"], []
-    since = _number(query, "since", 0, 1e11)
-    before = _number(query, "before", 0, 1e11)
-    limit = _number(query, "limit", 1, MAX_SPANS, integer=True) or 100
+    since = number_param(query, "since", 0, 1e11)
+    before = number_param(query, "before", 0, 1e11)
     if since is not None:
         where.append("start_time >= ?")
         args.append(since)
@@ -285,19 +305,100 @@ def plan_spans(query: Mapping[str, str]) -> tuple[str, list[Any], int, bool]:
     if query.get("model"):
         where.append("(model = ? OR response_model = ?)")
         args += [query["model"], query["model"]]
-    if query.get("variant"):
-        where.append("variant = ?")
-        args.append(query["variant"])
+    for name, cond in _ATTRIBUTION.items():
+        if query.get(name):
+            where.append(cond)
+            args.append(query[name])
+    run = number_param(query, "run", 1, 2**31 - 1, integer=True)
+    if run is not None:
+        where.append(_IN_RUN)
+        args.append(int(run))
+    return where, args
+
+
+SPAN_PARAMS = ("since", "before", "limit", "model", "status", "variant", "messages", "order", "run",
+               *_ATTRIBUTION)
+
+
+def plan_spans(query: Mapping[str, str]) -> SpansPlan:
+    """Validate /api/spans parameters (400 on anything unknown or malformed)."""
+    check_known(query, SPAN_PARAMS)
+    where, args = span_filters(query)
+    limit = number_param(query, "limit", 1, MAX_SPANS, integer=True) or 100
     messages = _choice(query, "messages", ["true", "false", "1", "0"], "true") in ("true", "1")
-    return " AND ".join(where), args, int(limit), messages
+    ascending = _choice(query, "order", ["desc", "asc"], "desc") == "asc"
+    return SpansPlan(" AND ".join(where), args, int(limit), messages, ascending)
 
 
-def fetch_spans(cur: Any, where: str, args: list[Any], limit: int, messages: bool) -> list[dict[str, Any]]:
-    """Spans newest first (reader thread)."""
-    cols = [c for c in SPAN_COLUMNS if messages or c not in _MESSAGE_COLUMNS]
-    rows = cur.execute(f"SELECT {', '.join(cols)} FROM spans WHERE {where} "
-                       f"ORDER BY start_time DESC, request_id LIMIT {int(limit)}", args).fetchall()
+def fetch_spans(cur: Any, plan: SpansPlan) -> list[dict[str, Any]]:
+    """Spans newest first, or oldest first with ``order=asc`` (reader thread)."""
+    cols = [c for c in SPAN_COLUMNS if plan.messages or c not in _MESSAGE_COLUMNS]
+    order = "ASC" if plan.ascending else "DESC"
+    rows = cur.execute(f"SELECT {', '.join(cols)} FROM spans WHERE {plan.where} "
+                       f"ORDER BY start_time {order}, request_id LIMIT {plan.limit}", plan.args).fetchall()
     return [span_json(dict(zip(cols, r))) for r in rows]
+
+
+# --- sessions and facets --------------------------------------------------------------
+
+MAX_SESSIONS = 500
+SESSION_PARAMS = ("since", "before", "limit", "model", "status", "run", *_ATTRIBUTION)
+
+
+def plan_sessions(query: Mapping[str, str]) -> tuple[str, list[Any], int]:
+    """/api/sessions: sessions with at least one request matching the filters."""
+    check_known(query, SESSION_PARAMS)
+    where, args = span_filters(query)
+    limit = number_param(query, "limit", 1, MAX_SESSIONS, integer=True) or 100
+    return " AND ".join(where), args, int(limit)
+
+
+def fetch_sessions(cur: Any, where: str, args: list[Any], limit: int) -> list[dict[str, Any]]:
+    """Per session (newest activity first): its time span, turns, models, tokens, cost, users, tags."""
+    rows = cur.execute(
+        "SELECT session_id, min(start_time), max(coalesce(end_time, start_time)), count(*), "
+        "list(DISTINCT coalesce(model, response_model)) FILTER (WHERE coalesce(model, response_model) IS NOT NULL), "
+        "sum(input_tokens), sum(output_tokens), sum(cost_usd), count(cost_usd), "
+        "list(DISTINCT user_id) FILTER (WHERE user_id IS NOT NULL), "
+        "list(DISTINCT key_fingerprint) FILTER (WHERE key_fingerprint IS NOT NULL), "
+        "count(*) FILTER (WHERE status = 'error'), "
+        "list_distinct(flatten(list(coalesce(tags, [])))) "
+        "FROM spans WHERE session_id IN (SELECT DISTINCT session_id FROM spans WHERE session_id IS NOT NULL AND "
+        f"{where}) GROUP BY session_id ORDER BY 3 DESC, session_id LIMIT {int(limit)}", args).fetchall()
+    out = []
+    for sid, first, last, turns, models, tin, tout, cost, priced, users, keys, errors, tags in rows:
+        out.append({
+            "session_id": sid, "first_time": first, "last_time": last, "turns": turns,
+            "models": sorted(models or []), "input_tokens": tin, "output_tokens": tout,
+            # Unknown prices are never summed as zero: the cost of what was priced, and how much was not.
+            "cost_usd": cost if priced else None, "cost_unknown_turns": turns - priced,
+            "users": sorted(users or []), "keys": sorted(keys or []), "tags": sorted(tags or []),
+            "errors": errors,
+        })
+    return out
+
+
+FACETS = {"users": "user_id", "keys": "key_fingerprint", "models": "coalesce(model, response_model)",
+          "routes": "route", "variants": "variant"}
+
+
+def plan_facets(query: Mapping[str, str]) -> tuple[float | None, int]:
+    check_known(query, ("since", "limit"))
+    return number_param(query, "since", 0, 1e11), int(number_param(query, "limit", 1, 1000, integer=True) or 200)
+
+
+def fetch_facets(cur: Any, since: float | None, limit: int) -> dict[str, list[dict[str, Any]]]:
+    """The values the dashboard's filters offer: users, tags, keys, models, routes, variants, by use."""
+    cond, args = ("start_time >= ?", [since]) if since is not None else ("TRUE", [])
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, expr in FACETS.items():
+        rows = cur.execute(f"SELECT {expr} AS v, count(*) AS n FROM spans WHERE {cond} AND {expr} IS NOT NULL "
+                           f"GROUP BY v ORDER BY n DESC, v LIMIT {limit}", args).fetchall()
+        out[name] = [{"value": v, "requests": n} for v, n in rows]
+    rows = cur.execute(f"SELECT t, count(*) AS n FROM (SELECT unnest(tags) AS t FROM spans WHERE {cond}) "
+                       f"GROUP BY t ORDER BY n DESC, t LIMIT {limit}", args).fetchall()
+    out["tags"] = [{"value": v, "requests": n} for v, n in rows]
+    return out
 
 
 def fetch_span(cur: Any, request_id: str) -> dict[str, Any] | None:

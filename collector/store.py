@@ -11,7 +11,11 @@ Tables (``SCHEMA_VERSION`` in ``meta``; a newer collector migrates an older file
   ``rollup_step`` in one transaction per chunk (delete-then-insert, watermark moved in
   the same transaction), so a crash at any point leaves it consistent and a rerun
   produces the same rows.
-- ``spans``: GenAI request spans received over OTLP, one row per request id.
+- ``spans``: GenAI request spans received over OTLP, one row per request id, with the
+  attribution the proxy stamps (session, user, tags, key fingerprint, route) and the
+  request's cost (NULL when its model has no price: unknown, never zero).
+- ``runs`` and ``run_intervals``: named recordings (see ``runs``); a request belongs to
+  a run when its span's ``start_time`` falls in one of the run's intervals.
 
 The collector is the only process that opens the file. All calls run on two threads
 owned by ``Store``: writes on the writer thread (the connection), reads on the reader
@@ -39,9 +43,11 @@ from .parse import GAUGE, Labels
 log = logging.getLogger("tokentail.collector.store")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-SPAN_COLUMNS: dict[str, str] = {
+# The spans table as version 2 created it; later versions append columns (ALTER TABLE
+# ADD COLUMN appends, so a migrated file and a new one have the same column order).
+_SPAN_COLUMNS_V2: dict[str, str] = {
     "request_id": "VARCHAR", "trace_id": "VARCHAR", "span_id": "VARCHAR", "parent_span_id": "VARCHAR",
     "name": "VARCHAR", "start_time": "DOUBLE", "end_time": "DOUBLE", "variant": "VARCHAR", "model": "VARCHAR",
     "response_model": "VARCHAR", "operation": "VARCHAR", "provider": "VARCHAR", "endpoint": "VARCHAR",
@@ -53,9 +59,15 @@ SPAN_COLUMNS: dict[str, str] = {
     "events": "VARCHAR", "attributes": "VARCHAR", "resource": "VARCHAR", "service_name": "VARCHAR",
     "received_at": "DOUBLE", "size_bytes": "BIGINT",
 }
+_SPAN_COLUMNS_V3: dict[str, str] = {
+    "cost_usd": "DOUBLE", "user_id": "VARCHAR", "tags": "VARCHAR[]", "key_fingerprint": "VARCHAR",
+    "route": "VARCHAR",
+}
+SPAN_COLUMNS: dict[str, str] = {**_SPAN_COLUMNS_V2, **_SPAN_COLUMNS_V3}
 _ARROW = {"VARCHAR": pa.string(), "DOUBLE": pa.float64(), "BIGINT": pa.int64(), "INTEGER": pa.int32(),
-          "BOOLEAN": pa.bool_()}
+          "BOOLEAN": pa.bool_(), "VARCHAR[]": pa.list_(pa.string())}
 SPAN_SCHEMA = pa.schema([(k, _ARROW[v]) for k, v in SPAN_COLUMNS.items()])
+_SPAN_NAMES = ", ".join(SPAN_COLUMNS)
 _METRIC_SCHEMA = pa.schema([("ts", pa.float64()), ("series_id", pa.int32()), ("value", pa.float64())])
 _SERIES_SCHEMA = pa.schema([("id", pa.int32()), ("variant", pa.string()), ("target", pa.string()),
                             ("name", pa.string()), ("labels", pa.string()), ("kind", pa.string()),
@@ -71,7 +83,14 @@ MIGRATIONS: list[tuple[int, str, tuple[str, ...]]] = [
         "CREATE TABLE metrics_1m(ts DOUBLE NOT NULL, series_id INTEGER NOT NULL, value DOUBLE NOT NULL)",
     )),
     (2, "request spans received over OTLP", (
-        "CREATE TABLE spans(" + ", ".join(f"{k} {v}" for k, v in SPAN_COLUMNS.items()) + ")",
+        "CREATE TABLE spans(" + ", ".join(f"{k} {v}" for k, v in _SPAN_COLUMNS_V2.items()) + ")",
+    )),
+    (3, "cost and attribution on spans; runs", (
+        *(f"ALTER TABLE spans ADD COLUMN {k} {v}" for k, v in _SPAN_COLUMNS_V3.items()),
+        "CREATE TABLE runs(id INTEGER PRIMARY KEY, name VARCHAR NOT NULL, created_at DOUBLE NOT NULL, "
+        "ended_at DOUBLE, status VARCHAR NOT NULL)",
+        # end_time is NULL while the interval is open (the run is active).
+        "CREATE TABLE run_intervals(run_id INTEGER NOT NULL, start_time DOUBLE NOT NULL, end_time DOUBLE)",
     )),
 ]
 
@@ -319,7 +338,8 @@ class Store:
             # A retried export carries the same spans: the start-time window keeps the
             # anti-join on the few row groups it can be in.
             inserted = _one(
-                con, "INSERT INTO spans SELECT b.* FROM span_batch b WHERE NOT EXISTS (SELECT 1 FROM spans s "
+                con, f"INSERT INTO spans ({_SPAN_NAMES}) SELECT {_SPAN_NAMES} FROM span_batch b WHERE NOT EXISTS "
+                "(SELECT 1 FROM spans s "
                 "WHERE s.request_id = b.request_id AND s.start_time BETWEEN ? AND ?) ORDER BY b.start_time",
                 [min(starts) - 1.0, max(starts) + 1.0])
             con.unregister("span_batch")
@@ -328,6 +348,18 @@ class Store:
             _rollback(con)
             raise
         return inserted
+
+    def transaction(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(connection, *args)`` in one transaction (writer thread): all of it or nothing."""
+        con = self._con
+        con.execute("BEGIN")
+        try:
+            result = fn(con, *args)
+            con.execute("COMMIT")
+        except BaseException:
+            _rollback(con)
+            raise
+        return result
 
     def rollup_step(self, now: float, settle: float, chunk: float = 1800.0) -> bool:
         """Roll the next chunk of complete minutes up into metrics_1m; True if more is due.
@@ -404,7 +436,7 @@ class Store:
     @staticmethod
     def stats(cur: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         counts = {t: _one(cur, f"SELECT count(*) FROM {t}")
-                  for t in ("series", "metrics_5s", "metrics_1m", "spans")}
+                  for t in ("series", "metrics_5s", "metrics_1m", "spans", "runs")}
         return {"rows": counts}
 
     def size_bytes(self) -> int:

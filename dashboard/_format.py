@@ -68,6 +68,35 @@ def count(n: float | None) -> str:
     return _sig(n)
 
 
+UNKNOWN_COST = "unknown"
+
+
+def usd(v: float | None) -> str:
+    """A cost: ``$0.000423``, ``$0.0138``, ``$1.23``, ``$1,235``; ``unknown`` (never $0) without a price."""
+    if not _known(v):
+        return UNKNOWN_COST
+    return "$" + _sig(v)
+
+
+def cost(v: float | None, unknown: int = 0) -> str:
+    """A total of costs, saying how many requests had no price: ``$0.42 + 3 unknown``."""
+    if not _known(v):
+        return UNKNOWN_COST
+    return usd(v) + (f" + {unknown} unknown" if unknown else "")
+
+
+def duration(seconds: float | None) -> str:
+    """A wall time: ``42 s``, ``3 min 05 s``, ``2 h 07 min``."""
+    if not _known(seconds):
+        return MISSING
+    s = int(round(seconds))
+    if s < 60:
+        return f"{_sig(seconds) if seconds < 10 else s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
 def value(v: float | None, unit: str) -> str:
     """A value of ``/api/metrics`` by its unit there."""
     if unit == "ms":

@@ -5,7 +5,8 @@ learns where the proxies and the collector are from a JSON ``<script>`` in the H
 (``tt-config``), which also carries the read token when one is configured: the
 browser's ``EventSource`` cannot send headers, so the token rides as ``?token=`` on
 the feeds it opens. It is never rendered as text. Off loopback the page itself is
-only served to holders of the token (``?token=`` once, then an HttpOnly cookie).
+only served to holders of the token (``?token=`` once, then an HttpOnly cookie). The
+admin token never reaches the page: state changes go through ``actions``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from urllib.parse import urlencode
 import flask
 from dash import Dash
 
-from . import callbacks, layout
+from . import actions, callbacks, layout
 from .config import DashboardConfig, display_url
 from .figures import palette_config
 from .queries import HISTORY_LIMIT, Reader, SourceError, history_rows
@@ -58,6 +59,8 @@ def page_config(config: DashboardConfig) -> dict[str, Any]:
         "origin": config.origin,
         "colors": palette_config(),
         "historyLimit": HISTORY_LIMIT,
+        # Whether state changes need the admin token from the page's user (never the token itself).
+        "adminTokenSet": bool(config.admin_token),
     }
     if config.read_token:
         out["token"] = config.read_token
@@ -70,7 +73,8 @@ def _script_json(obj: Any) -> str:
         .replace("&", "\\u0026")
 
 
-def create_app(config: DashboardConfig, reader: Reader | None = None) -> Dash:
+def create_app(config: DashboardConfig, reader: Reader | None = None, post: Any = None) -> Dash:
+    """The dashboard; tests pass a fake ``reader`` (the reads) and ``post`` (the actions' calls)."""
     reader = reader or Reader(config)
     app = Dash(
         __name__,
@@ -88,6 +92,7 @@ def create_app(config: DashboardConfig, reader: Reader | None = None) -> Dash:
     server: flask.Flask = app.server
     _add_access(server, config)
     _add_routes(server, config, reader)
+    actions.register(server, config, post=post or actions.post_json)
     return app
 
 

@@ -3,7 +3,9 @@
 No callback here lets an exception reach the page: each catches, logs one line and
 shows what it could (``SourceError`` is the expected failure: a source that is down).
 Routing, the live list's filters and the detail page's Text/Markdown switch run in the
-browser (clientside callbacks into ``window.tokentail``).
+browser (clientside callbacks into ``window.tokentail``). Sessions and runs pages refresh on
+``page-tick`` (the collector's snapshots, while one of them is on screen) and after the
+page's own actions (``runs-tick``, ``session-tick``).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import time
 import urllib.parse
 from typing import Any
 
-from dash import Dash, Input, Output, State, no_update
+from dash import Dash, Input, Output, State, ctx, html, no_update
 
-from . import figures, layout, queries
+from . import _format as fmt
+from . import figures, layout, queries, runs_page, sessions_page
 from .config import DashboardConfig
 from .queries import DEFAULT_RANGE, RANGES, Reader, SourceError
 
@@ -59,20 +62,22 @@ def overview(reader: Reader, config: DashboardConfig, rng: str, model: str | Non
 
 
 def register(app: Dash, config: DashboardConfig, reader: Reader) -> None:
-    # Routing: show the page the path names (all three stay mounted; see layout).
+    # Routing: show the page the path names (all stay mounted; see layout.PAGES).
     app.clientside_callback(
         "function (path) { return window.tokentail.route(path); }",
-        Output("page-overview", "style"), Output("page-live", "style"), Output("page-detail", "style"),
-        Output("nav-overview", "className"), Output("nav-live", "className"),
+        *[Output(f"page-{name}", "style") for name in layout.PAGES],
+        *[Output(f"nav-{name}", "className") for name, _, _ in layout.NAV],
         Input("url", "pathname"),
     )
     app.clientside_callback(
-        "function (q, models, variants, statuses) {"
-        " window.tokentail.setFilter({q: q, models: models, variants: variants, statuses: statuses});"
+        "function (q, models, variants, statuses, users, tags, keys) {"
+        " window.tokentail.setFilter({q: q, models: models, variants: variants, statuses: statuses,"
+        " users: users, tags: tags, keys: keys});"
         " return window.dash_clientside.no_update; }",
         Output("live-filter-sink", "data"),
         Input("live-q", "value"), Input("live-model", "value"), Input("live-variant", "value"),
-        Input("live-status", "value"),
+        Input("live-status", "value"), Input("live-user", "value"), Input("live-tag", "value"),
+        Input("live-key", "value"),
     )
     app.clientside_callback(
         "function (mode) { return window.tokentail.detailMode(mode); }",
@@ -106,6 +111,8 @@ def register(app: Dash, config: DashboardConfig, reader: Reader) -> None:
             return [layout.chart_cards(res["figures"]), res["cards"], res["models"], res["status"], res["empty"],
                     res["options"]]
 
+        register_history(app, reader)
+
     @app.callback(Output("detail-body", "children"), Input("url", "pathname"), Input("detail-tick", "data"),
                   State("detail-body", "children"))
     def update_detail(path, _tick, _current):
@@ -124,3 +131,132 @@ def register(app: Dash, config: DashboardConfig, reader: Reader) -> None:
         except Exception:
             log.exception("request detail failed")
             return layout.empty_state("Could not show this request", "See the dashboard's log for the reason.")
+
+
+def _guard(log_what: str, fallback):
+    """Run a page callback; on an unexpected error log it and show ``fallback`` (never a traceback)."""
+    def wrap(fn):
+        def inner(*args):
+            try:
+                return fn(*args)
+            except Exception:
+                log.exception("%s failed", log_what)
+                return fallback()
+        inner.__name__ = fn.__name__
+        return inner
+    return wrap
+
+
+def _oops():
+    return layout.empty_state("Could not show this page", "See the dashboard's log for the reason.")
+
+
+def register_history(app: Dash, reader: Reader) -> None:
+    """Sessions and runs: pages read from the collector's history."""
+
+    @app.callback(Output("sessions-list", "children"), Output("sessions-status", "children"),
+                  Output("sessions-user", "options"), Output("sessions-tag", "options"),
+                  Output("sessions-key", "options"),
+                  Input("url", "pathname"), Input("url", "search"), Input("page-tick", "data"),
+                  Input("sessions-user", "value"), Input("sessions-tag", "value"), Input("sessions-key", "value"))
+    @_guard("sessions list", lambda: [_oops()] + [no_update] * 4)
+    def update_sessions(path, _search, _tick, user, tag, key):
+        if path != "/sessions":
+            return [no_update] * 5
+        try:
+            rows = reader.sessions(user=user, tag=tag, key=key, limit=200)
+            # The filters' choices: on arrival, not on every snapshot (a scan of all stored spans).
+            options = sessions_page.filter_options(reader.facets()) if ctx.triggered_id in (None, "url") \
+                else [no_update] * 3
+        except SourceError as exc:
+            return no_update, [html.Span("●", className="tt-bad"), f" Could not load sessions: {exc}"], \
+                no_update, no_update, no_update
+        status = f"{len(rows)} session" + ("" if len(rows) == 1 else "s") + f" · updated {fmt.clock(time.time())}"
+        return [sessions_page.sessions_table(rows), status, *options]
+
+    @app.callback(Output("sessions-user", "value"), Output("sessions-tag", "value"), Output("sessions-key", "value"),
+                  Input("url", "search"), State("url", "pathname"))
+    def sessions_filter_from_link(search, path):
+        # /sessions?user=alice (a chip on a request page): start filtered.
+        if path != "/sessions" or not search:
+            return [no_update] * 3
+        q = urllib.parse.parse_qs(search.lstrip("?"))
+        return [q[k][0] if k in q else None for k in ("user", "tag", "key")]
+
+    @app.callback(Output("session-body", "children"), Input("url", "pathname"), Input("session-tick", "data"))
+    @_guard("session page", _oops)
+    def update_session(path, _tick):
+        sid = sessions_page.session_id_from_path(path)
+        if sid is None:
+            return no_update
+        try:
+            spans = reader.spans(limit=1000, session=sid, order="asc")
+            summary = next(iter(reader.sessions(session=sid, limit=1)), None)
+        except SourceError as exc:
+            return sessions_page.session_view(sid, [], None, str(exc))
+        return sessions_page.session_view(sid, spans, summary)
+
+    @app.callback(Output("runs-list", "children"), Output("runs-compare-a", "options"),
+                  Output("runs-compare-b", "options"),
+                  Input("url", "pathname"), Input("runs-tick", "data"), Input("page-tick", "data"))
+    @_guard("runs list", lambda: [_oops(), no_update, no_update])
+    def update_runs(path, _tick, _page_tick):
+        if path != "/runs":
+            return [no_update] * 3
+        try:
+            runs = reader.runs().get("runs") or []
+        except SourceError as exc:
+            return html.Div(f"Could not load runs: {exc}", className="tt-error-box"), no_update, no_update
+        opts = runs_page.compare_options(runs)
+        return runs_page.runs_table(runs), opts, opts
+
+    app.clientside_callback(
+        "function (a, b) { return (a && b) ? '/runs/compare?a=' + a + '&b=' + b : '/runs/compare'; }",
+        Output("runs-compare-link", "href"), Input("runs-compare-a", "value"), Input("runs-compare-b", "value"))
+
+    @app.callback(Output("run-body", "children"), Output("run-whatif-model", "options"),
+                  Input("url", "pathname"), Input("runs-tick", "data"), Input("page-tick", "data"))
+    @_guard("run page", lambda: [_oops(), no_update])
+    def update_run(path, _tick, _page_tick):
+        rid = runs_page.run_id_from_path(path)
+        if rid is None:
+            return [no_update] * 2
+        try:
+            run = reader.run(rid)
+        except SourceError as exc:
+            return runs_page.run_view(None, rid, str(exc)), no_update
+        options = no_update
+        if ctx.triggered_id in (None, "url"):  # the prices do not change while the page is open
+            try:
+                options = runs_page.pricing_options(reader.pricing())
+            except SourceError:
+                pass
+        return runs_page.run_view(run, rid), options
+
+    @app.callback(Output("run-whatif", "children"), Input("run-whatif-model", "value"), Input("url", "pathname"),
+                  Input("runs-tick", "data"))
+    @_guard("what-if", lambda: "Could not price this run (see the dashboard's log).")
+    def update_what_if(model, path, _tick):
+        rid = runs_page.run_id_from_path(path)
+        if rid is None:
+            return no_update
+        if not model:
+            return runs_page.what_if_view(None)
+        try:
+            run = reader.run(rid, what_if=model)
+        except SourceError as exc:
+            return html.Span(f"Could not price this run: {exc}", className="tt-bad")
+        return runs_page.what_if_view((run or {}).get("what_if"))
+
+    @app.callback(Output("compare-body", "children"), Input("url", "pathname"), Input("url", "search"))
+    @_guard("run comparison", _oops)
+    def update_compare(path, search):
+        if path != runs_page.COMPARE:
+            return no_update
+        ids = runs_page.compare_ids(search)
+        if ids is None:
+            return runs_page.compare_view(None)
+        try:
+            return runs_page.compare_view(reader.compare(*ids))
+        except SourceError as exc:
+            return runs_page.compare_view(None, str(exc))

@@ -8,13 +8,18 @@ from tokentail.settings import Option, parse_bool, port
 
 log = logging.getLogger("tokentail.dashboard")
 
-SUMMARY = "run the dashboard: overview charts, live tail and request detail"
+SUMMARY = "run the dashboard: overview charts, live tail, request detail, sessions, runs, playground"
 DESCRIPTION = """\
 Serve the dashboard. The Live page follows every --proxy's live feed straight from
 the browser (EventSource on {proxy}/api/live): start each proxy with
 --allowed-origin set to this dashboard's origin (http://HOST:PORT). The Overview
 reads the collector's history and updates when its /api/events announces a scrape;
 the collector needs the same --allowed-origin.
+
+State changes (start/pause/resume/end a run, cancel a request, send from the Playground)
+go through this server, which calls the collector or the proxy with the admin token
+(TOKENTAIL_ADMIN_TOKEN) when one is set; the page never sees it. Once set, the page's
+users present it once (an HttpOnly cookie keeps it); unset, only loopback clients may.
 
 example:
   tokentail dashboard --collector http://127.0.0.1:8788 \\
@@ -32,6 +37,11 @@ OPTIONS = [
     Option("read_token", "token for reading the proxies' and the collector's /api/* (passed on, never shown); "
            "also needed to open the dashboard when it is bound off loopback", None, secret=True,
            env_aliases=("TOKENTAIL_READ_TOKEN",)),
+    Option("admin_token", "token for state changes (runs, cancel): sent by this server to the collector and the "
+           "proxies, never to the page; once set, the page's users must present it too (unset: loopback only)",
+           None, secret=True, env_aliases=("TOKENTAIL_ADMIN_TOKEN",)),
+    Option("playground_key", "API key the Playground sends through the proxy (default: a placeholder, enough for "
+           "the simulator and local servers)", None, secret=True),
     Option("insecure", "serve off loopback without asking for the read token", False, parse_bool),
 ]
 

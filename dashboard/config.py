@@ -87,6 +87,10 @@ class DashboardConfig:
     collector: str | None = None  # base URL
     proxies: tuple[ProxySource, ...] = ()
     read_token: str | None = None
+    # Sent by this server (never the page) with state changes: runs, cancel. Also what a
+    # browser must present for them once set (see actions.py).
+    admin_token: str | None = None
+    playground_key: str | None = None  # the API key the playground sends through the proxy
     insecure: bool = False
     timeout: float = 3.0  # seconds for each read of the collector or a proxy
 
@@ -117,5 +121,7 @@ class DashboardConfig:
             collector=collector,
             proxies=tuple(parse_proxy(p) for p in (s.get("proxy") or [])),
             read_token=s.get("read_token") or None,
+            admin_token=s.get("admin_token") or None,
+            playground_key=s.get("playground_key") or None,
             insecure=bool(s.get("insecure")),
         )

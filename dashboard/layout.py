@@ -1,16 +1,17 @@
-"""The pages and the components built from data (pure: data in, Dash components out).
+"""The page frame, Overview, Live and request detail (pure: data in, Dash components out).
 
-The three pages are always in the layout and shown by path (``/``, ``/live``,
-``/request/<id>``), so the live list, kept in the DOM by ``assets/tokentail.js``, keeps
-growing while another page is on screen. Elements with ids starting ``tt-`` are that
-script's: Dash renders them (empty, or with the text the server knew) and the script
-fills them from then on.
+Every page is always in the layout and shown by path (``PAGES``), so the live list, kept
+in the DOM by ``assets/tokentail.js``, keeps growing while another page is on screen.
+Elements with ids starting ``tt-`` are the scripts': Dash renders them (empty, or with
+the text the server knew) and the scripts fill them from then on. Sessions, runs and the
+playground have their own modules (``sessions_page``, ``runs_page``, ``playground_page``).
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 from dash import dcc, html
 
@@ -21,21 +22,44 @@ from .queries import CARD_FIELDS, DEFAULT_RANGE, MODEL_COLUMNS, RANGES
 
 GRAPH_CONFIG = {"displayModeBar": False, "responsive": True}
 STATUSES = [("in_flight", "In flight"), ("ok", "OK"), ("error", "Error"), ("cancelled", "Cancelled")]
+# Every page, in the order tokentail.route() returns their styles (see assets/tokentail.js).
+PAGES = ("overview", "live", "detail", "sessions", "session", "runs", "run", "compare", "playground")
+# The header's links: (page, label, path), in the order route() returns their classes.
+NAV = (("overview", "Overview", "/"), ("live", "Live", "/live"), ("sessions", "Sessions", "/sessions"),
+       ("runs", "Runs", "/runs"), ("playground", "Playground", "/playground"))
 
 
 def page(config: DashboardConfig) -> html.Div:
+    from . import playground_page, runs_page, sessions_page
+
+    bodies = {
+        "overview": overview_page(config),
+        "live": live_page(config),
+        "detail": [html.Div(id="detail-body", className="tt-detail")],
+        "sessions": sessions_page.list_page(config),
+        "session": [html.Div(id="session-body", className="tt-detail"),
+                    # tokentail_pages.js lists the session's turns not stored yet (in flight) here.
+                    html.Div(id="tt-session-live", className="tt-turns")],
+        "runs": runs_page.list_page(config),
+        "run": runs_page.run_page(config),
+        "compare": [html.Div(id="compare-body", className="tt-detail")],
+        "playground": playground_page.page(config),
+    }
     return html.Div(className="tt-app", children=[
         dcc.Location(id="url", refresh=False),
         dcc.Store(id="collector-tick"),  # set by tokentail.js on every collector snapshot
+        dcc.Store(id="page-tick"),  # likewise, only while Sessions or Runs is on screen
         dcc.Store(id="detail-tick"),  # set by tokentail.js when the open request ends
+        dcc.Store(id="session-tick"),  # set by tokentail_pages.js when a turn of the open session is stored
+        dcc.Store(id="runs-tick"),  # set by tokentail_pages.js after a run action
         dcc.Store(id="live-filter-sink"),
         header(config),
         html.Div(id="tt-banner", className="tt-banner", role="status"),
+        html.Div(id="tt-toast", className="tt-toast", role="alert"),
         html.Main(className="tt-main", children=[
-            html.Section(id="page-overview", className="tt-page", children=overview_page(config)),
-            html.Section(id="page-live", className="tt-page", style={"display": "none"}, children=live_page(config)),
-            html.Section(id="page-detail", className="tt-page", style={"display": "none"},
-                         children=[html.Div(id="detail-body", className="tt-detail")]),
+            html.Section(id=f"page-{name}", className="tt-page", children=bodies[name],
+                         style=None if name == "overview" else {"display": "none"})
+            for name in PAGES
         ]),
     ])
 
@@ -44,12 +68,23 @@ def header(config: DashboardConfig) -> html.Header:
     return html.Header(className="tt-header", children=[
         html.Div(className="tt-brand", children=[html.Span("▍", className="tt-logo"), "tokentail"]),
         html.Nav(className="tt-nav", children=[
-            dcc.Link("Overview", href="/", id="nav-overview", className="tt-nav-link"),
-            dcc.Link("Live", href="/live", id="nav-live", className="tt-nav-link"),
+            dcc.Link(label, href=path, id=f"nav-{name}", className="tt-nav-link") for name, label, path in NAV
         ]),
         # One dot per source, coloured by tokentail.js from its connection state.
         html.Div(id="tt-sources", className="tt-sources"),
     ])
+
+
+def chips(kind: str, values: list[str] | None, href: str | None = None) -> list[Any]:
+    """Small labelled chips (user, tag, key), each a link to the Sessions filtered by it when ``href``."""
+    out: list[Any] = []
+    for v in values or []:
+        label = [html.Span(kind, className="tt-attr-kind"), str(v)]
+        if href:
+            out.append(dcc.Link(label, href=f"{href}?{kind}={quote(str(v), safe='')}", className="tt-attr"))
+        else:
+            out.append(html.Span(label, className="tt-attr"))
+    return out
 
 
 def empty_state(title: str, *lines: Any, code: str | None = None, extra_class: str = "") -> html.Div:
@@ -185,6 +220,10 @@ def live_page(config: DashboardConfig) -> list[Any]:
         dcc.Dropdown(id="live-variant", options=[], multi=True, placeholder="Variant", className="tt-dropdown"),
         dcc.Dropdown(id="live-status", options=[{"label": l, "value": v} for v, l in STATUSES], multi=True,
                      placeholder="Status", className="tt-dropdown"),
+        # Options come from the requests seen (tokentail.js), live and stored.
+        dcc.Dropdown(id="live-user", options=[], multi=True, placeholder="User", className="tt-dropdown"),
+        dcc.Dropdown(id="live-tag", options=[], multi=True, placeholder="Tag", className="tt-dropdown"),
+        dcc.Dropdown(id="live-key", options=[], multi=True, placeholder="API key", className="tt-dropdown"),
     ])
     if config.proxies:
         hint = empty_state(
@@ -286,6 +325,19 @@ def detail_view(v: dict[str, Any], request_id: str, errors: list[str] | None = N
             html.Span(v["variant"] or "?", className="tt-chip",
                       style={"--chip": color_for("variant", v["variant"])}),
             html.Span(v["endpoint"] or "", className="tt-muted"),
+            # tokentail.js asks this server to cancel it (which asks the proxy); shown while in flight.
+            html.Button("Cancel request", id="detail-cancel", className="tt-cancel tt-btn tt-btn-danger",
+                        **{"data-tt-action": "cancel", "data-id": v["id"] or request_id})
+            if v["in_flight"] else None,
+        ]),
+        html.Div(className="tt-attrs", children=[
+            *([dcc.Link([html.Span("session", className="tt-attr-kind"), v["session_id"]],
+                        href=f"/sessions/{quote(v['session_id'], safe='')}", className="tt-attr")]
+              if v["session_id"] else []),
+            *chips("user", [v["user"]] if v["user"] else [], "/sessions"),
+            *chips("tag", v["tags"], "/sessions"),
+            *chips("key", [v["key_fingerprint"]] if v["key_fingerprint"] else [], "/sessions"),
+            *chips("route", [v["route"]] if v["route"] else []),
         ]),
         html.Div(className="tt-detail-ids", children=[
             html.Span(["request ", html.Code(v["id"] or request_id)]),
@@ -300,6 +352,7 @@ def detail_view(v: dict[str, Any], request_id: str, errors: list[str] | None = N
         _stat("Output speed", fmt.rate(v["output_tps"], "tok/s"), "tps"),
         _stat("Tokens in → out", tokens, "tokens"),
         _stat("Cached input", fmt.count(usage.get("cached_input_tokens")), "cached"),
+        _stat("Cost", "…" if v["in_flight"] else fmt.usd(v["cost_usd"]), "cost"),
         _stat("Finish", v["finish_reason"] or ("streaming…" if v["in_flight"] else "—"), "finish"),
     ])
     error = None

@@ -109,9 +109,34 @@ class Reader:
     def status(self) -> dict[str, Any]:
         return self._collector("/api/status")
 
-    def spans(self, since: float | None = None, limit: int = HISTORY_LIMIT) -> list[dict[str, Any]]:
-        body = self._collector("/api/spans", {"since": since, "limit": limit})
+    def spans(self, since: float | None = None, limit: int = HISTORY_LIMIT, **filters: Any) -> list[dict[str, Any]]:
+        """Stored spans, newest first; ``filters`` are /api/spans parameters (session, user, tag, key, run...)."""
+        body = self._collector("/api/spans", {"since": since, "limit": limit, **filters})
         return list(body.get("spans") or []) if isinstance(body, dict) else []
+
+    def sessions(self, **filters: Any) -> list[dict[str, Any]]:
+        body = self._collector("/api/sessions", filters)
+        return list(body.get("sessions") or []) if isinstance(body, dict) else []
+
+    def facets(self, since: float | None = None) -> dict[str, Any]:
+        return self._collector("/api/facets", {"since": since})
+
+    def runs(self) -> dict[str, Any]:
+        return self._collector("/api/runs")
+
+    def run(self, run_id: int, what_if: str | None = None) -> dict[str, Any] | None:
+        try:
+            return self._collector(f"/api/runs/{int(run_id)}", {"what_if": what_if})
+        except SourceError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def compare(self, a: int, b: int) -> dict[str, Any]:
+        return self._collector("/api/runs/compare", {"a": int(a), "b": int(b)})
+
+    def pricing(self) -> dict[str, Any]:
+        return self._collector("/api/pricing")
 
     def span(self, request_id: str) -> dict[str, Any] | None:
         try:
@@ -276,7 +301,17 @@ def span_row(span: dict[str, Any]) -> dict[str, Any]:
         "prompt_preview": prompt_preview(inputs)[:PREVIEW_CHARS],
         "text_preview": text[:PREVIEW_CHARS],
         "trace_id": span.get("trace_id"),
+        **attribution(span),
     }
+
+
+def attribution(d: dict[str, Any]) -> dict[str, Any]:
+    """Who and what a request was for, from a span (``user_id``) or a live event (``user``);
+    ``cost_usd`` None is an unknown price (the page says "unknown", never $0)."""
+    tags = d.get("tags")
+    return {"session_id": d.get("session_id"), "user": d.get("user_id", d.get("user")),
+            "tags": [str(t) for t in tags] if isinstance(tags, list) else [],
+            "key_fingerprint": d.get("key_fingerprint"), "route": d.get("route"), "cost_usd": d.get("cost_usd")}
 
 
 def history_rows(spans: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -345,7 +380,7 @@ def request_view(live: dict[str, Any] | None, span: dict[str, Any] | None) -> di
         "endpoint": _pick(live.get("endpoint"), span.get("endpoint")),
         "stream": _pick(live.get("stream"), span.get("stream")),
         "trace_id": _pick(live.get("trace_id"), span.get("trace_id")),
-        "session_id": _pick(live.get("session_id"), span.get("session_id")),
+        **{k: _pick(a, b) for (k, a), b in zip(attribution(live).items(), attribution(span).values())},
         "ttft_ms": _pick(live.get("ttft_ms"), span.get("ttft_ms")),
         "latency_ms": _pick(live.get("latency_ms"), span.get("latency_ms")),
         "output_tps": _pick(live.get("output_tps"), span.get("output_tps")),

@@ -62,6 +62,9 @@
     if (Math.abs(v) < 60000) return sig(v / 1000) + " s";
     return sig(v / 60000) + " min";
   }
+  function fmtUsd(v) {  // _format.usd: unknown is never $0
+    return known(v) ? "$" + sig(v) : "unknown";
+  }
   function fmtCount(n) {
     if (!known(n)) return "—";
     if (Math.abs(n) >= 1e6) return sig(n / 1e6) + " M";
@@ -110,8 +113,9 @@
 
   // ---- state ------------------------------------------------------------------------
   var rows = new Map();
-  var filter = {q: "", models: [], variants: [], statuses: []};
-  var seen = {models: new Set(), variants: new Set()};
+  var filter = {q: "", models: [], variants: [], statuses: [], users: [], tags: [], keys: []};
+  var seen = {models: new Set(), variants: new Set(), users: new Set(), tags: new Set(), keys: new Set()};
+  var listeners = [];  // tokentail_pages.js: told of every row change (kind, row, piece)
   var sources = {};
   var dom = {};
   var visible = [];
@@ -120,13 +124,50 @@
   var hist = {inFlight: false, again: false, newestStored: null, maxTime: null};
   var detail = {id: null, el: null, sseEl: null, mdAt: 0, mdTimer: null};
   var tickAt = 0, tickTimer = null, ticks = 0;
+  var current = {page: null};
+
+  // The pages in layout.PAGES order, and the header's links in layout.NAV order.
+  var PAGES = ["overview", "live", "detail", "sessions", "session", "runs", "run", "compare", "playground"];
+  var NAV = ["overview", "live", "sessions", "runs", "playground"];
+  var NAV_OF = {detail: "live", session: "sessions", run: "runs", compare: "runs"};
+  var TITLES = {overview: "Overview", live: "Live", sessions: "Sessions", session: "Session", runs: "Runs",
+    run: "Run", compare: "Compare runs", playground: "Playground"};
+  var PAGE_TICKS = {sessions: true, runs: true, run: true};  // pages refreshed on collector snapshots
+
+  function pageOf(p) {
+    if (p.indexOf("/live") === 0) return "live";
+    if (p.indexOf("/request/") === 0) return "detail";
+    if (p.indexOf("/sessions/") === 0 && p.length > "/sessions/".length) return "session";
+    if (p.indexOf("/sessions") === 0) return "sessions";
+    if (p.indexOf("/runs/compare") === 0) return "compare";
+    if (/^\/runs\/\d+/.test(p)) return "run";
+    if (p.indexOf("/runs") === 0) return "runs";
+    if (p.indexOf("/playground") === 0) return "playground";
+    return "overview";
+  }
 
   function newRow(id) {
     var r = {id: id, time: null, variant: null, model: null, endpoint: null, status: "in_flight", prompt: "",
       text: "", ttft: null, latency: null, tps: null, usage: null, finish: null, error: null, httpStatus: null,
-      tools: false, live: false, stored: false, proxy: null, deltas: 0, raw: [], el: null, textNode: null};
+      tools: false, live: false, stored: false, proxy: null, deltas: 0, raw: [], el: null, textNode: null,
+      user: null, tags: [], key: null, session: null, route: null, cost: null, costSet: false};
     rows.set(id, r);
     return r;
+  }
+
+  function notify(kind, r, piece) {
+    for (var i = 0; i < listeners.length; i++) {
+      try { listeners[i](kind, r, piece); } catch (e) { if (window.console) console.warn("tokentail: listener", e); }
+    }
+  }
+
+  // Attribution as the live feed (request.start) and a history row both carry it.
+  function setAttribution(r, d) {
+    if (d.user !== undefined) r.user = d.user || null;
+    if (d.tags !== undefined) r.tags = Array.isArray(d.tags) ? d.tags.map(String) : [];
+    if (d.key_fingerprint !== undefined) r.key = d.key_fingerprint || null;
+    if (d.session_id !== undefined) r.session = d.session_id || null;
+    if (d.route !== undefined) r.route = d.route || null;
   }
 
   function setProps(id, props) {
@@ -160,6 +201,9 @@
         (u.source === "estimated" ? " (est.)" : ""));
     }
     if (known(r.latency)) parts.push(fmtMs(r.latency));
+    if (r.status !== "in_flight" && (r.costSet || known(r.cost))) {
+      parts.push(known(r.cost) ? fmtUsd(r.cost) : "cost unknown");
+    }
     if (r.error) parts.push(String(r.error));
     return parts.join(" · ");
   }
@@ -177,12 +221,17 @@
       endpoint: el("span", "tt-endpoint"),
       stats: el("span", "tt-row-stats"),
       stored: el("span", "tt-stored", "stored"),
+      attrs: el("span", "tt-row-attrs"),
+      cancel: el("button", "tt-cancel tt-btn tt-btn-small tt-btn-danger", "Cancel"),
       prompt: el("div", "tt-row-prompt"),
       completion: el("div", "tt-row-completion"),
       textBox: el("div", "tt-row-text")
     };
     r.ui.stored.title = "stored by the collector";
-    head.append(r.ui.status, r.ui.time, r.ui.model, r.ui.variant, r.ui.endpoint, r.ui.stats, r.ui.stored);
+    r.ui.cancel.type = "button";
+    r.ui.cancel.title = "cancel this request: the proxy closes the upstream stream";
+    head.append(r.ui.status, r.ui.time, r.ui.model, r.ui.variant, r.ui.endpoint, r.ui.attrs, r.ui.stats, r.ui.stored,
+      r.ui.cancel);
     r.textNode = document.createTextNode(tail(r.text));
     r.ui.textBox.append(r.textNode, el("span", "tt-caret"));
     r.ui.completion.append(r.ui.textBox);
@@ -212,6 +261,11 @@
     ui.variant.style.setProperty("--chip", colorFor("variant", r.variant));
     ui.endpoint.textContent = r.endpoint || "";
     ui.stats.textContent = statsText(r);
+    var attrs = [];
+    if (r.user) attrs.push("user " + r.user);
+    r.tags.forEach(function (t) { attrs.push("#" + t); });
+    if (r.key) attrs.push("key " + r.key);
+    ui.attrs.textContent = attrs.join(" · ");
     ui.prompt.textContent = r.prompt || (r.live ? "" : "(prompt not captured)");
     ui.completion.dataset.placeholder = placeholder(r);
   }
@@ -241,6 +295,9 @@
     if (f.models.length && f.models.indexOf(r.model) < 0) return false;
     if (f.variants.length && f.variants.indexOf(r.variant) < 0) return false;
     if (f.statuses.length && f.statuses.indexOf(r.status) < 0) return false;
+    if (f.users.length && f.users.indexOf(r.user) < 0) return false;
+    if (f.keys.length && f.keys.indexOf(r.key) < 0) return false;
+    if (f.tags.length && !f.tags.some(function (t) { return r.tags.indexOf(t) >= 0; })) return false;
     if (f.q) {
       var q = f.q;
       if ((r.prompt || "").toLowerCase().indexOf(q) < 0 && r.text.toLowerCase().indexOf(q) < 0 &&
@@ -319,6 +376,9 @@
     var added = false;
     if (r.model && !seen.models.has(r.model)) { seen.models.add(r.model); added = true; }
     if (r.variant && !seen.variants.has(r.variant)) { seen.variants.add(r.variant); added = true; }
+    if (r.user && !seen.users.has(r.user)) { seen.users.add(r.user); added = true; }
+    if (r.key && !seen.keys.has(r.key)) { seen.keys.add(r.key); added = true; }
+    r.tags.forEach(function (t) { if (!seen.tags.has(t)) { seen.tags.add(t); added = true; } });
     if (added && !optionsQueued) {
       optionsQueued = true;
       setTimeout(function () {
@@ -328,6 +388,10 @@
         };
         setProps("live-model", {options: opts(seen.models)});
         setProps("live-variant", {options: opts(seen.variants)});
+        setProps("live-user", {options: opts(seen.users)});
+        setProps("live-tag", {options: opts(seen.tags)});
+        setProps("live-key", {options: opts(seen.keys)});
+        notify("names", null);
       }, 200);
     }
   }
@@ -345,11 +409,13 @@
     var r = rows.get(d.id) || newRow(d.id);
     r.time = d.time; r.variant = d.variant; r.model = d.model; r.endpoint = d.endpoint;
     r.live = true; r.proxy = src.name; r.prompt = promptPreview(d);
+    setAttribution(r, d);
     if (!r.stored) r.status = "in_flight";
     hist.maxTime = Math.max(hist.maxTime || 0, d.time || 0);
     noteNames(r);
     keepRaw(r, "request.start", ev);
     if (src.replaying) queueRender(); else showNew(r);
+    notify("start", r);
   }
 
   function onDelta(src, ev) {
@@ -377,6 +443,7 @@
     var first = r.deltas === 0 || (piece && r.text.length === piece.length);
     r.deltas = d.seq || r.deltas + 1;
     if (detail.id === r.id) detailDelta(r, piece, !!d.snapshot);
+    if (listeners.length) notify(d.snapshot ? "text" : "delta", r, piece);
     keepRaw(r, "request.delta", ev);
     if (first || d.snapshot) paint(r);
   }
@@ -390,11 +457,13 @@
     r.latency = d.latency_ms; r.tps = d.output_tps; r.finish = d.finish_reason;
     if (d.ttft_ms !== undefined && d.ttft_ms !== null) r.ttft = d.ttft_ms;
     r.error = d.error; r.httpStatus = d.http_status;
+    if ("cost_usd" in d) { r.cost = d.cost_usd; r.costSet = true; }
     if (typeof d.text === "string") { r.text = d.text; setRowText(r); }  // redacted again as a whole
     keepRaw(r, "request.end", ev);
     paint(r);
     if (filter.statuses.length || filter.q) queueRender(); else counts();
     if (detail.id === r.id && !src.replaying) setProps("detail-tick", {data: {id: r.id, at: Date.now()}});
+    notify("end", r);
   }
 
   // A proxy's snapshot replaces what it showed: rows only it knew go; stored ones stay.
@@ -494,6 +563,7 @@
     tickAt = Date.now();
     ticks++;
     setProps("collector-tick", {data: {n: ticks, ts: snap && snap.ts}});
+    if (PAGE_TICKS[current.page]) setProps("page-tick", {data: {n: ticks, ts: snap && snap.ts}});
   }
 
   function historySince() {
@@ -542,13 +612,19 @@
         r.ttft = h.ttft_ms; r.latency = h.latency_ms; r.tps = h.output_tps; r.usage = h.usage;
         r.finish = h.finish_reason; r.error = h.error; r.httpStatus = h.http_status;
         r.deltas = r.text ? 1 : 0;
+        r.cost = h.cost_usd; r.costSet = true;
+        setAttribution(r, {user: h.user, tags: h.tags, key_fingerprint: h.key_fingerprint, session_id: h.session_id,
+          route: h.route});
         setRowText(r);
       } else {  // seen live: what streamed stays; storage fills what the feed had not said
         if (!known(r.latency)) r.latency = h.latency_ms;
         if (!r.usage) r.usage = h.usage;
+        if (!r.costSet) { r.cost = h.cost_usd; r.costSet = true; }
+        if (!r.session) r.session = h.session_id || null;
       }
       noteNames(r);
       paint(r);
+      notify("stored", r);
     });
     if (changed) queueRender(); else counts();
   }
@@ -654,6 +730,46 @@
     }
   }
 
+  // ---- actions (through this dashboard's server, which holds any admin token) ---------
+  function toast(text, bad) {
+    var t = document.getElementById("tt-toast");
+    if (!t) return;
+    t.textContent = text;
+    t.className = "tt-toast tt-toast-show" + (bad ? " tt-toast-bad" : "");
+    clearTimeout(toast.timer);
+    toast.timer = setTimeout(function () { t.className = "tt-toast"; }, bad ? 8000 : 3000);
+  }
+
+  // POST JSON to one of the server's /_tt/ action routes; resolves {ok, status, body}.
+  function act(path, body) {
+    return fetch(path, {method: "POST", credentials: "same-origin", cache: "no-store",
+      headers: {"Content-Type": "application/json"}, body: JSON.stringify(body || {})})
+      .then(function (resp) {
+        return resp.json().catch(function () { return {}; }).then(function (b) {
+          var out = {ok: resp.ok, status: resp.status, body: b};
+          if (resp.status === 401 && window.tokentail.onUnauthorized) window.tokentail.onUnauthorized(out);
+          return out;
+        });
+      }, function () { return {ok: false, status: 0, body: {error: {message: "the dashboard is unreachable"}}}; });
+  }
+
+  function errorText(res) {
+    var e = res.body && res.body.error;
+    return (e && e.message) || ("HTTP " + res.status);
+  }
+
+  function cancel(id, button) {
+    var r = rows.get(id);
+    if (button) { button.disabled = true; button.textContent = "Cancelling…"; }
+    return act("/_tt/cancel", {id: id, proxy: r && r.proxy}).then(function (res) {
+      if (!res.ok) {
+        if (button) { button.disabled = false; button.textContent = "Cancel"; }
+        toast("Could not cancel: " + errorText(res), true);
+      }
+      return res;
+    });
+  }
+
   function navigate(href) {
     window.history.pushState({}, "", href);
     window.dispatchEvent(new CustomEvent("_dashprivate_pushstate"));
@@ -671,6 +787,14 @@
     dom.banner = document.getElementById("tt-banner");
     dom.sources = document.getElementById("tt-sources");
     list.addEventListener("click", function (e) {
+      var btn = e.target.closest && e.target.closest(".tt-cancel");
+      if (btn) {
+        e.preventDefault();
+        e.stopPropagation();
+        var row = btn.closest("a.tt-row");
+        if (row) cancel(row.dataset.id, btn);
+        return;
+      }
       var a = e.target.closest && e.target.closest("a.tt-row");
       if (!a || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
       e.preventDefault();
@@ -703,26 +827,40 @@
     colorFor: colorFor,
     route: function (path) {
       var p = path || "/";
-      var page = p.indexOf("/live") === 0 ? "live" : (p.indexOf("/request/") === 0 ? "detail" : "overview");
+      var page = pageOf(p);
       var previous = detail.id;
+      current.page = page;
       detail.id = page === "detail" ? detailIdFrom(p) : null;
       if (page === "detail" && detail.id !== previous) setProps("detail-body", {children: "Loading…"});
       if (page === "detail") {
         document.title = "Request " + (detail.id || "").slice(0, 8) + " · tokentail";
         setTimeout(syncDetail, 0);
       } else {
-        document.title = (page === "live" ? "Live" : "Overview") + " · tokentail";
+        document.title = TITLES[page] + " · tokentail";
       }
       if (page === "live") queueRender();
+      notify("route", null, page);
       var show = {}, hide = {display: "none"};
-      return [page === "overview" ? show : hide, page === "live" ? show : hide, page === "detail" ? show : hide,
-        "tt-nav-link" + (page === "overview" ? " active" : ""), "tt-nav-link" + (page === "live" ? " active" : "")];
+      var out = PAGES.map(function (name) { return name === page ? show : hide; });
+      NAV.forEach(function (name) {
+        out.push("tt-nav-link" + (name === page || NAV_OF[page] === name ? " active" : ""));
+      });
+      return out;
     },
     setFilter: function (f) {
       filter = {q: (f.q || "").trim().toLowerCase(), models: f.models || [], variants: f.variants || [],
-        statuses: f.statuses || []};
+        statuses: f.statuses || [], users: f.users || [], tags: f.tags || [], keys: f.keys || []};
       queueRender();
     },
+    listen: function (fn) { listeners.push(fn); },
+    act: act,
+    cancel: cancel,
+    toast: toast,
+    fmt: {usd: fmtUsd, ms: fmtMs, count: fmtCount, time: fmtTime, sig: sig},
+    setProps: setProps,
+    navigate: navigate,
+    page: function () { return current.page; },
+    onUnauthorized: null,
     detailMode: function (mode) {
       var on = {}, off = {display: "none"};
       return mode === "md" ? [off, on] : [on, off];

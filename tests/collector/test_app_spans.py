@@ -95,3 +95,46 @@ async def test_body_over_the_limit_is_refused(aiohttp_client, tmp_path):
                                              maintain=False))
     resp = await client.post("/v1/traces", data=b"\x00" * 5000, headers={"Content-Type": "application/x-protobuf"})
     assert resp.status == 413
+
+
+async def test_sessions_facets_and_attribution_filters(client):
+    from .test_runs import add_spans, span
+
+    t = 1_800_000_000.0
+    await add_spans(client, [
+        span("s1-t1", t, session_id="s-1", user_id="alice", tags=["exp", "a"], key_fingerprint="k1", cost=0.001),
+        span("s1-t2", t + 10, session_id="s-1", user_id="alice", tags=["exp"], key_fingerprint="k1", cost=None,
+             model="m-2"),
+        span("s2-t1", t + 5, session_id="s-2", user_id="bob", key_fingerprint="k2", cost=0.002, status="error"),
+        span("lone", t + 20, user_id="bob"),  # no session (an embeddings call, say)
+    ])
+    body = await (await client.get("/api/sessions")).json()
+    assert [s["session_id"] for s in body["sessions"]] == ["s-1", "s-2"]  # newest activity first
+    s1 = body["sessions"][0]
+    assert s1["turns"] == 2 and s1["first_time"] == t and s1["last_time"] == t + 12
+    assert s1["models"] == ["m-2", "m-cheap"] and s1["users"] == ["alice"] and s1["tags"] == ["a", "exp"]
+    assert s1["input_tokens"] == 200 and s1["output_tokens"] == 100
+    assert s1["cost_usd"] == pytest.approx(0.001) and s1["cost_unknown_turns"] == 1
+    assert body["sessions"][1]["errors"] == 1 and body["sessions"][1]["keys"] == ["k2"]
+    for query, expected in (("user=bob", ["s-2"]), ("tag=exp", ["s-1"]), ("key=k1", ["s-1"]),
+                            ("tag=a", ["s-1"]), ("user=nobody", [])):
+        got = await (await client.get(f"/api/sessions?{query}")).json()
+        assert [s["session_id"] for s in got["sessions"]] == expected, query
+    # A session matched by one turn still counts all its turns.
+    assert (await (await client.get("/api/sessions?tag=a")).json())["sessions"][0]["turns"] == 2
+
+    turns = await (await client.get("/api/spans?session=s-1&order=asc")).json()
+    assert [s["request_id"] for s in turns["spans"]] == ["s1-t1", "s1-t2"]
+    assert turns["spans"][0]["tags"] == ["exp", "a"] and turns["spans"][0]["cost_usd"] == 0.001
+    assert turns["spans"][1]["cost_usd"] is None
+    by_user = await (await client.get("/api/spans?user=bob")).json()
+    assert [s["request_id"] for s in by_user["spans"]] == ["lone", "s2-t1"]
+
+    facets = await (await client.get("/api/facets")).json()
+    assert facets["users"] == [{"value": "alice", "requests": 2}, {"value": "bob", "requests": 2}]  # ties by name
+    assert facets["tags"] == [{"value": "exp", "requests": 2}, {"value": "a", "requests": 1}]
+    assert facets["keys"] == [{"value": "k1", "requests": 2}, {"value": "k2", "requests": 1}]
+    assert (await (await client.get(f"/api/facets?since={t + 15}")).json())["users"] == [
+        {"value": "bob", "requests": 1}]
+    assert (await client.get("/api/sessions?limit=9999")).status == 400
+    assert (await client.get("/api/facets?tag=x")).status == 400

@@ -72,6 +72,7 @@ def test_a_span_without_request_id_gets_trace_and_span_id():
     ("gen_ai.usage.cache_read.input_tokens", False), ("gen_ai.request.max_tokens", False),
     ("tokentail.request.id", False), ("tokentail.ttft_ms", False), ("tokentail.usage.source", False),
     ("gen_ai.request.model", False), ("url.full", False),
+    ("tokentail.client.key_fingerprint", False), ("tokentail.client.key", True), ("app.key_fingerprint", True),
 ])
 def test_secret_keys(key, secret):
     assert is_secret_key(key) is secret
@@ -92,3 +93,24 @@ def test_responses():
     assert encode_response(True) == (b"{}", "application/json")
     body, ctype = encode_response(False)
     assert ctype == "application/x-protobuf" and body == b""
+
+
+def test_cost_and_attribution_become_columns():
+    spans, _ = genai_spans(1, extra={"tokentail.cost.usd": 0.00123, "tokentail.user": "alice",
+                                     "tokentail.tags": ("exp-7", "batch", "exp-7", ""),
+                                     "tokentail.client.key_fingerprint": "kf-9a8b7c", "tokentail.route": "local"})
+    (r,), _ = _rows(protobuf_body(spans), "application/x-protobuf")
+    assert r["cost_usd"] == 0.00123 and r["user_id"] == "alice" and r["route"] == "local"
+    assert r["tags"] == ["exp-7", "batch"]  # distinct, no empty tag
+    assert r["key_fingerprint"] == "kf-9a8b7c"  # a keyed hash, not a key: kept (the key itself never is)
+    for k in ("tokentail.cost.usd", "tokentail.user", "tokentail.tags", "tokentail.client.key_fingerprint"):
+        assert k not in json.loads(r["attributes"])  # columns, not duplicated in the JSON
+    assert "sk-live-123" not in json.dumps(r)
+
+
+@pytest.mark.parametrize("cost", [None, -1.0, float("nan"), "free"])
+def test_a_missing_or_nonsense_cost_is_unknown_never_zero(cost):
+    extra = {} if cost is None else {"tokentail.cost.usd": cost}
+    spans, _ = genai_spans(1, extra=extra)
+    (r,), _ = _rows(protobuf_body(spans), "application/x-protobuf")
+    assert r["cost_usd"] is None and r["tags"] is None and r["user_id"] is None

@@ -139,6 +139,7 @@ def test_bad_parameters_list_the_allowed_values(store, params, param, allowed):
 @pytest.mark.parametrize("params, param", [
     ({"limit": "0"}, "limit"), ({"limit": "5000"}, "limit"), ({"limit": "x"}, "limit"),
     ({"since": "yesterday"}, "since"), ({"status": "weird"}, "status"), ({"foo": "1"}, "foo"),
+    ({"order": "sideways"}, "order"), ({"run": "0"}, "run"), ({"run": "x"}, "run"),
 ])
 def test_bad_span_parameters(params, param):
     with pytest.raises(QueryError) as info:
@@ -147,10 +148,12 @@ def test_bad_span_parameters(params, param):
 
 
 def test_span_parameters_build_the_filter():
-    where, args, limit, messages = plan_spans({"since": "10.5", "limit": "7", "model": "m", "status": "error",
-                                               "messages": "false"})
-    assert limit == 7 and messages is False
-    assert args == [10.5, "error", "m", "m"] and "start_time >= ?" in where
+    plan = plan_spans({"since": "10.5", "limit": "7", "model": "m", "status": "error", "messages": "false"})
+    assert plan.limit == 7 and plan.messages is False and plan.ascending is False
+    assert plan.args == [10.5, "error", "m", "m"] and "start_time >= ?" in plan.where
+    attributed = plan_spans({"session": "s", "user": "u", "tag": "t", "key": "k", "run": "3", "order": "asc"})
+    assert attributed.args == ["s", "u", "t", "k", 3] and attributed.ascending
+    assert "list_contains(tags, ?)" in attributed.where and "run_intervals" in attributed.where
 
 
 def test_missing_zero_buckets_below_the_observations_do_not_shift_quantiles(store):

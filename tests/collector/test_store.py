@@ -60,6 +60,37 @@ def test_an_older_file_is_migrated_forward_at_start(tmp_path):
         s.close()
 
 
+def test_a_version_2_file_gains_cost_attribution_and_runs_keeping_its_spans(tmp_path):
+    path = tmp_path / "v2.duckdb"
+    con = duckdb.connect(str(path))
+    migrate(con, target=2)
+    con.execute("INSERT INTO spans (request_id, start_time, model) VALUES ('old', 100, 'm')")
+    con.close()
+    s = Store.open(path)
+    try:
+        assert q(s, "SELECT value FROM meta WHERE key='schema_version'") == [(str(SCHEMA_VERSION),)]
+        assert q(s, "SELECT request_id, model, cost_usd, user_id, tags, key_fingerprint, route FROM spans") == [
+            ("old", "m", None, None, None, None, None)]
+        assert s.insert_spans([{"request_id": "new", "start_time": 200.0, "cost_usd": 0.5, "user_id": "u",
+                                "tags": ["a", "b"], "key_fingerprint": "fp", "route": "r"}]) == 1
+        assert q(s, "SELECT cost_usd, tags FROM spans WHERE list_contains(tags, 'b')") == [(0.5, ["a", "b"])]
+        assert q(s, "SELECT count(*) FROM runs") == [(0,)] and q(s, "SELECT count(*) FROM run_intervals") == [(0,)]
+    finally:
+        s.close()
+    # A file created new has the same columns in the same order as a migrated one.
+    fresh = Store.open(tmp_path / "fresh.duckdb")
+    try:
+        cols = [r[0] for r in q(fresh, "SELECT column_name FROM information_schema.columns WHERE table_name = "
+                                       "'spans' ORDER BY ordinal_position")]
+    finally:
+        fresh.close()
+    con = duckdb.connect(str(path))
+    migrated = [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = "
+                                          "'spans' ORDER BY ordinal_position").fetchall()]
+    con.close()
+    assert cols == migrated and cols[-5:] == ["cost_usd", "user_id", "tags", "key_fingerprint", "route"]
+
+
 def test_a_newer_file_is_refused_with_one_line(tmp_path):
     path = tmp_path / "new.duckdb"
     Store.open(path).close()

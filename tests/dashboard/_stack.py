@@ -29,6 +29,27 @@ from tests.conftest import proxy_settings
 from tokentail.simulator.app import SimConfig, create_app as create_sim_app
 
 
+PRICING = """
+[models."sim-gpt-4o"]
+input = 2.5
+output = 10.0
+source = "test"
+date = "2025-01-01"
+
+[models."sim-gpt-4o-mini"]
+input = 0.15
+output = 0.6
+source = "test"
+date = "2025-01-01"
+
+[models."sim-claude"]
+input = 3.0
+output = 15.0
+source = "test"
+date = "2025-01-01"
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -134,15 +155,22 @@ class Stack:
     def origin(self) -> str:
         return self.url("dashboard")
 
+    @property
+    def pricing(self) -> Path:
+        """Prices for two of the simulator's models; sim-llama-3-8b has none (its cost is unknown)."""
+        return self.tmp / "pricing.toml"
+
     def start(self) -> None:
         for name in ("sim", "production", "canary", "collector", "dashboard"):
             self.ports[name] = free_port()
+        self.pricing.write_text(PRICING)
         self.loop.run(self._start_in_process())
         c = self.ports["collector"]
         self.collector = Proc("collector", [
             "collector", "--port", str(c), "--db", str(self.tmp / "tokentail.duckdb"),
             "--target", f"production={self.url('production')}", "--target", f"canary={self.url('canary')}",
             "--scrape-interval", "1s", "--scrape-timeout", "1s", "--allowed-origin", self.origin,
+            "--pricing", str(self.pricing),
         ], c, self.tmp / "collector.log")
         self.dashboard = Proc("dashboard", [
             "dashboard", "--port", str(self.ports["dashboard"]), "--collector", self.url("collector"),
@@ -166,7 +194,7 @@ class Stack:
             provider = build_tracer_provider(otel, lambda sink, n=1: None)
             self.providers.append(provider)
             settings = proxy_settings(upstream, variant=variant, port=self.ports[variant],
-                                      allowed_origin=[self.origin])
+                                      allowed_origin=[self.origin], pricing=str(self.pricing))
             extra = [self.clock] if variant == "production" else []
             app = create_app(settings, tracer_provider=provider, extra_observers=extra)
             await self._serve(app, self.ports[variant])
@@ -199,13 +227,34 @@ class Stack:
     # --- traffic ---------------------------------------------------------------------
 
     def stream(self, variant: str, prompt: str, *, model: str = "sim-gpt-4o", tps: float | None = None,
-               ttft_ms: int | None = None, tokens: int | None = None, headers: dict | None = None):
+               ttft_ms: int | None = None, tokens: int | None = None, headers: dict | None = None,
+               body: dict | None = None, history: list | None = None):
         """Start a streamed chat completion through a proxy: its ``Stream`` (filled in as it
-        arrives) and a Future that is done when it ended."""
+        arrives) and a Future that is done when it ended. ``body`` adds request fields (``user``),
+        ``history`` earlier messages (a conversation's previous turns)."""
         out = Stream()
         fut = self.loop.submit(stream_chat(self.url(variant, "/v1"), prompt, out, model=model, tps=tps,
-                                           ttft_ms=ttft_ms, tokens=tokens, headers=headers))
+                                           ttft_ms=ttft_ms, tokens=tokens, headers=headers, body=body,
+                                           history=history))
         return out, fut
+
+    def get_json(self, name: str, path: str):
+        """GET one of the stack's JSON endpoints (``name``: sim, production, canary, collector)."""
+        import urllib.request
+
+        with urllib.request.urlopen(self.url(name, path), timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def wait_json(self, name: str, path: str, until, timeout: float = 15.0):
+        """Poll ``path`` until ``until(body)`` is true; the last body (AssertionError on timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            body = self.get_json(name, path)
+            if until(body):
+                return body
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name} {path} never satisfied the condition: {body!r}"[:2000])
+            time.sleep(0.2)
 
     def background_traffic(self, rps: float) -> None:
         """Steady synthetic traffic on both proxies until ``stop``: the charts get a history."""
@@ -256,7 +305,8 @@ async def _background(stack: Stack, rps: float) -> None:
 
 
 async def stream_chat(base: str, prompt: str, out: Stream, *, model: str, tps: float | None, ttft_ms: int | None,
-                      tokens: int | None, headers: dict | None = None) -> Stream:
+                      tokens: int | None, headers: dict | None = None, body: dict | None = None,
+                      history: list | None = None) -> Stream:
     h = {"Content-Type": "application/json", "Authorization": "Bearer sk-test-not-a-key"}
     if tps is not None:
         h["x-sim-tps"] = str(tps)
@@ -265,10 +315,11 @@ async def stream_chat(base: str, prompt: str, out: Stream, *, model: str, tps: f
     if tokens is not None:
         h["x-sim-tokens"] = str(tokens)
     h.update(headers or {})
-    body = {"model": model, "stream": True, "messages": [
-        {"role": "system", "content": "You are a concise assistant."}, {"role": "user", "content": prompt}]}
+    req = {"model": model, "stream": True, "messages": [
+        {"role": "system", "content": "You are a concise assistant."}, *(history or []),
+        {"role": "user", "content": prompt}], **(body or {})}
     async with aiohttp.ClientSession() as s:
-        async with s.post(base + "/chat/completions", data=json.dumps(body), headers=h) as r:
+        async with s.post(base + "/chat/completions", data=json.dumps(req), headers=h) as r:
             out.request_id = r.headers.get("x-tokentail-request-id")
             out.status = r.status
             buf = b""

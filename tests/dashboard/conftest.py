@@ -1,4 +1,4 @@
-"""Fixtures of the browser tests: the stack (once per module) and headless Chromium."""
+"""Fixtures of the browser tests: the stack and headless Chromium, once for all browser tests."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def chromium_path() -> str:
     path = shutil.which("chromium")
     require("TOKENTAIL_REQUIRE_BROWSER", "chromium (Debian's package)", path is not None)
     return path  # type: ignore[return-value]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser(chromium_path):
     from playwright.sync_api import sync_playwright
 
@@ -34,7 +34,7 @@ def browser(chromium_path):
             b.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live_stack(chromium_path, tmp_path_factory):
     """Simulator, two proxies, collector and dashboard (not the ``stack`` of tests/conftest.py)."""
     from ._stack import Stack

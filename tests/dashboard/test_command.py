@@ -63,3 +63,12 @@ def test_a_taken_port_is_one_line_and_exit_1(capsys):
         assert command.main(settings({"port": str(port)})) == 1
     assert capsys.readouterr().out.strip() == (f"tokentail: error: dashboard: port {port} on 127.0.0.1 is already "
                                                "in use (choose another with --port)")
+
+
+def test_admin_token_and_playground_key_come_from_the_environment_masked():
+    env = {"TOKENTAIL_ADMIN_TOKEN": "adm-XYZ", "TOKENTAIL_DASHBOARD_PLAYGROUND_KEY": "sk-play-XYZ"}
+    s = settings(env=env)
+    cfg = DashboardConfig.from_settings(s)
+    assert cfg.admin_token == "adm-XYZ" and cfg.playground_key == "sk-play-XYZ"
+    assert "adm-XYZ" not in repr(s) and "sk-play-XYZ" not in repr(s)
+    assert DashboardConfig.from_settings(settings()).admin_token is None

@@ -40,3 +40,20 @@ def test_percent_count_and_units():
 def test_stamp_has_milliseconds():
     assert fmt.stamp(1_700_000_000.512).endswith(".512")
     assert fmt.stamp(None) == "—"
+
+
+@pytest.mark.parametrize("value, text", [
+    (None, "unknown"), (math.nan, "unknown"), (0, "$0"), (0.000423, "$0.000423"), (0.01384, "$0.0138"),
+    (1.2345, "$1.23"), (1234.5, "$1,234"),
+])
+def test_usd_unknown_is_never_zero(value, text):
+    assert fmt.usd(value) == text
+
+
+def test_cost_totals_and_durations():
+    assert fmt.cost(0.42, 3) == "$0.42 + 3 unknown"
+    assert fmt.cost(0.42) == "$0.42"
+    assert fmt.cost(None, 3) == "unknown"
+    assert fmt.duration(4.25) == "4.25 s" and fmt.duration(42.4) == "42 s"
+    assert fmt.duration(185) == "3 min 05 s" and fmt.duration(7620) == "2 h 07 min"
+    assert fmt.duration(None) == "—"

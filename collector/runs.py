@@ -1,0 +1,136 @@
+"""Runs in DuckDB: named, bounded recordings of traffic (the SQL; rules in ``run_stats``).
+
+``runs`` holds one row per run (``id``, ``name``, ``created_at``, ``ended_at``,
+``status``); ``run_intervals`` the time it was recording: an interval opens at start
+and resume and closes at pause and end. A request belongs to a run when its span's
+``start_time`` falls in one of the run's intervals, so spans need no run column and a
+span that arrives late (the proxy exports in batches) still lands in its run.
+
+At most one run is active or paused at a time. Writes (``create``, ``act``) run in one
+transaction on the writer thread (``Store.transaction``); reads on the reader cursor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import run_stats as rs
+from .run_stats import ACTIVE, ENDED, GROUP_FIELDS
+
+MAX_NAME = 200
+
+
+class RunNotFound(LookupError):
+    pass
+
+
+class RunConflict(ValueError):
+    """Another run is recording (409)."""
+
+
+def create(con: Any, name: str, now: float) -> dict[str, Any]:
+    """Start a run named ``name`` (writer thread, in a transaction)."""
+    busy = con.execute("SELECT id, name, status FROM runs WHERE status <> ? ORDER BY id DESC LIMIT 1",
+                       [ENDED]).fetchall()
+    if busy:
+        rid, rname, status = busy[0]
+        raise RunConflict(f"run {rid} ({rname!r}) is {status}: end it before starting another")
+    rid = con.execute("SELECT coalesce(max(id), 0) + 1 FROM runs").fetchall()[0][0]
+    con.execute("INSERT INTO runs VALUES (?, ?, ?, NULL, ?)", [rid, name, now, ACTIVE])
+    con.execute("INSERT INTO run_intervals VALUES (?, ?, NULL)", [rid, now])
+    return _get(con, rid, now)
+
+
+def act(con: Any, run_id: int, action: str, now: float) -> dict[str, Any]:
+    """Pause, resume or end run ``run_id`` (writer thread, in a transaction)."""
+    rows = con.execute("SELECT status FROM runs WHERE id = ?", [run_id]).fetchall()
+    if not rows:
+        raise RunNotFound(run_id)
+    status = rows[0][0]
+    new = rs.transition(run_id, status, action)
+    if status == ACTIVE:  # the open interval closes (never before it opened, whatever the clock did)
+        con.execute("UPDATE run_intervals SET end_time = greatest(?, start_time) WHERE run_id = ? "
+                    "AND end_time IS NULL", [now, run_id])
+    if new == ACTIVE:
+        con.execute("INSERT INTO run_intervals VALUES (?, ?, NULL)", [run_id, now])
+    con.execute("UPDATE runs SET status = ?, ended_at = ? WHERE id = ?", [new, now if new == ENDED else None, run_id])
+    return _get(con, run_id, now)
+
+
+def _intervals(cur: Any, ids: list[int]) -> dict[int, list[tuple[float, float | None]]]:
+    out: dict[int, list[tuple[float, float | None]]] = {i: [] for i in ids}
+    if ids:
+        for rid, start, end in cur.execute(
+                "SELECT run_id, start_time, end_time FROM run_intervals WHERE run_id IN (SELECT unnest(?)) "
+                "ORDER BY run_id, start_time", [ids]).fetchall():
+            out[rid].append((start, end))
+    return out
+
+
+def _as_json(row: tuple, intervals: list[tuple[float, float | None]], now: float) -> dict[str, Any]:
+    rid, name, created, ended, status = row
+    return {"id": rid, "name": name, "status": status, "created_at": created, "ended_at": ended,
+            "intervals": [{"start": s, "end": e} for s, e in intervals],
+            "wall_time_s": rs.wall_time(intervals, now)}
+
+
+_RUN_COLS = "id, name, created_at, ended_at, status"
+
+
+def _get(cur: Any, run_id: int, now: float) -> dict[str, Any]:
+    row = cur.execute(f"SELECT {_RUN_COLS} FROM runs WHERE id = ?", [run_id]).fetchall()[0]
+    return _as_json(row, _intervals(cur, [run_id])[run_id], now)
+
+
+def get(cur: Any, run_id: int, now: float) -> dict[str, Any] | None:
+    """One run with its intervals and wall time, or None (reader thread)."""
+    if not cur.execute("SELECT 1 FROM runs WHERE id = ?", [run_id]).fetchall():
+        return None
+    return _get(cur, run_id, now)
+
+
+# A span is in an interval when start <= start_time < end (an open interval has no end).
+_JOIN = ("run_intervals i JOIN spans s ON s.start_time >= i.start_time "
+         "AND s.start_time < coalesce(i.end_time, 'infinity'::DOUBLE)")
+
+
+def list_runs(cur: Any, limit: int, now: float) -> list[dict[str, Any]]:
+    """Runs newest first, each with a short summary (requests, tokens, cost, errors)."""
+    rows = cur.execute(f"SELECT {_RUN_COLS} FROM runs ORDER BY id DESC LIMIT {int(limit)}").fetchall()
+    ids = [r[0] for r in rows]
+    intervals = _intervals(cur, ids)
+    sums: dict[int, tuple] = {}
+    if ids:
+        for rid, *vals in cur.execute(
+                "SELECT i.run_id, count(*), sum(s.input_tokens), sum(s.output_tokens), sum(s.cost_usd), "
+                f"count(s.cost_usd), count(*) FILTER (WHERE s.status = 'error') FROM {_JOIN} "
+                "WHERE i.run_id IN (SELECT unnest(?)) GROUP BY i.run_id", [ids]).fetchall():
+            sums[rid] = tuple(vals)
+    out = []
+    for r in rows:
+        run = _as_json(r, intervals[r[0]], now)
+        n, tin, tout, cost, priced, errors = sums.get(r[0], (0, None, None, None, 0, 0))
+        run["summary"] = {"requests": n, "input_tokens": tin or 0, "output_tokens": tout or 0,
+                          "cost_usd": cost if priced else (0.0 if n == 0 else None),
+                          "cost_unknown_requests": n - priced, "errors": errors}
+        out.append(run)
+    return out
+
+
+def stat_groups(cur: Any, run_id: int) -> list[dict[str, Any]]:
+    """The run's requests grouped for ``run_stats.summarize`` (``GROUP_FIELDS`` order)."""
+    rows = cur.execute(
+        "SELECT coalesce(s.model, s.response_model) AS model, s.endpoint, s.status, s.http_status, s.error_type, "
+        "count(*), sum(s.input_tokens), sum(s.output_tokens), sum(s.cached_input_tokens), "
+        "count(*) FILTER (WHERE s.input_tokens IS NOT NULL OR s.output_tokens IS NOT NULL), "
+        "sum(s.cost_usd), count(s.cost_usd), sum(s.output_tps), count(s.output_tps), "
+        "sum(s.latency_ms), count(s.latency_ms), sum(s.ttft_ms), count(s.ttft_ms) "
+        f"FROM {_JOIN} WHERE i.run_id = ? GROUP BY ALL", [run_id]).fetchall()
+    assert not rows or len(rows[0]) == len(GROUP_FIELDS)
+    return rs.as_groups(rows)
+
+
+def current(cur: Any, now: float) -> dict[str, Any] | None:
+    """The run that is active or paused, if any."""
+    rows = cur.execute("SELECT id FROM runs WHERE status <> ? ORDER BY id DESC LIMIT 1", [ENDED]).fetchall()
+    return _get(cur, rows[0][0], now) if rows else None

@@ -1,0 +1,293 @@
+"""The dashboard's state-changing routes: runs, cancel, the playground (server-side calls).
+
+The page never holds the admin token. It POSTs same-origin JSON to these routes; this
+server checks who asks and then calls the collector or the proxy itself, with the
+admin token from its own configuration (``TOKENTAIL_ADMIN_TOKEN``) when one is set:
+
+- ``POST /_tt/runs`` ``{"name"}`` and ``POST /_tt/runs/<id>/<pause|resume|end>``: the
+  collector's ``/api/runs``;
+- ``POST /_tt/cancel`` ``{"id", "proxy"?}``: ``POST {proxy}/api/requests/{id}/cancel`` on
+  the proxy that holds the request (``proxy`` names it; otherwise each is asked);
+- ``POST /_tt/playground`` ``{"proxy"?, "model", "system", "message", "temperature"}``:
+  a streamed chat sent through the proxy by a background thread that reads it to the
+  end; the answer carries the request id, and the page follows that request on the
+  live feed it already has (no second stream);
+- ``POST /_tt/admin`` ``{"token"}``: trades the admin token for an HttpOnly cookie.
+
+Who may: the same rule as the proxies and the collector (``tokentail.access``): with an
+admin token configured, the request must present it (``Authorization: Bearer``, or the
+cookie); without one, only loopback clients, naming this machine in ``Host`` (a rebound
+DNS name does not). Every route also wants a JSON body and, when the browser says where
+it comes from, this page's own origin: a page on another site cannot make a visitor's
+browser click these buttons (a plain form cannot send JSON, and a cross-site fetch with
+it needs a CORS preflight this server never grants).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, Callable
+
+import flask
+
+from tokentail.access import is_loopback_host, is_loopback_peer
+
+from .config import DashboardConfig, ProxySource, display_url
+
+log = logging.getLogger("tokentail.dashboard")
+
+ADMIN_COOKIE = "tokentail_admin"
+PLAYGROUND_PLACEHOLDER_KEY = "sk-tokentail-playground"  # the simulator and local servers take any key
+PLAYGROUND_TAG = "playground"
+MAX_PLAYGROUND_STREAMS = 4
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_MAX_TEXT = 100_000
+
+
+def error(status: int, message: str, code: str) -> tuple[flask.Response, int]:
+    return flask.jsonify({"error": {"message": message, "type": code, "code": code}}), status
+
+
+def _matches(presented: str | None, expected: str) -> bool:
+    return bool(presented) and hmac.compare_digest(presented.encode(), expected.encode())
+
+
+def denied(config: DashboardConfig, req: flask.Request) -> tuple[flask.Response, int] | None:
+    """Why ``req`` may not change state (a 401/403/415 JSON answer), or None."""
+    origin = req.headers.get("Origin")
+    if origin and origin != req.host_url.rstrip("/"):
+        return error(403, "state changes are accepted from this dashboard's own pages only", "forbidden")
+    if req.headers.get("Sec-Fetch-Site") not in (None, "same-origin", "none"):
+        return error(403, "state changes are accepted from this dashboard's own pages only", "forbidden")
+    if req.mimetype != "application/json":
+        return error(415, "send a JSON body (Content-Type: application/json)", "unsupported_media_type")
+    if config.admin_token:
+        auth = req.headers.get("Authorization", "")
+        token = auth[7:].strip() if auth[:7].lower() == "bearer " else req.cookies.get(ADMIN_COOKIE)
+        if _matches(token, config.admin_token):
+            return None
+        return error(401, "this needs the admin token (TOKENTAIL_ADMIN_TOKEN): unlock the dashboard with it",
+                     "unauthorized")
+    if not is_loopback_peer(req.remote_addr):
+        return error(403, "state changes from a non-loopback address need TOKENTAIL_ADMIN_TOKEN to be configured",
+                     "forbidden")
+    # A loopback peer asking for another host name is a page whose name was rebound to this
+    # machine (DNS rebinding): its origin checks out, its Host header does not.
+    try:
+        host = urllib.parse.urlsplit("//" + (req.host or "")).hostname or ""
+    except ValueError:
+        host = ""
+    if not (is_loopback_host(host) or host == config.host):
+        return error(403, f"state changes are accepted for this machine's own names only, not {host!r}", "forbidden")
+    return None
+
+
+def post_json(url: str, body: Any, *, token: str | None, timeout: float) -> tuple[int, Any]:
+    """POST JSON; (status, parsed body). Connection failures are (502, an error body)."""
+    data = json.dumps(body if body is not None else {}).encode()
+    headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "tokentail-dashboard"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, headers=headers, method="POST")
+    try:
+        with _OPENER.open(req, timeout=timeout) as resp:
+            status, raw = resp.status, resp.read(1 << 20)
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read(1 << 20)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return 502, {"error": {"message": f"{display_url(url)} is unreachable ({reason})", "code": "unreachable"}}
+    try:
+        return status, json.loads(raw or b"{}")
+    except ValueError:
+        return 502, {"error": {"message": f"{display_url(url)} did not answer JSON (HTTP {status})",
+                               "code": "bad_gateway"}}
+
+
+def _relay(status: int, body: Any) -> tuple[flask.Response, int]:
+    return flask.jsonify(body), status
+
+
+def _body(req: flask.Request) -> dict[str, Any] | None:
+    body = req.get_json(silent=True)
+    return body if isinstance(body, dict) else None
+
+
+def register(server: flask.Flask, config: DashboardConfig, post: Callable[..., tuple[int, Any]] = post_json) -> None:
+    """Add the routes to the dashboard's Flask server (``post`` is injectable for tests)."""
+    streams = _Streams(MAX_PLAYGROUND_STREAMS)
+
+    def guarded(fn):
+        def wrapper(**kw):
+            no = denied(config, flask.request)
+            if no is not None:
+                return no
+            return fn(**kw)
+
+        wrapper.__name__ = fn.__name__
+        return wrapper
+
+    def collector(path: str, body: Any) -> tuple[flask.Response, int]:
+        if not config.collector:
+            return error(409, "no collector configured (--collector URL): runs live in the collector", "no_collector")
+        return _relay(*post(config.collector + path, body, token=config.admin_token, timeout=config.timeout))
+
+    @server.post("/_tt/runs")
+    @guarded
+    def run_start():
+        body = _body(flask.request)
+        if body is None or not isinstance(body.get("name"), str):
+            return error(400, "send {\"name\": \"...\"}", "invalid_request")
+        return collector("/api/runs", {"name": body["name"]})
+
+    @server.post("/_tt/runs/<int:run_id>/<action>")
+    @guarded
+    def run_action(run_id: int, action: str):
+        if action not in ("pause", "resume", "end"):
+            return error(400, f"unknown action {action!r} (pause, resume, end)", "invalid_request")
+        return collector(f"/api/runs/{run_id}/{action}", {})
+
+    @server.post("/_tt/cancel")
+    @guarded
+    def cancel():
+        body = _body(flask.request) or {}
+        rid = body.get("id")
+        if not isinstance(rid, str) or not rid or len(rid) > 200:
+            return error(400, "send {\"id\": \"<request id>\"}", "invalid_request")
+        proxies = [p for p in config.proxies if p.name == body.get("proxy")] or list(config.proxies)
+        if not proxies:
+            return error(409, "no proxy configured (--proxy URL)", "no_proxy")
+        path = f"/api/requests/{urllib.parse.quote(rid, safe='')}/cancel"
+        answer: tuple[int, Any] = (404, {"error": {"message": "no proxy holds this request in flight",
+                                                   "code": "not_found"}})
+        for p in proxies:
+            status, got = post(p.url + path, {}, token=config.admin_token, timeout=config.timeout)
+            if status != 404:
+                return _relay(status, got)
+        return _relay(*answer)
+
+    @server.post("/_tt/playground")
+    @guarded
+    def playground():
+        body = _body(flask.request) or {}
+        try:
+            chat = playground_request(body)
+        except ValueError as exc:
+            return error(400, str(exc), "invalid_request")
+        proxy = next((p for p in config.proxies if p.name == body.get("proxy")), None) or \
+            (config.proxies[0] if config.proxies else None)
+        if proxy is None:
+            return error(409, "no proxy configured (--proxy URL): the playground sends through one", "no_proxy")
+        if not streams.acquire():
+            return error(429, f"{MAX_PLAYGROUND_STREAMS} playground requests are already streaming", "busy")
+        started = _start_stream(proxy, chat, config.playground_key or PLAYGROUND_PLACEHOLDER_KEY, streams,
+                                timeout=max(config.timeout, 30.0))
+        if "error" in started and not started.get("id"):
+            return _relay(started.pop("status", 502), started)
+        return flask.jsonify({**started, "proxy": proxy.name})
+
+    @server.post("/_tt/admin")
+    def unlock():
+        if not config.admin_token:
+            return error(409, "no admin token is configured: state changes are open to loopback clients", "no_token")
+        body = _body(flask.request) or {}
+        origin = flask.request.headers.get("Origin")
+        if origin and origin != flask.request.host_url.rstrip("/"):
+            return error(403, "accepted from this dashboard's own pages only", "forbidden")
+        if not _matches(body.get("token") if isinstance(body.get("token"), str) else None, config.admin_token):
+            return error(401, "wrong admin token", "unauthorized")
+        resp = flask.jsonify({"unlocked": True})
+        resp.set_cookie(ADMIN_COOKIE, config.admin_token, httponly=True, samesite="Strict",
+                        secure=flask.request.is_secure)
+        return resp
+
+
+def playground_request(body: dict[str, Any]) -> dict[str, Any]:
+    """The chat completion the playground sends (``ValueError`` naming a bad field)."""
+    model, system, message = body.get("model"), body.get("system") or "", body.get("message")
+    if not isinstance(model, str) or not model.strip() or len(model) > 200:
+        raise ValueError("model: a model name is required")
+    if not isinstance(message, str) or not message.strip():
+        raise ValueError("message: write a message to send")
+    if not isinstance(system, str) or len(system) + len(message) > _MAX_TEXT:
+        raise ValueError(f"system and message: text, at most {_MAX_TEXT} characters together")
+    temperature = body.get("temperature")
+    messages = ([{"role": "system", "content": system}] if system.strip() else []) + \
+        [{"role": "user", "content": message}]
+    chat: dict[str, Any] = {"model": model.strip(), "stream": True, "messages": messages}
+    if temperature not in (None, ""):
+        try:
+            t = float(temperature)
+        except (TypeError, ValueError):
+            t = -1.0
+        if not 0.0 <= t <= 2.0:
+            raise ValueError("temperature: a number from 0 to 2")
+        chat["temperature"] = t
+    return chat
+
+
+class _Streams:
+    """A bound on the playground's background streams."""
+
+    def __init__(self, limit: int) -> None:
+        self._sem = threading.BoundedSemaphore(limit)
+
+    def acquire(self) -> bool:
+        return self._sem.acquire(blocking=False)
+
+    def release(self) -> None:
+        self._sem.release()
+
+
+def _start_stream(proxy: ProxySource, chat: dict[str, Any], key: str, streams: _Streams, *,
+                  timeout: float) -> dict[str, Any]:
+    """Send ``chat`` through ``proxy`` on a thread that reads the stream to its end.
+
+    Returns once the proxy answered (its headers carry the request id), with ``id`` and
+    the HTTP ``status``; the page follows the request on the live feed from there.
+    """
+    started = threading.Event()
+    out: dict[str, Any] = {}
+    req = urllib.request.Request(
+        proxy.openai_base + "/chat/completions", data=json.dumps(chat).encode(), method="POST",
+        headers={"Content-Type": "application/json", "Accept": "text/event-stream", "Authorization": f"Bearer {key}",
+                 "User-Agent": "tokentail-playground", "X-Tokentail-Tags": PLAYGROUND_TAG})
+
+    def run() -> None:
+        try:
+            try:
+                resp = _OPENER.open(req, timeout=timeout)
+            except urllib.error.HTTPError as exc:  # answered, with an error: the live feed shows it too
+                out.update(id=exc.headers.get("x-tokentail-request-id"), status=exc.code)
+                try:
+                    err = json.loads(exc.read(65536) or b"{}").get("error") or {}
+                    out["error"] = {"message": str(err.get("message") or exc.reason)[:500], "code": "upstream"}
+                except (ValueError, AttributeError, OSError):
+                    out["error"] = {"message": f"HTTP {exc.code}", "code": "upstream"}
+                return
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                reason = getattr(exc, "reason", exc)
+                out.update(status=502, error={"message": f"{display_url(proxy.url)} is unreachable ({reason})",
+                                              "code": "unreachable"})
+                return
+            with resp:
+                out.update(id=resp.headers.get("x-tokentail-request-id"), status=resp.status)
+                started.set()
+                while resp.read(65536):
+                    pass  # the page reads the text from the live feed; this only keeps the stream going
+        except Exception:  # a cancelled or dropped stream ends here; never a thread traceback
+            log.debug("playground stream ended early", exc_info=True)
+        finally:
+            started.set()
+            streams.release()
+
+    threading.Thread(target=run, name="playground-stream", daemon=True).start()
+    if not started.wait(timeout):
+        return {"status": 504, "error": {"message": "the proxy did not answer in time", "code": "timeout"}}
+    return dict(out)

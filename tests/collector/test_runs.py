@@ -1,0 +1,241 @@
+"""Runs through the collector's HTTP API: life cycle, membership by time, stats, what-if, compare, access."""
+
+from __future__ import annotations
+
+import pytest
+
+from tokentail.collector.app import STORE, create_app
+from tokentail.pricing import PriceTable
+
+from ._fakes import make_config
+
+T0 = 1_800_000_000.0
+
+PRICES = PriceTable.from_dict({"models": {
+    "m-cheap": {"input": 1.0, "output": 2.0, "source": "test", "date": "2025-01-01"},
+    "m-big": {"input": 10.0, "output": 40.0, "cached_input": 1.0, "source": "test", "date": "2025-01-01"},
+}})
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def clock():
+    return Clock(T0)
+
+
+async def _client(aiohttp_client, tmp_path, clock, **cfg):
+    app = create_app(make_config(tmp_path, **cfg), scrape=False, maintain=False, clock=clock, prices=PRICES)
+    return await aiohttp_client(app)
+
+
+@pytest.fixture
+async def client(aiohttp_client, tmp_path, clock):
+    return await _client(aiohttp_client, tmp_path, clock)
+
+
+def span(rid, t, *, model="m-cheap", status="ok", tin=100, tout=50, cost=0.0002, tps=25.0, endpoint="/chat/completions",
+         http=200, error=None, cached=None, **extra):
+    return {"request_id": rid, "start_time": t, "end_time": t + 2, "model": model, "endpoint": endpoint,
+            "status": status, "http_status": http, "error_type": error, "input_tokens": tin, "output_tokens": tout,
+            "cached_input_tokens": cached, "cost_usd": cost, "output_tps": tps, "latency_ms": 2000.0, **extra}
+
+
+async def add_spans(client, rows):
+    store = client.app[STORE]
+    return await store.write(store.insert_spans, rows)
+
+
+async def post(client, path, body=None, **kw):
+    resp = await client.post(path, json=body, **kw)
+    return resp.status, await resp.json()
+
+
+async def test_run_lifecycle_and_one_recording_at_a_time(client, clock):
+    status, run = await post(client, "/api/runs", {"name": "baseline"})
+    assert status == 201, run
+    assert run["status"] == "active" and run["name"] == "baseline" and run["created_at"] == T0
+    assert run["intervals"] == [{"start": T0, "end": None}]
+    rid = run["id"]
+    status, err = await post(client, "/api/runs", {"name": "second"})
+    assert status == 409 and f"run {rid} ('baseline') is active" in err["error"]["message"]
+
+    clock.t = T0 + 10
+    status, run = await post(client, f"/api/runs/{rid}/pause")
+    assert status == 200 and run["status"] == "paused" and run["wall_time_s"] == 10.0
+    status, err = await post(client, f"/api/runs/{rid}/pause")
+    assert status == 409 and err["error"]["message"] == f"cannot pause run {rid}: it is paused (it is already paused)"
+    assert err["error"]["run_status"] == "paused"
+    status, _ = await post(client, "/api/runs", {"name": "while paused"})
+    assert status == 409  # paused still holds the slot
+
+    clock.t = T0 + 100
+    status, run = await post(client, f"/api/runs/{rid}/resume")
+    assert status == 200 and run["status"] == "active"
+    clock.t = T0 + 105
+    detail = await (await client.get(f"/api/runs/{rid}")).json()
+    assert detail["wall_time_s"] == 15.0  # the open interval counts up to now, the pause not at all
+    status, run = await post(client, f"/api/runs/{rid}/end")
+    assert status == 200 and run["status"] == "ended" and run["ended_at"] == T0 + 105
+    assert run["intervals"] == [{"start": T0, "end": T0 + 10}, {"start": T0 + 100, "end": T0 + 105}]
+    status, err = await post(client, f"/api/runs/{rid}/resume")
+    assert status == 409 and "it is ended" in err["error"]["message"]
+
+    status, second = await post(client, "/api/runs", {"name": "  second  "})
+    assert status == 201 and second["id"] == rid + 1 and second["name"] == "second"
+    listing = await (await client.get("/api/runs")).json()
+    assert [r["id"] for r in listing["runs"]] == [rid + 1, rid]  # newest first
+    assert listing["current"]["id"] == rid + 1
+
+
+@pytest.mark.parametrize("body, param", [
+    ({}, "name"), ({"name": ""}, "name"), ({"name": "   "}, "name"), ({"name": 5}, "name"),
+    ({"name": "x" * 201}, "name"), ({"name": "ok", "colour": "red"}, "colour"), ([1, 2], "body"),
+])
+async def test_bad_start_bodies_are_400_with_the_field(client, body, param):
+    status, err = await post(client, "/api/runs", body)
+    assert status == 400 and err["error"]["param"] == param
+
+
+async def test_unknown_runs_actions_and_parameters(client):
+    assert (await client.post("/api/runs/42/pause")).status == 404
+    assert (await client.get("/api/runs/42")).status == 404
+    _, run = await post(client, "/api/runs", {"name": "r"})
+    status, err = await post(client, f"/api/runs/{run['id']}/explode")
+    assert status == 400 and err["error"]["allowed"] == ["pause", "resume", "end"]
+    resp = await client.get(f"/api/runs/{run['id']}?colour=red")
+    assert resp.status == 400 and (await resp.json())["error"]["allowed"] == ["what_if"]
+    for query, param in (("a=1", "b"), ("a=x&b=1", "a"), ("a=1&b=1&c=2", "c")):
+        resp = await client.get(f"/api/runs/compare?{query}")
+        assert resp.status == 400 and (await resp.json())["error"]["param"] == param
+    assert (await client.get(f"/api/runs/compare?a={run['id']}&b=99")).status == 404
+    assert (await client.get("/api/runs?limit=0")).status == 400
+
+
+async def test_requests_belong_to_a_run_by_start_time_and_stats_add_up(client, clock):
+    _, run = await post(client, "/api/runs", {"name": "load test"})
+    rid = run["id"]
+    clock.t = T0 + 60
+    await post(client, f"/api/runs/{rid}/pause")
+    clock.t = T0 + 120
+    await post(client, f"/api/runs/{rid}/resume")
+    clock.t = T0 + 150
+    await post(client, f"/api/runs/{rid}/end")
+    await add_spans(client, [
+        span("before", T0 - 1),
+        span("a1", T0, tin=100, tout=40, cost=0.0002, tps=20.0),
+        span("a2", T0 + 30, model="m-big", tin=1000, tout=200, cached=500, cost=0.0138, tps=40.0),
+        span("paused", T0 + 90),  # made while paused: not in the run
+        span("b1", T0 + 120, model="mystery", tin=10, tout=10, cost=None, tps=30.0),
+        span("b2", T0 + 149.5, status="error", http=500, error="status", tin=None, tout=None, cost=None, tps=None,
+             endpoint="/embeddings"),
+        span("after", T0 + 150),  # the end is exclusive
+    ])
+    body = await (await client.get(f"/api/runs/{rid}")).json()
+    s = body["stats"]
+    assert body["wall_time_s"] == 90.0 and s["wall_time_s"] == 90.0
+    assert s["requests"] == 4 and s["statuses"] == {"error": 1, "ok": 3}
+    assert s["errors"]["by_http_status"] == {"500": 1} and s["errors"]["by_type"] == {"status": 1}
+    assert s["tokens"] == {"input": 1110, "output": 250, "cached_input": 500, "requests_with_usage": 3}
+    assert s["cost"]["usd"] == pytest.approx(0.014) and s["cost"]["unknown_requests"] == 2
+    assert s["output_tps_mean"] == pytest.approx(30.0)
+    assert {m["model"]: m["requests"] for m in s["by_model"]} == {"m-cheap": 2, "m-big": 1, "mystery": 1}
+    assert {e["endpoint"]: e["requests"] for e in s["by_endpoint"]} == {"/chat/completions": 3, "/embeddings": 1}
+    spans = await (await client.get(f"/api/spans?run={rid}&order=asc&messages=false")).json()
+    assert [x["request_id"] for x in spans["spans"]] == ["a1", "a2", "b1", "b2"]
+    listing = await (await client.get("/api/runs")).json()
+    assert listing["runs"][0]["summary"] == {"requests": 4, "input_tokens": 1110, "output_tokens": 250,
+                                             "cost_usd": pytest.approx(0.014), "cost_unknown_requests": 2,
+                                             "errors": 1}
+    assert listing["current"] is None
+
+
+async def test_what_if_prices_the_runs_tokens_at_another_model(client, clock):
+    _, run = await post(client, "/api/runs", {"name": "r"})
+    await add_spans(client, [span("x1", T0 + 1, tin=1_000_000, tout=500_000, cached=200_000, cost=None),
+                             span("x2", T0 + 2, tin=None, tout=None, cost=None, status="error")])
+    body = await (await client.get(f"/api/runs/{run['id']}?what_if=m-big")).json()
+    w = body["what_if"]
+    # (1M - 200k) * $10 + 200k * $1 + 500k * $40, per million tokens
+    assert w["usd"] == pytest.approx(8.0 + 0.2 + 20.0) and w["model"] == "m-big"
+    assert w["actual_usd"] is None and w["requests_without_usage"] == 1  # nothing was priced: unknown
+    unknown = (await (await client.get(f"/api/runs/{run['id']}?what_if=gpt-nobody")).json())["what_if"]
+    assert unknown["usd"] is None and unknown["reason"] == "no price for 'gpt-nobody' in the pricing table"
+    prices = await (await client.get("/api/pricing")).json()
+    assert [p["model"] for p in prices["models"]] == ["m-big", "m-cheap"] and prices["models"][0]["output"] == 40.0
+
+
+async def test_compare_two_runs(client, clock):
+    _, a = await post(client, "/api/runs", {"name": "before"})
+    await add_spans(client, [span("a1", T0 + 1, tps=20.0), span("a2", T0 + 2, tps=20.0)])
+    clock.t = T0 + 10
+    await post(client, f"/api/runs/{a['id']}/end")
+    clock.t = T0 + 20
+    _, b = await post(client, "/api/runs", {"name": "after"})
+    await add_spans(client, [span("b1", T0 + 21, tps=50.0)])
+    clock.t = T0 + 25
+    await post(client, f"/api/runs/{b['id']}/end")
+    body = await (await client.get(f"/api/runs/compare?a={a['id']}&b={b['id']}")).json()
+    assert body["a"]["name"] == "before" and body["b"]["name"] == "after"
+    rows = {r["metric"]: r for r in body["metrics"]}
+    assert rows["requests"] == {"metric": "requests", "a": 2, "b": 1, "diff": -1, "ratio": 0.5}
+    assert rows["output_tps_mean"]["ratio"] == pytest.approx(2.5)
+    assert rows["wall_time_s"]["a"] == 10.0 and rows["wall_time_s"]["b"] == 5.0
+
+
+async def test_run_actions_need_the_admin_token_once_one_is_configured(aiohttp_client, tmp_path, clock):
+    client = await _client(aiohttp_client, tmp_path, clock, admin_token="a-tok", read_token="r-tok")
+    status, err = await post(client, "/api/runs", {"name": "x"})
+    assert status == 401 and err["error"]["code"] == "unauthorized"
+    status, _ = await post(client, "/api/runs", {"name": "x"}, headers={"Authorization": "Bearer r-tok"})
+    assert status == 401  # the read token reads; it changes nothing
+    status, run = await post(client, "/api/runs", {"name": "x"}, headers={"Authorization": "Bearer a-tok"})
+    assert status == 201
+    status, _ = await post(client, f"/api/runs/{run['id']}/end")
+    assert status == 401
+    assert (await client.get("/api/runs")).status == 200  # reads stay open on loopback
+
+
+async def test_without_an_admin_token_run_actions_come_from_loopback_only(client):
+    from unittest import mock
+
+    from aiohttp.test_utils import make_mocked_request
+
+    from tokentail import access
+    from tokentail.collector.app import POLICY
+
+    transport = mock.Mock()
+    transport.get_extra_info.side_effect = lambda name, default=None: ("10.1.2.3", 5555) if name == "peername" \
+        else default
+    for path in ("/api/runs", "/api/runs/1/end", "/api/runs/1/pause"):
+        # The collector's access policy (its middleware) covers every POST under /api/.
+        denied = access.check(client.app[POLICY], make_mocked_request("POST", path, transport=transport))
+        assert denied is not None and denied.status == 403 and b"TOKENTAIL_ADMIN_TOKEN" in denied.body
+    status, _ = await post(client, "/api/runs", {"name": "from loopback"})  # the test client is a loopback peer
+    assert status == 201
+
+
+async def test_span_ingest_on_loopback_needs_no_token_even_with_an_admin_token(aiohttp_client, tmp_path, clock):
+    from ._otel import genai_spans, protobuf_body
+
+    client = await _client(aiohttp_client, tmp_path, clock, admin_token="a-tok")
+    spans, _ = genai_spans(1)
+    resp = await client.post("/v1/traces", data=protobuf_body(spans), headers={"Content-Type": "application/x-protobuf"})
+    assert resp.status == 200  # proxies on this machine export without one (telemetry, not an admin action)
+
+
+def test_an_unusable_pricing_file_is_one_line_at_start(tmp_path):
+    from tokentail.settings import SettingsError
+
+    bad = tmp_path / "prices.toml"
+    bad.write_text("[models.x]\ninput = -1\n")
+    with pytest.raises(SettingsError, match="prices.toml"):
+        create_app(make_config(tmp_path, pricing=str(bad)), scrape=False, maintain=False)
+    with pytest.raises(SettingsError, match="not found"):
+        create_app(make_config(tmp_path, pricing=str(tmp_path / "none.toml")), scrape=False, maintain=False)

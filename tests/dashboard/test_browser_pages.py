@@ -1,0 +1,194 @@
+"""Cancel, runs, sessions and the playground in headless Chromium against the real stack.
+
+No background traffic here: a run holds exactly the requests these tests send.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import pytest
+from playwright.sync_api import expect
+
+from .test_browser import SCREENSHOTS, SECRET, open_page, row_text, unique_prompt
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def test_cancel_from_the_live_page_stops_the_upstream_stream(live_stack, page):
+    before = live_stack.get_json("sim", "/_sim/stats")["client_disconnects"]
+    open_page(page, live_stack, "/live")
+    prompt = unique_prompt("Stream slowly so that someone can cancel me.")
+    stream, done = live_stack.stream("production", prompt, tps=4, ttft_ms=100, tokens=200)
+    row = page.locator(".tt-row", has_text=prompt)
+    expect(row.locator(".tt-row-text")).not_to_have_text("", timeout=5_000)
+    assert not done.done()
+    cancel = row.locator(".tt-cancel")
+    expect(cancel).to_be_visible()
+    cancel.click()
+
+    s = done.result(10)  # the client's stream ends...
+    assert s.done_at is not None and len(s.text.split()) < 150, "the stream ran to its end"
+    expect(row).to_have_attribute("data-status", "cancelled", timeout=5_000)  # ...the row says so...
+    expect(cancel).to_be_hidden()
+    expect(row.locator(".tt-status")).to_have_text("cancelled")
+    # ...and the simulator saw its client (the proxy) go away mid-stream.
+    live_stack.wait_json("sim", "/_sim/stats", lambda b: b["client_disconnects"] >= before + 1, timeout=5)
+    assert row_text(row) and s.text.startswith(row_text(row)[:20])
+
+    # The request page has the same button while it streams.
+    prompt = unique_prompt("Cancel me from my own page.")
+    _, done = live_stack.stream("canary", prompt, tps=4, ttft_ms=100, tokens=200)
+    row = page.locator(".tt-row", has_text=prompt)
+    expect(row.locator(".tt-row-text")).not_to_have_text("", timeout=5_000)
+    row.locator(".tt-row-prompt").click()
+    page.locator("#detail-cancel").click()
+    done.result(10)
+    expect(page.locator("#detail-status")).to_have_text("cancelled", timeout=5_000)
+    expect(page.locator("#detail-cancel")).to_have_count(0)
+    assert page.page_errors == []
+
+
+def _start_run(page, name: str) -> str:
+    page.locator("#runs-name").fill(name)
+    page.locator("#runs-start").click()
+    row = page.locator("#runs-list tr", has_text=name)
+    expect(row).to_have_attribute("data-status", "active", timeout=5_000)
+    return row.get_attribute("data-run")
+
+
+def _end_run(page, live_stack, run_id: str, requests: int) -> None:
+    # The proxies export spans in batches: the run's requests are stored a moment after they end.
+    live_stack.wait_json("collector", f"/api/runs/{run_id}",
+                         lambda b: b["stats"]["requests"] >= requests, timeout=10)
+    row = page.locator(f'#runs-list tr[data-run="{run_id}"]')
+    row.locator('[data-action="end"]').click()
+    expect(row).to_have_attribute("data-status", "ended", timeout=5_000)
+
+
+def test_runs_record_stats_what_if_and_compare(live_stack, page):
+    open_page(page, live_stack, "/runs", sources=("collector",))
+    tag = uuid.uuid4().hex[:6]
+    a = _start_run(page, f"baseline {tag}")
+    row = page.locator(f'#runs-list tr[data-run="{a}"]')
+    row.locator('[data-action="pause"]').click()
+    expect(row).to_have_attribute("data-status", "paused", timeout=5_000)
+    page.locator("#runs-start").click()  # one run records at a time: the collector's 409, shown
+    expect(page.locator("#tt-toast")).to_contain_text(f"is paused: end it before starting another")
+    row.locator('[data-action="resume"]').click()
+    expect(row).to_have_attribute("data-status", "active", timeout=5_000)
+    streams = [live_stack.stream("production", unique_prompt("Run A, request 1."), tps=200, tokens=20),
+               live_stack.stream("production", unique_prompt("Run A, request 2."), tps=200, tokens=30),
+               live_stack.stream("canary", unique_prompt("Run A, no price."), model="sim-llama-3-8b", tps=200,
+                                 tokens=10)]
+    for _, done in streams:
+        done.result(10)
+    _end_run(page, live_stack, a, 3)
+    b = _start_run(page, f"candidate {tag}")
+    live_stack.stream("production", unique_prompt("Run B."), model="sim-gpt-4o-mini", tps=200, tokens=40)[1].result(10)
+    _end_run(page, live_stack, b, 1)
+
+    page.locator(f'#runs-list tr[data-run="{a}"] a').first.click()
+    expect(page).to_have_url(re.compile(rf"/runs/{a}$"))
+    expect(page.locator('[data-stat="requests"]')).to_have_text("3", timeout=5_000)
+    expect(page.locator('[data-stat="tokens"]')).to_contain_text("→ 60")
+    cost = page.locator('[data-stat="cost"]')
+    expect(cost).to_have_text(re.compile(r"^\$[\d.]+$"))  # the priced requests' cost, never $0 for the rest
+    expect(cost.locator("xpath=..")).to_contain_text("+ 1 request without a price")
+    expect(page.locator('#run-by-model tr[data-model="sim-gpt-4o"] td').nth(1)).to_have_text("2")
+    expect(page.locator('#run-by-model tr[data-model="sim-llama-3-8b"] td').nth(5)).to_have_text("unknown")
+    page.locator("#run-whatif-model").click()
+    page.locator(".dash-dropdown-option", has_text="sim-claude").click()
+    expect(page.locator("#run-whatif b")).to_have_text(re.compile(r"^\$[\d.]+$"), timeout=5_000)
+    expect(page.locator("#run-whatif")).to_contain_text("At sim-claude")
+    page.locator("#tt-toast").evaluate("t => { t.style.transition = 'none'; t.className = 'tt-toast'; }")  # not pictured
+    page.screenshot(path=str(SCREENSHOTS / "runs.png"), full_page=True)
+
+    page.goto(f"{live_stack.origin}/runs/compare?a={a}&b={b}")
+    requests = page.locator('#compare-table tr[data-metric="requests"] td')
+    expect(requests.nth(1)).to_have_text("3", timeout=5_000)
+    expect(requests.nth(2)).to_have_text("1")
+    expect(requests.nth(3)).to_have_text("-66.7 %")
+    assert SECRET not in page.content()
+    assert page.page_errors == []
+
+
+def test_sessions_list_filters_and_turns_in_order(live_stack, page):
+    user, tag = f"user-{uuid.uuid4().hex[:6]}", f"tag-{uuid.uuid4().hex[:6]}"
+    first = unique_prompt("What is a ring buffer?")
+    s1 = live_stack.stream("production", first, tps=200, tokens=12, body={"user": user},
+                           headers={"X-Tokentail-Tags": tag})[1].result(10)
+    second = unique_prompt("And how does it bound memory?")
+    history = [{"role": "user", "content": first}, {"role": "assistant", "content": s1.text}]
+    s2 = live_stack.stream("production", second, tps=200, tokens=12, body={"user": user}, history=history,
+                           headers={"X-Tokentail-Tags": tag})[1].result(10)
+    sid = live_stack.wait_json("collector", f"/api/spans?user={user}&messages=false",
+                               lambda b: len(b["spans"]) == 2)["spans"][0]["session_id"]
+    assert sid
+
+    open_page(page, live_stack, "/sessions", sources=("collector",))
+    page.locator("#sessions-user").click()
+    page.locator(".dash-dropdown-option", has_text=user).click()
+    page.keyboard.press("Escape")
+    rows = page.locator("#sessions-list tr[data-session]")
+    expect(rows).to_have_count(1, timeout=5_000)
+    expect(rows.first).to_have_attribute("data-session", sid)
+    expect(rows.first.locator("td").nth(3)).to_have_text("2")
+    rows.first.locator("a").click()
+    expect(page).to_have_url(re.compile(r"/sessions/"))
+
+    turns = page.locator("#session-turns .tt-turn")
+    expect(turns).to_have_count(2, timeout=5_000)
+    expect(turns.nth(0).locator(".tt-msg-user")).to_contain_text(first)
+    expect(turns.nth(1).locator(".tt-msg-user")).to_contain_text(second)
+    expect(turns.nth(1).locator(".tt-msg-assistant")).to_contain_text(s2.text[:30])
+    expect(turns.nth(0).locator(".tt-row-stats")).to_contain_text("$")  # sim-gpt-4o has a price
+
+    # A third turn streams into the page from the live feed, then takes its place as stored.
+    third = unique_prompt("One more, slowly.")
+    history += [{"role": "user", "content": second}, {"role": "assistant", "content": s2.text}]
+    _, done = live_stack.stream("production", third, tps=10, ttft_ms=100, tokens=20, body={"user": user},
+                                history=history, headers={"X-Tokentail-Tags": tag})
+    live = page.locator("#tt-session-live .tt-turn", has_text=third)
+    expect(live).to_have_attribute("data-status", "in_flight", timeout=5_000)
+    expect(live.locator(".tt-msg-assistant .tt-text")).to_have_text(re.compile(r"\w+ \w+ \w+"), timeout=5_000)
+    page.screenshot(path=str(SCREENSHOTS / "sessions.png"), full_page=True)
+    done.result(10)
+    expect(turns).to_have_count(3, timeout=10_000)
+    expect(turns.nth(2).locator(".tt-msg-user")).to_contain_text(third)
+    expect(page.locator("#tt-session-live .tt-turn")).to_have_count(0)
+
+    # The Live page filters by the same tag.
+    page.locator("#nav-live").click()
+    page.locator("#live-tag").click()
+    page.locator(".dash-dropdown-option", has_text=tag).click()
+    page.keyboard.press("Escape")
+    expect(page.locator(".tt-row")).to_have_count(3)
+    expect(page.locator(".tt-row").first.locator(".tt-row-attrs")).to_contain_text(f"#{tag}")
+    assert page.page_errors == []
+
+
+def test_playground_streams_through_the_proxy_and_shows_in_live(live_stack, page):
+    open_page(page, live_stack, "/playground")
+    message = unique_prompt("Say something from the playground.")
+    page.locator("#play-model").fill("sim-gpt-4o")
+    page.locator("#play-message").fill(message)
+    page.locator("#play-send").click()
+    text = page.locator("#tt-play-text")
+    expect(text).not_to_have_text("", timeout=5_000)
+    lengths = []
+    for _ in range(10):
+        lengths.append(len(text.inner_text()))
+        time.sleep(0.05)
+    expect(page.locator("#tt-play-status")).to_contain_text("ok", timeout=10_000)
+    rid = text.get_attribute("data-id")
+    assert rid and page.locator("#tt-play-link").get_attribute("href") == f"/request/{rid}"
+    page.locator("#nav-live").click()
+    row = page.locator(f'.tt-row[data-id="{rid}"]')
+    expect(row).to_have_attribute("data-status", "ok")
+    expect(row.locator(".tt-row-prompt")).to_have_text(message)
+    expect(row.locator(".tt-row-attrs")).to_contain_text("#playground")
+    assert row_text(row) == text.inner_text() and len(set(lengths)) >= 1
+    assert page.page_errors == []
