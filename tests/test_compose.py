@@ -442,7 +442,7 @@ def test_settings_resolve_as_the_cli_would():
             assert s.read_token == TEST_ENV["TOKENTAIL_READ_TOKEN"], name
         if command == "proxy":
             assert validate_upstream(s.upstream)
-            assert s.admin_token is None  # nothing to administer on a proxy: least privilege
+            assert s.admin_token == TEST_ENV["TOKENTAIL_ADMIN_TOKEN"]  # the dashboard cancels requests
         if command == "collector":
             assert s.admin_token == TEST_ENV["TOKENTAIL_ADMIN_TOKEN"]
             config = CollectorConfig.from_settings(s)

@@ -14,14 +14,14 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium_path() -> str:
     path = shutil.which("chromium")
     require("TOKENTAIL_REQUIRE_BROWSER", "chromium (Debian's package)", path is not None)
     return path  # type: ignore[return-value]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(chromium_path):
     from playwright.sync_api import sync_playwright
 
@@ -34,7 +34,7 @@ def browser(chromium_path):
             b.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def live_stack(chromium_path, tmp_path_factory):
     """Simulator, two proxies, collector and dashboard (not the ``stack`` of tests/conftest.py)."""
     from ._stack import Stack
