@@ -75,20 +75,12 @@ OPTIONS = [
 
 
 def validate_upstream(url: str | None) -> str:
-    from yarl import URL
+    from .routes import parse_upstream
 
     if not url:
         raise SettingsError("--upstream is required (e.g. --upstream https://api.openai.com/v1, "
                             "or run `tokentail simulate` and use http://127.0.0.1:8799/v1)")
-    try:
-        parsed = URL(url)
-    except ValueError as exc:
-        raise SettingsError(f"--upstream {url!r} is not a URL: {exc}") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise SettingsError(f"--upstream {url!r} must be an http:// or https:// URL with a host")
-    if parsed.query_string or parsed.fragment:
-        raise SettingsError("--upstream must not carry a query string or fragment")
-    return str(parsed).rstrip("/")
+    return str(parse_upstream(url, "--upstream"))
 
 
 def main(settings) -> int:

@@ -142,22 +142,24 @@ class ProxyMetrics:
 
     # --- GenAI instruments ------------------------------------------------------------------
 
-    def _declare_v141(self, r: CollectorRegistry) -> None:
-        # OpenTelemetry semantic conventions v1.41 (gen_ai.client.*).
+    def _declare_timings(self, r: CollectorRegistry, prefix: str, duration_help: str) -> None:
+        # The duration / first-chunk / per-chunk trio; only the name prefix differs between versions.
         self.g_duration = Histogram(
-            "gen_ai_client_operation_duration_seconds", "GenAI operation duration.",
+            f"{prefix}_duration_seconds", duration_help,
             [*_GENAI, "error_type"], buckets=GENAI_DURATION_BUCKETS, registry=r,
         )
         self.g_ttfc = Histogram(
-            "gen_ai_client_operation_time_to_first_chunk_seconds",
-            "Time to receive the first chunk of a streamed response.",
+            f"{prefix}_time_to_first_chunk_seconds", "Time to receive the first chunk of a streamed response.",
             _GENAI, buckets=GENAI_DURATION_BUCKETS, registry=r,
         )
         self.g_tpoc = Histogram(
-            "gen_ai_client_operation_time_per_output_chunk_seconds",
-            "Time between consecutive chunks of a streamed response.",
+            f"{prefix}_time_per_output_chunk_seconds", "Time between consecutive chunks of a streamed response.",
             _GENAI, buckets=GENAI_DURATION_BUCKETS, registry=r,
         )
+
+    def _declare_v141(self, r: CollectorRegistry) -> None:
+        # OpenTelemetry semantic conventions v1.41 (gen_ai.client.*).
+        self._declare_timings(r, "gen_ai_client_operation", "GenAI operation duration.")
         self.g_usage = Histogram(
             "gen_ai_client_token_usage", "Number of input and output tokens used.",
             [*_GENAI, "gen_ai_token_type"], buckets=GENAI_TOKEN_BUCKETS, registry=r,
@@ -165,20 +167,7 @@ class ProxyMetrics:
 
     def _declare_latest(self, r: CollectorRegistry) -> None:
         # open-telemetry/semantic-conventions-genai (client-inference.md, token-metrics.yaml).
-        self.g_duration = Histogram(
-            "gen_ai_client_inference_duration_seconds", "GenAI client inference operation duration.",
-            [*_GENAI, "error_type"], buckets=GENAI_DURATION_BUCKETS, registry=r,
-        )
-        self.g_ttfc = Histogram(
-            "gen_ai_client_inference_time_to_first_chunk_seconds",
-            "Time to receive the first chunk of a streamed response.",
-            _GENAI, buckets=GENAI_DURATION_BUCKETS, registry=r,
-        )
-        self.g_tpoc = Histogram(
-            "gen_ai_client_inference_time_per_output_chunk_seconds",
-            "Time between consecutive chunks of a streamed response.",
-            _GENAI, buckets=GENAI_DURATION_BUCKETS, registry=r,
-        )
+        self._declare_timings(r, "gen_ai_client_inference", "GenAI client inference operation duration.")
         modality = [*_GENAI, "gen_ai_token_modality"]
         self.g_in = Counter("gen_ai_client_inference_usage_input_tokens",
                             "Input tokens used, including cached tokens.", modality, registry=r)

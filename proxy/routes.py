@@ -151,7 +151,7 @@ def parse_routes(raw: Any, env: Mapping[str, str]) -> RouteTable:
             if value in seen:
                 raise SettingsError(f"{where}: {key} {value!r} is already taken by route {seen[value]!r}")
             seen[value] = name
-        upstream = _upstream(entry.get("upstream"), where)
+        upstream = parse_upstream(entry.get("upstream"), where)
         model = entry.get("model")
         if model is not None and (not isinstance(model, str) or not model):
             raise SettingsError(f"{where}: 'model' must be a non-empty string (the model name sent upstream)")
@@ -197,7 +197,9 @@ def load_routes(env: Mapping[str, str], flag_value: Any = None) -> tuple[RouteTa
     return parse_routes(raw, env), path
 
 
-def _upstream(url: Any, where: str) -> URL:
+def parse_upstream(url: Any, where: str) -> URL:
+    """A base URL an upstream may have (http(s), a host, no credentials, query or fragment);
+    ``where`` names the setting in the one-line error (``--upstream``, ``route 'x'``)."""
     if not isinstance(url, str) or not url:
         raise SettingsError(f"{where}: 'upstream' is required (a base URL like https://api.openai.com/v1)")
     try:
