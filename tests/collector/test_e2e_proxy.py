@@ -91,3 +91,53 @@ async def test_proxy_spans_arrive_over_otlp_with_the_live_feed_request_id(sim_se
     finally:
         await proxy.close()
         telemetry.shutdown_bounded(provider, 2)
+
+
+async def test_an_injected_route_key_never_reaches_the_database(sim_server, aiohttp_client, tmp_path):
+    """Issue 7: a route's API key goes to the upstream and nowhere else — not into spans, so
+    not into DuckDB. The stored file is read whole after the collector closes it."""
+    from aiohttp.test_utils import TestServer
+    from prometheus_client import CollectorRegistry
+
+    from tests.conftest import proxy_settings
+    from tokentail.proxy import telemetry
+    from tokentail.proxy.app import create_app as create_proxy
+
+    key = "sk-route-INJECTED-7f3a9c0e5b1d"
+    client_key = "sk-client-OWNKEY-2b8e4d6f0a1c"
+    cfg = make_config(tmp_path)
+    client = await aiohttp_client(create_app(cfg, scrape=False, maintain=False))
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": str(client.make_url("")).rstrip("/"), "OTEL_BSP_SCHEDULE_DELAY": "100",
+           "TT_E2E_ROUTE_KEY": key}
+    provider = telemetry.build_tracer_provider(env, lambda sink, n: None)
+    route = {"name": "sim", "prefix": "sim-", "upstream": str(sim_server.make_url("/v1")),
+             "api_key_env": "TT_E2E_ROUTE_KEY"}
+    proxy_app = create_proxy(proxy_settings("http://127.0.0.1:9/v1", routes=[route]), registry=CollectorRegistry(),
+                             tracer_provider=provider, env=env)
+    proxy = TestServer(proxy_app, host="127.0.0.1")
+    await proxy.start_server()
+    try:
+        body = {"model": "sim-gpt-4o", "stream": True, "messages": [{"role": "user", "content": "route me"}]}
+        async with aiohttp.ClientSession() as s:
+            async with s.post(str(proxy.make_url("/v1/chat/completions")), json=body,
+                              headers={"Authorization": f"Bearer {client_key}"}) as r:
+                assert r.status == 200
+                rid = r.headers["x-tokentail-request-id"]
+                await r.read()
+            async with s.get(sim_server.make_url("/_sim/last")) as r:
+                assert (await r.json())["headers"]["authorization"] == f"Bearer {key}"  # injected upstream
+        stored = None
+        for _ in range(100):
+            spans = (await (await client.get("/api/spans")).json())["spans"]
+            stored = next((sp for sp in spans if sp["request_id"] == rid), None)
+            if stored:
+                break
+            await asyncio.sleep(0.05)
+        assert stored is not None and stored["route"] == "sim"
+    finally:
+        await proxy.close()
+        telemetry.shutdown_bounded(provider, 2)
+    await client.close()  # the collector checkpoints and closes the DuckDB file
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith(cfg.db.name))
+    assert b"route-INJECTED" not in raw and b"OWNKEY" not in raw
+    assert rid.encode() in raw  # the row is really in the file we searched
