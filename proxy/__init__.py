@@ -7,7 +7,8 @@ Layers, from the socket inward:
 - ``forward``: the thin request handler. It reads the request, opens the upstream
   call and loops: read a chunk, write it to the client, feed the tap.
 - ``tap`` (pure): turns the response bytes into deltas, usage, finish reason;
-  built on ``sse`` (an incremental SSE decoder) and ``usage`` (per-provider shapes).
+  built on ``sse`` (an incremental SSE decoder) and ``usage`` (the registry of
+  per-provider interpreters, in ``_usage_openai``, ``_usage_responses``, ``_usage_anthropic``).
 - ``record``: the ``RequestRecord`` a request builds as it goes, and the
   ``Observer`` hooks (``on_start``/``on_delta``/``on_end``) that the live hub and
   the telemetry sinks implement. Observers must never block or raise into the
@@ -20,7 +21,8 @@ Layers, from the socket inward:
 - ``sessions`` (pure, bounded memory): the conversation a request belongs to; assigned
   before the upstream call, keyed for the next turn at ``on_end`` (an observer).
 - cost: ``tokentail.pricing`` (pure) prices the finished record before the observers see it.
-- ``live``: in-memory ring of recent requests and the pub/sub behind ``/api/live``.
+- ``live``: in-memory ring of recent requests and the pub/sub behind ``/api/live``
+  (event payloads built by the pure ``_live_shapes``).
 - ``api``: ``/api/*`` handlers, including cancel (the app keeps a registry of in-flight
   handler tasks by request id) and routes; state changes follow ``tokentail.access``.
 """
