@@ -1,10 +1,10 @@
-"""The simulator's aiohttp app: endpoints, pacing, fault injection and test hooks.
+"""The simulator's aiohttp app: pacing, fault injection, disconnects and test hooks.
 
-Each API endpoint is a pure *builder* (request JSON -> body dict or event stream,
-from ``shapes`` and ``text``) wrapped by one ``_endpoint`` that does what every
-endpoint shares: count and record the request, parse it, apply the per-request
-plan (``x-sim-*`` headers over the ``SimConfig``), inject errors or hangs, then
-pace the reply and notice a client that leaves.
+Each API endpoint is a pure *builder* in ``endpoints`` (request JSON -> body dict or
+event stream, from ``shapes`` and ``text``), listed in ``endpoints.API``. ``_handler``
+wraps each into what every endpoint shares: count and record the request, parse it,
+apply the per-request plan (``x-sim-*`` headers over the ``SimConfig``), inject errors
+or hangs, then pace the reply and notice a client that leaves.
 
 Disconnects: aiohttp sees a vanished client only on the next write unless the
 server cancels handlers on connection loss (``handler_cancellation``, off in
@@ -21,18 +21,18 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import re
 import secrets
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
 from . import shapes
-from .text import count_tokens, extract_text, fragments, iter_tokens, stable_hash, tool_arguments
+from .endpoints import API, MODELS, BadRequest, Endpoint, Out, Plan
 
-MODELS = ("sim-gpt-4o", "sim-gpt-4o-mini", "sim-claude", "sim-llama-3-8b", "sim-text-embedding-3-small")
+__all__ = ["MODELS", "STATE", "SimConfig", "SimState", "SimStats", "create_app"]
+
 POLL = 0.05  # seconds between transport checks while waiting
 MAX_BODY = 64 * 1024 * 1024
 
@@ -90,34 +90,8 @@ class SimState:
 STATE = web.AppKey("tokentail_simulator_state", SimState)
 
 
-class _BadRequest(ValueError):
-    def __init__(self, message: str, param: str | None = None):
-        super().__init__(message)
-        self.param = param
-
-
 class _ClientGone(ConnectionResetError):
     pass
-
-
-@dataclass
-class _Plan:
-    n: int  # completion tokens to generate
-    finish: str  # "stop" or "length" (capped by the request's max tokens)
-    ttft: float
-    tps: float
-    error: int | None = None
-    drop_after: int | None = None
-    no_usage: bool = False
-    hang: bool = False
-    cached: int | None = None
-
-
-@dataclass
-class _Out:
-    body: dict | None = None
-    events: Iterator[shapes.Event] | None = None
-    n: int = 0
 
 
 _TRUE = ("1", "true", "yes", "on")
@@ -130,13 +104,13 @@ def _header_num(request: web.Request, name: str, kind: type, low: float, high: f
     try:
         value = kind(raw)
     except ValueError:
-        raise _BadRequest(f"header {name}: not a number: {raw!r}") from None
+        raise BadRequest(f"header {name}: not a number: {raw!r}") from None
     if not low <= value <= high:
-        raise _BadRequest(f"header {name}: {raw} is out of range")
+        raise BadRequest(f"header {name}: {raw} is out of range")
     return value
 
 
-def _plan(request: web.Request, state: SimState, body: dict, cap_keys: tuple[str, ...]) -> _Plan:
+def _plan(request: web.Request, state: SimState, body: dict, cap_keys: tuple[str, ...]) -> Plan:
     cfg = state.config
     n = _header_num(request, "x-sim-tokens", int, 1) or cfg.length
     finish = "stop"
@@ -148,7 +122,7 @@ def _plan(request: web.Request, state: SimState, body: dict, cap_keys: tuple[str
             break
     tps = _header_num(request, "x-sim-tps", float, 0)
     ttft_ms = _header_num(request, "x-sim-ttft-ms", float, 0)
-    plan = _Plan(
+    plan = Plan(
         n=n, finish=finish,
         ttft=cfg.ttft if ttft_ms is None else ttft_ms / 1000,
         tps=cfg.tokens_per_second if tps is None else tps,
@@ -211,7 +185,7 @@ def _json_response(status: int, body: Any, headers: dict[str, str] | None = None
     return web.Response(status=status, body=shapes.dumps(body).encode(), content_type="application/json", headers=h)
 
 
-async def _run_stream(request: web.Request, state: SimState, plan: _Plan, out: _Out, t0: float) -> web.StreamResponse:
+async def _run_stream(request: web.Request, state: SimState, plan: Plan, out: Out, t0: float) -> web.StreamResponse:
     stats, cfg = state.stats, state.config
     drop = plan.drop_after
     if drop is None and cfg.disconnect_rate > 0 and state.rng.random() < cfg.disconnect_rate:
@@ -250,7 +224,7 @@ async def _run_stream(request: web.Request, state: SimState, plan: _Plan, out: _
     return resp
 
 
-async def _run_reply(request: web.Request, state: SimState, plan: _Plan, out: _Out, t0: float) -> web.StreamResponse:
+async def _run_reply(request: web.Request, state: SimState, plan: Plan, out: Out, t0: float) -> web.StreamResponse:
     gen_time = out.n / plan.tps if plan.tps > 0 else 0.0
     try:
         if plan.drop_after is not None:  # no body at all: the upstream died while generating
@@ -280,243 +254,54 @@ async def _receive(request: web.Request, state: SimState) -> bytes:
     return raw
 
 
-Builder = Callable[[SimState, dict, _Plan], _Out]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _endpoint(cap_keys: tuple[str, ...] = (), anthropic: bool = False) -> Callable[[Builder], Handler]:
+def _handler(endpoint: Endpoint) -> Handler:
     """Wrap a builder into a handler: record, parse, plan, inject faults, then pace the reply."""
+    build, cap_keys, anthropic = endpoint.build, endpoint.cap_keys, endpoint.anthropic
 
-    def wrap(build: Builder) -> Handler:
-        async def handler(request: web.Request) -> web.StreamResponse:
-            state = request.app[STATE]
-            t0 = asyncio.get_running_loop().time()
-            raw = await _receive(request, state)
-            state.stats.in_flight += 1
+    async def handler(request: web.Request) -> web.StreamResponse:
+        state = request.app[STATE]
+        t0 = asyncio.get_running_loop().time()
+        raw = await _receive(request, state)
+        state.stats.in_flight += 1
+        try:
             try:
-                try:
-                    body = json.loads(raw)
-                    if not isinstance(body, dict):
-                        raise _BadRequest("The request body must be a JSON object.")
-                    plan = _plan(request, state, body, cap_keys)
-                except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, _BadRequest
-                    message = str(exc) if isinstance(exc, _BadRequest) else (
-                        "We could not parse the JSON body of your request. The API expects a JSON payload.")
-                    err = shapes.anthropic_error(message) if anthropic else shapes.openai_error(message)
-                    return _json_response(400, err)
-                if plan.hang:
-                    return await _hang(request, state)
-                if plan.error is not None:
-                    state.stats.errors_injected += 1
-                    return _json_response(plan.error, shapes.injected_error(plan.error, anthropic), {"Retry-After": "1"})
-                try:
-                    out = build(state, body, plan)
-                except _BadRequest as exc:
-                    err = shapes.anthropic_error(str(exc)) if anthropic else shapes.openai_error(str(exc), param=exc.param)
-                    return _json_response(400, err)
-                if out.events is not None:
-                    return await _run_stream(request, state, plan, out, t0)
-                return await _run_reply(request, state, plan, out, t0)
-            except asyncio.CancelledError:  # handler_cancellation=True: the client left
-                if _client_left(request):
-                    _note_gone(state)
-                raise
-            finally:
-                state.stats.in_flight -= 1
+                body = json.loads(raw)
+                if not isinstance(body, dict):
+                    raise BadRequest("The request body must be a JSON object.")
+                plan = _plan(request, state, body, cap_keys)
+            except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, BadRequest
+                message = str(exc) if isinstance(exc, BadRequest) else (
+                    "We could not parse the JSON body of your request. The API expects a JSON payload.")
+                err = shapes.anthropic_error(message) if anthropic else shapes.openai_error(message)
+                return _json_response(400, err)
+            if plan.hang:
+                return await _hang(request, state)
+            if plan.error is not None:
+                state.stats.errors_injected += 1
+                return _json_response(plan.error, shapes.injected_error(plan.error, anthropic), {"Retry-After": "1"})
+            try:
+                out = build(state, body, plan)
+            except BadRequest as exc:
+                err = shapes.anthropic_error(str(exc)) if anthropic else shapes.openai_error(str(exc), param=exc.param)
+                return _json_response(400, err)
+            if out.events is not None:
+                return await _run_stream(request, state, plan, out, t0)
+            return await _run_reply(request, state, plan, out, t0)
+        except asyncio.CancelledError:  # handler_cancellation=True: the client left
+            if _client_left(request):
+                _note_gone(state)
+            raise
+        finally:
+            state.stats.in_flight -= 1
 
-        handler.__name__ = build.__name__
-        return handler
-
-    return wrap
+    handler.__name__ = build.__name__
+    return handler
 
 
-# --- request reading helpers ------------------------------------------------------------------
-
-
-def _model(body: dict, default: str) -> str:
-    model = body.get("model", default)
-    if not isinstance(model, str) or not model:
-        raise _BadRequest("'model' must be a non-empty string.", "model")
-    return model
-
-
-def _messages(body: dict) -> list:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise _BadRequest("'messages' must be a non-empty array.", "messages")
-    return messages
-
-
-def _prompt_tokens(texts: list[str], overhead: int = 4) -> int:
-    return sum(count_tokens(t) + overhead for t in texts) + 3
-
-
-def _cached(plan: _Plan, prompt_tokens: int) -> int:
-    if plan.cached is not None:
-        return min(plan.cached, prompt_tokens)
-    # Like OpenAI's prompt caching: long prompts hit the cache in 128-token blocks.
-    return (prompt_tokens * 3 // 4) // 128 * 128 if prompt_tokens >= 1024 else 0
-
-
-def _wants_usage(body: dict, plan: _Plan) -> bool:
-    options = body.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True and not plan.no_usage
-
-
-def _meta(prefix: str, model: str) -> shapes.Meta:
-    return shapes.Meta(prefix + secrets.token_urlsafe(18).replace("-", "x").replace("_", "y"), int(time.time()), model)
-
-
-_WEATHER = re.compile(r"\bweather\b", re.IGNORECASE)
-
-
-def _pick_tool(body: dict, messages: list, seed: int) -> tuple[str, Any] | None:
-    """The tool a model would call: forced by ``tool_choice``, asked about the weather,
-    or for about one request in five that offer tools; never right after a tool result."""
-    tools = body.get("tools")
-    if not isinstance(tools, list):
-        return None
-    funcs = [(f["name"], f.get("parameters")) for t in tools if isinstance(t, dict)
-             and isinstance(f := t.get("function"), dict) and isinstance(f.get("name"), str)]
-    choice = body.get("tool_choice")
-    if not funcs or choice == "none":
-        return None
-    if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
-        forced = [f for f in funcs if f[0] == choice["function"].get("name")]
-        if forced:
-            return forced[0]
-    last = messages[-1] if isinstance(messages[-1], dict) else {}
-    if last.get("role") == "tool" and choice != "required":
-        return None
-    user_text = extract_text(last.get("content")) if last.get("role") == "user" else ""
-    if _WEATHER.search(user_text):
-        return next((f for f in funcs if "weather" in f[0].lower()), funcs[0])
-    if choice == "required" or seed % 5 == 0:
-        return funcs[seed % len(funcs)]
-    return None
-
-
-# --- endpoints ------------------------------------------------------------------------------
-
-
-@_endpoint(cap_keys=("max_completion_tokens", "max_tokens"))
-def chat_completions(state: SimState, body: dict, plan: _Plan) -> _Out:
-    messages = _messages(body)
-    model = _model(body, MODELS[0])
-    texts = [extract_text(m.get("content")) if isinstance(m, dict) else "" for m in messages]
-    prompt = _prompt_tokens(texts)
-    if isinstance(body.get("tools"), list):
-        prompt += count_tokens(shapes.dumps(body["tools"]))
-    cached = _cached(plan, prompt)
-    seed = stable_hash(state.config.seed, model, messages)
-    stream = body.get("stream") is True
-    meta = _meta("chatcmpl-", model)
-    tool = _pick_tool(body, messages, seed)
-    if tool is not None:
-        name, parameters = tool
-        arguments = shapes.dumps(tool_arguments(parameters, seed))
-        call_id = "call_" + secrets.token_hex(12)
-        pieces = fragments(arguments, seed)
-        n = len(pieces) + 1
-        usage = None if plan.no_usage else shapes.chat_usage(prompt, n + 8, cached)
-        if stream:
-            return _Out(events=shapes.chat_tool_stream(meta, call_id, name, pieces, usage, _wants_usage(body, plan)), n=n)
-        message = shapes.tool_call_message(call_id, name, arguments)
-        return _Out(body=shapes.chat_completion(meta, message, "tool_calls", usage), n=n)
-    usage = None if plan.no_usage else shapes.chat_usage(prompt, plan.n, cached)
-    tokens = iter_tokens(seed, plan.n)
-    if stream:
-        return _Out(events=shapes.chat_stream(meta, tokens, plan.n, plan.finish, usage, _wants_usage(body, plan)), n=plan.n)
-    message = shapes.assistant_message("".join(tokens))
-    return _Out(body=shapes.chat_completion(meta, message, plan.finish, usage), n=plan.n)
-
-
-@_endpoint(cap_keys=("max_tokens",))
-def completions(state: SimState, body: dict, plan: _Plan) -> _Out:
-    prompt_in = body.get("prompt")
-    if isinstance(prompt_in, str):
-        prompt = count_tokens(prompt_in)
-    elif isinstance(prompt_in, list) and prompt_in:
-        prompt = sum(count_tokens(p) if isinstance(p, str) else len(p) if isinstance(p, list) else 1 for p in prompt_in)
-    else:
-        raise _BadRequest("'prompt' must be a string or an array.", "prompt")
-    model = _model(body, "sim-gpt-3.5-turbo-instruct")
-    seed = stable_hash(state.config.seed, model, prompt_in)
-    usage = None if plan.no_usage else shapes.chat_usage(prompt, plan.n, _cached(plan, prompt))
-    meta = _meta("cmpl-", model)
-    tokens = iter_tokens(seed, plan.n)
-    if body.get("stream") is True:
-        events = shapes.completion_stream(meta, tokens, plan.n, plan.finish, usage, _wants_usage(body, plan))
-        return _Out(events=events, n=plan.n)
-    return _Out(body=shapes.completion(meta, "".join(tokens), plan.finish, usage), n=plan.n)
-
-
-@_endpoint()
-def embeddings(state: SimState, body: dict, plan: _Plan) -> _Out:
-    raw = body.get("input")
-    if isinstance(raw, str) or (isinstance(raw, list) and raw and all(isinstance(x, int) for x in raw)):
-        inputs = [raw]
-    elif isinstance(raw, list) and raw and all(isinstance(x, (str, list)) for x in raw):
-        inputs = raw
-    else:
-        raise _BadRequest("'input' must be a string, an array of strings or an array of token arrays.", "input")
-    dims = body.get("dimensions", state.config.embedding_dimensions)
-    if not isinstance(dims, int) or isinstance(dims, bool) or not 1 <= dims <= 8192:
-        raise _BadRequest("'dimensions' must be an integer between 1 and 8192.", "dimensions")
-    fmt = body.get("encoding_format", "float")
-    if fmt not in ("float", "base64"):
-        raise _BadRequest("'encoding_format' must be 'float' or 'base64'.", "encoding_format")
-    model = _model(body, "sim-text-embedding-3-small")
-    vectors = [shapes.embedding_vector(stable_hash(state.config.seed, model, x), dims) for x in inputs]
-    tokens = sum(count_tokens(x) if isinstance(x, str) else len(x) for x in inputs)
-    return _Out(body=shapes.embeddings(model, vectors, None if plan.no_usage else tokens, fmt == "base64"))
-
-
-@_endpoint(cap_keys=("max_output_tokens",))
-def responses(state: SimState, body: dict, plan: _Plan) -> _Out:
-    raw = body.get("input")
-    if isinstance(raw, str):
-        texts = [raw]
-    elif isinstance(raw, list) and raw:
-        texts = [extract_text(item.get("content", item.get("output", ""))) if isinstance(item, dict) else str(item)
-                 for item in raw]
-    else:
-        raise _BadRequest("'input' must be a string or a non-empty array.", "input")
-    if isinstance(body.get("instructions"), str):
-        texts.append(body["instructions"])
-    model = _model(body, MODELS[0])
-    prompt = _prompt_tokens(texts)
-    cached = _cached(plan, prompt)
-    usage = None if plan.no_usage else shapes.responses_usage(prompt, plan.n, cached)
-    tokens = iter_tokens(stable_hash(state.config.seed, model, raw, body.get("instructions")), plan.n)
-    meta = _meta("resp_", model)
-    item_id = "msg_" + secrets.token_hex(24)
-    if body.get("stream") is True:
-        return _Out(events=shapes.responses_stream(meta, item_id, tokens, usage, body), n=plan.n)
-    item = shapes.output_message(item_id, "completed", [shapes.output_text_part("".join(tokens))])
-    return _Out(body=shapes.response_object(meta, "completed", [item], usage, body), n=plan.n)
-
-
-@_endpoint(cap_keys=("max_tokens",), anthropic=True)
-def messages(state: SimState, body: dict, plan: _Plan) -> _Out:
-    msgs = _messages(body)
-    model = _model(body, "sim-claude")
-    texts = [extract_text(m.get("content")) if isinstance(m, dict) else "" for m in msgs]
-    system = body.get("system")
-    if system is not None:
-        texts.append(extract_text(system))
-    prompt = _prompt_tokens(texts)
-    usage = shapes.anthropic_usage(prompt, plan.n, plan.cached and min(plan.cached, prompt) or 0)
-    stop = "max_tokens" if plan.finish == "length" else "end_turn"
-    tokens = iter_tokens(stable_hash(state.config.seed, model, msgs, system), plan.n)
-    meta = _meta("msg_", model)
-    if body.get("stream") is True:
-        return _Out(events=shapes.messages_stream(meta, tokens, stop, usage), n=plan.n)
-    content = [{"type": "text", "text": "".join(tokens)}]
-    return _Out(body=shapes.anthropic_message(meta, content, stop, usage), n=plan.n)
-
-
-_API_PATHS = {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/messages"}
+_API_PATHS = {endpoint.path for endpoint in API}
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -577,11 +362,8 @@ def create_app(config: SimConfig | None = None) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     app[STATE] = SimState(config or SimConfig())
     r = app.router
-    r.add_post("/v1/chat/completions", chat_completions)
-    r.add_post("/v1/completions", completions)
-    r.add_post("/v1/embeddings", embeddings)
-    r.add_post("/v1/responses", responses)
-    r.add_post("/v1/messages", messages)
+    for endpoint in API:
+        r.add_post(endpoint.path, _handler(endpoint))
     r.add_get("/v1/models", list_models)
     r.add_get("/v1/models/{model}", get_model)
     r.add_get("/_sim/stats", sim_stats)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 from .. import serving
 from .. import settings as st
@@ -30,25 +31,21 @@ def fraction(text: str) -> float:
     return value
 
 
-def non_negative(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise ValueError(f"must be >= 0, got {text}")
-    return value
+def _at_least(low: int, parse: Callable[[str], float]) -> Callable[[str], float]:
+    """A setting parser that rejects values below ``low``."""
+
+    def check(text: str) -> float:
+        value = parse(text)
+        if value < low:
+            raise ValueError(f"must be >= {low}, got {text}")
+        return value
+
+    return check
 
 
-def duration(text: str) -> float:
-    value = st.parse_duration(text)
-    if value < 0:
-        raise ValueError(f"must be >= 0, got {text}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"must be >= 1, got {text}")
-    return value
+non_negative = _at_least(0, float)
+duration = _at_least(0, st.parse_duration)  # "200ms", "1.5s", ...
+positive_int = _at_least(1, int)
 
 
 OPTIONS: list[Option] = [
