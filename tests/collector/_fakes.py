@@ -130,3 +130,13 @@ def make_config(tmp_path, targets: list[str] = (), **overrides: Any):
     cfg = CollectorConfig(db=tmp_path / "t.duckdb", targets=tuple(parse_target(t) for t in targets),
                           scrape_interval=5.0, scrape_timeout=1.0)
     return cfg.with_(**overrides) if overrides else cfg
+
+
+class Clock:
+    """A settable clock for the collector's ``clock=`` parameter."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t

@@ -11,17 +11,9 @@ import pytest
 
 from tokentail.collector.app import COLLECTOR, STORE, create_app
 
-from ._fakes import FakeProxy, closed_port_url, make_config
+from ._fakes import Clock, FakeProxy, closed_port_url, make_config
 
 T0 = 1_800_000_000.0  # a multiple of 3600
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture

@@ -9,17 +9,9 @@ import pytest
 
 from tokentail.collector.app import COLLECTOR, create_app
 
-from ._fakes import make_config
+from ._fakes import Clock, make_config
 
 T0 = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 async def test_collector_reads_what_the_real_proxy_exposes(stack, aiohttp_client, tmp_path):

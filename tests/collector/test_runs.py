@@ -7,7 +7,7 @@ import pytest
 from tokentail.collector.app import STORE, create_app
 from tokentail.pricing import PriceTable
 
-from ._fakes import make_config
+from ._fakes import Clock, make_config
 
 T0 = 1_800_000_000.0
 
@@ -15,14 +15,6 @@ PRICES = PriceTable.from_dict({"models": {
     "m-cheap": {"input": 1.0, "output": 2.0, "source": "test", "date": "2025-01-01"},
     "m-big": {"input": 10.0, "output": 40.0, "cached_input": 1.0, "source": "test", "date": "2025-01-01"},
 }})
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture
