@@ -14,6 +14,7 @@ from typing import Any
 from dash import dcc, html
 
 from .config import DashboardConfig
+from .layout import empty_state
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_SYSTEM = "You are a helpful assistant."
@@ -22,10 +23,9 @@ DEFAULT_SYSTEM = "You are a helpful assistant."
 def page(config: DashboardConfig) -> list[Any]:
     if not config.proxies:
         return [html.Div(className="tt-toolbar", children=[html.H1("Playground", className="tt-h1")]),
-                html.Div(className="tt-empty", children=[
-                    html.Div("No proxy to send through", className="tt-empty-title"),
-                    html.P("Start the dashboard with --proxy URL: the playground sends its chats through a proxy, "
-                           "so they show up in Live like any request.", className="tt-empty-text")])]
+                empty_state("No proxy to send through",
+                            "Start the dashboard with --proxy URL: the playground sends its chats through a proxy, "
+                            "so they show up in Live like any request.")]
     proxies = [{"label": p.name, "value": p.name} for p in config.proxies]
     form = html.Div(className="tt-card tt-play-form", children=[
         html.Div(className="tt-field-row", children=[

@@ -17,6 +17,7 @@ from dash import dcc, html
 from . import _format as fmt
 from .config import DashboardConfig
 from .figures import color_for
+from .layout import empty_state
 
 PREFIX = "/runs/"
 COMPARE = "/runs/compare"
@@ -45,10 +46,8 @@ def compare_ids(search: str | None) -> tuple[int, int] | None:
 def list_page(config: DashboardConfig) -> list[Any]:
     if not config.collector:
         return [html.Div(className="tt-toolbar", children=[html.H1("Runs", className="tt-h1")]),
-                html.Div(className="tt-empty", children=[
-                    html.Div("No collector configured", className="tt-empty-title"),
-                    html.P("Runs are recorded by the collector: start the dashboard with --collector URL.",
-                           className="tt-empty-text")])]
+                empty_state("No collector configured",
+                            "Runs are recorded by the collector: start the dashboard with --collector URL.")]
     return [
         html.Div(className="tt-toolbar", children=[
             html.H1("Runs", className="tt-h1"),
@@ -84,10 +83,8 @@ def _status(status: str | None) -> html.Span:
 
 def runs_table(runs: list[dict[str, Any]]) -> Any:
     if not runs:
-        return html.Div(className="tt-empty", children=[
-            html.Div("No runs yet", className="tt-empty-title"),
-            html.P("Name a run and start it; the requests made until you end it are its requests.",
-                   className="tt-empty-text")])
+        return empty_state("No runs yet",
+                           "Name a run and start it; the requests made until you end it are its requests.")
     head = html.Tr([html.Th(h, className=c) for h, c in (
         ("Run", ""), ("Status", ""), ("Started", ""), ("Wall time", "tt-num"), ("Requests", "tt-num"),
         ("Tokens in → out", "tt-num"), ("Cost", "tt-num"), ("Errors", "tt-num"), ("", ""))])
@@ -192,9 +189,9 @@ def breakdown_table(rows: list[dict[str, Any]], key: str, title: str) -> html.Di
 def run_view(run: dict[str, Any] | None, run_id: int, error: str | None = None) -> list[Any]:
     back = dcc.Link("← Runs", href="/runs", className="tt-back")
     if run is None:
-        return [html.Div(className="tt-detail-head", children=[back]), html.Div(className="tt-empty", children=[
-            html.Div(f"Run {run_id} not found" if not error else "Could not load this run", className="tt-empty-title"),
-            html.P(error or "The collector has no run with this id.", className="tt-empty-text")])]
+        return [html.Div(className="tt-detail-head", children=[back]),
+                empty_state(f"Run {run_id} not found" if not error else "Could not load this run",
+                            error or "The collector has no run with this id.")]
     s = run.get("stats") or {}
     intervals = run.get("intervals") or []
     head = html.Div(className="tt-detail-head", children=[
@@ -258,9 +255,8 @@ def _change(m: dict[str, Any]) -> str:
 def compare_view(body: dict[str, Any] | None, error: str | None = None) -> list[Any]:
     back = dcc.Link("← Runs", href="/runs", className="tt-back")
     if not body:
-        return [html.Div(className="tt-detail-head", children=[back]), html.Div(className="tt-empty", children=[
-            html.Div("Pick two runs to compare", className="tt-empty-title"),
-            html.P(error or "Choose run A and run B on the Runs page.", className="tt-empty-text")])]
+        return [html.Div(className="tt-detail-head", children=[back]),
+                empty_state("Pick two runs to compare", error or "Choose run A and run B on the Runs page.")]
     a, b = body["a"], body["b"]
 
     def name(r):

@@ -17,6 +17,7 @@ from . import _format as fmt
 from ._messages import as_list, message_from_parts, prompt_preview
 from .config import DashboardConfig
 from .figures import color_for
+from .layout import empty_state
 
 PREFIX = "/sessions/"
 TURN_TEXT_CHARS = 1200  # of a completion on the session page (the request page has it all)
@@ -35,10 +36,9 @@ def session_id_from_path(path: str | None) -> str | None:
 def list_page(config: DashboardConfig) -> list[Any]:
     if not config.collector:
         return [html.Div(className="tt-toolbar", children=[html.H1("Sessions", className="tt-h1")]),
-                html.Div(className="tt-empty", children=[
-                    html.Div("No collector configured", className="tt-empty-title"),
-                    html.P("Sessions are read from the requests the collector stored: start the dashboard with "
-                           "--collector URL.", className="tt-empty-text")])]
+                empty_state("No collector configured",
+                            "Sessions are read from the requests the collector stored: start the dashboard with "
+                            "--collector URL.")]
     return [
         html.Div(className="tt-toolbar", children=[
             html.H1("Sessions", className="tt-h1"),
@@ -91,12 +91,10 @@ def sessions_table(sessions: list[dict[str, Any]]) -> Any:
 
 
 def _empty() -> html.Div:
-    return html.Div(className="tt-empty", children=[
-        html.Div("No sessions yet", className="tt-empty-title"),
-        html.P("A session is a conversation: the proxy groups turns by an X-Session-Id header, the request's "
-               "metadata.session_id or user, or by a chat that continues an earlier one. Sessions appear here once "
-               "the collector has stored their requests.", className="tt-empty-text"),
-    ])
+    return empty_state("No sessions yet",
+                       "A session is a conversation: the proxy groups turns by an X-Session-Id header, the request's "
+                       "metadata.session_id or user, or by a chat that continues an earlier one. Sessions appear "
+                       "here once the collector has stored their requests.")
 
 
 def turn(span: dict[str, Any], n: int) -> html.Div:
