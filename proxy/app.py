@@ -100,9 +100,10 @@ def create_app(
         prices = PriceTable.load(settings.pricing)
     except PricingError as exc:
         raise SettingsError(str(exc)) from None
+    policy = _policy(settings)
     app = web.Application(
         client_max_size=settings.max_body,
-        middlewares=[access.middleware(_policy(settings))],
+        middlewares=[access.middleware(policy)],
         handler_args={"max_field_size": 65536},
     )
     config = ProxyConfig(
@@ -145,7 +146,7 @@ def create_app(
     app[METRICS] = metrics
     app[OBSERVERS] = Observers(observers)
     app[REDACTOR] = redactor
-    app[POLICY] = _policy(settings)
+    app[POLICY] = policy
     app[BOOT_ID] = boot_id
     routes_from = settings.source("routes")
     app[ROUTES] = RouteState(route_table, env, settings.routes if routes_from == "flag" else None,

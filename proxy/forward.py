@@ -219,8 +219,8 @@ async def forward(request: web.Request) -> web.StreamResponse:
         if rec.error == R.ERR_OPERATOR and _only_our_cancel(resp):
             return await _operator_cancelled(request, rec, resp)
         raise
-    except (ConnectionResetError, aiohttp.ClientConnectionResetError) as exc:
-        if _client_gone(request, exc):
+    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+        if _client_gone(request):
             rec.status = R.CANCELLED
             raise asyncio.CancelledError from None
         return await _upstream_failed(request, rec, resp, R.ERR_DISCONNECT, "upstream closed the connection")
@@ -289,7 +289,7 @@ def _on_deltas(rec: RequestRecord, deltas: list[Delta], observers: Observers) ->
     observers.delta(rec, merge_deltas(deltas))
 
 
-def _client_gone(request: web.Request, exc: BaseException) -> bool:
+def _client_gone(request: web.Request) -> bool:
     transport = request.transport
     return transport is None or transport.is_closing()
 
