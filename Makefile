@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast system-deps bench clean
+.PHONY: install demo test test-fast lint system-deps bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,14 @@ install: $(STAMP)
 demo: install
 	$(BIN)/tokentail up --demo
 
-## Run the whole test suite (browser and Prometheus tests need `make system-deps` first).
-test: install
+## Lint, format check and types, then the whole test suite (browser and Prometheus tests need `make system-deps` first).
+test: lint
 	$(BIN)/python -m pytest -q
+
+## ruff (lint + format check); the type checker joins once the tree is clean.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 ## Unit tests only (no slow, browser or Prometheus tests).
 test-fast: install

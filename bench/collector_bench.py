@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 
 import aiohttp
-
 from _procfs import cpu_seconds, free_port  # bench/ is on sys.path
 
 HERE = Path(__file__).resolve().parent
@@ -46,13 +45,12 @@ TPS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
 CLASSES = (("2xx", 0.9), ("4xx", 0.03), ("5xx", 0.02), ("cancelled", 0.03), ("upstream_error", 0.02))
 
 
-
-
 def lognorm_cdf(x: float, median: float, sigma: float = 0.8) -> float:
     return 0.5 * (1 + math.erf(math.log(x / median) / (sigma * math.sqrt(2))))
 
 
 # --- 1. the synthetic database ----------------------------------------------------------
+
 
 def _round_values(rng: random.Random, scale: float) -> list[tuple[str, tuple, str, float]]:
     """One 5 s interval of a busy proxy: (name, labels, kind, value) for ~200 series."""
@@ -61,21 +59,28 @@ def _round_values(rng: random.Random, scale: float) -> list[tuple[str, tuple, st
         n = max(0, int(rng.gauss(40, 8) * scale))
         for sc, share in CLASSES:
             for stream in ("true", "false"):
-                out.append(("tokentail_requests_total", (("endpoint", "/chat/completions"), ("model", model),
-                                                         ("status_class", sc), ("stream", stream)),
-                            "counter", float(round(n * share / 2 + rng.random()))))
+                out.append(
+                    (
+                        "tokentail_requests_total",
+                        (("endpoint", "/chat/completions"), ("model", model), ("status_class", sc), ("stream", stream)),
+                        "counter",
+                        float(round(n * share / 2 + rng.random())),
+                    )
+                )
         out.append(("tokentail_tokens_total", (("model", model), ("type", "input")), "counter", float(n * 900)))
         out.append(("tokentail_tokens_total", (("model", model), ("type", "output")), "counter", float(n * 250)))
         out.append(("tokentail_cached_input_tokens_total", (("model", model),), "counter", float(n * 300)))
-        for name, bounds, median, extra in (("tokentail_request_duration_seconds", DUR, 2.0,
-                                             (("endpoint", "/chat/completions"),)),
-                                            ("tokentail_time_to_first_token_seconds", DUR, 0.3, ()),
-                                            ("tokentail_output_tokens_per_second", TPS, 45.0, ())):
+        for name, bounds, median, extra in (
+            ("tokentail_request_duration_seconds", DUR, 2.0, (("endpoint", "/chat/completions"),)),
+            ("tokentail_time_to_first_token_seconds", DUR, 0.3, ()),
+            ("tokentail_output_tokens_per_second", TPS, 45.0, ()),
+        ):
             for le in bounds:
                 labels = tuple(sorted((*extra, ("le", repr(float(le))), ("model", model))))
                 out.append((name + "_bucket", labels, "counter", float(round(n * lognorm_cdf(le, median)))))
-            out.append((name + "_bucket", tuple(sorted((*extra, ("le", "+Inf"), ("model", model)))), "counter",
-                        float(n)))
+            out.append(
+                (name + "_bucket", tuple(sorted((*extra, ("le", "+Inf"), ("model", model)))), "counter", float(n))
+            )
             out.append((name + "_count", tuple(sorted((*extra, ("model", model)))), "counter", float(n)))
             out.append((name + "_sum", tuple(sorted((*extra, ("model", model)))), "counter", n * median * 1.1))
     out.append(("tokentail_in_flight_requests", (), "gauge", float(rng.randint(0, 12))))
@@ -100,31 +105,36 @@ def build_database(path: Path, now: float, variants: int = 3) -> dict:
     wm = math.floor((now - 120) / 60) * 60  # the rollup is ~2 minutes behind, as in life
     ids = []
     for v in names:  # one real append per variant creates the series catalog (non-zero: zeros are not stored)
-        store.append_metrics(start5, [(v, f"http://{v}:8787/metrics", n, lab, kind, 1.0)
-                                      for n, lab, kind, _ in _round_values(rng, 1.0)])
+        store.append_metrics(
+            start5, [(v, f"http://{v}:8787/metrics", n, lab, kind, 1.0) for n, lab, kind, _ in _round_values(rng, 1.0)]
+        )
     cat = store.catalog()
     key = {(s.variant, s.name, tuple(sorted(s.labels.items()))): sid for sid, s in cat.items()}
     for v in names:
         ids.append([key[(v, n, lab)] for n, lab, _, _ in _round_values(rng, 1.0)])
-    kinds = [k for _, _, k, _ in _round_values(rng, 1.0)]
     con = store._con
 
     def bulk(table: str, times: list[float], per: float, minute: bool) -> None:
         for i in range(0, len(times), 720):
             ts_col, sid_col, val_col = [], [], []
-            for t in times[i:i + 720]:
+            for t in times[i : i + 720]:
                 diurnal = 0.6 + 0.4 * math.sin(2 * math.pi * (t % 86400) / 86400)
-                for vi, v in enumerate(names):
+                for vi, _v in enumerate(names):
                     vals = _round_values(rng, diurnal * (1.0 if vi == 0 else 0.3))
-                    for (n, lab, kind, val), sid in zip(vals, ids[vi]):
+                    for (_n, _lab, kind, val), sid in zip(vals, ids[vi]):
                         val = val if kind == "gauge" else val * per
                         if kind != "gauge" and val == 0:
                             continue  # as the collector writes them
                         ts_col.append(t)
                         sid_col.append(sid)
                         val_col.append(val)
-            batch = pa.table({"ts": pa.array(ts_col, pa.float64()), "series_id": pa.array(sid_col, pa.int32()),
-                              "value": pa.array(val_col, pa.float64())})
+            batch = pa.table(
+                {
+                    "ts": pa.array(ts_col, pa.float64()),
+                    "series_id": pa.array(sid_col, pa.int32()),
+                    "value": pa.array(val_col, pa.float64()),
+                }
+            )
             con.register("b", batch)
             con.execute(f"INSERT INTO {table} SELECT * FROM b")
             con.unregister("b")
@@ -139,16 +149,26 @@ def build_database(path: Path, now: float, variants: int = 3) -> dict:
     size_all = store.size_bytes()
     rows = {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in ("metrics_5s", "metrics_1m")}
     store.close()
-    return {"seconds": time.perf_counter() - t0, "size5": size5, "size_all": size_all, "rows": rows,
-            "series_per_target": len(ids[0]), "variants": len(names)}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "size5": size5,
+        "size_all": size_all,
+        "rows": rows,
+        "series_per_target": len(ids[0]),
+        "variants": len(names),
+    }
 
 
 # --- processes ------------------------------------------------------------------------------
 
+
 def start_collector(db: Path, *args: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    proc = subprocess.Popen([PY, "-m", "tokentail", "collector", "--port", str(port), "--db", str(db),
-                             "--log-level", "warning", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [PY, "-m", "tokentail", "collector", "--port", str(port), "--db", str(db), "--log-level", "warning", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 30
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -198,6 +218,7 @@ async def time_queries(port: int, n: int = 20) -> dict[str, tuple[float, float]]
 
 
 # --- 4. scrape cost ---------------------------------------------------------------------------
+
 
 async def serve_targets(n: int, ports_file: Path) -> None:
     """Child mode: ``n`` fake proxies (~200 series each) whose counters keep moving."""
@@ -272,22 +293,26 @@ def scrape_cost(n_targets: int, seconds: float, tmp: Path) -> dict:
             time.sleep(0.1)
         ports = ports_file.read_text().split()
         sample = __import__("urllib.request").request.urlopen(f"http://127.0.0.1:{ports[0]}/metrics").read()
-        series = sum(1 for ln in sample.decode().splitlines()
-                     if ln.startswith("tokentail_") and "_created" not in ln)
+        series = sum(1 for ln in sample.decode().splitlines() if ln.startswith("tokentail_") and "_created" not in ln)
         args = [a for i, p in enumerate(ports) for a in ("--target", f"v{i % 3}=http://127.0.0.1:{p}")]
         db = tmp / "scrape.duckdb"
         proc, port = start_collector(db, *args, "--scrape-interval", "5s", "--scrape-timeout", "2s")
         try:
             time.sleep(12)  # warm-up: two rounds create the series
-            c0, t0, s0 = cpu_seconds(proc.pid), time.time(), os.path.getsize(db)
+            c0, t0, _s0 = cpu_seconds(proc.pid), time.time(), os.path.getsize(db)
             time.sleep(seconds)
             c1, t1 = cpu_seconds(proc.pid), time.time()
             status = asyncio.run(_get(port, "/api/status"))
         finally:
             stop(proc)
-        return {"cpu_share": (c1 - c0) / (t1 - t0), "rounds": status["rounds"], "series_per_target": series,
-                "targets_up": sum(1 for t in status["targets"] if t["up"]), "seconds": t1 - t0,
-                "rows_5s": status["store"]["rows"]["metrics_5s"]}
+        return {
+            "cpu_share": (c1 - c0) / (t1 - t0),
+            "rounds": status["rounds"],
+            "series_per_target": series,
+            "targets_up": sum(1 for t in status["targets"] if t["up"]),
+            "seconds": t1 - t0,
+            "rows_5s": status["store"]["rows"]["metrics_5s"],
+        }
     finally:
         targets.kill()
         targets.wait()
@@ -301,6 +326,7 @@ async def _get(port: int, path: str) -> dict:
 
 # --- 5. kill -9 -----------------------------------------------------------------------------
 
+
 def kill_loop(db: Path, kills: int) -> dict:
     """Kill -9 a collector on a copy of the synthetic database at random moments, reopen each time."""
     import duckdb
@@ -310,9 +336,21 @@ def kill_loop(db: Path, kills: int) -> dict:
     for i in range(kills):
         t = time.perf_counter()
         try:
-            proc, port = start_collector(db, "--target", "http://127.0.0.1:9/metrics", "--scrape-interval", "0.2",
-                                         "--scrape-timeout", "0.1", "--rollup-interval", "0.2",
-                                         "--retention-5s", "6h", "--checkpoint-threshold", "1MiB")
+            proc, _port = start_collector(
+                db,
+                "--target",
+                "http://127.0.0.1:9/metrics",
+                "--scrape-interval",
+                "0.2",
+                "--scrape-timeout",
+                "0.1",
+                "--rollup-interval",
+                "0.2",
+                "--retention-5s",
+                "6h",
+                "--checkpoint-threshold",
+                "1MiB",
+            )
         except RuntimeError as exc:
             failures += 1
             print(f"  start {i} failed: {exc}")
@@ -322,11 +360,16 @@ def kill_loop(db: Path, kills: int) -> dict:
         proc.kill()
         proc.wait()
     con = duckdb.connect(str(db), read_only=True)
-    dupes = con.execute("SELECT count(*) FROM (SELECT ts, series_id FROM metrics_1m GROUP BY ALL "
-                        "HAVING count(*) > 1)").fetchall()[0][0]
+    dupes = con.execute(
+        "SELECT count(*) FROM (SELECT ts, series_id FROM metrics_1m GROUP BY ALL HAVING count(*) > 1)"
+    ).fetchall()[0][0]
     con.close()
-    return {"kills": kills, "failed_starts": failures, "duplicate_1m_rows": dupes,
-            "start_median_s": statistics.median(starts) if starts else None}
+    return {
+        "kills": kills,
+        "failed_starts": failures,
+        "duplicate_1m_rows": dupes,
+        "start_median_s": statistics.median(starts) if starts else None,
+    }
 
 
 def main() -> None:
@@ -346,12 +389,16 @@ def main() -> None:
         db = tmp / "week.duckdb"
         built = build_database(db, time.time(), variants=1 if args.quick else 3)
         v, days = built["variants"], 7
-        print(f"\nsynthetic database: {v} variants x {built['series_per_target']} series, "
-              f"{built['rows']['metrics_5s']:,} rows at 5s (24 h), {built['rows']['metrics_1m']:,} at 1m (7 d); "
-              f"built in {built['seconds']:.1f} s; file {built['size_all'] / 2**20:.1f} MiB")
-        print(f"disk per target per day: 5s resolution {built['size5'] / v / 2**20:.1f} MiB, "
-              f"1m resolution {(built['size_all'] - built['size5']) / v / days / 2**20:.2f} MiB; "
-              f"steady state per target (24 h of 5s + 7 d of 1m) {built['size_all'] / v / 2**20:.1f} MiB")
+        print(
+            f"\nsynthetic database: {v} variants x {built['series_per_target']} series, "
+            f"{built['rows']['metrics_5s']:,} rows at 5s (24 h), {built['rows']['metrics_1m']:,} at 1m (7 d); "
+            f"built in {built['seconds']:.1f} s; file {built['size_all'] / 2**20:.1f} MiB"
+        )
+        print(
+            f"disk per target per day: 5s resolution {built['size5'] / v / 2**20:.1f} MiB, "
+            f"1m resolution {(built['size_all'] - built['size5']) / v / days / 2**20:.2f} MiB; "
+            f"steady state per target (24 h of 5s + 7 d of 1m) {built['size_all'] / v / 2**20:.1f} MiB"
+        )
         proc, port = start_collector(db)
         try:
             wait_for_upkeep(port)  # steady state: the first rollup/retention pass is done
@@ -366,16 +413,20 @@ def main() -> None:
             print(f"  range={rng:4} {med:7.1f} ms / {p90:7.1f} ms{verdict}")
         n_targets = 10 if args.quick else 50
         sc = scrape_cost(n_targets, 20.0 if args.quick else args.scrape_seconds, tmp)
-        print(f"\nscraping {n_targets} targets x {sc['series_per_target']} series every 5 s "
-              f"({sc['targets_up']} up, {sc['rounds']} rounds, {sc['seconds']:.0f} s measured): "
-              f"collector CPU {100 * sc['cpu_share']:.1f}% of one core (target <= 10%)")
+        print(
+            f"\nscraping {n_targets} targets x {sc['series_per_target']} series every 5 s "
+            f"({sc['targets_up']} up, {sc['rounds']} rounds, {sc['seconds']:.0f} s measured): "
+            f"collector CPU {100 * sc['cpu_share']:.1f}% of one core (target <= 10%)"
+        )
         kills = 10 if args.quick else args.kills
         if kills:
             copy = tmp / "kill.duckdb"
             shutil.copy(db, copy)
             k = kill_loop(copy, kills)
-            print(f"\nkill -9 at random moments, then reopen: {k['kills']} kills, {k['failed_starts']} failed "
-                  f"starts, {k['duplicate_1m_rows']} duplicated 1m rows, median start {k['start_median_s']:.2f} s")
+            print(
+                f"\nkill -9 at random moments, then reopen: {k['kills']} kills, {k['failed_starts']} failed "
+                f"starts, {k['duplicate_1m_rows']} duplicated 1m rows, median start {k['start_median_s']:.2f} s"
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

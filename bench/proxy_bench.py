@@ -31,22 +31,22 @@ import time
 from contextlib import contextmanager
 
 import aiohttp
-
 from _procfs import cpu_seconds, free_port, rss_mb  # bench/ is on sys.path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = sys.executable
-BODY = json.dumps({"model": "sim-gpt-4o", "stream": True,
-                   "messages": [{"role": "user", "content": "Tell me about proxies."}]}).encode()
-
-
-
+BODY = json.dumps(
+    {"model": "sim-gpt-4o", "stream": True, "messages": [{"role": "user", "content": "Tell me about proxies."}]}
+).encode()
 
 
 @contextmanager
 def process(args: list[str], port: int, env: dict | None = None):
-    proc = subprocess.Popen([PY, "-m", "tokentail", *args, "--port", str(port), "--log-level", "warning"],
-                            env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [PY, "-m", "tokentail", *args, "--port", str(port), "--log-level", "warning"],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 20
         while time.time() < deadline:
@@ -84,6 +84,7 @@ async def run_load(url: str, n: int, concurrency: int, headers: dict) -> tuple[l
     queue = iter(range(n))
     conn = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=conn) as session:
+
         async def worker():
             for _ in queue:
                 a, b = await one_stream(session, url, headers)
@@ -127,7 +128,7 @@ async def scraper(url: str, stop: asyncio.Event):
                 await r.read()
             try:
                 await asyncio.wait_for(stop.wait(), 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
 
@@ -140,8 +141,11 @@ async def throughput(direct: str, proxied: str, proxy_pid: int, n: int, rounds: 
         _, _, wall = await run_load(proxied, n, 32, {})
         cpu.append((cpu_seconds(proxy_pid) - c0) / n)
         p_rps.append(n / wall)
-    return {"direct_rps": statistics.median(d_rps), "proxy_rps": statistics.median(p_rps),
-            "cpu_ms_per_request": statistics.median(cpu) * 1000}
+    return {
+        "direct_rps": statistics.median(d_rps),
+        "proxy_rps": statistics.median(p_rps),
+        "cpu_ms_per_request": statistics.median(cpu) * 1000,
+    }
 
 
 async def main_async(args) -> None:
@@ -150,8 +154,7 @@ async def main_async(args) -> None:
     lat_n = 80 if quick else 400
     tp_n = 300 if quick else 2000
     rounds = 2 if quick else 4
-    with process(["simulate", "--tokens-per-second", "0", "--ttft", "0", "--length", "40", "--seed", "1"],
-                 sim_port):
+    with process(["simulate", "--tokens-per-second", "0", "--ttft", "0", "--length", "40", "--seed", "1"], sim_port):
         direct = f"http://127.0.0.1:{sim_port}/v1/chat/completions"
         proxied = f"http://127.0.0.1:{proxy_port}/v1/chat/completions"
         with process(["proxy", "--upstream", f"http://127.0.0.1:{sim_port}/v1"], proxy_port) as proxy:
@@ -181,26 +184,35 @@ async def main_async(args) -> None:
             await run_load(proxied, mem_n, 32, {})
             rss_2 = rss_mb(pid)
 
-        print(f"\ntokentail proxy benchmark ({'quick' if quick else 'full'}; {os.cpu_count()} cores; "
-              f"simulator and proxy in separate processes)\n")
-        print("latency, 40-token streams at 10 ms/token, concurrency 8 "
-              f"({len(p_ttft)} requests each way, interleaved):")
+        print(
+            f"\ntokentail proxy benchmark ({'quick' if quick else 'full'}; {os.cpu_count()} cores; "
+            f"simulator and proxy in separate processes)\n"
+        )
+        print(
+            f"latency, 40-token streams at 10 ms/token, concurrency 8 ({len(p_ttft)} requests each way, interleaved):"
+        )
         for name, d, p in (("TTFT", d_ttft, p_ttft), ("total", d_tot, p_tot)):
             for q in (50, 99):
                 dq, pq = pct(d, q) * 1000, pct(p, q) * 1000
                 print(f"  {name:5} p{q}: direct {dq:7.2f} ms  proxy {pq:7.2f} ms  added {pq - dq:+6.2f} ms")
         print(f"\nthroughput, 40-token streams, no token delay, concurrency 32 ({tp_n} requests x {rounds} rounds):")
-        print(f"  direct {tp['direct_rps']:7.0f} req/s   proxy {tp['proxy_rps']:7.0f} req/s   "
-              f"ratio {tp['proxy_rps'] / tp['direct_rps']:.2f}x")
+        print(
+            f"  direct {tp['direct_rps']:7.0f} req/s   proxy {tp['proxy_rps']:7.0f} req/s   "
+            f"ratio {tp['proxy_rps'] / tp['direct_rps']:.2f}x"
+        )
         print(f"  proxy CPU per streamed request: {tp['cpu_ms_per_request']:.3f} ms")
-        print(f"\nproxy RSS: idle {rss_idle:.1f} MB, after {mem_n:,} requests {rss_1:.1f} MB, "
-              f"after {2 * mem_n:,} {rss_2:.1f} MB (growth over the second batch {rss_2 - rss_1:+.1f} MB)")
+        print(
+            f"\nproxy RSS: idle {rss_idle:.1f} MB, after {mem_n:,} requests {rss_1:.1f} MB, "
+            f"after {2 * mem_n:,} {rss_2:.1f} MB (growth over the second batch {rss_2 - rss_1:+.1f} MB)"
+        )
 
         if args.telemetry:
             otlp_port = free_port()
             runner, count = await otlp_sink(otlp_port)
-            env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}",
-                   "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
+            env = {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            }
             tel_port, plain_port = free_port(), free_port()
             upstream = ["proxy", "--upstream", f"http://127.0.0.1:{sim_port}/v1"]
             with process(upstream, tel_port, env), process(upstream, plain_port):
@@ -220,8 +232,10 @@ async def main_async(args) -> None:
                 await scrape
             await runner.cleanup()
             on, off = statistics.median(on_rps), statistics.median(off_rps)
-            print(f"\ntelemetry on (OTLP/HTTP to a loopback receiver, {count['requests']} export calls; /metrics "
-                  f"scraped every 1 s): {on:.0f} req/s; off: {off:.0f} req/s; ratio {on / off:.2f}x")
+            print(
+                f"\ntelemetry on (OTLP/HTTP to a loopback receiver, {count['requests']} export calls; /metrics "
+                f"scraped every 1 s): {on:.0f} req/s; off: {off:.0f} req/s; ratio {on / off:.2f}x"
+            )
 
 
 def main() -> None:

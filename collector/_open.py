@@ -85,27 +85,40 @@ def connect(path: Path, config: dict[str, Any]) -> duckdb.DuckDBPyConnection:
             if "WAL" in msg and wal.exists() and "wal" not in moved:
                 dest = move_aside(wal, "corrupt")
                 moved.add("wal")
-                log.error("DATABASE RECOVERY: the write-ahead log of %s could not be replayed (%s). "
-                          "Moved it to %s; changes since the last checkpoint are in that file, not in the "
-                          "database. Starting from the last checkpoint.", path, _first_line(exc), dest)
+                log.error(
+                    "DATABASE RECOVERY: the write-ahead log of %s could not be replayed (%s). "
+                    "Moved it to %s; changes since the last checkpoint are in that file, not in the "
+                    "database. Starting from the last checkpoint.",
+                    path,
+                    _first_line(exc),
+                    dest,
+                )
                 continue
             if "not a valid DuckDB database" in msg and _is_incomplete_creation(path) and "db" not in moved:
                 dest = move_aside(path, "incomplete")
                 moved.add("db")
                 if wal.exists():
                     move_aside(wal, "incomplete")
-                log.error("DATABASE RECOVERY: %s was cut while being created; moved it to %s and starting "
-                          "a new database.", path, dest)
+                log.error(
+                    "DATABASE RECOVERY: %s was cut while being created; moved it to %s and starting a new database.",
+                    path,
+                    dest,
+                )
                 continue
             if "not a valid DuckDB database" in msg:
-                raise StoreError(f"{path} exists but is not a DuckDB database; refusing to touch it "
-                                 "(choose another --db)") from None
+                raise StoreError(
+                    f"{path} exists but is not a DuckDB database; refusing to touch it (choose another --db)"
+                ) from None
             if ("Corrupt" in msg or "checksum" in msg) and "db" not in moved:
                 dest = move_aside(path, "corrupt")
                 moved.add("db")
                 if wal.exists():
                     move_aside(wal, "corrupt")
-                log.error("DATABASE RECOVERY: %s is corrupt (%s); moved it to %s and starting a new database.",
-                          path, _first_line(exc), dest)
+                log.error(
+                    "DATABASE RECOVERY: %s is corrupt (%s); moved it to %s and starting a new database.",
+                    path,
+                    _first_line(exc),
+                    dest,
+                )
                 continue
             raise StoreError(f"cannot open database {path}: {_first_line(exc)}") from None

@@ -18,7 +18,8 @@ import asyncio
 import hmac
 import logging
 import time
-from typing import Any, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
 
 import aiohttp
 import duckdb
@@ -64,7 +65,6 @@ __all__ = ["COLLECTOR", "CONFIG", "EVENTS", "OTLP_STATS", "POLICY", "PRICES", "S
 log = logging.getLogger("tokentail.collector")
 
 
-
 def _version() -> str:
     try:
         from importlib.metadata import version
@@ -88,11 +88,18 @@ def create_app(
     given; ``StoreError`` on failure) and closes it on cleanup. ``scrape``/``maintain``
     False leave the loops to the caller (tests drive ``app[COLLECTOR]`` directly).
     ``prices`` defaults to the config's pricing file (``SettingsError`` if unusable)."""
-    config = settings_or_config if isinstance(settings_or_config, CollectorConfig) \
+    config = (
+        settings_or_config
+        if isinstance(settings_or_config, CollectorConfig)
         else CollectorConfig.from_settings(settings_or_config)
+    )
     policy = access.AccessPolicy(
-        bind_host=config.host, read_token=config.read_token, admin_token=config.admin_token,
-        insecure=config.insecure, allowed_origins=config.allowed_origins, protected_prefixes=("/api/",),
+        bind_host=config.host,
+        read_token=config.read_token,
+        admin_token=config.admin_token,
+        insecure=config.insecure,
+        allowed_origins=config.allowed_origins,
+        protected_prefixes=("/api/",),
     )
     prices = prices if prices is not None else run_api.load_prices(config.pricing)  # before the file is opened
     store = store or Store.open(config.db, checkpoint_threshold=config.checkpoint_threshold)
@@ -100,8 +107,14 @@ def create_app(
     events = Broadcaster()
     app[CONFIG], app[STORE], app[EVENTS], app[POLICY] = config, store, events, policy
     app[COLLECTOR] = Collector(config, store, events, session=session, clock=clock)
-    app[OTLP_STATS] = {"requests": 0, "spans_received": 0, "spans_stored": 0, "spans_duplicate": 0,
-                       "spans_skipped": 0, "errors": 0}
+    app[OTLP_STATS] = {
+        "requests": 0,
+        "spans_received": 0,
+        "spans_stored": 0,
+        "spans_duplicate": 0,
+        "spans_skipped": 0,
+        "errors": 0,
+    }
     app[STARTED_AT] = clock()
     app[PRICES] = prices
     app[_TASKS] = []
@@ -159,11 +172,23 @@ async def status(request: web.Request) -> web.Response:
     except duckdb.Error as exc:
         stats = {"rows": None, "rows_error": str(exc).splitlines()[0]}
     now = collector.clock()
-    body["store"].update(path=str(store.path), size_bytes=store.size_bytes(), schema_version=SCHEMA_VERSION,
-                         rollup_watermark=store.watermark, maintenance=collector.maintenance, **stats)
-    body.update(now=now, started_at=app[STARTED_AT], uptime=now - app[STARTED_AT], version=_version(),
-                scrape_interval=app[CONFIG].scrape_interval, otlp=app[OTLP_STATS],
-                sse_subscribers=app[EVENTS].subscribers)
+    body["store"].update(
+        path=str(store.path),
+        size_bytes=store.size_bytes(),
+        schema_version=SCHEMA_VERSION,
+        rollup_watermark=store.watermark,
+        maintenance=collector.maintenance,
+        **stats,
+    )
+    body.update(
+        now=now,
+        started_at=app[STARTED_AT],
+        uptime=now - app[STARTED_AT],
+        version=_version(),
+        scrape_interval=app[CONFIG].scrape_interval,
+        otlp=app[OTLP_STATS],
+        sse_subscribers=app[EVENTS].subscribers,
+    )
     return web.json_response(body)
 
 
@@ -176,9 +201,13 @@ async def metrics(request: web.Request) -> web.Response:
     app = request.app
     store, config = app[STORE], app[CONFIG]
     try:
-        plan = plan_metrics(request.query, store.catalog(), now=app[COLLECTOR].clock(),
-                            configured_variants=[t.variant for t in config.targets],
-                            scrape_interval=config.scrape_interval)
+        plan = plan_metrics(
+            request.query,
+            store.catalog(),
+            now=app[COLLECTOR].clock(),
+            configured_variants=[t.variant for t in config.targets],
+            scrape_interval=config.scrape_interval,
+        )
     except QueryError as exc:
         return web.json_response(exc.as_json(), status=400)
     watermark = store.watermark
@@ -238,8 +267,12 @@ def _ingest_check(policy: access.AccessPolicy, request: web.Request) -> web.Resp
     if policy.admin_token and token and hmac.compare_digest(token.encode(), policy.admin_token.encode()):
         return None
     if not policy.admin_token:
-        return error(403, f"receiving spans on a non-loopback address needs {access.ADMIN_TOKEN_ENV} to be "
-                           "configured (or --insecure)", "forbidden")
+        return error(
+            403,
+            f"receiving spans on a non-loopback address needs {access.ADMIN_TOKEN_ENV} to be "
+            "configured (or --insecure)",
+            "forbidden",
+        )
     return error(401, "missing or wrong admin token (Authorization: Bearer <token>)", "unauthorized")
 
 
@@ -252,8 +285,9 @@ async def span_detail(request: web.Request) -> web.Response:
 
 async def sse(request: web.Request) -> web.StreamResponse:
     app = request.app
-    return await stream(request, app[EVENTS], heartbeat=app[CONFIG].heartbeat,
-                        headers=access.cors_headers_for(app[POLICY], request))
+    return await stream(
+        request, app[EVENTS], heartbeat=app[CONFIG].heartbeat, headers=access.cors_headers_for(app[POLICY], request)
+    )
 
 
 async def traces(request: web.Request) -> web.Response:
@@ -270,11 +304,15 @@ async def traces(request: web.Request) -> web.Response:
     received = app[COLLECTOR].clock()
     try:
         rows, skipped = await loop.run_in_executor(
-            None, lambda: spans_to_rows(decode(body, ctype), received_at=received))
+            None, lambda: spans_to_rows(decode(body, ctype), received_at=received)
+        )
     except OTLPError as exc:
         stats["errors"] += 1
-        return error(415 if exc.unsupported else 400, str(exc), "unsupported_media_type" if exc.unsupported
-                      else "invalid_request")
+        return error(
+            415 if exc.unsupported else 400,
+            str(exc),
+            "unsupported_media_type" if exc.unsupported else "invalid_request",
+        )
     stats["spans_received"] += len(rows)
     stats["spans_skipped"] += skipped
     if rows:

@@ -41,18 +41,32 @@ OPTIONS: list[Option] = [
     Option("spans_max_bytes", "keep at most this much captured span content", 1 << 30, parse_size, metavar="SIZE"),
     Option("max_otlp_bytes", "largest OTLP request body accepted", 16 << 20, parse_size, metavar="SIZE"),
     Option("rollup_interval", "how often 1m rollup and retention run", 30.0, parse_duration, metavar="DURATION"),
-    Option("checkpoint_threshold", "WAL size that triggers a checkpoint into the file", 16 << 20, parse_size,
-           metavar="SIZE"),
-    Option("read_token", "token for reading /api/* off loopback", None, secret=True,
-           env_aliases=("TOKENTAIL_READ_TOKEN",)),
-    Option("admin_token", "token for state changes: runs (always, once set) and POST /v1/traces off "
-           "loopback (also reads)", None, secret=True,
-           env_aliases=("TOKENTAIL_ADMIN_TOKEN",)),
+    Option(
+        "checkpoint_threshold",
+        "WAL size that triggers a checkpoint into the file",
+        16 << 20,
+        parse_size,
+        metavar="SIZE",
+    ),
+    Option(
+        "read_token", "token for reading /api/* off loopback", None, secret=True, env_aliases=("TOKENTAIL_READ_TOKEN",)
+    ),
+    Option(
+        "admin_token",
+        "token for state changes: runs (always, once set) and POST /v1/traces off loopback (also reads)",
+        None,
+        secret=True,
+        env_aliases=("TOKENTAIL_ADMIN_TOKEN",),
+    ),
     Option("insecure", "serve without tokens even off loopback", False, bool),
-    Option("pricing", "pricing TOML for the runs' what-if totals (default: the bundled table)", None,
-           metavar="PATH"),
-    Option("allowed_origin", "browser origin allowed to call the API (CORS; repeatable)", [], multiple=True,
-           metavar="ORIGIN"),
+    Option("pricing", "pricing TOML for the runs' what-if totals (default: the bundled table)", None, metavar="PATH"),
+    Option(
+        "allowed_origin",
+        "browser origin allowed to call the API (CORS; repeatable)",
+        [],
+        multiple=True,
+        metavar="ORIGIN",
+    ),
 ]
 
 log = logging.getLogger("tokentail.collector")

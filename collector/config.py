@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..settings import SettingsError
@@ -90,7 +91,7 @@ class CollectorConfig:
     def __post_init__(self) -> None:
         if self.scrape_interval <= 0:
             raise SettingsError("--scrape-interval must be positive")
-        if not 0 < self.scrape_timeout:
+        if not self.scrape_timeout > 0:
             raise SettingsError("--scrape-timeout must be positive")
         seen: set[str] = set()
         for t in self.targets:
@@ -103,11 +104,11 @@ class CollectorConfig:
         """How long after a minute ends its last 5s rows may still arrive."""
         return self.scrape_interval + self.scrape_timeout + 1.0
 
-    def with_(self, **changes: Any) -> "CollectorConfig":
+    def with_(self, **changes: Any) -> CollectorConfig:
         return replace(self, **changes)
 
     @classmethod
-    def from_settings(cls, s: Mapping[str, Any]) -> "CollectorConfig":
+    def from_settings(cls, s: Mapping[str, Any]) -> CollectorConfig:
         """Build from the resolved ``Settings`` of ``tokentail collector``."""
         timeout = s["scrape_timeout"]
         if timeout > s["scrape_interval"]:
@@ -124,8 +125,11 @@ class CollectorConfig:
             scrape_timeout=timeout,
             max_scrape_bytes=s["max_scrape_bytes"],
             retention=Retention(
-                metrics_5s=s["retention_5s"], metrics_1m=s["retention_1m"], spans=s["spans_retention"],
-                spans_max_rows=s["spans_max_rows"], spans_max_bytes=s["spans_max_bytes"],
+                metrics_5s=s["retention_5s"],
+                metrics_1m=s["retention_1m"],
+                spans=s["spans_retention"],
+                spans_max_rows=s["spans_max_rows"],
+                spans_max_bytes=s["spans_max_bytes"],
             ),
             rollup_interval=s["rollup_interval"],
             checkpoint_threshold=s["checkpoint_threshold"],
@@ -149,8 +153,13 @@ class CollectorConfig:
             "scrape_interval": self.scrape_interval,
             "scrape_timeout": self.scrape_timeout,
             "max_scrape_bytes": self.max_scrape_bytes,
-            "retention": {"metrics_5s": r.metrics_5s, "metrics_1m": r.metrics_1m, "spans": r.spans,
-                          "spans_max_rows": r.spans_max_rows, "spans_max_bytes": r.spans_max_bytes},
+            "retention": {
+                "metrics_5s": r.metrics_5s,
+                "metrics_1m": r.metrics_1m,
+                "spans": r.spans,
+                "spans_max_rows": r.spans_max_rows,
+                "spans_max_bytes": r.spans_max_bytes,
+            },
             "rollup_interval": self.rollup_interval,
             "max_otlp_bytes": self.max_otlp_bytes,
             "read_token_set": bool(self.read_token),

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from .parse import COUNTER, GAUGE, Exposition, Labels
 
@@ -86,8 +86,10 @@ class Deriver:
         for s in counters:
             before = prev.last.get((s.name, s.labels))
             old_created = prev.created.get(s.group)
-            if restarted or (before is not None and s.value < before) or (
-                s.created is not None and old_created is not None and s.created != old_created
+            if (
+                restarted
+                or (before is not None and s.value < before)
+                or (s.created is not None and old_created is not None and s.created != old_created)
             ):
                 reset_groups.add(s.group)
         out.reset = bool(reset_groups)

@@ -17,7 +17,8 @@ import asyncio
 import contextlib
 import itertools
 import json
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -79,12 +80,18 @@ async def _items(q: asyncio.Queue, heartbeat: float) -> AsyncIterator[tuple | No
             yield ()  # heartbeat
 
 
-async def stream(request: web.Request, broadcaster: Broadcaster, *, heartbeat: float,
-                 headers: dict[str, str]) -> web.StreamResponse:
+async def stream(
+    request: web.Request, broadcaster: Broadcaster, *, heartbeat: float, headers: dict[str, str]
+) -> web.StreamResponse:
     """Serve the SSE stream until the client leaves or the server stops."""
-    resp = web.StreamResponse(headers={
-        "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers,
-    })
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            **headers,
+        }
+    )
     await resp.prepare(request)
     await resp.write(b"retry: 3000\n\n")
     with broadcaster.subscribe() as q:

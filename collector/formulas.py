@@ -13,8 +13,8 @@ The query API and the live snapshots (SSE, /api/status) share this code.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from .derive import histogram_quantiles, sorted_histogram_quantiles
 
@@ -41,8 +41,9 @@ _SIMPLE = {
     INTERVAL: "interval",
 }
 GAUGE_ROLES = frozenset({"in_flight", "up"})
-ALL_ROLES = frozenset({"req_error", "req_cancelled", "req_other", "tokens_in", "tokens_out", *BUCKET_ROLES,
-                       *_SIMPLE.values()})
+ALL_ROLES = frozenset(
+    {"req_error", "req_cancelled", "req_other", "tokens_in", "tokens_out", *BUCKET_ROLES, *_SIMPLE.values()}
+)
 # Roles that are not per model: in a by=model query they are read across all targets.
 UNMODELLED_ROLES = frozenset({"in_flight", "up", "interval"})
 
@@ -97,7 +98,7 @@ class Agg:
                 b = self.buckets[role] = {}
             b[le] = b.get(le, 0.0) + value
 
-    def merge(self, other: "Agg") -> None:
+    def merge(self, other: Agg) -> None:
         for role, v in other.sums.items():
             self.sums[role] = self.sums.get(role, 0.0) + v
         for role, bs in other.buckets.items():
@@ -111,8 +112,9 @@ def _finite(x: float | None, scale: float = 1.0) -> float | None:
     return x * scale
 
 
-def quantiles(agg: Agg, role: str, qs: tuple[float, ...], scale: float = 1.0,
-              bounds: Mapping[str, list[float]] | None = None) -> list[float | None]:
+def quantiles(
+    agg: Agg, role: str, qs: tuple[float, ...], scale: float = 1.0, bounds: Mapping[str, list[float]] | None = None
+) -> list[float | None]:
     """``histogram_quantile`` of ``role``'s summed buckets for each q (None when undefined).
 
     ``bounds``: every bound of the role's buckets in the group, ascending. Zero increases
@@ -131,8 +133,14 @@ def quantiles(agg: Agg, role: str, qs: tuple[float, ...], scale: float = 1.0,
     return [_finite(v, scale) for v in values]
 
 
-def compute(agg: Agg, *, coverage: float | None, in_flight: float | None = None, up: float | None = None,
-            bounds: Mapping[str, list[float]] | None = None) -> dict:
+def compute(
+    agg: Agg,
+    *,
+    coverage: float | None,
+    in_flight: float | None = None,
+    up: float | None = None,
+    bounds: Mapping[str, list[float]] | None = None,
+) -> dict:
     """The /api/metrics values of one bucket and group.
 
     ``coverage``: seconds the summed increases cover (None or 0: no data, rates are

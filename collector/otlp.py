@@ -16,7 +16,8 @@ import base64
 import json
 import math
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
@@ -59,8 +60,10 @@ def decode(body: bytes, content_type: str) -> ExportTraceServiceRequest:
         except (ValueError, TypeError, json_format.ParseError) as exc:
             raise OTLPError(f"invalid OTLP JSON: {str(exc)[:200]}") from None
         return req
-    raise OTLPError(f"unsupported Content-Type {ctype or '(none)'!r}: send application/x-protobuf "
-                    "or application/json", unsupported=True)
+    raise OTLPError(
+        f"unsupported Content-Type {ctype or '(none)'!r}: send application/x-protobuf or application/json",
+        unsupported=True,
+    )
 
 
 def encode_response(as_json: bool) -> tuple[bytes, str]:
@@ -116,7 +119,7 @@ def is_secret_key(key: str) -> bool:
     if k in _NOT_SECRET:
         return False
     if k.startswith("tokentail."):
-        k = k[len("tokentail."):]  # "tokentail" itself contains "token"
+        k = k[len("tokentail.") :]  # "tokentail" itself contains "token"
     head, _, last = k.rpartition(".")
     if _COUNT.match(last) and not _COUNT_SECRET.search(last):
         k = head
@@ -129,7 +132,7 @@ def clean_value(key: str, value: Any) -> Any:
         if _URL_VALUE.match(value):
             return strip_url(value)
         lk = key.lower()
-        if "?" in value and (lk.endswith("url") or lk.endswith(".target") or lk.endswith(".path")):
+        if "?" in value and (lk.endswith(("url", ".target", ".path"))):
             return value.split("?", 1)[0]
         return value
     if isinstance(value, dict):
@@ -162,6 +165,7 @@ def _attrs(kvs: Iterable[Any]) -> dict[str, Any]:
 
 
 # --- rows ---------------------------------------------------------------------------
+
 
 def _text(v: Any) -> str | None:
     """Messages as JSON text: kept as sent when already a string."""
@@ -249,30 +253,42 @@ def _row(span: Any, attrs: dict[str, Any], resource: dict[str, Any], received_at
     finish = take(sc.RESPONSE_FINISH_REASONS, None)
     row = {
         "request_id": str(take(sc.TT_REQUEST_ID, None) or f"{trace_id}-{span_id}"),
-        "trace_id": trace_id, "span_id": span_id, "parent_span_id": span.parent_span_id.hex() or None,
-        "name": span.name, "start_time": start, "end_time": end,
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "parent_span_id": span.parent_span_id.hex() or None,
+        "name": span.name,
+        "start_time": start,
+        "end_time": end,
         "variant": take(sc.TT_VARIANT, None) or resource.get(sc.TT_VARIANT),
-        "model": take(sc.REQUEST_MODEL, None), "response_model": take(sc.RESPONSE_MODEL, None),
-        "operation": take(sc.OPERATION_NAME, None), "provider": take(sc.PROVIDER_NAME, None),
-        "endpoint": take(sc.TT_ENDPOINT, None), "stream": _bool(take(sc.TT_STREAM, None)),
-        "status": str(status), "http_status": _num(take(sc.HTTP_STATUS_CODE, None), int),
+        "model": take(sc.REQUEST_MODEL, None),
+        "response_model": take(sc.RESPONSE_MODEL, None),
+        "operation": take(sc.OPERATION_NAME, None),
+        "provider": take(sc.PROVIDER_NAME, None),
+        "endpoint": take(sc.TT_ENDPOINT, None),
+        "stream": _bool(take(sc.TT_STREAM, None)),
+        "status": str(status),
+        "http_status": _num(take(sc.HTTP_STATUS_CODE, None), int),
         "error_type": take(sc.ERROR_TYPE, None) or (span.status.message or None if status == "error" else None),
         "input_tokens": _num(take(sc.USAGE_INPUT_TOKENS, None), int),
         "output_tokens": _num(take(sc.USAGE_OUTPUT_TOKENS, None), int),
         "cached_input_tokens": _num(take(sc.USAGE_CACHE_READ_INPUT_TOKENS, None), int),
         "usage_source": take(sc.TT_USAGE_SOURCE, None),
-        "ttft_ms": _num(take(sc.TT_TTFT_MS, None)), "latency_ms": latency,
+        "ttft_ms": _num(take(sc.TT_TTFT_MS, None)),
+        "latency_ms": latency,
         "output_tps": _num(take(sc.TT_OUTPUT_TPS, None)),
         "finish_reasons": json.dumps(finish if isinstance(finish, list) else [finish]) if finish else None,
-        "session_id": _str(take(sc.TT_SESSION_ID, None)), "conversation_id": _str(take(sc.CONVERSATION_ID, None)),
-        "cost_usd": _cost(take(sc.TT_COST_USD, None)), "user_id": _str(take(sc.TT_USER, None)),
-        "tags": _tags(take(sc.TT_TAGS, None)), "key_fingerprint": _str(take(sc.TT_KEY_FINGERPRINT, None)),
+        "session_id": _str(take(sc.TT_SESSION_ID, None)),
+        "conversation_id": _str(take(sc.CONVERSATION_ID, None)),
+        "cost_usd": _cost(take(sc.TT_COST_USD, None)),
+        "user_id": _str(take(sc.TT_USER, None)),
+        "tags": _tags(take(sc.TT_TAGS, None)),
+        "key_fingerprint": _str(take(sc.TT_KEY_FINGERPRINT, None)),
         "route": _str(take(sc.TT_ROUTE, None)),
         "input_messages": _text(take(sc.INPUT_MESSAGES, None) or details.pop(sc.INPUT_MESSAGES, None)),
         "output_messages": _text(take(sc.OUTPUT_MESSAGES, None) or details.pop(sc.OUTPUT_MESSAGES, None)),
-        "system_instructions": _text(take(sc.SYSTEM_INSTRUCTIONS, None)
-                                     or details.pop(sc.SYSTEM_INSTRUCTIONS, None)),
-        "received_at": received_at, "service_name": resource.get("service.name"),
+        "system_instructions": _text(take(sc.SYSTEM_INSTRUCTIONS, None) or details.pop(sc.SYSTEM_INSTRUCTIONS, None)),
+        "received_at": received_at,
+        "service_name": resource.get("service.name"),
     }
     for k in (sc.INPUT_MESSAGES, sc.OUTPUT_MESSAGES, sc.SYSTEM_INSTRUCTIONS):
         details.pop(k, None)
@@ -281,6 +297,7 @@ def _row(span: Any, attrs: dict[str, Any], resource: dict[str, Any], received_at
     row["events"] = json.dumps(events, ensure_ascii=False) if events else None
     row["attributes"] = json.dumps(attrs, ensure_ascii=False, default=str)
     row["resource"] = json.dumps(resource, ensure_ascii=False, default=str)
-    row["size_bytes"] = sum(len(row[k] or "") for k in
-                            ("input_messages", "output_messages", "system_instructions", "events", "attributes"))
+    row["size_bytes"] = sum(
+        len(row[k] or "") for k in ("input_messages", "output_messages", "system_instructions", "events", "attributes")
+    )
     return row

@@ -145,12 +145,15 @@ def _prefilter(text: str, prefix: str) -> str:
     """
     out = []
     for line in text.split("\n"):
-        if line.startswith(prefix) or line.startswith(_PROCESS_START):
+        if line.startswith((prefix, _PROCESS_START)):
             out.append(line)
         elif line.startswith("# "):
             parts = line.split(None, 3)
-            if len(parts) >= 3 and parts[1] in ("HELP", "TYPE", "UNIT") and (
-                    parts[2].startswith(prefix) or parts[2] == _PROCESS_START):
+            if (
+                len(parts) >= 3
+                and parts[1] in ("HELP", "TYPE", "UNIT")
+                and (parts[2].startswith(prefix) or parts[2] == _PROCESS_START)
+            ):
                 out.append(line)
             elif line.rstrip() == "# EOF":
                 out.append(line)  # OpenMetrics' mandatory end

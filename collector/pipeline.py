@@ -16,8 +16,9 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 import duckdb
@@ -66,18 +67,35 @@ class LiveWindow:
                 if p is not None:
                     agg.merge(p.agg)
                     covered += p.interval or 0.0
-            values = compute(agg, coverage=covered or None, in_flight=last.in_flight if last.up else None,
-                             up=last.up / last.targets if last.targets else None)
-            out[variant] = {"name": variant, "up": last.up > 0, "targets_up": last.up, "targets": last.targets,
-                            "current": values, "counts": counts(agg)}
+            values = compute(
+                agg,
+                coverage=covered or None,
+                in_flight=last.in_flight if last.up else None,
+                up=last.up / last.targets if last.targets else None,
+            )
+            out[variant] = {
+                "name": variant,
+                "up": last.up > 0,
+                "targets_up": last.up,
+                "targets": last.targets,
+                "current": values,
+                "counts": counts(agg),
+            }
         return out
 
 
 class Collector:
     """Owns the scrape state (health, counters' last values, live window) of one collector."""
 
-    def __init__(self, config: CollectorConfig, store: Store, events: Broadcaster, *,
-                 session: aiohttp.ClientSession | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: CollectorConfig,
+        store: Store,
+        events: Broadcaster,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.store = store
         self.events = events
@@ -96,8 +114,10 @@ class Collector:
     async def start(self) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60), auto_decompress=True,
-                headers={"User-Agent": "tokentail-collector"})
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60),
+                auto_decompress=True,
+                headers={"User-Agent": "tokentail-collector"},
+            )
 
     async def close(self) -> None:
         if self._own_session and self._session is not None:
@@ -109,8 +129,9 @@ class Collector:
         """Scrape every target once, as of tick ``ts``, and store and publish the result."""
         cfg = self.config
         assert self._session is not None, "start() first"
-        results = await asyncio.gather(*(fetch(self._session, t, timeout=cfg.scrape_timeout,
-                                               max_bytes=cfg.max_scrape_bytes) for t in cfg.targets))
+        results = await asyncio.gather(
+            *(fetch(self._session, t, timeout=cfg.scrape_timeout, max_bytes=cfg.max_scrape_bytes) for t in cfg.targets)
+        )
         loop = asyncio.get_running_loop()
         points, outcomes, parts = await loop.run_in_executor(None, self._derive, ts, results)
         for target, error, res, samples in outcomes:
@@ -137,8 +158,9 @@ class Collector:
                 error = "empty response"
             if error is None:
                 try:
-                    exp = parse_exposition(res.text or "", openmetrics=res.openmetrics,
-                                           max_series=self.config.max_series_per_target)
+                    exp = parse_exposition(
+                        res.text or "", openmetrics=res.openmetrics, max_series=self.config.max_series_per_target
+                    )
                 except ParseError as exc:
                     error = str(exc)
             if exp is None:
@@ -233,8 +255,11 @@ class Collector:
             self.maintenance["error"] = str(exc).splitlines()[0]
             self._store_failed(now, exc, "rollup/retention will be retried")
             await self._reopen_if_fatal(exc)
-        self.maintenance.update(last_run=now, rolled_chunks=self.maintenance["rolled_chunks"] + rolled,
-                                deleted_rows=self.maintenance["deleted_rows"] + deleted)
+        self.maintenance.update(
+            last_run=now,
+            rolled_chunks=self.maintenance["rolled_chunks"] + rolled,
+            deleted_rows=self.maintenance["deleted_rows"] + deleted,
+        )
         return {"rolled_chunks": rolled, "deleted_rows": deleted}
 
     async def maintain_forever(self) -> None:
@@ -253,10 +278,14 @@ class Collector:
         """Live state: per-variant current values (last ``live_window`` s) and target health."""
         current = self.live.current()
         for t in self.config.targets:
-            current.setdefault(t.variant, {"name": t.variant, "up": False, "targets_up": 0, "targets": 0,
-                                           "current": None, "counts": None})
+            current.setdefault(
+                t.variant,
+                {"name": t.variant, "up": False, "targets_up": 0, "targets": 0, "current": None, "counts": None},
+            )
         return {
-            "ts": self.last_round, "rounds": self.rounds, "window_seconds": self.config.live_window,
+            "ts": self.last_round,
+            "rounds": self.rounds,
+            "window_seconds": self.config.live_window,
             "variants": [current[v] for v in sorted(current)],
             "targets": [h.as_dict() for h in self.health.values()],
             "store": {"ok": self.store_error is None, "error": self.store_error, "since": self.store_error_since},

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import pyarrow as pa
 
@@ -23,8 +24,12 @@ from .store import SPAN_COLUMNS, SeriesInfo
 
 # range -> (seconds, step seconds, table)
 RANGES: dict[str, tuple[float, float, str]] = {
-    "5m": (300, 5, "metrics_5s"), "15m": (900, 10, "metrics_5s"), "1h": (3600, 30, "metrics_5s"),
-    "6h": (21600, 180, "metrics_1m"), "24h": (86400, 600, "metrics_1m"), "7d": (604800, 3600, "metrics_1m"),
+    "5m": (300, 5, "metrics_5s"),
+    "15m": (900, 10, "metrics_5s"),
+    "1h": (3600, 30, "metrics_5s"),
+    "6h": (21600, 180, "metrics_1m"),
+    "24h": (86400, 600, "metrics_1m"),
+    "7d": (604800, 3600, "metrics_1m"),
 }
 BY = ("variant", "model")
 ALL = "all"
@@ -83,8 +88,14 @@ class MetricsPlan:
         return self.origin + self.buckets * self.step
 
 
-def plan_metrics(query: Mapping[str, str], catalog: Mapping[int, SeriesInfo], *, now: float,
-                 configured_variants: Iterable[str] = (), scrape_interval: float = 5.0) -> MetricsPlan:
+def plan_metrics(
+    query: Mapping[str, str],
+    catalog: Mapping[int, SeriesInfo],
+    *,
+    now: float,
+    configured_variants: Iterable[str] = (),
+    scrape_interval: float = 5.0,
+) -> MetricsPlan:
     """Validate ``query`` and plan it against the series ``catalog``; raises ``QueryError``."""
     check_known(query, ("range", "variant", "model", "by"))
     configured = sorted(set(configured_variants))
@@ -126,13 +137,20 @@ def plan_metrics(query: Mapping[str, str], catalog: Mapping[int, SeriesInfo], *,
     # thousands of result rows creates no string objects.
     group_names = tuple(sorted(set(grps)))
     gid = {g: i for i, g in enumerate(group_names)}
-    selection = pa.table({"series_id": pa.array(ids, pa.int32()), "g": pa.array([gid[g] for g in grps], pa.int16()),
-                          "r": pa.array([_ROLE_ID[r] for r in roles], pa.int8()), "le": pa.array(les, pa.float64()),
-                          "gauge": pa.array(gauges, pa.bool_())})
+    selection = pa.table(
+        {
+            "series_id": pa.array(ids, pa.int32()),
+            "g": pa.array([gid[g] for g in grps], pa.int16()),
+            "r": pa.array([_ROLE_ID[r] for r in roles], pa.int8()),
+            "le": pa.array(les, pa.float64()),
+            "gauge": pa.array(gauges, pa.bool_()),
+        }
+    )
     shown = tuple(v for v in configured if variant in (ALL, v)) if by == "variant" else ()
     sorted_bounds = {g: {r: sorted(v) for r, v in roles_.items()} for g, roles_ in bounds.items()}
-    return MetricsPlan(rng, by, variant, model, step, table, origin, n, now, selection, group_names, shown,
-                       sorted_bounds)
+    return MetricsPlan(
+        rng, by, variant, model, step, table, origin, n, now, selection, group_names, shown, sorted_bounds
+    )
 
 
 # Aggregate per (bucket, series) on integer keys first, then attach groups and roles to
@@ -163,9 +181,19 @@ def run_metrics(cur: Any, plan: MetricsPlan, watermark: float | None) -> list[tu
         split = start  # everything from metrics_5s
     cur.register("tt_selection", plan.selection)
     try:
-        return cur.execute(_METRICS_SQL, {"a1": start, "a2": split, "b1": split, "b2": end, "origin": start,
-                                          "step": plan.step, "interval": _ROLE_ID["interval"],
-                                          "up": _ROLE_ID["up"]}).fetchall()
+        return cur.execute(
+            _METRICS_SQL,
+            {
+                "a1": start,
+                "a2": split,
+                "b1": split,
+                "b2": end,
+                "origin": start,
+                "step": plan.step,
+                "interval": _ROLE_ID["interval"],
+                "up": _ROLE_ID["up"],
+            },
+        ).fetchall()
     finally:
         cur.unregister("tt_selection")
 
@@ -221,19 +249,35 @@ def assemble(plan: MetricsPlan, rows: Iterable[tuple]) -> dict[str, Any]:
         flight = gauge.get((name, "in_flight")) if plan.by == "variant" and plan.model == ALL else None
         up = gauge.get(("*" if plan.by == "model" else name, "up"))
         bounds = plan.bounds.get(name)
-        values = [compute(per[i], coverage=cov[i], in_flight=flight[i] if flight else None,
-                          up=up[i] if up else None, bounds=bounds) for i in range(n)]
+        values = [
+            compute(
+                per[i],
+                coverage=cov[i],
+                in_flight=flight[i] if flight else None,
+                up=up[i] if up else None,
+                bounds=bounds,
+            )
+            for i in range(n)
+        ]
         total = totals.get(name, Agg())
         covered = sum(c for c in cov if c)
         summary = compute(total, coverage=covered or None, in_flight=_mean(flight), up=_mean(up), bounds=bounds)
         summary.update(counts(total))
         groups.append({"name": name, "metrics": {m: [v[m] for v in values] for m in METRICS}, "summary": summary})
     return {
-        "range": plan.range, "by": plan.by, "variant": plan.variant, "model": plan.model,
-        "step": plan.step, "source": plan.table, "resolution": "5s" if plan.table == "metrics_5s" else "1m",
-        "start": plan.origin, "end": plan.end, "now": plan.now,
+        "range": plan.range,
+        "by": plan.by,
+        "variant": plan.variant,
+        "model": plan.model,
+        "step": plan.step,
+        "source": plan.table,
+        "resolution": "5s" if plan.table == "metrics_5s" else "1m",
+        "start": plan.origin,
+        "end": plan.end,
+        "now": plan.now,
         "timestamps": [plan.origin + i * plan.step for i in range(n)],
-        "units": UNITS, "groups": groups,
+        "units": UNITS,
+        "groups": groups,
     }
 
 
@@ -246,8 +290,15 @@ def _mean(xs: list[float | None] | None) -> float | None:
 
 SPAN_STATUSES = ("ok", "error", "cancelled")
 MAX_SPANS = 1000
-_JSON_COLUMNS = ("finish_reasons", "input_messages", "output_messages", "system_instructions", "events",
-                 "attributes", "resource")
+_JSON_COLUMNS = (
+    "finish_reasons",
+    "input_messages",
+    "output_messages",
+    "system_instructions",
+    "events",
+    "attributes",
+    "resource",
+)
 _MESSAGE_COLUMNS = ("input_messages", "output_messages", "system_instructions")
 
 
@@ -261,8 +312,7 @@ def number_param(query: Mapping[str, str], name: str, lo: float, hi: float, *, i
         value = math.nan
     if not (lo <= value <= hi):
         kind = "an integer" if integer else "a number"
-        raise QueryError(name, f"{name}={raw!r}: expected {kind} from {lo:g} to {hi:g}",
-                         [f"{lo:g}..{hi:g}"])
+        raise QueryError(name, f"{name}={raw!r}: expected {kind} from {lo:g} to {hi:g}", [f"{lo:g}..{hi:g}"])
     return value
 
 
@@ -275,8 +325,10 @@ _ATTRIBUTION = {
     "route": "route = ?",
     "variant": "variant = ?",
 }
-_IN_RUN = ("EXISTS (SELECT 1 FROM run_intervals i WHERE i.run_id = ? AND spans.start_time >= i.start_time "
-           "AND (i.end_time IS NULL OR spans.start_time < i.end_time))")
+_IN_RUN = (
+    "EXISTS (SELECT 1 FROM run_intervals i WHERE i.run_id = ? AND spans.start_time >= i.start_time "
+    "AND (i.end_time IS NULL OR spans.start_time < i.end_time))"
+)
 
 
 @dataclass(frozen=True)
@@ -316,8 +368,7 @@ def span_filters(query: Mapping[str, str]) -> tuple[list[str], list[Any]]:
     return where, args
 
 
-SPAN_PARAMS = ("since", "before", "limit", "model", "status", "variant", "messages", "order", "run",
-               *_ATTRIBUTION)
+SPAN_PARAMS = ("since", "before", "limit", "model", "status", "variant", "messages", "order", "run", *_ATTRIBUTION)
 
 
 def plan_spans(query: Mapping[str, str]) -> SpansPlan:
@@ -334,8 +385,11 @@ def fetch_spans(cur: Any, plan: SpansPlan) -> list[dict[str, Any]]:
     """Spans newest first, or oldest first with ``order=asc`` (reader thread)."""
     cols = [c for c in SPAN_COLUMNS if plan.messages or c not in _MESSAGE_COLUMNS]
     order = "ASC" if plan.ascending else "DESC"
-    rows = cur.execute(f"SELECT {', '.join(cols)} FROM spans WHERE {plan.where} "
-                       f"ORDER BY start_time {order}, request_id LIMIT {plan.limit}", plan.args).fetchall()
+    rows = cur.execute(
+        f"SELECT {', '.join(cols)} FROM spans WHERE {plan.where} "
+        f"ORDER BY start_time {order}, request_id LIMIT {plan.limit}",
+        plan.args,
+    ).fetchall()
     return [span_json(dict(zip(cols, r))) for r in rows]
 
 
@@ -364,22 +418,39 @@ def fetch_sessions(cur: Any, where: str, args: list[Any], limit: int) -> list[di
         "count(*) FILTER (WHERE status = 'error'), "
         "list_distinct(flatten(list(coalesce(tags, [])))) "
         "FROM spans WHERE session_id IN (SELECT DISTINCT session_id FROM spans WHERE session_id IS NOT NULL AND "
-        f"{where}) GROUP BY session_id ORDER BY 3 DESC, session_id LIMIT {int(limit)}", args).fetchall()
+        f"{where}) GROUP BY session_id ORDER BY 3 DESC, session_id LIMIT {int(limit)}",
+        args,
+    ).fetchall()
     out = []
     for sid, first, last, turns, models, tin, tout, cost, priced, users, keys, errors, tags in rows:
-        out.append({
-            "session_id": sid, "first_time": first, "last_time": last, "turns": turns,
-            "models": sorted(models or []), "input_tokens": tin, "output_tokens": tout,
-            # Unknown prices are never summed as zero: the cost of what was priced, and how much was not.
-            "cost_usd": cost if priced else None, "cost_unknown_turns": turns - priced,
-            "users": sorted(users or []), "keys": sorted(keys or []), "tags": sorted(tags or []),
-            "errors": errors,
-        })
+        out.append(
+            {
+                "session_id": sid,
+                "first_time": first,
+                "last_time": last,
+                "turns": turns,
+                "models": sorted(models or []),
+                "input_tokens": tin,
+                "output_tokens": tout,
+                # Unknown prices are never summed as zero: the cost of what was priced, and how much was not.
+                "cost_usd": cost if priced else None,
+                "cost_unknown_turns": turns - priced,
+                "users": sorted(users or []),
+                "keys": sorted(keys or []),
+                "tags": sorted(tags or []),
+                "errors": errors,
+            }
+        )
     return out
 
 
-FACETS = {"users": "user_id", "keys": "key_fingerprint", "models": "coalesce(model, response_model)",
-          "routes": "route", "variants": "variant"}
+FACETS = {
+    "users": "user_id",
+    "keys": "key_fingerprint",
+    "models": "coalesce(model, response_model)",
+    "routes": "route",
+    "variants": "variant",
+}
 
 
 def plan_facets(query: Mapping[str, str]) -> tuple[float | None, int]:
@@ -392,11 +463,17 @@ def fetch_facets(cur: Any, since: float | None, limit: int) -> dict[str, list[di
     cond, args = ("start_time >= ?", [since]) if since is not None else ("TRUE", [])
     out: dict[str, list[dict[str, Any]]] = {}
     for name, expr in FACETS.items():
-        rows = cur.execute(f"SELECT {expr} AS v, count(*) AS n FROM spans WHERE {cond} AND {expr} IS NOT NULL "
-                           f"GROUP BY v ORDER BY n DESC, v LIMIT {limit}", args).fetchall()
+        rows = cur.execute(
+            f"SELECT {expr} AS v, count(*) AS n FROM spans WHERE {cond} AND {expr} IS NOT NULL "
+            f"GROUP BY v ORDER BY n DESC, v LIMIT {limit}",
+            args,
+        ).fetchall()
         out[name] = [{"value": v, "requests": n} for v, n in rows]
-    rows = cur.execute(f"SELECT t, count(*) AS n FROM (SELECT unnest(tags) AS t FROM spans WHERE {cond}) "
-                       f"GROUP BY t ORDER BY n DESC, t LIMIT {limit}", args).fetchall()
+    rows = cur.execute(
+        f"SELECT t, count(*) AS n FROM (SELECT unnest(tags) AS t FROM spans WHERE {cond}) "
+        f"GROUP BY t ORDER BY n DESC, t LIMIT {limit}",
+        args,
+    ).fetchall()
     out["tags"] = [{"value": v, "requests": n} for v, n in rows]
     return out
 

@@ -84,8 +84,9 @@ async def run_action(request: web.Request) -> web.Response:
     """``POST /api/runs/{id}/pause|resume|end``: the run after it; 409 naming its state when not allowed."""
     action = request.match_info["action"]
     if action not in run_stats.ACTIONS:
-        return web.json_response(QueryError("action", f"unknown action {action!r}", run_stats.ACTIONS).as_json(),
-                                 status=400)
+        return web.json_response(
+            QueryError("action", f"unknown action {action!r}", run_stats.ACTIONS).as_json(), status=400
+        )
     store, rid = request.app[STORE], _run_id(request)
     try:
         run = await store.write(store.transaction, runs.act, rid, action, request.app[COLLECTOR].clock())
@@ -154,8 +155,9 @@ async def run_compare(request: web.Request) -> web.Response:
 async def pricing_view(request: web.Request) -> web.Response:
     """The prices the what-if uses: ``{"models": [{"model", "input", "output", ...}], "path"}``."""
     table = request.app[PRICES]
-    return web.json_response({"models": sorted((p.as_dict() for p in table.models()), key=lambda p: p["model"]),
-                              "path": table.path})
+    return web.json_response(
+        {"models": sorted((p.as_dict() for p in table.models()), key=lambda p: p["model"]), "path": table.path}
+    )
 
 
 def load_prices(path: str | None) -> PriceTable:

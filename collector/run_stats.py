@@ -13,7 +13,8 @@ priced one has cost ``None``: unknown, not free.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 ACTIVE, PAUSED, ENDED = "active", "paused", "ended"
 STATUSES = (ACTIVE, PAUSED, ENDED)
@@ -31,9 +32,24 @@ _WHY = {
 
 # The columns of a stats group, in the order runs.stat_groups selects them.
 GROUP_FIELDS = (
-    "model", "endpoint", "status", "http_status", "error_type",
-    "requests", "input_tokens", "output_tokens", "cached_input_tokens", "with_usage",
-    "cost_usd", "priced", "tps_sum", "tps_n", "latency_sum", "latency_n", "ttft_sum", "ttft_n",
+    "model",
+    "endpoint",
+    "status",
+    "http_status",
+    "error_type",
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "with_usage",
+    "cost_usd",
+    "priced",
+    "tps_sum",
+    "tps_n",
+    "latency_sum",
+    "latency_n",
+    "ttft_sum",
+    "ttft_n",
 )
 
 
@@ -71,9 +87,10 @@ def _add(x: float | None, y: float | None) -> float | None:
 
 def totals(groups: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Requests, statuses, errors, tokens, cost and means over ``groups`` (pure sums)."""
-    t: dict[str, Any] = {k: 0 for k in ("requests", "with_usage", "priced", "tps_n", "latency_n", "ttft_n")}
-    sums: dict[str, float | None] = {k: None for k in ("input_tokens", "output_tokens", "cached_input_tokens",
-                                                       "cost_usd", "tps_sum", "latency_sum", "ttft_sum")}
+    t: dict[str, Any] = dict.fromkeys(("requests", "with_usage", "priced", "tps_n", "latency_n", "ttft_n"), 0)
+    sums: dict[str, float | None] = dict.fromkeys(
+        ("input_tokens", "output_tokens", "cached_input_tokens", "cost_usd", "tps_sum", "latency_sum", "ttft_sum")
+    )
     statuses: dict[str, int] = {}
     by_type: dict[str, int] = {}
     by_http: dict[str, int] = {}
@@ -100,10 +117,18 @@ def totals(groups: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     return {
         "requests": n,
         "statuses": dict(sorted(statuses.items())),
-        "errors": {"total": errors, "rate": _ratio(errors, n), "by_type": dict(sorted(by_type.items())),
-                   "by_http_status": dict(sorted(by_http.items()))},
-        "tokens": {"input": sums["input_tokens"] or 0, "output": sums["output_tokens"] or 0,
-                   "cached_input": sums["cached_input_tokens"] or 0, "requests_with_usage": t["with_usage"]},
+        "errors": {
+            "total": errors,
+            "rate": _ratio(errors, n),
+            "by_type": dict(sorted(by_type.items())),
+            "by_http_status": dict(sorted(by_http.items())),
+        },
+        "tokens": {
+            "input": sums["input_tokens"] or 0,
+            "output": sums["output_tokens"] or 0,
+            "cached_input": sums["cached_input_tokens"] or 0,
+            "requests_with_usage": t["with_usage"],
+        },
         "cost": {"usd": usd, "priced_requests": t["priced"], "unknown_requests": n - t["priced"]},
         "output_tps_mean": _ratio(sums["tps_sum"], t["tps_n"]),
         "latency_ms_mean": _ratio(sums["latency_sum"], t["latency_n"]),
@@ -125,8 +150,9 @@ def summarize(groups: Iterable[Mapping[str, Any]], wall_time_s: float) -> dict[s
     gs = list(groups)
     out = totals(gs)
     out["wall_time_s"] = wall_time_s
-    out["output_tokens_per_wall_second"] = _ratio(out["tokens"]["output"], wall_time_s) \
-        if out["tokens"]["requests_with_usage"] else None
+    out["output_tokens_per_wall_second"] = (
+        _ratio(out["tokens"]["output"], wall_time_s) if out["tokens"]["requests_with_usage"] else None
+    )
     out["by_model"] = _breakdown(gs, "model")
     out["by_endpoint"] = _breakdown(gs, "endpoint")
     return out
@@ -137,22 +163,31 @@ def as_groups(rows: Iterable[tuple]) -> list[dict[str, Any]]:
     return [dict(zip(GROUP_FIELDS, r)) for r in rows]
 
 
-def what_if(stats: Mapping[str, Any], model: str, price: Callable[[dict[str, int], str], float | None],
-            known: bool) -> dict[str, Any]:
+def what_if(
+    stats: Mapping[str, Any], model: str, price: Callable[[dict[str, int], str], float | None], known: bool
+) -> dict[str, Any]:
     """The run's tokens priced at ``model``: ``usd`` None with a ``reason`` when that cannot be said.
 
     ``price(usage_totals, model)`` is ``PriceTable.what_if``; ``known`` whether the table
     has a price for ``model`` at all (so "no price" and "no tokens" read differently).
     """
     tokens = stats["tokens"]
-    out: dict[str, Any] = {"model": model, "usd": None, "reason": None, "actual_usd": stats["cost"]["usd"],
-                           "actual_unknown_requests": stats["cost"]["unknown_requests"],
-                           "requests_without_usage": stats["requests"] - tokens["requests_with_usage"]}
+    out: dict[str, Any] = {
+        "model": model,
+        "usd": None,
+        "reason": None,
+        "actual_usd": stats["cost"]["usd"],
+        "actual_unknown_requests": stats["cost"]["unknown_requests"],
+        "requests_without_usage": stats["requests"] - tokens["requests_with_usage"],
+    }
     if not known:
         out["reason"] = f"no price for {model!r} in the pricing table"
         return out
-    usage = {"input_tokens": tokens["input"], "output_tokens": tokens["output"],
-             "cached_input_tokens": tokens["cached_input"]}
+    usage = {
+        "input_tokens": tokens["input"],
+        "output_tokens": tokens["output"],
+        "cached_input_tokens": tokens["cached_input"],
+    }
     usd = price(usage, model)
     if usd is None:
         out["reason"] = f"the pricing table cannot price these tokens at {model!r}"

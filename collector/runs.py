@@ -30,8 +30,9 @@ class RunConflict(ValueError):
 
 def create(con: Any, name: str, now: float) -> dict[str, Any]:
     """Start a run named ``name`` (writer thread, in a transaction)."""
-    busy = con.execute("SELECT id, name, status FROM runs WHERE status <> ? ORDER BY id DESC LIMIT 1",
-                       [ENDED]).fetchall()
+    busy = con.execute(
+        "SELECT id, name, status FROM runs WHERE status <> ? ORDER BY id DESC LIMIT 1", [ENDED]
+    ).fetchall()
     if busy:
         rid, rname, status = busy[0]
         raise RunConflict(f"run {rid} ({rname!r}) is {status}: end it before starting another")
@@ -49,8 +50,10 @@ def act(con: Any, run_id: int, action: str, now: float) -> dict[str, Any]:
     status = rows[0][0]
     new = rs.transition(run_id, status, action)
     if status == ACTIVE:  # the open interval closes (never before it opened, whatever the clock did)
-        con.execute("UPDATE run_intervals SET end_time = greatest(?, start_time) WHERE run_id = ? "
-                    "AND end_time IS NULL", [now, run_id])
+        con.execute(
+            "UPDATE run_intervals SET end_time = greatest(?, start_time) WHERE run_id = ? AND end_time IS NULL",
+            [now, run_id],
+        )
     if new == ACTIVE:
         con.execute("INSERT INTO run_intervals VALUES (?, ?, NULL)", [run_id, now])
     con.execute("UPDATE runs SET status = ?, ended_at = ? WHERE id = ?", [new, now if new == ENDED else None, run_id])
@@ -61,17 +64,25 @@ def _intervals(cur: Any, ids: list[int]) -> dict[int, list[tuple[float, float | 
     out: dict[int, list[tuple[float, float | None]]] = {i: [] for i in ids}
     if ids:
         for rid, start, end in cur.execute(
-                "SELECT run_id, start_time, end_time FROM run_intervals WHERE run_id IN (SELECT unnest(?)) "
-                "ORDER BY run_id, start_time", [ids]).fetchall():
+            "SELECT run_id, start_time, end_time FROM run_intervals WHERE run_id IN (SELECT unnest(?)) "
+            "ORDER BY run_id, start_time",
+            [ids],
+        ).fetchall():
             out[rid].append((start, end))
     return out
 
 
 def _as_json(row: tuple, intervals: list[tuple[float, float | None]], now: float) -> dict[str, Any]:
     rid, name, created, ended, status = row
-    return {"id": rid, "name": name, "status": status, "created_at": created, "ended_at": ended,
-            "intervals": [{"start": s, "end": e} for s, e in intervals],
-            "wall_time_s": rs.wall_time(intervals, now)}
+    return {
+        "id": rid,
+        "name": name,
+        "status": status,
+        "created_at": created,
+        "ended_at": ended,
+        "intervals": [{"start": s, "end": e} for s, e in intervals],
+        "wall_time_s": rs.wall_time(intervals, now),
+    }
 
 
 _RUN_COLS = "id, name, created_at, ended_at, status"
@@ -90,8 +101,10 @@ def get(cur: Any, run_id: int, now: float) -> dict[str, Any] | None:
 
 
 # A span is in an interval when start <= start_time < end (an open interval has no end).
-_JOIN = ("run_intervals i JOIN spans s ON s.start_time >= i.start_time "
-         "AND s.start_time < coalesce(i.end_time, 'infinity'::DOUBLE)")
+_JOIN = (
+    "run_intervals i JOIN spans s ON s.start_time >= i.start_time "
+    "AND s.start_time < coalesce(i.end_time, 'infinity'::DOUBLE)"
+)
 
 
 def list_runs(cur: Any, limit: int, now: float) -> list[dict[str, Any]]:
@@ -102,17 +115,24 @@ def list_runs(cur: Any, limit: int, now: float) -> list[dict[str, Any]]:
     sums: dict[int, tuple] = {}
     if ids:
         for rid, *vals in cur.execute(
-                "SELECT i.run_id, count(*), sum(s.input_tokens), sum(s.output_tokens), sum(s.cost_usd), "
-                f"count(s.cost_usd), count(*) FILTER (WHERE s.status = 'error') FROM {_JOIN} "
-                "WHERE i.run_id IN (SELECT unnest(?)) GROUP BY i.run_id", [ids]).fetchall():
+            "SELECT i.run_id, count(*), sum(s.input_tokens), sum(s.output_tokens), sum(s.cost_usd), "
+            f"count(s.cost_usd), count(*) FILTER (WHERE s.status = 'error') FROM {_JOIN} "
+            "WHERE i.run_id IN (SELECT unnest(?)) GROUP BY i.run_id",
+            [ids],
+        ).fetchall():
             sums[rid] = tuple(vals)
     out = []
     for r in rows:
         run = _as_json(r, intervals[r[0]], now)
         n, tin, tout, cost, priced, errors = sums.get(r[0], (0, None, None, None, 0, 0))
-        run["summary"] = {"requests": n, "input_tokens": tin or 0, "output_tokens": tout or 0,
-                          "cost_usd": cost if priced else (0.0 if n == 0 else None),
-                          "cost_unknown_requests": n - priced, "errors": errors}
+        run["summary"] = {
+            "requests": n,
+            "input_tokens": tin or 0,
+            "output_tokens": tout or 0,
+            "cost_usd": cost if priced else (0.0 if n == 0 else None),
+            "cost_unknown_requests": n - priced,
+            "errors": errors,
+        }
         out.append(run)
     return out
 
@@ -125,7 +145,9 @@ def stat_groups(cur: Any, run_id: int) -> list[dict[str, Any]]:
         "count(*) FILTER (WHERE s.input_tokens IS NOT NULL OR s.output_tokens IS NOT NULL), "
         "sum(s.cost_usd), count(s.cost_usd), sum(s.output_tps), count(s.output_tps), "
         "sum(s.latency_ms), count(s.latency_ms), sum(s.ttft_ms), count(s.ttft_ms) "
-        f"FROM {_JOIN} WHERE i.run_id = ? GROUP BY ALL", [run_id]).fetchall()
+        f"FROM {_JOIN} WHERE i.run_id = ? GROUP BY ALL",
+        [run_id],
+    ).fetchall()
     assert not rows or len(rows[0]) == len(GROUP_FIELDS)
     return rs.as_groups(rows)
 

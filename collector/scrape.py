@@ -102,8 +102,7 @@ class TargetHealth:
     bytes: int = 0
     failures: int = 0  # consecutive
 
-    def update(self, ts: float, error: str | None, *, duration: float = 0.0, samples: int = 0,
-               size: int = 0) -> bool:
+    def update(self, ts: float, error: str | None, *, duration: float = 0.0, samples: int = 0, size: int = 0) -> bool:
         """Record one scrape's outcome; True when the state (up/down, or the reason) changed."""
         up = error is None
         changed = up != self.up or (not up and error != self.error)
@@ -124,8 +123,15 @@ class TargetHealth:
 
     def as_dict(self) -> dict:
         return {
-            "variant": self.target.variant, "url": self.target.display, "up": self.up, "error": self.error,
-            "since": self.since, "last_scrape": self.last_scrape, "last_success": self.last_success,
-            "duration_ms": self.duration_ms, "samples": self.samples, "bytes": self.bytes,
+            "variant": self.target.variant,
+            "url": self.target.display,
+            "up": self.up,
+            "error": self.error,
+            "since": self.since,
+            "last_scrape": self.last_scrape,
+            "last_success": self.last_success,
+            "duration_ms": self.duration_ms,
+            "samples": self.samples,
+            "bytes": self.bytes,
             "consecutive_failures": self.failures,
         }

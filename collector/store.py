@@ -29,10 +29,11 @@ import asyncio
 import json
 import logging
 import math
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -48,50 +49,105 @@ SCHEMA_VERSION = 3
 # The spans table as version 2 created it; later versions append columns (ALTER TABLE
 # ADD COLUMN appends, so a migrated file and a new one have the same column order).
 _SPAN_COLUMNS_V2: dict[str, str] = {
-    "request_id": "VARCHAR", "trace_id": "VARCHAR", "span_id": "VARCHAR", "parent_span_id": "VARCHAR",
-    "name": "VARCHAR", "start_time": "DOUBLE", "end_time": "DOUBLE", "variant": "VARCHAR", "model": "VARCHAR",
-    "response_model": "VARCHAR", "operation": "VARCHAR", "provider": "VARCHAR", "endpoint": "VARCHAR",
-    "stream": "BOOLEAN", "status": "VARCHAR", "http_status": "INTEGER", "error_type": "VARCHAR",
-    "input_tokens": "BIGINT", "output_tokens": "BIGINT", "cached_input_tokens": "BIGINT",
-    "usage_source": "VARCHAR", "ttft_ms": "DOUBLE", "latency_ms": "DOUBLE", "output_tps": "DOUBLE",
-    "finish_reasons": "VARCHAR", "session_id": "VARCHAR", "conversation_id": "VARCHAR",
-    "input_messages": "VARCHAR", "output_messages": "VARCHAR", "system_instructions": "VARCHAR",
-    "events": "VARCHAR", "attributes": "VARCHAR", "resource": "VARCHAR", "service_name": "VARCHAR",
-    "received_at": "DOUBLE", "size_bytes": "BIGINT",
+    "request_id": "VARCHAR",
+    "trace_id": "VARCHAR",
+    "span_id": "VARCHAR",
+    "parent_span_id": "VARCHAR",
+    "name": "VARCHAR",
+    "start_time": "DOUBLE",
+    "end_time": "DOUBLE",
+    "variant": "VARCHAR",
+    "model": "VARCHAR",
+    "response_model": "VARCHAR",
+    "operation": "VARCHAR",
+    "provider": "VARCHAR",
+    "endpoint": "VARCHAR",
+    "stream": "BOOLEAN",
+    "status": "VARCHAR",
+    "http_status": "INTEGER",
+    "error_type": "VARCHAR",
+    "input_tokens": "BIGINT",
+    "output_tokens": "BIGINT",
+    "cached_input_tokens": "BIGINT",
+    "usage_source": "VARCHAR",
+    "ttft_ms": "DOUBLE",
+    "latency_ms": "DOUBLE",
+    "output_tps": "DOUBLE",
+    "finish_reasons": "VARCHAR",
+    "session_id": "VARCHAR",
+    "conversation_id": "VARCHAR",
+    "input_messages": "VARCHAR",
+    "output_messages": "VARCHAR",
+    "system_instructions": "VARCHAR",
+    "events": "VARCHAR",
+    "attributes": "VARCHAR",
+    "resource": "VARCHAR",
+    "service_name": "VARCHAR",
+    "received_at": "DOUBLE",
+    "size_bytes": "BIGINT",
 }
 _SPAN_COLUMNS_V3: dict[str, str] = {
-    "cost_usd": "DOUBLE", "user_id": "VARCHAR", "tags": "VARCHAR[]", "key_fingerprint": "VARCHAR",
+    "cost_usd": "DOUBLE",
+    "user_id": "VARCHAR",
+    "tags": "VARCHAR[]",
+    "key_fingerprint": "VARCHAR",
     "route": "VARCHAR",
 }
 SPAN_COLUMNS: dict[str, str] = {**_SPAN_COLUMNS_V2, **_SPAN_COLUMNS_V3}
-_ARROW = {"VARCHAR": pa.string(), "DOUBLE": pa.float64(), "BIGINT": pa.int64(), "INTEGER": pa.int32(),
-          "BOOLEAN": pa.bool_(), "VARCHAR[]": pa.list_(pa.string())}
+_ARROW = {
+    "VARCHAR": pa.string(),
+    "DOUBLE": pa.float64(),
+    "BIGINT": pa.int64(),
+    "INTEGER": pa.int32(),
+    "BOOLEAN": pa.bool_(),
+    "VARCHAR[]": pa.list_(pa.string()),
+}
 SPAN_SCHEMA = pa.schema([(k, _ARROW[v]) for k, v in SPAN_COLUMNS.items()])
 _SPAN_NAMES = ", ".join(SPAN_COLUMNS)
 _METRIC_SCHEMA = pa.schema([("ts", pa.float64()), ("series_id", pa.int32()), ("value", pa.float64())])
-_SERIES_SCHEMA = pa.schema([("id", pa.int32()), ("variant", pa.string()), ("target", pa.string()),
-                            ("name", pa.string()), ("labels", pa.string()), ("kind", pa.string()),
-                            ("model", pa.string()), ("le", pa.float64()), ("first_seen", pa.float64())])
+_SERIES_SCHEMA = pa.schema(
+    [
+        ("id", pa.int32()),
+        ("variant", pa.string()),
+        ("target", pa.string()),
+        ("name", pa.string()),
+        ("labels", pa.string()),
+        ("kind", pa.string()),
+        ("model", pa.string()),
+        ("le", pa.float64()),
+        ("first_seen", pa.float64()),
+    ]
+)
 
 # (version, what, statements): applied in order, each in its own transaction.
 MIGRATIONS: list[tuple[int, str, tuple[str, ...]]] = [
-    (1, "scraped metrics", (
-        "CREATE TABLE series(id INTEGER PRIMARY KEY, variant VARCHAR NOT NULL, target VARCHAR NOT NULL, "
-        "name VARCHAR NOT NULL, labels VARCHAR NOT NULL, kind VARCHAR NOT NULL, model VARCHAR, le DOUBLE, "
-        "first_seen DOUBLE)",
-        "CREATE TABLE metrics_5s(ts DOUBLE NOT NULL, series_id INTEGER NOT NULL, value DOUBLE NOT NULL)",
-        "CREATE TABLE metrics_1m(ts DOUBLE NOT NULL, series_id INTEGER NOT NULL, value DOUBLE NOT NULL)",
-    )),
-    (2, "request spans received over OTLP", (
-        "CREATE TABLE spans(" + ", ".join(f"{k} {v}" for k, v in _SPAN_COLUMNS_V2.items()) + ")",
-    )),
-    (3, "cost and attribution on spans; runs", (
-        *(f"ALTER TABLE spans ADD COLUMN {k} {v}" for k, v in _SPAN_COLUMNS_V3.items()),
-        "CREATE TABLE runs(id INTEGER PRIMARY KEY, name VARCHAR NOT NULL, created_at DOUBLE NOT NULL, "
-        "ended_at DOUBLE, status VARCHAR NOT NULL)",
-        # end_time is NULL while the interval is open (the run is active).
-        "CREATE TABLE run_intervals(run_id INTEGER NOT NULL, start_time DOUBLE NOT NULL, end_time DOUBLE)",
-    )),
+    (
+        1,
+        "scraped metrics",
+        (
+            "CREATE TABLE series(id INTEGER PRIMARY KEY, variant VARCHAR NOT NULL, target VARCHAR NOT NULL, "
+            "name VARCHAR NOT NULL, labels VARCHAR NOT NULL, kind VARCHAR NOT NULL, model VARCHAR, le DOUBLE, "
+            "first_seen DOUBLE)",
+            "CREATE TABLE metrics_5s(ts DOUBLE NOT NULL, series_id INTEGER NOT NULL, value DOUBLE NOT NULL)",
+            "CREATE TABLE metrics_1m(ts DOUBLE NOT NULL, series_id INTEGER NOT NULL, value DOUBLE NOT NULL)",
+        ),
+    ),
+    (
+        2,
+        "request spans received over OTLP",
+        ("CREATE TABLE spans(" + ", ".join(f"{k} {v}" for k, v in _SPAN_COLUMNS_V2.items()) + ")",),
+    ),
+    (
+        3,
+        "cost and attribution on spans; runs",
+        (
+            *(f"ALTER TABLE spans ADD COLUMN {k} {v}" for k, v in _SPAN_COLUMNS_V3.items()),
+            "CREATE TABLE runs(id INTEGER PRIMARY KEY, name VARCHAR NOT NULL, created_at DOUBLE NOT NULL, "
+            "ended_at DOUBLE, status VARCHAR NOT NULL)",
+            # end_time is NULL while the interval is open (the run is active).
+            "CREATE TABLE run_intervals(run_id INTEGER NOT NULL, start_time DOUBLE NOT NULL, end_time DOUBLE)",
+        ),
+    ),
 ]
 
 SeriesKey = tuple[str, str, str, Labels]  # variant, target, sample name, labels
@@ -125,8 +181,10 @@ def migrate(con: duckdb.DuckDBPyConnection, target: int = SCHEMA_VERSION) -> tup
     row = _row(con, "SELECT value FROM meta WHERE key = 'schema_version'")
     found = int(row[0]) if row else 0
     if found > SCHEMA_VERSION:
-        raise StoreError(f"the database has schema version {found}, newer than this collector's "
-                         f"({SCHEMA_VERSION}): upgrade tokentail, or use another --db")
+        raise StoreError(
+            f"the database has schema version {found}, newer than this collector's "
+            f"({SCHEMA_VERSION}): upgrade tokentail, or use another --db"
+        )
     for version, what, statements in MIGRATIONS:
         if found < version <= target:
             con.execute("BEGIN")
@@ -183,7 +241,7 @@ class Store:
         self._load()
 
     @classmethod
-    def open(cls, path: str | Path, *, checkpoint_threshold: int | None = None) -> "Store":
+    def open(cls, path: str | Path, *, checkpoint_threshold: int | None = None) -> Store:
         """Open or create the database, migrate it, or raise ``StoreError`` (one line)."""
         p = Path(path).expanduser()
         config: dict[str, Any] = {}
@@ -290,8 +348,11 @@ class Store:
                 next_id += 1
                 lab = dict(labels)
                 le = lab.get("le")
-                new.append(SeriesInfo(sid, variant, target, name, lab, kind, lab.get("model"),
-                                      float(le) if le is not None else None))
+                new.append(
+                    SeriesInfo(
+                        sid, variant, target, name, lab, kind, lab.get("model"), float(le) if le is not None else None
+                    )
+                )
             sids.append(sid)
             values.append(float(value))
         con = self._con
@@ -299,16 +360,34 @@ class Store:
         try:
             if new:
                 table = pa.Table.from_pylist(
-                    [{"id": s.id, "variant": s.variant, "target": s.target, "name": s.name,
-                      "labels": _labels_json(tuple(sorted(s.labels.items()))), "kind": s.kind, "model": s.model,
-                      "le": s.le, "first_seen": ts} for s in new], schema=_SERIES_SCHEMA)
+                    [
+                        {
+                            "id": s.id,
+                            "variant": s.variant,
+                            "target": s.target,
+                            "name": s.name,
+                            "labels": _labels_json(tuple(sorted(s.labels.items()))),
+                            "kind": s.kind,
+                            "model": s.model,
+                            "le": s.le,
+                            "first_seen": ts,
+                        }
+                        for s in new
+                    ],
+                    schema=_SERIES_SCHEMA,
+                )
                 con.register("new_series", table)
                 con.execute("INSERT INTO series SELECT * FROM new_series")
                 con.unregister("new_series")
             if sids:
                 batch = pa.Table.from_arrays(
-                    [pa.array([float(ts)] * len(sids), pa.float64()), pa.array(sids, pa.int32()),
-                     pa.array(values, pa.float64())], schema=_METRIC_SCHEMA)
+                    [
+                        pa.array([float(ts)] * len(sids), pa.float64()),
+                        pa.array(sids, pa.int32()),
+                        pa.array(values, pa.float64()),
+                    ],
+                    schema=_METRIC_SCHEMA,
+                )
                 con.register("batch", batch)
                 con.execute("INSERT INTO metrics_5s SELECT * FROM batch")
                 con.unregister("batch")
@@ -338,10 +417,12 @@ class Store:
             # A retried export carries the same spans: the start-time window keeps the
             # anti-join on the few row groups it can be in.
             inserted = _one(
-                con, f"INSERT INTO spans ({_SPAN_NAMES}) SELECT {_SPAN_NAMES} FROM span_batch b WHERE NOT EXISTS "
+                con,
+                f"INSERT INTO spans ({_SPAN_NAMES}) SELECT {_SPAN_NAMES} FROM span_batch b WHERE NOT EXISTS "
                 "(SELECT 1 FROM spans s "
                 "WHERE s.request_id = b.request_id AND s.start_time BETWEEN ? AND ?) ORDER BY b.start_time",
-                [min(starts) - 1.0, max(starts) + 1.0])
+                [min(starts) - 1.0, max(starts) + 1.0],
+            )
             con.unregister("span_batch")
             con.execute("COMMIT")
         except BaseException:
@@ -385,7 +466,9 @@ class Store:
                 "INSERT INTO metrics_1m SELECT floor(m.ts / 60) * 60 AS t, m.series_id, "
                 "CASE WHEN any_value(s.kind) = 'gauge' THEN avg(m.value) ELSE sum(m.value) END "
                 "FROM metrics_5s m JOIN series s ON s.id = m.series_id WHERE m.ts >= ? AND m.ts < ? "
-                "GROUP BY t, m.series_id ORDER BY t, m.series_id", [start, end])
+                "GROUP BY t, m.series_id ORDER BY t, m.series_id",
+                [start, end],
+            )
             con.execute("INSERT OR REPLACE INTO meta VALUES ('rollup_watermark', ?)", [repr(end)])
             con.execute("COMMIT")
         except BaseException:
@@ -394,15 +477,18 @@ class Store:
         self._watermark = end
         return end < upto
 
-    def retention_step(self, now: float, policy: Retention, batch_seconds: float = 900.0,
-                       batch_rows: int = 50_000) -> int:
+    def retention_step(
+        self, now: float, policy: Retention, batch_seconds: float = 900.0, batch_rows: int = 50_000
+    ) -> int:
         """Delete one bounded batch of expired rows; returns rows deleted (0: nothing due)."""
         con = self._con
         # Never drop 5s rows not yet rolled up (the rollup runs first and catches up).
         cut5 = min(now - policy.metrics_5s, self._watermark if self._watermark is not None else -math.inf)
-        for table, col, cutoff, span in (("metrics_5s", "ts", cut5, batch_seconds),
-                                         ("metrics_1m", "ts", now - policy.metrics_1m, batch_seconds * 24),
-                                         ("spans", "start_time", now - policy.spans, batch_seconds * 4)):
+        for table, col, cutoff, span in (
+            ("metrics_5s", "ts", cut5, batch_seconds),
+            ("metrics_1m", "ts", now - policy.metrics_1m, batch_seconds * 24),
+            ("spans", "start_time", now - policy.spans, batch_seconds * 4),
+        ):
             oldest = _one(con, f"SELECT min({col}) FROM {table}")
             if oldest is not None and oldest < cutoff:
                 return self._delete(table, col, min(cutoff, oldest + span), inclusive=False)
@@ -411,15 +497,22 @@ class Store:
             return 0
         # Oldest first, at most batch_rows per call, always at least one row.
         if n > policy.spans_max_rows:
-            row_bound = _one(con, "SELECT start_time FROM spans ORDER BY start_time LIMIT 1 OFFSET ?",
-                             [min(n - policy.spans_max_rows, batch_rows) - 1])
+            row_bound = _one(
+                con,
+                "SELECT start_time FROM spans ORDER BY start_time LIMIT 1 OFFSET ?",
+                [min(n - policy.spans_max_rows, batch_rows) - 1],
+            )
             return self._delete("spans", "start_time", row_bound, inclusive=True)
         if size > policy.spans_max_bytes:
             byte_bound = _one(
-                con, "SELECT min(start_time) FROM (SELECT start_time, sum(size_bytes) OVER (ORDER BY start_time "
-                "ROWS UNBOUNDED PRECEDING) AS cum FROM spans) WHERE cum >= ?", [size - policy.spans_max_bytes])
-            batch_bound = _one(con, "SELECT start_time FROM spans ORDER BY start_time LIMIT 1 OFFSET ?",
-                               [min(n, batch_rows) - 1])
+                con,
+                "SELECT min(start_time) FROM (SELECT start_time, sum(size_bytes) OVER (ORDER BY start_time "
+                "ROWS UNBOUNDED PRECEDING) AS cum FROM spans) WHERE cum >= ?",
+                [size - policy.spans_max_bytes],
+            )
+            batch_bound = _one(
+                con, "SELECT start_time FROM spans ORDER BY start_time LIMIT 1 OFFSET ?", [min(n, batch_rows) - 1]
+            )
             return self._delete("spans", "start_time", min(byte_bound, batch_bound), inclusive=True)
         return 0
 
@@ -435,8 +528,9 @@ class Store:
 
     @staticmethod
     def stats(cur: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-        counts = {t: _one(cur, f"SELECT count(*) FROM {t}")
-                  for t in ("series", "metrics_5s", "metrics_1m", "spans", "runs")}
+        counts = {
+            t: _one(cur, f"SELECT count(*) FROM {t}") for t in ("series", "metrics_5s", "metrics_1m", "spans", "runs")
+        }
         return {"rows": counts}
 
     def size_bytes(self) -> int:

@@ -9,7 +9,8 @@ messages of its span. The detail page and the list rows read both as
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 
 def parts_text(parts: Iterable[Any], kinds: tuple[str, ...] = ("text",)) -> str:
@@ -45,19 +46,29 @@ def message_from_parts(m: Any) -> dict[str, Any]:
     if not isinstance(m, dict):
         return {"role": "user", "text": str(m), "tool_calls": [], "tool_call_id": None, "reasoning": ""}
     parts = as_list(m.get("parts"))
-    tools = [{"id": p.get("id"), "name": p.get("name"), "arguments": args_text(p.get("arguments"))}
-             for p in parts if isinstance(p, dict) and p.get("type") == "tool_call"]
+    tools = [
+        {"id": p.get("id"), "name": p.get("name"), "arguments": args_text(p.get("arguments"))}
+        for p in parts
+        if isinstance(p, dict) and p.get("type") == "tool_call"
+    ]
     responses = [p for p in parts if isinstance(p, dict) and p.get("type") == "tool_call_response"]
     text = parts_text(parts)
     if responses and not text:
         text = "\n".join(args_text(p.get("response")) for p in responses)
-    others = [p for p in parts if isinstance(p, dict) and p.get("type") not in
-              ("text", "reasoning", "tool_call", "tool_call_response")]
+    others = [
+        p
+        for p in parts
+        if isinstance(p, dict) and p.get("type") not in ("text", "reasoning", "tool_call", "tool_call_response")
+    ]
     if others and not text:
         text = ", ".join(f"[{p.get('type')}]" for p in others)
-    return {"role": str(m.get("role") or "user"), "text": text, "tool_calls": tools,
-            "tool_call_id": responses[0].get("id") if responses else None,
-            "reasoning": parts_text(parts, ("reasoning",))}
+    return {
+        "role": str(m.get("role") or "user"),
+        "text": text,
+        "tool_calls": tools,
+        "tool_call_id": responses[0].get("id") if responses else None,
+        "reasoning": parts_text(parts, ("reasoning",)),
+    }
 
 
 def content_text(content: Any) -> str:
@@ -88,20 +99,32 @@ def message_from_openai(m: Any) -> dict[str, Any]:
     tools = []
     for tc in m.get("tool_calls") or []:
         fn = (tc.get("function") or {}) if isinstance(tc, dict) else {}
-        tools.append({"id": tc.get("id") if isinstance(tc, dict) else None, "name": fn.get("name"),
-                      "arguments": args_text(fn.get("arguments"))})
+        tools.append(
+            {
+                "id": tc.get("id") if isinstance(tc, dict) else None,
+                "name": fn.get("name"),
+                "arguments": args_text(fn.get("arguments")),
+            }
+        )
     content = m.get("content")
     if isinstance(content, list):  # Anthropic tool_use blocks
-        tools += [{"id": b.get("id"), "name": b.get("name"), "arguments": args_text(b.get("input"))}
-                  for b in content if isinstance(b, dict) and b.get("type") == "tool_use"]
+        tools += [
+            {"id": b.get("id"), "name": b.get("name"), "arguments": args_text(b.get("input"))}
+            for b in content
+            if isinstance(b, dict) and b.get("type") == "tool_use"
+        ]
     kind = m.get("type")
     if kind == "function_call":  # Responses API items
         tools.append({"id": m.get("call_id"), "name": m.get("name"), "arguments": args_text(m.get("arguments"))})
     role = m.get("role") or ("tool" if kind == "function_call_output" else "assistant" if kind else "user")
     text = content_text(content) if content is not None else args_text(m.get("output"))
-    return {"role": "system" if role == "developer" else str(role), "text": text, "tool_calls": tools,
-            "tool_call_id": m.get("tool_call_id") or m.get("call_id") if role == "tool" else None,
-            "reasoning": ""}
+    return {
+        "role": "system" if role == "developer" else str(role),
+        "text": text,
+        "tool_calls": tools,
+        "tool_call_id": m.get("tool_call_id") or m.get("call_id") if role == "tool" else None,
+        "reasoning": "",
+    }
 
 
 def messages_from_prompt(start: dict[str, Any]) -> list[dict[str, Any]]:
@@ -109,14 +132,18 @@ def messages_from_prompt(start: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     system = start.get("system", start.get("instructions"))
     if system:
-        out.append({"role": "system", "text": content_text(system), "tool_calls": [], "tool_call_id": None,
-                    "reasoning": ""})
+        out.append(
+            {"role": "system", "text": content_text(system), "tool_calls": [], "tool_call_id": None, "reasoning": ""}
+        )
     if isinstance(start.get("messages"), list):
         out += [message_from_openai(m) for m in start["messages"]]
     elif "input" in start and start["input"] is not None:
         inp = start["input"]
-        out += [message_from_openai(m) for m in inp] if isinstance(inp, list) else [message_from_openai(
-            {"role": "user", "content": inp})]
+        out += (
+            [message_from_openai(m) for m in inp]
+            if isinstance(inp, list)
+            else [message_from_openai({"role": "user", "content": inp})]
+        )
     elif start.get("prompt") is not None:
         p = start["prompt"]
         texts = p if isinstance(p, list) else [p]

@@ -32,7 +32,8 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flask
 
@@ -72,11 +73,13 @@ def denied(config: DashboardConfig, req: flask.Request) -> tuple[flask.Response,
         token = auth[7:].strip() if auth[:7].lower() == "bearer " else req.cookies.get(ADMIN_COOKIE)
         if _matches(token, config.admin_token):
             return None
-        return error(401, "this needs the admin token (TOKENTAIL_ADMIN_TOKEN): unlock the dashboard with it",
-                     "unauthorized")
+        return error(
+            401, "this needs the admin token (TOKENTAIL_ADMIN_TOKEN): unlock the dashboard with it", "unauthorized"
+        )
     if not is_loopback_peer(req.remote_addr):
-        return error(403, "state changes from a non-loopback address need TOKENTAIL_ADMIN_TOKEN to be configured",
-                     "forbidden")
+        return error(
+            403, "state changes from a non-loopback address need TOKENTAIL_ADMIN_TOKEN to be configured", "forbidden"
+        )
     # A loopback peer asking for another host name is a page whose name was rebound to this
     # machine (DNS rebinding): its origin checks out, its Host header does not.
     try:
@@ -106,8 +109,9 @@ def post_json(url: str, body: Any, *, token: str | None, timeout: float) -> tupl
     try:
         return status, json.loads(raw or b"{}")
     except ValueError:
-        return 502, {"error": {"message": f"{display_url(url)} did not answer JSON (HTTP {status})",
-                               "code": "bad_gateway"}}
+        return 502, {
+            "error": {"message": f"{display_url(url)} did not answer JSON (HTTP {status})", "code": "bad_gateway"}
+        }
 
 
 def _relay(status: int, body: Any) -> tuple[flask.Response, int]:
@@ -143,7 +147,7 @@ def register(server: flask.Flask, config: DashboardConfig, post: Callable[..., t
     def run_start():
         body = _body(flask.request)
         if body is None or not isinstance(body.get("name"), str):
-            return error(400, "send {\"name\": \"...\"}", "invalid_request")
+            return error(400, 'send {"name": "..."}', "invalid_request")
         return collector("/api/runs", {"name": body["name"]})
 
     @server.post("/_tt/runs/<int:run_id>/<action>")
@@ -159,13 +163,15 @@ def register(server: flask.Flask, config: DashboardConfig, post: Callable[..., t
         body = _body(flask.request) or {}
         rid = body.get("id")
         if not isinstance(rid, str) or not rid or len(rid) > 200:
-            return error(400, "send {\"id\": \"<request id>\"}", "invalid_request")
+            return error(400, 'send {"id": "<request id>"}', "invalid_request")
         proxies = [p for p in config.proxies if p.name == body.get("proxy")] or list(config.proxies)
         if not proxies:
             return error(409, "no proxy configured (--proxy URL)", "no_proxy")
         path = f"/api/requests/{urllib.parse.quote(rid, safe='')}/cancel"
-        answer: tuple[int, Any] = (404, {"error": {"message": "no proxy holds this request in flight",
-                                                   "code": "not_found"}})
+        answer: tuple[int, Any] = (
+            404,
+            {"error": {"message": "no proxy holds this request in flight", "code": "not_found"}},
+        )
         for p in proxies:
             status, got = post(p.url + path, {}, token=config.admin_token, timeout=config.timeout)
             if status != 404:
@@ -180,14 +186,16 @@ def register(server: flask.Flask, config: DashboardConfig, post: Callable[..., t
             chat = playground_request(body)
         except ValueError as exc:
             return error(400, str(exc), "invalid_request")
-        proxy = next((p for p in config.proxies if p.name == body.get("proxy")), None) or \
-            (config.proxies[0] if config.proxies else None)
+        proxy = next((p for p in config.proxies if p.name == body.get("proxy")), None) or (
+            config.proxies[0] if config.proxies else None
+        )
         if proxy is None:
             return error(409, "no proxy configured (--proxy URL): the playground sends through one", "no_proxy")
         if not streams.acquire():
             return error(429, f"{MAX_PLAYGROUND_STREAMS} playground requests are already streaming", "busy")
-        started = _start_stream(proxy, chat, config.playground_key or PLAYGROUND_PLACEHOLDER_KEY, streams,
-                                timeout=max(config.timeout, 30.0))
+        started = _start_stream(
+            proxy, chat, config.playground_key or PLAYGROUND_PLACEHOLDER_KEY, streams, timeout=max(config.timeout, 30.0)
+        )
         if "error" in started and not started.get("id"):
             return _relay(started.pop("status", 502), started)
         return flask.jsonify({**started, "proxy": proxy.name})
@@ -203,8 +211,9 @@ def register(server: flask.Flask, config: DashboardConfig, post: Callable[..., t
         if not _matches(body.get("token") if isinstance(body.get("token"), str) else None, config.admin_token):
             return error(401, "wrong admin token", "unauthorized")
         resp = flask.jsonify({"unlocked": True})
-        resp.set_cookie(ADMIN_COOKIE, config.admin_token, httponly=True, samesite="Strict",
-                        secure=flask.request.is_secure)
+        resp.set_cookie(
+            ADMIN_COOKIE, config.admin_token, httponly=True, samesite="Strict", secure=flask.request.is_secure
+        )
         return resp
 
 
@@ -218,8 +227,9 @@ def playground_request(body: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(system, str) or len(system) + len(message) > _MAX_TEXT:
         raise ValueError(f"system and message: text, at most {_MAX_TEXT} characters together")
     temperature = body.get("temperature")
-    messages = ([{"role": "system", "content": system}] if system.strip() else []) + \
-        [{"role": "user", "content": message}]
+    messages = ([{"role": "system", "content": system}] if system.strip() else []) + [
+        {"role": "user", "content": message}
+    ]
     chat: dict[str, Any] = {"model": model.strip(), "stream": True, "messages": messages}
     if temperature not in (None, ""):
         try:
@@ -245,8 +255,9 @@ class _Streams:
         self._sem.release()
 
 
-def _start_stream(proxy: ProxySource, chat: dict[str, Any], key: str, streams: _Streams, *,
-                  timeout: float) -> dict[str, Any]:
+def _start_stream(
+    proxy: ProxySource, chat: dict[str, Any], key: str, streams: _Streams, *, timeout: float
+) -> dict[str, Any]:
     """Send ``chat`` through ``proxy`` on a thread that reads the stream to its end.
 
     Returns once the proxy answered (its headers carry the request id), with ``id`` and
@@ -255,9 +266,17 @@ def _start_stream(proxy: ProxySource, chat: dict[str, Any], key: str, streams: _
     started = threading.Event()
     out: dict[str, Any] = {}
     req = urllib.request.Request(
-        proxy.openai_base + "/chat/completions", data=json.dumps(chat).encode(), method="POST",
-        headers={"Content-Type": "application/json", "Accept": "text/event-stream", "Authorization": f"Bearer {key}",
-                 "User-Agent": "tokentail-playground", "X-Tokentail-Tags": PLAYGROUND_TAG})
+        proxy.openai_base + "/chat/completions",
+        data=json.dumps(chat).encode(),
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+            "Authorization": f"Bearer {key}",
+            "User-Agent": "tokentail-playground",
+            "X-Tokentail-Tags": PLAYGROUND_TAG,
+        },
+    )
 
     def run() -> None:
         try:
@@ -273,8 +292,10 @@ def _start_stream(proxy: ProxySource, chat: dict[str, Any], key: str, streams: _
                 return
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 reason = getattr(exc, "reason", exc)
-                out.update(status=502, error={"message": f"{display_url(proxy.url)} is unreachable ({reason})",
-                                              "code": "unreachable"})
+                out.update(
+                    status=502,
+                    error={"message": f"{display_url(proxy.url)} is unreachable ({reason})", "code": "unreachable"},
+                )
                 return
             with resp:
                 out.update(id=resp.headers.get("x-tokentail-request-id"), status=resp.status)

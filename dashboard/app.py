@@ -52,10 +52,26 @@ INDEX = """<!DOCTYPE html>
 def page_config(config: DashboardConfig) -> dict[str, Any]:
     """What ``assets/tokentail.js`` reads at start (the token only when one is configured)."""
     out: dict[str, Any] = {
-        "proxies": [{"name": p.name, "url": p.url, "display": display_url(p.url), "live": p.live_url,
-                     "openai": p.openai_base, "variant": p.variant} for p in config.proxies],
-        "collector": ({"url": config.collector, "display": display_url(config.collector),
-                       "events": config.collector + "/api/events"} if config.collector else None),
+        "proxies": [
+            {
+                "name": p.name,
+                "url": p.url,
+                "display": display_url(p.url),
+                "live": p.live_url,
+                "openai": p.openai_base,
+                "variant": p.variant,
+            }
+            for p in config.proxies
+        ],
+        "collector": (
+            {
+                "url": config.collector,
+                "display": display_url(config.collector),
+                "events": config.collector + "/api/events",
+            }
+            if config.collector
+            else None
+        ),
         "origin": config.origin,
         "colors": palette_config(),
         "historyLimit": HISTORY_LIMIT,
@@ -69,8 +85,9 @@ def page_config(config: DashboardConfig) -> dict[str, Any]:
 
 def _script_json(obj: Any) -> str:
     # Inside <script>: no "</script>" or "<!--" can close or confuse it.
-    return json.dumps(obj, separators=(",", ":")).replace("<", "\\u003c").replace(">", "\\u003e") \
-        .replace("&", "\\u0026")
+    return (
+        json.dumps(obj, separators=(",", ":")).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    )
 
 
 def create_app(config: DashboardConfig, reader: Reader | None = None, post: Any = None) -> Dash:
@@ -83,8 +100,10 @@ def create_app(config: DashboardConfig, reader: Reader | None = None, post: Any 
         update_title=None,
         suppress_callback_exceptions=True,  # the detail page's controls come and go
         serve_locally=True,
-        meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"},
-                   {"name": "referrer", "content": "same-origin"}],
+        meta_tags=[
+            {"name": "viewport", "content": "width=device-width, initial-scale=1"},
+            {"name": "referrer", "content": "same-origin"},
+        ],
     )
     app.index_string = INDEX.replace("__TT_CONFIG__", _script_json(page_config(config)))
     app.layout = layout.page(config)
@@ -155,8 +174,10 @@ def _add_access(server: flask.Flask, config: DashboardConfig) -> None:
             return resp
         if ok(req.cookies.get(COOKIE)):
             return None
-        body = ("<!DOCTYPE html><meta charset=utf-8><title>tokentail</title>"
-                "<body style='font-family:system-ui;margin:3rem;color:#0f172a'>"
-                "<h2>This dashboard needs the read token</h2>"
-                "<p>Open it once as <code>/?token=&lt;TOKENTAIL_READ_TOKEN&gt;</code>; a cookie keeps you in.</p>")
+        body = (
+            "<!DOCTYPE html><meta charset=utf-8><title>tokentail</title>"
+            "<body style='font-family:system-ui;margin:3rem;color:#0f172a'>"
+            "<h2>This dashboard needs the read token</h2>"
+            "<p>Open it once as <code>/?token=&lt;TOKENTAIL_READ_TOKEN&gt;</code>; a cookie keeps you in.</p>"
+        )
         return flask.Response(body, status=401, mimetype="text/html")

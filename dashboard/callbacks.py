@@ -31,7 +31,7 @@ DETAIL_PREFIX = "/request/"
 def request_id_from_path(path: str | None) -> str | None:
     if not path or not path.startswith(DETAIL_PREFIX):
         return None
-    rid = urllib.parse.unquote(path[len(DETAIL_PREFIX):]).strip("/")
+    rid = urllib.parse.unquote(path[len(DETAIL_PREFIX) :]).strip("/")
     return rid or None
 
 
@@ -75,13 +75,18 @@ def register(app: Dash, config: DashboardConfig, reader: Reader) -> None:
         " users: users, tags: tags, keys: keys});"
         " return window.dash_clientside.no_update; }",
         Output("live-filter-sink", "data"),
-        Input("live-q", "value"), Input("live-model", "value"), Input("live-variant", "value"),
-        Input("live-status", "value"), Input("live-user", "value"), Input("live-tag", "value"),
+        Input("live-q", "value"),
+        Input("live-model", "value"),
+        Input("live-variant", "value"),
+        Input("live-status", "value"),
+        Input("live-user", "value"),
+        Input("live-tag", "value"),
         Input("live-key", "value"),
     )
     app.clientside_callback(
         "function (mode) { return window.tokentail.detailMode(mode); }",
-        Output("tt-detail-text", "style"), Output("detail-md", "style"),
+        Output("tt-detail-text", "style"),
+        Output("detail-md", "style"),
         Input("detail-mode", "value"),
         prevent_initial_call=False,
     )
@@ -89,12 +94,20 @@ def register(app: Dash, config: DashboardConfig, reader: Reader) -> None:
     if config.collector:
         outputs = [
             Output("ov-grid", "children"),
-            Output("ov-cards", "children"), Output("ov-models", "children"), Output("ov-status", "children"),
-            Output("ov-empty", "children"), Output("ov-model", "options"),
+            Output("ov-cards", "children"),
+            Output("ov-models", "children"),
+            Output("ov-status", "children"),
+            Output("ov-empty", "children"),
+            Output("ov-model", "options"),
         ]
 
-        @app.callback(*outputs, Input("collector-tick", "data"), Input("ov-range", "value"),
-                      Input("ov-model", "value"), Input("url", "pathname"))
+        @app.callback(
+            *outputs,
+            Input("collector-tick", "data"),
+            Input("ov-range", "value"),
+            Input("ov-model", "value"),
+            Input("url", "pathname"),
+        )
         def update_overview(_tick, rng, model, path):
             n = len(outputs)
             if path not in ("/", "", None):
@@ -103,18 +116,31 @@ def register(app: Dash, config: DashboardConfig, reader: Reader) -> None:
                 res = overview(reader, config, rng, model)
             except Exception:  # never a traceback on the page
                 log.exception("overview update failed")
-                return [no_update] * (n - 3) + [layout.status_line(None, "internal error (see the dashboard's "
-                                                                        "log)", time.time()), no_update, no_update]
+                return [no_update] * (n - 3) + [
+                    layout.status_line(None, "internal error (see the dashboard's log)", time.time()),
+                    no_update,
+                    no_update,
+                ]
             if "error" in res:
                 # Keep the last charts; say why they are not moving.
                 return [no_update] * (n - 3) + [res["status"], no_update, no_update]
-            return [layout.chart_cards(res["figures"]), res["cards"], res["models"], res["status"], res["empty"],
-                    res["options"]]
+            return [
+                layout.chart_cards(res["figures"]),
+                res["cards"],
+                res["models"],
+                res["status"],
+                res["empty"],
+                res["options"],
+            ]
 
         register_history(app, reader)
 
-    @app.callback(Output("detail-body", "children"), Input("url", "pathname"), Input("detail-tick", "data"),
-                  State("detail-body", "children"))
+    @app.callback(
+        Output("detail-body", "children"),
+        Input("url", "pathname"),
+        Input("detail-tick", "data"),
+        State("detail-body", "children"),
+    )
     def update_detail(path, _tick, _current):
         rid = request_id_from_path(path)
         if rid is None:
@@ -135,6 +161,7 @@ def register(app: Dash, config: DashboardConfig, reader: Reader) -> None:
 
 def _guard(log_what: str, fallback):
     """Run a page callback; on an unexpected error log it and show ``fallback`` (never a traceback)."""
+
     def wrap(fn):
         def inner(*args):
             try:
@@ -142,8 +169,10 @@ def _guard(log_what: str, fallback):
             except Exception:
                 log.exception("%s failed", log_what)
                 return fallback()
+
         inner.__name__ = fn.__name__
         return inner
+
     return wrap
 
 
@@ -154,11 +183,19 @@ def _oops():
 def register_history(app: Dash, reader: Reader) -> None:
     """Sessions and runs: pages read from the collector's history."""
 
-    @app.callback(Output("sessions-list", "children"), Output("sessions-status", "children"),
-                  Output("sessions-user", "options"), Output("sessions-tag", "options"),
-                  Output("sessions-key", "options"),
-                  Input("url", "pathname"), Input("url", "search"), Input("page-tick", "data"),
-                  Input("sessions-user", "value"), Input("sessions-tag", "value"), Input("sessions-key", "value"))
+    @app.callback(
+        Output("sessions-list", "children"),
+        Output("sessions-status", "children"),
+        Output("sessions-user", "options"),
+        Output("sessions-tag", "options"),
+        Output("sessions-key", "options"),
+        Input("url", "pathname"),
+        Input("url", "search"),
+        Input("page-tick", "data"),
+        Input("sessions-user", "value"),
+        Input("sessions-tag", "value"),
+        Input("sessions-key", "value"),
+    )
     @_guard("sessions list", lambda: [_oops()] + [no_update] * 4)
     def update_sessions(path, _search, _tick, user, tag, key):
         if path != "/sessions":
@@ -166,16 +203,27 @@ def register_history(app: Dash, reader: Reader) -> None:
         try:
             rows = reader.sessions(user=user, tag=tag, key=key, limit=200)
             # The filters' choices: on arrival, not on every snapshot (a scan of all stored spans).
-            options = sessions_page.filter_options(reader.facets()) if ctx.triggered_id in (None, "url") \
-                else [no_update] * 3
+            options = (
+                sessions_page.filter_options(reader.facets()) if ctx.triggered_id in (None, "url") else [no_update] * 3
+            )
         except SourceError as exc:
-            return no_update, [html.Span("●", className="tt-bad"), f" Could not load sessions: {exc}"], \
-                no_update, no_update, no_update
+            return (
+                no_update,
+                [html.Span("●", className="tt-bad"), f" Could not load sessions: {exc}"],
+                no_update,
+                no_update,
+                no_update,
+            )
         status = f"{len(rows)} session" + ("" if len(rows) == 1 else "s") + f" · updated {fmt.clock(time.time())}"
         return [sessions_page.sessions_table(rows), status, *options]
 
-    @app.callback(Output("sessions-user", "value"), Output("sessions-tag", "value"), Output("sessions-key", "value"),
-                  Input("url", "search"), State("url", "pathname"))
+    @app.callback(
+        Output("sessions-user", "value"),
+        Output("sessions-tag", "value"),
+        Output("sessions-key", "value"),
+        Input("url", "search"),
+        State("url", "pathname"),
+    )
     def sessions_filter_from_link(search, path):
         # /sessions?user=alice (a chip on a request page): start filtered.
         if path != "/sessions" or not search:
@@ -196,9 +244,14 @@ def register_history(app: Dash, reader: Reader) -> None:
             return sessions_page.session_view(sid, [], None, str(exc))
         return sessions_page.session_view(sid, spans, summary)
 
-    @app.callback(Output("runs-list", "children"), Output("runs-compare-a", "options"),
-                  Output("runs-compare-b", "options"),
-                  Input("url", "pathname"), Input("runs-tick", "data"), Input("page-tick", "data"))
+    @app.callback(
+        Output("runs-list", "children"),
+        Output("runs-compare-a", "options"),
+        Output("runs-compare-b", "options"),
+        Input("url", "pathname"),
+        Input("runs-tick", "data"),
+        Input("page-tick", "data"),
+    )
     @_guard("runs list", lambda: [_oops(), no_update, no_update])
     def update_runs(path, _tick, _page_tick):
         if path != "/runs":
@@ -212,10 +265,18 @@ def register_history(app: Dash, reader: Reader) -> None:
 
     app.clientside_callback(
         "function (a, b) { return (a && b) ? '/runs/compare?a=' + a + '&b=' + b : '/runs/compare'; }",
-        Output("runs-compare-link", "href"), Input("runs-compare-a", "value"), Input("runs-compare-b", "value"))
+        Output("runs-compare-link", "href"),
+        Input("runs-compare-a", "value"),
+        Input("runs-compare-b", "value"),
+    )
 
-    @app.callback(Output("run-body", "children"), Output("run-whatif-model", "options"),
-                  Input("url", "pathname"), Input("runs-tick", "data"), Input("page-tick", "data"))
+    @app.callback(
+        Output("run-body", "children"),
+        Output("run-whatif-model", "options"),
+        Input("url", "pathname"),
+        Input("runs-tick", "data"),
+        Input("page-tick", "data"),
+    )
     @_guard("run page", lambda: [_oops(), no_update])
     def update_run(path, _tick, _page_tick):
         rid = runs_page.run_id_from_path(path)
@@ -233,8 +294,12 @@ def register_history(app: Dash, reader: Reader) -> None:
                 pass
         return runs_page.run_view(run, rid), options
 
-    @app.callback(Output("run-whatif", "children"), Input("run-whatif-model", "value"), Input("url", "pathname"),
-                  Input("runs-tick", "data"))
+    @app.callback(
+        Output("run-whatif", "children"),
+        Input("run-whatif-model", "value"),
+        Input("url", "pathname"),
+        Input("runs-tick", "data"),
+    )
     @_guard("what-if", lambda: "Could not price this run (see the dashboard's log).")
     def update_what_if(model, path, _tick):
         rid = runs_page.run_id_from_path(path)

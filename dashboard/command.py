@@ -28,20 +28,43 @@ example:
 
 OPTIONS = [
     Option("port", "port to listen on", 8050, port),
-    Option("host", "address to bind; anything but loopback requires the read token (or --insecure): "
-           "open the page once with ?token=<token>", "127.0.0.1"),
-    Option("collector", "collector base URL, e.g. http://127.0.0.1:8788 (history and charts)", None,
-           metavar="URL"),
-    Option("proxy", "proxy to follow live, [VARIANT=]URL as the browser reaches it, e.g. "
-           "canary=http://127.0.0.1:8789 (repeatable)", [], multiple=True, metavar="[VARIANT=]URL"),
-    Option("read_token", "token for reading the proxies' and the collector's /api/* (passed on, never shown); "
-           "also needed to open the dashboard when it is bound off loopback", None, secret=True,
-           env_aliases=("TOKENTAIL_READ_TOKEN",)),
-    Option("admin_token", "token for state changes (runs, cancel): sent by this server to the collector and the "
-           "proxies, never to the page; once set, the page's users must present it too (unset: loopback only)",
-           None, secret=True, env_aliases=("TOKENTAIL_ADMIN_TOKEN",)),
-    Option("playground_key", "API key the Playground sends through the proxy (default: a placeholder, enough for "
-           "the simulator and local servers)", None, secret=True),
+    Option(
+        "host",
+        "address to bind; anything but loopback requires the read token (or --insecure): "
+        "open the page once with ?token=<token>",
+        "127.0.0.1",
+    ),
+    Option("collector", "collector base URL, e.g. http://127.0.0.1:8788 (history and charts)", None, metavar="URL"),
+    Option(
+        "proxy",
+        "proxy to follow live, [VARIANT=]URL as the browser reaches it, e.g. canary=http://127.0.0.1:8789 (repeatable)",
+        [],
+        multiple=True,
+        metavar="[VARIANT=]URL",
+    ),
+    Option(
+        "read_token",
+        "token for reading the proxies' and the collector's /api/* (passed on, never shown); "
+        "also needed to open the dashboard when it is bound off loopback",
+        None,
+        secret=True,
+        env_aliases=("TOKENTAIL_READ_TOKEN",),
+    ),
+    Option(
+        "admin_token",
+        "token for state changes (runs, cancel): sent by this server to the collector and the "
+        "proxies, never to the page; once set, the page's users must present it too (unset: loopback only)",
+        None,
+        secret=True,
+        env_aliases=("TOKENTAIL_ADMIN_TOKEN",),
+    ),
+    Option(
+        "playground_key",
+        "API key the Playground sends through the proxy (default: a placeholder, enough for "
+        "the simulator and local servers)",
+        None,
+        secret=True,
+    ),
     Option("insecure", "serve off loopback without asking for the read token", False, parse_bool),
 ]
 
@@ -54,13 +77,20 @@ def main(settings) -> int:
 
     config = DashboardConfig.from_settings(settings)
     if not config.open_access and not config.read_token:
-        raise SettingsError(f"--host {config.host} is not loopback: set TOKENTAIL_READ_TOKEN (or --read-token) "
-                            "so that only its holders can read captured content, or pass --insecure")
+        raise SettingsError(
+            f"--host {config.host} is not loopback: set TOKENTAIL_READ_TOKEN (or --read-token) "
+            "so that only its holders can read captured content, or pass --insecure"
+        )
     if not _bindable(config.host, config.port):
         return 1
     app = create_app(config)
-    log.info("dashboard on http://%s:%d/  (collector: %s; proxies: %s)", config.host, config.port,
-             config.collector or "none", ", ".join(f"{p.name}={p.url}" for p in config.proxies) or "none")
+    log.info(
+        "dashboard on http://%s:%d/  (collector: %s; proxies: %s)",
+        config.host,
+        config.port,
+        config.collector or "none",
+        ", ".join(f"{p.name}={p.url}" for p in config.proxies) or "none",
+    )
     if config.proxies:
         log.info("the proxies (and the collector) must allow this origin: --allowed-origin %s", config.origin)
     return serve(app, config.host, config.port)
@@ -76,8 +106,11 @@ def _bindable(host: str, port: int) -> bool:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((host, port))
     except OSError as exc:
-        what = "is already in use (choose another with --port)" if exc.errno == errno.EADDRINUSE else \
-            f"cannot be bound: {exc.strerror}"
+        what = (
+            "is already in use (choose another with --port)"
+            if exc.errno == errno.EADDRINUSE
+            else f"cannot be bound: {exc.strerror}"
+        )
         print(f"tokentail: error: dashboard: port {port} on {host} {what}", flush=True)
         return False
     return True

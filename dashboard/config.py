@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from tokentail.access import is_loopback_host
@@ -39,8 +40,10 @@ def _base_url(raw: str, flag: str) -> str:
         raise SettingsError(f"{flag} {raw!r}: expected http(s)://HOST:PORT")
     if parts.username or parts.password or parts.query or parts.fragment:
         # The browser gets these URLs: credentials or a token in them would be shown to it.
-        raise SettingsError(f"{flag} {display_url(raw)!r}: no credentials or query string in the URL "
-                            "(the read token goes in --read-token / TOKENTAIL_READ_TOKEN)")
+        raise SettingsError(
+            f"{flag} {display_url(raw)!r}: no credentials or query string in the URL "
+            "(the read token goes in --read-token / TOKENTAIL_READ_TOKEN)"
+        )
     path = parts.path.rstrip("/")
     for suffix in _SUFFIXES:
         if path.endswith(suffix):
@@ -98,8 +101,9 @@ class DashboardConfig:
         names = [p.name for p in self.proxies]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise SettingsError(f"--proxy: name(s) given twice: {', '.join(dupes)} (use VARIANT=URL to tell "
-                                "them apart)")
+            raise SettingsError(
+                f"--proxy: name(s) given twice: {', '.join(dupes)} (use VARIANT=URL to tell them apart)"
+            )
 
     @property
     def open_access(self) -> bool:
@@ -113,7 +117,7 @@ class DashboardConfig:
         return f"http://{host}:{self.port}"
 
     @classmethod
-    def from_settings(cls, s: Mapping[str, Any]) -> "DashboardConfig":
+    def from_settings(cls, s: Mapping[str, Any]) -> DashboardConfig:
         collector = _base_url(s["collector"], "--collector") if s.get("collector") else None
         return cls(
             host=s["host"],

@@ -9,7 +9,8 @@ the usual pair never collides.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import plotly.graph_objects as go
 
@@ -17,8 +18,18 @@ from . import queries
 
 # Blue and orange are production's and canary's alone; the rest are told apart by hue.
 PALETTE = (
-    "#059669", "#65a30d", "#0f766e", "#db2777", "#0891b2", "#ca8a04",
-    "#9333ea", "#4f46e5", "#c026d3", "#92400e", "#475569", "#0369a1",
+    "#059669",
+    "#65a30d",
+    "#0f766e",
+    "#db2777",
+    "#0891b2",
+    "#ca8a04",
+    "#9333ea",
+    "#4f46e5",
+    "#c026d3",
+    "#92400e",
+    "#475569",
+    "#0369a1",
 )
 RESERVED = {"variant": {"production": "#2563eb", "canary": "#ea580c"}}
 FONT = "Inter, ui-sans-serif, system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
@@ -74,14 +85,33 @@ def _layout(fig: go.Figure, *, unit: str, height: int, window: Iterable | None, 
         hovermode="x unified",
         hoverlabel={"font": {"family": FONT, "size": 12}, "bgcolor": "#ffffff", "bordercolor": GRID},
         showlegend=legend,
-        legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom", "font": {"size": 11, "color": MUTED},
-                "bgcolor": "rgba(0,0,0,0)"},
+        legend={
+            "orientation": "h",
+            "x": 0,
+            "y": 1.02,
+            "yanchor": "bottom",
+            "font": {"size": 11, "color": MUTED},
+            "bgcolor": "rgba(0,0,0,0)",
+        },
         uirevision="keep",  # a refresh keeps the user's zoom and hidden traces
     )
-    fig.update_xaxes(showgrid=False, linecolor=GRID, tickfont={"color": MUTED}, type="date",
-                     range=list(window) if window else None, fixedrange=False, showspikes=False)
-    fig.update_yaxes(gridcolor=GRID, zeroline=False, rangemode="tozero", tickfont={"color": MUTED},
-                     ticksuffix=f" {unit}" if unit and unit != "%" else unit, separatethousands=True)
+    fig.update_xaxes(
+        showgrid=False,
+        linecolor=GRID,
+        tickfont={"color": MUTED},
+        type="date",
+        range=list(window) if window else None,
+        fixedrange=False,
+        showspikes=False,
+    )
+    fig.update_yaxes(
+        gridcolor=GRID,
+        zeroline=False,
+        rangemode="tozero",
+        tickfont={"color": MUTED},
+        ticksuffix=f" {unit}" if unit and unit != "%" else unit,
+        separatethousands=True,
+    )
     return fig
 
 
@@ -89,11 +119,23 @@ def empty_figure(message: str, height: int = CHART_HEIGHT) -> go.Figure:
     """A blank chart that says why it is blank."""
     fig = go.Figure()
     fig.update_layout(
-        height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)",
-        xaxis={"visible": False}, yaxis={"visible": False},
-        annotations=[{"text": message, "showarrow": False, "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5,
-                      "font": {"family": FONT, "size": 13, "color": MUTED}}],
+        height=height,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
+        xaxis={"visible": False},
+        yaxis={"visible": False},
+        annotations=[
+            {
+                "text": message,
+                "showarrow": False,
+                "xref": "paper",
+                "yref": "paper",
+                "x": 0.5,
+                "y": 0.5,
+                "font": {"family": FONT, "size": 13, "color": MUTED},
+            }
+        ],
     )
     return fig
 
@@ -107,8 +149,16 @@ def isolated_marker_sizes(ys: list[float | None], size: int = 5) -> list[int]:
     return out
 
 
-def lines(resp: dict[str, Any], metrics: list[tuple[str, str]], *, unit: str, kind: str = "variant",
-          scale: float = 1.0, height: int = CHART_HEIGHT, digits: str = ",.3~r") -> go.Figure:
+def lines(
+    resp: dict[str, Any],
+    metrics: list[tuple[str, str]],
+    *,
+    unit: str,
+    kind: str = "variant",
+    scale: float = 1.0,
+    height: int = CHART_HEIGHT,
+    digits: str = ",.3~r",
+) -> go.Figure:
     """One line per group and metric: colour by group, dash by ``metrics``' style key.
 
     ``metrics`` is ``[(metric, style)]`` with style a key of ``DASHES`` (``p50``, ``p95``,
@@ -119,39 +169,71 @@ def lines(resp: dict[str, Any], metrics: list[tuple[str, str]], *, unit: str, ki
         for s in queries.series(resp, metric, scale):
             label = f"{s.name} {style}".strip()
             color = color_for(kind, s.name)
-            fig.add_trace(go.Scatter(
-                x=s.x, y=s.y, name=label, legendgroup=s.name, mode="lines+markers",
-                line={"color": color, "width": 2 if style in ("", "p50", "out") else 1.5,
-                      "dash": DASHES.get(style, "solid"), "shape": "linear"},
-                marker={"color": color, "size": isolated_marker_sizes(s.y)},
-                connectgaps=False,
-                hovertemplate=f"%{{y:{digits}}}{(' ' + unit) if unit != '%' else unit}<extra>{label}</extra>",
-            ))
+            fig.add_trace(
+                go.Scatter(
+                    x=s.x,
+                    y=s.y,
+                    name=label,
+                    legendgroup=s.name,
+                    mode="lines+markers",
+                    line={
+                        "color": color,
+                        "width": 2 if style in ("", "p50", "out") else 1.5,
+                        "dash": DASHES.get(style, "solid"),
+                        "shape": "linear",
+                    },
+                    marker={"color": color, "size": isolated_marker_sizes(s.y)},
+                    connectgaps=False,
+                    hovertemplate=f"%{{y:{digits}}}{(' ' + unit) if unit != '%' else unit}<extra>{label}</extra>",
+                )
+            )
     return _layout(fig, unit=unit, height=height, window=queries.window(resp))
 
 
-def stacked_by_model(resp: dict[str, Any], metric: str = "request_rate", *, unit: str = "req/s",
-                     height: int = CHART_HEIGHT) -> go.Figure:
+def stacked_by_model(
+    resp: dict[str, Any], metric: str = "request_rate", *, unit: str = "req/s", height: int = CHART_HEIGHT
+) -> go.Figure:
     """A stacked area per model (the per-model breakdown over time)."""
     fig = go.Figure()
     for s in queries.series(resp, metric):
-        fig.add_trace(go.Scatter(
-            x=s.x, y=[0 if v is None else v for v in s.y], name=s.name, mode="lines", stackgroup="models",
-            line={"color": color_for("model", s.name), "width": 1},
-            hovertemplate=f"%{{y:,.3~r}} {unit}<extra>{s.name}</extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=s.x,
+                y=[0 if v is None else v for v in s.y],
+                name=s.name,
+                mode="lines",
+                stackgroup="models",
+                line={"color": color_for("model", s.name), "width": 1},
+                hovertemplate=f"%{{y:,.3~r}} {unit}<extra>{s.name}</extra>",
+            )
+        )
     return _layout(fig, unit=unit, height=height, window=queries.window(resp), legend=True)
 
 
 # The Overview's charts: (graph id, title, unit shown, metrics with styles, scale, source).
 CHARTS: tuple[tuple[str, str, str, list[tuple[str, str]], float], ...] = (
     ("ov-chart-requests", "Request rate", "req/s", [("request_rate", "")], 1.0),
-    ("ov-chart-tokens", "Token rate · out solid, in dotted", "tok/s",
-     [("output_tokens_rate", "out"), ("input_tokens_rate", "in")], 1.0),
-    ("ov-chart-latency", "Latency · p50, p95 dashed, p99 dotted", "ms",
-     [("latency_p50_ms", "p50"), ("latency_p95_ms", "p95"), ("latency_p99_ms", "p99")], 1.0),
-    ("ov-chart-ttft", "Time to first token · p50, p95 dashed", "ms",
-     [("ttft_p50_ms", "p50"), ("ttft_p95_ms", "p95")], 1.0),
+    (
+        "ov-chart-tokens",
+        "Token rate · out solid, in dotted",
+        "tok/s",
+        [("output_tokens_rate", "out"), ("input_tokens_rate", "in")],
+        1.0,
+    ),
+    (
+        "ov-chart-latency",
+        "Latency · p50, p95 dashed, p99 dotted",
+        "ms",
+        [("latency_p50_ms", "p50"), ("latency_p95_ms", "p95"), ("latency_p99_ms", "p99")],
+        1.0,
+    ),
+    (
+        "ov-chart-ttft",
+        "Time to first token · p50, p95 dashed",
+        "ms",
+        [("ttft_p50_ms", "p50"), ("ttft_p95_ms", "p95")],
+        1.0,
+    ),
     ("ov-chart-tps", "Output speed per request", "tok/s", [("output_tps", "")], 1.0),
     ("ov-chart-errors", "Error rate", "%", [("error_rate", "")], 100.0),
     ("ov-chart-inflight", "In flight", "req", [("in_flight", "")], 1.0),

@@ -25,8 +25,13 @@ STATUSES = [("in_flight", "In flight"), ("ok", "OK"), ("error", "Error"), ("canc
 # Every page, in the order tokentail.route() returns their styles (see assets/tokentail.js).
 PAGES = ("overview", "live", "detail", "sessions", "session", "runs", "run", "compare", "playground")
 # The header's links: (page, label, path), in the order route() returns their classes.
-NAV = (("overview", "Overview", "/"), ("live", "Live", "/live"), ("sessions", "Sessions", "/sessions"),
-       ("runs", "Runs", "/runs"), ("playground", "Playground", "/playground"))
+NAV = (
+    ("overview", "Overview", "/"),
+    ("live", "Live", "/live"),
+    ("sessions", "Sessions", "/sessions"),
+    ("runs", "Runs", "/runs"),
+    ("playground", "Playground", "/playground"),
+)
 
 
 def page(config: DashboardConfig) -> html.Div:
@@ -37,42 +42,60 @@ def page(config: DashboardConfig) -> html.Div:
         "live": live_page(config),
         "detail": [html.Div(id="detail-body", className="tt-detail")],
         "sessions": sessions_page.list_page(config),
-        "session": [html.Div(id="session-body", className="tt-detail"),
-                    # tokentail_pages.js lists the session's turns not stored yet (in flight) here.
-                    html.Div(id="tt-session-live", className="tt-turns")],
+        "session": [
+            html.Div(id="session-body", className="tt-detail"),
+            # tokentail_pages.js lists the session's turns not stored yet (in flight) here.
+            html.Div(id="tt-session-live", className="tt-turns"),
+        ],
         "runs": runs_page.list_page(config),
         "run": runs_page.run_page(config),
         "compare": [html.Div(id="compare-body", className="tt-detail")],
         "playground": playground_page.page(config),
     }
-    return html.Div(className="tt-app", children=[
-        dcc.Location(id="url", refresh=False),
-        dcc.Store(id="collector-tick"),  # set by tokentail.js on every collector snapshot
-        dcc.Store(id="page-tick"),  # likewise, only while Sessions or Runs is on screen
-        dcc.Store(id="detail-tick"),  # set by tokentail.js when the open request ends
-        dcc.Store(id="session-tick"),  # set by tokentail_pages.js when a turn of the open session is stored
-        dcc.Store(id="runs-tick"),  # set by tokentail_pages.js after a run action
-        dcc.Store(id="live-filter-sink"),
-        header(config),
-        html.Div(id="tt-banner", className="tt-banner", role="status"),
-        html.Div(id="tt-toast", className="tt-toast", role="alert"),
-        html.Main(className="tt-main", children=[
-            html.Section(id=f"page-{name}", className="tt-page", children=bodies[name],
-                         style=None if name == "overview" else {"display": "none"})
-            for name in PAGES
-        ]),
-    ])
+    return html.Div(
+        className="tt-app",
+        children=[
+            dcc.Location(id="url", refresh=False),
+            dcc.Store(id="collector-tick"),  # set by tokentail.js on every collector snapshot
+            dcc.Store(id="page-tick"),  # likewise, only while Sessions or Runs is on screen
+            dcc.Store(id="detail-tick"),  # set by tokentail.js when the open request ends
+            dcc.Store(id="session-tick"),  # set by tokentail_pages.js when a turn of the open session is stored
+            dcc.Store(id="runs-tick"),  # set by tokentail_pages.js after a run action
+            dcc.Store(id="live-filter-sink"),
+            header(config),
+            html.Div(id="tt-banner", className="tt-banner", role="status"),
+            html.Div(id="tt-toast", className="tt-toast", role="alert"),
+            html.Main(
+                className="tt-main",
+                children=[
+                    html.Section(
+                        id=f"page-{name}",
+                        className="tt-page",
+                        children=bodies[name],
+                        style=None if name == "overview" else {"display": "none"},
+                    )
+                    for name in PAGES
+                ],
+            ),
+        ],
+    )
 
 
 def header(config: DashboardConfig) -> html.Header:
-    return html.Header(className="tt-header", children=[
-        html.Div(className="tt-brand", children=[html.Span("▍", className="tt-logo"), "tokentail"]),
-        html.Nav(className="tt-nav", children=[
-            dcc.Link(label, href=path, id=f"nav-{name}", className="tt-nav-link") for name, label, path in NAV
-        ]),
-        # One dot per source, coloured by tokentail.js from its connection state.
-        html.Div(id="tt-sources", className="tt-sources"),
-    ])
+    return html.Header(
+        className="tt-header",
+        children=[
+            html.Div(className="tt-brand", children=[html.Span("▍", className="tt-logo"), "tokentail"]),
+            html.Nav(
+                className="tt-nav",
+                children=[
+                    dcc.Link(label, href=path, id=f"nav-{name}", className="tt-nav-link") for name, label, path in NAV
+                ],
+            ),
+            # One dot per source, coloured by tokentail.js from its connection state.
+            html.Div(id="tt-sources", className="tt-sources"),
+        ],
+    )
 
 
 def chips(kind: str, values: list[str] | None, href: str | None = None) -> list[Any]:
@@ -99,28 +122,51 @@ def empty_state(title: str, *lines: Any, code: str | None = None, extra_class: s
 
 
 def overview_page(config: DashboardConfig) -> list[Any]:
-    toolbar = html.Div(className="tt-toolbar", children=[
-        html.H1("Overview", className="tt-h1"),
-        html.Div(className="tt-toolbar-right", children=[
-            dcc.Dropdown(id="ov-model", options=[], value=None, placeholder="All models", clearable=True,
-                         className="tt-dropdown tt-model-filter", searchable=True),
-            dcc.RadioItems(id="ov-range", options=[{"label": r, "value": r} for r in RANGES],
-                           value=DEFAULT_RANGE, className="tt-segmented", inline=True),
-        ]),
-    ])
+    toolbar = html.Div(
+        className="tt-toolbar",
+        children=[
+            html.H1("Overview", className="tt-h1"),
+            html.Div(
+                className="tt-toolbar-right",
+                children=[
+                    dcc.Dropdown(
+                        id="ov-model",
+                        options=[],
+                        value=None,
+                        placeholder="All models",
+                        clearable=True,
+                        className="tt-dropdown tt-model-filter",
+                        searchable=True,
+                    ),
+                    dcc.RadioItems(
+                        id="ov-range",
+                        options=[{"label": r, "value": r} for r in RANGES],
+                        value=DEFAULT_RANGE,
+                        className="tt-segmented",
+                        inline=True,
+                    ),
+                ],
+            ),
+        ],
+    )
     if not config.collector:
         toolbar = html.Div(className="tt-toolbar", children=[html.H1("Overview", className="tt-h1")])
         proxies = [(p.variant or "production", p.url) for p in config.proxies] or [
-            ("production", "http://127.0.0.1:8787")]
+            ("production", "http://127.0.0.1:8787")
+        ]
         targets = " ".join(f"--target {v}={u}" for v, u in proxies)
         again = " ".join(f"--proxy {v}={u}" for v, u in proxies)
-        return [toolbar, empty_state(
-            "No collector configured",
-            "The Overview charts the collector's history. Start one that scrapes your proxies, then "
-            "pass its URL to the dashboard. The Live page works without it.",
-            code=f"tokentail collector {targets} --allowed-origin {config.origin}\n"
-                 f"tokentail dashboard --collector http://127.0.0.1:8788 {again}",
-            extra_class="tt-empty-page")]
+        return [
+            toolbar,
+            empty_state(
+                "No collector configured",
+                "The Overview charts the collector's history. Start one that scrapes your proxies, then "
+                "pass its URL to the dashboard. The Live page works without it.",
+                code=f"tokentail collector {targets} --allowed-origin {config.origin}\n"
+                f"tokentail dashboard --collector http://127.0.0.1:8788 {again}",
+                extra_class="tt-empty-page",
+            ),
+        ]
     return [
         toolbar,
         html.Div(id="ov-status", className="tt-status-line", children="Loading…"),
@@ -128,14 +174,24 @@ def overview_page(config: DashboardConfig) -> list[Any]:
         html.Div(id="ov-cards", className="tt-variant-cards"),
         # Filled by the overview callback once the Overview is on screen: a page opened on
         # /live never loads Plotly (parsing it would stall the live list at page load).
-        html.Div(id="ov-grid", className="tt-chart-grid",
-                 children=html.Div("Charts appear once the collector answers.", className="tt-muted tt-pad")),
-        html.Div(className="tt-card", children=[
-            html.Div(className="tt-card-head", children=[html.Span("Models", className="tt-card-title"),
-                                                          html.Span("over the selected range",
-                                                                    className="tt-card-unit")]),
-            html.Div(id="ov-models"),
-        ]),
+        html.Div(
+            id="ov-grid",
+            className="tt-chart-grid",
+            children=html.Div("Charts appear once the collector answers.", className="tt-muted tt-pad"),
+        ),
+        html.Div(
+            className="tt-card",
+            children=[
+                html.Div(
+                    className="tt-card-head",
+                    children=[
+                        html.Span("Models", className="tt-card-title"),
+                        html.Span("over the selected range", className="tt-card-unit"),
+                    ],
+                ),
+                html.Div(id="ov-models"),
+            ],
+        ),
     ]
 
 
@@ -144,12 +200,22 @@ def chart_cards(figs: dict[str, Any]) -> list[html.Div]:
     specs = [(cid, title, unit) for cid, title, unit, _, _ in CHARTS]
     specs.append(("ov-chart-models", "Request rate by model", "req/s"))
     return [
-        html.Div(className="tt-card tt-chart", children=[
-            html.Div(className="tt-card-head", children=[html.Span(title, className="tt-card-title"),
-                                                          html.Span(unit, className="tt-card-unit")]),
-            dcc.Graph(id=cid, figure=figs[cid], config=GRAPH_CONFIG, className="tt-graph",
-                      style={"height": f"{CHART_HEIGHT}px"}),
-        ])
+        html.Div(
+            className="tt-card tt-chart",
+            children=[
+                html.Div(
+                    className="tt-card-head",
+                    children=[html.Span(title, className="tt-card-title"), html.Span(unit, className="tt-card-unit")],
+                ),
+                dcc.Graph(
+                    id=cid,
+                    figure=figs[cid],
+                    config=GRAPH_CONFIG,
+                    className="tt-graph",
+                    style={"height": f"{CHART_HEIGHT}px"},
+                ),
+            ],
+        )
         for cid, title, unit in specs
     ]
 
@@ -159,21 +225,38 @@ def variant_cards(cards: list[dict[str, Any]]) -> list[html.Div]:
     for c in cards:
         color = color_for("variant", c["name"])
         state = {True: ("up", "tt-pill-ok"), False: ("down", "tt-pill-bad"), None: ("", "")}[c["up"]]
-        rows = [html.Div(className="tt-kv", children=[
-            html.Span(label, className="tt-kv-label"),
-            html.Span(fmt.value(c["values"].get(key), unit), className="tt-kv-value", **{"data-metric": key}),
-        ]) for key, label, unit in CARD_FIELDS]
-        out.append(html.Div(className="tt-card tt-variant-card", style={"borderTopColor": color},
-                            **{"data-variant": c["name"]}, children=[
-            html.Div(className="tt-variant-head", children=[
-                html.Span(className="tt-dot", style={"background": color}),
-                html.Span(c["name"], className="tt-variant-name"),
-                html.Span(state[0], className=f"tt-pill {state[1]}") if state[0] else None,
-                html.Span(f"{fmt.count(c['requests'])} requests" if c["requests"] is not None else "",
-                          className="tt-variant-sub"),
-            ]),
-            html.Div(className="tt-kv-grid", children=rows),
-        ]))
+        rows = [
+            html.Div(
+                className="tt-kv",
+                children=[
+                    html.Span(label, className="tt-kv-label"),
+                    html.Span(fmt.value(c["values"].get(key), unit), className="tt-kv-value", **{"data-metric": key}),
+                ],
+            )
+            for key, label, unit in CARD_FIELDS
+        ]
+        out.append(
+            html.Div(
+                className="tt-card tt-variant-card",
+                style={"borderTopColor": color},
+                **{"data-variant": c["name"]},
+                children=[
+                    html.Div(
+                        className="tt-variant-head",
+                        children=[
+                            html.Span(className="tt-dot", style={"background": color}),
+                            html.Span(c["name"], className="tt-variant-name"),
+                            html.Span(state[0], className=f"tt-pill {state[1]}") if state[0] else None,
+                            html.Span(
+                                f"{fmt.count(c['requests'])} requests" if c["requests"] is not None else "",
+                                className="tt-variant-sub",
+                            ),
+                        ],
+                    ),
+                    html.Div(className="tt-kv-grid", children=rows),
+                ],
+            )
+        )
     return out
 
 
@@ -183,8 +266,12 @@ def model_table(rows: list[dict[str, Any]]) -> Any:
     head = html.Tr([html.Th("Model")] + [html.Th(label, className="tt-num") for _, label, _ in MODEL_COLUMNS])
     body = []
     for r in rows:
-        cells = [html.Td([html.Span(className="tt-dot", style={"background": color_for("model", r["name"])}),
-                          r["name"]], className="tt-model-cell")]
+        cells = [
+            html.Td(
+                [html.Span(className="tt-dot", style={"background": color_for("model", r["name"])}), r["name"]],
+                className="tt-model-cell",
+            )
+        ]
         cells += [html.Td(fmt.value(r.get(key), unit), className="tt-num") for key, _, unit in MODEL_COLUMNS]
         body.append(html.Tr(cells, **{"data-model": r["name"]}))
     return html.Table(className="tt-table", children=[html.Thead(head), html.Tbody(body)])
@@ -192,13 +279,14 @@ def model_table(rows: list[dict[str, Any]]) -> Any:
 
 def status_line(resp: dict[str, Any] | None, error: str | None, now: float) -> list[Any]:
     if error:
-        return [html.Span("●", className="tt-bad"),
-                f" Could not load metrics: {error}. Showing what was last loaded."]
+        return [html.Span("●", className="tt-bad"), f" Could not load metrics: {error}. Showing what was last loaded."]
     if not resp:
         return ["Loading…"]
     res = resp.get("resolution", "?")
-    return [html.Span(f"{res} resolution", className="tt-res", **{"data-resolution": res}),
-            f" · step {fmt.ms((resp.get('step') or 0) * 1000)} · updated {fmt.clock(now)}"]
+    return [
+        html.Span(f"{res} resolution", className="tt-res", **{"data-resolution": res}),
+        f" · step {fmt.ms((resp.get('step') or 0) * 1000)} · updated {fmt.clock(now)}",
+    ]
 
 
 def no_traffic(config: DashboardConfig, rng: str) -> html.Div:
@@ -206,43 +294,64 @@ def no_traffic(config: DashboardConfig, rng: str) -> html.Div:
     return empty_state(
         f"No requests in the last {rng}",
         "Send traffic through a proxy and the charts fill in as the collector scrapes it.",
-        code=f"export OPENAI_BASE_URL={base}", extra_class="tt-empty-inline")
+        code=f"export OPENAI_BASE_URL={base}",
+        extra_class="tt-empty-inline",
+    )
 
 
 # --- Live ----------------------------------------------------------------------------
 
 
 def live_page(config: DashboardConfig) -> list[Any]:
-    filters = html.Div(className="tt-filters", children=[
-        dcc.Input(id="live-q", type="search", placeholder="Search prompts and completions…", debounce=False,
-                  className="tt-search", autoComplete="off"),
-        dcc.Dropdown(id="live-model", options=[], multi=True, placeholder="Model", className="tt-dropdown"),
-        dcc.Dropdown(id="live-variant", options=[], multi=True, placeholder="Variant", className="tt-dropdown"),
-        dcc.Dropdown(id="live-status", options=[{"label": l, "value": v} for v, l in STATUSES], multi=True,
-                     placeholder="Status", className="tt-dropdown"),
-        # Options come from the requests seen (tokentail.js), live and stored.
-        dcc.Dropdown(id="live-user", options=[], multi=True, placeholder="User", className="tt-dropdown"),
-        dcc.Dropdown(id="live-tag", options=[], multi=True, placeholder="Tag", className="tt-dropdown"),
-        dcc.Dropdown(id="live-key", options=[], multi=True, placeholder="API key", className="tt-dropdown"),
-    ])
+    filters = html.Div(
+        className="tt-filters",
+        children=[
+            dcc.Input(
+                id="live-q",
+                type="search",
+                placeholder="Search prompts and completions…",
+                debounce=False,
+                className="tt-search",
+                autoComplete="off",
+            ),
+            dcc.Dropdown(id="live-model", options=[], multi=True, placeholder="Model", className="tt-dropdown"),
+            dcc.Dropdown(id="live-variant", options=[], multi=True, placeholder="Variant", className="tt-dropdown"),
+            dcc.Dropdown(
+                id="live-status",
+                options=[{"label": label, "value": v} for v, label in STATUSES],
+                multi=True,
+                placeholder="Status",
+                className="tt-dropdown",
+            ),
+            # Options come from the requests seen (tokentail.js), live and stored.
+            dcc.Dropdown(id="live-user", options=[], multi=True, placeholder="User", className="tt-dropdown"),
+            dcc.Dropdown(id="live-tag", options=[], multi=True, placeholder="Tag", className="tt-dropdown"),
+            dcc.Dropdown(id="live-key", options=[], multi=True, placeholder="API key", className="tt-dropdown"),
+        ],
+    )
     if config.proxies:
         hint = empty_state(
             "No requests yet",
             "Point an OpenAI client at a proxy; each request shows up here the moment it arrives, "
             "and its completion grows token by token.",
-            code="\n".join(f"export OPENAI_BASE_URL={p.openai_base}   # {p.name}" for p in config.proxies))
+            code="\n".join(f"export OPENAI_BASE_URL={p.openai_base}   # {p.name}" for p in config.proxies),
+        )
     else:
         hint = empty_state(
             "No proxy to follow",
             "Start the dashboard with --proxy for each proxy whose live feed it should show; each proxy "
             "must allow this page's origin.",
             code=f"tokentail proxy --upstream https://api.openai.com/v1 --allowed-origin {config.origin}\n"
-                 "tokentail dashboard --proxy production=http://127.0.0.1:8787")
+            "tokentail dashboard --proxy production=http://127.0.0.1:8787",
+        )
     return [
-        html.Div(className="tt-toolbar", children=[
-            html.H1("Live", className="tt-h1"),
-            html.Div(id="tt-live-count", className="tt-live-count"),
-        ]),
+        html.Div(
+            className="tt-toolbar",
+            children=[
+                html.H1("Live", className="tt-h1"),
+                html.Div(id="tt-live-count", className="tt-live-count"),
+            ],
+        ),
         filters,
         html.Div(id="tt-live-empty", className="tt-live-empty", children=hint),
         html.Div(id="tt-live-list", className="tt-live-list"),
@@ -254,24 +363,42 @@ def live_page(config: DashboardConfig) -> list[Any]:
 
 
 def _stat(label: str, value: str, key: str) -> html.Div:
-    return html.Div(className="tt-stat", children=[html.Div(label, className="tt-stat-label"),
-                                                   html.Div(value, className="tt-stat-value",
-                                                            **{"data-stat": key})])
+    return html.Div(
+        className="tt-stat",
+        children=[
+            html.Div(label, className="tt-stat-label"),
+            html.Div(value, className="tt-stat-value", **{"data-stat": key}),
+        ],
+    )
 
 
 def _json_block(title: str, obj: Any) -> html.Details:
-    return html.Details(className="tt-json", children=[
-        html.Summary(title),
-        html.Pre(json.dumps(obj, indent=2, ensure_ascii=False, default=str), className="tt-code"),
-    ])
+    return html.Details(
+        className="tt-json",
+        children=[
+            html.Summary(title),
+            html.Pre(json.dumps(obj, indent=2, ensure_ascii=False, default=str), className="tt-code"),
+        ],
+    )
 
 
 def _tool_calls(calls: list[dict[str, Any]]) -> list[Any]:
-    return [html.Div(className="tt-tool", children=[
-        html.Div([html.Span("tool call", className="tt-tag"), html.Code(c.get("name") or "?"),
-                  html.Span(c.get("id") or "", className="tt-muted tt-small")]),
-        html.Pre(c.get("arguments") or "", className="tt-code"),
-    ]) for c in calls]
+    return [
+        html.Div(
+            className="tt-tool",
+            children=[
+                html.Div(
+                    [
+                        html.Span("tool call", className="tt-tag"),
+                        html.Code(c.get("name") or "?"),
+                        html.Span(c.get("id") or "", className="tt-muted tt-small"),
+                    ]
+                ),
+                html.Pre(c.get("arguments") or "", className="tt-code"),
+            ],
+        )
+        for c in calls
+    ]
 
 
 def _message(m: dict[str, Any]) -> html.Div:
@@ -304,95 +431,168 @@ def _no_text(v: dict[str, Any]) -> str:
 def detail_view(v: dict[str, Any], request_id: str, errors: list[str] | None = None) -> list[Any]:
     if not v["found"]:
         back = dcc.Link("← Live", href="/live", className="tt-back")
-        return [html.Div(className="tt-detail-head", children=[back]),
-                empty_state("Request not found",
-                            f"No proxy holds {request_id} in memory and the collector has not stored it.",
-                            "A proxy keeps its most recent requests; the collector stores every request once "
-                            "the proxy exports its span (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT pointing at the "
-                            "collector's /v1/traces).", *(errors or []))]
+        return [
+            html.Div(className="tt-detail-head", children=[back]),
+            empty_state(
+                "Request not found",
+                f"No proxy holds {request_id} in memory and the collector has not stored it.",
+                "A proxy keeps its most recent requests; the collector stores every request once "
+                "the proxy exports its span (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT pointing at the "
+                "collector's /v1/traces).",
+                *(errors or []),
+            ),
+        ]
     status = v["status"] or "?"
     usage = v["usage"]
     tokens = f"{fmt.count(usage.get('input_tokens'))} → {fmt.count(usage.get('output_tokens'))}"
     if usage.get("source") == "estimated":
         tokens += " (est.)"
     where = " · ".join(x for x in ("in proxy memory" if v["in_memory"] else "", "stored" if v["stored"] else "") if x)
-    head = html.Div(className="tt-detail-head", children=[
-        dcc.Link("← Live", href="/live", className="tt-back"),
-        html.Div(className="tt-detail-title", children=[
-            html.Span(status.replace("_", " "), className=f"tt-status tt-status-{status}", id="detail-status"),
-            html.Span(v["model"] or "?", className="tt-chip",
-                      style={"--chip": color_for("model", v["model"])}),
-            html.Span(v["variant"] or "?", className="tt-chip",
-                      style={"--chip": color_for("variant", v["variant"])}),
-            html.Span(v["endpoint"] or "", className="tt-muted"),
-            # tokentail.js asks this server to cancel it (which asks the proxy); shown while in flight.
-            html.Button("Cancel request", id="detail-cancel", className="tt-cancel tt-btn tt-btn-danger",
-                        **{"data-tt-action": "cancel", "data-id": v["id"] or request_id})
-            if v["in_flight"] else None,
-        ]),
-        html.Div(className="tt-attrs", children=[
-            *([dcc.Link([html.Span("session", className="tt-attr-kind"), v["session_id"]],
-                        href=f"/sessions/{quote(v['session_id'], safe='')}", className="tt-attr")]
-              if v["session_id"] else []),
-            *chips("user", [v["user"]] if v["user"] else [], "/sessions"),
-            *chips("tag", v["tags"], "/sessions"),
-            *chips("key", [v["key_fingerprint"]] if v["key_fingerprint"] else [], "/sessions"),
-            *chips("route", [v["route"]] if v["route"] else []),
-        ]),
-        html.Div(className="tt-detail-ids", children=[
-            html.Span(["request ", html.Code(v["id"] or request_id)]),
-            html.Span(["trace ", html.Code(v["trace_id"] or "—")]),
-            html.Span(fmt.stamp(v["time"])),
-            html.Span(where, className="tt-muted"),
-        ]),
-    ])
-    stats = html.Div(className="tt-stats", children=[
-        _stat("TTFT", fmt.ms(v["ttft_ms"]), "ttft"),
-        _stat("Duration", fmt.ms(v["latency_ms"]), "latency"),
-        _stat("Output speed", fmt.rate(v["output_tps"], "tok/s"), "tps"),
-        _stat("Tokens in → out", tokens, "tokens"),
-        _stat("Cached input", fmt.count(usage.get("cached_input_tokens")), "cached"),
-        _stat("Cost", "…" if v["in_flight"] else fmt.usd(v["cost_usd"]), "cost"),
-        _stat("Finish", v["finish_reason"] or ("streaming…" if v["in_flight"] else "—"), "finish"),
-    ])
+    head = html.Div(
+        className="tt-detail-head",
+        children=[
+            dcc.Link("← Live", href="/live", className="tt-back"),
+            html.Div(
+                className="tt-detail-title",
+                children=[
+                    html.Span(status.replace("_", " "), className=f"tt-status tt-status-{status}", id="detail-status"),
+                    html.Span(v["model"] or "?", className="tt-chip", style={"--chip": color_for("model", v["model"])}),
+                    html.Span(
+                        v["variant"] or "?", className="tt-chip", style={"--chip": color_for("variant", v["variant"])}
+                    ),
+                    html.Span(v["endpoint"] or "", className="tt-muted"),
+                    # tokentail.js asks this server to cancel it (which asks the proxy); shown while in flight.
+                    html.Button(
+                        "Cancel request",
+                        id="detail-cancel",
+                        className="tt-cancel tt-btn tt-btn-danger",
+                        **{"data-tt-action": "cancel", "data-id": v["id"] or request_id},
+                    )
+                    if v["in_flight"]
+                    else None,
+                ],
+            ),
+            html.Div(
+                className="tt-attrs",
+                children=[
+                    *(
+                        [
+                            dcc.Link(
+                                [html.Span("session", className="tt-attr-kind"), v["session_id"]],
+                                href=f"/sessions/{quote(v['session_id'], safe='')}",
+                                className="tt-attr",
+                            )
+                        ]
+                        if v["session_id"]
+                        else []
+                    ),
+                    *chips("user", [v["user"]] if v["user"] else [], "/sessions"),
+                    *chips("tag", v["tags"], "/sessions"),
+                    *chips("key", [v["key_fingerprint"]] if v["key_fingerprint"] else [], "/sessions"),
+                    *chips("route", [v["route"]] if v["route"] else []),
+                ],
+            ),
+            html.Div(
+                className="tt-detail-ids",
+                children=[
+                    html.Span(["request ", html.Code(v["id"] or request_id)]),
+                    html.Span(["trace ", html.Code(v["trace_id"] or "—")]),
+                    html.Span(fmt.stamp(v["time"])),
+                    html.Span(where, className="tt-muted"),
+                ],
+            ),
+        ],
+    )
+    stats = html.Div(
+        className="tt-stats",
+        children=[
+            _stat("TTFT", fmt.ms(v["ttft_ms"]), "ttft"),
+            _stat("Duration", fmt.ms(v["latency_ms"]), "latency"),
+            _stat("Output speed", fmt.rate(v["output_tps"], "tok/s"), "tps"),
+            _stat("Tokens in → out", tokens, "tokens"),
+            _stat("Cached input", fmt.count(usage.get("cached_input_tokens")), "cached"),
+            _stat("Cost", "…" if v["in_flight"] else fmt.usd(v["cost_usd"]), "cost"),
+            _stat("Finish", v["finish_reason"] or ("streaming…" if v["in_flight"] else "—"), "finish"),
+        ],
+    )
     error = None
     if v["error"] or v["error_message"]:
-        error = html.Div(className="tt-error-box", children=[
-            html.B(f"{v['error'] or 'error'}" + (f" · HTTP {v['http_status']}" if v["http_status"] else "")),
-            html.Div(v["error_message"] or ""),
-        ])
-    completion = html.Div(className="tt-card", children=[
-        html.Div(className="tt-card-head", children=[
-            html.Span("Completion", className="tt-card-title"),
-            dcc.RadioItems(id="detail-mode", options=[{"label": "Text", "value": "text"},
-                                                      {"label": "Markdown", "value": "md"}],
-                           value="text", inline=True, className="tt-segmented tt-small-seg"),
-        ]),
-        html.Details([html.Summary("reasoning"), html.Pre(v["reasoning"], className="tt-text")],
-                     className="tt-reasoning") if v["reasoning"] else None,
-        # tokentail.js appends deltas here while the request streams (data-id says which).
-        html.Pre(v["completion"], id="tt-detail-text",
-                 className="tt-text tt-completion-full" + (" tt-streaming" if v["in_flight"] else ""),
-                 **{"data-id": v["id"] or request_id, "data-status": status, "data-empty": _no_text(v)}),
-        dcc.Markdown(v["completion"], id="detail-md", className="tt-markdown", style={"display": "none"},
-                     link_target="_blank"),
-        *_tool_calls(v["tool_calls"]),
-        html.Div("(truncated: the proxy captures up to --capture-bytes per request)", className="tt-muted")
-        if v["truncated"] else None,
-    ])
-    messages = html.Div(className="tt-card", children=[
-        html.Div(className="tt-card-head", children=[html.Span("Prompt", className="tt-card-title"),
-                                                      html.Span(_plural(len(v["messages"]), "message"),
-                                                                className="tt-card-unit")]),
-        *[_message(m) for m in v["messages"]],
-    ])
-    raw = html.Div(className="tt-card", children=[
-        html.Div(className="tt-card-head", children=[html.Span("Raw", className="tt-card-title")]),
-        _json_block("Request body (as captured, redacted)", v["request_json"]),
-        _json_block("Response" + (" (stored span)" if v["stored"] and not v["in_memory"] else ""), v["response_json"]),
-        html.Details(className="tt-json", children=[
-            html.Summary("Live events (SSE) received by this page"),
-            html.Pre(id="tt-detail-sse", className="tt-code", **{"data-id": v["id"] or request_id}),
-        ]),
-    ])
+        error = html.Div(
+            className="tt-error-box",
+            children=[
+                html.B(f"{v['error'] or 'error'}" + (f" · HTTP {v['http_status']}" if v["http_status"] else "")),
+                html.Div(v["error_message"] or ""),
+            ],
+        )
+    completion = html.Div(
+        className="tt-card",
+        children=[
+            html.Div(
+                className="tt-card-head",
+                children=[
+                    html.Span("Completion", className="tt-card-title"),
+                    dcc.RadioItems(
+                        id="detail-mode",
+                        options=[{"label": "Text", "value": "text"}, {"label": "Markdown", "value": "md"}],
+                        value="text",
+                        inline=True,
+                        className="tt-segmented tt-small-seg",
+                    ),
+                ],
+            ),
+            html.Details(
+                [html.Summary("reasoning"), html.Pre(v["reasoning"], className="tt-text")], className="tt-reasoning"
+            )
+            if v["reasoning"]
+            else None,
+            # tokentail.js appends deltas here while the request streams (data-id says which).
+            html.Pre(
+                v["completion"],
+                id="tt-detail-text",
+                className="tt-text tt-completion-full" + (" tt-streaming" if v["in_flight"] else ""),
+                **{"data-id": v["id"] or request_id, "data-status": status, "data-empty": _no_text(v)},
+            ),
+            dcc.Markdown(
+                v["completion"],
+                id="detail-md",
+                className="tt-markdown",
+                style={"display": "none"},
+                link_target="_blank",
+            ),
+            *_tool_calls(v["tool_calls"]),
+            html.Div("(truncated: the proxy captures up to --capture-bytes per request)", className="tt-muted")
+            if v["truncated"]
+            else None,
+        ],
+    )
+    messages = html.Div(
+        className="tt-card",
+        children=[
+            html.Div(
+                className="tt-card-head",
+                children=[
+                    html.Span("Prompt", className="tt-card-title"),
+                    html.Span(_plural(len(v["messages"]), "message"), className="tt-card-unit"),
+                ],
+            ),
+            *[_message(m) for m in v["messages"]],
+        ],
+    )
+    raw = html.Div(
+        className="tt-card",
+        children=[
+            html.Div(className="tt-card-head", children=[html.Span("Raw", className="tt-card-title")]),
+            _json_block("Request body (as captured, redacted)", v["request_json"]),
+            _json_block(
+                "Response" + (" (stored span)" if v["stored"] and not v["in_memory"] else ""), v["response_json"]
+            ),
+            html.Details(
+                className="tt-json",
+                children=[
+                    html.Summary("Live events (SSE) received by this page"),
+                    html.Pre(id="tt-detail-sse", className="tt-code", **{"data-id": v["id"] or request_id}),
+                ],
+            ),
+        ],
+    )
     return [head, stats, error, html.Div(className="tt-detail-grid", children=[messages, completion]), raw]

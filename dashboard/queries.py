@@ -14,9 +14,10 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from ._messages import (
     args_text,
@@ -29,8 +30,19 @@ from ._messages import (
 )
 from .config import DashboardConfig, display_url
 
-__all__ = ["Reader", "SourceError", "get_json", "history_rows", "message_from_openai", "message_from_parts",
-           "messages_from_prompt", "prompt_preview", "request_view", "series", "span_row"]
+__all__ = [
+    "Reader",
+    "SourceError",
+    "get_json",
+    "history_rows",
+    "message_from_openai",
+    "message_from_parts",
+    "messages_from_prompt",
+    "prompt_preview",
+    "request_view",
+    "series",
+    "span_row",
+]
 
 RANGES = ("5m", "15m", "1h", "6h", "24h", "7d")
 DEFAULT_RANGE = "15m"
@@ -227,13 +239,15 @@ def variant_cards(metrics: dict[str, Any] | None, status: dict[str, Any] | None)
         if cur.get("in_flight") is not None:
             values["in_flight"] = cur["in_flight"]  # now, not the range's mean
         info = live.get(name)
-        cards.append({
-            "name": name,
-            "up": None if info is None else bool(info.get("up")),
-            "targets": None if info is None else f"{info.get('targets_up', 0)}/{info.get('targets', 0)}",
-            "requests": values.get("requests"),
-            "values": {key: values.get(key) for key, _, _ in CARD_FIELDS},
-        })
+        cards.append(
+            {
+                "name": name,
+                "up": None if info is None else bool(info.get("up")),
+                "targets": None if info is None else f"{info.get('targets_up', 0)}/{info.get('targets', 0)}",
+                "requests": values.get("requests"),
+                "values": {key: values.get(key) for key, _, _ in CARD_FIELDS},
+            }
+        )
     return cards
 
 
@@ -290,8 +304,12 @@ def span_row(span: dict[str, Any]) -> dict[str, Any]:
         "endpoint": span.get("endpoint"),
         "stream": span.get("stream"),
         "status": span.get("status") or "ok",
-        "usage": {"input_tokens": span.get("input_tokens"), "output_tokens": span.get("output_tokens"),
-                  "cached_input_tokens": span.get("cached_input_tokens"), "source": span.get("usage_source")},
+        "usage": {
+            "input_tokens": span.get("input_tokens"),
+            "output_tokens": span.get("output_tokens"),
+            "cached_input_tokens": span.get("cached_input_tokens"),
+            "source": span.get("usage_source"),
+        },
         "ttft_ms": span.get("ttft_ms"),
         "latency_ms": span.get("latency_ms"),
         "output_tps": span.get("output_tps"),
@@ -309,9 +327,14 @@ def attribution(d: dict[str, Any]) -> dict[str, Any]:
     """Who and what a request was for, from a span (``user_id``) or a live event (``user``);
     ``cost_usd`` None is an unknown price (the page says "unknown", never $0)."""
     tags = d.get("tags")
-    return {"session_id": d.get("session_id"), "user": d.get("user_id", d.get("user")),
-            "tags": [str(t) for t in tags] if isinstance(tags, list) else [],
-            "key_fingerprint": d.get("key_fingerprint"), "route": d.get("route"), "cost_usd": d.get("cost_usd")}
+    return {
+        "session_id": d.get("session_id"),
+        "user": d.get("user_id", d.get("user")),
+        "tags": [str(t) for t in tags] if isinstance(tags, list) else [],
+        "key_fingerprint": d.get("key_fingerprint"),
+        "route": d.get("route"),
+        "cost_usd": d.get("cost_usd"),
+    }
 
 
 def history_rows(spans: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -339,8 +362,10 @@ def request_view(live: dict[str, Any] | None, span: dict[str, Any] | None) -> di
     stored_in = [message_from_parts(m) for m in as_list(span.get("input_messages"))]
     sys_parts = as_list(span.get("system_instructions"))
     if sys_parts:
-        stored_in.insert(0, {"role": "system", "text": parts_text(sys_parts), "tool_calls": [],
-                             "tool_call_id": None, "reasoning": ""})
+        stored_in.insert(
+            0,
+            {"role": "system", "text": parts_text(sys_parts), "tool_calls": [], "tool_call_id": None, "reasoning": ""},
+        )
     stored_out = [message_from_parts(m) for m in as_list(span.get("output_messages"))]
     messages = messages_from_prompt(live) if live else stored_in
     usage = live.get("usage") or {}
@@ -349,23 +374,44 @@ def request_view(live: dict[str, Any] | None, span: dict[str, Any] | None) -> di
     tool_calls = []
     for tc in live.get("tool_calls") or []:
         fn = (tc.get("function") or {}) if isinstance(tc, dict) else {}
-        tool_calls.append({"id": tc.get("id") if isinstance(tc, dict) else None,
-                           "name": fn.get("name") or (tc.get("name") if isinstance(tc, dict) else None),
-                           "arguments": args_text(fn.get("arguments", tc.get("arguments")
-                                                                if isinstance(tc, dict) else None))})
+        tool_calls.append(
+            {
+                "id": tc.get("id") if isinstance(tc, dict) else None,
+                "name": fn.get("name") or (tc.get("name") if isinstance(tc, dict) else None),
+                "arguments": args_text(fn.get("arguments", tc.get("arguments") if isinstance(tc, dict) else None)),
+            }
+        )
     if not live:
         tool_calls = [t for m in stored_out for t in m["tool_calls"]]
     request_body = {k: live[k] for k in _LIVE_BODY_KEYS if k in live}
     if live:
         request_body = {"model": live.get("model"), **request_body, **(live.get("params") or {})}
     elif span:
-        request_body = {"model": span.get("model"), "input_messages": span.get("input_messages"),
-                        "system_instructions": span.get("system_instructions")}
+        request_body = {
+            "model": span.get("model"),
+            "input_messages": span.get("input_messages"),
+            "system_instructions": span.get("system_instructions"),
+        }
     response = {k: v for k, v in span.items() if k not in _SPAN_HIDDEN} if span else {}
     if live:
-        response = {k: live.get(k) for k in ("status", "http_status", "response_model", "finish_reason", "usage",
-                                             "ttft_ms", "latency_ms", "output_tps", "error", "error_message",
-                                             "truncated", "deltas") if k in live}
+        response = {
+            k: live.get(k)
+            for k in (
+                "status",
+                "http_status",
+                "response_model",
+                "finish_reason",
+                "usage",
+                "ttft_ms",
+                "latency_ms",
+                "output_tps",
+                "error",
+                "error_message",
+                "truncated",
+                "deltas",
+            )
+            if k in live
+        }
     return {
         "id": _pick(live.get("id"), span.get("request_id")),
         "found": found,

@@ -29,24 +29,35 @@ def session_id_from_path(path: str | None) -> str | None:
 
     if not path or not path.startswith(PREFIX):
         return None
-    sid = unquote(path[len(PREFIX):]).strip("/")
+    sid = unquote(path[len(PREFIX) :]).strip("/")
     return sid or None
 
 
 def list_page(config: DashboardConfig) -> list[Any]:
     if not config.collector:
-        return [html.Div(className="tt-toolbar", children=[html.H1("Sessions", className="tt-h1")]),
-                empty_state("No collector configured",
-                            "Sessions are read from the requests the collector stored: start the dashboard with "
-                            "--collector URL.")]
+        return [
+            html.Div(className="tt-toolbar", children=[html.H1("Sessions", className="tt-h1")]),
+            empty_state(
+                "No collector configured",
+                "Sessions are read from the requests the collector stored: start the dashboard with --collector URL.",
+            ),
+        ]
     return [
-        html.Div(className="tt-toolbar", children=[
-            html.H1("Sessions", className="tt-h1"),
-            html.Div(className="tt-toolbar-right", children=[
-                dcc.Dropdown(id=cid, options=[], value=None, placeholder=label, clearable=True,
-                             className="tt-dropdown") for _, cid, label in FILTERS
-            ]),
-        ]),
+        html.Div(
+            className="tt-toolbar",
+            children=[
+                html.H1("Sessions", className="tt-h1"),
+                html.Div(
+                    className="tt-toolbar-right",
+                    children=[
+                        dcc.Dropdown(
+                            id=cid, options=[], value=None, placeholder=label, clearable=True, className="tt-dropdown"
+                        )
+                        for _, cid, label in FILTERS
+                    ],
+                ),
+            ],
+        ),
         html.Div(id="sessions-status", className="tt-status-line", children="Loading…"),
         html.Div(id="sessions-list"),
     ]
@@ -56,45 +67,73 @@ def filter_options(facets: dict[str, Any] | None) -> list[list[dict[str, str]]]:
     """Dropdown options for user, tag and key, most used first."""
     out = []
     for facet in ("users", "tags", "keys"):
-        out.append([{"label": f"{f['value']} ({f['requests']})", "value": f["value"]}
-                    for f in (facets or {}).get(facet) or []])
+        out.append(
+            [{"label": f"{f['value']} ({f['requests']})", "value": f["value"]} for f in (facets or {}).get(facet) or []]
+        )
     return out
 
 
 def _models(models: list[str]) -> list[Any]:
-    return [html.Span(m, className="tt-chip", style={"--chip": color_for("model", m)}) for m in models[:3]] + \
-        ([html.Span(f"+{len(models) - 3}", className="tt-muted")] if len(models) > 3 else [])
+    return [html.Span(m, className="tt-chip", style={"--chip": color_for("model", m)}) for m in models[:3]] + (
+        [html.Span(f"+{len(models) - 3}", className="tt-muted")] if len(models) > 3 else []
+    )
 
 
 def sessions_table(sessions: list[dict[str, Any]]) -> Any:
     if not sessions:
         return _empty()
-    head = html.Tr([html.Th(h, className=c) for h, c in (
-        ("Session", ""), ("Started", ""), ("Last activity", ""), ("Turns", "tt-num"), ("Models", ""),
-        ("Tokens in → out", "tt-num"), ("Cost", "tt-num"), ("User", ""))])
+    head = html.Tr(
+        [
+            html.Th(h, className=c)
+            for h, c in (
+                ("Session", ""),
+                ("Started", ""),
+                ("Last activity", ""),
+                ("Turns", "tt-num"),
+                ("Models", ""),
+                ("Tokens in → out", "tt-num"),
+                ("Cost", "tt-num"),
+                ("User", ""),
+            )
+        ]
+    )
     rows = []
     for s in sessions:
         sid = s["session_id"]
-        rows.append(html.Tr(**{"data-session": sid}, children=[
-            html.Td(dcc.Link(sid, href=PREFIX + quote(sid, safe=""), className="tt-link tt-mono")),
-            html.Td(fmt.stamp(s.get("first_time"))[:19]),
-            html.Td(fmt.stamp(s.get("last_time"))[:19]),
-            html.Td(fmt.count(s.get("turns")), className="tt-num"),
-            html.Td(_models(s.get("models") or [])),
-            html.Td(f"{fmt.count(s.get('input_tokens'))} → {fmt.count(s.get('output_tokens'))}", className="tt-num"),
-            html.Td(fmt.cost(s.get("cost_usd"), s.get("cost_unknown_turns") or 0), className="tt-num",
-                    **{"data-cost": "" if s.get("cost_usd") is None else str(s["cost_usd"])}),
-            html.Td(", ".join(s.get("users") or []) or "—"),
-        ]))
-    return html.Div(className="tt-card tt-flush", children=html.Table(
-        className="tt-table tt-clickable", children=[html.Thead(head), html.Tbody(rows)]))
+        rows.append(
+            html.Tr(
+                **{"data-session": sid},
+                children=[
+                    html.Td(dcc.Link(sid, href=PREFIX + quote(sid, safe=""), className="tt-link tt-mono")),
+                    html.Td(fmt.stamp(s.get("first_time"))[:19]),
+                    html.Td(fmt.stamp(s.get("last_time"))[:19]),
+                    html.Td(fmt.count(s.get("turns")), className="tt-num"),
+                    html.Td(_models(s.get("models") or [])),
+                    html.Td(
+                        f"{fmt.count(s.get('input_tokens'))} → {fmt.count(s.get('output_tokens'))}", className="tt-num"
+                    ),
+                    html.Td(
+                        fmt.cost(s.get("cost_usd"), s.get("cost_unknown_turns") or 0),
+                        className="tt-num",
+                        **{"data-cost": "" if s.get("cost_usd") is None else str(s["cost_usd"])},
+                    ),
+                    html.Td(", ".join(s.get("users") or []) or "—"),
+                ],
+            )
+        )
+    return html.Div(
+        className="tt-card tt-flush",
+        children=html.Table(className="tt-table tt-clickable", children=[html.Thead(head), html.Tbody(rows)]),
+    )
 
 
 def _empty() -> html.Div:
-    return empty_state("No sessions yet",
-                       "A session is a conversation: the proxy groups turns by an X-Session-Id header, the request's "
-                       "metadata.session_id or user, or by a chat that continues an earlier one. Sessions appear "
-                       "here once the collector has stored their requests.")
+    return empty_state(
+        "No sessions yet",
+        "A session is a conversation: the proxy groups turns by an X-Session-Id header, the request's "
+        "metadata.session_id or user, or by a chat that continues an earlier one. Sessions appear "
+        "here once the collector has stored their requests.",
+    )
 
 
 def turn(span: dict[str, Any], n: int) -> html.Div:
@@ -109,51 +148,94 @@ def turn(span: dict[str, Any], n: int) -> html.Div:
     model = span.get("model") or span.get("response_model")
     status = span.get("status") or "ok"
     tokens = f"{fmt.count(span.get('input_tokens'))} → {fmt.count(span.get('output_tokens'))} tok"
-    return html.Div(className=f"tt-turn tt-turn-{status}", **{"data-id": rid}, children=[
-        html.Div(className="tt-turn-head", children=[
-            html.Span(f"#{n}", className="tt-turn-n"),
-            html.Span(fmt.stamp(span.get("start_time")), className="tt-time"),
-            html.Span(status, className=f"tt-status tt-status-{status}"),
-            html.Span(model or "?", className="tt-chip", style={"--chip": color_for("model", model)}),
-            html.Span(className="tt-row-stats", children=" · ".join([
-                tokens, fmt.usd(span.get("cost_usd")), fmt.ms(span.get("latency_ms"))])),
-            dcc.Link("details →", href=f"/request/{quote(rid, safe='')}", className="tt-link tt-small"),
-        ]),
-        html.Div(className="tt-msg tt-msg-user", children=[
-            html.Div("user", className="tt-msg-role"),
-            html.Pre(prompt_preview(inputs) or "(prompt not captured)", className="tt-text")]),
-        html.Div(className="tt-msg tt-msg-assistant", children=[
-            html.Div("assistant", className="tt-msg-role"),
-            html.Pre(text or (f"→ tool call: {', '.join(tools)}" if tools else "(no text)"), className="tt-text")]),
-    ])
+    return html.Div(
+        className=f"tt-turn tt-turn-{status}",
+        **{"data-id": rid},
+        children=[
+            html.Div(
+                className="tt-turn-head",
+                children=[
+                    html.Span(f"#{n}", className="tt-turn-n"),
+                    html.Span(fmt.stamp(span.get("start_time")), className="tt-time"),
+                    html.Span(status, className=f"tt-status tt-status-{status}"),
+                    html.Span(model or "?", className="tt-chip", style={"--chip": color_for("model", model)}),
+                    html.Span(
+                        className="tt-row-stats",
+                        children=" · ".join([tokens, fmt.usd(span.get("cost_usd")), fmt.ms(span.get("latency_ms"))]),
+                    ),
+                    dcc.Link("details →", href=f"/request/{quote(rid, safe='')}", className="tt-link tt-small"),
+                ],
+            ),
+            html.Div(
+                className="tt-msg tt-msg-user",
+                children=[
+                    html.Div("user", className="tt-msg-role"),
+                    html.Pre(prompt_preview(inputs) or "(prompt not captured)", className="tt-text"),
+                ],
+            ),
+            html.Div(
+                className="tt-msg tt-msg-assistant",
+                children=[
+                    html.Div("assistant", className="tt-msg-role"),
+                    html.Pre(
+                        text or (f"→ tool call: {', '.join(tools)}" if tools else "(no text)"), className="tt-text"
+                    ),
+                ],
+            ),
+        ],
+    )
 
 
-def session_view(session_id: str, spans: list[dict[str, Any]], summary: dict[str, Any] | None,
-                 error: str | None = None) -> list[Any]:
+def session_view(
+    session_id: str, spans: list[dict[str, Any]], summary: dict[str, Any] | None, error: str | None = None
+) -> list[Any]:
     """The session page: a head with its totals, then its stored turns, oldest first."""
     back = dcc.Link("← Sessions", href="/sessions", className="tt-back")
     turns = sorted(spans, key=lambda s: (s.get("start_time") or 0, s.get("request_id") or ""))
     s = summary or {}
-    head = html.Div(className="tt-detail-head", children=[
-        back,
-        html.Div(className="tt-detail-title", children=[
-            html.Span("Session", className="tt-muted"), html.Code(session_id, className="tt-session-id")]),
-        html.Div(className="tt-detail-ids", children=[
-            html.Span(f"{len(turns)} stored turn" + ("" if len(turns) == 1 else "s"), **{"data-stat": "turns"}),
-            html.Span(f"{fmt.count(s.get('input_tokens'))} → {fmt.count(s.get('output_tokens'))} tokens")
-            if summary else None,
-            html.Span(["cost ", html.B(fmt.cost(s.get("cost_usd"), s.get("cost_unknown_turns") or 0))],
-                      **{"data-stat": "cost"}) if summary else None,
-            html.Span(", ".join(s.get("users") or []), className="tt-muted") if s.get("users") else None,
-        ]),
-    ])
+    head = html.Div(
+        className="tt-detail-head",
+        children=[
+            back,
+            html.Div(
+                className="tt-detail-title",
+                children=[html.Span("Session", className="tt-muted"), html.Code(session_id, className="tt-session-id")],
+            ),
+            html.Div(
+                className="tt-detail-ids",
+                children=[
+                    html.Span(f"{len(turns)} stored turn" + ("" if len(turns) == 1 else "s"), **{"data-stat": "turns"}),
+                    html.Span(f"{fmt.count(s.get('input_tokens'))} → {fmt.count(s.get('output_tokens'))} tokens")
+                    if summary
+                    else None,
+                    html.Span(
+                        ["cost ", html.B(fmt.cost(s.get("cost_usd"), s.get("cost_unknown_turns") or 0))],
+                        **{"data-stat": "cost"},
+                    )
+                    if summary
+                    else None,
+                    html.Span(", ".join(s.get("users") or []), className="tt-muted") if s.get("users") else None,
+                ],
+            ),
+        ],
+    )
     body: list[Any] = [head]
     if error:
         body.append(html.Div(f"Could not load the stored turns: {error}", className="tt-error-box"))
     if not turns and not error:
-        body.append(html.Div("No stored turn yet: turns in flight appear below as they stream.",
-                             className="tt-muted tt-pad", id="session-none"))
-    body.append(html.Div(className="tt-turns", id="session-turns", children=[turn(t, i + 1)
-                                                                             for i, t in enumerate(turns)],
-                         **{"data-session": session_id, "data-count": str(len(turns))}))
+        body.append(
+            html.Div(
+                "No stored turn yet: turns in flight appear below as they stream.",
+                className="tt-muted tt-pad",
+                id="session-none",
+            )
+        )
+    body.append(
+        html.Div(
+            className="tt-turns",
+            id="session-turns",
+            children=[turn(t, i + 1) for i, t in enumerate(turns)],
+            **{"data-session": session_id, "data-count": str(len(turns))},
+        )
+    )
     return body

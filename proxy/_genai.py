@@ -10,7 +10,8 @@ Completions and Responses APIs and of Anthropic Messages into the parts-based
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from .record import CANCELLED, ERR_CONNECT, ERR_DISCONNECT, ERR_STATUS, ERR_TIMEOUT, RequestRecord
@@ -254,7 +255,12 @@ def _anthropic_block(b: Any, redact: Redact) -> dict[str, Any]:
         src = b.get("source") or {}
         if isinstance(src, dict) and src.get("type") == "url":
             return {"type": "uri", "modality": "image", "uri": _strip_query(str(src.get("url", "")))}
-        return {"type": "blob", "modality": "image", "mime_type": src.get("media_type") if isinstance(src, dict) else None, "content": ""}
+        return {
+            "type": "blob",
+            "modality": "image",
+            "mime_type": src.get("media_type") if isinstance(src, dict) else None,
+            "content": "",
+        }
     return _openai_part(b)
 
 
@@ -291,7 +297,10 @@ def _responses_item(item: Any) -> dict[str, Any]:
     if kind == "function_call":
         return {"role": "assistant", "parts": [_tool_call(item, _identity)]}
     if kind == "function_call_output":
-        return {"role": "tool", "parts": [{"type": "tool_call_response", "id": item.get("call_id"), "response": item.get("output")}]}
+        return {
+            "role": "tool",
+            "parts": [{"type": "tool_call_response", "id": item.get("call_id"), "response": item.get("output")}],
+        }
     if kind == "reasoning":
         summary = item.get("summary") or []
         text = "".join(s.get("text", "") for s in summary if isinstance(s, dict))
@@ -305,7 +314,9 @@ def _system_parts(system: Any) -> list[dict[str, Any]]:
     return [_text(system)]
 
 
-def input_messages(prompt: dict[str, Any], endpoint: str | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+def input_messages(
+    prompt: dict[str, Any], endpoint: str | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
     """(``gen_ai.input.messages``, ``gen_ai.system_instructions`` or None) of a captured prompt.
 
     ``prompt`` is the record's (already redacted) ``{"messages": ...}`` / ``{"prompt": ...}`` /

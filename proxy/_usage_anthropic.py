@@ -19,8 +19,11 @@ def _anthropic_usage(u: Any, st: Extract, with_output: bool) -> None:
         if v is not None:
             parts[k] = v
     if "input_tokens" in parts:
-        st.input_tokens = (parts["input_tokens"] + parts.get("cache_read_input_tokens", 0)
-                           + parts.get("cache_creation_input_tokens", 0))
+        st.input_tokens = (
+            parts["input_tokens"]
+            + parts.get("cache_read_input_tokens", 0)
+            + parts.get("cache_creation_input_tokens", 0)
+        )
     if "cache_read_input_tokens" in parts:
         st.cached_tokens = parts["cache_read_input_tokens"]
     # message_start's output_tokens is a placeholder (1 or so): only the final count is kept.
@@ -29,8 +32,14 @@ def _anthropic_usage(u: Any, st: Extract, with_output: bool) -> None:
 
 
 def _tool_fragment(idx: Any, block: dict) -> list[dict]:
-    return [{"index": idx, "id": block.get("id"), "type": "function",
-             "function": {"name": block.get("name"), "arguments": ""}}]
+    return [
+        {
+            "index": idx,
+            "id": block.get("id"),
+            "type": "function",
+            "function": {"name": block.get("name"), "arguments": ""},
+        }
+    ]
 
 
 def messages_event(obj: dict, name: str | None, st: Extract) -> Delta | None:

@@ -19,7 +19,7 @@ class ToolCalls:
     tool call cannot grow memory without bound.
     """
 
-    __slots__ = ("_calls", "_budget", "truncated", "_last")
+    __slots__ = ("_budget", "_calls", "_last", "truncated")
 
     def __init__(self, budget: int = 1 << 20) -> None:
         self._calls: dict[Any, list] = {}  # index -> [id, name, [argument parts], final args | None]
@@ -77,9 +77,14 @@ class ToolCalls:
             items = sorted(self._calls.items())
         except TypeError:  # mixed index types from a confused upstream: keep arrival order
             items = list(self._calls.items())
-        return [{"id": c[0], "type": "function",
-                 "function": {"name": c[1], "arguments": c[3] if c[3] is not None else "".join(c[2])}}
-                for _, c in items]
+        return [
+            {
+                "id": c[0],
+                "type": "function",
+                "function": {"name": c[1], "arguments": c[3] if c[3] is not None else "".join(c[2])},
+            }
+            for _, c in items
+        ]
 
 
 @dataclass(slots=True)

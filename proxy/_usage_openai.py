@@ -93,8 +93,9 @@ def chat_body(obj: dict, st: Extract) -> Delta | None:
         if type(tc) is dict and type(tc.get("function")) is dict:
             fn = tc["function"]
             args = fn.get("arguments")
-            st.tools.add_complete(tc.get("id"), fn.get("name"),
-                                  args if type(args) is str else json.dumps(args, ensure_ascii=False))
+            st.tools.add_complete(
+                tc.get("id"), fn.get("name"), args if type(args) is str else json.dumps(args, ensure_ascii=False)
+            )
     fc = msg.get("function_call")
     if type(fc) is dict and not st.tools:
         st.tools.add_complete(None, fc.get("name"), str(fc.get("arguments") or ""))

@@ -50,8 +50,17 @@ def responses_event(obj: dict, name: str | None, st: Extract) -> Delta | None:
             st.tools.set_arguments(idx, item.get("arguments"))
             return None
         st.tools.add(idx, call_id, fname, item.get("arguments"))
-        return Delta("", [{"index": idx, "id": call_id, "type": "function",
-                           "function": {"name": fname, "arguments": item.get("arguments") or ""}}])
+        return Delta(
+            "",
+            [
+                {
+                    "index": idx,
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": fname, "arguments": item.get("arguments") or ""},
+                }
+            ],
+        )
     if t == "response.function_call_arguments.done":
         st.tools.set_arguments(obj.get("output_index"), obj.get("arguments"))
     elif t == "error":
@@ -76,8 +85,9 @@ def responses_body(obj: dict, st: Extract) -> Delta | None:
                 if type(part) is dict:
                     text.append(_str(part.get("text")) or _str(part.get("refusal")) or "")
         elif kind == "function_call":
-            st.tools.add_complete(item.get("call_id") or item.get("id"), item.get("name"),
-                                  str(item.get("arguments") or ""))
+            st.tools.add_complete(
+                item.get("call_id") or item.get("id"), item.get("name"), str(item.get("arguments") or "")
+            )
         elif kind == "reasoning":
             for part in (item.get("summary") or []) + (item.get("content") or []):
                 if type(part) is dict:

@@ -34,12 +34,14 @@ def _json(data, status: int = 200) -> web.Response:
 
 async def healthz(request: web.Request) -> web.Response:
     app = request.app
-    return web.json_response({
-        "status": "ok",
-        "variant": app[keys.CONFIG].variant,
-        "boot_id": app[keys.BOOT_ID],
-        "upstream_host": app[keys.CONFIG].upstream.host,
-    })
+    return web.json_response(
+        {
+            "status": "ok",
+            "variant": app[keys.CONFIG].variant,
+            "boot_id": app[keys.BOOT_ID],
+            "upstream_host": app[keys.CONFIG].upstream.host,
+        }
+    )
 
 
 def _bad_request(message: str) -> web.Response:
@@ -58,18 +60,31 @@ async def list_requests(request: web.Request) -> web.Response:
     allowed = ("in_flight", "ok", "error", "cancelled")
     if status is not None and status not in allowed:
         return _bad_request(f"status must be one of {', '.join(allowed)}")
-    rows = request.app[keys.HUB].list_requests(model=q.get("model") or None, status=status, q=q.get("q") or None,
-                                               limit=limit, session=q.get("session") or None,
-                                               user=q.get("user") or None, tag=q.get("tag") or None,
-                                               key=q.get("key") or None)
+    rows = request.app[keys.HUB].list_requests(
+        model=q.get("model") or None,
+        status=status,
+        q=q.get("q") or None,
+        limit=limit,
+        session=q.get("session") or None,
+        user=q.get("user") or None,
+        tag=q.get("tag") or None,
+        key=q.get("key") or None,
+    )
     return _json({"requests": rows})
 
 
 async def get_request(request: web.Request) -> web.Response:
     detail = request.app[keys.HUB].get_request(request.match_info["id"])
     if detail is None:
-        return _json({"error": {"message": "no such request in memory (it may have left the ring; "
-                                          "the collector keeps history)", "type": "not_found"}}, status=404)
+        return _json(
+            {
+                "error": {
+                    "message": "no such request in memory (it may have left the ring; the collector keeps history)",
+                    "type": "not_found",
+                }
+            },
+            status=404,
+        )
     return _json(detail)
 
 
@@ -87,11 +102,18 @@ async def cancel_request(request: web.Request) -> web.Response:
     if entry is None or entry.task.done() or entry.rec.status != R.IN_FLIGHT:
         detail = app[keys.HUB].get_request(rid)
         if entry is None and detail is None:
-            return _json({"error": {"message": "no such request in flight or in memory", "type": "not_found"}},
-                         status=404)
+            return _json(
+                {"error": {"message": "no such request in flight or in memory", "type": "not_found"}}, status=404
+            )
         status = entry.rec.status if entry is not None else detail["status"]  # type: ignore[index]
-        return _json({"error": {"message": f"the request already finished ({status})", "type": "conflict"},
-                      "id": rid, "status": status}, status=409)
+        return _json(
+            {
+                "error": {"message": f"the request already finished ({status})", "type": "conflict"},
+                "id": rid,
+                "status": status,
+            },
+            status=409,
+        )
     rec = entry.rec
     if rec.error == R.ERR_OPERATOR:  # asked twice before the handler ran: one cancel is enough
         return _json({"id": rid, "cancelled": True})
@@ -105,12 +127,14 @@ async def list_routes(request: web.Request) -> web.Response:
     """``GET /api/routes``: the routes in effect (key variable names only, never values)."""
     state = request.app[keys.ROUTES]
     config = request.app[keys.CONFIG]
-    return _json({
-        "routes": state.table.describe(),
-        "default_upstream_host": config.upstream.host,
-        "config_file": state.config_file,
-        "loaded_at": state.loaded_at,
-    })
+    return _json(
+        {
+            "routes": state.table.describe(),
+            "default_upstream_host": config.upstream.host,
+            "config_file": state.config_file,
+            "loaded_at": state.loaded_at,
+        }
+    )
 
 
 async def reload_routes(request: web.Request) -> web.Response:
@@ -120,8 +144,16 @@ async def reload_routes(request: web.Request) -> web.Response:
         table = keys.reload_routes(request.app)
     except SettingsError as exc:
         state = request.app[keys.ROUTES]
-        return _json({"error": {"message": f"routes not reloaded: {exc}; the routes in effect stay",
-                                "type": "invalid_config"}, "routes": state.table.describe()}, status=422)
+        return _json(
+            {
+                "error": {
+                    "message": f"routes not reloaded: {exc}; the routes in effect stay",
+                    "type": "invalid_config",
+                },
+                "routes": state.table.describe(),
+            },
+            status=422,
+        )
     return _json({"reloaded": True, "routes": table.describe()})
 
 
@@ -134,12 +166,14 @@ async def live(request: web.Request) -> web.StreamResponse:
     """
     hub = request.app[keys.HUB]
     last_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
-    resp = web.StreamResponse(headers={
-        "Content-Type": "text/event-stream; charset=utf-8",
-        "Cache-Control": "no-cache",
-        "X-Accel-Buffering": "no",
-        **access.cors_headers_for(request.app[keys.POLICY], request),
-    })
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+            **access.cors_headers_for(request.app[keys.POLICY], request),
+        }
+    )
     sub = hub.subscribe(last_id)
     try:
         await resp.prepare(request)
@@ -147,13 +181,13 @@ async def live(request: web.Request) -> web.StreamResponse:
         while True:
             try:
                 item = await sub.get(timeout=HEARTBEAT_SECONDS)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 item = False
             if item is None:  # closed: lagged, or the server is shutting down
                 break
             payload = b": heartbeat\n\n" if item is False else encode_sse(*item)
             await asyncio.wait_for(resp.write(payload), STALLED_WRITE_SECONDS)
-    except (ConnectionResetError, asyncio.TimeoutError):
+    except (TimeoutError, ConnectionResetError):
         pass  # the subscriber went away or stopped reading (a cancelled handler unsubscribes in finally too)
     finally:
         hub.unsubscribe(sub)

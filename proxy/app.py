@@ -12,8 +12,9 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -118,8 +119,9 @@ def create_app(
     registry = registry if registry is not None else CollectorRegistry()
     redactor = Redactor(enabled=settings.redact)
     opt_in = telemetry.semconv_opt_in(env)
-    metrics = ProxyMetrics(registry, model_cap=settings.model_cap, semconv_opt_in=opt_in,
-                           upstream_url=str(config.upstream))
+    metrics = ProxyMetrics(
+        registry, model_cap=settings.model_cap, semconv_opt_in=opt_in, upstream_url=str(config.upstream)
+    )
     boot_id = uuid.uuid4().hex[:12]
     hub = LiveHub(
         boot_id=boot_id,
@@ -135,9 +137,16 @@ def create_app(
         from .spans import SpanObserver
 
         # First, so the trace id is on the record before the live feed announces the request.
-        observers.append(SpanObserver(tracer_provider, upstream_url=str(config.upstream), redactor=redactor,
-                                      variant=settings.variant, capture_content=telemetry.capture_content(env),
-                                      semconv_opt_in=opt_in))
+        observers.append(
+            SpanObserver(
+                tracer_provider,
+                upstream_url=str(config.upstream),
+                redactor=redactor,
+                variant=settings.variant,
+                capture_content=telemetry.capture_content(env),
+                semconv_opt_in=opt_in,
+            )
+        )
     sessions = SessionTracker(redactor=redactor)
     observers += [metrics, hub, sessions, *(extra_observers or [])]
 
@@ -149,8 +158,12 @@ def create_app(
     app[POLICY] = policy
     app[BOOT_ID] = boot_id
     routes_from = settings.source("routes")
-    app[ROUTES] = RouteState(route_table, env, settings.routes if routes_from == "flag" else None,
-                             config_file=_config_file(env) if routes_from == "config file" else None)
+    app[ROUTES] = RouteState(
+        route_table,
+        env,
+        settings.routes if routes_from == "flag" else None,
+        config_file=_config_file(env) if routes_from == "config file" else None,
+    )
     app[PRICES] = prices
     app[SESSIONS] = sessions
     app[FINGERPRINTER] = Fingerprinter(settings.fingerprint_key)
@@ -183,8 +196,11 @@ def reload_routes(app: web.Application) -> routes.RouteTable:
         log.error("routes not reloaded (the %d route(s) in effect stay): %s", len(state.table), exc)
         raise
     state.table, state.config_file, state.loaded_at = table, path, time.time()
-    log.info("routes reloaded%s: %s", f" from {path}" if path else "",
-             ", ".join(r.name for r in table.routes) or "none (everything goes to --upstream)")
+    log.info(
+        "routes reloaded%s: %s",
+        f" from {path}" if path else "",
+        ", ".join(r.name for r in table.routes) or "none (everything goes to --upstream)",
+    )
     return table
 
 

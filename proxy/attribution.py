@@ -22,9 +22,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
-__all__ = ["Fingerprinter", "TAGS_HEADER", "end_user", "parse_tags"]
+__all__ = ["TAGS_HEADER", "Fingerprinter", "end_user", "parse_tags"]
 
 TAGS_HEADER = "X-Tokentail-Tags"
 FINGERPRINT_CHARS = 12
@@ -48,7 +49,8 @@ class Fingerprinter:
 
     def of(self, api_key: str) -> str:
         return hmac.new(self._secret, api_key.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[
-            :FINGERPRINT_CHARS]
+            :FINGERPRINT_CHARS
+        ]
 
     def fingerprint(self, headers: Mapping[str, str], query: Mapping[str, str] | None = None) -> str | None:
         """The fingerprint of the key the client presented, or None when it sent none."""

@@ -31,46 +31,104 @@ example:
 """
 
 OPTIONS = [
-    Option("upstream", "base URL of the upstream API as OpenAI clients take it, e.g. "
-           "https://api.openai.com/v1 or http://127.0.0.1:8000/v1 (required)", metavar="URL"),
+    Option(
+        "upstream",
+        "base URL of the upstream API as OpenAI clients take it, e.g. "
+        "https://api.openai.com/v1 or http://127.0.0.1:8000/v1 (required)",
+        metavar="URL",
+    ),
     Option("port", "port to listen on", 8787, port),
-    Option("host", "address to bind; anything but loopback requires the read/admin tokens "
-           "(or --insecure) to read captured content", "127.0.0.1"),
+    Option(
+        "host",
+        "address to bind; anything but loopback requires the read/admin tokens "
+        "(or --insecure) to read captured content",
+        "127.0.0.1",
+    ),
     Option("variant", "deployment variant stamped on live events and spans (e.g. production, canary)", "production"),
     Option("connect_timeout", "upstream connect timeout", 10.0, parse_duration, metavar="DURATION"),
-    Option("idle_timeout", "longest silence from the upstream, time to first byte included; "
-           "there is no total timeout", 300.0, parse_duration, metavar="DURATION"),
-    Option("grace", "on SIGTERM, how long in-flight requests may take to finish", 30.0, parse_duration,
-           metavar="DURATION"),
+    Option(
+        "idle_timeout",
+        "longest silence from the upstream, time to first byte included; there is no total timeout",
+        300.0,
+        parse_duration,
+        metavar="DURATION",
+    ),
+    Option(
+        "grace", "on SIGTERM, how long in-flight requests may take to finish", 30.0, parse_duration, metavar="DURATION"
+    ),
     Option("max_body", "largest request body accepted (413 beyond)", 32 << 20, parse_size, metavar="SIZE"),
-    Option("inject_usage", "ask the upstream for usage on streamed chat completions "
-           "(stream_options.include_usage) and hide that extra chunk from clients that did not ask; "
-           "turn off for upstreams that reject stream_options", True, parse_bool),
-    Option("redact", "redact e-mails, phone and card numbers, API keys and tokens in captured prompts "
-           "and completions", True, parse_bool),
+    Option(
+        "inject_usage",
+        "ask the upstream for usage on streamed chat completions "
+        "(stream_options.include_usage) and hide that extra chunk from clients that did not ask; "
+        "turn off for upstreams that reject stream_options",
+        True,
+        parse_bool,
+    ),
+    Option(
+        "redact",
+        "redact e-mails, phone and card numbers, API keys and tokens in captured prompts and completions",
+        True,
+        parse_bool,
+    ),
     Option("ring_size", "recent requests kept in memory for /api/requests and replay", 1000, int, metavar="N"),
     Option("ring_bytes", "memory bound of the recent-requests ring", 64 << 20, parse_size, metavar="SIZE"),
-    Option("capture_bytes", "captured completion text per request (beyond: truncated, marked)", 1 << 20,
-           parse_size, metavar="SIZE"),
-    Option("model_cap", "distinct model label values on /metrics before the rest fold into 'other'", 50, int,
-           metavar="N"),
-    Option("read_token", "token needed to read /api/* when bound off loopback", None, secret=True,
-           env_aliases=("TOKENTAIL_READ_TOKEN",)),
-    Option("admin_token", "token needed for every state change (cancel, route reload); when unset, state "
-           "changes are allowed from loopback peers only", None, secret=True,
-           env_aliases=("TOKENTAIL_ADMIN_TOKEN",)),
-    Option("insecure", "serve captured content off loopback without the read token (state changes still need "
-           "the admin token or a loopback peer)", False, parse_bool),
-    Option("routes", "model routes to other upstreams, usually [[proxy.routes]] tables in the config file "
-           "(here: a JSON list); reloaded on SIGHUP; see docs/proxy-features.md", [], parse_routes_json,
-           metavar="JSON"),
-    Option("pricing", "price table (TOML) replacing the packaged tokentail/data/pricing.toml", None,
-           metavar="PATH"),
-    Option("fingerprint_key", "secret of the HMAC that fingerprints client API keys; unset: a random one per "
-           "process, so fingerprints change on restart", None, secret=True,
-           env_aliases=("TOKENTAIL_FINGERPRINT_KEY",)),
-    Option("allowed_origin", "browser origin allowed to read /api/live cross-origin (repeatable; "
-           "never a wildcard)", [], multiple=True, metavar="ORIGIN"),
+    Option(
+        "capture_bytes",
+        "captured completion text per request (beyond: truncated, marked)",
+        1 << 20,
+        parse_size,
+        metavar="SIZE",
+    ),
+    Option(
+        "model_cap", "distinct model label values on /metrics before the rest fold into 'other'", 50, int, metavar="N"
+    ),
+    Option(
+        "read_token",
+        "token needed to read /api/* when bound off loopback",
+        None,
+        secret=True,
+        env_aliases=("TOKENTAIL_READ_TOKEN",),
+    ),
+    Option(
+        "admin_token",
+        "token needed for every state change (cancel, route reload); when unset, state "
+        "changes are allowed from loopback peers only",
+        None,
+        secret=True,
+        env_aliases=("TOKENTAIL_ADMIN_TOKEN",),
+    ),
+    Option(
+        "insecure",
+        "serve captured content off loopback without the read token (state changes still need "
+        "the admin token or a loopback peer)",
+        False,
+        parse_bool,
+    ),
+    Option(
+        "routes",
+        "model routes to other upstreams, usually [[proxy.routes]] tables in the config file "
+        "(here: a JSON list); reloaded on SIGHUP; see docs/proxy-features.md",
+        [],
+        parse_routes_json,
+        metavar="JSON",
+    ),
+    Option("pricing", "price table (TOML) replacing the packaged tokentail/data/pricing.toml", None, metavar="PATH"),
+    Option(
+        "fingerprint_key",
+        "secret of the HMAC that fingerprints client API keys; unset: a random one per "
+        "process, so fingerprints change on restart",
+        None,
+        secret=True,
+        env_aliases=("TOKENTAIL_FINGERPRINT_KEY",),
+    ),
+    Option(
+        "allowed_origin",
+        "browser origin allowed to read /api/live cross-origin (repeatable; never a wildcard)",
+        [],
+        multiple=True,
+        metavar="ORIGIN",
+    ),
 ]
 
 
@@ -78,8 +136,10 @@ def validate_upstream(url: str | None) -> str:
     from .routes import parse_upstream
 
     if not url:
-        raise SettingsError("--upstream is required (e.g. --upstream https://api.openai.com/v1, "
-                            "or run `tokentail simulate` and use http://127.0.0.1:8799/v1)")
+        raise SettingsError(
+            "--upstream is required (e.g. --upstream https://api.openai.com/v1, "
+            "or run `tokentail simulate` and use http://127.0.0.1:8799/v1)"
+        )
     return str(parse_upstream(url, "--upstream"))
 
 
@@ -111,13 +171,19 @@ def main(settings) -> int:
     def started(p: int) -> None:
         log.info("proxying http://%s:%d/v1 -> %s (variant %s)", settings.host, p, upstream, settings.variant)
         for route in app[ROUTES].table.routes:
-            log.info("route %s: %s -> %s%s", route.name, route.match or f"{route.prefix}*", route.upstream,
-                     f" (model {route.model})" if route.model else "")
-        log.info("live feed: http://%s:%d/api/live   metrics: http://%s:%d/metrics", settings.host, p,
-                 settings.host, p)
+            log.info(
+                "route %s: %s -> %s%s",
+                route.name,
+                route.match or f"{route.prefix}*",
+                route.upstream,
+                f" (model {route.model})" if route.model else "",
+            )
+        log.info("live feed: http://%s:%d/api/live   metrics: http://%s:%d/metrics", settings.host, p, settings.host, p)
         if app[FINGERPRINTER].ephemeral:
-            log.info("API-key fingerprints use a random secret: stable until restart "
-                     "(set TOKENTAIL_FINGERPRINT_KEY to keep them)")
+            log.info(
+                "API-key fingerprints use a random secret: stable until restart "
+                "(set TOKENTAIL_FINGERPRINT_KEY to keep them)"
+            )
         if hasattr(signal, "SIGHUP"):
             try:
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
@@ -125,9 +191,11 @@ def main(settings) -> int:
                 pass
 
     try:
-        return serving.run(serving.serve_until_signal(app, settings.host, settings.port, "proxy",
-                                                      grace=settings.grace, on_started=started))
+        return serving.run(
+            serving.serve_until_signal(
+                app, settings.host, settings.port, "proxy", grace=settings.grace, on_started=started
+            )
+        )
     finally:
         if provider is not None:
             shutdown_bounded(provider, 5.0)
-

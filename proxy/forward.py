@@ -42,15 +42,44 @@ REQUEST_ID_HEADER = "x-tokentail-request-id"
 # RFC 9110 hop-by-hop headers, plus those the transport recomputes.
 _HOP_BY_HOP = frozenset(
     h.lower()
-    for h in ("Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection", "TE",
-              "Trailer", "Transfer-Encoding", "Upgrade", "Host", "Content-Length")
+    for h in (
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Authenticate",
+        "Proxy-Authorization",
+        "Proxy-Connection",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Host",
+        "Content-Length",
+    )
 )
 _RESPONSE_DROP = _HOP_BY_HOP - {"content-length"}
 
 # Request fields copied as parameters (the rest of the body is prompt or ignored).
-_PARAMS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "max_output_tokens", "n", "seed",
-           "stop", "frequency_penalty", "presence_penalty", "top_k", "reasoning_effort", "response_format",
-           "tool_choice", "parallel_tool_calls", "user", "stream_options", "dimensions", "encoding_format")
+_PARAMS = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
+    "n",
+    "seed",
+    "stop",
+    "frequency_penalty",
+    "presence_penalty",
+    "top_k",
+    "reasoning_effort",
+    "response_format",
+    "tool_choice",
+    "parallel_tool_calls",
+    "user",
+    "stream_options",
+    "dimensions",
+    "encoding_format",
+)
 _PROMPT_KEYS = ("messages", "prompt", "input", "system", "instructions", "tools")
 
 
@@ -122,7 +151,8 @@ def _attribute(rec: RequestRecord, request: web.Request, obj: dict[str, Any] | N
     if tags:
         rec.tags = parse_tags(tags, redact)
     rec.key_fingerprint = app[keys.FINGERPRINTER].fingerprint(
-        request.headers, request.query if request.query_string else None)
+        request.headers, request.query if request.query_string else None
+    )
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes | None:
@@ -147,13 +177,27 @@ async def forward(request: web.Request) -> web.StreamResponse:
     path = request.match_info["path"]
 
     if request.headers.get("Upgrade", "").lower() == "websocket":
-        return _with_id(openai_error(501, "WebSocket upgrades (e.g. /v1/realtime) are not supported by the "
-                                          "tokentail proxy yet; connect to the upstream directly",
-                                     "not_implemented", "websocket_unsupported"), rid)
+        return _with_id(
+            openai_error(
+                501,
+                "WebSocket upgrades (e.g. /v1/realtime) are not supported by the "
+                "tokentail proxy yet; connect to the upstream directly",
+                "not_implemented",
+                "websocket_unsupported",
+            ),
+            rid,
+        )
     body = await _read_body(request, config.max_body)
     if body is None:
-        return _with_id(openai_error(413, f"request body exceeds the proxy's limit of {config.max_body} bytes "
-                                          "(--max-body)", "invalid_request_error", "request_too_large"), rid)
+        return _with_id(
+            openai_error(
+                413,
+                f"request body exceeds the proxy's limit of {config.max_body} bytes (--max-body)",
+                "invalid_request_error",
+                "request_too_large",
+            ),
+            rid,
+        )
 
     rec = RequestRecord(id=rid, variant=config.variant, method=request.method, endpoint="/" + path)
     obj = _parse_request(rec, body, app[keys.REDACTOR])
@@ -190,15 +234,25 @@ async def forward(request: web.Request) -> web.StreamResponse:
         if request.query_string:
             url = url.with_query(_without_key_param(request.query_string) if auth else request.query_string)
         observers.start(rec)
-        async with app[keys.SESSION].request(request.method, url, data=body if body else None,
-                                             headers=_upstream_headers(request, rec, auth),
-                                             allow_redirects=False) as up:
+        async with app[keys.SESSION].request(
+            request.method,
+            url,
+            data=body if body else None,
+            headers=_upstream_headers(request, rec, auth),
+            allow_redirects=False,
+        ) as up:
             rec.http_status = up.status
             streaming = up.content_type == "text/event-stream"
             resp = web.StreamResponse(status=up.status, reason=up.reason, headers=_response_headers(up, streaming))
             resp.headers[REQUEST_ID_HEADER] = rid
-            tap = StreamTap(rec, obj, streaming=streaming, strip_usage_chunk=injected and streaming,
-                            max_capture_bytes=config.capture_bytes, max_body_bytes=config.max_body)
+            tap = StreamTap(
+                rec,
+                obj,
+                streaming=streaming,
+                strip_usage_chunk=injected and streaming,
+                max_capture_bytes=config.capture_bytes,
+                max_body_bytes=config.max_body,
+            )
             await resp.prepare(request)
             async for chunk in up.content.iter_any():
                 out, deltas = tap.feed(chunk)
@@ -225,18 +279,34 @@ async def forward(request: web.Request) -> web.StreamResponse:
             raise asyncio.CancelledError from None
         return await _upstream_failed(request, rec, resp, R.ERR_DISCONNECT, "upstream closed the connection")
     except aiohttp.ClientConnectorError as exc:
-        return await _upstream_failed(request, rec, resp, R.ERR_CONNECT,
-                                      f"cannot connect to the upstream {base.host}:{base.port}"
-                                      f" ({exc.os_error.strerror or type(exc.os_error).__name__})")
+        return await _upstream_failed(
+            request,
+            rec,
+            resp,
+            R.ERR_CONNECT,
+            f"cannot connect to the upstream {base.host}:{base.port}"
+            f" ({exc.os_error.strerror or type(exc.os_error).__name__})",
+        )
     except aiohttp.ConnectionTimeoutError:
-        return await _upstream_failed(request, rec, resp, R.ERR_TIMEOUT,
-                                      f"cannot connect to the upstream within {config.connect_timeout:g}s")
-    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-        return await _upstream_failed(request, rec, resp, R.ERR_TIMEOUT,
-                                      f"the upstream sent nothing for {config.idle_timeout:g}s (--idle-timeout)")
+        return await _upstream_failed(
+            request, rec, resp, R.ERR_TIMEOUT, f"cannot connect to the upstream within {config.connect_timeout:g}s"
+        )
+    except (TimeoutError, aiohttp.ServerTimeoutError):
+        return await _upstream_failed(
+            request,
+            rec,
+            resp,
+            R.ERR_TIMEOUT,
+            f"the upstream sent nothing for {config.idle_timeout:g}s (--idle-timeout)",
+        )
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-        return await _upstream_failed(request, rec, resp, R.ERR_DISCONNECT,
-                                      f"the upstream closed the connection mid-response ({type(exc).__name__})")
+        return await _upstream_failed(
+            request,
+            rec,
+            resp,
+            R.ERR_DISCONNECT,
+            f"the upstream closed the connection mid-response ({type(exc).__name__})",
+        )
     finally:
         if tap is not None:
             tap.finish()  # keep what arrived (partial completion, usage so far)
@@ -257,8 +327,9 @@ def _only_our_cancel(resp: web.StreamResponse | None) -> bool:
     return True
 
 
-async def _operator_cancelled(request: web.Request, rec: RequestRecord,
-                              resp: web.StreamResponse | None) -> web.StreamResponse:
+async def _operator_cancelled(
+    request: web.Request, rec: RequestRecord, resp: web.StreamResponse | None
+) -> web.StreamResponse:
     """End a request an operator cancelled: one SSE error event mid-stream, else a 503 that
     SDKs do not retry (``x-should-retry: false``)."""
     message = "the request was cancelled by an operator of the tokentail proxy"
@@ -294,8 +365,9 @@ def _client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-async def _upstream_failed(request: web.Request, rec: RequestRecord, resp: web.StreamResponse | None,
-                           reason: str, message: str) -> web.StreamResponse:
+async def _upstream_failed(
+    request: web.Request, rec: RequestRecord, resp: web.StreamResponse | None, reason: str, message: str
+) -> web.StreamResponse:
     """Record an upstream failure and tell the client: a JSON error, or one SSE error event mid-stream."""
     rec.status = R.ERROR
     rec.error = reason

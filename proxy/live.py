@@ -418,9 +418,7 @@ class LiveHub:
 
     def _trim(self) -> None:
         """Evict finished entries (oldest finished first), then in-flight ones over the count."""
-        while self._finished and (
-            len(self._entries) > self.max_requests or self._entry_bytes > self._entry_budget
-        ):
+        while self._finished and (len(self._entries) > self.max_requests or self._entry_bytes > self._entry_budget):
             rid, _ = self._finished.popitem(last=False)
             e = self._entries.pop(rid, None)
             if e is not None:

@@ -60,7 +60,7 @@ def sanitize_label(value: str, limit: int = MODEL_LABEL_MAX) -> str:
 class _Req:
     """Per-request state between on_start and on_end."""
 
-    __slots__ = ("model", "op", "provider", "tpoc", "last")
+    __slots__ = ("last", "model", "op", "provider", "tpoc")
 
     def __init__(self, model: str, op: str | None, provider: str, tpoc: Any) -> None:
         self.model = model
@@ -95,39 +95,63 @@ class ProxyMetrics:
         r = registry
 
         self.requests = Counter(
-            "tokentail_requests", "Proxied requests by outcome.",
-            ["model", "endpoint", "status_class", "stream"], registry=r,
+            "tokentail_requests",
+            "Proxied requests by outcome.",
+            ["model", "endpoint", "status_class", "stream"],
+            registry=r,
         )
         self.tokens = Counter(
-            "tokentail_tokens", "Tokens by type; input includes cached input, so a sum never double-counts.",
-            ["model", "type"], registry=r,
+            "tokentail_tokens",
+            "Tokens by type; input includes cached input, so a sum never double-counts.",
+            ["model", "type"],
+            registry=r,
         )
         self.cached_input = Counter(
-            "tokentail_cached_input_tokens", "The cached part of input tokens.", ["model"], registry=r,
+            "tokentail_cached_input_tokens",
+            "The cached part of input tokens.",
+            ["model"],
+            registry=r,
         )
         self.duration = Histogram(
-            "tokentail_request_duration_seconds", "Request duration, start to last byte.",
-            ["model", "endpoint"], buckets=GENAI_DURATION_BUCKETS, registry=r,
+            "tokentail_request_duration_seconds",
+            "Request duration, start to last byte.",
+            ["model", "endpoint"],
+            buckets=GENAI_DURATION_BUCKETS,
+            registry=r,
         )
         self.ttft = Histogram(
-            "tokentail_time_to_first_token_seconds", "Time to the first streamed token.",
-            ["model"], buckets=GENAI_DURATION_BUCKETS, registry=r,
+            "tokentail_time_to_first_token_seconds",
+            "Time to the first streamed token.",
+            ["model"],
+            buckets=GENAI_DURATION_BUCKETS,
+            registry=r,
         )
         self.tps = Histogram(
-            "tokentail_output_tokens_per_second", "Output tokens per second of a request.",
-            ["model"], buckets=TPS_BUCKETS, registry=r,
+            "tokentail_output_tokens_per_second",
+            "Output tokens per second of a request.",
+            ["model"],
+            buckets=TPS_BUCKETS,
+            registry=r,
         )
         self.cost = Counter(
-            "tokentail_cost_usd", "Cost in USD at the configured prices (requests of models without a price "
-            "are not counted: their cost is unknown).", ["model"], registry=r,
+            "tokentail_cost_usd",
+            "Cost in USD at the configured prices (requests of models without a price "
+            "are not counted: their cost is unknown).",
+            ["model"],
+            registry=r,
         )
         self.in_flight = Gauge("tokentail_in_flight_requests", "Requests in flight.", registry=r)
         self.upstream_errors = Counter(
-            "tokentail_upstream_errors", "Upstream failures by reason.", ["reason"], registry=r,
+            "tokentail_upstream_errors",
+            "Upstream failures by reason.",
+            ["reason"],
+            registry=r,
         )
         self.telemetry_dropped = Counter(
-            "tokentail_telemetry_dropped", "Telemetry items dropped (spans, live-feed events, ...).",
-            ["sink"], registry=r,
+            "tokentail_telemetry_dropped",
+            "Telemetry items dropped (spans, live-feed events, ...).",
+            ["sink"],
+            registry=r,
         )
         # Zero-initialised so rate() and absent() work before the first event.
         for reason in _REASONS.values():
@@ -145,43 +169,73 @@ class ProxyMetrics:
     def _declare_timings(self, r: CollectorRegistry, prefix: str, duration_help: str) -> None:
         # The duration / first-chunk / per-chunk trio; only the name prefix differs between versions.
         self.g_duration = Histogram(
-            f"{prefix}_duration_seconds", duration_help,
-            [*_GENAI, "error_type"], buckets=GENAI_DURATION_BUCKETS, registry=r,
+            f"{prefix}_duration_seconds",
+            duration_help,
+            [*_GENAI, "error_type"],
+            buckets=GENAI_DURATION_BUCKETS,
+            registry=r,
         )
         self.g_ttfc = Histogram(
-            f"{prefix}_time_to_first_chunk_seconds", "Time to receive the first chunk of a streamed response.",
-            _GENAI, buckets=GENAI_DURATION_BUCKETS, registry=r,
+            f"{prefix}_time_to_first_chunk_seconds",
+            "Time to receive the first chunk of a streamed response.",
+            _GENAI,
+            buckets=GENAI_DURATION_BUCKETS,
+            registry=r,
         )
         self.g_tpoc = Histogram(
-            f"{prefix}_time_per_output_chunk_seconds", "Time between consecutive chunks of a streamed response.",
-            _GENAI, buckets=GENAI_DURATION_BUCKETS, registry=r,
+            f"{prefix}_time_per_output_chunk_seconds",
+            "Time between consecutive chunks of a streamed response.",
+            _GENAI,
+            buckets=GENAI_DURATION_BUCKETS,
+            registry=r,
         )
 
     def _declare_v141(self, r: CollectorRegistry) -> None:
         # OpenTelemetry semantic conventions v1.41 (gen_ai.client.*).
         self._declare_timings(r, "gen_ai_client_operation", "GenAI operation duration.")
         self.g_usage = Histogram(
-            "gen_ai_client_token_usage", "Number of input and output tokens used.",
-            [*_GENAI, "gen_ai_token_type"], buckets=GENAI_TOKEN_BUCKETS, registry=r,
+            "gen_ai_client_token_usage",
+            "Number of input and output tokens used.",
+            [*_GENAI, "gen_ai_token_type"],
+            buckets=GENAI_TOKEN_BUCKETS,
+            registry=r,
         )
 
     def _declare_latest(self, r: CollectorRegistry) -> None:
         # open-telemetry/semantic-conventions-genai (client-inference.md, token-metrics.yaml).
         self._declare_timings(r, "gen_ai_client_inference", "GenAI client inference operation duration.")
         modality = [*_GENAI, "gen_ai_token_modality"]
-        self.g_in = Counter("gen_ai_client_inference_usage_input_tokens",
-                            "Input tokens used, including cached tokens.", modality, registry=r)
-        self.g_out = Counter("gen_ai_client_inference_usage_output_tokens",
-                             "Output tokens used, including reasoning tokens.", modality, registry=r)
-        self.g_cache = Counter("gen_ai_client_inference_usage_cache_read_input_tokens",
-                               "Input tokens served from a provider-managed cache.", modality, registry=r)
+        self.g_in = Counter(
+            "gen_ai_client_inference_usage_input_tokens",
+            "Input tokens used, including cached tokens.",
+            modality,
+            registry=r,
+        )
+        self.g_out = Counter(
+            "gen_ai_client_inference_usage_output_tokens",
+            "Output tokens used, including reasoning tokens.",
+            modality,
+            registry=r,
+        )
+        self.g_cache = Counter(
+            "gen_ai_client_inference_usage_cache_read_input_tokens",
+            "Input tokens served from a provider-managed cache.",
+            modality,
+            registry=r,
+        )
         self.g_op_in = Histogram(
-            "gen_ai_client_inference_operation_input_tokens", "Input tokens per inference operation.",
-            [*_GENAI, "error_type"], buckets=GENAI_TOKEN_BUCKETS, registry=r,
+            "gen_ai_client_inference_operation_input_tokens",
+            "Input tokens per inference operation.",
+            [*_GENAI, "error_type"],
+            buckets=GENAI_TOKEN_BUCKETS,
+            registry=r,
         )
         self.g_op_out = Histogram(
-            "gen_ai_client_inference_operation_output_tokens", "Output tokens per inference operation.",
-            [*_GENAI, "error_type"], buckets=GENAI_TOKEN_BUCKETS, registry=r,
+            "gen_ai_client_inference_operation_output_tokens",
+            "Output tokens per inference operation.",
+            [*_GENAI, "error_type"],
+            buckets=GENAI_TOKEN_BUCKETS,
+            registry=r,
         )
 
     # --- labels ------------------------------------------------------------------------------
@@ -229,8 +283,12 @@ class ProxyMetrics:
     def on_end(self, rec: RequestRecord) -> None:
         st = self._live.pop(rec.id, None)
         if st is None:  # on_start never ran (or on_end twice): count, but leave the gauge alone
-            st = _Req(self.model_label(rec.model), operation_name(rec.endpoint),
-                      provider_for(self._upstream_provider(rec.upstream_url), rec.endpoint), None)
+            st = _Req(
+                self.model_label(rec.model),
+                operation_name(rec.endpoint),
+                provider_for(self._upstream_provider(rec.upstream_url), rec.endpoint),
+                None,
+            )
         else:
             self.in_flight.dec()
         model, op, provider = st.model, st.op, st.provider

@@ -139,8 +139,9 @@ class Observers:
 
     def __init__(self, observers: list[Observer]) -> None:
         self.all = list(observers)
-        self._hooks = {h: [getattr(o, h) for o in self.all if hasattr(o, h)]
-                       for h in ("on_start", "on_delta", "on_end")}
+        self._hooks = {
+            h: [getattr(o, h) for o in self.all if hasattr(o, h)] for h in ("on_start", "on_delta", "on_end")
+        }
 
     def start(self, rec: RequestRecord) -> None:
         _call(self._hooks["on_start"], rec)
@@ -166,5 +167,6 @@ def merge_deltas(deltas: list[Delta]) -> Delta:
     if len(deltas) == 1:
         return deltas[0]
     tools = [t for d in deltas if d.tool_calls for t in d.tool_calls]
-    return Delta(text="".join(d.text for d in deltas), tool_calls=tools or None,
-                 reasoning="".join(d.reasoning for d in deltas))
+    return Delta(
+        text="".join(d.text for d in deltas), tool_calls=tools or None, reasoning="".join(d.reasoning for d in deltas)
+    )

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from yarl import URL
 
@@ -87,8 +88,9 @@ class RouteTable:
     def __init__(self, routes: list[Route] | tuple[Route, ...] = ()) -> None:
         self.routes = tuple(routes)
         self._exact = {r.match: r for r in self.routes if r.match is not None}
-        self._prefixes = sorted((r for r in self.routes if r.prefix is not None), key=lambda r: len(r.prefix or ""),
-                                reverse=True)
+        self._prefixes = sorted(
+            (r for r in self.routes if r.prefix is not None), key=lambda r: len(r.prefix or ""), reverse=True
+        )
 
     def __len__(self) -> int:
         return len(self.routes)
@@ -131,8 +133,9 @@ def parse_routes(raw: Any, env: Mapping[str, str]) -> RouteTable:
             raise SettingsError(f"route #{i}: expected a table with name, match or prefix, and upstream")
         name = entry.get("name")
         if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise SettingsError(f"route #{i}: 'name' is required: 1-64 letters, digits, '_', '.', ':' or '-' "
-                                f"(got {name!r})")
+            raise SettingsError(
+                f"route #{i}: 'name' is required: 1-64 letters, digits, '_', '.', ':' or '-' (got {name!r})"
+            )
         where = f"route {name!r}"
         unknown = sorted(set(entry) - _KEYS)
         if unknown:
@@ -169,11 +172,22 @@ def parse_routes(raw: Any, env: Mapping[str, str]) -> RouteTable:
             if key_env is None:
                 raise SettingsError(f"{where}: 'auth_header' needs 'api_key_env' (the key to send in it)")
             if not isinstance(auth_header, str) or auth_header.lower() not in AUTH_HEADERS:
-                raise SettingsError(f"{where}: 'auth_header' must be one of {', '.join(AUTH_HEADERS)} "
-                                    f"(got {auth_header!r})")
+                raise SettingsError(
+                    f"{where}: 'auth_header' must be one of {', '.join(AUTH_HEADERS)} (got {auth_header!r})"
+                )
             auth_header = auth_header.lower()
-        routes.append(Route(name=name, upstream=upstream, match=match, prefix=prefix, model=model,
-                            api_key_env=key_env, auth_header=auth_header or "authorization", key=key))
+        routes.append(
+            Route(
+                name=name,
+                upstream=upstream,
+                match=match,
+                prefix=prefix,
+                model=model,
+                api_key_env=key_env,
+                auth_header=auth_header or "authorization",
+                key=key,
+            )
+        )
     return RouteTable(routes)
 
 

@@ -39,20 +39,31 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections import OrderedDict
+from collections.abc import Mapping
 from hashlib import blake2b
-from typing import Any, Mapping
+from typing import Any
 
 from .record import OK, RequestRecord
 
-__all__ = ["SessionTracker", "SESSION_HEADER", "MAX_ID_CHARS"]
+__all__ = ["MAX_ID_CHARS", "SESSION_HEADER", "SessionTracker"]
 
 SESSION_HEADER = "X-Session-Id"
 MAX_ID_CHARS = 200
 # Endpoints (below /v1) whose requests are turns of a conversation.
 _CONVERSATIONAL = frozenset({"/chat/completions", "/messages", "/responses"})
 _TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
-_ASSISTANT_ITEMS = frozenset({"function_call", "custom_tool_call", "computer_call", "web_search_call",
-                              "file_search_call", "code_interpreter_call", "mcp_call", "tool_use"})
+_ASSISTANT_ITEMS = frozenset(
+    {
+        "function_call",
+        "custom_tool_call",
+        "computer_call",
+        "web_search_call",
+        "file_search_call",
+        "code_interpreter_call",
+        "mcp_call",
+        "tool_use",
+    }
+)
 
 
 class SessionTracker:
@@ -68,8 +79,9 @@ class SessionTracker:
     def __len__(self) -> int:
         return len(self._known)
 
-    def assign(self, rec: RequestRecord, request_json: Mapping[str, Any] | None,
-               headers: Mapping[str, str]) -> str | None:
+    def assign(
+        self, rec: RequestRecord, request_json: Mapping[str, Any] | None, headers: Mapping[str, str]
+    ) -> str | None:
         """The session id of ``rec`` (also stored on ``rec.session_id``)."""
         sid = self._explicit(rec, request_json, headers)
         conversational = rec.endpoint in _CONVERSATIONAL and request_json is not None

@@ -97,7 +97,7 @@ def _version() -> str | None:
 
 
 class _Live:
-    __slots__ = ("span", "op", "provider", "first")
+    __slots__ = ("first", "op", "provider", "span")
 
     def __init__(self, span: Any, op: str | None, provider: str) -> None:
         self.span = span
@@ -194,7 +194,10 @@ class SpanObserver:
         # whatever span happens to be current in this task.
         parent = _PROPAGATOR.extract(rec.trace_headers, context=Context()) if rec.trace_headers else Context()
         span = self._tracer.start_span(
-            name, context=parent, kind=SpanKind.CLIENT, attributes=attrs,
+            name,
+            context=parent,
+            kind=SpanKind.CLIENT,
+            attributes=attrs,
             start_time=int(rec.started_at * 1e9),
         )
         ctx = span.get_span_context()
@@ -267,8 +270,9 @@ class SpanObserver:
             self._content(span, a, live, rec, err, end_ns)
         span.set_attributes(a)
 
-    def _content(self, span: Any, a: dict[str, Any], live: _Live, rec: RequestRecord,
-                 err: str | None, end_ns: int | None) -> None:
+    def _content(
+        self, span: Any, a: dict[str, Any], live: _Live, rec: RequestRecord, err: str | None, end_ns: int | None
+    ) -> None:
         details: dict[str, Any] = {S.OPERATION_NAME: live.op, S.PROVIDER_NAME: live.provider}
         if rec.model:
             details[S.REQUEST_MODEL] = rec.model

@@ -42,7 +42,7 @@ class SSEDecoder:
     until the next byte shows whether an LF completes it, so ``raw`` never depends on chunking.
     """
 
-    __slots__ = ("_buf", "_max", "_scan", "_first", "_skipping")
+    __slots__ = ("_buf", "_first", "_max", "_scan", "_skipping")
 
     def __init__(self, max_event_bytes: int = 1 << 20) -> None:
         self._buf = bytearray()
@@ -73,7 +73,7 @@ class SSEDecoder:
         while pos < n:
             i = chunk.find(_LF, pos)
             if i == pos:  # a blank line of its own
-                events.append(SSEEvent(chunk[pos:pos + 1]))
+                events.append(SSEEvent(chunk[pos : pos + 1]))
                 pos += 1
                 continue
             if i < 0:
@@ -128,7 +128,7 @@ class SSEDecoder:
                     if start == n:
                         break
             c = data[start]
-            if c == _LF or c == _CR:  # blank line at the start: an event of its own, no fields
+            if c in (_LF, _CR):  # blank line at the start: an event of its own, no fields
                 end = start + 1
                 if c == _CR:
                     if end == n and not final:
@@ -179,8 +179,9 @@ class SSEDecoder:
             return -m.start() - 1  # "...\r" at the end: an LF may still belong to it
         return end
 
-    def _skip(self, data: bytes | bytearray, pos: int, scan: int, final: bool,
-              events: list[SSEEvent]) -> tuple[int, bool]:
+    def _skip(
+        self, data: bytes | bytearray, pos: int, scan: int, final: bool, events: list[SSEEvent]
+    ) -> tuple[int, bool]:
         """Return overflowing bytes up to the event's end; keep a possible partial boundary."""
         n = len(data)
         end = self._find_end(data, max(pos, scan), final)
@@ -206,7 +207,7 @@ def _parse(raw: bytes, skip: int, complete: bool) -> SSEEvent:
     """Fields of one event; ``skip`` is 3 when a BOM opens it."""
     if complete and not skip and raw.startswith(b"data:") and raw.find(_LF) == len(raw) - 2 and raw.find(_CR) < 0:
         # Fast path: one data line, the usual shape of an LLM stream event.
-        return SSEEvent(raw, None, raw[6 if raw[5:6] == b" " else 5:-2].decode("utf-8", "replace"))
+        return SSEEvent(raw, None, raw[6 if raw[5:6] == b" " else 5 : -2].decode("utf-8", "replace"))
     text = (raw[skip:] if skip else raw).decode("utf-8", "replace")
     lines = text.split("\n") if "\r" not in text else _LINES.split(text)
     event = id_ = None
@@ -224,7 +225,6 @@ def _parse(raw: bytes, skip: int, complete: bool) -> SSEEvent:
                 data.append(value)
         elif name == "event":
             event = value
-        elif name == "id":
-            if "\0" not in value:
-                id_ = value
+        elif name == "id" and "\0" not in value:
+            id_ = value
     return SSEEvent(raw, event, None if data is None else "\n".join(data), id_, False, complete)

@@ -43,7 +43,7 @@ class _Capture:
     pieces are batched (joined once they reach 1/16 of the text) so 1 MiB stays cheap.
     """
 
-    __slots__ = ("text", "_parts", "_pending", "_bytes", "_cap", "truncated")
+    __slots__ = ("_bytes", "_cap", "_parts", "_pending", "text", "truncated")
 
     def __init__(self, cap: int) -> None:
         self.text = ""
@@ -92,12 +92,37 @@ class StreamTap:
     flagged malformed).
     """
 
-    __slots__ = ("rec", "_req", "_streaming", "_strip", "_interp", "_st", "_dec", "_text", "_reasoning",
-                 "_body", "_body_len", "_max_body", "_tail", "_held", "_finished", "_tools_seen", "saw_done")
+    __slots__ = (
+        "_body",
+        "_body_len",
+        "_dec",
+        "_finished",
+        "_held",
+        "_interp",
+        "_max_body",
+        "_reasoning",
+        "_req",
+        "_st",
+        "_streaming",
+        "_strip",
+        "_tail",
+        "_text",
+        "_tools_seen",
+        "rec",
+        "saw_done",
+    )
 
-    def __init__(self, rec: RequestRecord, request_json: dict | None, *, streaming: bool,
-                 strip_usage_chunk: bool = False, max_capture_bytes: int = 1 << 20,
-                 max_body_bytes: int = 32 << 20, max_event_bytes: int = 4 << 20) -> None:
+    def __init__(
+        self,
+        rec: RequestRecord,
+        request_json: dict | None,
+        *,
+        streaming: bool,
+        strip_usage_chunk: bool = False,
+        max_capture_bytes: int = 1 << 20,
+        max_body_bytes: int = 32 << 20,
+        max_event_bytes: int = 4 << 20,
+    ) -> None:
         self.rec = rec
         self._req = request_json
         self._streaming = streaming
@@ -297,8 +322,7 @@ class StreamTap:
         if self._streaming:
             return self.rec.deltas or None  # about one token per streamed delta
         rec = self.rec
-        chars = len(rec.text) + len(rec.reasoning) + sum(len(t["function"]["arguments"] or "")
-                                                         for t in rec.tool_calls)
+        chars = len(rec.text) + len(rec.reasoning) + sum(len(t["function"]["arguments"] or "") for t in rec.tool_calls)
         return (chars + 3) // 4 if chars else None
 
 

@@ -63,7 +63,7 @@ _OFF = {"false", "0", "no", "off", "none", "no_content"}
 
 # Our processors per provider, so shutdown_bounded can count what it abandons without
 # reaching into the SDK's private composite processor.
-_GATES: "weakref.WeakKeyDictionary[TracerProvider, list[DropCountingSpanProcessor]]" = weakref.WeakKeyDictionary()
+_GATES: weakref.WeakKeyDictionary[TracerProvider, list[DropCountingSpanProcessor]] = weakref.WeakKeyDictionary()
 
 
 def capture_content(env: Mapping[str, str]) -> bool:
@@ -239,7 +239,11 @@ def build_tracer_provider(env: Mapping[str, str], on_drop: OnDrop) -> TracerProv
                 log.warning("%s=%s: unknown exporter ignored", ENV_TRACES_EXPORTER, name)
             continue
         gate = DropCountingSpanProcessor(
-            exporter, on_drop, max_queue_size=queue, schedule_delay_millis=delay, max_export_batch_size=batch,
+            exporter,
+            on_drop,
+            max_queue_size=queue,
+            schedule_delay_millis=delay,
+            max_export_batch_size=batch,
         )
         provider.add_span_processor(gate)
         _GATES.setdefault(provider, []).append(gate)

@@ -17,24 +17,45 @@ Token counts follow DESIGN: input counts cached tokens included; ``None`` is unk
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 # The provider modules import the shared types from ``_usage_base``, never from here, so
 # importing any of them first cannot cycle back into a half-built registry.
 from ._usage_anthropic import messages_body, messages_event
 from ._usage_base import Extract, ToolCalls, error_message
 from ._usage_openai import (
-    chat_body, chat_event, completions_body, completions_event, embeddings_body, embeddings_event,
+    chat_body,
+    chat_event,
+    completions_body,
+    completions_event,
+    embeddings_body,
+    embeddings_event,
 )
 from ._usage_responses import responses_body, responses_event
 from .record import Delta
 
 __all__ = [
-    "GENERIC", "INTERPRETERS", "Extract", "Interpreter", "ToolCalls", "chat_body", "chat_event",
-    "completions_body", "completions_event", "embeddings_body", "embeddings_event", "error_message",
-    "estimate_input_tokens", "interpreter_for", "is_usage_chunk", "messages_body", "messages_event",
-    "responses_body", "responses_event",
+    "GENERIC",
+    "INTERPRETERS",
+    "Extract",
+    "Interpreter",
+    "ToolCalls",
+    "chat_body",
+    "chat_event",
+    "completions_body",
+    "completions_event",
+    "embeddings_body",
+    "embeddings_event",
+    "error_message",
+    "estimate_input_tokens",
+    "interpreter_for",
+    "is_usage_chunk",
+    "messages_body",
+    "messages_event",
+    "responses_body",
+    "responses_event",
 ]
 
 
@@ -57,8 +78,18 @@ def is_usage_chunk(obj: dict) -> bool:
     return type(obj.get("usage")) is dict and not obj.get("choices")
 
 
-_ANTHROPIC_TYPES = frozenset({"message_start", "message_delta", "message_stop", "content_block_start",
-                              "content_block_delta", "content_block_stop", "message", "ping"})
+_ANTHROPIC_TYPES = frozenset(
+    {
+        "message_start",
+        "message_delta",
+        "message_stop",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message",
+        "ping",
+    }
+)
 
 
 def _sniff(obj: dict) -> Interpreter:

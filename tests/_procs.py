@@ -30,7 +30,11 @@ class TokentailProcess:
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("TOKENTAIL_", "OTEL_"))}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tokentail", command, "--port", str(self.port), *args],
-            stdout=self.log, stderr=subprocess.STDOUT, env={**clean, **(env or {})}, cwd=ROOT)
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**clean, **(env or {})},
+            cwd=ROOT,
+        )
         self.wait_listening()
 
     @property

@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry
 from tokentail.proxy import command as proxy_command
 from tokentail.serving import SafeAccessLogger, access_log
 from tokentail.settings import resolve
-from tokentail.simulator.app import SimConfig, create_app as create_sim_app
-
+from tokentail.simulator.app import SimConfig
+from tokentail.simulator.app import create_app as create_sim_app
 
 # Our servers log accesses the way `tokentail` runs them (no query strings).
 SERVER_KWARGS = {"access_log_class": SafeAccessLogger, "access_log": access_log}

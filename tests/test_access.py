@@ -79,10 +79,23 @@ def test_unprotected_paths_are_never_gated():
     assert status(collector, request("POST", "/v1/traces", LOCAL)) == 200
 
 
-@pytest.mark.parametrize("remote,expected", [
-    ("127.0.0.1", True), ("127.255.0.1", True), ("::1", True), ("::ffff:127.0.0.1", True), ("[::1]", True),
-    ("10.0.0.1", False), ("192.168.1.2", False), ("::ffff:192.168.1.2", False), ("0.0.0.0", False),
-    ("localhost", False), ("", False), (None, False), ("not-an-ip", False),
-])
+@pytest.mark.parametrize(
+    "remote,expected",
+    [
+        ("127.0.0.1", True),
+        ("127.255.0.1", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("[::1]", True),
+        ("10.0.0.1", False),
+        ("192.168.1.2", False),
+        ("::ffff:192.168.1.2", False),
+        ("0.0.0.0", False),
+        ("localhost", False),
+        ("", False),
+        (None, False),
+        ("not-an-ip", False),
+    ],
+)
 def test_loopback_peers(remote, expected):
     assert is_loopback_peer(remote) is expected

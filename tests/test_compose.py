@@ -54,9 +54,15 @@ SHARED_ENV = {"TOKENTAIL_READ_TOKEN", "TOKENTAIL_ADMIN_TOKEN", "TOKENTAIL_CONFIG
 # Commands that export spans, and so read the standard OTEL_* variables.
 OTEL_COMMANDS = {"proxy", "up"}
 # Standard variables the OpenTelemetry SDK reads itself (beyond proxy/telemetry.py's ENV_* names).
-OTEL_SDK_ENV = {"OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "OTEL_EXPORTER_OTLP_CERTIFICATE",
-                "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_COMPRESSION",
-                "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_BSP_EXPORT_TIMEOUT"}
+OTEL_SDK_ENV = {
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+    "OTEL_EXPORTER_OTLP_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    "OTEL_BSP_EXPORT_TIMEOUT",
+}
 # The route each command's health check must hit.
 HEALTH_PATHS = {"proxy": "/healthz", "collector": "/healthz", "simulate": "/v1/models", "dashboard": "/_tt/healthz"}
 # Images without a shell or HTTP client, whose health cannot be checked from inside.
@@ -67,6 +73,7 @@ GRAFANA_PORT = 3000
 
 
 # --- Compose's interpolation ----------------------------------------------------------------
+
 
 class MissingVariable(KeyError):
     """A ``${VAR:?message}`` whose variable is unset: Compose refuses to start."""
@@ -138,6 +145,7 @@ def environment(svc: dict) -> dict[str, str]:
 
 
 # --- the Dockerfile -------------------------------------------------------------------------
+
 
 def dockerfile_instructions(text: str | None = None) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
@@ -241,6 +249,7 @@ def dockerignored(path: str) -> bool:
 
 # --- what each service runs -----------------------------------------------------------------
 
+
 def tokentail_services() -> dict[str, str]:
     """Service name -> the tokentail command it runs (services built from our Dockerfile)."""
     out = {}
@@ -324,10 +333,12 @@ def internal_target(url: str) -> tuple[str, int]:
     """The (service, port) a container reaches with ``url`` (service names are host names)."""
     parts = urlsplit(url)
     assert parts.hostname in services(), f"{url}: {parts.hostname} is not a compose service"
-    assert "network_mode" not in services()[parts.hostname], \
+    assert "network_mode" not in services()[parts.hostname], (
         f"{url}: {parts.hostname} shares another service's network and has no host name of its own"
-    assert parts.port in listening_ports(parts.hostname), \
+    )
+    assert parts.port in listening_ports(parts.hostname), (
         f"{url}: nothing listens on {parts.port} in {parts.hostname} ({sorted(listening_ports(parts.hostname))})"
+    )
     return parts.hostname, parts.port
 
 
@@ -336,6 +347,7 @@ def variant_of(name: str) -> str:
 
 
 # === compose.yaml ============================================================================
+
 
 def test_compose_follows_the_compose_specification():
     assert SCHEMA.is_file(), f"the Compose Specification schema is missing at {SCHEMA} (TOKENTAIL_COMPOSE_SCHEMA)"
@@ -350,8 +362,13 @@ def test_compose_follows_the_compose_specification():
 
 
 def test_the_stack_has_every_part():
-    assert tokentail_services() == {"simulator": "simulate", "proxy-production": "proxy", "proxy-canary": "proxy",
-                                    "collector": "collector", "dashboard": "dashboard"}
+    assert tokentail_services() == {
+        "simulator": "simulate",
+        "proxy-production": "proxy",
+        "proxy-canary": "proxy",
+        "collector": "collector",
+        "dashboard": "dashboard",
+    }
     images = {name: svc.get("image", "") for name, svc in services().items() if name not in tokentail_services()}
     assert images["prometheus"].startswith("prom/prometheus:")
     assert images["grafana"].startswith("grafana/grafana:")
@@ -480,12 +497,14 @@ def test_depends_on_is_consistent():
             assert dep in services() and dep != name, f"{name} depends on {dep!r}"
             if spec["condition"] == "service_healthy":
                 hc = services()[dep].get("healthcheck") or {}
-                assert hc.get("test") and not hc.get("disable"), \
+                assert hc.get("test") and not hc.get("disable"), (
                     f"{name} waits for {dep} to be healthy, which has no health check"
+                )
         if netns_owner(name) != name:
             owner = netns_owner(name)
-            assert owner in deps and deps[owner].get("restart") is True, \
+            assert owner in deps and deps[owner].get("restart") is True, (
                 f"{name} shares {owner}'s network: it must start after it and restart with it"
+            )
     # proxies start after their upstream; the request path waits on no telemetry service
     for proxy in ("proxy-production", "proxy-canary"):
         assert graph[proxy] == {"simulator"}
@@ -522,8 +541,9 @@ def test_urls_between_services_point_at_listening_ports():
     assert browser_target(dash.collector) == ("collector", settings_of("collector").port)
     # ...and what its own server reads: the same URL, inside the collector's network namespace
     assert netns_owner("dashboard") == "collector"
-    assert urlsplit(dash.collector).hostname == "localhost" and urlsplit(dash.collector).port in \
-        listening_ports("collector")
+    assert urlsplit(dash.collector).hostname == "localhost" and urlsplit(dash.collector).port in listening_ports(
+        "collector"
+    )
     for item in dash.proxy:
         variant, url = item.split("=", 1)
         service, port = browser_target(url)
@@ -537,13 +557,16 @@ def test_urls_between_services_point_at_listening_ports():
 def test_prometheus_scrapes_every_proxy_with_its_variant():
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     mounts = [v for v in services()["prometheus"]["volumes"] if v.startswith("./")]
-    assert any(Path(COMPOSE.parent / m.split(":")[0]).resolve() == PROMETHEUS_CONFIG and
-               m.split(":")[1] == "/etc/prometheus/prometheus.yml" for m in mounts)
+    assert any(
+        Path(COMPOSE.parent / m.split(":")[0]).resolve() == PROMETHEUS_CONFIG
+        and m.split(":")[1] == "/etc/prometheus/prometheus.yml"
+        for m in mounts
+    )
     scraped = {}
     for job in config["scrape_configs"]:
         for sc in job["static_configs"]:
             for target in sc["targets"]:
-                service, port = internal_target(f"http://{target}")
+                service, _port = internal_target(f"http://{target}")
                 scraped[service] = sc["labels"]["variant"]
     proxies = {n for n, c in tokentail_services().items() if c == "proxy"}
     assert scraped == {p: variant_of(p) for p in proxies}
@@ -553,8 +576,9 @@ def test_prometheus_scrapes_every_proxy_with_its_variant():
 def test_prometheus_config_passes_promtool(tmp_path):
     from tests.proxy._prom import promtool
 
-    result = subprocess.run([promtool(), "check", "config", str(PROMETHEUS_CONFIG)], capture_output=True,
-                            text=True, timeout=30)
+    result = subprocess.run(
+        [promtool(), "check", "config", str(PROMETHEUS_CONFIG)], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     bad = tmp_path / "prometheus.yml"
     bad.write_text(PROMETHEUS_CONFIG.read_text().replace("scrape_configs:", "scrape_config:"))
@@ -566,7 +590,7 @@ def test_volumes_exist_and_configuration_is_read_only():
     used = set()
     for name, svc in services().items():
         for volume in svc.get("volumes") or []:
-            source, target, *mode = volume.split(":")
+            source, _target, *mode = volume.split(":")
             if source.startswith((".", "/")):
                 assert (COMPOSE.parent / source).exists(), f"{name}: {source} does not exist"
                 assert mode == ["ro"], f"{name}: mount configuration read-only ({volume})"
@@ -589,6 +613,7 @@ def test_proxies_get_the_time_to_drain_their_streams():
 
 
 # --- health checks ----------------------------------------------------------------------------
+
 
 def healthcheck(name: str) -> dict:
     return services()[name].get("healthcheck") or {}
@@ -617,8 +642,9 @@ def _run_healthcheck(name: str, port: int, env: dict[str, str]) -> int:
     assert test[:2] == ["CMD", "python"], test
     own = settings_of(name).port
     args = [a.replace(f"127.0.0.1:{own}", f"127.0.0.1:{port}") for a in test[2:]]
-    proc = subprocess.run([sys.executable, *args], env={"PATH": os.environ.get("PATH", ""), **env},
-                          capture_output=True, timeout=20)
+    proc = subprocess.run(
+        [sys.executable, *args], env={"PATH": os.environ.get("PATH", ""), **env}, capture_output=True, timeout=20
+    )
     return proc.returncode
 
 
@@ -629,11 +655,15 @@ def _closed_port() -> int:
 
 
 async def test_healthchecks_of_the_proxy_and_the_simulator_run_against_the_real_servers(sim_server):
-    proxy = await start_proxy(str(sim_server.make_url("/v1")), **{k: settings_of("proxy-production")[k]
-                                                                   for k in ("read_token", "variant")})
+    proxy = await start_proxy(
+        str(sim_server.make_url("/v1")), **{k: settings_of("proxy-production")[k] for k in ("read_token", "variant")}
+    )
     try:
-        for name, port in (("proxy-production", proxy.port), ("proxy-canary", proxy.port),
-                           ("simulator", sim_server.port)):
+        for name, port in (
+            ("proxy-production", proxy.port),
+            ("proxy-canary", proxy.port),
+            ("simulator", sim_server.port),
+        ):
             env = effective_env(name)
             assert await _thread(_run_healthcheck, name, port, env) == 0, name
             assert await _thread(_run_healthcheck, name, _closed_port(), env) != 0, name
@@ -682,6 +712,7 @@ async def _thread(fn, *args):
 
 # === Dockerfile and .dockerignore =============================================================
 
+
 def pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
@@ -700,7 +731,7 @@ def test_base_images_are_pinned_python_311_slim():
 
 def test_entrypoint_is_our_console_script():
     scripts = pyproject()["project"]["scripts"]
-    final = dict((w, r) for w, r in stages()[-1]["instructions"] if w in ("ENTRYPOINT",))
+    final = {w: r for w, r in stages()[-1]["instructions"] if w in ("ENTRYPOINT",)}
     assert exec_form(final["ENTRYPOINT"]) == ["tokentail"] and "tokentail" in scripts
 
 
@@ -718,8 +749,10 @@ def test_runs_as_an_unprivileged_user():
 
 def test_exposes_the_default_ports_of_every_server():
     exposed = {int(p.split("/")[0]) for w, r in stages()[-1]["instructions"] if w == "EXPOSE" for p in r.split()}
-    defaults = {next(o.default for o in command_module(c).OPTIONS if o.name == "port")
-                for c in ("proxy", "collector", "dashboard", "simulate")}
+    defaults = {
+        next(o.default for o in command_module(c).OPTIONS if o.name == "port")
+        for c in ("proxy", "collector", "dashboard", "simulate")
+    }
     assert defaults == exposed
 
 
@@ -744,9 +777,19 @@ def test_copies_everything_the_package_is_built_from():
 
 
 def test_dockerignore_keeps_secrets_and_bulk_out():
-    for path in (".env", "proxy/.env", ".git/config", ".venv/bin/python", "tokentail-data/tokentail.duckdb",
-                 "x.duckdb", "tests/conftest.py", "bench/proxy_bench.py", "tokentail/__pycache__/cli.cpython-311.pyc",
-                 "tokentail.egg-info/PKG-INFO", "compose.yaml"):
+    for path in (
+        ".env",
+        "proxy/.env",
+        ".git/config",
+        ".venv/bin/python",
+        "tokentail-data/tokentail.duckdb",
+        "x.duckdb",
+        "tests/conftest.py",
+        "bench/proxy_bench.py",
+        "tokentail/__pycache__/cli.cpython-311.pyc",
+        "tokentail.egg-info/PKG-INFO",
+        "compose.yaml",
+    ):
         assert dockerignored(path), path
     for path in ("pyproject.toml", "README.md", "tokentail/cli.py", "dashboard/assets/tokentail.js"):
         assert not dockerignored(path), path
@@ -755,7 +798,7 @@ def test_dockerignore_keeps_secrets_and_bulk_out():
 def test_the_copied_files_build_a_working_wheel(tmp_path):
     """What the build stage copies (after .dockerignore) is enough to build the wheel."""
     src = tmp_path / "src"
-    for srcs, dest in copies(stages()[0]):
+    for srcs, _dest in copies(stages()[0]):
         for item in srcs:
             path = ROOT / item
             files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
@@ -766,13 +809,34 @@ def test_the_copied_files_build_a_working_wheel(tmp_path):
                 (src / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(f, src / rel)
     out = tmp_path / "wheel"
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                           "--no-cache-dir", "-w", str(out), str(src)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "--no-cache-dir",
+            "-w",
+            str(out),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (wheel,) = out.glob("tokentail-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for package in ("tokentail/cli.py", "tokentail/proxy/app.py", "tokentail/collector/app.py",
-                    "tokentail/dashboard/app.py", "tokentail/simulator/app.py"):
+    for package in (
+        "tokentail/cli.py",
+        "tokentail/proxy/app.py",
+        "tokentail/collector/app.py",
+        "tokentail/dashboard/app.py",
+        "tokentail/simulator/app.py",
+    ):
         assert package in names, package
     assets = [n for n in names if n.startswith("tokentail/dashboard/assets/")]
     assert assets, "the dashboard's assets are package data"

@@ -58,8 +58,9 @@ def all_panels(dashboard: dict) -> list[dict]:
 
 def queries(dashboard: dict) -> list[tuple[str, str, str]]:
     """(panel title, refId, expr) of every target."""
-    return [(p["title"], t["refId"], t["expr"]) for p in all_panels(dashboard) if p["type"] != "row"
-            for t in p["targets"]]
+    return [
+        (p["title"], t["refId"], t["expr"]) for p in all_panels(dashboard) if p["type"] != "row" for t in p["targets"]
+    ]
 
 
 def variables(dashboard: dict) -> dict[str, dict]:
@@ -106,6 +107,7 @@ def metric_names(text: str) -> list[str]:
 
 # === provisioning ===========================================================================
 
+
 def test_datasource_is_the_composed_prometheus():
     (path,) = DATASOURCES
     config = yaml.safe_load(path.read_text())
@@ -116,8 +118,9 @@ def test_datasource_is_the_composed_prometheus():
     assert services()[service]["image"].startswith("prom/prometheus:") and port == 9090
     # $__rate_interval is only right when Grafana knows the scrape interval
     prom = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
-    intervals = {prom["global"]["scrape_interval"]} | {j["scrape_interval"] for j in prom["scrape_configs"]
-                                                         if "scrape_interval" in j}
+    intervals = {prom["global"]["scrape_interval"]} | {
+        j["scrape_interval"] for j in prom["scrape_configs"] if "scrape_interval" in j
+    }
     assert intervals == {ds["jsonData"]["timeInterval"]}
     # the dashboards preselect it by uid
     for path in DASHBOARDS:
@@ -134,14 +137,17 @@ def test_dashboards_are_provisioned_from_the_mounted_folder():
     mounts = {src: target for src, target, *_ in (v.split(":") for v in grafana["volumes"])}
     assert (ROOT / "grafana" / "dashboards").resolve() in {(ROOT / s).resolve() for s in mounts if s.startswith(".")}
     assert mounts["./grafana/dashboards"] == provider["options"]["path"]
-    assert Path(ROOT / "grafana" / "provisioning").is_dir() and mounts["./grafana/provisioning"] == \
-        "/etc/grafana/provisioning"
+    assert (
+        Path(ROOT / "grafana" / "provisioning").is_dir()
+        and mounts["./grafana/provisioning"] == "/etc/grafana/provisioning"
+    )
     home = environment(grafana)["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     folder = provider["options"]["path"].rstrip("/") + "/"
-    assert home.startswith(folder) and (DASHBOARD_DIR / home[len(folder):]).is_file()
+    assert home.startswith(folder) and (DASHBOARD_DIR / home[len(folder) :]).is_file()
 
 
 # === dashboards =============================================================================
+
 
 def test_there_is_an_overview_and_a_genai_dashboard():
     uids = [load(p)["uid"] for p in DASHBOARDS]
@@ -210,8 +216,9 @@ def test_metric_names_are_what_the_proxy_exports():
     exported = proxy_metric_names()
     for path in DASHBOARDS:
         d = load(path)
-        texts = [e for _, _, e in queries(d)] + [variable_query(x) for x in variables(d).values()
-                                                  if x["type"] == "query"]
+        texts = [e for _, _, e in queries(d)] + [
+            variable_query(x) for x in variables(d).values() if x["type"] == "query"
+        ]
         for text in texts:
             for name in metric_names(text):
                 assert name in exported, f"{path.name}: {name} is not a series the proxy exports"
@@ -219,29 +226,43 @@ def test_metric_names_are_what_the_proxy_exports():
 
 def test_the_dashboards_cover_every_series():
     overview = " ".join(e for _, _, e in queries(load(DASHBOARD_DIR / "tokentail-overview.json")))
-    for series in ("tokentail_requests_total", "tokentail_tokens_total", "tokentail_cached_input_tokens_total",
-                   "tokentail_request_duration_seconds_bucket", "tokentail_time_to_first_token_seconds_bucket",
-                   "tokentail_output_tokens_per_second_bucket", "tokentail_in_flight_requests",
-                   "tokentail_upstream_errors_total", "tokentail_telemetry_dropped_total"):
+    for series in (
+        "tokentail_requests_total",
+        "tokentail_tokens_total",
+        "tokentail_cached_input_tokens_total",
+        "tokentail_request_duration_seconds_bucket",
+        "tokentail_time_to_first_token_seconds_bucket",
+        "tokentail_output_tokens_per_second_bucket",
+        "tokentail_in_flight_requests",
+        "tokentail_upstream_errors_total",
+        "tokentail_telemetry_dropped_total",
+    ):
         assert series in overview, series
     for q in ("0.5", "0.95", "0.99"):
-        assert f"histogram_quantile({q}, sum by (le, variant) (rate(tokentail_request_duration_seconds_bucket" \
-               in overview, q
+        assert (
+            f"histogram_quantile({q}, sum by (le, variant) (rate(tokentail_request_duration_seconds_bucket" in overview
+        ), q
     for q in ("0.5", "0.95"):
-        assert f"histogram_quantile({q}, sum by (le, variant) (rate(tokentail_time_to_first_token_seconds_bucket" \
-               in overview, q
+        assert (
+            f"histogram_quantile({q}, sum by (le, variant) (rate(tokentail_time_to_first_token_seconds_bucket"
+            in overview
+        ), q
     for by in ("variant", "model"):
         assert f"sum by ({by}) (rate(tokentail_requests_total" in overview, by
     assert 'status_class=~"4xx|5xx|upstream_error"' in overview and 'status_class="cancelled"' in overview
     genai = " ".join(e for _, _, e in queries(load(DASHBOARD_DIR / "tokentail-genai.json")))
-    for series in ("gen_ai_client_operation_duration_seconds", "gen_ai_client_token_usage",
-                   "gen_ai_client_operation_time_to_first_chunk_seconds",
-                   "gen_ai_client_operation_time_per_output_chunk_seconds"):
+    for series in (
+        "gen_ai_client_operation_duration_seconds",
+        "gen_ai_client_token_usage",
+        "gen_ai_client_operation_time_to_first_chunk_seconds",
+        "gen_ai_client_operation_time_per_output_chunk_seconds",
+    ):
         assert series in genai, series
     assert "gen_ai_token_type" in genai
 
 
 # === against a real Prometheus ==============================================================
+
 
 class DeployedPrometheus(PrometheusServer):
     """The helper's server, running deploy/prometheus.yml with its targets moved to loopback
@@ -262,9 +283,15 @@ class DeployedPrometheus(PrometheusServer):
         path.write_text(yaml.safe_dump(config))
         self.log = open(tmp / "prometheus.log", "wb")
         self.proc = subprocess.Popen(
-            [prometheus_bin(), f"--config.file={path}", f"--storage.tsdb.path={tmp / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                prometheus_bin(),
+                f"--config.file={path}",
+                f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--log.level=warn",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
 
     def instant(self, promql: str) -> dict:
@@ -292,12 +319,16 @@ async def _proxy_dropping_spans(upstream: str, variant: str) -> tuple[TestServer
     from tokentail.proxy import telemetry
     from tokentail.proxy.app import METRICS, create_app
 
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}", "OTEL_BSP_SCHEDULE_DELAY": "100",
-           "OTEL_EXPORTER_OTLP_TIMEOUT": "1"}
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+    }
     box = []
     provider = telemetry.build_tracer_provider(env, lambda sink, n: box[0][METRICS].dropped(sink, n))
-    app = create_app(proxy_settings(upstream, variant=variant), registry=CollectorRegistry(),
-                     tracer_provider=provider, env=env)
+    app = create_app(
+        proxy_settings(upstream, variant=variant), registry=CollectorRegistry(), tracer_provider=provider, env=env
+    )
     box.append(app)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server(**SERVER_KWARGS)
@@ -417,8 +448,9 @@ async def test_every_dashboard_query_returns_data(sim_server, tmp_path):
             hanging = [asyncio.create_task(_hang(session, p)) for p in proxies]
 
             everything = {**GLOBALS, "variant": ".*", "model": ".*", "operation": ".*"}
-            ok, failures = await _until(lambda: (not (f := _check_all(prom, everything, True)), f),
-                                        timeout=POLL_TIMEOUT)
+            ok, failures = await _until(
+                lambda: (not (f := _check_all(prom, everything, True)), f), timeout=POLL_TIMEOUT
+            )
             assert ok, "\n".join(failures)
             # a single selection narrows, and still finds data
             one = {**GLOBALS, "variant": "canary", "model": "m-alpha", "operation": "chat"}
@@ -430,10 +462,14 @@ async def test_every_dashboard_query_returns_data(sim_server, tmp_path):
                     if var["type"] != "query":
                         continue
                     m = re.fullmatch(r"label_values\((.+), *(\w+)\)", variable_query(var))
-                    found = await asyncio.to_thread(prom.label_values, m.group(2),
-                                                    substitute(m.group(1), {"variant": ".*"}))
-                    expected = {"variant": {"production", "canary"}, "model": {"m-alpha", "m-beta"},
-                                "operation": {"chat"}}[name]
+                    found = await asyncio.to_thread(
+                        prom.label_values, m.group(2), substitute(m.group(1), {"variant": ".*"})
+                    )
+                    expected = {
+                        "variant": {"production", "canary"},
+                        "model": {"m-alpha", "m-beta"},
+                        "operation": {"chat"},
+                    }[name]
                     assert set(found) == expected, (path.name, name, found)
     finally:
         for task in hanging:

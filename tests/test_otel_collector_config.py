@@ -102,7 +102,7 @@ def test_memory_limiter_first_and_batch_last():
 def test_receivers_listen_where_the_proxies_send():
     c = config()
     for protocol, spec in c["receivers"]["otlp"]["protocols"].items():
-        host, port = spec["endpoint"].rsplit(":", 1)
+        host, _port = spec["endpoint"].rsplit(":", 1)
         assert host == "0.0.0.0", f"otlp/{protocol}: the default (localhost) is unreachable from other containers"
     proxies = [n for n, cmd in tokentail_services().items() if cmd == "proxy"]
     assert proxies
@@ -144,8 +144,9 @@ def test_exporter_reaches_tokentail_collector_with_the_admin_token():
 def test_debug_exporter_does_not_print_captured_content():
     for component, spec in config()["exporters"].items():
         if component_type(component) == "debug":
-            assert (spec or {}).get("verbosity", "basic") in ("basic", "normal"), \
+            assert (spec or {}).get("verbosity", "basic") in ("basic", "normal"), (
                 "verbosity: detailed prints every prompt and completion into the log"
+            )
 
 
 @pytest.fixture

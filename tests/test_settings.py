@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from tokentail import settings as st
-from tokentail.proxy.command import OPTIONS as PROXY_OPTIONS, validate_upstream
+from tokentail.proxy.command import OPTIONS as PROXY_OPTIONS
+from tokentail.proxy.command import validate_upstream
 
 OPTS = [
     st.Option("port", "p", 8787, st.port),
@@ -45,13 +46,16 @@ def test_aliases_and_masking():
     assert s.token == "rt-zq93" and s.masked()["token"] == "****" and "rt-zq93" not in repr(s)
 
 
-@pytest.mark.parametrize("args,env,file,fragment", [
-    ({"port": "99999"}, {}, {}, "port out of range"),
-    ({}, {"TOKENTAIL_PROXY_INJECT": "maybe"}, {}, "not a boolean"),
-    ({}, {}, {"proxy": {"mode": "c"}}, "not one of a, b"),
-    ({}, {}, {"proxy": {"nope": 1}}, "unknown option(s): nope"),
-    ({}, {"TOKENTAIL_PROXY_TIMEOUT": "soon"}, {}, "--timeout (environment)"),
-])
+@pytest.mark.parametrize(
+    "args,env,file,fragment",
+    [
+        ({"port": "99999"}, {}, {}, "port out of range"),
+        ({}, {"TOKENTAIL_PROXY_INJECT": "maybe"}, {}, "not a boolean"),
+        ({}, {}, {"proxy": {"mode": "c"}}, "not one of a, b"),
+        ({}, {}, {"proxy": {"nope": 1}}, "unknown option(s): nope"),
+        ({}, {"TOKENTAIL_PROXY_TIMEOUT": "soon"}, {}, "--timeout (environment)"),
+    ],
+)
 def test_bad_values_are_one_clear_error(args, env, file, fragment):
     with pytest.raises(st.SettingsError) as exc:
         st.resolve("proxy", OPTS, args, env, file)
@@ -88,10 +92,17 @@ def test_config_file_errors(tmp_path):
     assert cfg["proxy"]["upstream"] == "http://127.0.0.1:1/v1" and path == str(good)
 
 
-@pytest.mark.parametrize("url,ok", [
-    ("https://api.openai.com/v1", True), ("http://127.0.0.1:8000/v1/", True),
-    ("ftp://x/v1", False), ("not a url", False), ("http://x/v1?key=1", False), ("", False),
-])
+@pytest.mark.parametrize(
+    "url,ok",
+    [
+        ("https://api.openai.com/v1", True),
+        ("http://127.0.0.1:8000/v1/", True),
+        ("ftp://x/v1", False),
+        ("not a url", False),
+        ("http://x/v1?key=1", False),
+        ("", False),
+    ],
+)
 def test_upstream_validation(url, ok):
     if ok:
         assert validate_upstream(url) == url.rstrip("/")
@@ -103,8 +114,13 @@ def test_upstream_validation(url, ok):
 def run_cli(*args, env=None):
     import os
 
-    return subprocess.run([sys.executable, "-m", "tokentail", *args], capture_output=True, text=True, timeout=30,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "tokentail", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_help_documents_every_option_and_its_environment_variable():

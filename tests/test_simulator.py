@@ -26,7 +26,10 @@ WEATHER_TOOL = {
         "description": "Current weather",
         "parameters": {
             "type": "object",
-            "properties": {"location": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+            "properties": {
+                "location": {"type": "string"},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            },
             "required": ["location", "unit"],
         },
     },
@@ -41,8 +44,12 @@ async def start_sim():
 
     async def start(handler_cancellation: bool = False, **config) -> str:
         config = {"ttft": 0.0, "tokens_per_second": 0.0, **config}
-        runner = web.AppRunner(create_app(SimConfig(**config)), handler_cancellation=handler_cancellation,
-                               access_log=None, shutdown_timeout=1.0)
+        runner = web.AppRunner(
+            create_app(SimConfig(**config)),
+            handler_cancellation=handler_cancellation,
+            access_log=None,
+            shutdown_timeout=1.0,
+        )
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         runners.append(runner)
@@ -169,8 +176,9 @@ async def test_include_usage_adds_usage_chunk_and_nulls(sim, http):
     assert not any("usage" in json.loads(d) for d in events[:-1])
 
     headers = {"x-sim-no-usage": "1"}
-    async with http.post(sim + "/v1/chat/completions", headers=headers,
-                         json={**req, "stream_options": {"include_usage": True}}) as r:
+    async with http.post(
+        sim + "/v1/chat/completions", headers=headers, json={**req, "stream_options": {"include_usage": True}}
+    ) as r:
         events = [d for _, d in sse_events(await r.read())]
     assert not any("usage" in json.loads(d) for d in events[:-1]) and len(events) == 13
 
@@ -195,8 +203,10 @@ async def test_tool_calls_stream_and_assemble(client):
     call = r.choices[0].message.tool_calls[0]
     assert r.choices[0].finish_reason == "tool_calls" and json.loads(call.function.arguments)["location"]
 
-    after = weather + [{"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
-                       {"role": "tool", "tool_call_id": call.id, "content": "18C"}]
+    after = weather + [
+        {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+        {"role": "tool", "tool_call_id": call.id, "content": "18C"},
+    ]
     r = await client.chat.completions.create(model="m", messages=after, tools=[WEATHER_TOOL])
     assert r.choices[0].finish_reason == "stop" and r.choices[0].message.content
 
@@ -207,8 +217,9 @@ async def test_tool_calls_stream_and_assemble(client):
 async def test_completions_streamed_and_not(client):
     r = await client.completions.create(model="m", prompt="Once upon a time")
     assert r.choices[0].text and r.usage.completion_tokens == 12
-    stream = await client.completions.create(model="m", prompt="Once upon a time", stream=True,
-                                             stream_options={"include_usage": True})
+    stream = await client.completions.create(
+        model="m", prompt="Once upon a time", stream=True, stream_options={"include_usage": True}
+    )
     chunks = [c async for c in stream]
     assert "".join(c.choices[0].text for c in chunks if c.choices) == r.choices[0].text
     assert chunks[-1].usage.completion_tokens == 12 and chunks[-2].choices[0].finish_reason == "stop"
@@ -229,11 +240,19 @@ async def test_responses_stream_parses_with_sdk_helpers(client):
     stream = await client.responses.create(model="m", input="Hello", stream=True)
     events = [e async for e in stream]
     types = [e.type for e in events]
-    assert types[:4] == ["response.created", "response.in_progress", "response.output_item.added",
-                         "response.content_part.added"]
+    assert types[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
     assert types[4:16] == ["response.output_text.delta"] * 12
-    assert types[16:] == ["response.output_text.done", "response.content_part.done", "response.output_item.done",
-                          "response.completed"]
+    assert types[16:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     assert [e.sequence_number for e in events] == list(range(len(events)))
     deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
 
@@ -256,8 +275,11 @@ async def test_messages_event_sequence(sim, http):
     async with http.post(sim + "/v1/messages", json=body) as r:
         events = sse_events(await r.read())
     names = [n for n, _ in events]
-    assert names == (["message_start", "content_block_start", "ping"] + ["content_block_delta"] * 12
-                     + ["content_block_stop", "message_delta", "message_stop"])
+    assert names == (
+        ["message_start", "content_block_start", "ping"]
+        + ["content_block_delta"] * 12
+        + ["content_block_stop", "message_delta", "message_stop"]
+    )
     data = [json.loads(d) for _, d in events]
     assert all(d["type"] == n for d, n in zip(data, names))
     assert data[0]["message"]["usage"]["input_tokens"] > 0 and data[0]["message"]["model"] == "claude-x"
@@ -297,8 +319,9 @@ async def test_ttft_and_tokens_per_second_are_honoured(sim, http):
     headers = {"x-sim-ttft-ms": "100", "x-sim-tps": "100", "x-sim-tokens": "20"}
     t0 = time.monotonic()
     arrivals = []
-    async with http.post(sim + "/v1/chat/completions", headers=headers,
-                         json={"model": "m", "messages": CHAT, "stream": True}) as r:
+    async with http.post(
+        sim + "/v1/chat/completions", headers=headers, json={"model": "m", "messages": CHAT, "stream": True}
+    ) as r:
         async for line in r.content:
             if line.startswith(b"data: {"):
                 arrivals.append(time.monotonic() - t0)
@@ -308,8 +331,11 @@ async def test_ttft_and_tokens_per_second_are_honoured(sim, http):
     assert arrivals[-1] < 2.0
 
     t0 = time.monotonic()  # tokens_per_second 0: no delay at all
-    async with http.post(sim + "/v1/chat/completions", headers={"x-sim-tokens": "500"},
-                         json={"model": "m", "messages": CHAT, "stream": True}) as r:
+    async with http.post(
+        sim + "/v1/chat/completions",
+        headers={"x-sim-tokens": "500"},
+        json={"model": "m", "messages": CHAT, "stream": True},
+    ) as r:
         body = await r.read()
     assert body.count(b"data: {") == 500 and time.monotonic() - t0 < 1.0
 
@@ -325,8 +351,9 @@ async def test_error_override_gives_rate_limit(client, sim, http):
     with pytest.raises(openai.InternalServerError) as info:
         await client.responses.create(model="m", input="x", extra_headers={"x-sim-error": "503"})
     assert info.value.status_code == 503
-    async with http.post(sim + "/v1/messages", headers={"x-sim-error": "429"},
-                         json={"model": "c", "max_tokens": 5, "messages": CHAT}) as r:
+    async with http.post(
+        sim + "/v1/messages", headers={"x-sim-error": "429"}, json={"model": "c", "max_tokens": 5, "messages": CHAT}
+    ) as r:
         assert r.status == 429 and (await r.json())["error"]["type"] == "rate_limit_error"
     assert (await stats(http, sim))["errors_injected"] == 3
 
@@ -349,16 +376,20 @@ async def _read_until_dropped(resp: aiohttp.ClientResponse) -> bytes:
 
 
 async def test_disconnect_after_drops_the_stream(sim, http, client):
-    async with http.post(sim + "/v1/chat/completions", headers={"x-sim-disconnect-after": "3"},
-                         json={"model": "m", "messages": CHAT, "stream": True}) as r:
+    async with http.post(
+        sim + "/v1/chat/completions",
+        headers={"x-sim-disconnect-after": "3"},
+        json={"model": "m", "messages": CHAT, "stream": True},
+    ) as r:
         got = await _read_until_dropped(r)
     assert got.count(b"data: {") == 3 and b"[DONE]" not in got
     s = await stats(http, sim)
     assert s["server_disconnects"] == 1 and s["streams_completed"] == 0 and s["client_disconnects"] == 0
 
     with pytest.raises(Exception):  # the SDK surfaces the broken stream
-        stream = await client.chat.completions.create(model="m", messages=CHAT, stream=True,
-                                                      extra_headers={"x-sim-disconnect-after": "2"})
+        stream = await client.chat.completions.create(
+            model="m", messages=CHAT, stream=True, extra_headers={"x-sim-disconnect-after": "2"}
+        )
         _ = [c async for c in stream]
 
 
@@ -420,9 +451,12 @@ async def test_client_disconnect_before_first_token_is_noticed(start_sim, http, 
 
 async def test_hang_sends_nothing_and_notices_the_client_leaving(sim, http):
     with pytest.raises(asyncio.TimeoutError):
-        async with http.post(sim + "/v1/chat/completions", headers={"x-sim-hang": "1"},
-                             json={"model": "m", "messages": CHAT, "stream": True},
-                             timeout=aiohttp.ClientTimeout(sock_read=0.3)):
+        async with http.post(
+            sim + "/v1/chat/completions",
+            headers={"x-sim-hang": "1"},
+            json={"model": "m", "messages": CHAT, "stream": True},
+            timeout=aiohttp.ClientTimeout(sock_read=0.3),
+        ):
             pass
     gave_up = time.monotonic()
     s = await _wait_for_disconnect(http, sim)
@@ -433,8 +467,11 @@ async def test_hang_sends_nothing_and_notices_the_client_leaving(sim, http):
 
 
 async def test_last_request_and_reset(sim, http):
-    async with http.post(sim + "/v1/chat/completions?trace=1", headers={"Authorization": "Bearer sk-test"},
-                         json={"model": "m", "messages": CHAT}) as r:
+    async with http.post(
+        sim + "/v1/chat/completions?trace=1",
+        headers={"Authorization": "Bearer sk-test"},
+        json={"model": "m", "messages": CHAT},
+    ) as r:
         assert r.status == 200
     async with http.get(sim + "/_sim/last") as r:
         last = await r.json()
@@ -452,20 +489,23 @@ async def test_last_request_and_reset(sim, http):
 
 
 def test_cli_help_lists_options_with_env_names():
-    out = subprocess.run([sys.executable, "-m", "tokentail", "simulate", "--help"],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "tokentail", "simulate", "--help"], capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 0, out.stderr
     for name in ("port", "host", "tokens_per_second", "ttft", "length", "error_rate", "disconnect_rate", "seed"):
         assert "--" + name.replace("_", "-") in out.stdout
         assert f"TOKENTAIL_SIMULATE_{name.upper()}" in out.stdout.replace("\n", "").replace(" ", "")
-    bad = subprocess.run([sys.executable, "-m", "tokentail", "simulate", "--error-rate", "2"],
-                         capture_output=True, text=True, timeout=30)
+    bad = subprocess.run(
+        [sys.executable, "-m", "tokentail", "simulate", "--error-rate", "2"], capture_output=True, text=True, timeout=30
+    )
     assert bad.returncode == 2 and "--error-rate" in bad.stderr
 
 
 async def test_shutdown_ends_paced_streams_and_hangs_quickly(http):
-    runner = web.AppRunner(create_app(SimConfig(ttft=0.0, tokens_per_second=5, length=100)),
-                           access_log=None, shutdown_timeout=20.0)
+    runner = web.AppRunner(
+        create_app(SimConfig(ttft=0.0, tokens_per_second=5, length=100)), access_log=None, shutdown_timeout=20.0
+    )
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     base = f"http://127.0.0.1:{serving.bound_port(runner)}"
@@ -488,6 +528,7 @@ async def test_cached_tokens_and_bad_override_headers(client, sim, http):
     r = await client.chat.completions.create(model="m", messages=long_prompt)
     cached = r.usage.prompt_tokens_details.cached_tokens
     assert r.usage.prompt_tokens > 2000 and cached > 0 and cached % 128 == 0
-    async with http.post(sim + "/v1/chat/completions", headers={"x-sim-tokens": "lots"},
-                         json={"model": "m", "messages": CHAT}) as resp:
+    async with http.post(
+        sim + "/v1/chat/completions", headers={"x-sim-tokens": "lots"}, json={"model": "m", "messages": CHAT}
+    ) as resp:
         assert resp.status == 400 and "x-sim-tokens" in (await resp.json())["error"]["message"]

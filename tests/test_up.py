@@ -65,8 +65,13 @@ def test_a_taken_port_is_one_clear_error(tmp_path):
     holder.listen()
     port = holder.getsockname()[1]
     try:
-        r = subprocess.run([sys.executable, "-m", "tokentail", "up", "--proxy-port", str(port)], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=30)
+        r = subprocess.run(
+            [sys.executable, "-m", "tokentail", "up", "--proxy-port", str(port)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     finally:
         holder.close()
     assert r.returncode == 1
@@ -78,10 +83,29 @@ def test_up_demo_serves_everything_and_stops_cleanly(tmp_path):
     sim, prod, canary, coll, dash = free_ports(5)
     log = open(tmp_path / "up.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tokentail", "up", "--demo", "--simulator-port", str(sim), "--proxy-port", str(prod),
-         "--canary-port", str(canary), "--collector-port", str(coll), "--dashboard-port", str(dash),
-         "--traffic-rps", "4"],
-        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)  # a file: a full pipe would block `up`
+        [
+            sys.executable,
+            "-m",
+            "tokentail",
+            "up",
+            "--demo",
+            "--simulator-port",
+            str(sim),
+            "--proxy-port",
+            str(prod),
+            "--canary-port",
+            str(canary),
+            "--collector-port",
+            str(coll),
+            "--dashboard-port",
+            str(dash),
+            "--traffic-rps",
+            "4",
+        ],
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # a file: a full pipe would block `up`
     kids: list[int] = []
     try:
         deadline = time.time() + 30

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
 
 from aiohttp import web
 
@@ -99,8 +99,12 @@ def check(policy: AccessPolicy, request: web.Request) -> web.Response | None:
     if _matches(token, policy.read_token) or _matches(token, policy.admin_token):
         return None
     if not policy.read_token and not policy.admin_token:
-        return _json_error(403, f"reading captured content from a non-loopback address needs {READ_TOKEN_ENV} "
-                                "to be configured (or --insecure)", "forbidden")
+        return _json_error(
+            403,
+            f"reading captured content from a non-loopback address needs {READ_TOKEN_ENV} "
+            "to be configured (or --insecure)",
+            "forbidden",
+        )
     return _json_error(401, "missing or wrong read token (Authorization: Bearer <token>)", "unauthorized")
 
 
@@ -112,12 +116,18 @@ def check_state_change(policy: AccessPolicy, request: web.Request) -> web.Respon
         return _json_error(401, "missing or wrong admin token (Authorization: Bearer <token>)", "unauthorized")
     if is_loopback_peer(request.remote):
         return None
-    return _json_error(403, f"state changes from another machine need an admin token: set {ADMIN_TOKEN_ENV} "
-                            "on this server and send it as Authorization: Bearer <token> (without it, state "
-                            "changes are allowed from loopback only)", "forbidden")
+    return _json_error(
+        403,
+        f"state changes from another machine need an admin token: set {ADMIN_TOKEN_ENV} "
+        "on this server and send it as Authorization: Bearer <token> (without it, state "
+        "changes are allowed from loopback only)",
+        "forbidden",
+    )
 
 
-def middleware(policy: AccessPolicy) -> Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]], Awaitable[web.StreamResponse]]:
+def middleware(
+    policy: AccessPolicy,
+) -> Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]], Awaitable[web.StreamResponse]]:
     """aiohttp middleware enforcing ``policy`` and explicit-origin CORS."""
 
     @web.middleware

@@ -64,9 +64,13 @@ def build_parser(mods: dict[str, object]) -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         p.add_argument("--config", metavar="PATH", help=f"TOML config file [env: {st.CONFIG_ENV}]")
-        p.add_argument("--log-level", default=os.environ.get("TOKENTAIL_LOG_LEVEL", "info"),
-                       choices=["debug", "info", "warning", "error"], help="log verbosity [env: TOKENTAIL_LOG_LEVEL]")
-        st.add_options(p, name, getattr(mod, "OPTIONS"))
+        p.add_argument(
+            "--log-level",
+            default=os.environ.get("TOKENTAIL_LOG_LEVEL", "info"),
+            choices=["debug", "info", "warning", "error"],
+            help="log verbosity [env: TOKENTAIL_LOG_LEVEL]",
+        )
+        st.add_options(p, name, mod.OPTIONS)
     return parser
 
 
@@ -96,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[st.CONFIG_ENV] = args.config
     try:
         file_config, _ = st.load_config_file(args.config, os.environ)
-        settings = st.resolve(args.command, getattr(mod, "OPTIONS"), args, os.environ, file_config)
-        return int(getattr(mod, "main")(settings) or 0)
+        settings = st.resolve(args.command, mod.OPTIONS, args, os.environ, file_config)
+        return int(mod.main(settings) or 0)
     except st.SettingsError as exc:
         print(f"tokentail {args.command}: error: {exc}", file=sys.stderr)
         return 2

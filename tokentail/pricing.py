@@ -23,9 +23,10 @@ from __future__ import annotations
 import math
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = ["DEFAULT_PATH", "Price", "PriceTable", "PricingError"]
 
@@ -63,8 +64,15 @@ class Price:
         return self.input if self.cached_input is None else self.cached_input
 
     def as_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "input": self.input, "cached_input": self.cached_input,
-                "output": self.output, "source": self.source, "date": self.date, "note": self.note}
+        return {
+            "model": self.model,
+            "input": self.input,
+            "cached_input": self.cached_input,
+            "output": self.output,
+            "source": self.source,
+            "date": self.date,
+            "note": self.note,
+        }
 
 
 def normalize_model(model: str) -> str:
@@ -87,7 +95,7 @@ class PriceTable:
         self._cache: dict[str, Price | None] = {}
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "PriceTable":
+    def load(cls, path: str | Path | None = None) -> PriceTable:
         """Read a price table (default: the packaged one). Raises ``PricingError``."""
         p = Path(path) if path is not None else DEFAULT_PATH
         try:
@@ -102,10 +110,12 @@ class PriceTable:
         return cls.from_dict(data, str(p))
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "pricing table") -> "PriceTable":
+    def from_dict(cls, data: Mapping[str, Any], where: str = "pricing table") -> PriceTable:
         extra = sorted(set(data) - {"models"})
         if extra:
-            raise PricingError(f"{where}: unknown top-level key(s) {', '.join(extra)} (expected [models.\"NAME\"] tables)")
+            raise PricingError(
+                f'{where}: unknown top-level key(s) {", ".join(extra)} (expected [models."NAME"] tables)'
+            )
         models = data.get("models", {})
         if not isinstance(models, Mapping):
             raise PricingError(f"{where}: 'models' must be a table of [models.\"NAME\"] tables")
@@ -114,16 +124,17 @@ class PriceTable:
         seen: dict[str, str] = {}
         for raw_name, entry in models.items():
             name = raw_name.strip().lower()
-            here = f"{where}: [models.\"{raw_name}\"]"
+            here = f'{where}: [models."{raw_name}"]'
             if not name:
                 raise PricingError(f"{here}: empty model name")
             if not isinstance(entry, Mapping):
                 raise PricingError(f"{here}: must be a table")
             unknown = sorted(set(entry) - _KEYS)
             if unknown:
-                raise PricingError(f"{here}: unknown key(s) {', '.join(unknown)} "
-                                   f"(allowed: {', '.join(sorted(_KEYS))})")
-            rates = {k: _rate(entry, k, here, required=k != "cached_input") for k in ("input", "output", "cached_input")}
+                raise PricingError(f"{here}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(_KEYS))})")
+            rates = {
+                k: _rate(entry, k, here, required=k != "cached_input") for k in ("input", "output", "cached_input")
+            }
             for k in ("source", "date"):
                 if not isinstance(entry.get(k), str) or not entry[k].strip():
                     raise PricingError(f"{here}: '{k}' is required (a non-empty string)")
@@ -135,13 +146,21 @@ class PriceTable:
                 raise PricingError(f"{here}: 'aliases' must be a list of names")
             for n in [name, *(a.strip().lower() for a in names)]:
                 if n in seen:
-                    raise PricingError(f"{here}: name {n!r} is already used by [models.\"{seen[n]}\"]")
+                    raise PricingError(f'{here}: name {n!r} is already used by [models."{seen[n]}"]')
                 seen[n] = raw_name
                 if n != name:
                     aliases[n] = name
-            prices.append(Price(model=name, input=rates["input"], output=rates["output"],
-                                cached_input=rates["cached_input"], source=entry["source"].strip(),
-                                date=str(entry["date"]).strip(), note=note))
+            prices.append(
+                Price(
+                    model=name,
+                    input=rates["input"],
+                    output=rates["output"],
+                    cached_input=rates["cached_input"],
+                    source=entry["source"].strip(),
+                    date=str(entry["date"]).strip(),
+                    note=note,
+                )
+            )
         return cls(prices, aliases, where)
 
     def __len__(self) -> int:
@@ -175,8 +194,13 @@ class PriceTable:
                 return self._names[key]
         return None
 
-    def cost(self, model: str | None, input_tokens: int | None, output_tokens: int | None,
-             cached_input_tokens: int | None = None) -> float | None:
+    def cost(
+        self,
+        model: str | None,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cached_input_tokens: int | None = None,
+    ) -> float | None:
         """USD of one request, or None when the model has no price or a needed count is unknown.
 
         ``input_tokens`` includes ``cached_input_tokens`` (charged at the cached rate); an
@@ -195,8 +219,9 @@ class PriceTable:
         return self.cost(model, get("input_tokens"), get("output_tokens"), get("cached_input_tokens"))
 
 
-def price_cost(price: Price, input_tokens: int | None, output_tokens: int | None,
-               cached_input_tokens: int | None = None) -> float | None:
+def price_cost(
+    price: Price, input_tokens: int | None, output_tokens: int | None, cached_input_tokens: int | None = None
+) -> float | None:
     """``PriceTable.cost`` for a known price."""
     if input_tokens is None:
         return None

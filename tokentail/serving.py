@@ -7,7 +7,7 @@ import errno
 import logging
 import signal
 import sys
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -76,8 +76,14 @@ async def serve_until_signal(
     requests up to ``grace`` seconds to finish before cancelling them."""
     # handler_cancellation: a client that goes away cancels its handler at once, so a
     # proxied request still waiting for its first token cancels the upstream call too.
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=grace, handler_cancellation=True,
-                           access_log_class=SafeAccessLogger, access_log=access_log)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=grace,
+        handler_cancellation=True,
+        access_log_class=SafeAccessLogger,
+        access_log=access_log,
+    )
     await runner.setup()
     try:
         await start_site(runner, host, port, what)

@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 CONFIG_ENV = "TOKENTAIL_CONFIG"
 DEFAULT_CONFIG_FILE = "tokentail.toml"
@@ -63,8 +64,18 @@ def parse_bool(text: str) -> bool:
 def parse_size(text: str) -> int:
     """'64MiB', '1m', '512k', '1048576' -> bytes."""
     t = text.strip().lower().replace(" ", "")
-    units = {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "kb": 1000, "mb": 10**6, "gb": 10**9,
-             "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "b": 1}
+    units = {
+        "kib": 1 << 10,
+        "mib": 1 << 20,
+        "gib": 1 << 30,
+        "kb": 1000,
+        "mb": 10**6,
+        "gb": 10**9,
+        "k": 1 << 10,
+        "m": 1 << 20,
+        "g": 1 << 30,
+        "b": 1,
+    }
     for suffix, mult in units.items():
         if t.endswith(suffix):
             return int(float(t[: -len(suffix)]) * mult)
@@ -121,9 +132,9 @@ class Settings(Mapping[str, Any]):
     def source(self, name: str) -> str:
         return self._sources.get(name, "default")
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         values = dict(self._values, **changes)
-        sources = dict(self._sources, **{k: "override" for k in changes})
+        sources = dict(self._sources, **dict.fromkeys(changes, "override"))
         return Settings(self._command, values, sources, set(self._secrets))
 
     def masked(self) -> dict[str, Any]:
@@ -184,7 +195,7 @@ def _convert(opt: Option, raw: Any, origin: str) -> Any:
                 value = raw
             else:
                 raise ValueError(f"not a boolean: {raw!r}")
-        elif isinstance(raw, str) and not (opt.type is str):
+        elif isinstance(raw, str) and opt.type is not str:
             value = opt.type(raw)
         else:
             value = raw

@@ -20,9 +20,14 @@ PROMPTS = (
     "Translate 'good morning' into French, German and Japanese.",
     "List three uses of a ring buffer.",
 )
-WEATHER_TOOL = {"type": "function", "function": {
-    "name": "get_weather", "description": "Current weather for a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
 
 
 def make_request(rng: random.Random) -> tuple[str, dict, dict]:
@@ -37,10 +42,15 @@ def make_request(rng: random.Random) -> tuple[str, dict, dict]:
         headers["x-sim-disconnect-after"] = "5"
     if rng.random() < 0.1:
         return "/embeddings", {"model": "sim-embed", "input": prompt}, headers
-    body = {"model": model, "stream": rng.random() < 0.85,
-            "messages": [{"role": "system", "content": "You are a concise assistant."},
-                         {"role": "user", "content": prompt}],
-            "max_tokens": rng.choice((30, 60, 120))}
+    body = {
+        "model": model,
+        "stream": rng.random() < 0.85,
+        "messages": [
+            {"role": "system", "content": "You are a concise assistant."},
+            {"role": "user", "content": prompt},
+        ],
+        "max_tokens": rng.choice((30, 60, 120)),
+    }
     if "weather" in prompt:
         body["tools"] = [WEATHER_TOOL]
     return "/chat/completions", body, headers
@@ -49,11 +59,12 @@ def make_request(rng: random.Random) -> tuple[str, dict, dict]:
 async def _one(session: aiohttp.ClientSession, base: str, rng: random.Random) -> None:
     path, body, headers = make_request(rng)
     try:
-        async with session.post(base + path, data=json.dumps(body), headers={**headers,
-                                "Content-Type": "application/json"}) as r:
+        async with session.post(
+            base + path, data=json.dumps(body), headers={**headers, "Content-Type": "application/json"}
+        ) as r:
             async for _ in r.content.iter_any():
                 pass
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         log.debug("demo request failed: %s", exc)
 
 
@@ -71,7 +82,7 @@ async def generate(base_urls: list[str], rps: float, stop: asyncio.Event, seed: 
                     t.add_done_callback(tasks.discard)
             try:
                 await asyncio.wait_for(stop.wait(), rng.expovariate(rps) if rps > 0 else 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         for t in list(tasks):
             t.cancel()

@@ -80,23 +80,59 @@ def plan(settings) -> list[Child]:
     children: list[Child] = []
     upstream = settings.upstream
     if not upstream:
-        children.append(Child("simulator", ["simulate", "--host", h, "--port", str(settings.simulator_port)],
-                              settings.simulator_port))
+        children.append(
+            Child(
+                "simulator", ["simulate", "--host", h, "--port", str(settings.simulator_port)], settings.simulator_port
+            )
+        )
         upstream = f"http://{h}:{settings.simulator_port}/v1"
     with_collector = has_command("tokentail.collector.command")
-    otel = ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://{h}:{settings.collector_port}/v1/traces",
-             "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"} if with_collector else {})
+    otel = (
+        {
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://{h}:{settings.collector_port}/v1/traces",
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+        }
+        if with_collector
+        else {}
+    )
     proxies = [("proxy", "production", settings.proxy_port)]
     if settings.demo:
         proxies.append(("proxy-canary", "canary", settings.canary_port))
     dash_origin = f"http://{h}:{settings.dashboard_port}"
     for name, variant, p in proxies:
-        children.append(Child(name, ["proxy", "--upstream", upstream, "--host", h, "--port", str(p),
-                                     "--variant", variant, "--allowed-origin", dash_origin], p, dict(otel)))
+        children.append(
+            Child(
+                name,
+                [
+                    "proxy",
+                    "--upstream",
+                    upstream,
+                    "--host",
+                    h,
+                    "--port",
+                    str(p),
+                    "--variant",
+                    variant,
+                    "--allowed-origin",
+                    dash_origin,
+                ],
+                p,
+                dict(otel),
+            )
+        )
     if with_collector:
         db = str(Path(settings.data_dir) / "tokentail.duckdb")
-        args = ["collector", "--host", h, "--port", str(settings.collector_port), "--db", db,
-                "--allowed-origin", dash_origin]
+        args = [
+            "collector",
+            "--host",
+            h,
+            "--port",
+            str(settings.collector_port),
+            "--db",
+            db,
+            "--allowed-origin",
+            dash_origin,
+        ]
         for _, variant, p in proxies:
             args += ["--target", f"{variant}=http://{h}:{p}"]
         children.append(Child("collector", args, settings.collector_port))
@@ -136,8 +172,15 @@ async def _wait_listening(host: str, p: int, proc: asyncio.subprocess.Process, t
 async def _start(child: Child, host: str) -> None:
     env = {**os.environ, **child.env, "PYTHONUNBUFFERED": "1"}
     child.proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tokentail", *child.args, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        sys.executable,
+        "-m",
+        "tokentail",
+        *child.args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
     child.pump = asyncio.create_task(_pump(child))
     if not await _wait_listening(host, child.port, child.proc, 30.0):
         raise serving.ServeError(f"{child.name} did not start (exit code {child.proc.returncode}); see its log above")
@@ -164,7 +207,7 @@ async def _stop(c: Child) -> None:
     c.proc.send_signal(signal.SIGTERM)
     try:
         await asyncio.wait_for(c.proc.wait(), STOP_TIMEOUT)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.warning("%s did not stop within %.0fs; killing it", c.name, STOP_TIMEOUT)
         c.proc.kill()
         await c.proc.wait()
@@ -174,8 +217,10 @@ def _banner(settings, children: list[Child]) -> str:
     h = settings.host
     names = {c.name for c in children}
     lines = ["", "tokentail is up:"]
-    lines.append(f"  point OpenAI clients at   http://{h}:{settings.proxy_port}/v1   "
-                 f"(OPENAI_BASE_URL=http://{h}:{settings.proxy_port}/v1)")
+    lines.append(
+        f"  point OpenAI clients at   http://{h}:{settings.proxy_port}/v1   "
+        f"(OPENAI_BASE_URL=http://{h}:{settings.proxy_port}/v1)"
+    )
     if "proxy-canary" in names:
         lines.append(f"  canary proxy              http://{h}:{settings.canary_port}/v1")
     if "dashboard" in names:
@@ -194,8 +239,9 @@ async def run_stack(settings) -> None:
     children = plan(settings)
     taken = [f"{c.name} port {c.port}" for c in children if not port_free(settings.host, c.port)]
     if taken:
-        raise serving.ServeError("already in use: " + ", ".join(taken) + " (stop what uses them or pick other "
-                                 "ports, e.g. --proxy-port)")
+        raise serving.ServeError(
+            "already in use: " + ", ".join(taken) + " (stop what uses them or pick other ports, e.g. --proxy-port)"
+        )
     if any(c.name == "collector" for c in children):
         Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     stop = asyncio.Event()
@@ -219,8 +265,7 @@ async def run_stack(settings) -> None:
         for task in done:
             if task in waiters:
                 c = waiters[task]
-                print(f"{'up':>13} | {c.name} exited with code {c.proc.returncode}; stopping the stack",
-                      flush=True)
+                print(f"{'up':>13} | {c.name} exited with code {c.proc.returncode}; stopping the stack", flush=True)
         stop.set()
         for t in [stopper, *waiters]:
             t.cancel()

@@ -27,10 +27,12 @@ class ProxyMetrics:
         self.requests = Counter("tokentail_requests", "r", ["model", "endpoint", "status_class", "stream"], registry=r)
         self.tokens = Counter("tokentail_tokens", "t", ["model", "type"], registry=r)
         self.cached = Counter("tokentail_cached_input_tokens", "c", ["model"], registry=r)
-        self.duration = Histogram("tokentail_request_duration_seconds", "d", ["model", "endpoint"],
-                                  buckets=DURATION_BUCKETS, registry=r)
-        self.ttft = Histogram("tokentail_time_to_first_token_seconds", "f", ["model"], buckets=DURATION_BUCKETS,
-                              registry=r)
+        self.duration = Histogram(
+            "tokentail_request_duration_seconds", "d", ["model", "endpoint"], buckets=DURATION_BUCKETS, registry=r
+        )
+        self.ttft = Histogram(
+            "tokentail_time_to_first_token_seconds", "f", ["model"], buckets=DURATION_BUCKETS, registry=r
+        )
         self.tps = Histogram("tokentail_output_tokens_per_second", "s", ["model"], buckets=TPS_BUCKETS, registry=r)
         self.in_flight = Gauge("tokentail_in_flight_requests", "i", registry=r)
         self.upstream_errors = Counter("tokentail_upstream_errors", "u", ["reason"], registry=r)
@@ -38,9 +40,20 @@ class ProxyMetrics:
         # Something the collector must ignore.
         Counter("gen_ai_client_whatever", "g", ["gen_ai_request_model"], registry=r).labels("m").inc()
 
-    def request(self, model: str = "gpt-4o", *, status: str = "2xx", duration: float = 0.5,
-                ttft: float | None = 0.1, tps: float | None = 40.0, tokens_in: int = 10, tokens_out: int = 20,
-                cached: int = 0, endpoint: str = "/chat/completions", stream: bool = True) -> None:
+    def request(
+        self,
+        model: str = "gpt-4o",
+        *,
+        status: str = "2xx",
+        duration: float = 0.5,
+        ttft: float | None = 0.1,
+        tps: float | None = 40.0,
+        tokens_in: int = 10,
+        tokens_out: int = 20,
+        cached: int = 0,
+        endpoint: str = "/chat/completions",
+        stream: bool = True,
+    ) -> None:
         """Record one finished request the way the proxy would."""
         self.requests.labels(model, endpoint, status, str(stream).lower()).inc()
         self.tokens.labels(model, "input").inc(tokens_in)
@@ -95,10 +108,9 @@ class FakeProxy:
                 except ConnectionError:
                     break
             return resp
-        return web.Response(body=self.metrics.exposition(), content_type="text/plain",
-                            charset="utf-8")
+        return web.Response(body=self.metrics.exposition(), content_type="text/plain", charset="utf-8")
 
-    async def start(self) -> "FakeProxy":
+    async def start(self) -> FakeProxy:
         app = web.Application()
         app.router.add_get("/metrics", self._handle)
         self._runner = web.AppRunner(app, shutdown_timeout=0.1)
@@ -127,8 +139,12 @@ def closed_port_url() -> str:
 def make_config(tmp_path, targets: list[str] = (), **overrides: Any):
     from tokentail.collector.config import CollectorConfig, parse_target
 
-    cfg = CollectorConfig(db=tmp_path / "t.duckdb", targets=tuple(parse_target(t) for t in targets),
-                          scrape_interval=5.0, scrape_timeout=1.0)
+    cfg = CollectorConfig(
+        db=tmp_path / "t.duckdb",
+        targets=tuple(parse_target(t) for t in targets),
+        scrape_interval=5.0,
+        scrape_timeout=1.0,
+    )
     return cfg.with_(**overrides) if overrides else cfg
 
 

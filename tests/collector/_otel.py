@@ -23,8 +23,9 @@ OUTPUT = [{"role": "assistant", "parts": [{"type": "text", "content": "Hi!"}], "
 def genai_spans(n: int = 2, *, via_event: bool = False, error: bool = False, extra: dict | None = None):
     """``n`` finished chat spans as the proxy's exporter records them (plus one non-GenAI span)."""
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": "tokentail-proxy",
-                                                        "deployment.api_key": "sk-resource-secret"}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": "tokentail-proxy", "deployment.api_key": "sk-resource-secret"})
+    )
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("test")
     ids = []
@@ -32,17 +33,34 @@ def genai_spans(n: int = 2, *, via_event: bool = False, error: bool = False, ext
         rid = str(uuid.uuid4())
         ids.append(rid)
         attrs = {
-            sc.TT_REQUEST_ID: rid, sc.OPERATION_NAME: "chat", sc.PROVIDER_NAME: "openai",
-            sc.REQUEST_MODEL: "gpt-4o", sc.RESPONSE_MODEL: "gpt-4o-2024-08-06", sc.TT_VARIANT: "canary",
-            sc.TT_ENDPOINT: "/chat/completions", sc.TT_STREAM: True, sc.TT_STATUS: "error" if error else "ok",
-            sc.HTTP_STATUS_CODE: 500 if error else 200, sc.USAGE_INPUT_TOKENS: 12 + i, sc.USAGE_OUTPUT_TOKENS: 3,
-            sc.USAGE_CACHE_READ_INPUT_TOKENS: 4, sc.TT_USAGE_SOURCE: "reported", sc.TT_TTFT_MS: 120.5,
-            sc.TT_LATENCY_MS: 800.0, sc.TT_OUTPUT_TPS: 41.5, sc.RESPONSE_FINISH_REASONS: ("stop",),
-            sc.TT_SESSION_ID: "sess-1", sc.CONVERSATION_ID: "conv-1", "gen_ai.request.max_tokens": 256,
+            sc.TT_REQUEST_ID: rid,
+            sc.OPERATION_NAME: "chat",
+            sc.PROVIDER_NAME: "openai",
+            sc.REQUEST_MODEL: "gpt-4o",
+            sc.RESPONSE_MODEL: "gpt-4o-2024-08-06",
+            sc.TT_VARIANT: "canary",
+            sc.TT_ENDPOINT: "/chat/completions",
+            sc.TT_STREAM: True,
+            sc.TT_STATUS: "error" if error else "ok",
+            sc.HTTP_STATUS_CODE: 500 if error else 200,
+            sc.USAGE_INPUT_TOKENS: 12 + i,
+            sc.USAGE_OUTPUT_TOKENS: 3,
+            sc.USAGE_CACHE_READ_INPUT_TOKENS: 4,
+            sc.TT_USAGE_SOURCE: "reported",
+            sc.TT_TTFT_MS: 120.5,
+            sc.TT_LATENCY_MS: 800.0,
+            sc.TT_OUTPUT_TPS: 41.5,
+            sc.RESPONSE_FINISH_REASONS: ("stop",),
+            sc.TT_SESSION_ID: "sess-1",
+            sc.CONVERSATION_ID: "conv-1",
+            "gen_ai.request.max_tokens": 256,
             "gen_ai.request.temperature": 0.2,
             # Secrets and URL queries that must never reach DuckDB:
-            "http.request.header.authorization": "Bearer sk-live-123", "http.request.header.x-api-key": "k-1",
-            "http.request.header.cookie": "sid=abc", "tokentail.api_key": "sk-2", "app.client_secret": "s",
+            "http.request.header.authorization": "Bearer sk-live-123",
+            "http.request.header.x-api-key": "k-1",
+            "http.request.header.cookie": "sid=abc",
+            "tokentail.api_key": "sk-2",
+            "app.client_secret": "s",
             "url.full": "https://api.example.com/v1/chat/completions?key=sk-in-query&x=1",
             "url.query": "key=sk-in-query",
             **(extra or {}),
@@ -55,8 +73,10 @@ def genai_spans(n: int = 2, *, via_event: bool = False, error: bool = False, ext
         with tracer.start_as_current_span("chat gpt-4o", attributes=attrs) as span:
             span.add_event(sc.TT_EVENT_FIRST_TOKEN, {"tokentail.ttft_ms": 120.5})
             if via_event:
-                span.add_event(sc.EVENT_OPERATION_DETAILS, {sc.INPUT_MESSAGES: json.dumps(INPUT),
-                                                            sc.OUTPUT_MESSAGES: json.dumps(OUTPUT)})
+                span.add_event(
+                    sc.EVENT_OPERATION_DETAILS,
+                    {sc.INPUT_MESSAGES: json.dumps(INPUT), sc.OUTPUT_MESSAGES: json.dumps(OUTPUT)},
+                )
             if error:
                 span.set_status(Status(StatusCode.ERROR, "upstream said 500"))
     with tracer.start_as_current_span("GET /healthz", attributes={"http.route": "/healthz"}):

@@ -29,8 +29,9 @@ class CollectorProcess:
             args += ["--target", t]
         env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENTAIL_")}
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen([*args, *extra], stdout=out, stderr=err, env=env,
-                                         cwd=str(Path(__file__).resolve().parents[2]))
+            self.proc = subprocess.Popen(
+                [*args, *extra], stdout=out, stderr=err, env=env, cwd=str(Path(__file__).resolve().parents[2])
+            )
 
     @property
     def url(self) -> str:
@@ -51,7 +52,7 @@ class CollectorProcess:
                     async with s.get(self.url + "/healthz", timeout=aiohttp.ClientTimeout(total=1)) as r:
                         if r.status == 200:
                             return
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     pass
                 await asyncio.sleep(0.05)
         raise AssertionError(f"collector not healthy after {timeout}s:\n{self.stderr}")
@@ -86,5 +87,10 @@ class CollectorProcess:
 
 def run_cli(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOKENTAIL_")}
-    return subprocess.run([sys.executable, "-m", "tokentail", "collector", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "tokentail", "collector", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )

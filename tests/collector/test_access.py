@@ -15,8 +15,13 @@ PB = {"Content-Type": "application/x-protobuf"}
 @pytest.fixture
 async def client(aiohttp_client, tmp_path):
     # host is what the policy looks at; the test server itself still listens on loopback.
-    cfg = make_config(tmp_path, host="0.0.0.0", read_token="r-tok", admin_token="a-tok",
-                      allowed_origins=frozenset({"http://dash.example"}))
+    cfg = make_config(
+        tmp_path,
+        host="0.0.0.0",
+        read_token="r-tok",
+        admin_token="a-tok",
+        allowed_origins=frozenset({"http://dash.example"}),
+    )
     return await aiohttp_client(create_app(cfg, scrape=False, maintain=False))
 
 
@@ -48,8 +53,9 @@ async def test_no_tokens_configured_off_loopback_is_403(aiohttp_client, tmp_path
     client = await aiohttp_client(create_app(make_config(tmp_path, host="0.0.0.0"), scrape=False, maintain=False))
     assert (await client.get("/api/metrics")).status == 403
     assert (await client.post("/v1/traces", data=b"", headers=PB)).status == 403
-    open_ = await aiohttp_client(create_app(make_config(tmp_path / "i", host="0.0.0.0", insecure=True),
-                                            scrape=False, maintain=False))
+    open_ = await aiohttp_client(
+        create_app(make_config(tmp_path / "i", host="0.0.0.0", insecure=True), scrape=False, maintain=False)
+    )
     assert (await open_.get("/api/metrics")).status == 200
 
 
@@ -62,6 +68,7 @@ async def test_cors_only_for_listed_origins(client):
     sse = await client.get("/api/events", headers={**auth, "Origin": "http://dash.example"})
     assert sse.headers["Access-Control-Allow-Origin"] == "http://dash.example"
     sse.close()
-    pre = await client.options("/api/metrics", headers={"Origin": "http://evil.example",
-                                                        "Access-Control-Request-Method": "GET"})
+    pre = await client.options(
+        "/api/metrics", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "GET"}
+    )
     assert pre.status == 403 and pre.headers.get("Access-Control-Allow-Origin") != "*"

@@ -33,8 +33,12 @@ def clock():
 async def client(aiohttp_client, tmp_path, proxies, clock):
     healthy, garbage = proxies
     garbage.mode = "garbage"
-    cfg = make_config(tmp_path, [f"production={healthy.url}", f"canary={garbage.url}", f"dead={closed_port_url()}"],
-                      scrape_timeout=0.5, heartbeat=0.2)
+    cfg = make_config(
+        tmp_path,
+        [f"production={healthy.url}", f"canary={garbage.url}", f"dead={closed_port_url()}"],
+        scrape_timeout=0.5,
+        heartbeat=0.2,
+    )
     app = create_app(cfg, scrape=False, maintain=False, clock=clock)
     return await aiohttp_client(app)
 
@@ -58,7 +62,9 @@ async def test_down_and_garbage_targets_beside_a_healthy_one(client, clock, prox
     assert by_variant["canary"]["up"] is False and "unparseable exposition" in by_variant["canary"]["error"]
     assert by_variant["dead"]["up"] is False and by_variant["dead"]["error"].startswith("connection failed")
     assert [r.getMessage().split(" is DOWN")[0] for r in caplog.records] == [
-        f"target canary {proxies[1].url}/metrics", f"target dead {by_variant['dead']['url']}"]  # once each
+        f"target canary {proxies[1].url}/metrics",
+        f"target dead {by_variant['dead']['url']}",
+    ]  # once each
     variants = {v["name"]: v for v in status["variants"]}
     assert variants["production"]["up"] and variants["production"]["current"]["request_rate"] == pytest.approx(0.2)
     assert not variants["canary"]["up"] and variants["canary"]["targets"] == 1

@@ -48,8 +48,11 @@ async def test_otlp_json_and_span_queries(client):
     resp = await client.post("/v1/traces", data=json_body(spans), headers={"Content-Type": "application/json"})
     assert resp.status == 200 and await resp.json() == {}
     err_spans, err_ids = genai_spans(1, error=True)
-    resp = await client.post("/v1/traces", data=gzip.compress(protobuf_body(err_spans)),
-                             headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"})
+    resp = await client.post(
+        "/v1/traces",
+        data=gzip.compress(protobuf_body(err_spans)),
+        headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"},
+    )
     assert resp.status == 200 and resp.headers["Content-Type"] == "application/x-protobuf"
     errors = await (await client.get("/api/spans?status=error")).json()
     assert [s["request_id"] for s in errors["spans"]] == err_ids and errors["spans"][0]["http_status"] == 500
@@ -86,13 +89,14 @@ async def test_bad_bodies_and_unavailable_store(client, monkeypatch):
 
     monkeypatch.setattr(store, "insert_spans", full)
     spans, _ = genai_spans(1)
-    resp = await client.post("/v1/traces", data=protobuf_body(spans), headers={"Content-Type": "application/x-protobuf"})
+    resp = await client.post(
+        "/v1/traces", data=protobuf_body(spans), headers={"Content-Type": "application/x-protobuf"}
+    )
     assert resp.status == 503 and resp.headers["Retry-After"] == "5"  # the exporter retries later
 
 
 async def test_body_over_the_limit_is_refused(aiohttp_client, tmp_path):
-    client = await aiohttp_client(create_app(make_config(tmp_path, max_otlp_bytes=1000), scrape=False,
-                                             maintain=False))
+    client = await aiohttp_client(create_app(make_config(tmp_path, max_otlp_bytes=1000), scrape=False, maintain=False))
     resp = await client.post("/v1/traces", data=b"\x00" * 5000, headers={"Content-Type": "application/x-protobuf"})
     assert resp.status == 413
 
@@ -101,13 +105,24 @@ async def test_sessions_facets_and_attribution_filters(client):
     from .test_runs import add_spans, span
 
     t = 1_800_000_000.0
-    await add_spans(client, [
-        span("s1-t1", t, session_id="s-1", user_id="alice", tags=["exp", "a"], key_fingerprint="k1", cost=0.001),
-        span("s1-t2", t + 10, session_id="s-1", user_id="alice", tags=["exp"], key_fingerprint="k1", cost=None,
-             model="m-2"),
-        span("s2-t1", t + 5, session_id="s-2", user_id="bob", key_fingerprint="k2", cost=0.002, status="error"),
-        span("lone", t + 20, user_id="bob"),  # no session (an embeddings call, say)
-    ])
+    await add_spans(
+        client,
+        [
+            span("s1-t1", t, session_id="s-1", user_id="alice", tags=["exp", "a"], key_fingerprint="k1", cost=0.001),
+            span(
+                "s1-t2",
+                t + 10,
+                session_id="s-1",
+                user_id="alice",
+                tags=["exp"],
+                key_fingerprint="k1",
+                cost=None,
+                model="m-2",
+            ),
+            span("s2-t1", t + 5, session_id="s-2", user_id="bob", key_fingerprint="k2", cost=0.002, status="error"),
+            span("lone", t + 20, user_id="bob"),  # no session (an embeddings call, say)
+        ],
+    )
     body = await (await client.get("/api/sessions")).json()
     assert [s["session_id"] for s in body["sessions"]] == ["s-1", "s-2"]  # newest activity first
     s1 = body["sessions"][0]
@@ -116,8 +131,13 @@ async def test_sessions_facets_and_attribution_filters(client):
     assert s1["input_tokens"] == 200 and s1["output_tokens"] == 100
     assert s1["cost_usd"] == pytest.approx(0.001) and s1["cost_unknown_turns"] == 1
     assert body["sessions"][1]["errors"] == 1 and body["sessions"][1]["keys"] == ["k2"]
-    for query, expected in (("user=bob", ["s-2"]), ("tag=exp", ["s-1"]), ("key=k1", ["s-1"]),
-                            ("tag=a", ["s-1"]), ("user=nobody", [])):
+    for query, expected in (
+        ("user=bob", ["s-2"]),
+        ("tag=exp", ["s-1"]),
+        ("key=k1", ["s-1"]),
+        ("tag=a", ["s-1"]),
+        ("user=nobody", []),
+    ):
         got = await (await client.get(f"/api/sessions?{query}")).json()
         assert [s["session_id"] for s in got["sessions"]] == expected, query
     # A session matched by one turn still counts all its turns.
@@ -135,6 +155,7 @@ async def test_sessions_facets_and_attribution_filters(client):
     assert facets["tags"] == [{"value": "exp", "requests": 2}, {"value": "a", "requests": 1}]
     assert facets["keys"] == [{"value": "k1", "requests": 2}, {"value": "k2", "requests": 1}]
     assert (await (await client.get(f"/api/facets?since={t + 15}")).json())["users"] == [
-        {"value": "bob", "requests": 1}]
+        {"value": "bob", "requests": 1}
+    ]
     assert (await client.get("/api/sessions?limit=9999")).status == 400
     assert (await client.get("/api/facets?tag=x")).status == 400

@@ -55,11 +55,25 @@ def _backlog(db, hours: int, series: int, end: float) -> None:
     """Hours of 5s rows not yet rolled up, value i+1 for series i: every minute sums to 12*(i+1)."""
     s = Store.open(db)
     start = end - hours * 3600
-    s.append_metrics(start, [("backlog", "http://old/metrics", "tokentail_tokens_total",
-                              (("model", f"m{i}"), ("type", "output")), "counter", float(i + 1))
-                             for i in range(series)])
-    s._con.execute("INSERT INTO metrics_5s SELECT ts + 5 * r, series_id, value FROM metrics_5s, range(1, ?) t(r) "
-                   "WHERE ts = ? ORDER BY 1", [hours * 720, start])
+    s.append_metrics(
+        start,
+        [
+            (
+                "backlog",
+                "http://old/metrics",
+                "tokentail_tokens_total",
+                (("model", f"m{i}"), ("type", "output")),
+                "counter",
+                float(i + 1),
+            )
+            for i in range(series)
+        ],
+    )
+    s._con.execute(
+        "INSERT INTO metrics_5s SELECT ts + 5 * r, series_id, value FROM metrics_5s, range(1, ?) t(r) "
+        "WHERE ts = ? ORDER BY 1",
+        [hours * 720, start],
+    )
     s.close()
 
 
@@ -76,8 +90,18 @@ async def test_kill_9_at_any_moment_then_reopen_20_times(tmp_path):
     db = tmp_path / "k.duckdb"
     end = time.time() // 60 * 60 - 600
     _backlog(db, hours=24, series=250, end=end)  # 4.3M rows: rollup and retention span several lives
-    args = ("--scrape-interval", "0.2", "--scrape-timeout", "0.2", "--rollup-interval", "0.3",
-            "--retention-5s", "1h", "--checkpoint-threshold", "256KiB")
+    args = (
+        "--scrape-interval",
+        "0.2",
+        "--scrape-timeout",
+        "0.2",
+        "--rollup-interval",
+        "0.3",
+        "--retention-5s",
+        "1h",
+        "--checkpoint-threshold",
+        "256KiB",
+    )
 
     async def traffic():
         while True:
@@ -117,12 +141,14 @@ async def test_kill_9_at_any_moment_then_reopen_20_times(tmp_path):
         await proxy.stop()
     con = duckdb.connect(str(db), read_only=True)
     try:
-        dupes = con.execute("SELECT count(*) FROM (SELECT ts, series_id FROM metrics_1m GROUP BY ALL "
-                            "HAVING count(*) > 1)").fetchall()[0][0]
+        dupes = con.execute(
+            "SELECT count(*) FROM (SELECT ts, series_id FROM metrics_1m GROUP BY ALL HAVING count(*) > 1)"
+        ).fetchall()[0][0]
         assert dupes == 0  # the rollup never doubled a minute, however it was interrupted
         wrong = con.execute(
             "SELECT count(*), count(*) FILTER (WHERE m.value <> 12 * (CAST(substr(s.model, 2) AS INTEGER) + 1)) "
-            "FROM metrics_1m m JOIN series s ON s.id = m.series_id WHERE s.variant = 'backlog'").fetchall()[0]
+            "FROM metrics_1m m JOIN series s ON s.id = m.series_id WHERE s.variant = 'backlog'"
+        ).fetchall()[0]
         assert wrong == (24 * 60 * 250, 0)  # every backlog minute of every series, exact
         assert con.execute("SELECT min(ts) FROM metrics_5s").fetchall()[0][0] >= end - 3600 - 60  # retention ran
     finally:
@@ -133,8 +159,16 @@ async def test_kill_9_at_any_moment_then_reopen_20_times(tmp_path):
 async def test_disk_full_stops_writes_cleanly_and_collection_resumes(tmp_path):
     """Case 26: a file-size limit on the running collector stands in for a full disk."""
     proxy = await FakeProxy().start()
-    c = CollectorProcess(tmp_path / "f.duckdb", [f"production={proxy.url}"], "--scrape-interval", "0.2",
-                         "--scrape-timeout", "0.2", "--checkpoint-threshold", "1GiB")
+    c = CollectorProcess(
+        tmp_path / "f.duckdb",
+        [f"production={proxy.url}"],
+        "--scrape-interval",
+        "0.2",
+        "--scrape-timeout",
+        "0.2",
+        "--checkpoint-threshold",
+        "1GiB",
+    )
     try:
         await c.wait_healthy()
         await asyncio.sleep(0.6)

@@ -9,16 +9,19 @@ from tokentail.collector.config import CollectorConfig, default_variant, parse_t
 from tokentail.settings import SettingsError, resolve
 
 
-@pytest.mark.parametrize("text, variant, url", [
-    ("http://127.0.0.1:8787", "production", "http://127.0.0.1:8787/metrics"),
-    ("http://127.0.0.1:8787/", "production", "http://127.0.0.1:8787/metrics"),
-    ("http://127.0.0.1:8787/v1", "production", "http://127.0.0.1:8787/metrics"),
-    ("http://127.0.0.1:8787/metrics", "production", "http://127.0.0.1:8787/metrics"),
-    ("http://canary-proxy:8787", "canary", "http://canary-proxy:8787/metrics"),
-    ("http://proxy.test.internal:8787", "canary", "http://proxy.test.internal:8787/metrics"),
-    ("blue=http://canary:8787/prefix", "blue", "http://canary:8787/prefix/metrics"),
-    ("http://h:1/metrics?a=b", "production", "http://h:1/metrics?a=b"),
-])
+@pytest.mark.parametrize(
+    "text, variant, url",
+    [
+        ("http://127.0.0.1:8787", "production", "http://127.0.0.1:8787/metrics"),
+        ("http://127.0.0.1:8787/", "production", "http://127.0.0.1:8787/metrics"),
+        ("http://127.0.0.1:8787/v1", "production", "http://127.0.0.1:8787/metrics"),
+        ("http://127.0.0.1:8787/metrics", "production", "http://127.0.0.1:8787/metrics"),
+        ("http://canary-proxy:8787", "canary", "http://canary-proxy:8787/metrics"),
+        ("http://proxy.test.internal:8787", "canary", "http://proxy.test.internal:8787/metrics"),
+        ("blue=http://canary:8787/prefix", "blue", "http://canary:8787/prefix/metrics"),
+        ("http://h:1/metrics?a=b", "production", "http://h:1/metrics?a=b"),
+    ],
+)
 def test_parse_target(text, variant, url):
     t = parse_target(text)
     assert (t.variant, t.url) == (variant, url)
@@ -47,15 +50,22 @@ def test_defaults():
 
 
 def test_targets_and_durations_from_environment_and_file():
-    env = {"TOKENTAIL_COLLECTOR_TARGET": "blue=http://a:1, http://canary:2", "TOKENTAIL_READ_TOKEN": "rt",
-           "TOKENTAIL_COLLECTOR_SCRAPE_INTERVAL": "10s", "TOKENTAIL_COLLECTOR_RETENTION_5S": "12h"}
+    env = {
+        "TOKENTAIL_COLLECTOR_TARGET": "blue=http://a:1, http://canary:2",
+        "TOKENTAIL_READ_TOKEN": "rt",
+        "TOKENTAIL_COLLECTOR_SCRAPE_INTERVAL": "10s",
+        "TOKENTAIL_COLLECTOR_RETENTION_5S": "12h",
+    }
     cfg = CollectorConfig.from_settings(resolve("collector", OPTIONS, {}, env=env, file_config={}))
-    assert [(t.variant, t.url) for t in cfg.targets] == [("blue", "http://a:1/metrics"),
-                                                         ("canary", "http://canary:2/metrics")]
+    assert [(t.variant, t.url) for t in cfg.targets] == [
+        ("blue", "http://a:1/metrics"),
+        ("canary", "http://canary:2/metrics"),
+    ]
     assert cfg.scrape_interval == 10.0 and cfg.retention.metrics_5s == 43200 and cfg.read_token == "rt"
     file_config = {"collector": {"target": ["http://f:3"], "spans-max-rows": 10, "max_scrape_bytes": "1MiB"}}
-    cfg = CollectorConfig.from_settings(resolve("collector", OPTIONS, {"target": ["http://flag:4"]}, env=env,
-                                                file_config=file_config))
+    cfg = CollectorConfig.from_settings(
+        resolve("collector", OPTIONS, {"target": ["http://flag:4"]}, env=env, file_config=file_config)
+    )
     assert [t.url for t in cfg.targets] == ["http://flag:4/metrics"]  # flag > environment > file
     assert cfg.retention.spans_max_rows == 10 and cfg.max_scrape_bytes == 1 << 20
 

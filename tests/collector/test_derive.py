@@ -54,8 +54,11 @@ def test_counter_reset_across_a_proxy_restart_never_goes_negative():
     assert out.reset
     assert sum(_values(out, "tokentail_requests_total").values()) == 3
     assert all(v >= 0 for _, _, _, v in out.values)
-    inf = [v for (n, labels, _, v) in out.values if n.endswith("_bucket") and ("le", "+Inf") in labels
-           and n.startswith("tokentail_request_duration")]
+    inf = [
+        v
+        for (n, labels, _, v) in out.values
+        if n.endswith("_bucket") and ("le", "+Inf") in labels and n.startswith("tokentail_request_duration")
+    ]
     assert inf == [3.0]
 
 
@@ -70,8 +73,10 @@ def test_reset_detected_by_created_even_when_value_grew():
 
 
 def test_reset_detected_by_process_start_time():
-    body = "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {p}\n" \
-           "# TYPE tokentail_requests_total counter\ntokentail_requests_total 7\n"
+    body = (
+        "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {p}\n"
+        "# TYPE tokentail_requests_total counter\ntokentail_requests_total 7\n"
+    )
     d = Deriver()
     d.observe("t", parse_exposition(body.format(p=1.0)), 0.0)
     same = d.observe("t", parse_exposition(body.format(p=1.0)), 5.0)
@@ -82,10 +87,12 @@ def test_reset_detected_by_process_start_time():
 
 def test_histogram_resets_as_a_whole():
     """One bucket dropping means the whole histogram restarted, even buckets that grew."""
-    tpl = ("# TYPE tokentail_request_duration_seconds histogram\n"
-           'tokentail_request_duration_seconds_bucket{{le="1"}} {a}\n'
-           'tokentail_request_duration_seconds_bucket{{le="+Inf"}} {b}\n'
-           "tokentail_request_duration_seconds_count {b}\ntokentail_request_duration_seconds_sum {s}\n")
+    tpl = (
+        "# TYPE tokentail_request_duration_seconds histogram\n"
+        'tokentail_request_duration_seconds_bucket{{le="1"}} {a}\n'
+        'tokentail_request_duration_seconds_bucket{{le="+Inf"}} {b}\n'
+        "tokentail_request_duration_seconds_count {b}\ntokentail_request_duration_seconds_sum {s}\n"
+    )
     d = Deriver()
     d.observe("t", parse_exposition(tpl.format(a=5, b=6, s=3)), 0.0)
     out = d.observe("t", parse_exposition(tpl.format(a=1, b=8, s=20)), 5.0)  # le=1 dropped: restart
@@ -97,12 +104,14 @@ def test_new_series_on_a_known_target_counts_from_zero_and_vanished_series_are_f
     d = Deriver()
     t = "# TYPE tokentail_requests_total counter\n"
     d.observe("t", parse_exposition(t + 'tokentail_requests_total{m="a"} 1\n'), 0.0)
-    out = d.observe("t", parse_exposition(t + 'tokentail_requests_total{m="a"} 1\n'
-                                              'tokentail_requests_total{m="b"} 4\n'), 5.0)
+    out = d.observe(
+        "t", parse_exposition(t + 'tokentail_requests_total{m="a"} 1\ntokentail_requests_total{m="b"} 4\n'), 5.0
+    )
     assert _values(out, "tokentail_requests_total") == {(("m", "a"),): 0.0, (("m", "b"),): 4.0}
     d.observe("t", parse_exposition(t + 'tokentail_requests_total{m="a"} 1\n'), 10.0)
-    back = d.observe("t", parse_exposition(t + 'tokentail_requests_total{m="a"} 1\n'
-                                               'tokentail_requests_total{m="b"} 2\n'), 15.0)
+    back = d.observe(
+        "t", parse_exposition(t + 'tokentail_requests_total{m="a"} 1\ntokentail_requests_total{m="b"} 2\n'), 15.0
+    )
     assert _values(back, "tokentail_requests_total")[(("m", "b"),)] == 2.0
 
 
@@ -121,16 +130,19 @@ def test_targets_are_independent():
 B = [(0.1, 10.0), (0.5, 30.0), (1.0, 40.0), (math.inf, 50.0)]
 
 
-@pytest.mark.parametrize("q, expected", [
-    (0.0, 0.0),  # rank 0 lands in the first bucket: interpolated from 0
-    (0.1, 0.05),  # rank 5 of 10 in (0, 0.1]
-    (0.2, 0.1),  # rank 10: top of the first bucket
-    (0.5, 0.1 + 0.4 * (15 / 20)),  # rank 25: 15 of 20 into (0.1, 0.5]
-    (0.7, 0.5 + 0.5 * (5 / 10)),  # rank 35: 5 of 10 into (0.5, 1]
-    (0.8, 1.0),  # rank 40 exactly at the top of (0.5, 1]
-    (0.95, 1.0),  # rank 47.5 in +Inf: the highest finite bound
-    (1.0, 1.0),
-])
+@pytest.mark.parametrize(
+    "q, expected",
+    [
+        (0.0, 0.0),  # rank 0 lands in the first bucket: interpolated from 0
+        (0.1, 0.05),  # rank 5 of 10 in (0, 0.1]
+        (0.2, 0.1),  # rank 10: top of the first bucket
+        (0.5, 0.1 + 0.4 * (15 / 20)),  # rank 25: 15 of 20 into (0.1, 0.5]
+        (0.7, 0.5 + 0.5 * (5 / 10)),  # rank 35: 5 of 10 into (0.5, 1]
+        (0.8, 1.0),  # rank 40 exactly at the top of (0.5, 1]
+        (0.95, 1.0),  # rank 47.5 in +Inf: the highest finite bound
+        (1.0, 1.0),
+    ],
+)
 def test_quantile_hand_computed(q, expected):
     assert histogram_quantile(q, B) == pytest.approx(expected, rel=1e-12)
 
@@ -148,16 +160,18 @@ def test_quantile_special_cases():
     # Lowest bound <= 0: returned as is when the rank falls in the first bucket.
     assert histogram_quantile(0.1, [(-1.0, 5.0), (1.0, 10.0), (math.inf, 10.0)]) == -1.0
     # Unordered input, duplicate bounds merged (summed), non-monotonic counts forced monotonic.
-    assert histogram_quantile(0.5, [(math.inf, 10.0), (1.0, 2.0), (1.0, 2.0), (0.5, 1.0)]) == \
-        histogram_quantile(0.5, [(0.5, 1.0), (1.0, 4.0), (math.inf, 10.0)])
-    assert histogram_quantile(0.5, [(0.5, 6.0), (1.0, 4.0), (math.inf, 10.0)]) == \
-        histogram_quantile(0.5, [(0.5, 6.0), (1.0, 6.0), (math.inf, 10.0)])
+    assert histogram_quantile(0.5, [(math.inf, 10.0), (1.0, 2.0), (1.0, 2.0), (0.5, 1.0)]) == histogram_quantile(
+        0.5, [(0.5, 1.0), (1.0, 4.0), (math.inf, 10.0)]
+    )
+    assert histogram_quantile(0.5, [(0.5, 6.0), (1.0, 4.0), (math.inf, 10.0)]) == histogram_quantile(
+        0.5, [(0.5, 6.0), (1.0, 6.0), (math.inf, 10.0)]
+    )
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(0, 50), min_size=1, max_size=12), st.floats(1e-9, 1), st.floats(1e-9, 1))
 def test_quantile_properties(increments, q1, q2):
-    bounds = [0.01 * 2 ** i for i in range(len(increments))]
+    bounds = [0.01 * 2**i for i in range(len(increments))]
     cum, buckets = 0, []
     for le, inc in zip(bounds, increments):
         cum += inc

@@ -16,8 +16,9 @@ T0 = 1_800_000_000.0
 
 async def test_collector_reads_what_the_real_proxy_exposes(stack, aiohttp_client, tmp_path):
     clock = Clock(T0)
-    client = await aiohttp_client(create_app(make_config(tmp_path, [f"production={stack.url('/')}"]),
-                                             scrape=False, maintain=False, clock=clock))
+    client = await aiohttp_client(
+        create_app(make_config(tmp_path, [f"production={stack.url('/')}"]), scrape=False, maintain=False, clock=clock)
+    )
     collector = client.app[COLLECTOR]
     clock.t += 5
     await collector.run_round(clock.t)  # baseline
@@ -58,8 +59,9 @@ async def test_proxy_spans_arrive_over_otlp_with_the_live_feed_request_id(sim_se
     box = []
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
     provider = telemetry.build_tracer_provider(env, lambda sink, n: box[0][METRICS].dropped(sink, n))
-    proxy_app = create_proxy(proxy_settings(str(sim_server.make_url("/v1"))), registry=CollectorRegistry(),
-                             tracer_provider=provider)
+    proxy_app = create_proxy(
+        proxy_settings(str(sim_server.make_url("/v1"))), registry=CollectorRegistry(), tracer_provider=provider
+    )
     box.append(proxy_app)
     proxy = TestServer(proxy_app, host="127.0.0.1")
     await proxy.start_server()
@@ -99,20 +101,34 @@ async def test_an_injected_route_key_never_reaches_the_database(sim_server, aioh
     client_key = "sk-client-OWNKEY-2b8e4d6f0a1c"
     cfg = make_config(tmp_path)
     client = await aiohttp_client(create_app(cfg, scrape=False, maintain=False))
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": str(client.make_url("")).rstrip("/"), "OTEL_BSP_SCHEDULE_DELAY": "100",
-           "TT_E2E_ROUTE_KEY": key}
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": str(client.make_url("")).rstrip("/"),
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "TT_E2E_ROUTE_KEY": key,
+    }
     provider = telemetry.build_tracer_provider(env, lambda sink, n: None)
-    route = {"name": "sim", "prefix": "sim-", "upstream": str(sim_server.make_url("/v1")),
-             "api_key_env": "TT_E2E_ROUTE_KEY"}
-    proxy_app = create_proxy(proxy_settings("http://127.0.0.1:9/v1", routes=[route]), registry=CollectorRegistry(),
-                             tracer_provider=provider, env=env)
+    route = {
+        "name": "sim",
+        "prefix": "sim-",
+        "upstream": str(sim_server.make_url("/v1")),
+        "api_key_env": "TT_E2E_ROUTE_KEY",
+    }
+    proxy_app = create_proxy(
+        proxy_settings("http://127.0.0.1:9/v1", routes=[route]),
+        registry=CollectorRegistry(),
+        tracer_provider=provider,
+        env=env,
+    )
     proxy = TestServer(proxy_app, host="127.0.0.1")
     await proxy.start_server()
     try:
         body = {"model": "sim-gpt-4o", "stream": True, "messages": [{"role": "user", "content": "route me"}]}
         async with aiohttp.ClientSession() as s:
-            async with s.post(str(proxy.make_url("/v1/chat/completions")), json=body,
-                              headers={"Authorization": f"Bearer {client_key}"}) as r:
+            async with s.post(
+                str(proxy.make_url("/v1/chat/completions")),
+                json=body,
+                headers={"Authorization": f"Bearer {client_key}"},
+            ) as r:
                 assert r.status == 200
                 rid = r.headers["x-tokentail-request-id"]
                 await r.read()

@@ -13,7 +13,7 @@ def test_latest_snapshot_on_subscribe_and_fan_out():
     b.publish("target", {"up": False})  # not replayed: only snapshots are state
     with b.subscribe() as q1, b.subscribe() as q2:
         assert b.subscribers == 2
-        seq, name, data = q1.get_nowait()
+        _seq, name, data = q1.get_nowait()
         assert name == "snapshot" and json.loads(data) == {"n": 1}
         b.publish("snapshot", {"n": 2})
         assert json.loads(q1.get_nowait()[2]) == {"n": 2}

@@ -9,27 +9,30 @@ import pytest
 from tokentail.collector.formulas import INTERVAL, UP, Agg, compute, counts, role_of
 
 
-@pytest.mark.parametrize("name, labels, role", [
-    ("tokentail_requests_total", {"status_class": "2xx"}, "req_other"),
-    ("tokentail_requests_total", {"status_class": "4xx"}, "req_error"),
-    ("tokentail_requests_total", {"status_class": "5xx"}, "req_error"),
-    ("tokentail_requests_total", {"status_class": "upstream_error"}, "req_error"),
-    ("tokentail_requests_total", {"status_class": "cancelled"}, "req_cancelled"),
-    ("tokentail_tokens_total", {"type": "input"}, "tokens_in"),
-    ("tokentail_tokens_total", {"type": "output"}, "tokens_out"),
-    ("tokentail_tokens_total", {"type": "weird"}, None),
-    ("tokentail_cached_input_tokens_total", {}, "tokens_cached"),
-    ("tokentail_request_duration_seconds_bucket", {"le": "1.0"}, "latency"),
-    ("tokentail_request_duration_seconds_sum", {}, None),
-    ("tokentail_time_to_first_token_seconds_bucket", {"le": "1.0"}, "ttft"),
-    ("tokentail_output_tokens_per_second_bucket", {"le": "1.0"}, "tps"),
-    ("tokentail_output_tokens_per_second_sum", {}, "tps_sum"),
-    ("tokentail_output_tokens_per_second_count", {}, "tps_count"),
-    ("tokentail_in_flight_requests", {}, "in_flight"),
-    ("tokentail_upstream_errors_total", {"reason": "connect"}, None),
-    (UP, {}, "up"),
-    (INTERVAL, {}, "interval"),
-])
+@pytest.mark.parametrize(
+    "name, labels, role",
+    [
+        ("tokentail_requests_total", {"status_class": "2xx"}, "req_other"),
+        ("tokentail_requests_total", {"status_class": "4xx"}, "req_error"),
+        ("tokentail_requests_total", {"status_class": "5xx"}, "req_error"),
+        ("tokentail_requests_total", {"status_class": "upstream_error"}, "req_error"),
+        ("tokentail_requests_total", {"status_class": "cancelled"}, "req_cancelled"),
+        ("tokentail_tokens_total", {"type": "input"}, "tokens_in"),
+        ("tokentail_tokens_total", {"type": "output"}, "tokens_out"),
+        ("tokentail_tokens_total", {"type": "weird"}, None),
+        ("tokentail_cached_input_tokens_total", {}, "tokens_cached"),
+        ("tokentail_request_duration_seconds_bucket", {"le": "1.0"}, "latency"),
+        ("tokentail_request_duration_seconds_sum", {}, None),
+        ("tokentail_time_to_first_token_seconds_bucket", {"le": "1.0"}, "ttft"),
+        ("tokentail_output_tokens_per_second_bucket", {"le": "1.0"}, "tps"),
+        ("tokentail_output_tokens_per_second_sum", {}, "tps_sum"),
+        ("tokentail_output_tokens_per_second_count", {}, "tps_count"),
+        ("tokentail_in_flight_requests", {}, "in_flight"),
+        ("tokentail_upstream_errors_total", {"reason": "connect"}, None),
+        (UP, {}, "up"),
+        (INTERVAL, {}, "interval"),
+    ],
+)
 def test_roles(name, labels, role):
     assert role_of(name, labels) == role
 

@@ -17,8 +17,7 @@ def _rows(body, ctype):
     return spans_to_rows(decode(body, ctype), received_at=123.0)
 
 
-@pytest.mark.parametrize("encode, ctype", [(protobuf_body, "application/x-protobuf"),
-                                            (json_body, "application/json")])
+@pytest.mark.parametrize("encode, ctype", [(protobuf_body, "application/x-protobuf"), (json_body, "application/json")])
 def test_genai_spans_become_rows(encode, ctype):
     spans, ids = genai_spans(2)
     rows, skipped = _rows(encode(spans), ctype)
@@ -29,8 +28,12 @@ def test_genai_spans_become_rows(encode, ctype):
     assert r["trace_id"] == format(sdk.context.trace_id, "032x") and r["span_id"] == format(sdk.context.span_id, "016x")
     assert r["start_time"] == pytest.approx(sdk.start_time / 1e9) and isinstance(r["start_time"], float)
     assert r["end_time"] == pytest.approx(sdk.end_time / 1e9)
-    assert (r["model"], r["response_model"], r["variant"], r["endpoint"]) == \
-        ("gpt-4o", "gpt-4o-2024-08-06", "canary", "/chat/completions")
+    assert (r["model"], r["response_model"], r["variant"], r["endpoint"]) == (
+        "gpt-4o",
+        "gpt-4o-2024-08-06",
+        "canary",
+        "/chat/completions",
+    )
     assert r["stream"] is True and r["status"] == "ok" and r["http_status"] == 200
     assert (r["input_tokens"], r["output_tokens"], r["cached_input_tokens"]) == (12, 3, 4)
     assert r["usage_source"] == "reported" and r["ttft_ms"] == 120.5 and r["latency_ms"] == 800.0
@@ -63,17 +66,33 @@ def test_a_span_without_request_id_gets_trace_and_span_id():
     assert r["request_id"] == f"{r['trace_id']}-{r['span_id']}"
 
 
-@pytest.mark.parametrize("key, secret", [
-    ("http.request.header.authorization", True), ("http.request.header.x-api-key", True),
-    ("http.request.header.x-goog-api-key", True), ("http.response.header.set-cookie", True),
-    ("db.password", True), ("app.client_secret", True), ("tokentail.api_key", True),
-    ("oauth.access_token", True), ("x.api_tokens", True), ("url.query", True),
-    ("gen_ai.usage.input_tokens", False), ("gen_ai.usage.output_tokens", False),
-    ("gen_ai.usage.cache_read.input_tokens", False), ("gen_ai.request.max_tokens", False),
-    ("tokentail.request.id", False), ("tokentail.ttft_ms", False), ("tokentail.usage.source", False),
-    ("gen_ai.request.model", False), ("url.full", False),
-    ("tokentail.client.key_fingerprint", False), ("tokentail.client.key", True), ("app.key_fingerprint", True),
-])
+@pytest.mark.parametrize(
+    "key, secret",
+    [
+        ("http.request.header.authorization", True),
+        ("http.request.header.x-api-key", True),
+        ("http.request.header.x-goog-api-key", True),
+        ("http.response.header.set-cookie", True),
+        ("db.password", True),
+        ("app.client_secret", True),
+        ("tokentail.api_key", True),
+        ("oauth.access_token", True),
+        ("x.api_tokens", True),
+        ("url.query", True),
+        ("gen_ai.usage.input_tokens", False),
+        ("gen_ai.usage.output_tokens", False),
+        ("gen_ai.usage.cache_read.input_tokens", False),
+        ("gen_ai.request.max_tokens", False),
+        ("tokentail.request.id", False),
+        ("tokentail.ttft_ms", False),
+        ("tokentail.usage.source", False),
+        ("gen_ai.request.model", False),
+        ("url.full", False),
+        ("tokentail.client.key_fingerprint", False),
+        ("tokentail.client.key", True),
+        ("app.key_fingerprint", True),
+    ],
+)
 def test_secret_keys(key, secret):
     assert is_secret_key(key) is secret
 
@@ -96,9 +115,16 @@ def test_responses():
 
 
 def test_cost_and_attribution_become_columns():
-    spans, _ = genai_spans(1, extra={"tokentail.cost.usd": 0.00123, "tokentail.user": "alice",
-                                     "tokentail.tags": ("exp-7", "batch", "exp-7", ""),
-                                     "tokentail.client.key_fingerprint": "kf-9a8b7c", "tokentail.route": "local"})
+    spans, _ = genai_spans(
+        1,
+        extra={
+            "tokentail.cost.usd": 0.00123,
+            "tokentail.user": "alice",
+            "tokentail.tags": ("exp-7", "batch", "exp-7", ""),
+            "tokentail.client.key_fingerprint": "kf-9a8b7c",
+            "tokentail.route": "local",
+        },
+    )
     (r,), _ = _rows(protobuf_body(spans), "application/x-protobuf")
     assert r["cost_usd"] == 0.00123 and r["user_id"] == "alice" and r["route"] == "local"
     assert r["tags"] == ["exp-7", "batch"]  # distinct, no empty tag

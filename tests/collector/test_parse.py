@@ -27,7 +27,11 @@ def test_real_proxy_exposition_kinds_and_filter():
     assert names["tokentail_requests_total"][0].value == 1.0
     assert names["tokentail_requests_total"][0].kind == COUNTER
     assert dict(names["tokentail_requests_total"][0].labels) == {
-        "model": "gpt-4o", "endpoint": "/chat/completions", "status_class": "2xx", "stream": "true"}
+        "model": "gpt-4o",
+        "endpoint": "/chat/completions",
+        "status_class": "2xx",
+        "stream": "true",
+    }
     assert names["tokentail_in_flight_requests"][0].kind == GAUGE
     assert names["tokentail_in_flight_requests"][0].value == 3.0
     buckets = names["tokentail_request_duration_seconds_bucket"]
@@ -55,7 +59,9 @@ tokentail_other 2
     exp = parse_exposition(text)
     assert exp.process_start == 1.7e9
     assert [(s.name, s.value, s.kind) for s in exp.samples] == [
-        ("tokentail_requests_total", 4.0, COUNTER), ("tokentail_other", 2.0, GAUGE)]
+        ("tokentail_requests_total", 4.0, COUNTER),
+        ("tokentail_other", 2.0, GAUGE),
+    ]
     assert exp.dropped == 1  # the NaN gauge
     assert exp.samples[0].created is None
 
@@ -68,13 +74,16 @@ def test_openmetrics_created_inline():
     assert s.name == "tokentail_requests_total" and s.value == 2.0 and s.created is not None
 
 
-@pytest.mark.parametrize("body", [
-    "<html><body>Welcome</body></html>",
-    '{"status": "ok"}',
-    "tokentail_x 1\ntokentail_y garbage here",
-    "tokentail_requests_total{model=\"a\" 1",
-    "\x00\x01\x02 binary",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<html><body>Welcome</body></html>",
+        '{"status": "ok"}',
+        "tokentail_x 1\ntokentail_y garbage here",
+        'tokentail_requests_total{model="a" 1',
+        "\x00\x01\x02 binary",
+    ],
+)
 def test_garbage_raises_short_parse_error(body):
     with pytest.raises(ParseError) as info:
         parse_exposition(body)
@@ -93,8 +102,11 @@ def test_families_we_never_store_are_skipped_before_parsing():
     """gen_ai_* lines (as many as ours on a real proxy) never reach the parser, even if odd."""
     m = ProxyMetrics()
     m.request()
-    text = m.exposition().decode() + "# TYPE gen_ai_client_token_usage histogram\n" \
+    text = (
+        m.exposition().decode()
+        + "# TYPE gen_ai_client_token_usage histogram\n"
         + 'gen_ai_client_token_usage_bucket{le="1.0"} not-even-a-number\n'
+    )
     exp = parse_exposition(text)
     assert exp.samples and not any(s.name.startswith("gen_ai") for s in exp.samples)
     om = parse_exposition(generate_openmetrics(m.registry).decode(), openmetrics=True)

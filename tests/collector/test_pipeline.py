@@ -30,15 +30,17 @@ def _res(target, text=None, error=None):
 def test_derive_step_points_and_live_parts(collector):
     m = ProxyMetrics()
     m.in_flight.set(4)
-    first, _, _ = collector._derive(100.0, [_res("production=http://a:1", m.exposition().decode()),
-                                            _res("canary=http://b:2", error="HTTP 500")])
+    first, _, _ = collector._derive(
+        100.0, [_res("production=http://a:1", m.exposition().decode()), _res("canary=http://b:2", error="HTTP 500")]
+    )
     names = {(p[0], p[2]) for p in first}
     assert ("production", UP) in names and ("canary", UP) in names
     assert ("production", INTERVAL) not in names  # a baseline covers no time yet
     m.request()
     m.request(status="5xx")
-    points, outcomes, parts = collector._derive(105.0, [_res("production=http://a:1", m.exposition().decode()),
-                                                        _res("canary=http://b:2", "")])
+    points, outcomes, parts = collector._derive(
+        105.0, [_res("production=http://a:1", m.exposition().decode()), _res("canary=http://b:2", "")]
+    )
     assert [o[1] for o in outcomes] == [None, "empty response"]
     assert ("production", "http://a:1/metrics", INTERVAL, (), "counter", 5.0) in points
     assert ("canary", "http://b:2/metrics", UP, (), "gauge", 0.0) in points
@@ -54,7 +56,7 @@ def test_series_cap_per_target(tmp_path):
     m = ProxyMetrics()
     for i in range(20):
         m.request(f"model-{i}")
-    points, outcomes, _ = collector._derive(100.0, [_res("production=http://a:1", m.exposition().decode())])
+    _points, outcomes, _ = collector._derive(100.0, [_res("production=http://a:1", m.exposition().decode())])
     assert outcomes[0][3] == 50  # samples kept from this target
 
 

@@ -42,12 +42,18 @@ def test_same_values_as_prometheus(tmp_path):
         buckets = [*zip(bounds, map(float, counts)), (math.inf, float(total))]
         for q in (0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 1.0):
             expected = histogram_quantile(q, buckets)
-            exprs.append(f"      - expr: histogram_quantile({q}, h_bucket{{case=\"{i}\"}})\n        eval_time: 1m\n"
-                         f"        exp_samples:\n          - labels: '{{case=\"{i}\"}}'\n"
-                         f"            value: {expected!r}\n")
+            exprs.append(
+                f'      - expr: histogram_quantile({q}, h_bucket{{case="{i}"}})\n        eval_time: 1m\n'
+                f"        exp_samples:\n          - labels: '{{case=\"{i}\"}}'\n"
+                f"            value: {expected!r}\n"
+            )
     test_file = tmp_path / "quantile_test.yml"
-    test_file.write_text("rule_files: []\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n"
-                         + "".join(series) + "    promql_expr_test:\n" + "".join(exprs))
+    test_file.write_text(
+        "rule_files: []\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n"
+        + "".join(series)
+        + "    promql_expr_test:\n"
+        + "".join(exprs)
+    )
     res = subprocess.run([promtool, "test", "rules", str(test_file)], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "SUCCESS" in res.stdout + res.stderr

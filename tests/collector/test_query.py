@@ -21,17 +21,36 @@ EXPECTED = {"latency_p50_ms": 400.0, "latency_p95_ms": 1750.0, "latency_p99_ms":
 
 
 def round_points(variant="production", target="http://a/metrics", model="gpt-4o", scale=1, in_flight=2.0):
-    pts = [(variant, target, UP, (), "gauge", 1.0), (variant, target, INTERVAL, (), "counter", 5.0),
-           (variant, target, "tokentail_in_flight_requests", (), "gauge", in_flight)]
+    pts = [
+        (variant, target, UP, (), "gauge", 1.0),
+        (variant, target, INTERVAL, (), "counter", 5.0),
+        (variant, target, "tokentail_in_flight_requests", (), "gauge", in_flight),
+    ]
     for sc, n in (("2xx", 3), ("5xx", 1), ("cancelled", 1)):
-        pts.append((variant, target, "tokentail_requests_total",
-                    (("endpoint", "/chat/completions"), ("model", model), ("status_class", sc), ("stream", "true")),
-                    "counter", float(n * scale)))
+        pts.append(
+            (
+                variant,
+                target,
+                "tokentail_requests_total",
+                (("endpoint", "/chat/completions"), ("model", model), ("status_class", sc), ("stream", "true")),
+                "counter",
+                float(n * scale),
+            )
+        )
     for le, c in ROUND_BUCKETS.items():
-        pts.append((variant, target, LAT, (("endpoint", "/chat/completions"), ("le", le), ("model", model)),
-                    "counter", float(c * scale)))
-    pts.append((variant, target, "tokentail_tokens_total", (("model", model), ("type", "output")), "counter",
-                20.0 * scale))
+        pts.append(
+            (
+                variant,
+                target,
+                LAT,
+                (("endpoint", "/chat/completions"), ("le", le), ("model", model)),
+                "counter",
+                float(c * scale),
+            )
+        )
+    pts.append(
+        (variant, target, "tokentail_tokens_total", (("model", model), ("type", "output")), "counter", 20.0 * scale)
+    )
     return pts
 
 
@@ -53,8 +72,11 @@ def fill(store, start, end, *rounds):
     for r in rounds:
         store.append_metrics(start, r)
     n = int((end - start) // 5)
-    store._con.execute("INSERT INTO metrics_5s SELECT ts + 5 * r, series_id, value FROM metrics_5s, "
-                       "range(1, ?) t(r) WHERE ts = ? ORDER BY 1", [n, start])
+    store._con.execute(
+        "INSERT INTO metrics_5s SELECT ts + 5 * r, series_id, value FROM metrics_5s, "
+        "range(1, ?) t(r) WHERE ts = ? ORDER BY 1",
+        [n, start],
+    )
 
 
 def test_5s_resolution_hand_computed(store):
@@ -100,8 +122,13 @@ def test_two_targets_of_a_variant_add_up_rates_but_not_time(store):
 
 
 def test_by_model_and_filters(store):
-    fill(store, T0, T0 + 300, round_points(model="a"), round_points(variant="canary", target="http://c/metrics",
-                                                                    model="b", scale=2))
+    fill(
+        store,
+        T0,
+        T0 + 300,
+        round_points(model="a"),
+        round_points(variant="canary", target="http://c/metrics", model="b", scale=2),
+    )
     body = query(store, T0 + 299, range="5m", by="model")
     got = {g["name"]: g["metrics"]["request_rate"][30] for g in body["groups"]}
     assert got == {"a": pytest.approx(1.0), "b": pytest.approx(2.0)}
@@ -122,13 +149,16 @@ def test_first_scrape_and_gaps_are_null_not_zero(store):
     assert m["latency_p50_ms"][-1] is None
 
 
-@pytest.mark.parametrize("params, param, allowed", [
-    ({"range": "2h"}, "range", ["5m", "15m", "1h", "6h", "24h", "7d"]),
-    ({"by": "endpoint"}, "by", ["variant", "model"]),
-    ({"variant": "staging"}, "variant", ["all", "production"]),
-    ({"model": "nope"}, "model", ["all"]),
-    ({"rnage": "1h"}, "rnage", ["range", "variant", "model", "by"]),
-])
+@pytest.mark.parametrize(
+    "params, param, allowed",
+    [
+        ({"range": "2h"}, "range", ["5m", "15m", "1h", "6h", "24h", "7d"]),
+        ({"by": "endpoint"}, "by", ["variant", "model"]),
+        ({"variant": "staging"}, "variant", ["all", "production"]),
+        ({"model": "nope"}, "model", ["all"]),
+        ({"rnage": "1h"}, "rnage", ["range", "variant", "model", "by"]),
+    ],
+)
 def test_bad_parameters_list_the_allowed_values(store, params, param, allowed):
     with pytest.raises(QueryError) as info:
         plan_metrics(params, store.catalog(), now=T0, configured_variants=["production"])
@@ -136,11 +166,20 @@ def test_bad_parameters_list_the_allowed_values(store, params, param, allowed):
     assert body["param"] == param and body["allowed"] == allowed and body["code"] == "invalid_parameter"
 
 
-@pytest.mark.parametrize("params, param", [
-    ({"limit": "0"}, "limit"), ({"limit": "5000"}, "limit"), ({"limit": "x"}, "limit"),
-    ({"since": "yesterday"}, "since"), ({"status": "weird"}, "status"), ({"foo": "1"}, "foo"),
-    ({"order": "sideways"}, "order"), ({"run": "0"}, "run"), ({"run": "x"}, "run"),
-])
+@pytest.mark.parametrize(
+    "params, param",
+    [
+        ({"limit": "0"}, "limit"),
+        ({"limit": "5000"}, "limit"),
+        ({"limit": "x"}, "limit"),
+        ({"since": "yesterday"}, "since"),
+        ({"status": "weird"}, "status"),
+        ({"foo": "1"}, "foo"),
+        ({"order": "sideways"}, "order"),
+        ({"run": "0"}, "run"),
+        ({"run": "x"}, "run"),
+    ],
+)
 def test_bad_span_parameters(params, param):
     with pytest.raises(QueryError) as info:
         plan_spans(params)
@@ -160,8 +199,16 @@ def test_missing_zero_buckets_below_the_observations_do_not_shift_quantiles(stor
     """Zero increases are not stored: a quiet bucket below must still bound the interpolation."""
     fill(store, T0, T0 + 60, round_points())  # every bound seen once
     slow = [p for p in round_points() if p[2] != LAT] + [
-        ("production", "http://a/metrics", LAT, (("endpoint", "/chat/completions"), ("le", le), ("model", "gpt-4o")),
-         "counter", 0.0 if le in ("0.1", "0.5", "1.0") else 4.0) for le in ROUND_BUCKETS]
+        (
+            "production",
+            "http://a/metrics",
+            LAT,
+            (("endpoint", "/chat/completions"), ("le", le), ("model", "gpt-4o")),
+            "counter",
+            0.0 if le in ("0.1", "0.5", "1.0") else 4.0,
+        )
+        for le in ROUND_BUCKETS
+    ]
     fill(store, T0 + 120, T0 + 180, slow)  # all four observations per round in (1, 2]
     m = query(store, T0 + 299, range="5m")["groups"][0]["metrics"]
     assert m["latency_p50_ms"][30] == pytest.approx(1500.0)  # 1 + 1 * 2/4, not 0 + 2 * 2/4

@@ -7,31 +7,69 @@ import pytest
 from tokentail.collector import run_stats as rs
 
 
-def group(model="m-a", endpoint="/chat/completions", status="ok", http=200, error=None, n=1, tin=10, tout=20,
-          cached=0, usage=None, cost=None, priced=None, tps=None, lat=None, ttft=None):
+def group(
+    model="m-a",
+    endpoint="/chat/completions",
+    status="ok",
+    http=200,
+    error=None,
+    n=1,
+    tin=10,
+    tout=20,
+    cached=0,
+    usage=None,
+    cost=None,
+    priced=None,
+    tps=None,
+    lat=None,
+    ttft=None,
+):
     """One stats group as runs.stat_groups returns it (sums and counts)."""
-    return {"model": model, "endpoint": endpoint, "status": status, "http_status": http, "error_type": error,
-            "requests": n, "input_tokens": tin, "output_tokens": tout, "cached_input_tokens": cached,
-            "with_usage": n if usage is None else usage, "cost_usd": cost,
-            "priced": (n if cost is not None else 0) if priced is None else priced,
-            "tps_sum": tps * n if tps is not None else None, "tps_n": n if tps is not None else 0,
-            "latency_sum": lat * n if lat is not None else None, "latency_n": n if lat is not None else 0,
-            "ttft_sum": ttft * n if ttft is not None else None, "ttft_n": n if ttft is not None else 0}
+    return {
+        "model": model,
+        "endpoint": endpoint,
+        "status": status,
+        "http_status": http,
+        "error_type": error,
+        "requests": n,
+        "input_tokens": tin,
+        "output_tokens": tout,
+        "cached_input_tokens": cached,
+        "with_usage": n if usage is None else usage,
+        "cost_usd": cost,
+        "priced": (n if cost is not None else 0) if priced is None else priced,
+        "tps_sum": tps * n if tps is not None else None,
+        "tps_n": n if tps is not None else 0,
+        "latency_sum": lat * n if lat is not None else None,
+        "latency_n": n if lat is not None else 0,
+        "ttft_sum": ttft * n if ttft is not None else None,
+        "ttft_n": n if ttft is not None else 0,
+    }
 
 
-@pytest.mark.parametrize("status, action, after", [
-    ("active", "pause", "paused"), ("paused", "resume", "active"), ("active", "end", "ended"),
-    ("paused", "end", "ended"),
-])
+@pytest.mark.parametrize(
+    "status, action, after",
+    [
+        ("active", "pause", "paused"),
+        ("paused", "resume", "active"),
+        ("active", "end", "ended"),
+        ("paused", "end", "ended"),
+    ],
+)
 def test_allowed_transitions(status, action, after):
     assert rs.transition(7, status, action) == after
 
 
-@pytest.mark.parametrize("status, action, words", [
-    ("active", "resume", "it is active (it is not paused)"),
-    ("paused", "pause", "it is paused (it is already paused)"),
-    ("ended", "pause", "it is ended"), ("ended", "resume", "start a new run"), ("ended", "end", "already ended"),
-])
+@pytest.mark.parametrize(
+    "status, action, words",
+    [
+        ("active", "resume", "it is active (it is not paused)"),
+        ("paused", "pause", "it is paused (it is already paused)"),
+        ("ended", "pause", "it is ended"),
+        ("ended", "resume", "start a new run"),
+        ("ended", "end", "already ended"),
+    ],
+)
 def test_refused_transitions_name_the_current_state(status, action, words):
     with pytest.raises(rs.TransitionError) as info:
         rs.transition(7, status, action)
@@ -77,8 +115,11 @@ def test_summarize_totals_breakdowns_and_exact_means():
 
 
 def test_cost_is_unknown_not_zero_when_nothing_was_priced_and_zero_for_no_requests():
-    assert rs.summarize([group(n=4, cost=None)], 10.0)["cost"] == {"usd": None, "priced_requests": 0,
-                                                                  "unknown_requests": 4}
+    assert rs.summarize([group(n=4, cost=None)], 10.0)["cost"] == {
+        "usd": None,
+        "priced_requests": 0,
+        "unknown_requests": 4,
+    }
     empty = rs.summarize([], 0.0)
     assert empty["cost"]["usd"] == 0.0 and empty["requests"] == 0 and empty["errors"]["rate"] is None
     assert empty["output_tps_mean"] is None and empty["output_tokens_per_wall_second"] is None
@@ -86,8 +127,13 @@ def test_cost_is_unknown_not_zero_when_nothing_was_priced_and_zero_for_no_reques
 
 
 def test_what_if_prices_the_runs_tokens_or_says_why_not():
-    stats = rs.summarize([group(n=2, tin=1000, tout=500, cached=200, cost=0.01),
-                          group(status="error", n=1, tin=None, tout=None, usage=0)], 30.0)
+    stats = rs.summarize(
+        [
+            group(n=2, tin=1000, tout=500, cached=200, cost=0.01),
+            group(status="error", n=1, tin=None, tout=None, usage=0),
+        ],
+        30.0,
+    )
     seen = []
 
     def price(usage, model):
@@ -114,6 +160,11 @@ def test_compare_side_by_side_with_differences_and_ratios():
     assert rows["requests"] == {"metric": "requests", "a": 2, "b": 4, "diff": 2, "ratio": 2.0}
     assert rows["output_tps_mean"]["ratio"] == pytest.approx(2.0)
     assert rows["latency_ms_mean"]["diff"] == pytest.approx(-500.0)
-    assert rows["cost_usd"] == {"metric": "cost_usd", "a": pytest.approx(0.02), "b": None, "diff": None,
-                                "ratio": None}  # unknown stays unknown
+    assert rows["cost_usd"] == {
+        "metric": "cost_usd",
+        "a": pytest.approx(0.02),
+        "b": None,
+        "diff": None,
+        "ratio": None,
+    }  # unknown stays unknown
     assert rows["wall_time_s"]["ratio"] == 2.0

@@ -11,10 +11,14 @@ from ._fakes import Clock, make_config
 
 T0 = 1_800_000_000.0
 
-PRICES = PriceTable.from_dict({"models": {
-    "m-cheap": {"input": 1.0, "output": 2.0, "source": "test", "date": "2025-01-01"},
-    "m-big": {"input": 10.0, "output": 40.0, "cached_input": 1.0, "source": "test", "date": "2025-01-01"},
-}})
+PRICES = PriceTable.from_dict(
+    {
+        "models": {
+            "m-cheap": {"input": 1.0, "output": 2.0, "source": "test", "date": "2025-01-01"},
+            "m-big": {"input": 10.0, "output": 40.0, "cached_input": 1.0, "source": "test", "date": "2025-01-01"},
+        }
+    }
+)
 
 
 @pytest.fixture
@@ -32,11 +36,39 @@ async def client(aiohttp_client, tmp_path, clock):
     return await _client(aiohttp_client, tmp_path, clock)
 
 
-def span(rid, t, *, model="m-cheap", status="ok", tin=100, tout=50, cost=0.0002, tps=25.0, endpoint="/chat/completions",
-         http=200, error=None, cached=None, **extra):
-    return {"request_id": rid, "start_time": t, "end_time": t + 2, "model": model, "endpoint": endpoint,
-            "status": status, "http_status": http, "error_type": error, "input_tokens": tin, "output_tokens": tout,
-            "cached_input_tokens": cached, "cost_usd": cost, "output_tps": tps, "latency_ms": 2000.0, **extra}
+def span(
+    rid,
+    t,
+    *,
+    model="m-cheap",
+    status="ok",
+    tin=100,
+    tout=50,
+    cost=0.0002,
+    tps=25.0,
+    endpoint="/chat/completions",
+    http=200,
+    error=None,
+    cached=None,
+    **extra,
+):
+    return {
+        "request_id": rid,
+        "start_time": t,
+        "end_time": t + 2,
+        "model": model,
+        "endpoint": endpoint,
+        "status": status,
+        "http_status": http,
+        "error_type": error,
+        "input_tokens": tin,
+        "output_tokens": tout,
+        "cached_input_tokens": cached,
+        "cost_usd": cost,
+        "output_tps": tps,
+        "latency_ms": 2000.0,
+        **extra,
+    }
 
 
 async def add_spans(client, rows):
@@ -86,10 +118,18 @@ async def test_run_lifecycle_and_one_recording_at_a_time(client, clock):
     assert listing["current"]["id"] == rid + 1
 
 
-@pytest.mark.parametrize("body, param", [
-    ({}, "name"), ({"name": ""}, "name"), ({"name": "   "}, "name"), ({"name": 5}, "name"),
-    ({"name": "x" * 201}, "name"), ({"name": "ok", "colour": "red"}, "colour"), ([1, 2], "body"),
-])
+@pytest.mark.parametrize(
+    "body, param",
+    [
+        ({}, "name"),
+        ({"name": ""}, "name"),
+        ({"name": "   "}, "name"),
+        ({"name": 5}, "name"),
+        ({"name": "x" * 201}, "name"),
+        ({"name": "ok", "colour": "red"}, "colour"),
+        ([1, 2], "body"),
+    ],
+)
 async def test_bad_start_bodies_are_400_with_the_field(client, body, param):
     status, err = await post(client, "/api/runs", body)
     assert status == 400 and err["error"]["param"] == param
@@ -119,16 +159,29 @@ async def test_requests_belong_to_a_run_by_start_time_and_stats_add_up(client, c
     await post(client, f"/api/runs/{rid}/resume")
     clock.t = T0 + 150
     await post(client, f"/api/runs/{rid}/end")
-    await add_spans(client, [
-        span("before", T0 - 1),
-        span("a1", T0, tin=100, tout=40, cost=0.0002, tps=20.0),
-        span("a2", T0 + 30, model="m-big", tin=1000, tout=200, cached=500, cost=0.0138, tps=40.0),
-        span("paused", T0 + 90),  # made while paused: not in the run
-        span("b1", T0 + 120, model="mystery", tin=10, tout=10, cost=None, tps=30.0),
-        span("b2", T0 + 149.5, status="error", http=500, error="status", tin=None, tout=None, cost=None, tps=None,
-             endpoint="/embeddings"),
-        span("after", T0 + 150),  # the end is exclusive
-    ])
+    await add_spans(
+        client,
+        [
+            span("before", T0 - 1),
+            span("a1", T0, tin=100, tout=40, cost=0.0002, tps=20.0),
+            span("a2", T0 + 30, model="m-big", tin=1000, tout=200, cached=500, cost=0.0138, tps=40.0),
+            span("paused", T0 + 90),  # made while paused: not in the run
+            span("b1", T0 + 120, model="mystery", tin=10, tout=10, cost=None, tps=30.0),
+            span(
+                "b2",
+                T0 + 149.5,
+                status="error",
+                http=500,
+                error="status",
+                tin=None,
+                tout=None,
+                cost=None,
+                tps=None,
+                endpoint="/embeddings",
+            ),
+            span("after", T0 + 150),  # the end is exclusive
+        ],
+    )
     body = await (await client.get(f"/api/runs/{rid}")).json()
     s = body["stats"]
     assert body["wall_time_s"] == 90.0 and s["wall_time_s"] == 90.0
@@ -142,16 +195,26 @@ async def test_requests_belong_to_a_run_by_start_time_and_stats_add_up(client, c
     spans = await (await client.get(f"/api/spans?run={rid}&order=asc&messages=false")).json()
     assert [x["request_id"] for x in spans["spans"]] == ["a1", "a2", "b1", "b2"]
     listing = await (await client.get("/api/runs")).json()
-    assert listing["runs"][0]["summary"] == {"requests": 4, "input_tokens": 1110, "output_tokens": 250,
-                                             "cost_usd": pytest.approx(0.014), "cost_unknown_requests": 2,
-                                             "errors": 1}
+    assert listing["runs"][0]["summary"] == {
+        "requests": 4,
+        "input_tokens": 1110,
+        "output_tokens": 250,
+        "cost_usd": pytest.approx(0.014),
+        "cost_unknown_requests": 2,
+        "errors": 1,
+    }
     assert listing["current"] is None
 
 
 async def test_what_if_prices_the_runs_tokens_at_another_model(client, clock):
     _, run = await post(client, "/api/runs", {"name": "r"})
-    await add_spans(client, [span("x1", T0 + 1, tin=1_000_000, tout=500_000, cached=200_000, cost=None),
-                             span("x2", T0 + 2, tin=None, tout=None, cost=None, status="error")])
+    await add_spans(
+        client,
+        [
+            span("x1", T0 + 1, tin=1_000_000, tout=500_000, cached=200_000, cost=None),
+            span("x2", T0 + 2, tin=None, tout=None, cost=None, status="error"),
+        ],
+    )
     body = await (await client.get(f"/api/runs/{run['id']}?what_if=m-big")).json()
     w = body["what_if"]
     # (1M - 200k) * $10 + 200k * $1 + 500k * $40, per million tokens
@@ -203,8 +266,9 @@ async def test_without_an_admin_token_run_actions_come_from_loopback_only(client
     from tokentail.collector.app import POLICY
 
     transport = mock.Mock()
-    transport.get_extra_info.side_effect = lambda name, default=None: ("10.1.2.3", 5555) if name == "peername" \
-        else default
+    transport.get_extra_info.side_effect = lambda name, default=None: (
+        ("10.1.2.3", 5555) if name == "peername" else default
+    )
     for path in ("/api/runs", "/api/runs/1/end", "/api/runs/1/pause"):
         # The collector's access policy (its middleware) covers every POST under /api/.
         denied = access.check(client.app[POLICY], make_mocked_request("POST", path, transport=transport))
@@ -218,7 +282,9 @@ async def test_span_ingest_on_loopback_needs_no_token_even_with_an_admin_token(a
 
     client = await _client(aiohttp_client, tmp_path, clock, admin_token="a-tok")
     spans, _ = genai_spans(1)
-    resp = await client.post("/v1/traces", data=protobuf_body(spans), headers={"Content-Type": "application/x-protobuf"})
+    resp = await client.post(
+        "/v1/traces", data=protobuf_body(spans), headers={"Content-Type": "application/x-protobuf"}
+    )
     assert resp.status == 200  # proxies on this machine export without one (telemetry, not an admin action)
 
 
@@ -227,7 +293,7 @@ def test_an_unusable_pricing_file_is_one_line_at_start(tmp_path):
 
     bad = tmp_path / "prices.toml"
     bad.write_text("[models.x]\ninput = -1\n")
-    with pytest.raises(SettingsError, match="prices.toml"):
+    with pytest.raises(SettingsError, match=r"prices\.toml"):
         create_app(make_config(tmp_path, pricing=str(bad)), scrape=False, maintain=False)
     with pytest.raises(SettingsError, match="not found"):
         create_app(make_config(tmp_path, pricing=str(tmp_path / "none.toml")), scrape=False, maintain=False)

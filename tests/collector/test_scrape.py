@@ -33,11 +33,14 @@ async def test_fetch_ok(proxy, session):
     assert not res.openmetrics and res.duration > 0
 
 
-@pytest.mark.parametrize("mode, error", [
-    ("500", "HTTP 500"),
-    ("hang", "timeout after 0.3s"),
-    ("huge", "exceeds the 1048576-byte cap"),
-])
+@pytest.mark.parametrize(
+    "mode, error",
+    [
+        ("500", "HTTP 500"),
+        ("hang", "timeout after 0.3s"),
+        ("huge", "exceeds the 1048576-byte cap"),
+    ],
+)
 async def test_fetch_failures_are_results_not_exceptions(proxy, session, mode, error):
     proxy.mode = mode
     res = await fetch(session, parse_target(proxy.url), timeout=0.3 if mode == "hang" else 5, max_bytes=1 << 20)

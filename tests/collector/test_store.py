@@ -45,8 +45,9 @@ def test_an_older_file_is_migrated_forward_at_start(tmp_path):
     path = tmp_path / "old.duckdb"
     con = duckdb.connect(str(path))
     migrate(con, target=1)  # what the first release wrote: metrics only, no spans table
-    con.execute("INSERT INTO series VALUES (1, 'production', 't', 'tokentail_requests_total', '{}', 'counter', "
-                "NULL, NULL, 0)")
+    con.execute(
+        "INSERT INTO series VALUES (1, 'production', 't', 'tokentail_requests_total', '{}', 'counter', NULL, NULL, 0)"
+    )
     con.execute("INSERT INTO metrics_5s VALUES (100, 1, 3)")
     assert "spans" not in {r[0] for r in con.execute("SHOW TABLES").fetchall()}
     con.close()
@@ -70,9 +71,24 @@ def test_a_version_2_file_gains_cost_attribution_and_runs_keeping_its_spans(tmp_
     try:
         assert q(s, "SELECT value FROM meta WHERE key='schema_version'") == [(str(SCHEMA_VERSION),)]
         assert q(s, "SELECT request_id, model, cost_usd, user_id, tags, key_fingerprint, route FROM spans") == [
-            ("old", "m", None, None, None, None, None)]
-        assert s.insert_spans([{"request_id": "new", "start_time": 200.0, "cost_usd": 0.5, "user_id": "u",
-                                "tags": ["a", "b"], "key_fingerprint": "fp", "route": "r"}]) == 1
+            ("old", "m", None, None, None, None, None)
+        ]
+        assert (
+            s.insert_spans(
+                [
+                    {
+                        "request_id": "new",
+                        "start_time": 200.0,
+                        "cost_usd": 0.5,
+                        "user_id": "u",
+                        "tags": ["a", "b"],
+                        "key_fingerprint": "fp",
+                        "route": "r",
+                    }
+                ]
+            )
+            == 1
+        )
         assert q(s, "SELECT cost_usd, tags FROM spans WHERE list_contains(tags, 'b')") == [(0.5, ["a", "b"])]
         assert q(s, "SELECT count(*) FROM runs") == [(0,)] and q(s, "SELECT count(*) FROM run_intervals") == [(0,)]
     finally:
@@ -80,13 +96,23 @@ def test_a_version_2_file_gains_cost_attribution_and_runs_keeping_its_spans(tmp_
     # A file created new has the same columns in the same order as a migrated one.
     fresh = Store.open(tmp_path / "fresh.duckdb")
     try:
-        cols = [r[0] for r in q(fresh, "SELECT column_name FROM information_schema.columns WHERE table_name = "
-                                       "'spans' ORDER BY ordinal_position")]
+        cols = [
+            r[0]
+            for r in q(
+                fresh,
+                "SELECT column_name FROM information_schema.columns WHERE table_name = "
+                "'spans' ORDER BY ordinal_position",
+            )
+        ]
     finally:
         fresh.close()
     con = duckdb.connect(str(path))
-    migrated = [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = "
-                                          "'spans' ORDER BY ordinal_position").fetchall()]
+    migrated = [
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'spans' ORDER BY ordinal_position"
+        ).fetchall()
+    ]
     con.close()
     assert cols == migrated and cols[-5:] == ["cost_usd", "user_id", "tags", "key_fingerprint", "route"]
 
@@ -112,8 +138,9 @@ def test_append_skips_zero_increases_and_keeps_series_ids_across_reopen(tmp_path
     try:
         assert {info.name: sid for sid, info in s.catalog().items()} == ids
         s.append_metrics(110.0, [req(4)])
-        assert q(s, "SELECT count(DISTINCT series_id), sum(value) FROM metrics_5s WHERE series_id = ?",
-                 ids[REQ]) == [(1, 7.0)]
+        assert q(s, "SELECT count(DISTINCT series_id), sum(value) FROM metrics_5s WHERE series_id = ?", ids[REQ]) == [
+            (1, 7.0)
+        ]
         assert s.catalog()[ids[REQ]].model == "m"
     finally:
         s.close()
@@ -141,8 +168,11 @@ def test_rollup_sums_counters_averages_gauges_and_is_idempotent(store):
     _fill(store, 6000.0, 3)  # minutes 6000, 6060, 6120
     assert store.rollup_step(now=6120 + 30, settle=6.0) is False  # the minute in progress stays out
     assert store.watermark == 6120.0
-    rows = q(store, "SELECT m.ts, s.name, s.variant, m.value FROM metrics_1m m JOIN series s ON s.id = m.series_id "
-                    "ORDER BY 1, 2, 3")
+    rows = q(
+        store,
+        "SELECT m.ts, s.name, s.variant, m.value FROM metrics_1m m JOIN series s ON s.id = m.series_id "
+        "ORDER BY 1, 2, 3",
+    )
     assert (6000.0, REQ, "production", 12.0) in rows and (6000.0, REQ, "canary", 24.0) in rows
     assert (6000.0, GAUGE_NAME, "production", 1.0) in rows  # mean of 0,1,2,...
     assert not any(r[0] >= 6120 for r in rows)
@@ -182,8 +212,14 @@ def test_retention_deletes_in_bounded_batches_and_never_before_the_rollup(store)
 
 
 def _span(i, start, size=100):
-    return {"request_id": f"r{i}", "start_time": float(start), "name": "chat m", "status": "ok",
-            "input_messages": "x" * size, "size_bytes": size}
+    return {
+        "request_id": f"r{i}",
+        "start_time": float(start),
+        "name": "chat m",
+        "status": "ok",
+        "input_messages": "x" * size,
+        "size_bytes": size,
+    }
 
 
 def test_spans_are_deduplicated_by_request_id(store):
@@ -231,11 +267,19 @@ def test_second_process_gets_a_clear_lock_error(tmp_path):
     s = Store.open(path)
     s.append_metrics(5.0, [req(1)])
     s.close()
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys, time
         from tokentail.collector.store import Store
         s = Store.open({str(path)!r}); print("ready", flush=True); time.sleep(30)
-    """)], stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(StoreError) as info:

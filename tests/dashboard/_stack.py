@@ -26,8 +26,8 @@ import aiohttp
 from aiohttp import web
 
 from tests.conftest import proxy_settings
-from tokentail.simulator.app import SimConfig, create_app as create_sim_app
-
+from tokentail.simulator.app import SimConfig
+from tokentail.simulator.app import create_app as create_sim_app
 
 PRICING = """
 [models."sim-gpt-4o"]
@@ -116,11 +116,16 @@ class Proc:
     def start(self) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         for k in list(env):
-            if k.startswith("TOKENTAIL_") or k.startswith("OTEL_"):
+            if k.startswith(("TOKENTAIL_", "OTEL_")):
                 env.pop(k)  # the test decides every option
         fh = self.log.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "tokentail", *self.args], stdout=fh,
-                                     stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tokentail", *self.args],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
         fh.close()
 
     def wait(self, timeout: float = 30.0) -> None:
@@ -166,16 +171,46 @@ class Stack:
         self.pricing.write_text(PRICING)
         self.loop.run(self._start_in_process())
         c = self.ports["collector"]
-        self.collector = Proc("collector", [
-            "collector", "--port", str(c), "--db", str(self.tmp / "tokentail.duckdb"),
-            "--target", f"production={self.url('production')}", "--target", f"canary={self.url('canary')}",
-            "--scrape-interval", "1s", "--scrape-timeout", "1s", "--allowed-origin", self.origin,
-            "--pricing", str(self.pricing),
-        ], c, self.tmp / "collector.log")
-        self.dashboard = Proc("dashboard", [
-            "dashboard", "--port", str(self.ports["dashboard"]), "--collector", self.url("collector"),
-            "--proxy", f"production={self.url('production')}", "--proxy", f"canary={self.url('canary')}",
-        ], self.ports["dashboard"], self.tmp / "dashboard.log")
+        self.collector = Proc(
+            "collector",
+            [
+                "collector",
+                "--port",
+                str(c),
+                "--db",
+                str(self.tmp / "tokentail.duckdb"),
+                "--target",
+                f"production={self.url('production')}",
+                "--target",
+                f"canary={self.url('canary')}",
+                "--scrape-interval",
+                "1s",
+                "--scrape-timeout",
+                "1s",
+                "--allowed-origin",
+                self.origin,
+                "--pricing",
+                str(self.pricing),
+            ],
+            c,
+            self.tmp / "collector.log",
+        )
+        self.dashboard = Proc(
+            "dashboard",
+            [
+                "dashboard",
+                "--port",
+                str(self.ports["dashboard"]),
+                "--collector",
+                self.url("collector"),
+                "--proxy",
+                f"production={self.url('production')}",
+                "--proxy",
+                f"canary={self.url('canary')}",
+            ],
+            self.ports["dashboard"],
+            self.tmp / "dashboard.log",
+        )
         self.collector.start()
         self.dashboard.start()
         self.collector.wait()
@@ -188,20 +223,29 @@ class Stack:
         sim = create_sim_app(SimConfig(tokens_per_second=50, ttft=0.05, length=40, seed=3))
         await self._serve(sim, self.ports["sim"])
         upstream = self.url("sim", "/v1")
-        otel = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": self.url("collector", "/v1/traces"),
-                "OTEL_BSP_SCHEDULE_DELAY": "200", "OTEL_EXPORTER_OTLP_TIMEOUT": "1"}
+        otel = {
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": self.url("collector", "/v1/traces"),
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+        }
         for variant in ("production", "canary"):
             provider = build_tracer_provider(otel, lambda sink, n=1: None)
             self.providers.append(provider)
-            settings = proxy_settings(upstream, variant=variant, port=self.ports[variant],
-                                      allowed_origin=[self.origin], pricing=str(self.pricing))
+            settings = proxy_settings(
+                upstream,
+                variant=variant,
+                port=self.ports[variant],
+                allowed_origin=[self.origin],
+                pricing=str(self.pricing),
+            )
             extra = [self.clock] if variant == "production" else []
             app = create_app(settings, tracer_provider=provider, extra_observers=extra)
             await self._serve(app, self.ports[variant])
 
     async def _serve(self, app: web.Application, port: int) -> None:
-        runner = web.AppRunner(app, handle_signals=False, access_log=None, handler_cancellation=True,
-                               shutdown_timeout=1.0)
+        runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
+        )
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port, reuse_address=True).start()
         self.runners.append(runner)
@@ -226,16 +270,37 @@ class Stack:
 
     # --- traffic ---------------------------------------------------------------------
 
-    def stream(self, variant: str, prompt: str, *, model: str = "sim-gpt-4o", tps: float | None = None,
-               ttft_ms: int | None = None, tokens: int | None = None, headers: dict | None = None,
-               body: dict | None = None, history: list | None = None):
+    def stream(
+        self,
+        variant: str,
+        prompt: str,
+        *,
+        model: str = "sim-gpt-4o",
+        tps: float | None = None,
+        ttft_ms: int | None = None,
+        tokens: int | None = None,
+        headers: dict | None = None,
+        body: dict | None = None,
+        history: list | None = None,
+    ):
         """Start a streamed chat completion through a proxy: its ``Stream`` (filled in as it
         arrives) and a Future that is done when it ended. ``body`` adds request fields (``user``),
         ``history`` earlier messages (a conversation's previous turns)."""
         out = Stream()
-        fut = self.loop.submit(stream_chat(self.url(variant, "/v1"), prompt, out, model=model, tps=tps,
-                                           ttft_ms=ttft_ms, tokens=tokens, headers=headers, body=body,
-                                           history=history))
+        fut = self.loop.submit(
+            stream_chat(
+                self.url(variant, "/v1"),
+                prompt,
+                out,
+                model=model,
+                tps=tps,
+                ttft_ms=ttft_ms,
+                tokens=tokens,
+                headers=headers,
+                body=body,
+                history=history,
+            )
+        )
         return out, fut
 
     def get_json(self, name: str, path: str):
@@ -278,23 +343,38 @@ class Stream:
 async def _quiet(coro) -> None:
     try:
         await coro
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+    except (TimeoutError, aiohttp.ClientError, OSError):
         pass  # the stack is going down
 
 
 async def _background(stack: Stack, rps: float) -> None:
     models = ("sim-gpt-4o", "sim-gpt-4o-mini", "sim-llama-3-8b")
-    prompts = ("Summarise the plot of Hamlet in three sentences.", "Write a haiku about observability.",
-               "Explain backpressure in streaming proxies.", "List three uses of a ring buffer.")
+    prompts = (
+        "Summarise the plot of Hamlet in three sentences.",
+        "Write a haiku about observability.",
+        "Explain backpressure in streaming proxies.",
+        "List three uses of a ring buffer.",
+    )
     tasks: set[asyncio.Task] = set()
     i = 0
     try:
         while True:
             variant = ("production", "canary")[i % 2]
             headers = {"x-sim-error": "500"} if i % 13 == 5 else None
-            t = asyncio.ensure_future(_quiet(stream_chat(
-                stack.url(variant, "/v1"), prompts[i % len(prompts)], Stream(), model=models[i % 3],
-                tps=(30, 60, 45)[i % 3], ttft_ms=120, tokens=(24, 40, 60)[i % 3], headers=headers)))
+            t = asyncio.ensure_future(
+                _quiet(
+                    stream_chat(
+                        stack.url(variant, "/v1"),
+                        prompts[i % len(prompts)],
+                        Stream(),
+                        model=models[i % 3],
+                        tps=(30, 60, 45)[i % 3],
+                        ttft_ms=120,
+                        tokens=(24, 40, 60)[i % 3],
+                        headers=headers,
+                    )
+                )
+            )
             tasks.add(t)
             t.add_done_callback(tasks.discard)
             i += 1
@@ -304,9 +384,19 @@ async def _background(stack: Stack, rps: float) -> None:
             t.cancel()
 
 
-async def stream_chat(base: str, prompt: str, out: Stream, *, model: str, tps: float | None, ttft_ms: int | None,
-                      tokens: int | None, headers: dict | None = None, body: dict | None = None,
-                      history: list | None = None) -> Stream:
+async def stream_chat(
+    base: str,
+    prompt: str,
+    out: Stream,
+    *,
+    model: str,
+    tps: float | None,
+    ttft_ms: int | None,
+    tokens: int | None,
+    headers: dict | None = None,
+    body: dict | None = None,
+    history: list | None = None,
+) -> Stream:
     h = {"Content-Type": "application/json", "Authorization": "Bearer sk-test-not-a-key"}
     if tps is not None:
         h["x-sim-tps"] = str(tps)
@@ -315,9 +405,16 @@ async def stream_chat(base: str, prompt: str, out: Stream, *, model: str, tps: f
     if tokens is not None:
         h["x-sim-tokens"] = str(tokens)
     h.update(headers or {})
-    req = {"model": model, "stream": True, "messages": [
-        {"role": "system", "content": "You are a concise assistant."}, *(history or []),
-        {"role": "user", "content": prompt}], **(body or {})}
+    req = {
+        "model": model,
+        "stream": True,
+        "messages": [
+            {"role": "system", "content": "You are a concise assistant."},
+            *(history or []),
+            {"role": "user", "content": prompt},
+        ],
+        **(body or {}),
+    }
     async with aiohttp.ClientSession() as s:
         async with s.post(base + "/chat/completions", data=json.dumps(req), headers=h) as r:
             out.request_id = r.headers.get("x-tokentail-request-id")

@@ -37,8 +37,7 @@ def client(post=None, **cfg):
 
 
 def post(c, path, body=None, env=LOOPBACK, **headers):
-    return c.post(path, data=json.dumps(body or {}), content_type="application/json", environ_base=env,
-                  headers=headers)
+    return c.post(path, data=json.dumps(body or {}), content_type="application/json", environ_base=env, headers=headers)
 
 
 def test_without_an_admin_token_only_loopback_clients_change_state():
@@ -76,11 +75,14 @@ def test_unlock_trades_the_token_for_an_httponly_cookie():
     assert client(admin_token=None)[0].post("/_tt/admin", json={"token": "x"}).status_code == 409
 
 
-@pytest.mark.parametrize("headers, status", [
-    ({"Origin": "http://evil.example"}, 403),  # another site's page
-    ({"Sec-Fetch-Site": "cross-site"}, 403),
-    ({"Origin": "http://localhost"}, 200),  # this dashboard's own origin (the test client's host)
-])
+@pytest.mark.parametrize(
+    "headers, status",
+    [
+        ({"Origin": "http://evil.example"}, 403),  # another site's page
+        ({"Sec-Fetch-Site": "cross-site"}, 403),
+        ({"Origin": "http://localhost"}, 200),  # this dashboard's own origin (the test client's host)
+    ],
+)
 def test_only_this_dashboards_pages_may_ask(headers, status):
     fake = FakePost({"http://127.0.0.1:8788/api/runs": (201, {"id": 1})})
     c, _ = client(fake)
@@ -109,8 +111,10 @@ def test_cancel_asks_the_named_proxy_or_each_until_one_holds_it():
     c, _ = client(fake)
     resp = post(c, "/_tt/cancel", {"id": "r/2"})
     assert resp.status_code == 409  # production said 404, canary holds it (finished)
-    assert [u for u, _, _ in fake.calls] == ["http://127.0.0.1:8787/api/requests/r%2F2/cancel",
-                                             "http://127.0.0.1:8789/api/requests/r%2F2/cancel"]
+    assert [u for u, _, _ in fake.calls] == [
+        "http://127.0.0.1:8787/api/requests/r%2F2/cancel",
+        "http://127.0.0.1:8789/api/requests/r%2F2/cancel",
+    ]
     fake.calls.clear()
     assert post(c, "/_tt/cancel", {"id": "nope"}).status_code == 404
     assert post(c, "/_tt/cancel", {"id": "x", "proxy": "canary"}).status_code == 404
@@ -128,11 +132,16 @@ def test_run_routes_validate_before_calling_the_collector():
     assert resp.status_code == 409 and "collector" in resp.get_json()["error"]["message"]
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"message": "hi"}, "model"), ({"model": "m"}, "message"), ({"model": "m", "message": "  "}, "message"),
-    ({"model": "m", "message": "hi", "temperature": 3}, "temperature"),
-    ({"model": "m", "message": "hi", "temperature": "warm"}, "temperature"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"message": "hi"}, "model"),
+        ({"model": "m"}, "message"),
+        ({"model": "m", "message": "  "}, "message"),
+        ({"model": "m", "message": "hi", "temperature": 3}, "temperature"),
+        ({"model": "m", "message": "hi", "temperature": "warm"}, "temperature"),
+    ],
+)
 def test_playground_request_validation(body, field):
     with pytest.raises(ValueError, match=field):
         actions.playground_request(body)
@@ -140,16 +149,21 @@ def test_playground_request_validation(body, field):
 
 def test_playground_request_shape():
     chat = actions.playground_request({"model": " m ", "system": "Be brief.", "message": "hi", "temperature": "0.3"})
-    assert chat == {"model": "m", "stream": True, "temperature": 0.3, "messages": [
-        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]}
+    assert chat == {
+        "model": "m",
+        "stream": True,
+        "temperature": 0.3,
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}],
+    }
     assert actions.playground_request({"model": "m", "system": " ", "message": "hi"})["messages"] == [
-        {"role": "user", "content": "hi"}]
+        {"role": "user", "content": "hi"}
+    ]
 
 
 class _Proxy(BaseHTTPRequestHandler):
     seen: list = []
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         _Proxy.seen.append((self.path, dict(self.headers), body))
         self.send_response(200)

@@ -31,11 +31,18 @@ class FakeReader(Reader):
         if self.down:
             raise SourceError("http://127.0.0.1:8788/api/metrics is unreachable (Connection refused)")
         if path == "/api/metrics":
-            return metrics_response({"production": {"summary": {"requests": 5}, "metrics": {"request_rate": [1, 2, 3]}},
-                                     "canary": {"summary": {"requests": 2}}})
+            return metrics_response(
+                {
+                    "production": {"summary": {"requests": 5}, "metrics": {"request_rate": [1, 2, 3]}},
+                    "canary": {"summary": {"requests": 2}},
+                }
+            )
         if path == "/api/status":
-            return {"variants": [{"name": "production", "up": True, "targets_up": 1, "targets": 1,
-                                  "current": {"in_flight": 2}}]}
+            return {
+                "variants": [
+                    {"name": "production", "up": True, "targets_up": 1, "targets": 1, "current": {"in_flight": 2}}
+                ]
+            }
         if path == "/api/spans":
             return {"spans": [SPAN]}
         raise SourceError("404", status=404)

@@ -33,8 +33,9 @@ def traffic(live_stack):
 def open_page(page, live_stack, path: str, sources=("proxy:production", "proxy:canary", "collector")):
     page.goto(live_stack.origin + path)
     for key in sources:
-        expect(page.locator(f'#tt-sources [data-source="{key}"]')).to_have_attribute("data-state", "open",
-                                                                                     timeout=10_000)
+        expect(page.locator(f'#tt-sources [data-source="{key}"]')).to_have_attribute(
+            "data-state", "open", timeout=10_000
+        )
 
 
 def row_text(locator) -> str:
@@ -93,7 +94,7 @@ def test_streamed_request_appears_grows_and_is_listed_once(live_stack, page):
 def test_detail_page_follows_a_streaming_request_to_its_end(live_stack, page):
     open_page(page, live_stack, "/live")
     prompt = unique_prompt("Write **three** bullet points about tracing.")
-    stream, done = live_stack.stream("canary", prompt, model="sim-llama-3-8b", tps=8, ttft_ms=200, tokens=32)
+    _stream, done = live_stack.stream("canary", prompt, model="sim-llama-3-8b", tps=8, ttft_ms=200, tokens=32)
     row = page.locator(".tt-row", has_text=prompt)
     expect(row).to_have_attribute("data-status", "in_flight", timeout=5_000)
     expect(row.locator(".tt-row-text")).not_to_have_text("", timeout=5_000)
@@ -163,8 +164,10 @@ def test_live_filters_by_text_status_and_model(live_stack, page):
     expect(page.locator("#tt-live-more")).to_have_text("No request matches the filters.")
     # Chips in the list have the charts' colours (the same hash in the browser).
     names = ["production", "canary", "staging", "sim-gpt-4o", "sim-gpt-4o-mini", "ünïcode-model"]
-    in_page = page.evaluate("names => names.map(n => [window.tokentail.colorFor('variant', n), "
-                            "window.tokentail.colorFor('model', n)])", names)
+    in_page = page.evaluate(
+        "names => names.map(n => [window.tokentail.colorFor('variant', n), window.tokentail.colorFor('model', n)])",
+        names,
+    )
     assert in_page == [[color_for("variant", n), color_for("model", n)] for n in names]
     assert page.page_errors == []
 
@@ -244,22 +247,32 @@ def test_token_to_screen_latency(live_stack, page):
             timeline.append((relayed, hit[0] - relayed * 1000.0, rid[:6]))
     t0 = min(t for t, _, _ in timeline)
     worst = sorted(timeline, key=lambda x: -x[1])[:8]
-    print("\nslowest deltas (s after first, ms, request):", [(round(t - t0, 3), round(l, 1), r) for t, l, r in worst])
+    print(
+        "\nslowest deltas (s after first, ms, request):", [(round(t - t0, 3), round(lat, 1), r) for t, lat, r in worst]
+    )
     latencies.sort()
     frames.sort()
     p50, p99 = quantile(latencies, 0.5), quantile(latencies, 0.99)
-    report = {"what": "token-to-screen latency: the proxy relays a chunk -> its text is in the page's DOM",
-              "deltas": len(latencies), "streams": len(ids), "tokens_per_second_each": 20,
-              "background_traffic_rps": 2.0,
-              "p50_ms": round(p50, 2), "p99_ms": round(p99, 2), "max_ms": round(latencies[-1], 2),
-              "min_ms": round(latencies[0], 2),
-              "next_frame_p50_ms": round(quantile(frames, 0.5), 2) if frames else None,
-              "next_frame_p99_ms": round(quantile(frames, 0.99), 2) if frames else None,
-              "browser": "headless Chromium (Debian)",
-              "clocks": "Date.now() in the page (1 ms resolution) vs time.time() in the proxy"}
-    print(f"\ntoken-to-screen: {len(latencies)} deltas, p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
-          f"max {latencies[-1]:.1f} ms; to the next frame p50 {report['next_frame_p50_ms']} ms, "
-          f"p99 {report['next_frame_p99_ms']} ms")
+    report = {
+        "what": "token-to-screen latency: the proxy relays a chunk -> its text is in the page's DOM",
+        "deltas": len(latencies),
+        "streams": len(ids),
+        "tokens_per_second_each": 20,
+        "background_traffic_rps": 2.0,
+        "p50_ms": round(p50, 2),
+        "p99_ms": round(p99, 2),
+        "max_ms": round(latencies[-1], 2),
+        "min_ms": round(latencies[0], 2),
+        "next_frame_p50_ms": round(quantile(frames, 0.5), 2) if frames else None,
+        "next_frame_p99_ms": round(quantile(frames, 0.99), 2) if frames else None,
+        "browser": "headless Chromium (Debian)",
+        "clocks": "Date.now() in the page (1 ms resolution) vs time.time() in the proxy",
+    }
+    print(
+        f"\ntoken-to-screen: {len(latencies)} deltas, p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+        f"max {latencies[-1]:.1f} ms; to the next frame p50 {report['next_frame_p50_ms']} ms, "
+        f"p99 {report['next_frame_p99_ms']} ms"
+    )
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     (SCREENSHOTS / "token-to-screen.json").write_text(json.dumps(report, indent=2) + "\n")
     assert len(latencies) >= 200
@@ -269,19 +282,21 @@ def test_token_to_screen_latency(live_stack, page):
 
 def test_live_page_screenshot(live_stack, page):
     open_page(page, live_stack, "/live")
-    prompts = ["Summarise this incident report for the on-call channel.",
-               "Draft a friendly reply to a customer asking about rate limits.",
-               "Which of these log lines explain the latency spike?"]
+    prompts = [
+        "Summarise this incident report for the on-call channel.",
+        "Draft a friendly reply to a customer asking about rate limits.",
+        "Which of these log lines explain the latency spike?",
+    ]
     live_stack.stream("production", prompts[0], tps=8, ttft_ms=150, tokens=60, model="sim-gpt-4o")
     live_stack.stream("canary", prompts[1], tps=8, ttft_ms=150, tokens=60, model="sim-gpt-4o-mini")
     live_stack.stream("production", prompts[2], tps=8, ttft_ms=5000, tokens=40, model="sim-llama-3-8b")
     for p in prompts[:2]:
         expect(page.locator(".tt-row", has_text=p).locator(".tt-row-text")).to_have_text(
-            re.compile(r"\w+ \w+ \w+ \w+ \w+ \w+"), timeout=5_000)
+            re.compile(r"\w+ \w+ \w+ \w+ \w+ \w+"), timeout=5_000
+        )
     waiting = page.locator(".tt-row", has_text=prompts[2])
     expect(waiting.locator(".tt-status")).to_have_text("waiting")
-    expect(waiting.locator(".tt-row-completion")).to_have_attribute("data-placeholder",
-                                                                   "waiting for the first token…")
+    expect(waiting.locator(".tt-row-completion")).to_have_attribute("data-placeholder", "waiting for the first token…")
     expect(page.locator('.tt-row[data-status="ok"]')).not_to_have_count(0)
     page.screenshot(path=str(SCREENSHOTS / "live.png"))
     assert page.page_errors == []
@@ -289,28 +304,38 @@ def test_live_page_screenshot(live_stack, page):
 
 def plot_traces(page, graph_id: str):
     # Plotly sets gd.data once it has drawn: a chart re-rendered by a callback may not have yet.
-    page.wait_for_function("id => { const gd = document.querySelector('#' + id + ' .js-plotly-plot');"
-                           " return gd && Array.isArray(gd.data); }", arg=graph_id, timeout=10_000)
+    page.wait_for_function(
+        "id => { const gd = document.querySelector('#' + id + ' .js-plotly-plot');"
+        " return gd && Array.isArray(gd.data); }",
+        arg=graph_id,
+        timeout=10_000,
+    )
     return page.locator(f"#{graph_id} .js-plotly-plot").evaluate(
-        "gd => gd.data.map(t => ({name: t.name, n: (t.y || []).filter(v => v !== null && v > 0).length}))")
+        "gd => gd.data.map(t => ({name: t.name, n: (t.y || []).filter(v => v !== null && v > 0).length}))"
+    )
 
 
 def x_width(page, graph_id: str) -> float:
     """Milliseconds the chart's x axis spans, once Plotly has laid out the chart now in the page."""
-    ready = ("id => { const gd = document.querySelector('#' + id + ' .js-plotly-plot');"
-             " return gd && gd.layout && gd.layout.xaxis && Array.isArray(gd.layout.xaxis.range); }")
+    ready = (
+        "id => { const gd = document.querySelector('#' + id + ' .js-plotly-plot');"
+        " return gd && gd.layout && gd.layout.xaxis && Array.isArray(gd.layout.xaxis.range); }"
+    )
     page.wait_for_function(ready, arg=graph_id, timeout=10_000)
     return page.locator(f"#{graph_id} .js-plotly-plot").evaluate(
-        "gd => new Date(gd.layout.xaxis.range[1]) - new Date(gd.layout.xaxis.range[0])")
+        "gd => new Date(gd.layout.xaxis.range[1]) - new Date(gd.layout.xaxis.range[0])"
+    )
 
 
 def test_overview_charts_two_variants_and_range_picker(live_stack, page):
     open_page(page, live_stack, "/")
     for variant in ("production", "canary"):
         expect(page.locator(f'.tt-variant-card[data-variant="{variant}"] .tt-variant-sub')).to_have_text(
-            re.compile(r"^[1-9][\d,]* requests$"), timeout=15_000)
-        expect(page.locator(f'.tt-variant-card[data-variant="{variant}"] [data-metric="latency_p95_ms"]')) \
-            .to_have_text(re.compile(r"^[\d.,]+ (ms|s)$"))
+            re.compile(r"^[1-9][\d,]* requests$"), timeout=15_000
+        )
+        expect(page.locator(f'.tt-variant-card[data-variant="{variant}"] [data-metric="latency_p95_ms"]')).to_have_text(
+            re.compile(r"^[\d.,]+ (ms|s)$")
+        )
     expect(page.locator("#ov-status [data-resolution]")).to_have_attribute("data-resolution", "5s")
     page.locator("#ov-range label", has_text=re.compile(r"^5m$")).click()
     expect(page.locator("#ov-status")).to_contain_text("step 5 s", timeout=10_000)
@@ -323,8 +348,7 @@ def test_overview_charts_two_variants_and_range_picker(live_stack, page):
 
     assert x_width(page, "ov-chart-requests") <= 5 * 60_000 + 10_000
     page.locator("#ov-range label", has_text="24h").click()
-    expect(page.locator("#ov-status [data-resolution]")).to_have_attribute("data-resolution", "1m",
-                                                                          timeout=10_000)
+    expect(page.locator("#ov-status [data-resolution]")).to_have_attribute("data-resolution", "1m", timeout=10_000)
     expect(page.locator("#ov-status")).to_contain_text("step 10 min")
     assert x_width(page, "ov-chart-requests") >= 23 * 3600_000
     assert page.page_errors == []
@@ -335,8 +359,20 @@ def test_banner_tells_an_unreachable_proxy_from_one_that_refuses_the_origin(live
 
     port, gone = free_port(), free_port()
     # The canary proxy allows the main dashboard's origin only: from this one it refuses.
-    other = Proc("dashboard-2", ["dashboard", "--port", str(port), "--proxy", f"strict={live_stack.url('canary')}",
-                                 "--proxy", f"gone=http://127.0.0.1:{gone}"], port, tmp_path / "dashboard-2.log")
+    other = Proc(
+        "dashboard-2",
+        [
+            "dashboard",
+            "--port",
+            str(port),
+            "--proxy",
+            f"strict={live_stack.url('canary')}",
+            "--proxy",
+            f"gone=http://127.0.0.1:{gone}",
+        ],
+        port,
+        tmp_path / "dashboard-2.log",
+    )
     other.start()
     context = browser.new_context()
     try:
@@ -344,10 +380,12 @@ def test_banner_tells_an_unreachable_proxy_from_one_that_refuses_the_origin(live
         page = context.new_page()
         page.goto(f"http://127.0.0.1:{port}/live")
         strict = page.locator('#tt-banner .tt-banner-item[data-source="proxy:strict"]')
-        expect(strict).to_contain_text(f"refused this page's feed: start it with --allowed-origin "
-                                       f"http://127.0.0.1:{port}", timeout=10_000)
+        expect(strict).to_contain_text(
+            f"refused this page's feed: start it with --allowed-origin http://127.0.0.1:{port}", timeout=10_000
+        )
         expect(page.locator('#tt-banner .tt-banner-item[data-source="proxy:gone"]')).to_contain_text(
-            f"Proxy gone at http://127.0.0.1:{gone} is unreachable", timeout=10_000)
+            f"Proxy gone at http://127.0.0.1:{gone} is unreachable", timeout=10_000
+        )
         expect(page.locator("#tt-live-empty")).to_contain_text("No requests yet")
         expect(page.locator("#page-overview")).to_be_hidden()
     finally:

@@ -21,7 +21,7 @@ def test_cancel_from_the_live_page_stops_the_upstream_stream(live_stack, page):
     before = live_stack.get_json("sim", "/_sim/stats")["client_disconnects"]
     open_page(page, live_stack, "/live")
     prompt = unique_prompt("Stream slowly so that someone can cancel me.")
-    stream, done = live_stack.stream("production", prompt, tps=4, ttft_ms=100, tokens=200)
+    _stream, done = live_stack.stream("production", prompt, tps=4, ttft_ms=100, tokens=200)
     row = page.locator(".tt-row", has_text=prompt)
     expect(row.locator(".tt-row-text")).not_to_have_text("", timeout=5_000)
     assert not done.done()
@@ -61,8 +61,7 @@ def _start_run(page, name: str) -> str:
 
 def _end_run(page, live_stack, run_id: str, requests: int) -> None:
     # The proxies export spans in batches: the run's requests are stored a moment after they end.
-    live_stack.wait_json("collector", f"/api/runs/{run_id}",
-                         lambda b: b["stats"]["requests"] >= requests, timeout=10)
+    live_stack.wait_json("collector", f"/api/runs/{run_id}", lambda b: b["stats"]["requests"] >= requests, timeout=10)
     row = page.locator(f'#runs-list tr[data-run="{run_id}"]')
     row.locator('[data-action="end"]').click()
     expect(row).to_have_attribute("data-status", "ended", timeout=5_000)
@@ -76,13 +75,14 @@ def test_runs_record_stats_what_if_and_compare(live_stack, page):
     row.locator('[data-action="pause"]').click()
     expect(row).to_have_attribute("data-status", "paused", timeout=5_000)
     page.locator("#runs-start").click()  # one run records at a time: the collector's 409, shown
-    expect(page.locator("#tt-toast")).to_contain_text(f"is paused: end it before starting another")
+    expect(page.locator("#tt-toast")).to_contain_text("is paused: end it before starting another")
     row.locator('[data-action="resume"]').click()
     expect(row).to_have_attribute("data-status", "active", timeout=5_000)
-    streams = [live_stack.stream("production", unique_prompt("Run A, request 1."), tps=200, tokens=20),
-               live_stack.stream("production", unique_prompt("Run A, request 2."), tps=200, tokens=30),
-               live_stack.stream("canary", unique_prompt("Run A, no price."), model="sim-llama-3-8b", tps=200,
-                                 tokens=10)]
+    streams = [
+        live_stack.stream("production", unique_prompt("Run A, request 1."), tps=200, tokens=20),
+        live_stack.stream("production", unique_prompt("Run A, request 2."), tps=200, tokens=30),
+        live_stack.stream("canary", unique_prompt("Run A, no price."), model="sim-llama-3-8b", tps=200, tokens=10),
+    ]
     for _, done in streams:
         done.result(10)
     _end_run(page, live_stack, a, 3)
@@ -103,7 +103,9 @@ def test_runs_record_stats_what_if_and_compare(live_stack, page):
     page.locator(".dash-dropdown-option", has_text="sim-claude").click()
     expect(page.locator("#run-whatif b")).to_have_text(re.compile(r"^\$[\d.]+$"), timeout=5_000)
     expect(page.locator("#run-whatif")).to_contain_text("At sim-claude")
-    page.locator("#tt-toast").evaluate("t => { t.style.transition = 'none'; t.className = 'tt-toast'; }")  # not pictured
+    page.locator("#tt-toast").evaluate(
+        "t => { t.style.transition = 'none'; t.className = 'tt-toast'; }"
+    )  # not pictured
     page.screenshot(path=str(SCREENSHOTS / "runs.png"), full_page=True)
 
     page.goto(f"{live_stack.origin}/runs/compare?a={a}&b={b}")
@@ -118,14 +120,23 @@ def test_runs_record_stats_what_if_and_compare(live_stack, page):
 def test_sessions_list_filters_and_turns_in_order(live_stack, page):
     user, tag = f"user-{uuid.uuid4().hex[:6]}", f"tag-{uuid.uuid4().hex[:6]}"
     first = unique_prompt("What is a ring buffer?")
-    s1 = live_stack.stream("production", first, tps=200, tokens=12, body={"user": user},
-                           headers={"X-Tokentail-Tags": tag})[1].result(10)
+    s1 = live_stack.stream(
+        "production", first, tps=200, tokens=12, body={"user": user}, headers={"X-Tokentail-Tags": tag}
+    )[1].result(10)
     second = unique_prompt("And how does it bound memory?")
     history = [{"role": "user", "content": first}, {"role": "assistant", "content": s1.text}]
-    s2 = live_stack.stream("production", second, tps=200, tokens=12, body={"user": user}, history=history,
-                           headers={"X-Tokentail-Tags": tag})[1].result(10)
-    sid = live_stack.wait_json("collector", f"/api/spans?user={user}&messages=false",
-                               lambda b: len(b["spans"]) == 2)["spans"][0]["session_id"]
+    s2 = live_stack.stream(
+        "production",
+        second,
+        tps=200,
+        tokens=12,
+        body={"user": user},
+        history=history,
+        headers={"X-Tokentail-Tags": tag},
+    )[1].result(10)
+    sid = live_stack.wait_json("collector", f"/api/spans?user={user}&messages=false", lambda b: len(b["spans"]) == 2)[
+        "spans"
+    ][0]["session_id"]
     assert sid
 
     open_page(page, live_stack, "/sessions", sources=("collector",))
@@ -149,8 +160,16 @@ def test_sessions_list_filters_and_turns_in_order(live_stack, page):
     # A third turn streams into the page from the live feed, then takes its place as stored.
     third = unique_prompt("One more, slowly.")
     history += [{"role": "user", "content": second}, {"role": "assistant", "content": s2.text}]
-    _, done = live_stack.stream("production", third, tps=10, ttft_ms=100, tokens=20, body={"user": user},
-                                history=history, headers={"X-Tokentail-Tags": tag})
+    _, done = live_stack.stream(
+        "production",
+        third,
+        tps=10,
+        ttft_ms=100,
+        tokens=20,
+        body={"user": user},
+        history=history,
+        headers={"X-Tokentail-Tags": tag},
+    )
     live = page.locator("#tt-session-live .tt-turn", has_text=third)
     expect(live).to_have_attribute("data-status", "in_flight", timeout=5_000)
     expect(live.locator(".tt-msg-assistant .tt-text")).to_have_text(re.compile(r"\w+ \w+ \w+"), timeout=5_000)

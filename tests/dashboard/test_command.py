@@ -27,8 +27,12 @@ def test_proxy_argument_forms():
 
 
 def test_settings_from_flags_and_environment():
-    s = settings({"proxy": ["production=http://127.0.0.1:8787", "canary=http://127.0.0.1:8789"],
-                  "collector": "http://127.0.0.1:8788/"})
+    s = settings(
+        {
+            "proxy": ["production=http://127.0.0.1:8787", "canary=http://127.0.0.1:8789"],
+            "collector": "http://127.0.0.1:8788/",
+        }
+    )
     cfg = DashboardConfig.from_settings(s)
     assert [p.name for p in cfg.proxies] == ["production", "canary"]
     assert cfg.collector == "http://127.0.0.1:8788"
@@ -61,8 +65,9 @@ def test_a_taken_port_is_one_line_and_exit_1(capsys):
         s.listen()
         port = s.getsockname()[1]
         assert command.main(settings({"port": str(port)})) == 1
-    assert capsys.readouterr().out.strip() == (f"tokentail: error: dashboard: port {port} on 127.0.0.1 is already "
-                                               "in use (choose another with --port)")
+    assert capsys.readouterr().out.strip() == (
+        f"tokentail: error: dashboard: port {port} on 127.0.0.1 is already in use (choose another with --port)"
+    )
 
 
 def test_admin_token_and_playground_key_come_from_the_environment_masked():

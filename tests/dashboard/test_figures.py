@@ -27,10 +27,12 @@ def test_stable_hash_matches_known_values():
 
 
 def test_lines_one_trace_per_group_and_metric_with_units():
-    resp = metrics_response({
-        "production": {"metrics": {"latency_p50_ms": [100, 120, None], "latency_p95_ms": [300, 310, None]}},
-        "canary": {"metrics": {"latency_p50_ms": [90, None, 95], "latency_p95_ms": [200, None, 250]}},
-    })
+    resp = metrics_response(
+        {
+            "production": {"metrics": {"latency_p50_ms": [100, 120, None], "latency_p95_ms": [300, 310, None]}},
+            "canary": {"metrics": {"latency_p50_ms": [90, None, 95], "latency_p95_ms": [200, None, 250]}},
+        }
+    )
     fig = f.lines(resp, [("latency_p50_ms", "p50"), ("latency_p95_ms", "p95")], unit="ms")
     names = [t.name for t in fig.data]
     assert names == ["production p50", "canary p50", "production p95", "canary p95"]
@@ -57,8 +59,9 @@ def test_error_rate_is_scaled_to_percent():
 
 
 def test_stacked_by_model_and_empty_figure():
-    resp = metrics_response({"m1": {"metrics": {"request_rate": [1.0, None, 2.0]}},
-                             "m2": {"metrics": {"request_rate": [0.5, 0.5, 0.5]}}})
+    resp = metrics_response(
+        {"m1": {"metrics": {"request_rate": [1.0, None, 2.0]}}, "m2": {"metrics": {"request_rate": [0.5, 0.5, 0.5]}}}
+    )
     fig = f.stacked_by_model(resp)
     assert [t.name for t in fig.data] == ["m1", "m2"]
     assert list(fig.data[0].y) == [1.0, 0, 2.0] and fig.data[0].stackgroup == "models"

@@ -7,18 +7,34 @@ import pytest
 from tokentail.dashboard import _format as fmt
 
 
-@pytest.mark.parametrize("value, text", [
-    (None, "—"), (math.nan, "—"), (0, "0 ms"), (4.234, "4.23 ms"), (312.4, "312 ms"), (999.4, "999 ms"),
-    (1520, "1.52 s"), (12_345, "12.3 s"), (150_000, "2.5 min"),
-])
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (None, "—"),
+        (math.nan, "—"),
+        (0, "0 ms"),
+        (4.234, "4.23 ms"),
+        (312.4, "312 ms"),
+        (999.4, "999 ms"),
+        (1520, "1.52 s"),
+        (12_345, "12.3 s"),
+        (150_000, "2.5 min"),
+    ],
+)
 def test_ms(value, text):
     assert fmt.ms(value) == text
 
 
-@pytest.mark.parametrize("value, unit, text", [
-    (0.75, "req/s", "0.75 req/s"), (42.123, "tok/s", "42.1 tok/s"), (1234.6, "tok/s", "1,235 tok/s"),
-    (0.000123, "req/s", "0.000123 req/s"), (None, "req/s", "—"),
-])
+@pytest.mark.parametrize(
+    "value, unit, text",
+    [
+        (0.75, "req/s", "0.75 req/s"),
+        (42.123, "tok/s", "42.1 tok/s"),
+        (1234.6, "tok/s", "1,235 tok/s"),
+        (0.000123, "req/s", "0.000123 req/s"),
+        (None, "req/s", "—"),
+    ],
+)
 def test_rate(value, unit, text):
     assert fmt.rate(value, unit) == text
 
@@ -42,10 +58,18 @@ def test_stamp_has_milliseconds():
     assert fmt.stamp(None) == "—"
 
 
-@pytest.mark.parametrize("value, text", [
-    (None, "unknown"), (math.nan, "unknown"), (0, "$0"), (0.000423, "$0.000423"), (0.01384, "$0.0138"),
-    (1.2345, "$1.23"), (1234.5, "$1,234"),
-])
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (None, "unknown"),
+        (math.nan, "unknown"),
+        (0, "$0"),
+        (0.000423, "$0.000423"),
+        (0.01384, "$0.0138"),
+        (1.2345, "$1.23"),
+        (1234.5, "$1,234"),
+    ],
+)
 def test_usd_unknown_is_never_zero(value, text):
     assert fmt.usd(value) == text
 

@@ -15,8 +15,7 @@ from .test_queries import SPAN, T0
 
 
 def text_of(component) -> str:
-    return json.dumps(component if isinstance(component, list) else [component],
-                      default=lambda o: o.to_plotly_json())
+    return json.dumps(component if isinstance(component, list) else [component], default=lambda o: o.to_plotly_json())
 
 
 def by_attr(tree, attr, value):
@@ -37,18 +36,39 @@ def test_attribution_and_cost_ride_on_history_rows_and_the_detail_view():
     row = q.span_row(span)
     assert (row["user"], row["tags"], row["key_fingerprint"], row["session_id"]) == ("alice", ["exp"], "kf1", "s-1")
     assert row["cost_usd"] is None  # the page says "unknown"
-    live = {"id": "r-1", "status": "ok", "user": "bob", "tags": ["live-tag"], "cost_usd": 0.0021,
-            "session_id": "s-1"}
+    live = {"id": "r-1", "status": "ok", "user": "bob", "tags": ["live-tag"], "cost_usd": 0.0021, "session_id": "s-1"}
     v = q.request_view(live, span)
     assert v["user"] == "bob" and v["tags"] == ["live-tag"] and v["cost_usd"] == 0.0021  # the live copy wins
     assert q.request_view(None, span)["key_fingerprint"] == "kf1"
 
 
 def test_sessions_table_shows_unknown_cost_never_zero():
-    rows = [{"session_id": "s-1", "first_time": T0, "last_time": T0 + 5, "turns": 2, "models": ["m"],
-             "input_tokens": 10, "output_tokens": 20, "cost_usd": None, "cost_unknown_turns": 2, "users": ["alice"]},
-            {"session_id": "s-2", "first_time": T0, "last_time": T0 + 1, "turns": 3, "models": [],
-             "input_tokens": 1, "output_tokens": 2, "cost_usd": 0.5, "cost_unknown_turns": 1, "users": []}]
+    rows = [
+        {
+            "session_id": "s-1",
+            "first_time": T0,
+            "last_time": T0 + 5,
+            "turns": 2,
+            "models": ["m"],
+            "input_tokens": 10,
+            "output_tokens": 20,
+            "cost_usd": None,
+            "cost_unknown_turns": 2,
+            "users": ["alice"],
+        },
+        {
+            "session_id": "s-2",
+            "first_time": T0,
+            "last_time": T0 + 1,
+            "turns": 3,
+            "models": [],
+            "input_tokens": 1,
+            "output_tokens": 2,
+            "cost_usd": 0.5,
+            "cost_unknown_turns": 1,
+            "users": [],
+        },
+    ]
     table = sessions_page.sessions_table(rows)
     first, second = by_attr(table, "data-session", "s-1")[0], by_attr(table, "data-session", "s-2")[0]
     assert "unknown" in text_of(first) and "$0" not in text_of(first)
@@ -59,8 +79,13 @@ def test_sessions_table_shows_unknown_cost_never_zero():
 
 
 def test_session_view_lists_turns_oldest_first():
-    later = dict(SPAN, request_id="r-2", start_time=T0 + 10, input_messages=[
-        {"role": "user", "parts": [{"type": "text", "content": "And then?"}]}], cost_usd=0.001)
+    later = dict(
+        SPAN,
+        request_id="r-2",
+        start_time=T0 + 10,
+        input_messages=[{"role": "user", "parts": [{"type": "text", "content": "And then?"}]}],
+        cost_usd=0.001,
+    )
     view = sessions_page.session_view("s-1", [later, dict(SPAN, cost_usd=None)], None)
     turns = by_attr(view, "id", "session-turns")[0].children
     assert [getattr(t, "data-id") for t in turns] == ["r-1", "r-2"]
@@ -69,21 +94,42 @@ def test_session_view_lists_turns_oldest_first():
     assert "Could not load" in text_of(sessions_page.session_view("s-1", [], None, "collector down"))
 
 
-RUN = {"id": 4, "name": "baseline", "status": "paused", "created_at": T0, "ended_at": None,
-       "intervals": [{"start": T0, "end": T0 + 5}], "wall_time_s": 5.0,
-       "stats": {"requests": 3, "wall_time_s": 5.0, "tokens": {"input": 10, "output": 20, "cached_input": 0,
-                                                                "requests_with_usage": 3},
-                 "cost": {"usd": None, "priced_requests": 0, "unknown_requests": 3},
-                 "errors": {"total": 0, "rate": 0.0, "by_type": {}, "by_http_status": {}},
-                 "output_tps_mean": 12.5, "output_tokens_per_wall_second": 4.0, "latency_ms_mean": 100.0,
-                 "by_model": [{"model": "m", "requests": 3, "errors": {"total": 0}, "tokens": {"input": 10, "output": 20},
-                               "cost": {"usd": None, "unknown_requests": 3}, "output_tps_mean": 12.5,
-                               "latency_ms_mean": 100.0}],
-                 "by_endpoint": []}}
+RUN = {
+    "id": 4,
+    "name": "baseline",
+    "status": "paused",
+    "created_at": T0,
+    "ended_at": None,
+    "intervals": [{"start": T0, "end": T0 + 5}],
+    "wall_time_s": 5.0,
+    "stats": {
+        "requests": 3,
+        "wall_time_s": 5.0,
+        "tokens": {"input": 10, "output": 20, "cached_input": 0, "requests_with_usage": 3},
+        "cost": {"usd": None, "priced_requests": 0, "unknown_requests": 3},
+        "errors": {"total": 0, "rate": 0.0, "by_type": {}, "by_http_status": {}},
+        "output_tps_mean": 12.5,
+        "output_tokens_per_wall_second": 4.0,
+        "latency_ms_mean": 100.0,
+        "by_model": [
+            {
+                "model": "m",
+                "requests": 3,
+                "errors": {"total": 0},
+                "tokens": {"input": 10, "output": 20},
+                "cost": {"usd": None, "unknown_requests": 3},
+                "output_tps_mean": 12.5,
+                "latency_ms_mean": 100.0,
+            }
+        ],
+        "by_endpoint": [],
+    },
+}
 
 
-@pytest.mark.parametrize("status, actions", [("active", ["pause", "end"]), ("paused", ["resume", "end"]),
-                                             ("ended", [])])
+@pytest.mark.parametrize(
+    "status, actions", [("active", ["pause", "end"]), ("paused", ["resume", "end"]), ("ended", [])]
+)
 def test_run_buttons_follow_its_state(status, actions):
     assert [getattr(b, "data-action") for b in runs_page.action_buttons(dict(RUN, status=status))] == actions
 
@@ -95,17 +141,35 @@ def test_run_view_cost_unknown_and_breakdowns():
     assert "3 requests without a price" in text_of(view)
     assert by_attr(view, "data-model", "m") and "No requests in this run yet." in text_of(view)  # no endpoints
     assert "Run 9 not found" in text_of(runs_page.run_view(None, 9))
-    table = runs_page.runs_table([dict(RUN, summary={"requests": 0, "input_tokens": 0, "output_tokens": 0,
-                                                     "cost_usd": 0.0, "cost_unknown_requests": 0, "errors": 0})])
+    table = runs_page.runs_table(
+        [
+            dict(
+                RUN,
+                summary={
+                    "requests": 0,
+                    "input_tokens": 0,
+                    "output_tokens": 0,
+                    "cost_usd": 0.0,
+                    "cost_unknown_requests": 0,
+                    "errors": 0,
+                },
+            )
+        ]
+    )
     assert "$0" in text_of(table)  # no requests: nothing was spent (a true zero)
 
 
 def test_what_if_and_compare_views():
     w = runs_page.what_if_view({"model": "big", "usd": None, "reason": "no price for 'big'", "actual_usd": 0.1})
     assert "unknown" in text_of(w) and "no price for 'big'" in text_of(w)
-    body = {"a": dict(RUN, id=1), "b": dict(RUN, id=2, name="candidate"), "metrics": [
-        {"metric": "requests", "a": 3, "b": 1, "diff": -2, "ratio": 1 / 3},
-        {"metric": "cost_usd", "a": None, "b": 0.2, "diff": None, "ratio": None}]}
+    body = {
+        "a": dict(RUN, id=1),
+        "b": dict(RUN, id=2, name="candidate"),
+        "metrics": [
+            {"metric": "requests", "a": 3, "b": 1, "diff": -2, "ratio": 1 / 3},
+            {"metric": "cost_usd", "a": None, "b": 0.2, "diff": None, "ratio": None},
+        ],
+    }
     view = runs_page.compare_view(body)
     req = by_attr(view, "data-metric", "requests")[0]
     assert [c.children for c in req.children] == ["Requests", "3", "1", "-66.7 %"]
@@ -123,8 +187,14 @@ def test_history_pages_read_the_collector_through_the_reader():
     cfg = DashboardConfig(collector="http://127.0.0.1:8788", proxies=(parse_proxy("p=http://127.0.0.1:1"),))
     app = create_app(cfg, FakeReader(cfg))
     outputs = {k.split("@")[0] for k in app.callback_map}
-    for needed in ("sessions-list.children", "session-body.children", "runs-list.children", "run-body.children",
-                   "compare-body.children", "run-whatif.children"):
+    for needed in (
+        "sessions-list.children",
+        "session-body.children",
+        "runs-list.children",
+        "run-body.children",
+        "compare-body.children",
+        "run-whatif.children",
+    ):
         assert any(needed in o for o in outputs), needed
     no_collector = create_app(DashboardConfig(proxies=cfg.proxies))
     assert not any("runs-list" in o for o in no_collector.callback_map)

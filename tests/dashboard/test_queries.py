@@ -17,19 +17,28 @@ T0 = 1_700_000_000.0
 def metrics_response(groups: dict[str, dict], n: int = 3, step: float = 5.0) -> dict:
     """An /api/metrics answer shaped like the collector's (only the keys the dashboard reads)."""
     return {
-        "range": "5m", "by": "variant", "step": step, "resolution": "5s", "start": T0, "end": T0 + n * step,
+        "range": "5m",
+        "by": "variant",
+        "step": step,
+        "resolution": "5s",
+        "start": T0,
+        "end": T0 + n * step,
         "timestamps": [T0 + i * step for i in range(n)],
         "units": {"request_rate": "req/s"},
-        "groups": [{"name": name, "metrics": g.get("metrics", {}), "summary": g.get("summary", {})}
-                   for name, g in groups.items()],
+        "groups": [
+            {"name": name, "metrics": g.get("metrics", {}), "summary": g.get("summary", {})}
+            for name, g in groups.items()
+        ],
     }
 
 
 def test_series_per_group_keeps_gaps_and_scales():
-    resp = metrics_response({
-        "production": {"metrics": {"error_rate": [0.1, None, 0.0]}},
-        "canary": {"metrics": {"error_rate": [None, 0.5, 0.25]}},
-    })
+    resp = metrics_response(
+        {
+            "production": {"metrics": {"error_rate": [0.1, None, 0.0]}},
+            "canary": {"metrics": {"error_rate": [None, 0.5, 0.25]}},
+        }
+    )
     out = q.series(resp, "error_rate", scale=100)
     assert [s.name for s in out] == ["production", "canary"]
     assert out[0].y == [10.0, None, 0.0]
@@ -47,15 +56,19 @@ def test_has_data_and_window():
 
 
 def test_variant_cards_merge_range_summary_with_live_status():
-    metrics = metrics_response({
-        "canary": {"summary": {"requests": 4, "request_rate": 0.2, "in_flight": 0.4, "latency_p95_ms": 900}},
-        "production": {"summary": {"requests": 10, "request_rate": 0.5}},
-    })
-    status = {"variants": [
-        {"name": "production", "up": True, "targets_up": 1, "targets": 1, "current": {"in_flight": 3}},
-        {"name": "canary", "up": False, "targets_up": 0, "targets": 1, "current": {"in_flight": None}},
-        {"name": "staging", "up": True, "targets_up": 1, "targets": 1, "current": None},
-    ]}
+    metrics = metrics_response(
+        {
+            "canary": {"summary": {"requests": 4, "request_rate": 0.2, "in_flight": 0.4, "latency_p95_ms": 900}},
+            "production": {"summary": {"requests": 10, "request_rate": 0.5}},
+        }
+    )
+    status = {
+        "variants": [
+            {"name": "production", "up": True, "targets_up": 1, "targets": 1, "current": {"in_flight": 3}},
+            {"name": "canary", "up": False, "targets_up": 0, "targets": 1, "current": {"in_flight": None}},
+            {"name": "staging", "up": True, "targets_up": 1, "targets": 1, "current": None},
+        ]
+    }
     cards = q.variant_cards(metrics, status)
     assert [c["name"] for c in cards] == ["production", "canary", "staging"]  # production first
     prod, canary, staging = cards
@@ -67,12 +80,14 @@ def test_variant_cards_merge_range_summary_with_live_status():
 
 
 def test_model_rows_busiest_first_without_idle_models():
-    resp = metrics_response({
-        "b-model": {"summary": {"requests": 3, "error_rate": 0.0}},
-        "a-model": {"summary": {"requests": 3}},
-        "idle": {"summary": {"requests": 0}},
-        "big": {"summary": {"requests": 30, "latency_p95_ms": 1200}},
-    })
+    resp = metrics_response(
+        {
+            "b-model": {"summary": {"requests": 3, "error_rate": 0.0}},
+            "a-model": {"summary": {"requests": 3}},
+            "idle": {"summary": {"requests": 0}},
+            "big": {"summary": {"requests": 30, "latency_p95_ms": 1200}},
+        }
+    )
     rows = q.model_rows(resp)
     assert [r["name"] for r in rows] == ["big", "a-model", "b-model"]
     assert rows[0]["latency_p95_ms"] == 1200
@@ -80,20 +95,39 @@ def test_model_rows_busiest_first_without_idle_models():
 
 
 SPAN = {
-    "request_id": "r-1", "trace_id": "ab" * 16, "start_time": T0, "variant": "canary", "model": "gpt-x",
-    "response_model": "gpt-x-2024", "endpoint": "/chat/completions", "stream": True, "status": "ok",
-    "http_status": 200, "input_tokens": 12, "output_tokens": 34, "cached_input_tokens": 0,
-    "usage_source": "reported", "ttft_ms": 210.0, "latency_ms": 900.0, "output_tps": 40.0,
+    "request_id": "r-1",
+    "trace_id": "ab" * 16,
+    "start_time": T0,
+    "variant": "canary",
+    "model": "gpt-x",
+    "response_model": "gpt-x-2024",
+    "endpoint": "/chat/completions",
+    "stream": True,
+    "status": "ok",
+    "http_status": 200,
+    "input_tokens": 12,
+    "output_tokens": 34,
+    "cached_input_tokens": 0,
+    "usage_source": "reported",
+    "ttft_ms": 210.0,
+    "latency_ms": 900.0,
+    "output_tps": 40.0,
     "finish_reasons": ["stop"],
     "input_messages": [
         {"role": "system", "parts": [{"type": "text", "content": "Be brief."}]},
         {"role": "user", "parts": [{"type": "text", "content": "What is a ring buffer?"}]},
     ],
-    "output_messages": [{"role": "assistant", "parts": [
-        {"type": "reasoning", "content": "think"},
-        {"type": "text", "content": "A fixed-size queue."},
-        {"type": "tool_call", "id": "call_1", "name": "lookup", "arguments": {"q": "ring"}},
-    ], "finish_reason": "stop"}],
+    "output_messages": [
+        {
+            "role": "assistant",
+            "parts": [
+                {"type": "reasoning", "content": "think"},
+                {"type": "text", "content": "A fixed-size queue."},
+                {"type": "tool_call", "id": "call_1", "name": "lookup", "arguments": {"q": "ring"}},
+            ],
+            "finish_reason": "stop",
+        }
+    ],
     "system_instructions": None,
 }
 
@@ -103,46 +137,85 @@ def test_span_row_is_a_live_list_row():
     assert row["id"] == "r-1" and row["time"] == T0
     assert row["prompt_preview"] == "What is a ring buffer?"
     assert row["text_preview"] == "A fixed-size queue."
-    assert row["usage"] == {"input_tokens": 12, "output_tokens": 34, "cached_input_tokens": 0,
-                            "source": "reported"}
+    assert row["usage"] == {"input_tokens": 12, "output_tokens": 34, "cached_input_tokens": 0, "source": "reported"}
     assert row["finish_reason"] == "stop"
-    long = dict(SPAN, output_messages=json.dumps([{"role": "assistant", "parts": [
-        {"type": "text", "content": "x" * 5000}]}]))  # stored as JSON text: parsed too
+    long = dict(
+        SPAN, output_messages=json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": "x" * 5000}]}])
+    )  # stored as JSON text: parsed too
     assert len(q.span_row(long)["text_preview"]) == q.PREVIEW_CHARS
     assert q.history_rows([SPAN, {"request_id": None}, "junk"]) == [row]
 
 
 def test_messages_from_live_prompts_of_each_api():
-    chat = q.messages_from_prompt({"messages": [
-        {"role": "developer", "content": "Rules."},
-        {"role": "user", "content": [{"type": "text", "text": "Look:"}, {"type": "image_url", "image_url": {}}]},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{\"a\": 1}"}}]},
-        {"role": "tool", "tool_call_id": "c1", "content": "42"},
-    ]})
+    chat = q.messages_from_prompt(
+        {
+            "messages": [
+                {"role": "developer", "content": "Rules."},
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": "Look:"}, {"type": "image_url", "image_url": {}}],
+                },
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": "42"},
+            ]
+        }
+    )
     assert [m["role"] for m in chat] == ["system", "user", "assistant", "tool"]
     assert chat[1]["text"] == "Look:\n[image_url]"
-    assert chat[2]["tool_calls"] == [{"id": "c1", "name": "f", "arguments": "{\"a\": 1}"}]
+    assert chat[2]["tool_calls"] == [{"id": "c1", "name": "f", "arguments": '{"a": 1}'}]
     assert chat[3]["tool_call_id"] == "c1" and chat[3]["text"] == "42"
 
-    anthropic = q.messages_from_prompt({"system": "Be kind.", "messages": [
-        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "g", "input": {"x": 1}}]}]})
-    assert anthropic[0] == {"role": "system", "text": "Be kind.", "tool_calls": [], "tool_call_id": None,
-                            "reasoning": ""}
+    anthropic = q.messages_from_prompt(
+        {
+            "system": "Be kind.",
+            "messages": [
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "g", "input": {"x": 1}}]}
+            ],
+        }
+    )
+    assert anthropic[0] == {
+        "role": "system",
+        "text": "Be kind.",
+        "tool_calls": [],
+        "tool_call_id": None,
+        "reasoning": "",
+    }
     assert anthropic[1]["tool_calls"][0]["name"] == "g"
 
-    responses = q.messages_from_prompt({"input": [{"role": "user", "content": "hi"},
-                                                  {"type": "function_call", "name": "h", "arguments": "{}",
-                                                   "call_id": "k"}]})
+    responses = q.messages_from_prompt(
+        {
+            "input": [
+                {"role": "user", "content": "hi"},
+                {"type": "function_call", "name": "h", "arguments": "{}", "call_id": "k"},
+            ]
+        }
+    )
     assert responses[0]["text"] == "hi" and responses[1]["tool_calls"][0]["id"] == "k"
     assert q.messages_from_prompt({"prompt": ["once", "upon"]})[0]["text"] == "once\nupon"
     assert q.prompt_preview(chat) == "Look:\n[image_url]"
 
 
 def test_request_view_prefers_the_live_copy_and_fills_from_storage():
-    live = {"id": "r-1", "time": T0, "variant": "canary", "model": "gpt-x", "status": "in_flight",
-            "messages": [{"role": "user", "content": "What is a ring buffer?"}], "params": {"max_tokens": 50},
-            "text": "A fixed-si", "tool_calls": [], "usage": None, "ttft_ms": 200.0, "trace_id": None}
+    live = {
+        "id": "r-1",
+        "time": T0,
+        "variant": "canary",
+        "model": "gpt-x",
+        "status": "in_flight",
+        "messages": [{"role": "user", "content": "What is a ring buffer?"}],
+        "params": {"max_tokens": 50},
+        "text": "A fixed-si",
+        "tool_calls": [],
+        "usage": None,
+        "ttft_ms": 200.0,
+        "trace_id": None,
+    }
     v = q.request_view(live, None)
     assert v["in_flight"] and v["in_memory"] and not v["stored"]
     assert v["completion"] == "A fixed-si"
@@ -156,7 +229,7 @@ def test_request_view_prefers_the_live_copy_and_fills_from_storage():
     stored = q.request_view(None, SPAN)
     assert stored["completion"] == "A fixed-size queue." and stored["reasoning"] == "think"
     assert [m["role"] for m in stored["messages"]] == ["system", "user"]
-    assert stored["tool_calls"] == [{"id": "call_1", "name": "lookup", "arguments": "{\n  \"q\": \"ring\"\n}"}]
+    assert stored["tool_calls"] == [{"id": "call_1", "name": "lookup", "arguments": '{\n  "q": "ring"\n}'}]
     assert "input_messages" not in stored["response_json"]
     assert not q.request_view(None, None)["found"]
 
@@ -164,7 +237,7 @@ def test_request_view_prefers_the_live_copy_and_fills_from_storage():
 class _Fake(BaseHTTPRequestHandler):
     seen: list = []
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         _Fake.seen.append((self.path, self.headers.get("Authorization")))
         if self.path.startswith("/api/spans/missing") or self.path.startswith("/api/requests/"):
             self._send(404, {"error": {"message": "not here"}})

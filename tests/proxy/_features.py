@@ -17,7 +17,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.conftest import SERVER_KWARGS, proxy_settings
-from tokentail.simulator.app import SimConfig, create_app as create_sim_app
+from tokentail.simulator.app import SimConfig
+from tokentail.simulator.app import create_app as create_sim_app
 
 
 @dataclass
@@ -44,8 +45,9 @@ class Proxy:
         await self.server.close()
 
 
-async def start_proxy(upstream: str, *, env: dict[str, str] | None = None, remote: str | None = None,
-                      **overrides) -> Proxy:
+async def start_proxy(
+    upstream: str, *, env: dict[str, str] | None = None, remote: str | None = None, **overrides
+) -> Proxy:
     """A proxy in front of ``upstream`` with spans in memory; ``remote`` pretends every
     caller comes from that address (for the access rules)."""
     from tokentail.proxy.app import create_app
@@ -57,6 +59,7 @@ async def start_proxy(upstream: str, *, env: dict[str, str] | None = None, remot
     env = dict(env or {})
     app = create_app(proxy_settings(upstream, **overrides), registry=registry, tracer_provider=provider, env=env)
     if remote is not None:
+
         @web.middleware
         async def fake_peer(request: web.Request, handler):
             return await handler(request.clone(remote=remote))
@@ -74,8 +77,7 @@ async def start_sim(**config) -> TestServer:
     return server
 
 
-async def read_events(resp: aiohttp.ClientResponse, out: list, stop_on: str | None = None,
-                      count: int = 1) -> None:
+async def read_events(resp: aiohttp.ClientResponse, out: list, stop_on: str | None = None, count: int = 1) -> None:
     """Parse an SSE response into (event, data) pairs until ``count`` events named ``stop_on``."""
     ev: dict = {}
     seen = 0

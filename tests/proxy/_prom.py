@@ -57,9 +57,15 @@ class PrometheusServer:
         )
         self.log = open(tmp / "prometheus.log", "wb")
         self.proc = subprocess.Popen(
-            [prometheus_bin(), f"--config.file={config}", f"--storage.tsdb.path={tmp / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                prometheus_bin(),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--log.level=warn",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
 
     @property

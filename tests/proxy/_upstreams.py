@@ -21,16 +21,24 @@ class Probe:
     finished: bool = False
 
 
-def scripted_sse(chunks: list[bytes], *, delay: float = 0.0, status: int = 200,
-                 content_type: str = "text/event-stream", headers: dict | None = None,
-                 drop_after: int | None = None, headers_delay: float = 0.0) -> tuple[web.Application, Probe]:
+def scripted_sse(
+    chunks: list[bytes],
+    *,
+    delay: float = 0.0,
+    status: int = 200,
+    content_type: str = "text/event-stream",
+    headers: dict | None = None,
+    drop_after: int | None = None,
+    headers_delay: float = 0.0,
+) -> tuple[web.Application, Probe]:
     """An upstream that answers every request with ``chunks``, written one by one."""
     probe = Probe()
 
     async def handler(request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        probe.requests.append({"path": request.path, "query": request.query_string,
-                               "headers": dict(request.headers), "body": body})
+        probe.requests.append(
+            {"path": request.path, "query": request.query_string, "headers": dict(request.headers), "body": body}
+        )
         resp = web.StreamResponse(status=status, headers={"Content-Type": content_type, **(headers or {})})
         try:
             await asyncio.sleep(headers_delay)

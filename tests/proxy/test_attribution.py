@@ -32,16 +32,19 @@ def test_fingerprints_are_keyed_short_and_stable_for_one_secret():
     assert fp not in KEY_A and KEY_A not in repr(f)
 
 
-@pytest.mark.parametrize("headers,query,expected", [
-    ({"Authorization": "Bearer k1"}, None, "k1"),
-    ({"x-api-key": "k2"}, None, "k2"),
-    ({"api-key": " k3 "}, None, "k3"),
-    ({"x-goog-api-key": "k4"}, None, "k4"),
-    ({}, {"key": "k5"}, "k5"),
-    ({"Authorization": "Basic dXNlcjpwdw=="}, None, None),
-    ({"Authorization": "Bearer "}, None, None),
-    ({}, None, None),
-])
+@pytest.mark.parametrize(
+    "headers,query,expected",
+    [
+        ({"Authorization": "Bearer k1"}, None, "k1"),
+        ({"x-api-key": "k2"}, None, "k2"),
+        ({"api-key": " k3 "}, None, "k3"),
+        ({"x-goog-api-key": "k4"}, None, "k4"),
+        ({}, {"key": "k5"}, "k5"),
+        ({"Authorization": "Basic dXNlcjpwdw=="}, None, None),
+        ({"Authorization": "Bearer "}, None, None),
+        ({}, None, None),
+    ],
+)
 def test_the_client_key_comes_from_the_usual_places(headers, query, expected):
     assert client_key(headers, query) == expected
 
@@ -77,13 +80,16 @@ async def test_attribution_reaches_spans_feed_and_filters_but_not_metric_labels(
                 reader = asyncio.create_task(read_events(live, events, stop_on="request.end", count=2))
                 await asyncio.sleep(0.05)
                 body = {"model": "sim-gpt-4o", "user": "alice", "messages": [{"role": "user", "content": "hi"}]}
-                async with s.post(proxy.url("/v1/chat/completions"), json=body,
-                                  headers={"Authorization": f"Bearer {KEY_A}",
-                                           "X-Tokentail-Tags": "team-a, nightly"}) as r:
+                async with s.post(
+                    proxy.url("/v1/chat/completions"),
+                    json=body,
+                    headers={"Authorization": f"Bearer {KEY_A}", "X-Tokentail-Tags": "team-a, nightly"},
+                ) as r:
                     rid_a = r.headers["x-tokentail-request-id"]
                     await r.read()
-                async with s.post(proxy.url("/v1/chat/completions"), json={**body, "user": "bob"},
-                                  headers={"x-api-key": KEY_B}) as r:
+                async with s.post(
+                    proxy.url("/v1/chat/completions"), json={**body, "user": "bob"}, headers={"x-api-key": KEY_B}
+                ) as r:
                     rid_b = r.headers["x-tokentail-request-id"]
                     await r.read()
                 await asyncio.wait_for(reader, 5)
@@ -99,21 +105,26 @@ async def test_attribution_reaches_spans_feed_and_filters_but_not_metric_labels(
             async with s.get(proxy.url("/api/requests")) as r:
                 rows = {x["id"]: x for x in (await r.json())["requests"]}
         start = next(d for name, d in events if name == "request.start" and d["id"] == rid_a)
-        assert (start["user"], start["tags"], start["key_fingerprint"]) == ("alice", ["team-a", "nightly"],
-                                                                            expected_fp)
-        assert rows[rid_a]["key_fingerprint"] == expected_fp and rows[rid_b]["key_fingerprint"] not in (None,
-                                                                                                        expected_fp)
+        assert (start["user"], start["tags"], start["key_fingerprint"]) == ("alice", ["team-a", "nightly"], expected_fp)
+        assert rows[rid_a]["key_fingerprint"] == expected_fp and rows[rid_b]["key_fingerprint"] not in (
+            None,
+            expected_fp,
+        )
         assert rows[rid_a]["tags"] == ["team-a", "nightly"] and rows[rid_b]["user"] == "bob"
         spans = {sp.attributes["tokentail.request.id"]: sp.attributes for sp in proxy.spans()}
         a = spans[rid_a]
         assert (a["tokentail.user"], tuple(a["tokentail.tags"]), a["tokentail.client.key_fingerprint"]) == (
-            "alice", ("team-a", "nightly"), expected_fp)
+            "alice",
+            ("team-a", "nightly"),
+            expected_fp,
+        )
         assert "tokentail.tags" not in spans[rid_b]
         metrics = proxy.metrics()
         for value in ("alice", "bob", "team-a", "nightly", expected_fp):
             assert value not in metrics  # unbounded values never become labels
-        everything = json.dumps(events) + json.dumps(rows) + json.dumps([dict(v) for v in spans.values()],
-                                                                        default=str) + metrics
+        everything = (
+            json.dumps(events) + json.dumps(rows) + json.dumps([dict(v) for v in spans.values()], default=str) + metrics
+        )
         assert KEY_A not in everything and KEY_B not in everything
     finally:
         await proxy.close()

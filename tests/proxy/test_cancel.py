@@ -57,8 +57,10 @@ async def test_cancel_a_streaming_request_ends_it_cleanly_and_closes_the_upstrea
             async with s.post(proxy.url("/api/requests/no-such-id/cancel")) as unknown:
                 assert unknown.status == 404 and "error" in await unknown.json()
         metrics = proxy.metrics()
-        assert 'tokentail_requests_total{endpoint="/chat/completions",model="sim-gpt-4o",status_class="cancelled"' \
-               in metrics
+        assert (
+            'tokentail_requests_total{endpoint="/chat/completions",model="sim-gpt-4o",status_class="cancelled"'
+            in metrics
+        )
         assert 'tokentail_upstream_errors_total{reason="disconnect"} 0.0' in metrics
         span = proxy.spans()[0]
         assert span.attributes["tokentail.status"] == "cancelled" and span.attributes["tokentail.cancelled"] is True
@@ -85,8 +87,9 @@ async def test_cancel_before_the_first_byte_gives_a_503_the_sdk_does_not_retry(s
 
         canceller = asyncio.create_task(cancel_when_in_flight())
         with pytest.raises(openai.APIStatusError) as exc:
-            await client.chat.completions.create(model="sim-gpt-4o", messages=CHAT["messages"],
-                                                 extra_headers={"x-sim-ttft-ms": "10000"})
+            await client.chat.completions.create(
+                model="sim-gpt-4o", messages=CHAT["messages"], extra_headers={"x-sim-ttft-ms": "10000"}
+            )
         await canceller
         assert exc.value.status_code == 503
         assert exc.value.response.headers["x-should-retry"] == "false"

@@ -40,8 +40,11 @@ async def test_cost_on_the_feed_requests_spans_and_metrics(sim):
                 reader = asyncio.create_task(read_events(live, events, stop_on="request.end", count=3))
                 await asyncio.sleep(0.05)
                 rids = {}
-                for model, headers in (("sim-gpt-4o", {"x-sim-cached-tokens": "4"}), ("my-local-llama", {}),
-                                       ("sim-gpt-4o-mini", {"x-sim-error": "500"})):
+                for model, headers in (
+                    ("sim-gpt-4o", {"x-sim-cached-tokens": "4"}),
+                    ("my-local-llama", {}),
+                    ("sim-gpt-4o-mini", {"x-sim-error": "500"}),
+                ):
                     body = {"model": model, "stream": True, "messages": [{"role": "user", "content": "hello"}]}
                     async with s.post(proxy.url("/v1/chat/completions"), json=body, headers=headers) as r:
                         await r.read()
@@ -86,8 +89,10 @@ async def test_a_rewritten_model_is_priced_as_the_model_that_answered(sim):
 
 async def test_a_custom_price_table_replaces_the_packaged_one(sim, tmp_path):
     path = tmp_path / "prices.toml"
-    path.write_text('[models."my-local-llama"]\ninput = 100.0\noutput = 1000.0\n'
-                    'source = "https://example.com/internal"\ndate = "2025-01-01"\n')
+    path.write_text(
+        '[models."my-local-llama"]\ninput = 100.0\noutput = 1000.0\n'
+        'source = "https://example.com/internal"\ndate = "2025-01-01"\n'
+    )
     proxy = await start_proxy(str(sim.make_url("/v1")), pricing=str(path))
     try:
         async with aiohttp.ClientSession() as s:
@@ -96,8 +101,9 @@ async def test_a_custom_price_table_replaces_the_packaged_one(sim, tmp_path):
                 async with s.post(proxy.url("/v1/chat/completions"), json=body) as r:
                     usage = (await r.json())["usage"]
         samples = cost_samples(proxy.metrics())
-        assert samples == {"my-local-llama": pytest.approx((usage["prompt_tokens"] * 100 + usage["completion_tokens"]
-                                                            * 1000) / 1e6)}
+        assert samples == {
+            "my-local-llama": pytest.approx((usage["prompt_tokens"] * 100 + usage["completion_tokens"] * 1000) / 1e6)
+        }
     finally:
         await proxy.close()
 

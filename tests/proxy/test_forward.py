@@ -22,15 +22,24 @@ def chunk(obj) -> bytes:
 
 
 def delta(text: str, usage_null: bool = False) -> dict:
-    d = {"id": "c1", "object": "chat.completion.chunk", "model": "m",
-         "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+    d = {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}],
+    }
     if usage_null:
         d["usage"] = None
     return d
 
 
-USAGE = {"id": "c1", "object": "chat.completion.chunk", "model": "m", "choices": [],
-         "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
+USAGE = {
+    "id": "c1",
+    "object": "chat.completion.chunk",
+    "model": "m",
+    "choices": [],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+}
 
 
 async def _through(upstream_app, body=CHAT_REQ, headers=None, **proxy_overrides):
@@ -49,9 +58,14 @@ async def _through(upstream_app, body=CHAT_REQ, headers=None, **proxy_overrides)
 async def test_odd_sse_bytes_pass_through_unchanged():
     # CRLF, a comment, multi-line data, bad JSON, a split UTF-8 character, NUL, no [DONE].
     euro = "€".encode()
-    chunks = [b": keep-alive\r\n\r\n", b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\r\n\r\n",
-              b"data: {\"choices\":[{\"delta\":{\"content\":\"" + euro[:1], euro[1:] + b"\"}}]}\n\n",
-              b"data: not json\ndata: second line\n\n", b"data: \x00\xff\xfe\n\n"]
+    chunks = [
+        b": keep-alive\r\n\r\n",
+        b'data: {"choices":[{"delta":{"content":"a"}}]}\r\n\r\n',
+        b'data: {"choices":[{"delta":{"content":"' + euro[:1],
+        euro[1:] + b'"}}]}\n\n',
+        b"data: not json\ndata: second line\n\n",
+        b"data: \x00\xff\xfe\n\n",
+    ]
     app, _ = scripted_sse(chunks)
     status, headers, raw, proxy_app = await _through(app, body={**CHAT_REQ, "stream_options": {"include_usage": True}})
     assert status == 200
@@ -67,7 +81,7 @@ async def test_odd_sse_bytes_pass_through_unchanged():
 async def test_injected_usage_chunk_is_hidden_and_recorded():
     chunks = [chunk(delta("Hel", True)), chunk(delta("lo", True)), chunk(USAGE), b"data: [DONE]\n\n"]
     app, probe = scripted_sse(chunks)
-    status, headers, raw, proxy_app = await _through(app)
+    _status, headers, raw, proxy_app = await _through(app)
     sent = json.loads(probe.requests[0]["body"])
     assert sent["stream_options"] == {"include_usage": True}  # asked upstream for usage
     assert raw == chunks[0] + chunks[1] + chunks[3]  # ...and hid it from the client
@@ -111,8 +125,11 @@ async def test_connection_refused_gives_502_json_without_secrets():
     proxy = await start_proxy(f"http://127.0.0.1:{port}/v1")
     try:
         async with aiohttp.ClientSession() as s:
-            async with s.post(proxy.make_url("/v1/chat/completions"), json=CHAT_REQ,
-                              headers={"Authorization": "Bearer sk-secret-123456789012345678"}) as r:
+            async with s.post(
+                proxy.make_url("/v1/chat/completions"),
+                json=CHAT_REQ,
+                headers={"Authorization": "Bearer sk-secret-123456789012345678"},
+            ) as r:
                 text = await r.text()
                 assert r.status == 502
                 err = json.loads(text)["error"]
@@ -145,7 +162,7 @@ async def test_idle_timeout_mid_stream_appends_one_error_event():
     status, _, raw, _ = await _through(app, idle_timeout=0.3)
     assert status == 200
     assert raw.startswith(b"".join(chunks))
-    tail = raw[len(b"".join(chunks)):]
+    tail = raw[len(b"".join(chunks)) :]
     assert tail.count(b"data: ") == 1 and b'"code": "timeout"' in tail and b"[DONE]" not in tail
 
 
@@ -161,7 +178,7 @@ async def test_upstream_drop_mid_stream_keeps_partial_and_records_error():
     app, _ = scripted_sse(chunks, drop_after=2)
     status, headers, raw, proxy_app = await _through(app)
     assert status == 200 and raw.startswith(chunks[0] + chunks[1])
-    assert b"upstream_disconnect" in raw[len(chunks[0] + chunks[1]):] and b"[DONE]" not in raw
+    assert b"upstream_disconnect" in raw[len(chunks[0] + chunks[1]) :] and b"[DONE]" not in raw
     from tokentail.proxy.app import HUB
 
     rec = proxy_app[HUB].get_request(headers["x-tokentail-request-id"])
@@ -204,9 +221,11 @@ async def test_slow_client_pauses_the_upstream_instead_of_buffering():
     try:
         await loop.sock_connect(sock, ("127.0.0.1", proxy.port))
         body = json.dumps(CHAT_REQ).encode()
-        await loop.sock_sendall(sock, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-                                b"Content-Type: application/json\r\nContent-Length: "
-                                + str(len(body)).encode() + b"\r\n\r\n" + body)
+        await loop.sock_sendall(
+            sock,
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body,
+        )
         await loop.sock_recv(sock, 4096)  # read a little, then stop reading
         await asyncio.sleep(1.0)
         stalled_at = probe.written

@@ -13,8 +13,11 @@ import pytest
 from tests.conftest import start_proxy
 
 KEY = "sk-proj-SECRETSECRETSECRET0123456789abcd"
-CHAT = {"model": "sim-gpt-4o", "stream": True,
-        "messages": [{"role": "user", "content": "Mail me at jane.doe@example.com please"}]}
+CHAT = {
+    "model": "sim-gpt-4o",
+    "stream": True,
+    "messages": [{"role": "user", "content": "Mail me at jane.doe@example.com please"}],
+}
 
 
 async def read_events(resp: aiohttp.ClientResponse, out: list, stop_on: str | None = None) -> None:
@@ -41,9 +44,16 @@ async def test_live_feed_shows_prompt_before_first_token_and_deltas_while_stream
             reader = asyncio.create_task(read_events(live, events, stop_on="request.end"))
             await asyncio.sleep(0.05)
             t_sent = time.perf_counter()
-            async with s.post(f"{stack.base_url}/chat/completions", json=CHAT,
-                              headers={"Authorization": f"Bearer {KEY}", "x-sim-ttft-ms": "400",
-                                       "x-sim-tps": "20", "x-sim-tokens": "8"}) as r:
+            async with s.post(
+                f"{stack.base_url}/chat/completions",
+                json=CHAT,
+                headers={
+                    "Authorization": f"Bearer {KEY}",
+                    "x-sim-ttft-ms": "400",
+                    "x-sim-tps": "20",
+                    "x-sim-tokens": "8",
+                },
+            ) as r:
                 first_token_at = None
                 async for chunk in r.content.iter_any():
                     if first_token_at is None and b"content" in chunk:
@@ -164,19 +174,31 @@ async def test_client_disconnect_cancels_upstream_at_once(stack, when):
 
 async def test_secrets_never_reach_feed_requests_or_logs(stack, caplog):
     caplog.set_level(logging.DEBUG)
-    secret_headers = {"Authorization": f"Bearer {KEY}", "x-api-key": "anthropic-KEY-123",
-                      "api-key": "azure-KEY-456", "x-goog-api-key": "AIzaSyA-GOOGLEKEY-000000000000000000000",
-                      "Cookie": "session=COOKIE-789"}
-    prompt = {"model": "sim-gpt-4o", "messages": [
-        {"role": "user", "content": f"my key is {KEY} and card 4111 1111 1111 1111, token "
-                                    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"}]}
+    secret_headers = {
+        "Authorization": f"Bearer {KEY}",
+        "x-api-key": "anthropic-KEY-123",
+        "api-key": "azure-KEY-456",
+        "x-goog-api-key": "AIzaSyA-GOOGLEKEY-000000000000000000000",
+        "Cookie": "session=COOKIE-789",
+    }
+    prompt = {
+        "model": "sim-gpt-4o",
+        "messages": [
+            {
+                "role": "user",
+                "content": f"my key is {KEY} and card 4111 1111 1111 1111, token "
+                "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+            }
+        ],
+    }
     events: list = []
     async with aiohttp.ClientSession() as s:
         async with s.get(stack.url("/api/live")) as live:
             reader = asyncio.create_task(read_events(live, events, stop_on="request.end"))
             await asyncio.sleep(0.05)
-            async with s.post(f"{stack.base_url}/chat/completions?key=QUERYKEY-000", json=prompt,
-                              headers=secret_headers) as r:
+            async with s.post(
+                f"{stack.base_url}/chat/completions?key=QUERYKEY-000", json=prompt, headers=secret_headers
+            ) as r:
                 await r.read()
                 rid = r.headers["x-tokentail-request-id"]
             await asyncio.wait_for(reader, 5)
@@ -188,8 +210,16 @@ async def test_secrets_never_reach_feed_requests_or_logs(stack, caplog):
             upstream_saw = await r.json()
     assert upstream_saw["headers"]["authorization"] == f"Bearer {KEY}"  # the upstream still gets the key
     everything = json.dumps([e[2] for e in events]) + listing + detail + caplog.text
-    for secret in (KEY, "anthropic-KEY-123", "azure-KEY-456", "GOOGLEKEY", "COOKIE-789", "QUERYKEY",
-                   "4111 1111 1111 1111", "eyJhbGciOiJIUzI1NiJ9"):
+    for secret in (
+        KEY,
+        "anthropic-KEY-123",
+        "azure-KEY-456",
+        "GOOGLEKEY",
+        "COOKIE-789",
+        "QUERYKEY",
+        "4111 1111 1111 1111",
+        "eyJhbGciOiJIUzI1NiJ9",
+    ):
         assert secret not in everything, secret
     assert "[REDACTED:card]" in detail
 

@@ -19,8 +19,19 @@ def rec_(model="gpt-4o", endpoint="/chat/completions", stream=True, rid="r1", **
     return RequestRecord(id=rid, variant="a", method="POST", endpoint=endpoint, model=model, stream=stream, **kw)
 
 
-def finish(m: ProxyMetrics, rec: RequestRecord, *, status=R.OK, http=200, usage=None, latency_ms=1500.0,
-           ttft_ms=120.0, tps=40.0, error=None, deltas=0) -> RequestRecord:
+def finish(
+    m: ProxyMetrics,
+    rec: RequestRecord,
+    *,
+    status=R.OK,
+    http=200,
+    usage=None,
+    latency_ms=1500.0,
+    ttft_ms=120.0,
+    tps=40.0,
+    error=None,
+    deltas=0,
+) -> RequestRecord:
     m.on_start(rec)
     for _ in range(deltas):
         m.on_delta(rec, Delta(text="x"))
@@ -46,17 +57,30 @@ GENAI = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": "openai", "gen
 def test_streamed_request_counts_tokens_latency_ttft_and_speed(reg):
     m = ProxyMetrics(reg)
     finish(m, rec_(), usage=Usage(input_tokens=100, output_tokens=40, cached_input_tokens=30))
-    assert val(reg, "tokentail_requests_total", model="gpt-4o", endpoint="/chat/completions",
-               status_class="2xx", stream="true") == 1
+    assert (
+        val(
+            reg,
+            "tokentail_requests_total",
+            model="gpt-4o",
+            endpoint="/chat/completions",
+            status_class="2xx",
+            stream="true",
+        )
+        == 1
+    )
     # input includes cached: summing type=input and type=output never double-counts
     assert val(reg, "tokentail_tokens_total", model="gpt-4o", type="input") == 100
     assert val(reg, "tokentail_tokens_total", model="gpt-4o", type="output") == 40
     assert val(reg, "tokentail_cached_input_tokens_total", model="gpt-4o") == 30
     assert val(reg, "tokentail_request_duration_seconds_sum", model="gpt-4o", endpoint="/chat/completions") == 1.5
-    assert val(reg, "tokentail_request_duration_seconds_bucket", model="gpt-4o", endpoint="/chat/completions",
-               le="2.56") == 1
-    assert val(reg, "tokentail_request_duration_seconds_bucket", model="gpt-4o", endpoint="/chat/completions",
-               le="1.28") == 0
+    assert (
+        val(reg, "tokentail_request_duration_seconds_bucket", model="gpt-4o", endpoint="/chat/completions", le="2.56")
+        == 1
+    )
+    assert (
+        val(reg, "tokentail_request_duration_seconds_bucket", model="gpt-4o", endpoint="/chat/completions", le="1.28")
+        == 0
+    )
     assert val(reg, "tokentail_time_to_first_token_seconds_sum", model="gpt-4o") == pytest.approx(0.12)
     assert val(reg, "tokentail_output_tokens_per_second_bucket", model="gpt-4o", le="50.0") == 1
     assert val(reg, "tokentail_output_tokens_per_second_bucket", model="gpt-4o", le="20.0") == 0
@@ -72,8 +96,17 @@ def test_streamed_request_counts_tokens_latency_ttft_and_speed(reg):
 def test_non_streamed_has_no_ttft(reg):
     m = ProxyMetrics(reg)
     finish(m, rec_(stream=False), usage=Usage(5, 6))
-    assert val(reg, "tokentail_requests_total", model="gpt-4o", endpoint="/chat/completions",
-               status_class="2xx", stream="false") == 1
+    assert (
+        val(
+            reg,
+            "tokentail_requests_total",
+            model="gpt-4o",
+            endpoint="/chat/completions",
+            status_class="2xx",
+            stream="false",
+        )
+        == 1
+    )
     assert val(reg, "tokentail_time_to_first_token_seconds_count", model="gpt-4o") is None
     assert val(reg, "gen_ai_client_operation_time_to_first_chunk_seconds_count", **GENAI) is None
 
@@ -90,8 +123,17 @@ def test_unknown_usage_is_never_recorded_as_zero(reg):
     assert val(reg, "tokentail_tokens_total", model="gpt-4o", type="input") is None
     assert val(reg, "tokentail_tokens_total", model="gpt-4o", type="output") is None
     assert val(reg, "gen_ai_client_token_usage_count", **GENAI, gen_ai_token_type="input") is None
-    assert val(reg, "tokentail_requests_total", model="gpt-4o", endpoint="/chat/completions",
-               status_class="2xx", stream="true") == 1
+    assert (
+        val(
+            reg,
+            "tokentail_requests_total",
+            model="gpt-4o",
+            endpoint="/chat/completions",
+            status_class="2xx",
+            stream="true",
+        )
+        == 1
+    )
 
 
 @pytest.mark.parametrize(
@@ -107,8 +149,17 @@ def test_unknown_usage_is_never_recorded_as_zero(reg):
 def test_errors_by_class_and_reason(reg, error, http, status_class, reason, error_type):
     m = ProxyMetrics(reg)
     finish(m, rec_(), status=R.ERROR, http=http, error=error, ttft_ms=None, tps=None)
-    assert val(reg, "tokentail_requests_total", model="gpt-4o", endpoint="/chat/completions",
-               status_class=status_class, stream="true") == 1
+    assert (
+        val(
+            reg,
+            "tokentail_requests_total",
+            model="gpt-4o",
+            endpoint="/chat/completions",
+            status_class=status_class,
+            stream="true",
+        )
+        == 1
+    )
     assert val(reg, "tokentail_upstream_errors_total", reason=reason) == 1
     others = {"connect", "timeout", "disconnect", "status"} - {reason}
     assert all(val(reg, "tokentail_upstream_errors_total", reason=o) == 0 for o in others)
@@ -118,10 +169,24 @@ def test_errors_by_class_and_reason(reg, error, http, status_class, reason, erro
 def test_cancelled_is_its_own_class_not_an_upstream_error(reg):
     m = ProxyMetrics(reg)
     finish(m, rec_(), status=R.CANCELLED, http=200, tps=None)
-    assert val(reg, "tokentail_requests_total", model="gpt-4o", endpoint="/chat/completions",
-               status_class="cancelled", stream="true") == 1
-    assert sum(val(reg, "tokentail_upstream_errors_total", reason=r)
-               for r in ("connect", "timeout", "disconnect", "status")) == 0
+    assert (
+        val(
+            reg,
+            "tokentail_requests_total",
+            model="gpt-4o",
+            endpoint="/chat/completions",
+            status_class="cancelled",
+            stream="true",
+        )
+        == 1
+    )
+    assert (
+        sum(
+            val(reg, "tokentail_upstream_errors_total", reason=r)
+            for r in ("connect", "timeout", "disconnect", "status")
+        )
+        == 0
+    )
 
 
 def test_in_flight_gauge(reg):
@@ -141,12 +206,25 @@ def test_model_cap_folds_a_thousand_names_into_other(reg):
     m = ProxyMetrics(reg, model_cap=50)
     for i in range(1000):
         finish(m, rec_(model=f"model-{i}", rid=str(i)), usage=Usage(1, 1))
-    models = {s.labels["model"] for fam in text_string_to_metric_families(generate_latest(reg).decode())
-              if fam.name == "tokentail_requests" for s in fam.samples}
+    models = {
+        s.labels["model"]
+        for fam in text_string_to_metric_families(generate_latest(reg).decode())
+        if fam.name == "tokentail_requests"
+        for s in fam.samples
+    }
     assert len(models) == 51
     assert "other" in models and "model-0" in models and "model-49" in models and "model-50" not in models
-    assert val(reg, "tokentail_requests_total", model="other", endpoint="/chat/completions",
-               status_class="2xx", stream="true") == 950
+    assert (
+        val(
+            reg,
+            "tokentail_requests_total",
+            model="other",
+            endpoint="/chat/completions",
+            status_class="2xx",
+            stream="true",
+        )
+        == 950
+    )
     assert val(reg, "tokentail_tokens_total", model="other", type="input") == 950
 
 
@@ -155,13 +233,21 @@ def test_endpoint_label_is_bounded_and_never_carries_a_query(reg):
     for i, ep in enumerate(["/chat/completions/", "/models/gpt-4o", "/files?key=sk-secret", "/x/y/z", "/embeddings"]):
         finish(m, rec_(endpoint=ep, rid=str(i), stream=False))
     text = generate_latest(reg).decode()
-    endpoints = {s.labels["endpoint"] for fam in text_string_to_metric_families(text)
-                 if fam.name == "tokentail_requests" for s in fam.samples}
+    endpoints = {
+        s.labels["endpoint"]
+        for fam in text_string_to_metric_families(text)
+        if fam.name == "tokentail_requests"
+        for s in fam.samples
+    }
     assert endpoints == {"/chat/completions", "/models", "other", "/embeddings"}
     assert "sk-secret" not in text and "/x/y/z" not in text
     # /models is not a GenAI operation; /embeddings is
-    ops = {s.labels["gen_ai_operation_name"] for fam in text_string_to_metric_families(text)
-           if fam.name == "gen_ai_client_operation_duration_seconds" for s in fam.samples}
+    ops = {
+        s.labels["gen_ai_operation_name"]
+        for fam in text_string_to_metric_families(text)
+        if fam.name == "gen_ai_client_operation_duration_seconds"
+        for s in fam.samples
+    }
     assert ops == {"chat", "embeddings"}
 
 
@@ -170,8 +256,17 @@ def test_provider_from_upstream_and_endpoint(reg):
     finish(m, rec_(endpoint="/messages", rid="1", model="claude"))
     m2 = ProxyMetrics(CollectorRegistry(), upstream_url="http://127.0.0.1:8000/v1")
     assert m2._provider == "openai"
-    assert val(reg, "gen_ai_client_operation_duration_seconds_count", gen_ai_operation_name="chat",
-               gen_ai_provider_name="anthropic", gen_ai_request_model="claude", error_type="") == 1
+    assert (
+        val(
+            reg,
+            "gen_ai_client_operation_duration_seconds_count",
+            gen_ai_operation_name="chat",
+            gen_ai_provider_name="anthropic",
+            gen_ai_request_model="claude",
+            error_type="",
+        )
+        == 1
+    )
 
 
 def test_opt_in_switches_to_the_genai_repository_names(reg):
@@ -179,8 +274,12 @@ def test_opt_in_switches_to_the_genai_repository_names(reg):
     finish(m, rec_(), usage=Usage(100, 40, 30), deltas=3)
     assert val(reg, "gen_ai_client_inference_usage_input_tokens_total", **GENAI, gen_ai_token_modality="unknown") == 100
     assert val(reg, "gen_ai_client_inference_usage_output_tokens_total", **GENAI, gen_ai_token_modality="unknown") == 40
-    assert val(reg, "gen_ai_client_inference_usage_cache_read_input_tokens_total", **GENAI,
-               gen_ai_token_modality="unknown") == 30
+    assert (
+        val(
+            reg, "gen_ai_client_inference_usage_cache_read_input_tokens_total", **GENAI, gen_ai_token_modality="unknown"
+        )
+        == 30
+    )
     assert val(reg, "gen_ai_client_inference_operation_input_tokens_sum", **GENAI, error_type="") == 100
     assert val(reg, "gen_ai_client_inference_duration_seconds_count", **GENAI, error_type="") == 1
     assert val(reg, "gen_ai_client_inference_time_to_first_chunk_seconds_count", **GENAI) == 1
@@ -209,8 +308,19 @@ def test_dropped_counts_per_sink(reg):
     assert val(reg, "tokentail_telemetry_dropped_total", sink="live_subscriber") == 1
 
 
-NASTY = ['with "quotes"', "new\nline", "back\\slash", "x" * 10_000, "lone \ud800 surrogate", "nul\x00byte",
-         "tab\tand\r", "ünïcödé-模型", "", "}{,=", "# HELP fake"]
+NASTY = [
+    'with "quotes"',
+    "new\nline",
+    "back\\slash",
+    "x" * 10_000,
+    "lone \ud800 surrogate",
+    "nul\x00byte",
+    "tab\tand\r",
+    "ünïcödé-模型",
+    "",
+    "}{,=",
+    "# HELP fake",
+]
 
 
 def test_label_sanitizer():
@@ -225,8 +335,12 @@ def test_nasty_model_names_keep_the_exposition_parseable(reg):
     for i, name in enumerate(NASTY):
         finish(m, rec_(model=name, rid=str(i)), usage=Usage(1, 1))
     text = generate_latest(reg).decode("utf-8")
-    models = {s.labels["model"] for fam in text_string_to_metric_families(text)
-              if fam.name == "tokentail_requests" for s in fam.samples}
+    models = {
+        s.labels["model"]
+        for fam in text_string_to_metric_families(text)
+        if fam.name == "tokentail_requests"
+        for s in fam.samples
+    }
     assert 'with "quotes"' in models and "back\\slash" in models and "ünïcödé-模型" in models
     assert "unknown" in models  # the empty name
     assert max(len(x) for x in models) == 100
@@ -236,8 +350,15 @@ def test_nasty_model_names_keep_the_exposition_parseable(reg):
 def test_promtool_accepts_the_exposition_with_nasty_labels(reg):
     m = ProxyMetrics(reg)
     for i, name in enumerate(NASTY):
-        finish(m, rec_(model=name, rid=str(i)), usage=Usage(1, 1, 0), error=R.ERR_STATUS if i % 2 else None,
-               http=500 if i % 2 else 200, status=R.ERROR if i % 2 else R.OK, deltas=2)
+        finish(
+            m,
+            rec_(model=name, rid=str(i)),
+            usage=Usage(1, 1, 0),
+            error=R.ERR_STATUS if i % 2 else None,
+            http=500 if i % 2 else 200,
+            status=R.ERROR if i % 2 else R.OK,
+            deltas=2,
+        )
     m.dropped("spans")
     out = promtool_check(generate_latest(reg))
     assert out.returncode == 0, out.stdout + out.stderr
@@ -258,8 +379,9 @@ async def test_handler_serves_text_or_openmetrics(reg, aiohttp_client):
     body = await r.text()
     assert r.status == 200 and r.content_type == "text/plain"
     assert 'tokentail_tokens_total{model="gpt-4o",type="output"} 4.0' in body
-    r = await client.get("/metrics", headers={
-        "Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"})
+    r = await client.get(
+        "/metrics", headers={"Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"}
+    )
     body = await r.text()
     assert r.content_type == "application/openmetrics-text"
     assert body.rstrip().endswith("# EOF")

@@ -40,8 +40,9 @@ class Receiver:
         for rs in msg.resource_spans:
             for ss in rs.scope_spans:
                 self.spans.extend((rs.resource, s) for s in ss.spans)
-        return web.Response(body=ExportTraceServiceResponse().SerializeToString(),
-                            content_type="application/x-protobuf")
+        return web.Response(
+            body=ExportTraceServiceResponse().SerializeToString(), content_type="application/x-protobuf"
+        )
 
     async def start(self) -> str:
         app = web.Application()
@@ -69,8 +70,11 @@ def sim_config():
 async def _proxy(upstream: str, endpoint: str, registry: CollectorRegistry, timeout_s: str = "2"):
     app_box: list[web.Application] = []
     # create_app needs the provider, the provider's drop counter lives in the app's metrics.
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100",
-           "OTEL_EXPORTER_OTLP_TIMEOUT": timeout_s}
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": timeout_s,
+    }
     provider = telemetry.build_tracer_provider(env, lambda sink, n: app_box[0][METRICS].dropped(sink, n))
     app = create_app(proxy_settings(upstream), registry=registry, tracer_provider=provider)
     app_box.append(app)
@@ -98,8 +102,9 @@ async def test_span_with_events_arrives_and_joins_the_client_trace(sim_server):
     proxy, provider = await _proxy(str(sim_server.make_url("/v1")), endpoint, registry)
     try:
         async with aiohttp.ClientSession() as s:
-            status, text, _ = await _chat(s, str(proxy.make_url("/v1/chat/completions")),
-                                          {"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"})
+            status, text, _ = await _chat(
+                s, str(proxy.make_url("/v1/chat/completions")), {"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"}
+            )
             assert status == 200 and text
             async with s.get(sim_server.make_url("/_sim/last")) as r:
                 upstream_headers = {k.lower(): v for k, v in (await r.json())["headers"].items()}

@@ -17,8 +17,9 @@ BODY = {"model": "sim-gpt-4o", "stream": True, "messages": [{"role": "user", "co
 
 @pytest.fixture
 def sim():
-    p = TokentailProcess("simulate", "--tokens-per-second", "0", "--ttft", "0", "--length", "20",
-                         "--log-level", "warning")
+    p = TokentailProcess(
+        "simulate", "--tokens-per-second", "0", "--ttft", "0", "--length", "20", "--log-level", "warning"
+    )
     yield p
     p.stop()
 
@@ -37,8 +38,12 @@ async def metric(proxy: TokentailProcess, name: str, **labels: str) -> float:
     async with aiohttp.ClientSession() as s:
         async with s.get(f"{proxy.url}/metrics") as r:
             text = await r.text()
-    hits = [smp.value for fam in text_string_to_metric_families(text) for smp in fam.samples
-            if smp.name == name and all(smp.labels.get(k) == v for k, v in labels.items())]
+    hits = [
+        smp.value
+        for fam in text_string_to_metric_families(text)
+        for smp in fam.samples
+        if smp.name == name and all(smp.labels.get(k) == v for k, v in labels.items())
+    ]
     assert hits, f"{name}{labels} not exposed"
     return sum(hits)
 
@@ -51,8 +56,9 @@ async def sim_stats(sim: TokentailProcess) -> dict:
 
 async def test_sigterm_lets_in_flight_streams_finish_then_exits(sim, proxy):
     async with aiohttp.ClientSession() as s:
-        async with s.post(f"{proxy.url}/v1/chat/completions", json=BODY,
-                          headers={"x-sim-tps": "20", "x-sim-tokens": "30"}) as r:  # ~1.5 s stream
+        async with s.post(
+            f"{proxy.url}/v1/chat/completions", json=BODY, headers={"x-sim-tps": "20", "x-sim-tokens": "30"}
+        ) as r:  # ~1.5 s stream
             first = await r.content.readany()
             proxy.proc.send_signal(15)
             await asyncio.sleep(0.3)
@@ -82,8 +88,9 @@ async def test_hundreds_of_concurrent_streams_return_to_baseline(sim, proxy):
     async def worker(session):
         nonlocal done
         while time.monotonic() < deadline:
-            async with session.post(f"{proxy.url}/v1/chat/completions", json=BODY,
-                                    headers={"x-sim-tps": "100", "x-sim-tokens": "50"}) as r:
+            async with session.post(
+                f"{proxy.url}/v1/chat/completions", json=BODY, headers={"x-sim-tps": "100", "x-sim-tokens": "50"}
+            ) as r:
                 body = await r.read()
                 assert body.rstrip().endswith(b"[DONE]")
                 done += 1
@@ -118,10 +125,12 @@ async def test_thousands_of_instant_disconnects_leak_nothing(sim, proxy):
     fds0 = proxy.open_fds()
 
     async def hit_and_run():
-        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
         body = json.dumps(BODY).encode()
-        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"x-sim-ttft-ms: 2000\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        writer.write(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"x-sim-ttft-ms: 2000\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
         await writer.drain()
         await asyncio.sleep(0.5)
         writer.close()  # gone before the first token (the simulator waits 2 s for it)

@@ -26,8 +26,12 @@ def sim_config():
 
 
 async def _stream(session: aiohttp.ClientSession, url: str, i: int) -> dict:
-    body = {"model": "sim-gpt-4o", "stream": True, "stream_options": {"include_usage": True},
-            "messages": [{"role": "user", "content": f"question number {i}"}]}
+    body = {
+        "model": "sim-gpt-4o",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": f"question number {i}"}],
+    }
     usage = None
     async with session.post(url, json=body, headers={"x-sim-ttft-ms": str(TTFT_MS)}) as r:
         assert r.status == 200
@@ -82,11 +86,18 @@ async def test_prometheus_scrapes_the_proxy(sim_server, tmp_path):
             return v == N, v
 
         await _until(requests)
-        q = _scalar(await asyncio.to_thread(prom.query, "histogram_quantile(0.5, sum by (le) "
-                                                        "(tokentail_time_to_first_token_seconds_bucket))"))
+        q = _scalar(
+            await asyncio.to_thread(
+                prom.query, "histogram_quantile(0.5, sum by (le) (tokentail_time_to_first_token_seconds_bucket))"
+            )
+        )
         assert q is not None and 0.08 < q <= 0.16, q
-        genai = _scalar(await asyncio.to_thread(
-            prom.query, 'sum(gen_ai_client_token_usage_sum{gen_ai_operation_name="chat",gen_ai_token_type="output"})'))
+        genai = _scalar(
+            await asyncio.to_thread(
+                prom.query,
+                'sum(gen_ai_client_token_usage_sum{gen_ai_operation_name="chat",gen_ai_token_type="output"})',
+            )
+        )
         assert genai == sum(u["completion_tokens"] for u in usages)
         up = _scalar(await asyncio.to_thread(prom.query, 'up{job="tokentail"}'))
         assert up == 1.0

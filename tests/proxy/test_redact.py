@@ -135,9 +135,7 @@ def test_anthropic_key_is_not_called_openai() -> None:
 def test_several_kinds_in_one_text() -> None:
     text = "mail a.b@example.org, card 4111 1111 1111 1111, key AKIAIOSFODNN7EXAMPLE, call +1 415 555 2671"
     out = R.redact_text(text)
-    assert out == (
-        "mail [REDACTED:email], card [REDACTED:card], key [REDACTED:aws_access_key], call [REDACTED:phone]"
-    )
+    assert out == ("mail [REDACTED:email], card [REDACTED:card], key [REDACTED:aws_access_key], call [REDACTED:phone]")
 
 
 @pytest.mark.parametrize(

@@ -35,25 +35,28 @@ def chat(model: str, **extra) -> dict:
 GOOD = {"name": "b", "match": "big", "upstream": "http://127.0.0.1:9/v1"}
 
 
-@pytest.mark.parametrize("routes,fragment", [
-    ([{**GOOD, "colour": "red"}], "route 'b': unknown key(s) colour"),
-    ([{**GOOD, "upstream": "ftp://x/v1"}], "route 'b': upstream must be an http:// or https:// URL"),
-    ([{**GOOD, "upstream": "http://user:pw@host/v1"}], "route 'b': upstream must not carry credentials"),
-    ([{**GOOD, "upstream": "http://host/v1?key=1"}], "route 'b': upstream must not carry a query string"),
-    ([{k: v for k, v in GOOD.items() if k != "upstream"}], "route 'b': 'upstream' is required"),
-    ([{**GOOD, "api_key_env": "NOT_SET_ANYWHERE"}], "route 'b': environment variable NOT_SET_ANYWHERE"),
-    ([{**GOOD, "api_key_env": "EMPTY"}], "route 'b': environment variable EMPTY (api_key_env) is not set or empty"),
-    ([{**GOOD, "api_key_env": "bad name"}], "route 'b': 'api_key_env' must be an environment variable name"),
-    ([GOOD, {**GOOD, "match": "other"}], "route 'b': the name is used twice"),
-    ([GOOD, {**GOOD, "name": "c"}], "route 'c': match 'big' is already taken by route 'b'"),
-    ([{**GOOD, "prefix": "gpt-"}], "route 'b': give exactly one of 'match'"),
-    ([{k: v for k, v in GOOD.items() if k != "match"}], "route 'b': give exactly one of 'match'"),
-    ([{**GOOD, "auth_header": "x-api-key"}], "route 'b': 'auth_header' needs 'api_key_env'"),
-    ([{**GOOD, "api_key_env": "ROUTE_KEY", "auth_header": "cookie"}], "route 'b': 'auth_header' must be one of"),
-    ([{**GOOD, "model": ""}], "route 'b': 'model' must be a non-empty string"),
-    ([{"match": "x", "upstream": "http://h/v1"}], "route #1: 'name' is required"),
-    ("not a list", "expected a list"),
-])
+@pytest.mark.parametrize(
+    "routes,fragment",
+    [
+        ([{**GOOD, "colour": "red"}], "route 'b': unknown key(s) colour"),
+        ([{**GOOD, "upstream": "ftp://x/v1"}], "route 'b': upstream must be an http:// or https:// URL"),
+        ([{**GOOD, "upstream": "http://user:pw@host/v1"}], "route 'b': upstream must not carry credentials"),
+        ([{**GOOD, "upstream": "http://host/v1?key=1"}], "route 'b': upstream must not carry a query string"),
+        ([{k: v for k, v in GOOD.items() if k != "upstream"}], "route 'b': 'upstream' is required"),
+        ([{**GOOD, "api_key_env": "NOT_SET_ANYWHERE"}], "route 'b': environment variable NOT_SET_ANYWHERE"),
+        ([{**GOOD, "api_key_env": "EMPTY"}], "route 'b': environment variable EMPTY (api_key_env) is not set or empty"),
+        ([{**GOOD, "api_key_env": "bad name"}], "route 'b': 'api_key_env' must be an environment variable name"),
+        ([GOOD, {**GOOD, "match": "other"}], "route 'b': the name is used twice"),
+        ([GOOD, {**GOOD, "name": "c"}], "route 'c': match 'big' is already taken by route 'b'"),
+        ([{**GOOD, "prefix": "gpt-"}], "route 'b': give exactly one of 'match'"),
+        ([{k: v for k, v in GOOD.items() if k != "match"}], "route 'b': give exactly one of 'match'"),
+        ([{**GOOD, "auth_header": "x-api-key"}], "route 'b': 'auth_header' needs 'api_key_env'"),
+        ([{**GOOD, "api_key_env": "ROUTE_KEY", "auth_header": "cookie"}], "route 'b': 'auth_header' must be one of"),
+        ([{**GOOD, "model": ""}], "route 'b': 'model' must be a non-empty string"),
+        ([{"match": "x", "upstream": "http://h/v1"}], "route #1: 'name' is required"),
+        ("not a list", "expected a list"),
+    ],
+)
 def test_bad_routes_are_one_clear_error_naming_the_route(routes, fragment):
     with pytest.raises(SettingsError) as exc:
         parse_routes(routes, {**ENV, "EMPTY": ""})
@@ -62,11 +65,14 @@ def test_bad_routes_are_one_clear_error_naming_the_route(routes, fragment):
 
 
 def test_matching_exact_first_then_longest_prefix():
-    table = parse_routes([
-        {"name": "gpt", "prefix": "gpt-", "upstream": "http://a/v1"},
-        {"name": "gpt4o", "prefix": "gpt-4o", "upstream": "http://b/v1"},
-        {"name": "exact", "match": "gpt-4o-mini", "upstream": "http://c/v1"},
-    ], {})
+    table = parse_routes(
+        [
+            {"name": "gpt", "prefix": "gpt-", "upstream": "http://a/v1"},
+            {"name": "gpt4o", "prefix": "gpt-4o", "upstream": "http://b/v1"},
+            {"name": "exact", "match": "gpt-4o-mini", "upstream": "http://c/v1"},
+        ],
+        {},
+    )
     assert table.match("gpt-4o-mini").name == "exact"
     assert table.match("gpt-4o-2024-08-06").name == "gpt4o"
     assert table.match("gpt-3.5-turbo").name == "gpt"
@@ -80,17 +86,26 @@ def test_the_key_is_never_shown_by_a_route():
     assert route.auth() == ("Authorization", f"Bearer {ROUTE_KEY}")
     shown = repr(route) + repr(table.routes) + json.dumps(table.describe())
     assert ROUTE_KEY not in shown and "ROUTE_KEY" in shown
-    assert table.describe()[0] == {"name": "b", "match": "big", "prefix": None, "upstream": "http://127.0.0.1:9/v1",
-                                   "upstream_host": "127.0.0.1", "model": None, "api_key_env": "ROUTE_KEY",
-                                   "auth_header": "authorization"}
+    assert table.describe()[0] == {
+        "name": "b",
+        "match": "big",
+        "prefix": None,
+        "upstream": "http://127.0.0.1:9/v1",
+        "upstream_host": "127.0.0.1",
+        "model": None,
+        "api_key_env": "ROUTE_KEY",
+        "auth_header": "authorization",
+    }
     anth = parse_routes([{**GOOD, "api_key_env": "ANTH_KEY", "auth_header": "X-Api-Key"}], ENV).match("big")
     assert anth.auth() == ("x-api-key", ANTH_KEY)
 
 
 def test_routes_come_from_the_config_file_env_or_flag(tmp_path):
     cfg = tmp_path / "tokentail.toml"
-    cfg.write_text('[proxy]\nupstream = "http://127.0.0.1:1/v1"\n\n[[proxy.routes]]\nname = "f"\nprefix = "x-"\n'
-                   'upstream = "http://127.0.0.1:2/v1"\n')
+    cfg.write_text(
+        '[proxy]\nupstream = "http://127.0.0.1:1/v1"\n\n[[proxy.routes]]\nname = "f"\nprefix = "x-"\n'
+        'upstream = "http://127.0.0.1:2/v1"\n'
+    )
     table, path = load_routes({"TOKENTAIL_CONFIG": str(cfg)})
     assert [r.name for r in table.routes] == ["f"] and path == str(cfg)
     env = {"TOKENTAIL_CONFIG": str(cfg), "TOKENTAIL_PROXY_ROUTES": json.dumps([{**GOOD, "name": "e"}])}
@@ -104,8 +119,10 @@ def test_the_cli_refuses_to_start_with_bad_routes(tmp_path, monkeypatch, capsys)
     from tokentail import cli
 
     cfg = tmp_path / "tokentail.toml"
-    cfg.write_text('[proxy]\nupstream = "http://127.0.0.1:1/v1"\n\n[[proxy.routes]]\nname = "claude"\n'
-                   'prefix = "claude-"\nupstream = "https://api.anthropic.com/v1"\napi_key_env = "TT_TEST_NO_SUCH_VAR"\n')
+    cfg.write_text(
+        '[proxy]\nupstream = "http://127.0.0.1:1/v1"\n\n[[proxy.routes]]\nname = "claude"\n'
+        'prefix = "claude-"\nupstream = "https://api.anthropic.com/v1"\napi_key_env = "TT_TEST_NO_SUCH_VAR"\n'
+    )
     monkeypatch.setenv("TOKENTAIL_CONFIG", str(cfg))
     monkeypatch.delenv("TT_TEST_NO_SUCH_VAR", raising=False)
     assert cli.main(["proxy", "--port", "0"]) == 2
@@ -166,8 +183,9 @@ async def test_routes_rewrite_and_inject_keys_and_the_key_is_never_emitted(two_s
                 client_auth = {"Authorization": f"Bearer {CLIENT_KEY}", "x-api-key": CLIENT_KEY}
 
                 async def send(model: str, query: str = "") -> tuple[str, str]:
-                    async with s.post(proxy.url("/v1/chat/completions") + query, json=chat(model),
-                                      headers=client_auth) as r:
+                    async with s.post(
+                        proxy.url("/v1/chat/completions") + query, json=chat(model), headers=client_auth
+                    ) as r:
                         body = await r.text()
                         assert r.status == 200, body
                         return r.headers["x-tokentail-request-id"], body
@@ -227,8 +245,11 @@ async def test_routes_rewrite_and_inject_keys_and_the_key_is_never_emitted(two_s
     assert default.attributes["server.port"] == a.port
     assert json.loads(routes_view)["routes"][0]["api_key_env"] == "ROUTE_KEY"
 
-    emitted = json.dumps([dict(sp.attributes) for sp in spans] + [
-        {"events": [dict(ev.attributes or {}) for ev in sp.events]} for sp in spans], default=str)
+    emitted = json.dumps(
+        [dict(sp.attributes) for sp in spans]
+        + [{"events": [dict(ev.attributes or {}) for ev in sp.events]} for sp in spans],
+        default=str,
+    )
     emitted += json.dumps(events) + listing + json.dumps(detail) + routes_view + metrics + caplog.text
     for secret in (ROUTE_KEY, ANTH_KEY, CLIENT_KEY, "client-query-key"):
         assert secret not in emitted
@@ -241,8 +262,11 @@ async def test_requests_cannot_pick_an_unconfigured_upstream(two_sims):
         before = (await _stats(b))["requests"]
         async with aiohttp.ClientSession() as s:
             body = chat(f"{b.make_url('/v1')}", upstream=str(b.make_url("/v1")))
-            async with s.post(proxy.url("/v1/chat/completions"), json=body,
-                              headers={"Host": f"127.0.0.1:{b.port}", "X-Upstream": str(b.make_url("/v1"))}) as r:
+            async with s.post(
+                proxy.url("/v1/chat/completions"),
+                json=body,
+                headers={"Host": f"127.0.0.1:{b.port}", "X-Upstream": str(b.make_url("/v1"))},
+            ) as r:
                 await r.read()
                 assert r.status == 200
         assert (await _stats(b))["requests"] == before  # only a configured model name selects a route
@@ -253,17 +277,21 @@ async def test_requests_cannot_pick_an_unconfigured_upstream(two_sims):
 async def test_reload_endpoint_swaps_good_routes_and_keeps_old_ones_on_error(two_sims, tmp_path, caplog):
     a, b = two_sims
     cfg = tmp_path / "tokentail.toml"
-    proxy = await start_proxy(str(a.make_url("/v1")), env={**ENV, "TOKENTAIL_CONFIG": str(cfg)},
-                              routes=_routes(a, b)[:1])
+    proxy = await start_proxy(
+        str(a.make_url("/v1")), env={**ENV, "TOKENTAIL_CONFIG": str(cfg)}, routes=_routes(a, b)[:1]
+    )
     try:
         async with aiohttp.ClientSession() as s:
+
             async def names() -> list[str]:
                 async with s.get(proxy.url("/api/routes")) as r:
                     return [x["name"] for x in (await r.json())["routes"]]
 
             assert await names() == ["big"]
-            cfg.write_text(f'[proxy]\nupstream = "{a.make_url("/v1")}"\n\n[[proxy.routes]]\nname = "broken"\n'
-                           f'match = "big"\nupstream = "{b.make_url("/v1")}"\napi_key_env = "MISSING_KEY_VAR"\n')
+            cfg.write_text(
+                f'[proxy]\nupstream = "{a.make_url("/v1")}"\n\n[[proxy.routes]]\nname = "broken"\n'
+                f'match = "big"\nupstream = "{b.make_url("/v1")}"\napi_key_env = "MISSING_KEY_VAR"\n'
+            )
             async with s.post(proxy.url("/api/routes/reload")) as r:
                 body = await r.json()
                 assert r.status == 422
@@ -275,8 +303,10 @@ async def test_reload_endpoint_swaps_good_routes_and_keeps_old_ones_on_error(two
                 await r.read()
             assert (await _last(b))["json"]["model"] == "sim-gpt-4o"  # the old route still works
 
-            cfg.write_text(f'[[proxy.routes]]\nname = "new"\nprefix = "sim-"\nupstream = "{b.make_url("/v1")}"\n'
-                           f'model = "sim-claude"\n')
+            cfg.write_text(
+                f'[[proxy.routes]]\nname = "new"\nprefix = "sim-"\nupstream = "{b.make_url("/v1")}"\n'
+                f'model = "sim-claude"\n'
+            )
             async with s.post(proxy.url("/api/routes/reload")) as r:
                 assert r.status == 200 and [x["name"] for x in (await r.json())["routes"]] == ["new"]
             async with s.post(proxy.url("/v1/chat/completions"), json=chat("sim-gpt-4o")) as r:
@@ -300,8 +330,15 @@ async def test_sighup_reloads_routes_in_the_proxy_process(two_sims, tmp_path):
     write(f'[[proxy.routes]]\nname = "first"\nmatch = "m1"\nupstream = "{b.make_url("/v1")}"\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TOKENTAIL_", "OTEL_"))}
     env.update(TOKENTAIL_CONFIG=str(cfg), PYTHONUNBUFFERED="1")
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "tokentail", "proxy", env=env,
-                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tokentail",
+        "proxy",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
     log: list[str] = []
     try:
         port = None
@@ -342,7 +379,6 @@ async def _eq(coro, expected) -> bool:
     return await coro == expected
 
 
-
 async def test_a_rewritten_body_keeps_what_utf8_cannot_encode():
     from tests.proxy._upstreams import scripted_sse, serve
 
@@ -353,8 +389,9 @@ async def test_a_rewritten_body_keeps_what_utf8_cannot_encode():
     try:
         raw = b'{"model": "m", "stream": true, "messages": [{"role": "user", "content": "a\\ud800b"}]}'
         async with aiohttp.ClientSession() as s:
-            async with s.post(proxy.url("/v1/chat/completions"), data=raw,
-                              headers={"Content-Type": "application/json"}) as r:
+            async with s.post(
+                proxy.url("/v1/chat/completions"), data=raw, headers={"Content-Type": "application/json"}
+            ) as r:
                 assert r.status == 200 and await r.read() == b'{"ok": true}'
         sent = json.loads(probe.requests[0]["body"])
         assert sent["model"] == "rewritten" and sent["messages"][0]["content"] == "a\ud800b"

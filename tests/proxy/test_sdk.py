@@ -40,8 +40,9 @@ async def test_async_chat_same_through_proxy_as_direct(stack, stream):
                 r = await client.chat.completions.create(model="sim-gpt-4o", messages=MSGS)
                 return r.choices[0].message.content, r.usage.prompt_tokens, r.usage.completion_tokens
             text, usage = "", None
-            s = await client.chat.completions.create(model="sim-gpt-4o", messages=MSGS, stream=True,
-                                                     stream_options={"include_usage": True})
+            s = await client.chat.completions.create(
+                model="sim-gpt-4o", messages=MSGS, stream=True, stream_options={"include_usage": True}
+            )
             async for chunk in s:
                 if chunk.usage:
                     usage = (chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
@@ -80,8 +81,7 @@ async def test_proxy_records_what_the_sdk_saw(stack):
 
     client = openai.AsyncOpenAI(base_url=stack.base_url, api_key=KEY, max_retries=0)
     try:
-        raw = await client.chat.completions.with_raw_response.create(model="sim-gpt-4o", messages=MSGS,
-                                                                     stream=True)
+        raw = await client.chat.completions.with_raw_response.create(model="sim-gpt-4o", messages=MSGS, stream=True)
         text = ""
         async for chunk in raw.parse():
             for c in chunk.choices:
@@ -99,11 +99,13 @@ async def test_rate_limit_passes_through_to_the_sdk(stack):
     client = openai.AsyncOpenAI(base_url=stack.base_url, api_key=KEY, max_retries=0)
     try:
         with pytest.raises(openai.RateLimitError) as exc:
-            await client.chat.completions.create(model="sim-gpt-4o", messages=MSGS,
-                                                 extra_headers={"x-sim-error": "429"})
+            await client.chat.completions.create(
+                model="sim-gpt-4o", messages=MSGS, extra_headers={"x-sim-error": "429"}
+            )
         assert exc.value.response.headers.get("retry-after") == "1"
         with pytest.raises(openai.InternalServerError):
-            await client.chat.completions.create(model="sim-gpt-4o", messages=MSGS,
-                                                 extra_headers={"x-sim-error": "500"})
+            await client.chat.completions.create(
+                model="sim-gpt-4o", messages=MSGS, extra_headers={"x-sim-error": "500"}
+            )
     finally:
         await client.close()

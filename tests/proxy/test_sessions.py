@@ -15,9 +15,18 @@ from ._features import start_proxy, start_sim
 SYSTEM = {"role": "system", "content": "You are terse."}
 
 
-def turn(tracker: SessionTracker, body: dict, reply: str | None = "", *, endpoint: str = "/chat/completions",
-         headers: dict | None = None, user: str | None = None, status: str = OK, response_id: str | None = None,
-         truncated: bool = False) -> str | None:
+def turn(
+    tracker: SessionTracker,
+    body: dict,
+    reply: str | None = "",
+    *,
+    endpoint: str = "/chat/completions",
+    headers: dict | None = None,
+    user: str | None = None,
+    status: str = OK,
+    response_id: str | None = None,
+    truncated: bool = False,
+) -> str | None:
     """One request through the tracker: assign on arrival, on_end with ``reply`` as the completion."""
     rec = RequestRecord(id=f"r{id(body)}-{len(tracker)}", variant="t", method="POST", endpoint=endpoint)
     rec.user = user
@@ -49,8 +58,11 @@ def test_continued_messages_join_the_earlier_request_session():
     m2 = [*m1, {"role": "assistant", "content": "4"}, {"role": "user", "content": "And 3+3?"}]
     assert turn(t, {"messages": m2}, " 6\n") == s1
     # whitespace at the ends of a message does not matter, and list-of-parts content is text
-    m3 = [*m2, {"role": "assistant", "content": [{"type": "text", "text": "6"}]},
-          {"role": "user", "content": "  thanks  "}]
+    m3 = [
+        *m2,
+        {"role": "assistant", "content": [{"type": "text", "text": "6"}]},
+        {"role": "user", "content": "  thanks  "},
+    ]
     assert turn(t, {"messages": m3}, "ok") == s1
     # another conversation: same question, other system prompt
     other = [{"role": "system", "content": "You are verbose."}, *m1[1:]]
@@ -64,9 +76,12 @@ def test_tool_calls_and_several_tool_results_continue_the_session():
     t = SessionTracker()
     m1 = [{"role": "user", "content": "Weather in Lisbon and Porto?"}]
     s1 = turn(t, {"messages": m1}, "")  # the reply was two tool calls, no text
-    m2 = [*m1, {"role": "assistant", "content": None, "tool_calls": [{"id": "a"}, {"id": "b"}]},
-          {"role": "tool", "tool_call_id": "a", "content": "21C"},
-          {"role": "tool", "tool_call_id": "b", "content": "19C"}]
+    m2 = [
+        *m1,
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "a"}, {"id": "b"}]},
+        {"role": "tool", "tool_call_id": "a", "content": "21C"},
+        {"role": "tool", "tool_call_id": "b", "content": "19C"},
+    ]
     assert turn(t, {"messages": m2}, "Lisbon 21C, Porto 19C") == s1
 
 
@@ -74,11 +89,17 @@ def test_anthropic_messages_with_a_system_prompt_and_blocks():
     t = SessionTracker()
     m1 = {"system": "Be brief.", "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]}
     s1 = turn(t, m1, "Hello!", endpoint="/messages")
-    m2 = {"system": "Be brief.", "messages": [*m1["messages"],
-                                              {"role": "assistant", "content": [
-                                                  {"type": "thinking", "thinking": "greet"},
-                                                  {"type": "text", "text": "Hello!"}]},
-                                              {"role": "user", "content": "Bye"}]}
+    m2 = {
+        "system": "Be brief.",
+        "messages": [
+            *m1["messages"],
+            {
+                "role": "assistant",
+                "content": [{"type": "thinking", "thinking": "greet"}, {"type": "text", "text": "Hello!"}],
+            },
+            {"role": "user", "content": "Bye"},
+        ],
+    }
     assert turn(t, m2, "Bye!", endpoint="/messages") == s1
     assert turn(t, {**m2, "system": "Be long."}, "x", endpoint="/messages") != s1
 
@@ -90,12 +111,16 @@ def test_responses_api_previous_response_id_and_echoed_output_items():
     # a client that sends the output items back: reasoning + two function calls, then their outputs
     s2 = turn(t, {"input": [{"role": "user", "content": "Weather?"}]}, "", endpoint="/responses")
     assert s2 != s1
-    again = {"input": [{"role": "user", "content": "Weather?"},
-                       {"type": "reasoning", "summary": []},
-                       {"type": "function_call", "call_id": "c1", "name": "w", "arguments": "{}"},
-                       {"type": "function_call", "call_id": "c2", "name": "w", "arguments": "{}"},
-                       {"type": "function_call_output", "call_id": "c1", "output": "21C"},
-                       {"type": "function_call_output", "call_id": "c2", "output": "19C"}]}
+    again = {
+        "input": [
+            {"role": "user", "content": "Weather?"},
+            {"type": "reasoning", "summary": []},
+            {"type": "function_call", "call_id": "c1", "name": "w", "arguments": "{}"},
+            {"type": "function_call", "call_id": "c2", "name": "w", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "21C"},
+            {"type": "function_call_output", "call_id": "c2", "output": "19C"},
+        ]
+    }
     assert turn(t, again, "Both mild.", endpoint="/responses") == s2
 
 
@@ -105,8 +130,11 @@ def test_failed_or_truncated_requests_are_not_continued():
     s_err = turn(t, {"messages": m1}, "partial", status=ERROR)
     s_cut = turn(t, {"messages": [{"role": "user", "content": "two"}]}, "long...", truncated=True)
     follow_err = [*m1, {"role": "assistant", "content": "partial"}, {"role": "user", "content": "?"}]
-    follow_cut = [{"role": "user", "content": "two"}, {"role": "assistant", "content": "long..."},
-                  {"role": "user", "content": "?"}]
+    follow_cut = [
+        {"role": "user", "content": "two"},
+        {"role": "assistant", "content": "long..."},
+        {"role": "user", "content": "?"},
+    ]
     assert turn(t, {"messages": follow_err}, "x") != s_err
     assert turn(t, {"messages": follow_cut}, "x") != s_cut
 
@@ -130,6 +158,7 @@ async def test_sessions_through_the_proxy():
     proxy = await start_proxy(str(sim.make_url("/v1")))
     try:
         async with aiohttp.ClientSession() as s:
+
             async def chat(messages, headers=None, **extra):
                 body = {"model": "sim-gpt-4o", "messages": messages, **extra}
                 async with s.post(proxy.url("/v1/chat/completions"), json=body, headers=headers) as r:

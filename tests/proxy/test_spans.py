@@ -38,14 +38,33 @@ CHAT_PROMPT = {"messages": [{"role": "system", "content": "Be brief."}, {"role":
 
 
 def chat_rec(**kw) -> RequestRecord:
-    base = dict(id="req-1", variant="blue", method="POST", endpoint="/chat/completions", model="gpt-4o",
-                stream=True, prompt=CHAT_PROMPT, params={"temperature": 0.2, "max_tokens": 64})
+    base = dict(
+        id="req-1",
+        variant="blue",
+        method="POST",
+        endpoint="/chat/completions",
+        model="gpt-4o",
+        stream=True,
+        prompt=CHAT_PROMPT,
+        params={"temperature": 0.2, "max_tokens": 64},
+    )
     base.update(kw)
     return RequestRecord(**base)
 
 
-def run(obs: SpanObserver, rec: RequestRecord, *, deltas=("Hel", "lo"), status=R.OK, http=200, text="Hello",
-        usage=Usage(12, 3, 4), finish="stop", error=None, error_message=None) -> None:
+def run(
+    obs: SpanObserver,
+    rec: RequestRecord,
+    *,
+    deltas=("Hel", "lo"),
+    status=R.OK,
+    http=200,
+    text="Hello",
+    usage=Usage(12, 3, 4),  # noqa: B008 -- never mutated
+    finish="stop",
+    error=None,
+    error_message=None,
+) -> None:
     obs.on_start(rec)
     for i, d in enumerate(deltas):
         if i == 0:
@@ -95,8 +114,10 @@ def test_streamed_chat_span(exporter):
     # prompt and completion: on the details event and as span attributes, parts-based
     (details,) = events(span, S.EVENT_OPERATION_DETAILS)
     inp = json.loads(details.attributes[S.INPUT_MESSAGES])
-    assert inp == [{"role": "system", "parts": [{"type": "text", "content": "Be brief."}]},
-                   {"role": "user", "parts": [{"type": "text", "content": "Hi there"}]}]
+    assert inp == [
+        {"role": "system", "parts": [{"type": "text", "content": "Be brief."}]},
+        {"role": "user", "parts": [{"type": "text", "content": "Hi there"}]},
+    ]
     out = json.loads(details.attributes[S.OUTPUT_MESSAGES])
     assert out == [{"role": "assistant", "parts": [{"type": "text", "content": "Hello"}], "finish_reason": "stop"}]
     assert a[S.INPUT_MESSAGES] == details.attributes[S.INPUT_MESSAGES]
@@ -121,8 +142,18 @@ def test_first_token_event_only_once(exporter):
 
 def test_upstream_error_span(exporter):
     obs = observer(exporter)
-    run(obs, chat_rec(), deltas=(), status=R.ERROR, http=503, text="", usage=Usage(), finish=None,
-        error=R.ERR_STATUS, error_message="upstream said 503")
+    run(
+        obs,
+        chat_rec(),
+        deltas=(),
+        status=R.ERROR,
+        http=503,
+        text="",
+        usage=Usage(),
+        finish=None,
+        error=R.ERR_STATUS,
+        error_message="upstream said 503",
+    )
     span = only_span(exporter)
     assert span.status.status_code is StatusCode.ERROR and span.status.description == "upstream said 503"
     assert span.attributes[S.ERROR_TYPE] == "503" and span.attributes[S.HTTP_STATUS_CODE] == 503
@@ -134,8 +165,18 @@ def test_upstream_error_span(exporter):
 
 def test_connect_error_type(exporter):
     obs = observer(exporter)
-    run(obs, chat_rec(), deltas=(), status=R.ERROR, http=502, text="", usage=Usage(), finish=None,
-        error=R.ERR_CONNECT, error_message="cannot connect")
+    run(
+        obs,
+        chat_rec(),
+        deltas=(),
+        status=R.ERROR,
+        http=502,
+        text="",
+        usage=Usage(),
+        finish=None,
+        error=R.ERR_CONNECT,
+        error_message="cannot connect",
+    )
     assert only_span(exporter).attributes[S.ERROR_TYPE] == "connect"
 
 
@@ -151,40 +192,76 @@ def test_cancelled_span_keeps_partial_output(exporter):
 
 def test_tool_calls_in_and_out(exporter):
     obs = observer(exporter)
-    prompt = {"messages": [
-        {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"}]},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
-        {"role": "tool", "tool_call_id": "call_1", "content": "rainy, 57F"},
-    ]}
+    prompt = {
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "call_1", "content": "rainy, 57F"},
+        ]
+    }
     rec = chat_rec(prompt=prompt)
     obs.on_start(rec)
     rec.status, rec.http_status, rec.finish_reason, rec.latency_ms = R.OK, 200, "tool_calls", 10.0
-    rec.tool_calls = [{"id": "call_2", "type": "function",
-                       "function": {"name": "get_time", "arguments": "{\"tz\":\"Europe/Paris\"}"}},
-                      {"id": "call_3", "type": "function", "function": {"name": "broken", "arguments": "{not json"}}]
+    rec.tool_calls = [
+        {"id": "call_2", "type": "function", "function": {"name": "get_time", "arguments": '{"tz":"Europe/Paris"}'}},
+        {"id": "call_3", "type": "function", "function": {"name": "broken", "arguments": "{not json"}},
+    ]
     obs.on_end(rec)
     span = only_span(exporter)
     inp = json.loads(span.attributes[S.INPUT_MESSAGES])
-    assert inp[1] == {"role": "assistant", "parts": [
-        {"type": "tool_call", "id": "call_1", "name": "get_weather", "arguments": {"city": "Paris"}}]}
-    assert inp[2] == {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_1", "response": "rainy, 57F"}]}
+    assert inp[1] == {
+        "role": "assistant",
+        "parts": [{"type": "tool_call", "id": "call_1", "name": "get_weather", "arguments": {"city": "Paris"}}],
+    }
+    assert inp[2] == {
+        "role": "tool",
+        "parts": [{"type": "tool_call_response", "id": "call_1", "response": "rainy, 57F"}],
+    }
     out = json.loads(span.attributes[S.OUTPUT_MESSAGES])
-    assert out == [{"role": "assistant", "finish_reason": "tool_call", "parts": [
-        {"type": "tool_call", "id": "call_2", "name": "get_time", "arguments": {"tz": "Europe/Paris"}},
-        {"type": "tool_call", "id": "call_3", "name": "broken", "arguments": "{not json"}]}]
+    assert out == [
+        {
+            "role": "assistant",
+            "finish_reason": "tool_call",
+            "parts": [
+                {"type": "tool_call", "id": "call_2", "name": "get_time", "arguments": {"tz": "Europe/Paris"}},
+                {"type": "tool_call", "id": "call_3", "name": "broken", "arguments": "{not json"},
+            ],
+        }
+    ]
     assert tuple(span.attributes[S.RESPONSE_FINISH_REASONS]) == ("tool_calls",)
 
 
 def test_anthropic_messages(exporter):
     obs = observer(exporter, upstream_url="https://api.anthropic.com/v1")
-    prompt = {"system": "You are terse.", "messages": [
-        {"role": "user", "content": "Weather?"},
-        {"role": "assistant", "content": [{"type": "thinking", "thinking": "hmm"},
-                                          {"type": "tool_use", "id": "tu_1", "name": "w", "input": {"c": "P"}}]},
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu_1",
-                                      "content": [{"type": "text", "text": "sunny"}]}]},
-    ]}
+    prompt = {
+        "system": "You are terse.",
+        "messages": [
+            {"role": "user", "content": "Weather?"},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "thinking", "thinking": "hmm"},
+                    {"type": "tool_use", "id": "tu_1", "name": "w", "input": {"c": "P"}},
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"type": "tool_result", "tool_use_id": "tu_1", "content": [{"type": "text", "text": "sunny"}]}
+                ],
+            },
+        ],
+    }
     rec = chat_rec(endpoint="/messages", model="claude-x", prompt=prompt)
     obs.on_start(rec)
     rec.status, rec.http_status, rec.finish_reason, rec.text, rec.latency_ms = R.OK, 200, "end_turn", "Sunny.", 5.0
@@ -193,33 +270,51 @@ def test_anthropic_messages(exporter):
     assert a[S.PROVIDER_NAME] == "anthropic" and a[S.OPERATION_NAME] == "chat"
     assert json.loads(a[S.SYSTEM_INSTRUCTIONS]) == [{"type": "text", "content": "You are terse."}]
     inp = json.loads(a[S.INPUT_MESSAGES])
-    assert inp[1]["parts"] == [{"type": "reasoning", "content": "hmm"},
-                               {"type": "tool_call", "id": "tu_1", "name": "w", "arguments": {"c": "P"}}]
+    assert inp[1]["parts"] == [
+        {"type": "reasoning", "content": "hmm"},
+        {"type": "tool_call", "id": "tu_1", "name": "w", "arguments": {"c": "P"}},
+    ]
     assert inp[2] == {"role": "tool", "parts": [{"type": "tool_call_response", "id": "tu_1", "response": "sunny"}]}
     assert json.loads(a[S.OUTPUT_MESSAGES])[0]["finish_reason"] == "stop"
 
 
 def test_responses_input_and_text_completion(exporter):
     obs = observer(exporter)
-    rec = chat_rec(endpoint="/responses", prompt={"instructions": "Be nice.", "input": [
-        {"role": "user", "content": [{"type": "input_text", "text": "hi"},
-                                     {"type": "input_image", "image_url": "https://x.test/a.png?sig=SECRET"}]},
-        {"type": "function_call", "call_id": "fc_1", "name": "f", "arguments": "{}"},
-        {"type": "function_call_output", "call_id": "fc_1", "output": "42"},
-    ]}, id="r1")
+    rec = chat_rec(
+        endpoint="/responses",
+        prompt={
+            "instructions": "Be nice.",
+            "input": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "hi"},
+                        {"type": "input_image", "image_url": "https://x.test/a.png?sig=SECRET"},
+                    ],
+                },
+                {"type": "function_call", "call_id": "fc_1", "name": "f", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "fc_1", "output": "42"},
+            ],
+        },
+        id="r1",
+    )
     run(obs, rec, deltas=())
     rec2 = chat_rec(endpoint="/completions", prompt={"prompt": "Once upon"}, id="r2", model="davinci")
     run(obs, rec2, deltas=())
     s1, s2 = exporter.get_finished_spans()
     inp = json.loads(s1.attributes[S.INPUT_MESSAGES])
-    assert inp[0]["parts"] == [{"type": "text", "content": "hi"},
-                               {"type": "uri", "modality": "image", "uri": "https://x.test/a.png"}]
+    assert inp[0]["parts"] == [
+        {"type": "text", "content": "hi"},
+        {"type": "uri", "modality": "image", "uri": "https://x.test/a.png"},
+    ]
     assert inp[1] == {"role": "assistant", "parts": [{"type": "tool_call", "id": "fc_1", "name": "f", "arguments": {}}]}
     assert inp[2]["role"] == "tool" and inp[2]["parts"][0]["response"] == "42"
     assert json.loads(s1.attributes[S.SYSTEM_INSTRUCTIONS]) == [{"type": "text", "content": "Be nice."}]
     assert "SECRET" not in s1.attributes[S.INPUT_MESSAGES]
     assert s2.name == "text_completion davinci"
-    assert json.loads(s2.attributes[S.INPUT_MESSAGES]) == [{"role": "user", "parts": [{"type": "text", "content": "Once upon"}]}]
+    assert json.loads(s2.attributes[S.INPUT_MESSAGES]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "Once upon"}]}
+    ]
 
 
 def test_content_capture_off(exporter):
@@ -238,7 +333,7 @@ def test_completion_is_redacted(exporter):
     obs.on_start(rec)
     rec.status, rec.http_status, rec.latency_ms = R.OK, 200, 1.0
     rec.text = "write to bob@example.com"
-    rec.tool_calls = [{"id": "c", "function": {"name": "mail", "arguments": "{\"to\": \"bob@example.com\"}"}}]
+    rec.tool_calls = [{"id": "c", "function": {"name": "mail", "arguments": '{"to": "bob@example.com"}'}}]
     obs.on_end(rec)
     dumped = only_span(exporter).to_json()
     assert "bob@example.com" not in dumped and "REDACTED" in dumped
@@ -283,8 +378,18 @@ def test_non_inference_endpoint_is_a_plain_client_span(exporter):
 
 def test_request_params_are_typed_or_skipped(exporter):
     obs = observer(exporter)
-    rec = chat_rec(params={"temperature": "hot", "top_p": 0.9, "max_completion_tokens": 100, "stop": ["\n", "END"],
-                           "seed": True, "n": 2, "response_format": {"type": "json_schema"}, "frequency_penalty": 0})
+    rec = chat_rec(
+        params={
+            "temperature": "hot",
+            "top_p": 0.9,
+            "max_completion_tokens": 100,
+            "stop": ["\n", "END"],
+            "seed": True,
+            "n": 2,
+            "response_format": {"type": "json_schema"},
+            "frequency_penalty": 0,
+        }
+    )
     run(obs, rec)
     a = only_span(exporter).attributes
     assert "gen_ai.request.temperature" not in a and "gen_ai.request.seed" not in a

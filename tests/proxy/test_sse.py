@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def decode(chunks: list[bytes], max_event_bytes: int = 1 << 20) -> list[SSEEvent
 
 def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
-    return [data[a:b] for a, b in zip(points, points[1:])]
+    return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
 def fields(events: list[SSEEvent]) -> list[tuple]:
@@ -62,8 +63,10 @@ def reference(data: bytes) -> list[tuple]:
 
 
 def test_fields_comments_and_multiline_data():
-    raw = (b": a comment\nevent: update\nid: 42\ndata: first\ndata:second\ndata:  two spaces\n"
-           b"retry: 100\nunknown: x\ndata\n\n")
+    raw = (
+        b": a comment\nevent: update\nid: 42\ndata: first\ndata:second\ndata:  two spaces\n"
+        b"retry: 100\nunknown: x\ndata\n\n"
+    )
     [ev] = decode([raw])
     assert (ev.event, ev.id, ev.data) == ("update", "42", "first\nsecond\n two spaces\n")
     assert ev.raw == raw and ev.complete and not ev.overflow
@@ -134,17 +137,17 @@ def test_invalid_utf8_is_replaced_not_raised():
 
 def test_unterminated_tail_comes_back_from_flush():
     d = SSEDecoder()
-    assert d.feed(b"data: done\n\ndata: {\"partial") == [SSEEvent(b"data: done\n\n", None, "done")]
-    assert d.buffered == len(b"data: {\"partial")
+    assert d.feed(b'data: done\n\ndata: {"partial') == [SSEEvent(b"data: done\n\n", None, "done")]
+    assert d.buffered == len(b'data: {"partial')
     [tail] = d.flush()
-    assert (tail.raw, tail.data, tail.complete) == (b"data: {\"partial", "{\"partial", False)
+    assert (tail.raw, tail.data, tail.complete) == (b'data: {"partial', '{"partial', False)
     assert d.buffered == 0 and d.flush() == []
 
 
 def test_hot_path_many_events_per_chunk_with_and_without_the_space():
     d = SSEDecoder()
     d.feed(b"data: first\n\n")
-    evs = d.feed(b"data:{\"a\":1}\n\ndata: two\ndata: lines\n\n\nevent: e\ndata:  x\n\ndata: par")
+    evs = d.feed(b'data:{"a":1}\n\ndata: two\ndata: lines\n\n\nevent: e\ndata:  x\n\ndata: par')
     assert [(e.event, e.data) for e in evs] == [(None, '{"a":1}'), (None, "two\nlines"), (None, None), ("e", " x")]
     assert evs[2].raw == b"\n"
     assert d.feed(b"tial\n\n")[0].data == "partial"
@@ -170,7 +173,7 @@ def test_overflow_returns_bytes_unparsed_and_keeps_memory_bounded():
     out = d.feed(b"data: ok\n\n")
     big = b"data: " + b"x" * 1000 + b"\n\n"
     for i in range(0, len(big), 7):
-        out += d.feed(big[i:i + 7])
+        out += d.feed(big[i : i + 7])
         assert d.buffered <= 64 + 7
     out += d.feed(b"data: after\n\n") + d.flush()
     assert b"".join(e.raw for e in out) == b"data: ok\n\n" + big + b"data: after\n\n"
@@ -182,7 +185,7 @@ def test_overflow_returns_bytes_unparsed_and_keeps_memory_bounded():
 def test_overflow_is_the_same_whole_or_split():
     data = b"data: a\n\n" + b"data: " + b"y" * 100 + b"\r\n\r\n" + b"data: b\n\n"
     whole = decode([data], max_event_bytes=50)
-    split = decode([data[i:i + 3] for i in range(0, len(data), 3)], max_event_bytes=50)
+    split = decode([data[i : i + 3] for i in range(0, len(data), 3)], max_event_bytes=50)
     for evs in (whole, split):
         assert [e.data for e in evs if not e.overflow] == ["a", "b"]
         assert b"".join(e.raw for e in evs if e.overflow) == b"data: " + b"y" * 100 + b"\r\n\r\n"
@@ -198,9 +201,25 @@ def test_unterminated_overflow_at_end_of_stream():
 
 # Bytes that exercise the grammar: line endings, colons, field names, BOM pieces, NUL, bad UTF-8.
 # Line endings come often, so that runs like "x\r\r\n" or "\n\r\n" turn up.
-_atoms = st.sampled_from([b"\r", b"\n", b"\r\n"] * 4 + [b":", b" ", b"data", b"data:", b"data: ", b"event: e",
-                                                     b"id", b"x", b"\x00", b"\xff", b"\xef\xbb\xbf", b"\xe2\x82",
-                                                     b"\xac", b"retry"])
+_atoms = st.sampled_from(
+    [b"\r", b"\n", b"\r\n"] * 4
+    + [
+        b":",
+        b" ",
+        b"data",
+        b"data:",
+        b"data: ",
+        b"event: e",
+        b"id",
+        b"x",
+        b"\x00",
+        b"\xff",
+        b"\xef\xbb\xbf",
+        b"\xe2\x82",
+        b"\xac",
+        b"retry",
+    ]
+)
 grammar_bytes = st.lists(_atoms, max_size=60).map(b"".join)
 any_bytes = st.one_of(grammar_bytes, st.binary(max_size=200))
 cuts = st.lists(st.integers(min_value=0, max_value=10_000), max_size=12)
@@ -226,7 +245,7 @@ def test_split_input_gives_the_same_events(data, cut):
 @given(grammar_bytes)
 def test_byte_by_byte_matches_whole(data):
     whole = decode([data])
-    one = decode([data[i:i + 1] for i in range(len(data))])
+    one = decode([data[i : i + 1] for i in range(len(data))])
     assert [(e.raw, e.event, e.data, e.id) for e in one] == [(e.raw, e.event, e.data, e.id) for e in whole]
 
 
@@ -253,7 +272,7 @@ def test_every_run_of_line_endings_between_two_events(run):
     data = b"data: a" + run + b"data:b" + run + b"data: c\n\n"
     whole = decode([data])
     assert [(e.event, e.data, e.id) for e in whole if e.complete] == reference(data)
-    assert [e.raw for e in decode([data[i:i + 1] for i in range(len(data))])] == [e.raw for e in whole]
+    assert [e.raw for e in decode([data[i : i + 1] for i in range(len(data))])] == [e.raw for e in whole]
     assert [e.raw for e in decode([b"data: w\n\n", data])][1:] == [e.raw for e in whole]
 
 
@@ -265,4 +284,4 @@ def test_fixtures_split_at_every_offset(path, eol):
     assert all(e.complete for e in whole) and len(whole) >= 4
     for i in range(1, len(data), 13):
         assert fields(decode([data[:i], data[i:]])) == fields(whole)
-    assert [e.raw for e in decode([data[i:i + 1] for i in range(len(data))])] == [e.raw for e in whole]
+    assert [e.raw for e in decode([data[i : i + 1] for i in range(len(data))])] == [e.raw for e in whole]

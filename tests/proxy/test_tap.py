@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -38,8 +39,20 @@ def run(chunks, endpoint="/chat/completions", request_json=REQ, *, streaming=Tru
 
 
 def snapshot(rec: RequestRecord) -> tuple:
-    return (rec.text, rec.reasoning, rec.tool_calls, rec.finish_reason, rec.usage.as_dict(), rec.response_model,
-            rec.response_id, rec.deltas, rec.malformed, rec.truncated, rec.error_message, rec.upstream_timings)
+    return (
+        rec.text,
+        rec.reasoning,
+        rec.tool_calls,
+        rec.finish_reason,
+        rec.usage.as_dict(),
+        rec.response_model,
+        rec.response_id,
+        rec.deltas,
+        rec.malformed,
+        rec.truncated,
+        rec.error_message,
+        rec.upstream_timings,
+    )
 
 
 def sse(*objs) -> bytes:
@@ -55,7 +68,7 @@ USAGE = {"id": "c1", "model": "m", "choices": [], "usage": {"prompt_tokens": 3, 
 
 def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
-    return [data[a:b] for a, b in zip(points, points[1:])]
+    return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
 # --- provider fixtures ---------------------------------------------------------------------
@@ -63,44 +76,175 @@ def split_at(data: bytes, cuts: list[int]) -> list[bytes]:
 WEATHER = {"name": "get_weather", "arguments": '{"location": "Paris"}'}
 CASES = [
     # fixture, endpoint, text, reasoning, tool functions, finish, (in, out, cached, source), model, id
-    ("openai_chat_stream.sse", "/chat/completions", "Hello! Café ☕ time?", "", [], "stop",
-     (1534, 6, 1280, "reported"), "gpt-4o-mini-2024-07-18", "chatcmpl-AYx1fK2"),
-    ("openai_chat_tools.sse", "/chat/completions", "", "",
-     [("call_Wz7mB1", {"name": "get_weather", "arguments": '{"city": "Paris"}'}),
-      ("call_Qp4dX9", {"name": "get_time", "arguments": '{"tz": "CET"}'})], "tool_calls",
-     (REQ_TOKENS, 5, None, "estimated"), "gpt-4o-2024-08-06", "chatcmpl-AYx2T00l"),
-    ("openai_completions_stream.sse", "/completions", " Once upon a time", "", [], "length",
-     (5, 4, None, "reported"), "gpt-3.5-turbo-instruct", "cmpl-AYx3aa"),
-    ("openai_responses_stream.sse", "/responses", "Checking now.", "Need the weather.",
-     [("call_Kx81", {"name": "get_weather", "arguments": '{"city":"Oslo"}'})], "completed",
-     (321, 58, 256, "reported"), "o4-mini-2025-04-16", "resp_68a1c0ffee"),
-    ("anthropic_messages_stream.sse", "/messages", "Let me check — one moment.", "User wants weather.",
-     [("toolu_01T1x1fJ34qAmk2tNTrN7Up6", WEATHER)], "tool_use",
-     (472 + 100 + 2048, 89, 2048, "reported"), "claude-sonnet-4-5-20250929", "msg_01XFDUDYJgAACzvnptvVoYEL"),
-    ("vllm_chat_usage.sse", "/chat/completions", "4", "2+2 is basic.", [], "stop",
-     (11, 4, None, "reported"), "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "chatcmpl-8f1c2d"),
-    ("llamacpp_chat_timings.sse", "/chat/completions", "Bonjour !", "", [], "stop",
-     (24, 3, 16, "reported"), "qwen2.5-7b-instruct-q4_k_m.gguf", "chatcmpl-Nq2rF8"),
-    ("ollama_chat.sse", "/chat/completions", "The sky is blue.", "", [], "stop",
-     (REQ_TOKENS, 3, None, "estimated"), "llama3.2", "chatcmpl-472"),
-    ("deepseek_chat_stream.sse", "/chat/completions", "Hi!", "Greeting.", [], "stop",
-     (13, 9, 0, "reported"), "deepseek-reasoner", "5c2a7f3e-1b9d-4a8e-9f00-3d6b1c0e2a11"),
+    (
+        "openai_chat_stream.sse",
+        "/chat/completions",
+        "Hello! Café ☕ time?",
+        "",
+        [],
+        "stop",
+        (1534, 6, 1280, "reported"),
+        "gpt-4o-mini-2024-07-18",
+        "chatcmpl-AYx1fK2",
+    ),
+    (
+        "openai_chat_tools.sse",
+        "/chat/completions",
+        "",
+        "",
+        [
+            ("call_Wz7mB1", {"name": "get_weather", "arguments": '{"city": "Paris"}'}),
+            ("call_Qp4dX9", {"name": "get_time", "arguments": '{"tz": "CET"}'}),
+        ],
+        "tool_calls",
+        (REQ_TOKENS, 5, None, "estimated"),
+        "gpt-4o-2024-08-06",
+        "chatcmpl-AYx2T00l",
+    ),
+    (
+        "openai_completions_stream.sse",
+        "/completions",
+        " Once upon a time",
+        "",
+        [],
+        "length",
+        (5, 4, None, "reported"),
+        "gpt-3.5-turbo-instruct",
+        "cmpl-AYx3aa",
+    ),
+    (
+        "openai_responses_stream.sse",
+        "/responses",
+        "Checking now.",
+        "Need the weather.",
+        [("call_Kx81", {"name": "get_weather", "arguments": '{"city":"Oslo"}'})],
+        "completed",
+        (321, 58, 256, "reported"),
+        "o4-mini-2025-04-16",
+        "resp_68a1c0ffee",
+    ),
+    (
+        "anthropic_messages_stream.sse",
+        "/messages",
+        "Let me check — one moment.",
+        "User wants weather.",
+        [("toolu_01T1x1fJ34qAmk2tNTrN7Up6", WEATHER)],
+        "tool_use",
+        (472 + 100 + 2048, 89, 2048, "reported"),
+        "claude-sonnet-4-5-20250929",
+        "msg_01XFDUDYJgAACzvnptvVoYEL",
+    ),
+    (
+        "vllm_chat_usage.sse",
+        "/chat/completions",
+        "4",
+        "2+2 is basic.",
+        [],
+        "stop",
+        (11, 4, None, "reported"),
+        "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
+        "chatcmpl-8f1c2d",
+    ),
+    (
+        "llamacpp_chat_timings.sse",
+        "/chat/completions",
+        "Bonjour !",
+        "",
+        [],
+        "stop",
+        (24, 3, 16, "reported"),
+        "qwen2.5-7b-instruct-q4_k_m.gguf",
+        "chatcmpl-Nq2rF8",
+    ),
+    (
+        "ollama_chat.sse",
+        "/chat/completions",
+        "The sky is blue.",
+        "",
+        [],
+        "stop",
+        (REQ_TOKENS, 3, None, "estimated"),
+        "llama3.2",
+        "chatcmpl-472",
+    ),
+    (
+        "deepseek_chat_stream.sse",
+        "/chat/completions",
+        "Hi!",
+        "Greeting.",
+        [],
+        "stop",
+        (13, 9, 0, "reported"),
+        "deepseek-reasoner",
+        "5c2a7f3e-1b9d-4a8e-9f00-3d6b1c0e2a11",
+    ),
     # Non-streamed bodies.
-    ("openai_chat.json", "/chat/completions", "", "",
-     [("call_a1", {"name": "get_weather", "arguments": '{"city":"Paris"}'})], "tool_calls",
-     (82, 17, 64, "reported"), "gpt-4o-2024-08-06", "chatcmpl-AYx9QnG"),
-    ("deepseek_chat.json", "/chat/completions", "Paris.", "The capital of France is Paris.", [], "stop",
-     (15, 12, 0, "reported"), "deepseek-reasoner", "930c60df-bf64-41c9-a88e-3ec75f81e00e"),
-    ("llamacpp_chat.json", "/chat/completions", "A llama is a", "", [], "length",
-     (18, 5, 10, "reported"), "gpt-3.5-turbo", "chatcmpl-Zc0Lq7"),
-    ("openai_responses.json", "/responses", "In a galaxy far", "Short.",
-     [("call_9", {"name": "lookup", "arguments": '{"q":"x"}'})], "incomplete",
-     (36, 16, 0, "reported"), "gpt-4.1-2025-04-14", "resp_67ccd3a9da748190"),
-    ("anthropic_message.json", "/messages", "I'll look that up.", "",
-     [("toolu_01A09q90qw90lq917835lq9", {"name": "get_weather", "arguments": '{"location": "San Francisco, CA"}'})],
-     "tool_use", (2095, 503, 0, "reported"), "claude-3-5-haiku-20241022", "msg_013Zva2CMHLNnXjNJJKqJ2EF"),
-    ("openai_embeddings.json", "/embeddings", "", "", [], None, (8, 0, None, "reported"),
-     "text-embedding-3-small", None),
+    (
+        "openai_chat.json",
+        "/chat/completions",
+        "",
+        "",
+        [("call_a1", {"name": "get_weather", "arguments": '{"city":"Paris"}'})],
+        "tool_calls",
+        (82, 17, 64, "reported"),
+        "gpt-4o-2024-08-06",
+        "chatcmpl-AYx9QnG",
+    ),
+    (
+        "deepseek_chat.json",
+        "/chat/completions",
+        "Paris.",
+        "The capital of France is Paris.",
+        [],
+        "stop",
+        (15, 12, 0, "reported"),
+        "deepseek-reasoner",
+        "930c60df-bf64-41c9-a88e-3ec75f81e00e",
+    ),
+    (
+        "llamacpp_chat.json",
+        "/chat/completions",
+        "A llama is a",
+        "",
+        [],
+        "length",
+        (18, 5, 10, "reported"),
+        "gpt-3.5-turbo",
+        "chatcmpl-Zc0Lq7",
+    ),
+    (
+        "openai_responses.json",
+        "/responses",
+        "In a galaxy far",
+        "Short.",
+        [("call_9", {"name": "lookup", "arguments": '{"q":"x"}'})],
+        "incomplete",
+        (36, 16, 0, "reported"),
+        "gpt-4.1-2025-04-14",
+        "resp_67ccd3a9da748190",
+    ),
+    (
+        "anthropic_message.json",
+        "/messages",
+        "I'll look that up.",
+        "",
+        [("toolu_01A09q90qw90lq917835lq9", {"name": "get_weather", "arguments": '{"location": "San Francisco, CA"}'})],
+        "tool_use",
+        (2095, 503, 0, "reported"),
+        "claude-3-5-haiku-20241022",
+        "msg_013Zva2CMHLNnXjNJJKqJ2EF",
+    ),
+    (
+        "openai_embeddings.json",
+        "/embeddings",
+        "",
+        "",
+        [],
+        None,
+        (8, 0, None, "reported"),
+        "text-embedding-3-small",
+        None,
+    ),
 ]
 STREAMS = [c for c in CASES if c[0].endswith(".sse")]
 
@@ -142,7 +286,7 @@ def test_tool_call_deltas_carry_fragments_for_the_live_feed():
 def test_fixture_byte_by_byte_matches_whole(case, eol):
     data = (FIXTURES / case[0]).read_bytes().replace(b"\n", eol)
     whole, _, _ = run([data], case[1])
-    one, out, _ = run([data[i:i + 1] for i in range(len(data))], case[1])
+    one, out, _ = run([data[i : i + 1] for i in range(len(data))], case[1])
     assert snapshot(one) == snapshot(whole) and out == data
 
 
@@ -199,8 +343,11 @@ def test_strip_is_only_for_openai_style_families():
     assert out == body
 
 
-STRIP_FIXTURES = {"openai_chat_stream.sse": ("/chat/completions", 6), "vllm_chat_usage.sse": ("/chat/completions", 4),
-                  "openai_completions_stream.sse": ("/completions", 4)}
+STRIP_FIXTURES = {
+    "openai_chat_stream.sse": ("/chat/completions", 6),
+    "vllm_chat_usage.sse": ("/chat/completions", 4),
+    "openai_completions_stream.sse": ("/completions", 4),
+}
 
 
 @FAST
@@ -238,7 +385,7 @@ def test_unexpected_shape_is_flagged_not_raised():
 
 def test_overflowing_event_is_malformed_and_skipped():
     body = sse(delta("a"), {"x": "y" * 5000}, delta("b"))
-    rec, out, _ = run([body[i:i + 512] for i in range(0, len(body), 512)], max_event_bytes=1024)
+    rec, out, _ = run([body[i : i + 512] for i in range(0, len(body), 512)], max_event_bytes=1024)
     assert out == body and rec.malformed and rec.text == "ab"
 
 
@@ -250,26 +397,33 @@ def test_truncated_last_event_is_malformed_but_earlier_ones_count():
 @FAST
 @given(st.binary(max_size=300), st.lists(st.integers(0, 10_000), max_size=8), st.booleans())
 def test_arbitrary_bytes_never_raise_and_pass_through(data, cuts, strip):
-    rec, out, _ = run(split_at(data, cuts), strip_usage_chunk=strip)
+    _rec, out, _ = run(split_at(data, cuts), strip_usage_chunk=strip)
     assert out == data  # no usage-only chunk in random bytes, so nothing is removed
 
 
 def test_multibyte_text_split_across_chunks():
     body = sse(delta("naïve 😀"))
-    rec, _, _ = run([body[i:i + 1] for i in range(len(body))])
+    rec, _, _ = run([body[i : i + 1] for i in range(len(body))])
     assert rec.text == "naïve 😀" and not rec.malformed
 
 
 # --- errors ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("body, message", [
-    (b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n',
-     "overloaded_error: Overloaded"),
-    (sse(delta("a"), {"error": {"message": "server had an error", "type": "server_error"}}),
-     "server_error: server had an error"),
-    (b"event: error\ndata: upstream exploded\n\n", "upstream exploded"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (
+            b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n',
+            "overloaded_error: Overloaded",
+        ),
+        (
+            sse(delta("a"), {"error": {"message": "server had an error", "type": "server_error"}}),
+            "server_error: server had an error",
+        ),
+        (b"event: error\ndata: upstream exploded\n\n", "upstream exploded"),
+    ],
+)
 def test_stream_errors_set_a_short_message(body, message):
     rec, _, _ = run([body], "/messages" if b"overloaded" in body else "/chat/completions")
     assert rec.error_message == message
@@ -335,12 +489,15 @@ def test_error_body_sets_message_and_no_estimate():
 
 def test_oversized_body_stops_buffering_and_still_finds_usage():
     vec = json.dumps([0.001] * 5000)
-    body = ('{"object":"list","data":[' + ",".join(f'{{"index":{i},"embedding":{vec}}}' for i in range(20))
-            + '],"model":"e","usage":{"prompt_tokens":77,"total_tokens":77}}').encode()
+    body = (
+        '{"object":"list","data":['
+        + ",".join(f'{{"index":{i},"embedding":{vec}}}' for i in range(20))
+        + '],"model":"e","usage":{"prompt_tokens":77,"total_tokens":77}}'
+    ).encode()
     rec = make_rec("/embeddings")
     tap = StreamTap(rec, {"input": "x"}, streaming=False, max_body_bytes=100_000)
     for i in range(0, len(body), 8192):
-        assert tap.feed(body[i:i + 8192])[0] == body[i:i + 8192]
+        assert tap.feed(body[i : i + 8192])[0] == body[i : i + 8192]
     assert sum(map(len, tap._body)) <= 100_000
     tap.finish()
     assert rec.truncated and rec.malformed
@@ -381,8 +538,7 @@ def test_partly_reported_usage_keeps_the_reported_part():
 
 
 def test_embeddings_without_usage_leave_output_unknown():
-    rec, _, _ = run([b'{"object":"list","data":[],"model":"e"}'], "/embeddings", {"input": "abcdefgh"},
-                    streaming=False)
+    rec, _, _ = run([b'{"object":"list","data":[],"model":"e"}'], "/embeddings", {"input": "abcdefgh"}, streaming=False)
     assert (rec.usage.input_tokens, rec.usage.output_tokens, rec.usage.source) == (2, None, "estimated")
 
 

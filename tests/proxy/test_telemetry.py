@@ -67,8 +67,15 @@ def provider_with(exporter, drops, **kw) -> tuple[TracerProvider, T.DropCounting
 def records(n: int) -> list[RequestRecord]:
     out = []
     for i in range(n):
-        r = RequestRecord(id=str(i), variant="a", method="POST", endpoint="/chat/completions", model="m",
-                          stream=True, prompt={"messages": [{"role": "user", "content": "hi"}]})
+        r = RequestRecord(
+            id=str(i),
+            variant="a",
+            method="POST",
+            endpoint="/chat/completions",
+            model="m",
+            stream=True,
+            prompt={"messages": [{"role": "user", "content": "hi"}]},
+        )
         r.status, r.http_status, r.usage, r.latency_ms, r.text = R.OK, 200, Usage(3, 4), 5.0, "hello"
         out.append(r)
     return out
@@ -76,17 +83,25 @@ def records(n: int) -> list[RequestRecord]:
 
 # --- configuration from the environment ---------------------------------------------------
 
+
 def test_no_provider_unless_asked():
     drops = Drops()
     assert T.build_tracer_provider({}, drops) is None
-    assert T.build_tracer_provider({"OTEL_TRACES_EXPORTER": "none",
-                                    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, drops) is None
+    assert (
+        T.build_tracer_provider(
+            {"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, drops
+        )
+        is None
+    )
     assert T.build_tracer_provider({"OTEL_SERVICE_NAME": "x"}, drops) is None
     assert T.build_tracer_provider({"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "console"}, drops) is None
 
 
 def test_provider_from_endpoint_with_resource():
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1", "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=dev,team=a%2Cb"}
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1",
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=dev,team=a%2Cb",
+    }
     tp = T.build_tracer_provider(env, Drops())
     try:
         assert isinstance(tp, TracerProvider)
@@ -127,15 +142,19 @@ def test_capture_content_and_opt_in_from_env():
     assert T.capture_content({"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "False"}) is False
     assert T.capture_content({"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "NO_CONTENT"}) is False
     assert T.capture_content({"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "span_and_event"}) is True
-    assert T.semconv_opt_in({"OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental"}) == "gen_ai_latest_experimental"
+    assert (
+        T.semconv_opt_in({"OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental"})
+        == "gen_ai_latest_experimental"
+    )
 
 
 # --- drops (RELIABILITY 19) ------------------------------------------------------------------
 
+
 def test_burst_larger_than_queue_drops_counted_and_never_blocks():
     drops = Drops()
     hole = BlackHole()
-    tp, gate = provider_with(hole, drops, max_queue_size=100, schedule_delay_millis=10, max_export_batch_size=10)
+    tp, _gate = provider_with(hole, drops, max_queue_size=100, schedule_delay_millis=10, max_export_batch_size=10)
     obs = SpanObserver(tp, upstream_url="http://127.0.0.1:9/v1", variant="a")
     elapsed = 0.0
     for r in records(5000):
@@ -155,7 +174,7 @@ def test_burst_larger_than_queue_drops_counted_and_never_blocks():
 def test_on_end_stays_fast_while_the_exporter_hangs():
     drops = Drops()
     hole = BlackHole()
-    tp, gate = provider_with(hole, drops, max_queue_size=2048, schedule_delay_millis=5, max_export_batch_size=512)
+    tp, _gate = provider_with(hole, drops, max_queue_size=2048, schedule_delay_millis=5, max_export_batch_size=512)
     obs = SpanObserver(tp, upstream_url="http://127.0.0.1:9/v1", variant="a")
     took = []
     for r in records(5000):
@@ -176,8 +195,9 @@ def test_on_end_stays_fast_while_the_exporter_hangs():
 @pytest.mark.parametrize("raise_", [False, True])
 def test_failed_exports_count_their_spans(raise_):
     drops = Drops()
-    tp, gate = provider_with(Failing(raise_), drops, max_queue_size=100, schedule_delay_millis=5000,
-                             max_export_batch_size=10)
+    tp, _gate = provider_with(
+        Failing(raise_), drops, max_queue_size=100, schedule_delay_millis=5000, max_export_batch_size=10
+    )
     obs = SpanObserver(tp, upstream_url="http://127.0.0.1:9/v1", variant="a")
     for r in records(25):
         obs.on_start(r)
@@ -200,6 +220,7 @@ def test_spans_after_shutdown_are_counted():
 
 
 # --- bounded shutdown (RELIABILITY 18) ---------------------------------------------------------
+
 
 def _closed_port() -> int:
     with socket.socket() as s:
@@ -231,8 +252,11 @@ def test_shutdown_bounded_with_an_endpoint_that_never_answers():
     hole.bind(("127.0.0.1", 0))
     hole.listen(64)  # accepts connections (kernel backlog), never reads or answers
     try:
-        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{hole.getsockname()[1]}",
-               "OTEL_EXPORTER_OTLP_TIMEOUT": "3", "OTEL_BSP_SCHEDULE_DELAY": "60000"}
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{hole.getsockname()[1]}",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "3",
+            "OTEL_BSP_SCHEDULE_DELAY": "60000",
+        }
         tp = T.build_tracer_provider(env, drops)
         _emit(tp, 40)
         t = time.monotonic()

@@ -8,9 +8,22 @@ import pytest
 
 from tokentail.proxy.record import Delta
 from tokentail.proxy.usage import (
-    GENERIC, INTERPRETERS, Extract, ToolCalls, chat_body, chat_event, completions_event, embeddings_body,
-    error_message, estimate_input_tokens, interpreter_for, is_usage_chunk, messages_body, messages_event,
-    responses_body, responses_event,
+    GENERIC,
+    INTERPRETERS,
+    Extract,
+    ToolCalls,
+    chat_body,
+    chat_event,
+    completions_event,
+    embeddings_body,
+    error_message,
+    estimate_input_tokens,
+    interpreter_for,
+    is_usage_chunk,
+    messages_body,
+    messages_event,
+    responses_body,
+    responses_event,
 )
 
 
@@ -22,12 +35,20 @@ def chunk(delta=None, finish=None, **top):
 # --- registry ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("endpoint, name", [
-    ("/chat/completions", "chat"), ("/completions", "completions"), ("/responses", "responses"),
-    ("/messages", "messages"), ("/embeddings", "embeddings"), ("/chat/completions/", "chat"),
-    ("/openai/deployments/gpt4/chat/completions?api-version=2024-10-21", "chat"),
-    ("/models", "generic"), ("/responses/resp_1", "generic"),
-])
+@pytest.mark.parametrize(
+    "endpoint, name",
+    [
+        ("/chat/completions", "chat"),
+        ("/completions", "completions"),
+        ("/responses", "responses"),
+        ("/messages", "messages"),
+        ("/embeddings", "embeddings"),
+        ("/chat/completions/", "chat"),
+        ("/openai/deployments/gpt4/chat/completions?api-version=2024-10-21", "chat"),
+        ("/models", "generic"),
+        ("/responses/resp_1", "generic"),
+    ],
+)
 def test_interpreter_for_endpoint(endpoint, name):
     assert interpreter_for(endpoint).name == name
 
@@ -39,8 +60,12 @@ def test_only_openai_style_families_have_a_usage_chunk():
 
 def test_generic_interpreter_reads_by_shape():
     st = Extract()
-    assert GENERIC.event({"type": "content_block_delta", "index": 0,
-                          "delta": {"type": "text_delta", "text": "hi"}}, None, st).text == "hi"
+    assert (
+        GENERIC.event(
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hi"}}, None, st
+        ).text
+        == "hi"
+    )
     assert GENERIC.event({"type": "response.output_text.delta", "delta": "yo"}, None, st).text == "yo"
     assert GENERIC.event({"choices": [{"index": 0, "text": "t"}]}, None, st).text == "t"
     assert GENERIC.event(chunk({"content": "c"}), None, st).text == "c"
@@ -91,15 +116,24 @@ def test_chat_usage_null_is_ignored_and_usage_chunk_is_read():
     st = Extract()
     chat_event(chunk({"content": "x"}, usage=None), None, st)
     assert (st.input_tokens, st.output_tokens) == (None, None)
-    chat_event({"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 3,
-                                         "prompt_tokens_details": {"cached_tokens": 8}}}, None, st)
+    chat_event(
+        {
+            "choices": [],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 8}},
+        },
+        None,
+        st,
+    )
     assert (st.input_tokens, st.output_tokens, st.cached_tokens) == (10, 3, 8)
 
 
 def test_chat_usage_ignores_garbage_counts():
     st = Extract()
-    chat_event({"choices": [], "usage": {"prompt_tokens": "10", "completion_tokens": -1,
-                                         "prompt_tokens_details": None}}, None, st)
+    chat_event(
+        {"choices": [], "usage": {"prompt_tokens": "10", "completion_tokens": -1, "prompt_tokens_details": None}},
+        None,
+        st,
+    )
     assert (st.input_tokens, st.output_tokens, st.cached_tokens) == (None, None, None)
     chat_event({"choices": [], "usage": {"prompt_tokens": 7.0, "completion_tokens": True}}, None, st)
     assert (st.input_tokens, st.output_tokens) == (7, None)
@@ -110,8 +144,16 @@ def test_deepseek_cache_hit_and_llamacpp_cache_n_stand_in_for_cached_tokens():
     chat_event({"choices": [], "usage": {"prompt_tokens": 5, "prompt_cache_hit_tokens": 3}}, None, st)
     assert st.cached_tokens == 3
     st = Extract()
-    chat_event(chunk({}, "stop", usage={"prompt_tokens": 9, "completion_tokens": 1},
-                     timings={"cache_n": 4, "predicted_per_second": 50.0}), None, st)
+    chat_event(
+        chunk(
+            {},
+            "stop",
+            usage={"prompt_tokens": 9, "completion_tokens": 1},
+            timings={"cache_n": 4, "predicted_per_second": 50.0},
+        ),
+        None,
+        st,
+    )
     assert (st.cached_tokens, st.timings["predicted_per_second"]) == (4, 50.0)
 
 
@@ -146,10 +188,22 @@ def test_chat_stream_error_objects():
 
 def test_chat_body_with_tools_reasoning_and_usage():
     st = Extract()
-    body = {"id": "x", "model": "m", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
-        "content": "ok", "reasoning_content": "why",
-        "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": {"a": 1}}}]}}],
-        "usage": {"prompt_tokens": 4, "completion_tokens": 2}}
+    body = {
+        "id": "x",
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "tool_calls",
+                "message": {
+                    "content": "ok",
+                    "reasoning_content": "why",
+                    "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": {"a": 1}}}],
+                },
+            }
+        ],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 2},
+    }
     assert chat_body(body, st) == Delta("ok", None, "why")
     assert st.tools.result()[0]["function"] == {"name": "f", "arguments": '{"a": 1}'}
     assert (st.finish_reason, st.input_tokens, st.output_tokens) == ("tool_calls", 4, 2)
@@ -167,30 +221,47 @@ def test_completions_text():
 
 def test_responses_events():
     st = Extract()
-    ev = lambda t, **kw: responses_event({"type": t, **kw}, t, st)  # noqa: E731
+    ev = lambda t, **kw: responses_event({"type": t, **kw}, t, st)
     assert ev("response.created", response={"id": "r1", "model": "m", "status": "in_progress"}) is None
     assert st.finish_reason is None and st.id == "r1"
     assert ev("response.output_text.delta", delta="Hel").text == "Hel"
     assert ev("response.reasoning_summary_text.delta", delta="think").reasoning == "think"
-    added = ev("response.output_item.added", output_index=2,
-               item={"type": "function_call", "call_id": "call_1", "name": "f", "arguments": ""})
+    added = ev(
+        "response.output_item.added",
+        output_index=2,
+        item={"type": "function_call", "call_id": "call_1", "name": "f", "arguments": ""},
+    )
     assert added.tool_calls[0]["id"] == "call_1" and added.tool_calls[0]["function"]["name"] == "f"
     assert ev("response.function_call_arguments.delta", output_index=2, delta='{"q":').tool_calls
     ev("response.function_call_arguments.delta", output_index=2, delta='"x"}')
     assert st.tools.result()[0]["function"]["arguments"] == '{"q":"x"}'
-    ev("response.output_item.done", output_index=2,
-       item={"type": "function_call", "call_id": "call_1", "name": "f", "arguments": '{"q": "final"}'})
+    ev(
+        "response.output_item.done",
+        output_index=2,
+        item={"type": "function_call", "call_id": "call_1", "name": "f", "arguments": '{"q": "final"}'},
+    )
     assert st.tools.result()[0]["function"]["arguments"] == '{"q": "final"}'  # the done item wins
-    ev("response.incomplete", response={"id": "r1", "status": "incomplete",
-                                        "usage": {"input_tokens": 9, "output_tokens": 4,
-                                                  "input_tokens_details": {"cached_tokens": 5}}})
+    ev(
+        "response.incomplete",
+        response={
+            "id": "r1",
+            "status": "incomplete",
+            "usage": {"input_tokens": 9, "output_tokens": 4, "input_tokens_details": {"cached_tokens": 5}},
+        },
+    )
     assert (st.finish_reason, st.input_tokens, st.output_tokens, st.cached_tokens) == ("incomplete", 9, 4, 5)
 
 
 def test_responses_failed_and_error_events():
     st = Extract()
-    responses_event({"type": "response.failed", "response": {"status": "failed", "error": {
-        "code": "server_error", "message": "oops"}}}, None, st)
+    responses_event(
+        {
+            "type": "response.failed",
+            "response": {"status": "failed", "error": {"code": "server_error", "message": "oops"}},
+        },
+        None,
+        st,
+    )
     assert (st.finish_reason, st.error) == ("failed", "server_error: oops")
     responses_event({"type": "error", "code": "rate_limit_exceeded", "message": "slow"}, "error", st)
     assert st.error == "rate_limit_exceeded: slow"
@@ -198,10 +269,22 @@ def test_responses_failed_and_error_events():
 
 def test_responses_body():
     st = Extract()
-    d = responses_body({"id": "r", "model": "m", "status": "completed", "output": [
-        {"type": "message", "content": [{"type": "output_text", "text": "A"}, {"type": "refusal", "refusal": "B"}]},
-        {"type": "reasoning", "summary": [{"type": "summary_text", "text": "R"}]},
-        {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"}]}, st)
+    d = responses_body(
+        {
+            "id": "r",
+            "model": "m",
+            "status": "completed",
+            "output": [
+                {
+                    "type": "message",
+                    "content": [{"type": "output_text", "text": "A"}, {"type": "refusal", "refusal": "B"}],
+                },
+                {"type": "reasoning", "summary": [{"type": "summary_text", "text": "R"}]},
+                {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+            ],
+        },
+        st,
+    )
     assert (d.text, d.reasoning, st.finish_reason) == ("AB", "R", "completed")
     assert st.tools.result() == [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
 
@@ -211,43 +294,83 @@ def test_responses_body():
 
 def test_anthropic_usage_counts_cache_in_input_and_ignores_start_output():
     st = Extract()
-    messages_event({"type": "message_start", "message": {"id": "msg", "model": "claude", "usage": {
-        "input_tokens": 10, "cache_read_input_tokens": 100, "cache_creation_input_tokens": 5,
-        "output_tokens": 1}}}, "message_start", st)
+    messages_event(
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg",
+                "model": "claude",
+                "usage": {
+                    "input_tokens": 10,
+                    "cache_read_input_tokens": 100,
+                    "cache_creation_input_tokens": 5,
+                    "output_tokens": 1,
+                },
+            },
+        },
+        "message_start",
+        st,
+    )
     assert (st.input_tokens, st.cached_tokens, st.output_tokens) == (115, 100, None)
-    messages_event({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-                    "usage": {"output_tokens": 42}}, "message_delta", st)
+    messages_event(
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 42}},
+        "message_delta",
+        st,
+    )
     assert (st.input_tokens, st.output_tokens, st.finish_reason) == (115, 42, "end_turn")
     assert (st.model, st.id) == ("claude", "msg")
 
 
 def test_anthropic_blocks():
     st = Extract()
-    ev = lambda obj: messages_event(obj, obj["type"], st)  # noqa: E731
-    start = ev({"type": "content_block_start", "index": 1,
-                "content_block": {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}})
+    ev = lambda obj: messages_event(obj, obj["type"], st)
+    start = ev(
+        {
+            "type": "content_block_start",
+            "index": 1,
+            "content_block": {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}},
+        }
+    )
     assert start.tool_calls[0]["id"] == "toolu_1"
-    assert ev({"type": "content_block_delta", "index": 1,
-               "delta": {"type": "input_json_delta", "partial_json": ""}}) is None
-    assert ev({"type": "content_block_delta", "index": 1,
-               "delta": {"type": "input_json_delta", "partial_json": '{"a":1}'}}).tool_calls
-    assert ev({"type": "content_block_delta", "index": 0,
-               "delta": {"type": "thinking_delta", "thinking": "t"}}).reasoning == "t"
-    assert ev({"type": "content_block_delta", "index": 0,
-               "delta": {"type": "signature_delta", "signature": "sig"}}) is None
-    assert ev({"type": "content_block_delta", "index": 2,
-               "delta": {"type": "text_delta", "text": "x"}}).text == "x"
-    assert st.tools.result() == [{"id": "toolu_1", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}}]
+    assert (
+        ev({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": ""}})
+        is None
+    )
+    assert ev(
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": '{"a":1}'}}
+    ).tool_calls
+    assert (
+        ev({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "t"}}).reasoning
+        == "t"
+    )
+    assert (
+        ev({"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "sig"}})
+        is None
+    )
+    assert ev({"type": "content_block_delta", "index": 2, "delta": {"type": "text_delta", "text": "x"}}).text == "x"
+    assert st.tools.result() == [
+        {"id": "toolu_1", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}}
+    ]
     ev({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
     assert st.error == "overloaded_error: Overloaded"
 
 
 def test_anthropic_body():
     st = Extract()
-    d = messages_body({"id": "m1", "model": "c", "stop_reason": "max_tokens", "content": [
-        {"type": "thinking", "thinking": "T"}, {"type": "text", "text": "A"},
-        {"type": "tool_use", "id": "t1", "name": "f", "input": {"k": "v"}}],
-        "usage": {"input_tokens": 3, "output_tokens": 7, "cache_read_input_tokens": 2}}, st)
+    d = messages_body(
+        {
+            "id": "m1",
+            "model": "c",
+            "stop_reason": "max_tokens",
+            "content": [
+                {"type": "thinking", "thinking": "T"},
+                {"type": "text", "text": "A"},
+                {"type": "tool_use", "id": "t1", "name": "f", "input": {"k": "v"}},
+            ],
+            "usage": {"input_tokens": 3, "output_tokens": 7, "cache_read_input_tokens": 2},
+        },
+        st,
+    )
     assert (d.text, d.reasoning, st.finish_reason) == ("A", "T", "max_tokens")
     assert (st.input_tokens, st.output_tokens, st.cached_tokens) == (5, 7, 2)
     assert json.loads(st.tools.result()[0]["function"]["arguments"]) == {"k": "v"}
@@ -294,33 +417,52 @@ def test_tool_calls_ignore_junk_fragments():
 # --- errors and estimation ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("obj, text", [
-    ({"error": {"message": "bad key", "type": "invalid_request_error"}}, "invalid_request_error: bad key"),
-    ({"error": "plain"}, "plain"),
-    ({"type": "error", "error": {"type": "api_error", "message": "x" * 500}}, "api_error: " + "x" * 189),
-    ({"error": {}}, "error"),
-])
+@pytest.mark.parametrize(
+    "obj, text",
+    [
+        ({"error": {"message": "bad key", "type": "invalid_request_error"}}, "invalid_request_error: bad key"),
+        ({"error": "plain"}, "plain"),
+        ({"type": "error", "error": {"type": "api_error", "message": "x" * 500}}, "api_error: " + "x" * 189),
+        ({"error": {}}, "error"),
+    ],
+)
 def test_error_message(obj, text):
     assert error_message(obj) == text
 
 
-@pytest.mark.parametrize("req, tokens", [
-    ({"messages": [{"role": "user", "content": "abcdefgh"}]}, 2),
-    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "abcde"},
-                                                {"type": "image_url", "image_url": {"url": "data:" + "A" * 999}}]}]}, 2),
-    ({"system": "abcd", "messages": [{"role": "user", "content": [{"type": "text", "text": "abcd"}]}]}, 2),
-    ({"prompt": ["ab", "cd"]}, 1),
-    ({"prompt": [1, 2, 3]}, 3),  # token ids
-    ({"instructions": "abcd", "input": "abcd"}, 2),
-    ({"input": [{"role": "user", "content": [{"type": "input_text", "text": "abcdefghi"}]}]}, 3),
-    ({"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "abcd"}}]}]}, 1),
-])
+@pytest.mark.parametrize(
+    "req, tokens",
+    [
+        ({"messages": [{"role": "user", "content": "abcdefgh"}]}, 2),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "abcde"},
+                            {"type": "image_url", "image_url": {"url": "data:" + "A" * 999}},
+                        ],
+                    }
+                ]
+            },
+            2,
+        ),
+        ({"system": "abcd", "messages": [{"role": "user", "content": [{"type": "text", "text": "abcd"}]}]}, 2),
+        ({"prompt": ["ab", "cd"]}, 1),
+        ({"prompt": [1, 2, 3]}, 3),  # token ids
+        ({"instructions": "abcd", "input": "abcd"}, 2),
+        ({"input": [{"role": "user", "content": [{"type": "input_text", "text": "abcdefghi"}]}]}, 3),
+        ({"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "abcd"}}]}]}, 1),
+    ],
+)
 def test_estimate_input_tokens(req, tokens):
     assert estimate_input_tokens(req) == tokens
 
 
-@pytest.mark.parametrize("req", [None, [], {}, {"model": "m"}, {"messages": []},
-                                 {"messages": [{"role": "user", "content": ""}]}])
+@pytest.mark.parametrize(
+    "req", [None, [], {}, {"model": "m"}, {"messages": []}, {"messages": [{"role": "user", "content": ""}]}]
+)
 def test_nothing_to_estimate_is_none_never_zero(req):
     assert estimate_input_tokens(req) is None
 

@@ -23,8 +23,9 @@ import json
 import random
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -123,7 +124,8 @@ def _plan(request: web.Request, state: SimState, body: dict, cap_keys: tuple[str
     tps = _header_num(request, "x-sim-tps", float, 0)
     ttft_ms = _header_num(request, "x-sim-ttft-ms", float, 0)
     plan = Plan(
-        n=n, finish=finish,
+        n=n,
+        finish=finish,
         ttft=cfg.ttft if ttft_ms is None else ttft_ms / 1000,
         tps=cfg.tokens_per_second if tps is None else tps,
         error=_header_num(request, "x-sim-error", int, 400, 599),
@@ -273,8 +275,11 @@ def _handler(endpoint: Endpoint) -> Handler:
                     raise BadRequest("The request body must be a JSON object.")
                 plan = _plan(request, state, body, cap_keys)
             except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, BadRequest
-                message = str(exc) if isinstance(exc, BadRequest) else (
-                    "We could not parse the JSON body of your request. The API expects a JSON payload.")
+                message = (
+                    str(exc)
+                    if isinstance(exc, BadRequest)
+                    else ("We could not parse the JSON body of your request. The API expects a JSON payload.")
+                )
                 err = shapes.anthropic_error(message) if anthropic else shapes.openai_error(message)
                 return _json_response(400, err)
             if plan.hang:
@@ -344,12 +349,18 @@ async def sim_last(request: web.Request) -> web.Response:
         parsed = json.loads(raw) if raw else None
     except ValueError:
         parsed = None
-    return web.json_response({
-        "method": method, "path": path, "query": query,
-        "headers": {k.lower(): ", ".join(headers.getall(k)) for k in headers},
-        "raw_headers": [[k, v] for k, v in headers.items()],
-        "json": parsed, "body": raw.decode("utf-8", "replace"), "received_at": at,
-    })
+    return web.json_response(
+        {
+            "method": method,
+            "path": path,
+            "query": query,
+            "headers": {k.lower(): ", ".join(headers.getall(k)) for k in headers},
+            "raw_headers": [[k, v] for k, v in headers.items()],
+            "json": parsed,
+            "body": raw.decode("utf-8", "replace"),
+            "received_at": at,
+        }
+    )
 
 
 async def sim_reset(request: web.Request) -> web.Response:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from .. import serving
 from .. import settings as st
@@ -51,15 +51,27 @@ positive_int = _at_least(1, int)
 OPTIONS: list[Option] = [
     Option("port", "TCP port to listen on", 8799, st.port),
     Option("host", "address to bind (loopback by default)", "127.0.0.1"),
-    Option("tokens_per_second", "output pace of each stream; 0 sends tokens without delay", 50.0, non_negative,
-           metavar="TPS"),
+    Option(
+        "tokens_per_second",
+        "output pace of each stream; 0 sends tokens without delay",
+        50.0,
+        non_negative,
+        metavar="TPS",
+    ),
     Option("ttft", "time to first token, e.g. 200ms or 1.5s", 0.2, duration, metavar="DURATION"),
-    Option("length", "completion tokens per answer (a request's max tokens caps it)", 60, positive_int,
-           metavar="TOKENS"),
-    Option("error_rate", "fraction of requests answered with 429 (Retry-After: 1) or 500, alternately", 0.0,
-           fraction, metavar="FRACTION"),
-    Option("disconnect_rate", "fraction of streams dropped mid-stream without [DONE]", 0.0, fraction,
-           metavar="FRACTION"),
+    Option(
+        "length", "completion tokens per answer (a request's max tokens caps it)", 60, positive_int, metavar="TOKENS"
+    ),
+    Option(
+        "error_rate",
+        "fraction of requests answered with 429 (Retry-After: 1) or 500, alternately",
+        0.0,
+        fraction,
+        metavar="FRACTION",
+    ),
+    Option(
+        "disconnect_rate", "fraction of streams dropped mid-stream without [DONE]", 0.0, fraction, metavar="FRACTION"
+    ),
     Option("seed", "random seed: the same seed and request give the same text", 0, int),
 ]
 
@@ -68,10 +80,20 @@ def main(settings: st.Settings) -> int:
     from .app import SimConfig, create_app
 
     config = SimConfig(
-        host=settings.host, port=settings.port, tokens_per_second=float(settings.tokens_per_second),
-        ttft=float(settings.ttft), length=int(settings.length), error_rate=float(settings.error_rate),
-        disconnect_rate=float(settings.disconnect_rate), seed=int(settings.seed),
+        host=settings.host,
+        port=settings.port,
+        tokens_per_second=float(settings.tokens_per_second),
+        ttft=float(settings.ttft),
+        length=int(settings.length),
+        error_rate=float(settings.error_rate),
+        disconnect_rate=float(settings.disconnect_rate),
+        seed=int(settings.seed),
     )
-    log.info("simulator: %g tokens/s, first token after %gs, %d tokens per answer, seed %d",
-             config.tokens_per_second, config.ttft, config.length, config.seed)
+    log.info(
+        "simulator: %g tokens/s, first token after %gs, %d tokens per answer, seed %d",
+        config.tokens_per_second,
+        config.ttft,
+        config.length,
+        config.seed,
+    )
     return serving.run(serving.serve_until_signal(create_app(config), config.host, config.port, "simulator"))

@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from . import shapes
 from .text import count_tokens, extract_text, fragments, iter_tokens, stable_hash, tool_arguments
@@ -99,8 +100,11 @@ def _pick_tool(body: dict, messages: list, seed: int) -> tuple[str, Any] | None:
     tools = body.get("tools")
     if not isinstance(tools, list):
         return None
-    funcs = [(f["name"], f.get("parameters")) for t in tools if isinstance(t, dict)
-             and isinstance(f := t.get("function"), dict) and isinstance(f.get("name"), str)]
+    funcs = [
+        (f["name"], f.get("parameters"))
+        for t in tools
+        if isinstance(t, dict) and isinstance(f := t.get("function"), dict) and isinstance(f.get("name"), str)
+    ]
     choice = body.get("tool_choice")
     if not funcs or choice == "none":
         return None
@@ -142,13 +146,17 @@ def chat_completions(state: SimState, body: dict, plan: Plan) -> Out:
         n = len(pieces) + 1
         usage = None if plan.no_usage else shapes.chat_usage(prompt, n + 8, cached)
         if stream:
-            return Out(events=shapes.chat_tool_stream(meta, call_id, name, pieces, usage, _wants_usage(body, plan)), n=n)
+            return Out(
+                events=shapes.chat_tool_stream(meta, call_id, name, pieces, usage, _wants_usage(body, plan)), n=n
+            )
         message = shapes.tool_call_message(call_id, name, arguments)
         return Out(body=shapes.chat_completion(meta, message, "tool_calls", usage), n=n)
     usage = None if plan.no_usage else shapes.chat_usage(prompt, plan.n, cached)
     tokens = iter_tokens(seed, plan.n)
     if stream:
-        return Out(events=shapes.chat_stream(meta, tokens, plan.n, plan.finish, usage, _wants_usage(body, plan)), n=plan.n)
+        return Out(
+            events=shapes.chat_stream(meta, tokens, plan.n, plan.finish, usage, _wants_usage(body, plan)), n=plan.n
+        )
     message = shapes.assistant_message("".join(tokens))
     return Out(body=shapes.chat_completion(meta, message, plan.finish, usage), n=plan.n)
 
@@ -197,8 +205,10 @@ def responses(state: SimState, body: dict, plan: Plan) -> Out:
     if isinstance(raw, str):
         texts = [raw]
     elif isinstance(raw, list) and raw:
-        texts = [extract_text(item.get("content", item.get("output", ""))) if isinstance(item, dict) else str(item)
-                 for item in raw]
+        texts = [
+            extract_text(item.get("content", item.get("output", ""))) if isinstance(item, dict) else str(item)
+            for item in raw
+        ]
     else:
         raise BadRequest("'input' must be a string or a non-empty array.", "input")
     if isinstance(body.get("instructions"), str):
@@ -224,7 +234,7 @@ def messages(state: SimState, body: dict, plan: Plan) -> Out:
     if system is not None:
         texts.append(extract_text(system))
     prompt = _prompt_tokens(texts)
-    usage = shapes.anthropic_usage(prompt, plan.n, plan.cached and min(plan.cached, prompt) or 0)
+    usage = shapes.anthropic_usage(prompt, plan.n, (plan.cached and min(plan.cached, prompt)) or 0)
     stop = "max_tokens" if plan.finish == "length" else "end_turn"
     tokens = iter_tokens(stable_hash(state.config.seed, model, msgs, system), plan.n)
     meta = _meta("msg_", model)

@@ -19,9 +19,10 @@ import json
 import random
 import secrets
 import struct
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 HEAD, LEAD, TOKEN, TAIL = 0, 1, 2, 3
 Event = tuple[int, bytes]
@@ -92,25 +93,42 @@ class Meta:
 _OPENAI_ERRORS = {
     400: ("invalid_request_error", None, "Bad request (simulated by tokentail)."),
     401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided (simulated by tokentail)."),
-    403: ("invalid_request_error", "forbidden", "You are not allowed to access this resource (simulated by tokentail)."),
+    403: (
+        "invalid_request_error",
+        "forbidden",
+        "You are not allowed to access this resource (simulated by tokentail).",
+    ),
     404: ("invalid_request_error", "model_not_found", "The model does not exist (simulated by tokentail)."),
-    429: ("requests", "rate_limit_exceeded",
-          "Rate limit reached for requests (simulated by tokentail). Please try again in 1s."),
-    500: ("server_error", None,
-          "The server had an error while processing your request. Sorry about that! (simulated by tokentail)"),
+    429: (
+        "requests",
+        "rate_limit_exceeded",
+        "Rate limit reached for requests (simulated by tokentail). Please try again in 1s.",
+    ),
+    500: (
+        "server_error",
+        None,
+        "The server had an error while processing your request. Sorry about that! (simulated by tokentail)",
+    ),
     502: ("server_error", None, "Bad gateway (simulated by tokentail)."),
     503: ("server_error", None, "The engine is currently overloaded, please try again later (simulated by tokentail)."),
     504: ("server_error", None, "Gateway timeout (simulated by tokentail)."),
 }
 _ANTHROPIC_ERRORS = {
-    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
-    413: "request_too_large", 429: "rate_limit_error", 500: "api_error", 529: "overloaded_error",
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
     503: "overloaded_error",
 }
 
 
-def openai_error(message: str, type_: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None) -> dict:
+def openai_error(
+    message: str, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None
+) -> dict:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
@@ -120,7 +138,11 @@ def anthropic_error(message: str, type_: str = "invalid_request_error") -> dict:
 
 def injected_error(status: int, anthropic: bool = False) -> dict:
     """The body of a simulated failure with this status, in the API's own error shape."""
-    fallback = ("server_error" if status >= 500 else "invalid_request_error", None, f"Simulated error {status} (tokentail).")
+    fallback = (
+        "server_error" if status >= 500 else "invalid_request_error",
+        None,
+        f"Simulated error {status} (tokentail).",
+    )
     type_, code, message = _OPENAI_ERRORS.get(status, fallback)
     if anthropic:
         default = "api_error" if status >= 500 else "invalid_request_error"
@@ -146,7 +168,10 @@ def chat_usage(prompt: int, completion: int, cached: int = 0) -> dict:
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0,
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
         },
     }
 
@@ -156,8 +181,12 @@ _NO_USAGE = object()
 
 def chat_chunk(meta: Meta, delta: dict, finish_reason: str | None = None, usage: Any = _NO_USAGE) -> dict:
     chunk = {
-        "id": meta.id, "object": "chat.completion.chunk", "created": meta.created, "model": meta.model,
-        "service_tier": "default", "system_fingerprint": FINGERPRINT,
+        "id": meta.id,
+        "object": "chat.completion.chunk",
+        "created": meta.created,
+        "model": meta.model,
+        "service_tier": "default",
+        "system_fingerprint": FINGERPRINT,
         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
     }
     if usage is not _NO_USAGE:
@@ -167,15 +196,27 @@ def chat_chunk(meta: Meta, delta: dict, finish_reason: str | None = None, usage:
 
 def _usage_tail(meta: Meta, obj: str, usage: dict | None, include_usage: bool) -> Iterator[Event]:
     if include_usage and usage is not None:
-        yield TAIL, sse({
-            "id": meta.id, "object": obj, "created": meta.created, "model": meta.model,
-            "service_tier": "default", "system_fingerprint": FINGERPRINT, "choices": [], "usage": usage,
-        })
+        yield (
+            TAIL,
+            sse(
+                {
+                    "id": meta.id,
+                    "object": obj,
+                    "created": meta.created,
+                    "model": meta.model,
+                    "service_tier": "default",
+                    "system_fingerprint": FINGERPRINT,
+                    "choices": [],
+                    "usage": usage,
+                }
+            ),
+        )
     yield TAIL, DONE
 
 
-def chat_stream(meta: Meta, tokens: Iterable[str], n: int, finish_reason: str, usage: dict | None,
-                include_usage: bool) -> Iterator[Event]:
+def chat_stream(
+    meta: Meta, tokens: Iterable[str], n: int, finish_reason: str, usage: dict | None, include_usage: bool
+) -> Iterator[Event]:
     """``n`` content chunks (the role on the first, ``finish_reason`` on the last), the
     usage chunk when asked (every other chunk then carries ``"usage": null``), ``[DONE]``."""
     extra = {"usage": None} if include_usage else {}
@@ -190,15 +231,22 @@ def chat_stream(meta: Meta, tokens: Iterable[str], n: int, finish_reason: str, u
     yield from _usage_tail(meta, "chat.completion.chunk", usage, include_usage)
 
 
-def chat_tool_stream(meta: Meta, call_id: str, name: str, pieces: list[str], usage: dict | None,
-                     include_usage: bool) -> Iterator[Event]:
+def chat_tool_stream(
+    meta: Meta, call_id: str, name: str, pieces: list[str], usage: dict | None, include_usage: bool
+) -> Iterator[Event]:
     """A tool call as OpenAI streams it: id, type and name with empty arguments first,
     then argument fragments, then an empty delta with ``finish_reason: tool_calls``."""
     extra = {"usage": None} if include_usage else {}
-    first = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [
-        {"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}]}
+    first = {
+        "role": "assistant",
+        "content": None,
+        "refusal": None,
+        "tool_calls": [{"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}],
+    }
     yield TOKEN, sse(chat_chunk(meta, first, None, **extra))
-    tmpl = Template(chat_chunk(meta, {"tool_calls": [{"index": 0, "function": {"arguments": hole(0)}}]}, None, **extra), 1)
+    tmpl = Template(
+        chat_chunk(meta, {"tool_calls": [{"index": 0, "function": {"arguments": hole(0)}}]}, None, **extra), 1
+    )
     for piece in pieces:
         yield TOKEN, tmpl.render(jstr(piece))
     yield TAIL, sse(chat_chunk(meta, {}, "tool_calls", **extra))
@@ -207,7 +255,10 @@ def chat_tool_stream(meta: Meta, call_id: str, name: str, pieces: list[str], usa
 
 def chat_completion(meta: Meta, message: dict, finish_reason: str, usage: dict | None) -> dict:
     body = {
-        "id": meta.id, "object": "chat.completion", "created": meta.created, "model": meta.model,
+        "id": meta.id,
+        "object": "chat.completion",
+        "created": meta.created,
+        "model": meta.model,
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
     }
     if usage is not None:
@@ -223,7 +274,10 @@ def assistant_message(text: str) -> dict:
 
 def tool_call_message(call_id: str, name: str, arguments: str) -> dict:
     return {
-        "role": "assistant", "content": None, "refusal": None, "annotations": [],
+        "role": "assistant",
+        "content": None,
+        "refusal": None,
+        "annotations": [],
         "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}],
     }
 
@@ -233,7 +287,10 @@ def tool_call_message(call_id: str, name: str, arguments: str) -> dict:
 
 def completion_chunk(meta: Meta, text: str, finish_reason: str | None = None, usage: Any = _NO_USAGE) -> dict:
     chunk = {
-        "id": meta.id, "object": "text_completion", "created": meta.created, "model": meta.model,
+        "id": meta.id,
+        "object": "text_completion",
+        "created": meta.created,
+        "model": meta.model,
         "system_fingerprint": FINGERPRINT,
         "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish_reason}],
     }
@@ -242,8 +299,9 @@ def completion_chunk(meta: Meta, text: str, finish_reason: str | None = None, us
     return chunk
 
 
-def completion_stream(meta: Meta, tokens: Iterable[str], n: int, finish_reason: str, usage: dict | None,
-                      include_usage: bool) -> Iterator[Event]:
+def completion_stream(
+    meta: Meta, tokens: Iterable[str], n: int, finish_reason: str, usage: dict | None, include_usage: bool
+) -> Iterator[Event]:
     extra = {"usage": None} if include_usage else {}
     tmpl = Template(completion_chunk(meta, hole(0), None, **extra), 1)
     last = n - 1
@@ -303,16 +361,31 @@ def response_object(meta: Meta, status: str, output: list, usage: dict | None, p
     max_out = params.get("max_output_tokens")
     temperature = params.get("temperature")
     return {
-        "id": meta.id, "object": "response", "created_at": meta.created, "status": status,
-        "background": False, "error": None, "incomplete_details": None,
+        "id": meta.id,
+        "object": "response",
+        "created_at": meta.created,
+        "status": status,
+        "background": False,
+        "error": None,
+        "incomplete_details": None,
         "instructions": instructions if isinstance(instructions, str) else None,
         "max_output_tokens": max_out if isinstance(max_out, int) else None,
-        "model": meta.model, "output": output, "parallel_tool_calls": True,
-        "previous_response_id": None, "reasoning": {"effort": None, "summary": None},
-        "service_tier": "default", "store": True,
+        "model": meta.model,
+        "output": output,
+        "parallel_tool_calls": True,
+        "previous_response_id": None,
+        "reasoning": {"effort": None, "summary": None},
+        "service_tier": "default",
+        "store": True,
         "temperature": temperature if isinstance(temperature, (int, float)) else 1.0,
-        "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [], "top_p": 1.0,
-        "truncation": "disabled", "usage": usage, "user": None, "metadata": {},
+        "text": {"format": {"type": "text"}},
+        "tool_choice": "auto",
+        "tools": [],
+        "top_p": 1.0,
+        "truncation": "disabled",
+        "usage": usage,
+        "user": None,
+        "metadata": {},
     }
 
 
@@ -324,7 +397,9 @@ def output_message(item_id: str, status: str, content: list) -> dict:
     return {"id": item_id, "type": "message", "status": status, "content": content, "role": "assistant"}
 
 
-def responses_stream(meta: Meta, item_id: str, tokens: Iterable[str], usage: dict | None, params: dict) -> Iterator[Event]:
+def responses_stream(
+    meta: Meta, item_id: str, tokens: Iterable[str], usage: dict | None, params: dict
+) -> Iterator[Event]:
     """The Responses API event sequence; every event has ``type`` and ``sequence_number``."""
     seq = 0
 
@@ -337,11 +412,23 @@ def responses_stream(meta: Meta, item_id: str, tokens: Iterable[str], usage: dic
     yield ev(HEAD, "response.created", response=response_object(meta, "in_progress", [], None, params))
     yield ev(HEAD, "response.in_progress", response=response_object(meta, "in_progress", [], None, params))
     yield ev(LEAD, "response.output_item.added", output_index=0, item=output_message(item_id, "in_progress", []))
-    yield ev(LEAD, "response.content_part.added", item_id=item_id, output_index=0, content_index=0,
-             part=output_text_part(""))
+    yield ev(
+        LEAD, "response.content_part.added", item_id=item_id, output_index=0, content_index=0, part=output_text_part("")
+    )
     kind = "response.output_text.delta"
-    tmpl = Template({"type": kind, "sequence_number": hole(0), "item_id": item_id, "output_index": 0,
-                     "content_index": 0, "delta": hole(1), "logprobs": []}, 2, kind)
+    tmpl = Template(
+        {
+            "type": kind,
+            "sequence_number": hole(0),
+            "item_id": item_id,
+            "output_index": 0,
+            "content_index": 0,
+            "delta": hole(1),
+            "logprobs": [],
+        },
+        2,
+        kind,
+    )
     text = []
     for tok in tokens:
         text.append(tok)
@@ -350,7 +437,9 @@ def responses_stream(meta: Meta, item_id: str, tokens: Iterable[str], usage: dic
     full = "".join(text)
     part = output_text_part(full)
     item = output_message(item_id, "completed", [part])
-    yield ev(TAIL, "response.output_text.done", item_id=item_id, output_index=0, content_index=0, text=full, logprobs=[])
+    yield ev(
+        TAIL, "response.output_text.done", item_id=item_id, output_index=0, content_index=0, text=full, logprobs=[]
+    )
     yield ev(TAIL, "response.content_part.done", item_id=item_id, output_index=0, content_index=0, part=part)
     yield ev(TAIL, "response.output_item.done", output_index=0, item=item)
     yield ev(TAIL, "response.completed", response=response_object(meta, "completed", [item], usage, params))
@@ -362,29 +451,54 @@ def responses_stream(meta: Meta, item_id: str, tokens: Iterable[str], usage: dic
 def anthropic_usage(input_tokens: int, output_tokens: int, cached: int = 0) -> dict:
     """Anthropic counts cache reads apart: ``input_tokens`` excludes them."""
     return {
-        "input_tokens": input_tokens - cached, "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": cached, "output_tokens": output_tokens,
+        "input_tokens": input_tokens - cached,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": cached,
+        "output_tokens": output_tokens,
     }
 
 
 def anthropic_message(meta: Meta, content: list, stop_reason: str | None, usage: dict) -> dict:
     return {
-        "id": meta.id, "type": "message", "role": "assistant", "model": meta.model, "content": content,
-        "stop_reason": stop_reason, "stop_sequence": None, "usage": usage,
+        "id": meta.id,
+        "type": "message",
+        "role": "assistant",
+        "model": meta.model,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": usage,
     }
 
 
 def messages_stream(meta: Meta, tokens: Iterable[str], stop_reason: str, usage: dict) -> Iterator[Event]:
     start_usage = dict(usage, output_tokens=1)
-    yield HEAD, sse({"type": "message_start", "message": anthropic_message(meta, [], None, start_usage)}, "message_start")
-    yield HEAD, sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-                    "content_block_start")
+    yield (
+        HEAD,
+        sse({"type": "message_start", "message": anthropic_message(meta, [], None, start_usage)}, "message_start"),
+    )
+    yield (
+        HEAD,
+        sse(
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            "content_block_start",
+        ),
+    )
     yield HEAD, sse({"type": "ping"}, "ping")
     kind = "content_block_delta"
     tmpl = Template({"type": kind, "index": 0, "delta": {"type": "text_delta", "text": hole(0)}}, 1, kind)
     for tok in tokens:
         yield TOKEN, tmpl.render(jstr(tok))
     yield TAIL, sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
-    yield TAIL, sse({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-                     "usage": {"output_tokens": usage["output_tokens"]}}, "message_delta")
+    yield (
+        TAIL,
+        sse(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                "usage": {"output_tokens": usage["output_tokens"]},
+            },
+            "message_delta",
+        ),
+    )
     yield TAIL, sse({"type": "message_stop"}, "message_stop")
