@@ -155,7 +155,7 @@ def compute(
     total = errors + cancelled + s.get("req_other", 0.0)
 
     def rate(v: float) -> float | None:
-        return v / coverage if covered else None
+        return v / coverage if covered and coverage is not None else None
 
     tps_count = s.get("tps_count", 0.0)
     lat = quantiles(agg, "latency", (0.5, 0.95, 0.99), 1000.0, b)

@@ -46,8 +46,13 @@ class QueryError(ValueError):
         self.param = param
         self.allowed = list(allowed) if allowed is not None else None
 
-    def as_json(self) -> dict:
-        err = {"message": str(self), "type": "invalid_parameter", "code": "invalid_parameter", "param": self.param}
+    def as_json(self) -> dict[str, Any]:
+        err: dict[str, Any] = {
+            "message": str(self),
+            "type": "invalid_parameter",
+            "code": "invalid_parameter",
+            "param": self.param,
+        }
         if self.allowed is not None:
             err["allowed"] = self.allowed
         return {"error": err}
@@ -342,7 +347,8 @@ class SpansPlan:
 
 def span_filters(query: Mapping[str, str]) -> tuple[list[str], list[Any]]:
     """Conditions and parameters for the filters /api/spans and /api/sessions share."""
-    where, args = ["TRUE"], []
+    where: list[str] = ["TRUE"]
+    args: list[Any] = []
     since = number_param(query, "since", 0, 1e11)
     before = number_param(query, "before", 0, 1e11)
     if since is not None:

@@ -137,7 +137,7 @@ class Observers:
     """The observers of one app, with each hook's bound methods listed once (the
     delta hook runs per token chunk, so no per-call attribute lookups)."""
 
-    def __init__(self, observers: list[Observer]) -> None:
+    def __init__(self, observers: list[object]) -> None:  # each has any of the Observer hooks
         self.all = list(observers)
         self._hooks = {
             h: [getattr(o, h) for o in self.all if hasattr(o, h)] for h in ("on_start", "on_delta", "on_end")
