@@ -159,7 +159,7 @@ def summarize(groups: Iterable[Mapping[str, Any]], wall_time_s: float) -> dict[s
     return out
 
 
-def as_groups(rows: Iterable[tuple]) -> list[dict[str, Any]]:
+def as_groups(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
     """SQL result rows (``GROUP_FIELDS`` order) as dicts."""
     return [dict(zip(GROUP_FIELDS, r)) for r in rows]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -153,7 +154,7 @@ class Observers:
         _call(self._hooks["on_end"], rec)
 
 
-def _call(fns: list, *args: Any) -> None:
+def _call(fns: list[Callable[..., None]], *args: Any) -> None:
     for fn in fns:
         try:
             fn(*args)

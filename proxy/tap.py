@@ -116,7 +116,7 @@ class StreamTap:
     def __init__(
         self,
         rec: RequestRecord,
-        request_json: dict | None,
+        request_json: dict[str, Any] | None,
         *,
         streaming: bool,
         strip_usage_chunk: bool = False,
