@@ -177,7 +177,7 @@ FROM per_series JOIN tt_selection USING (series_id) GROUP BY GROUPING SETS ((b, 
 """
 
 
-def run_metrics(cur: Any, plan: MetricsPlan, watermark: float | None) -> list[tuple]:
+def run_metrics(cur: Any, plan: MetricsPlan, watermark: float | None) -> list[tuple[Any, ...]]:
     """Execute ``plan`` on a DuckDB cursor (reader thread); rows for ``assemble``."""
     start, end = plan.origin, plan.end
     if plan.table == "metrics_1m" and watermark is not None:
@@ -186,7 +186,7 @@ def run_metrics(cur: Any, plan: MetricsPlan, watermark: float | None) -> list[tu
         split = start  # everything from metrics_5s
     cur.register("tt_selection", plan.selection)
     try:
-        return cur.execute(
+        rows: list[tuple[Any, ...]] = cur.execute(
             _METRICS_SQL,
             {
                 "a1": start,
@@ -199,6 +199,7 @@ def run_metrics(cur: Any, plan: MetricsPlan, watermark: float | None) -> list[tu
                 "up": _ROLE_ID["up"],
             },
         ).fetchall()
+        return rows
     finally:
         cur.unregister("tt_selection")
 
@@ -206,7 +207,7 @@ def run_metrics(cur: Any, plan: MetricsPlan, watermark: float | None) -> list[tu
 _NOT_SUMMED = frozenset({"interval", "in_flight", "up"})
 
 
-def assemble(plan: MetricsPlan, rows: Iterable[tuple]) -> dict[str, Any]:
+def assemble(plan: MetricsPlan, rows: Iterable[tuple[Any, ...]]) -> dict[str, Any]:
     """The /api/metrics JSON from the rows of ``run_metrics`` (pure)."""
     n = plan.buckets
     aggs: dict[str, list[Agg]] = {}

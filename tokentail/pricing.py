@@ -215,7 +215,12 @@ class PriceTable:
     def what_if(self, usage_totals: Any, model: str) -> float | None:
         """What ``usage_totals`` (a mapping or object with ``input_tokens``, ``output_tokens``,
         ``cached_input_tokens``, e.g. the summed usage of a run) would cost at ``model``'s prices."""
-        get = usage_totals.get if isinstance(usage_totals, Mapping) else (lambda k: getattr(usage_totals, k, None))
+
+        def get(key: str) -> Any:
+            if isinstance(usage_totals, Mapping):
+                return usage_totals.get(key)
+            return getattr(usage_totals, key, None)
+
         return self.cost(model, get("input_tokens"), get("output_tokens"), get("cached_input_tokens"))
 
 
