@@ -22,10 +22,11 @@ demo: install
 test: lint
 	$(BIN)/python -m pytest -q
 
-## ruff (lint + format check); the type checker joins once the tree is clean.
+## ruff (lint + format check), then mypy (strict for the pure modules; see pyproject.toml).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python tools/typecheck.py
 
 ## Unit tests only (no slow, browser or Prometheus tests).
 test-fast: install

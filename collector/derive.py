@@ -45,7 +45,7 @@ class Derived:
 class _TargetState:
     ts: float
     last: dict[SeriesId, float]
-    created: dict[tuple, float | None]
+    created: dict[tuple[str, Labels], float | None]
     process_start: float | None
 
 
@@ -63,7 +63,7 @@ class Deriver:
         prev = self._targets.get(target)
         out = Derived()
         last: dict[SeriesId, float] = {}
-        created: dict[tuple, float | None] = {}
+        created: dict[tuple[str, Labels], float | None] = {}
         counters = []
         for s in exp.samples:
             if s.kind == GAUGE:
@@ -82,7 +82,7 @@ class Deriver:
         restarted = (
             exp.process_start is not None and prev.process_start is not None and exp.process_start != prev.process_start
         )
-        reset_groups: set[tuple] = set()
+        reset_groups: set[tuple[str, Labels]] = set()
         for s in counters:
             before = prev.last.get((s.name, s.labels))
             old_created = prev.created.get(s.group)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .derive import histogram_quantiles, sorted_histogram_quantiles
 
@@ -140,7 +141,7 @@ def compute(
     in_flight: float | None = None,
     up: float | None = None,
     bounds: Mapping[str, list[float]] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """The /api/metrics values of one bucket and group.
 
     ``coverage``: seconds the summed increases cover (None or 0: no data, rates are
@@ -155,7 +156,7 @@ def compute(
     total = errors + cancelled + s.get("req_other", 0.0)
 
     def rate(v: float) -> float | None:
-        return v / coverage if covered else None
+        return v / coverage if covered and coverage is not None else None
 
     tps_count = s.get("tps_count", 0.0)
     lat = quantiles(agg, "latency", (0.5, 0.95, 0.99), 1000.0, b)
@@ -180,7 +181,7 @@ def compute(
     return {k: None if v is None else round(v, 4) for k, v in values.items()}  # no float noise in JSON
 
 
-def counts(agg: Agg) -> dict:
+def counts(agg: Agg) -> dict[str, Any]:
     """Absolute counts behind the rates (for summaries): requests, errors, tokens."""
     s = agg.sums
     return {

@@ -89,7 +89,7 @@ def _ids_to_base64(obj: Any) -> None:
                             holder[k] = base64.b64encode(bytes.fromhex(v)).decode()
 
 
-def _get(obj: Any, *keys: str) -> list:
+def _get(obj: Any, *keys: str) -> list[Any]:
     if isinstance(obj, dict):
         for k in keys:
             v = obj.get(k)

@@ -46,8 +46,13 @@ class QueryError(ValueError):
         self.param = param
         self.allowed = list(allowed) if allowed is not None else None
 
-    def as_json(self) -> dict:
-        err = {"message": str(self), "type": "invalid_parameter", "code": "invalid_parameter", "param": self.param}
+    def as_json(self) -> dict[str, Any]:
+        err: dict[str, Any] = {
+            "message": str(self),
+            "type": "invalid_parameter",
+            "code": "invalid_parameter",
+            "param": self.param,
+        }
         if self.allowed is not None:
             err["allowed"] = self.allowed
         return {"error": err}
@@ -172,7 +177,7 @@ FROM per_series JOIN tt_selection USING (series_id) GROUP BY GROUPING SETS ((b, 
 """
 
 
-def run_metrics(cur: Any, plan: MetricsPlan, watermark: float | None) -> list[tuple]:
+def run_metrics(cur: Any, plan: MetricsPlan, watermark: float | None) -> list[tuple[Any, ...]]:
     """Execute ``plan`` on a DuckDB cursor (reader thread); rows for ``assemble``."""
     start, end = plan.origin, plan.end
     if plan.table == "metrics_1m" and watermark is not None:
@@ -181,7 +186,7 @@ def run_metrics(cur: Any, plan: MetricsPlan, watermark: float | None) -> list[tu
         split = start  # everything from metrics_5s
     cur.register("tt_selection", plan.selection)
     try:
-        return cur.execute(
+        rows: list[tuple[Any, ...]] = cur.execute(
             _METRICS_SQL,
             {
                 "a1": start,
@@ -194,6 +199,7 @@ def run_metrics(cur: Any, plan: MetricsPlan, watermark: float | None) -> list[tu
                 "up": _ROLE_ID["up"],
             },
         ).fetchall()
+        return rows
     finally:
         cur.unregister("tt_selection")
 
@@ -201,7 +207,7 @@ def run_metrics(cur: Any, plan: MetricsPlan, watermark: float | None) -> list[tu
 _NOT_SUMMED = frozenset({"interval", "in_flight", "up"})
 
 
-def assemble(plan: MetricsPlan, rows: Iterable[tuple]) -> dict[str, Any]:
+def assemble(plan: MetricsPlan, rows: Iterable[tuple[Any, ...]]) -> dict[str, Any]:
     """The /api/metrics JSON from the rows of ``run_metrics`` (pure)."""
     n = plan.buckets
     aggs: dict[str, list[Agg]] = {}
@@ -342,7 +348,8 @@ class SpansPlan:
 
 def span_filters(query: Mapping[str, str]) -> tuple[list[str], list[Any]]:
     """Conditions and parameters for the filters /api/spans and /api/sessions share."""
-    where, args = ["TRUE"], []
+    where: list[str] = ["TRUE"]
+    args: list[Any] = []
     since = number_param(query, "since", 0, 1e11)
     before = number_param(query, "before", 0, 1e11)
     if since is not None:

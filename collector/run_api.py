@@ -137,18 +137,18 @@ async def run_compare(request: web.Request) -> web.Response:
         check_known(q, ("a", "b"))
         ids = []
         for name in ("a", "b"):
-            if not q.get(name):
+            value = number_param(q, name, 1, 2**31 - 1, integer=True)
+            if value is None:
                 raise QueryError(name, f"{name} is required: a run id", ["1.."])
-            ids.append(int(number_param(q, name, 1, 2**31 - 1, integer=True)))
+            ids.append(int(value))
     except QueryError as exc:
         return web.json_response(exc.as_json(), status=400)
     try:
         a, b = [await _run_with_stats(request, rid) for rid in ids]
     except duckdb.Error as exc:
         return unavailable(exc)
-    for rid, run in zip(ids, (a, b)):
-        if run is None:
-            return error(404, f"no run {rid}", "not_found")
+    if a is None or b is None:
+        return error(404, f"no run {ids[0] if a is None else ids[1]}", "not_found")
     return web.json_response({"a": a, "b": b, "metrics": run_stats.compare(a["stats"], b["stats"])})
 
 

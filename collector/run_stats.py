@@ -110,6 +110,7 @@ def totals(groups: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
                 by_http[code] = by_http.get(code, 0) + n
     n = t["requests"]
     errors = statuses.get("error", 0)
+    usd: float | None
     if t["priced"]:
         usd = sums["cost_usd"] or 0.0
     else:
@@ -158,7 +159,7 @@ def summarize(groups: Iterable[Mapping[str, Any]], wall_time_s: float) -> dict[s
     return out
 
 
-def as_groups(rows: Iterable[tuple]) -> list[dict[str, Any]]:
+def as_groups(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
     """SQL result rows (``GROUP_FIELDS`` order) as dicts."""
     return [dict(zip(GROUP_FIELDS, r)) for r in rows]
 
@@ -217,11 +218,12 @@ COMPARED = (
 
 
 def _at(d: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = d
     for k in path:
-        if not isinstance(d, Mapping):
+        if not isinstance(node, Mapping):
             return None
-        d = d.get(k)
-    return d
+        node = node.get(k)
+    return node
 
 
 def compare(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, Any]]:

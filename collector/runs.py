@@ -72,7 +72,7 @@ def _intervals(cur: Any, ids: list[int]) -> dict[int, list[tuple[float, float | 
     return out
 
 
-def _as_json(row: tuple, intervals: list[tuple[float, float | None]], now: float) -> dict[str, Any]:
+def _as_json(row: tuple[Any, ...], intervals: list[tuple[float, float | None]], now: float) -> dict[str, Any]:
     rid, name, created, ended, status = row
     return {
         "id": rid,
@@ -112,7 +112,7 @@ def list_runs(cur: Any, limit: int, now: float) -> list[dict[str, Any]]:
     rows = cur.execute(f"SELECT {_RUN_COLS} FROM runs ORDER BY id DESC LIMIT {int(limit)}").fetchall()
     ids = [r[0] for r in rows]
     intervals = _intervals(cur, ids)
-    sums: dict[int, tuple] = {}
+    sums: dict[int, tuple[Any, ...]] = {}
     if ids:
         for rid, *vals in cur.execute(
             "SELECT i.run_id, count(*), sum(s.input_tokens), sum(s.output_tokens), sum(s.cost_usd), "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import TypeGuard
 
 MISSING = "—"
 
@@ -11,7 +12,8 @@ MISSING = "—"
 UNIT_LABELS = {"req/s": "req/s", "tokens/s": "tok/s", "ms": "ms", "ratio": "%", "requests": "", "tokens": "tok"}
 
 
-def _known(v: float | None) -> bool:
+def _known(v: float | None) -> TypeGuard[float]:
+    # A TypeGuard (not TypeIs): NaN is a float yet not known, so False must not narrow to None.
     return v is not None and not (isinstance(v, float) and (math.isnan(v) or math.isinf(v)))
 
 

@@ -129,7 +129,7 @@ def message_from_openai(m: Any) -> dict[str, Any]:
 
 def messages_from_prompt(start: dict[str, Any]) -> list[dict[str, Any]]:
     """The prompt of a live ``request.start`` (or ``/api/requests/{id}``), system first."""
-    out = []
+    out: list[dict[str, Any]] = []
     system = start.get("system", start.get("instructions"))
     if system:
         out.append(

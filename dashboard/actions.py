@@ -56,7 +56,9 @@ def error(status: int, message: str, code: str) -> tuple[flask.Response, int]:
 
 
 def _matches(presented: str | None, expected: str) -> bool:
-    return bool(presented) and hmac.compare_digest(presented.encode(), expected.encode())
+    if not presented:
+        return False
+    return hmac.compare_digest(presented.encode(), expected.encode())
 
 
 def denied(config: DashboardConfig, req: flask.Request) -> tuple[flask.Response, int] | None:

@@ -97,7 +97,7 @@ def create_app(config: DashboardConfig, reader: Reader | None = None, post: Any 
         __name__,
         assets_folder=str(ASSETS),
         title="tokentail",
-        update_title=None,
+        update_title=None,  # type: ignore[arg-type]  # typed str, but Dash documents None: keep the tab title
         suppress_callback_exceptions=True,  # the detail page's controls come and go
         serve_locally=True,
         meta_tags=[

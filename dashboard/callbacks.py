@@ -15,7 +15,7 @@ import time
 import urllib.parse
 from typing import Any
 
-from dash import Dash, Input, Output, State, ctx, html, no_update
+from dash import Dash, Input, NoUpdate, Output, State, ctx, html, no_update
 
 from . import _format as fmt
 from . import figures, layout, queries, runs_page, sessions_page
@@ -286,7 +286,7 @@ def register_history(app: Dash, reader: Reader) -> None:
             run = reader.run(rid)
         except SourceError as exc:
             return runs_page.run_view(None, rid, str(exc)), no_update
-        options = no_update
+        options: list[dict[str, str]] | NoUpdate = no_update
         if ctx.triggered_id in (None, "url"):  # the prices do not change while the page is open
             try:
                 options = runs_page.pricing_options(reader.pricing())

@@ -9,7 +9,7 @@ the usual pair never collides.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import plotly.graph_objects as go
@@ -75,7 +75,9 @@ def palette_config() -> dict[str, Any]:
     return {"palette": list(PALETTE), "reserved": RESERVED}
 
 
-def _layout(fig: go.Figure, *, unit: str, height: int, window: Iterable | None, legend: bool = False) -> go.Figure:
+def _layout(
+    fig: go.Figure, *, unit: str, height: int, window: tuple[datetime, datetime] | None, legend: bool = False
+) -> go.Figure:
     fig.update_layout(
         height=height,
         margin={"l": 52, "r": 12, "t": 28 if legend else 10, "b": 30},

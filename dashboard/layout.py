@@ -14,13 +14,14 @@ from typing import Any
 from urllib.parse import quote
 
 from dash import dcc, html
+from dash.development.base_component import Component
 
 from . import _format as fmt
 from .config import DashboardConfig
 from .figures import CHART_HEIGHT, CHARTS, color_for
 from .queries import CARD_FIELDS, DEFAULT_RANGE, MODEL_COLUMNS, RANGES
 
-GRAPH_CONFIG = {"displayModeBar": False, "responsive": True}
+GRAPH_CONFIG: dcc.Graph.Config = {"displayModeBar": False, "responsive": True}
 STATUSES = [("in_flight", "In flight"), ("ok", "OK"), ("error", "Error"), ("cancelled", "Cancelled")]
 # Every page, in the order tokentail.route() returns their styles (see assets/tokentail.js).
 PAGES = ("overview", "live", "detail", "sessions", "session", "runs", "run", "compare", "playground")
@@ -32,6 +33,15 @@ NAV = (
     ("runs", "Runs", "/runs"),
     ("playground", "Playground", "/playground"),
 )
+
+
+def data(**attrs: str | None) -> dict[str, Any]:
+    """HTML ``data-*`` attributes for a component: ``**data(tt_action="x")`` renders ``data-tt-action="x"``.
+
+    Dash's typed component signatures take these only through ``**kwargs``; a literal dict of
+    strings unpacked into the call would also have to fit every typed keyword parameter.
+    """
+    return {"data-" + name.replace("_", "-"): value for name, value in attrs.items()}
 
 
 def page(config: DashboardConfig) -> html.Div:
@@ -102,7 +112,7 @@ def chips(kind: str, values: list[str] | None, href: str | None = None) -> list[
     """Small labelled chips (user, tag, key), each a link to the Sessions filtered by it when ``href``."""
     out: list[Any] = []
     for v in values or []:
-        label = [html.Span(kind, className="tt-attr-kind"), str(v)]
+        label: list[Component | str] = [html.Span(kind, className="tt-attr-kind"), str(v)]
         if href:
             out.append(dcc.Link(label, href=f"{href}?{kind}={quote(str(v), safe='')}", className="tt-attr"))
         else:
@@ -230,7 +240,7 @@ def variant_cards(cards: list[dict[str, Any]]) -> list[html.Div]:
                 className="tt-kv",
                 children=[
                     html.Span(label, className="tt-kv-label"),
-                    html.Span(fmt.value(c["values"].get(key), unit), className="tt-kv-value", **{"data-metric": key}),
+                    html.Span(fmt.value(c["values"].get(key), unit), className="tt-kv-value", **data(metric=key)),
                 ],
             )
             for key, label, unit in CARD_FIELDS
@@ -239,7 +249,7 @@ def variant_cards(cards: list[dict[str, Any]]) -> list[html.Div]:
             html.Div(
                 className="tt-card tt-variant-card",
                 style={"borderTopColor": color},
-                **{"data-variant": c["name"]},
+                **data(variant=c["name"]),
                 children=[
                     html.Div(
                         className="tt-variant-head",
@@ -273,7 +283,7 @@ def model_table(rows: list[dict[str, Any]]) -> Any:
             )
         ]
         cells += [html.Td(fmt.value(r.get(key), unit), className="tt-num") for key, _, unit in MODEL_COLUMNS]
-        body.append(html.Tr(cells, **{"data-model": r["name"]}))
+        body.append(html.Tr(cells, **data(model=r["name"])))
     return html.Table(className="tt-table", children=[html.Thead(head), html.Tbody(body)])
 
 
@@ -284,7 +294,7 @@ def status_line(resp: dict[str, Any] | None, error: str | None, now: float) -> l
         return ["Loading…"]
     res = resp.get("resolution", "?")
     return [
-        html.Span(f"{res} resolution", className="tt-res", **{"data-resolution": res}),
+        html.Span(f"{res} resolution", className="tt-res", **data(resolution=res)),
         f" · step {fmt.ms((resp.get('step') or 0) * 1000)} · updated {fmt.clock(now)}",
     ]
 
@@ -367,7 +377,7 @@ def _stat(label: str, value: str, key: str) -> html.Div:
         className="tt-stat",
         children=[
             html.Div(label, className="tt-stat-label"),
-            html.Div(value, className="tt-stat-value", **{"data-stat": key}),
+            html.Div(value, className="tt-stat-value", **data(stat=key)),
         ],
     )
 
@@ -466,7 +476,7 @@ def detail_view(v: dict[str, Any], request_id: str, errors: list[str] | None = N
                         "Cancel request",
                         id="detail-cancel",
                         className="tt-cancel tt-btn tt-btn-danger",
-                        **{"data-tt-action": "cancel", "data-id": v["id"] or request_id},
+                        **data(tt_action="cancel", id=v["id"] or request_id),
                     )
                     if v["in_flight"]
                     else None,
@@ -550,7 +560,7 @@ def detail_view(v: dict[str, Any], request_id: str, errors: list[str] | None = N
                 v["completion"],
                 id="tt-detail-text",
                 className="tt-text tt-completion-full" + (" tt-streaming" if v["in_flight"] else ""),
-                **{"data-id": v["id"] or request_id, "data-status": status, "data-empty": _no_text(v)},
+                **data(id=v["id"] or request_id, status=status, empty=_no_text(v)),
             ),
             dcc.Markdown(
                 v["completion"],
@@ -590,7 +600,7 @@ def detail_view(v: dict[str, Any], request_id: str, errors: list[str] | None = N
                 className="tt-json",
                 children=[
                     html.Summary("Live events (SSE) received by this page"),
-                    html.Pre(id="tt-detail-sse", className="tt-code", **{"data-id": v["id"] or request_id}),
+                    html.Pre(id="tt-detail-sse", className="tt-code", **data(id=v["id"] or request_id)),
                 ],
             ),
         ],

@@ -14,7 +14,7 @@ from typing import Any
 from dash import dcc, html
 
 from .config import DashboardConfig
-from .layout import empty_state
+from .layout import data, empty_state
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_SYSTEM = "You are a helpful assistant."
@@ -104,14 +104,14 @@ def page(config: DashboardConfig) -> list[Any]:
                 className="tt-field-row",
                 children=[
                     html.Button(
-                        "Send", id="play-send", className="tt-btn tt-btn-primary", **{"data-tt-action": "play-send"}
+                        "Send", id="play-send", className="tt-btn tt-btn-primary", **data(tt_action="play-send")
                     ),
                     html.Button(
                         "Cancel",
                         id="play-cancel",
                         className="tt-btn tt-btn-danger",
                         disabled=True,
-                        **{"data-tt-action": "play-cancel"},
+                        **data(tt_action="play-cancel"),
                     ),
                     html.Span(id="tt-play-status", className="tt-muted"),
                 ],
@@ -137,7 +137,7 @@ def page(config: DashboardConfig) -> list[Any]:
             html.Pre(
                 id="tt-play-text",
                 className="tt-text tt-completion-full",
-                **{"data-empty": "Send a message: the completion appears here token by token."},
+                **data(empty="Send a message: the completion appears here token by token."),
             ),
         ],
     )

@@ -160,7 +160,7 @@ class Reader:
 
     def live_request(self, request_id: str) -> tuple[dict[str, Any] | None, list[str]]:
         """The request from the first proxy that holds it in memory; and what failed on the way."""
-        errors = []
+        errors: list[str] = []
         for p in self.config.proxies:
             try:
                 return self._get(p.url, f"/api/requests/{urllib.parse.quote(request_id, safe='')}"), errors

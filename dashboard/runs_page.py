@@ -17,7 +17,7 @@ from dash import dcc, html
 from . import _format as fmt
 from .config import DashboardConfig
 from .figures import color_for
-from .layout import empty_state
+from .layout import data, empty_state
 
 PREFIX = "/runs/"
 COMPARE = "/runs/compare"
@@ -72,7 +72,7 @@ def list_page(config: DashboardConfig) -> list[Any]:
                             "Start run",
                             id="runs-start",
                             className="tt-btn tt-btn-primary",
-                            **{"data-tt-action": "run-start"},
+                            **data(tt_action="run-start"),
                         ),
                     ],
                 ),
@@ -102,9 +102,9 @@ def action_buttons(run: dict[str, Any]) -> list[html.Button]:
         html.Button(
             _LABELS[a],
             className="tt-btn tt-btn-small" + (" tt-btn-danger" if a == "end" else ""),
-            **{"data-tt-action": "run", "data-run": str(run["id"]), "data-action": a},
+            **data(tt_action="run", run=str(run["id"]), action=a),
         )
-        for a in _ACTIONS.get(run.get("status"), ())
+        for a in _ACTIONS.get(run.get("status", ""), ())
     ]
 
 
@@ -138,7 +138,7 @@ def runs_table(runs: list[dict[str, Any]]) -> Any:
         s = r.get("summary") or {}
         rows.append(
             html.Tr(
-                **{"data-run": str(r["id"]), "data-status": r.get("status")},
+                **data(run=str(r["id"]), status=r.get("status")),
                 children=[
                     html.Td(
                         [
@@ -208,7 +208,7 @@ def _stat(label: str, value: str, key: str, sub: str | None = None) -> html.Div:
         className="tt-stat",
         children=[
             html.Div(label, className="tt-stat-label"),
-            html.Div(value, className="tt-stat-value", **{"data-stat": key}),
+            html.Div(value, className="tt-stat-value", **data(stat=key)),
             html.Div(sub, className="tt-stat-sub") if sub else None,
         ],
     )
@@ -290,7 +290,7 @@ def breakdown_table(rows: list[dict[str, Any]], key: str, title: str) -> html.Di
             if key == "model"
             else html.Td(html.Code(name))
         )
-        body.append(html.Tr([first, *_cells(r)], **{f"data-{key}": name}))
+        body.append(html.Tr([first, *_cells(r)], **data(**{key: name})))
     if not body:
         body = [html.Tr(html.Td("No requests in this run yet.", colSpan=len(BREAKDOWN) + 1, className="tt-muted"))]
     return html.Div(
@@ -356,7 +356,7 @@ def what_if_view(w: dict[str, Any] | None) -> Any:
     actual = w.get("actual_usd")
     parts: list[Any] = [
         html.Span(f"At {w.get('model')}: ", className="tt-muted"),
-        html.B(fmt.usd(w.get("usd")), **{"data-whatif": "" if w.get("usd") is None else "known"}),
+        html.B(fmt.usd(w.get("usd")), **data(whatif="" if w.get("usd") is None else "known")),
         html.Span(f" (actual: {fmt.cost(actual, w.get('actual_unknown_requests') or 0)})", className="tt-muted"),
     ]
     if w.get("reason"):
@@ -425,7 +425,7 @@ def compare_view(body: dict[str, Any] | None, error: str | None = None) -> list[
         label, f = _METRIC_LABELS.get(m["metric"], (m["metric"], str))
         rows.append(
             html.Tr(
-                **{"data-metric": m["metric"]},
+                **data(metric=m["metric"]),
                 children=[
                     html.Td(label),
                     html.Td(f(m.get("a")), className="tt-num"),

@@ -17,7 +17,7 @@ from . import _format as fmt
 from ._messages import as_list, message_from_parts, prompt_preview
 from .config import DashboardConfig
 from .figures import color_for
-from .layout import empty_state
+from .layout import data, empty_state
 
 PREFIX = "/sessions/"
 TURN_TEXT_CHARS = 1200  # of a completion on the session page (the request page has it all)
@@ -102,7 +102,7 @@ def sessions_table(sessions: list[dict[str, Any]]) -> Any:
         sid = s["session_id"]
         rows.append(
             html.Tr(
-                **{"data-session": sid},
+                **data(session=sid),
                 children=[
                     html.Td(dcc.Link(sid, href=PREFIX + quote(sid, safe=""), className="tt-link tt-mono")),
                     html.Td(fmt.stamp(s.get("first_time"))[:19]),
@@ -115,7 +115,7 @@ def sessions_table(sessions: list[dict[str, Any]]) -> Any:
                     html.Td(
                         fmt.cost(s.get("cost_usd"), s.get("cost_unknown_turns") or 0),
                         className="tt-num",
-                        **{"data-cost": "" if s.get("cost_usd") is None else str(s["cost_usd"])},
+                        **data(cost="" if s.get("cost_usd") is None else str(s["cost_usd"])),
                     ),
                     html.Td(", ".join(s.get("users") or []) or "—"),
                 ],
@@ -150,7 +150,7 @@ def turn(span: dict[str, Any], n: int) -> html.Div:
     tokens = f"{fmt.count(span.get('input_tokens'))} → {fmt.count(span.get('output_tokens'))} tok"
     return html.Div(
         className=f"tt-turn tt-turn-{status}",
-        **{"data-id": rid},
+        **data(id=rid),
         children=[
             html.Div(
                 className="tt-turn-head",
@@ -204,13 +204,13 @@ def session_view(
             html.Div(
                 className="tt-detail-ids",
                 children=[
-                    html.Span(f"{len(turns)} stored turn" + ("" if len(turns) == 1 else "s"), **{"data-stat": "turns"}),
+                    html.Span(f"{len(turns)} stored turn" + ("" if len(turns) == 1 else "s"), **data(stat="turns")),
                     html.Span(f"{fmt.count(s.get('input_tokens'))} → {fmt.count(s.get('output_tokens'))} tokens")
                     if summary
                     else None,
                     html.Span(
                         ["cost ", html.B(fmt.cost(s.get("cost_usd"), s.get("cost_unknown_turns") or 0))],
-                        **{"data-stat": "cost"},
+                        **data(stat="cost"),
                     )
                     if summary
                     else None,
@@ -235,7 +235,7 @@ def session_view(
             className="tt-turns",
             id="session-turns",
             children=[turn(t, i + 1) for i, t in enumerate(turns)],
-            **{"data-session": session_id, "data-count": str(len(turns))},
+            **data(session=session_id, count=str(len(turns))),
         )
     )
     return body

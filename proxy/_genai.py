@@ -226,7 +226,8 @@ def _tool_call(tc: Any, redact: Redact) -> dict[str, Any]:
     """A tool call in OpenAI (``function: {name, arguments}``), flat or Anthropic ``tool_use`` shape."""
     if not isinstance(tc, dict):
         return {"type": "tool_call", "id": None, "name": "", "arguments": None}
-    fn = tc.get("function") if isinstance(tc.get("function"), dict) else tc
+    function = tc.get("function")
+    fn = function if isinstance(function, dict) else tc
     args = fn.get("arguments", tc.get("input"))
     return {
         "type": "tool_call",

@@ -100,7 +100,7 @@ def _prompt_preview(prompt: dict[str, Any]) -> str:
             return value
         if isinstance(value, list) and value:
             if all(isinstance(v, str) for v in value):
-                return value[0]
+                return str(value[0])
             msgs = [m for m in value if isinstance(m, dict)]
             users = [m for m in msgs if m.get("role") == "user"] or msgs
             if users:

@@ -31,7 +31,7 @@ def _anthropic_usage(u: Any, st: Extract, with_output: bool) -> None:
         st.output_tokens = o
 
 
-def _tool_fragment(idx: Any, block: dict) -> list[dict]:
+def _tool_fragment(idx: Any, block: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         {
             "index": idx,
@@ -42,7 +42,7 @@ def _tool_fragment(idx: Any, block: dict) -> list[dict]:
     ]
 
 
-def messages_event(obj: dict, name: str | None, st: Extract) -> Delta | None:
+def messages_event(obj: dict[str, Any], name: str | None, st: Extract) -> Delta | None:
     """One Anthropic Messages stream event."""
     t = obj.get("type") or name
     if t == "content_block_delta":
@@ -93,7 +93,7 @@ def messages_event(obj: dict, name: str | None, st: Extract) -> Delta | None:
     return None
 
 
-def messages_body(obj: dict, st: Extract) -> Delta | None:
+def messages_body(obj: dict[str, Any], st: Extract) -> Delta | None:
     """A non-streamed Anthropic ``message``."""
     _meta(obj, st)
     if _str(obj.get("stop_reason")):

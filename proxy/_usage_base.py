@@ -22,7 +22,7 @@ class ToolCalls:
     __slots__ = ("_budget", "_calls", "_last", "truncated")
 
     def __init__(self, budget: int = 1 << 20) -> None:
-        self._calls: dict[Any, list] = {}  # index -> [id, name, [argument parts], final args | None]
+        self._calls: dict[Any, list[Any]] = {}  # index -> [id, name, [argument parts], final args | None]
         self._budget = budget
         self._last: Any = None
         self.truncated = False
@@ -116,7 +116,7 @@ def _str(v: Any) -> str | None:
     return v if type(v) is str and v else None
 
 
-def _meta(obj: dict, st: Extract) -> None:
+def _meta(obj: dict[str, Any], st: Extract) -> None:
     m = obj.get("model")
     if type(m) is str and m:
         st.model = m
@@ -134,7 +134,7 @@ def _content_text(c: Any) -> str:
     return ""
 
 
-def error_message(obj: dict) -> str:
+def error_message(obj: dict[str, Any]) -> str:
     """A short human-readable message from an error object (OpenAI, Anthropic, vLLM shapes).
 
     The text is the upstream's own; the caller should pass it through redaction.

@@ -4,6 +4,7 @@ llama.cpp, Ollama, LM Studio, DeepSeek): the interpreters ``usage`` lists in its
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from ._usage_base import Extract, _content_text, _int, _meta, _str, _token_usage, error_message
 from .record import Delta
@@ -14,7 +15,7 @@ from .record import Delta
 _CHAT_USAGE = ("prompt_tokens", "completion_tokens", "prompt_tokens_details", "prompt_cache_hit_tokens")
 
 
-def _llamacpp_timings(obj: dict, st: Extract) -> None:
+def _llamacpp_timings(obj: dict[str, Any], st: Extract) -> None:
     t = obj.get("timings")
     if type(t) is dict:
         st.timings = t
@@ -22,7 +23,7 @@ def _llamacpp_timings(obj: dict, st: Extract) -> None:
             st.cached_tokens = _int(t.get("cache_n"))
 
 
-def _choice0(obj: dict, st: Extract) -> dict | None:
+def _choice0(obj: dict[str, Any], st: Extract) -> dict[str, Any] | None:
     """Choice index 0 (the record keeps one completion); sets the finish reason."""
     choices = obj.get("choices")
     if not choices or type(choices) is not list:
@@ -38,12 +39,12 @@ def _choice0(obj: dict, st: Extract) -> dict | None:
     return ch
 
 
-def _reasoning(d: dict) -> str:
+def _reasoning(d: dict[str, Any]) -> str:
     r = d.get("reasoning_content") or d.get("reasoning")  # DeepSeek/vLLM/SGLang, Ollama/newer vLLM
     return r if type(r) is str else ""
 
 
-def chat_event(obj: dict, name: str | None, st: Extract) -> Delta | None:
+def chat_event(obj: dict[str, Any], name: str | None, st: Extract) -> Delta | None:
     """One ``chat.completion.chunk``."""
     if st.id is None or st.model is None:  # the same in every chunk
         _meta(obj, st)
@@ -79,7 +80,7 @@ def chat_event(obj: dict, name: str | None, st: Extract) -> Delta | None:
     return None
 
 
-def chat_body(obj: dict, st: Extract) -> Delta | None:
+def chat_body(obj: dict[str, Any], st: Extract) -> Delta | None:
     """A non-streamed ``chat.completion``."""
     _meta(obj, st)
     _token_usage(obj.get("usage"), st, _CHAT_USAGE)
@@ -105,7 +106,7 @@ def chat_body(obj: dict, st: Extract) -> Delta | None:
 # --- legacy text completions ------------------------------------------------------------
 
 
-def completions_event(obj: dict, name: str | None, st: Extract) -> Delta | None:
+def completions_event(obj: dict[str, Any], name: str | None, st: Extract) -> Delta | None:
     """One ``text_completion`` chunk."""
     _meta(obj, st)
     u = obj.get("usage")
@@ -122,7 +123,7 @@ def completions_event(obj: dict, name: str | None, st: Extract) -> Delta | None:
     return Delta(text) if text and type(text) is str else None
 
 
-def completions_body(obj: dict, st: Extract) -> Delta | None:
+def completions_body(obj: dict[str, Any], st: Extract) -> Delta | None:
     """A non-streamed ``text_completion``: same shape as its chunks."""
     return completions_event(obj, None, st)
 
@@ -130,11 +131,11 @@ def completions_body(obj: dict, st: Extract) -> Delta | None:
 # --- embeddings ---------------------------------------------------------------------------
 
 
-def embeddings_event(obj: dict, name: str | None, st: Extract) -> Delta | None:
+def embeddings_event(obj: dict[str, Any], name: str | None, st: Extract) -> Delta | None:
     return None  # embeddings never stream
 
 
-def embeddings_body(obj: dict, st: Extract) -> Delta | None:
+def embeddings_body(obj: dict[str, Any], st: Extract) -> Delta | None:
     """An embeddings list: input tokens only; no output, so a reported usage means output 0."""
     m = obj.get("model")
     if type(m) is str and m:

@@ -25,7 +25,7 @@ _RESPONSES_FINAL = frozenset({"response.completed", "response.incomplete", "resp
 _RESPONSES_META = frozenset({"response.created", "response.in_progress", "response.queued"})
 
 
-def responses_event(obj: dict, name: str | None, st: Extract) -> Delta | None:
+def responses_event(obj: dict[str, Any], name: str | None, st: Extract) -> Delta | None:
     """One Responses API stream event (``type`` names it, as does the SSE ``event:``)."""
     t = obj.get("type") or name
     if t == "response.output_text.delta" or t == "response.refusal.delta":
@@ -72,7 +72,7 @@ def responses_event(obj: dict, name: str | None, st: Extract) -> Delta | None:
     return None
 
 
-def responses_body(obj: dict, st: Extract) -> Delta | None:
+def responses_body(obj: dict[str, Any], st: Extract) -> Delta | None:
     """A non-streamed ``response`` object."""
     _responses_object(obj, st, True)
     text, reasoning = [], []

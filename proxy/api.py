@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -179,6 +180,7 @@ async def live(request: web.Request) -> web.StreamResponse:
         await resp.prepare(request)
         await resp.write(b"retry: 1000\n\n")
         while True:
+            item: tuple[str, str, dict[str, Any]] | Literal[False] | None  # False: time for a heartbeat
             try:
                 item = await sub.get(timeout=HEARTBEAT_SECONDS)
             except TimeoutError:

@@ -132,7 +132,7 @@ def create_app(
         redactor=redactor,
         on_drop=metrics.dropped,
     )
-    observers: list[Observer] = []
+    observers: list[object] = []  # each with any of the Observer hooks (SessionTracker: on_end only)
     if tracer_provider is not None:
         from .spans import SpanObserver
 

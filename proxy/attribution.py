@@ -65,13 +65,13 @@ def client_key(headers: Mapping[str, str], query: Mapping[str, str] | None = Non
         if key:
             return key
     for name in _KEY_HEADERS:
-        key = headers.get(name)
-        if key and key.strip():
-            return key.strip()
+        value = headers.get(name)
+        if value and value.strip():
+            return value.strip()
     if query:
-        key = query.get("key")
-        if key:
-            return key
+        value = query.get("key")
+        if value:
+            return value
     return None
 
 

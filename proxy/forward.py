@@ -227,7 +227,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
             if opts is None or (isinstance(opts, dict) and not opts.get("include_usage")):
                 obj["stream_options"] = {**(opts or {}), "include_usage": True}
                 injected = True
-        if injected or rewrite:
+        if (injected or rewrite) and obj is not None:  # both imply a parsed body
             body = _dump(obj)
         auth = route.auth() if route is not None else None
         url = base.with_path(base.path.rstrip("/") + "/" + path, encoded=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -137,7 +138,7 @@ class Observers:
     """The observers of one app, with each hook's bound methods listed once (the
     delta hook runs per token chunk, so no per-call attribute lookups)."""
 
-    def __init__(self, observers: list[Observer]) -> None:
+    def __init__(self, observers: list[object]) -> None:  # each has any of the Observer hooks
         self.all = list(observers)
         self._hooks = {
             h: [getattr(o, h) for o in self.all if hasattr(o, h)] for h in ("on_start", "on_delta", "on_end")
@@ -153,7 +154,7 @@ class Observers:
         _call(self._hooks["on_end"], rec)
 
 
-def _call(fns: list, *args: Any) -> None:
+def _call(fns: list[Callable[..., None]], *args: Any) -> None:
     for fn in fns:
         try:
             fn(*args)

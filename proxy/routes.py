@@ -146,13 +146,13 @@ def parse_routes(raw: Any, env: Mapping[str, str]) -> RouteTable:
         match, prefix = entry.get("match"), entry.get("prefix")
         if (match is None) == (prefix is None):
             raise SettingsError(f"{where}: give exactly one of 'match' (an exact model name) or 'prefix'")
-        for key, value, seen in (("match", match, exact), ("prefix", prefix, prefixes)):
+        for kind, value, seen in (("match", match, exact), ("prefix", prefix, prefixes)):
             if value is None:
                 continue
             if not isinstance(value, str) or not value:
-                raise SettingsError(f"{where}: '{key}' must be a non-empty string")
+                raise SettingsError(f"{where}: '{kind}' must be a non-empty string")
             if value in seen:
-                raise SettingsError(f"{where}: {key} {value!r} is already taken by route {seen[value]!r}")
+                raise SettingsError(f"{where}: {kind} {value!r} is already taken by route {seen[value]!r}")
             seen[value] = name
         upstream = parse_upstream(entry.get("upstream"), where)
         model = entry.get("model")

@@ -20,7 +20,8 @@ from .usage import Extract, ToolCalls, error_message, estimate_input_tokens, int
 
 log = logging.getLogger("tokentail.proxy")
 
-_scan_json = make_scanner(json.JSONDecoder())  # the C scanner, without loads()' wrappers
+# The C scanner, without loads()' wrappers (typeshed types its argument as a scanner; CPython takes the decoder).
+_scan_json = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 
 
 def _loads(s: str) -> Any:
@@ -115,7 +116,7 @@ class StreamTap:
     def __init__(
         self,
         rec: RequestRecord,
-        request_json: dict | None,
+        request_json: dict[str, Any] | None,
         *,
         streaming: bool,
         strip_usage_chunk: bool = False,
@@ -149,6 +150,7 @@ class StreamTap:
             self._add_body(chunk)
             return chunk, []
         deltas: list[Delta] = []
+        assert self._dec is not None  # set whenever streaming
         events = self._dec.feed(chunk)
         if not self._strip:
             for ev in events:
@@ -176,6 +178,7 @@ class StreamTap:
         out = b""
         try:
             if self._streaming:
+                assert self._dec is not None  # set whenever streaming
                 kept = []
                 for ev in self._dec.flush():
                     if not self._event(ev, []) and self._strip:

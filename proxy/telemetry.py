@@ -264,7 +264,7 @@ def _otlp_exporter(env: Mapping[str, str]) -> SpanExporter:
         log.warning("OTLP protocol %r is not supported by the Python exporter; using http/protobuf", protocol)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
-    endpoint = env.get(ENV_TRACES_ENDPOINT)
+    endpoint = env.get(ENV_TRACES_ENDPOINT) or ""
     if not endpoint:  # the signal path is appended only to the generic endpoint, as the spec says
         base = env.get(ENV_ENDPOINT) or "http://localhost:4318"
         endpoint = base.rstrip("/") + "/v1/traces"

@@ -67,13 +67,13 @@ class Interpreter:
     """How one endpoint family's responses read."""
 
     name: str
-    event: Callable[[dict, str | None, Extract], Delta | None]
-    body: Callable[[dict, Extract], Delta | None]
+    event: Callable[[dict[str, Any], str | None, Extract], Delta | None]
+    body: Callable[[dict[str, Any], Extract], Delta | None]
     usage_chunk: bool = False  # has OpenAI's usage-only chunk (stream_options.include_usage)
     has_output: bool = True  # False: output tokens are never estimated (embeddings)
 
 
-def is_usage_chunk(obj: dict) -> bool:
+def is_usage_chunk(obj: dict[str, Any]) -> bool:
     """OpenAI's usage-only chunk: ``{"choices": [], "usage": {...}}``."""
     return type(obj.get("usage")) is dict and not obj.get("choices")
 
@@ -92,7 +92,7 @@ _ANTHROPIC_TYPES = frozenset(
 )
 
 
-def _sniff(obj: dict) -> Interpreter:
+def _sniff(obj: dict[str, Any]) -> Interpreter:
     t = obj.get("type")
     if obj.get("object") == "response" or (type(t) is str and t.startswith("response.")):
         return INTERPRETERS["/responses"]

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 READ_TOKEN_ENV = "TOKENTAIL_READ_TOKEN"
 ADMIN_TOKEN_ENV = "TOKENTAIL_ADMIN_TOKEN"
@@ -125,13 +125,11 @@ def check_state_change(policy: AccessPolicy, request: web.Request) -> web.Respon
     )
 
 
-def middleware(
-    policy: AccessPolicy,
-) -> Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]], Awaitable[web.StreamResponse]]:
+def middleware(policy: AccessPolicy) -> Middleware:
     """aiohttp middleware enforcing ``policy`` and explicit-origin CORS."""
 
     @web.middleware
-    async def access_middleware(request: web.Request, handler):
+    async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         origin = request.headers.get("Origin")
         allowed = origin is not None and origin in policy.allowed_origins
         if request.method == "OPTIONS" and origin and request.headers.get("Access-Control-Request-Method"):
@@ -142,7 +140,7 @@ def middleware(
         if denied is not None:
             return denied
         response = await handler(request)
-        if allowed and not response.prepared:
+        if allowed and origin is not None and not response.prepared:
             response.headers.update(_cors_headers(origin, preflight=False))
         return response
 

@@ -12,6 +12,7 @@ import importlib
 import logging
 import os
 import sys
+from types import ModuleType
 
 from . import settings as st
 
@@ -33,9 +34,9 @@ file > default. Run `tokentail COMMAND --help` for a command's options.
 """
 
 
-def _available() -> dict[str, object]:
+def _available() -> dict[str, ModuleType]:
     """Import the command modules that exist (later commands may not be built yet)."""
-    mods = {}
+    mods: dict[str, ModuleType] = {}
     for name, path in COMMANDS.items():
         try:
             mods[name] = importlib.import_module(path)
@@ -46,7 +47,7 @@ def _available() -> dict[str, object]:
     return mods
 
 
-def build_parser(mods: dict[str, object]) -> argparse.ArgumentParser:
+def build_parser(mods: dict[str, ModuleType]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tokentail",
         description="See every LLM request as it streams: proxy, collector and dashboard for OpenAI-compatible APIs.",

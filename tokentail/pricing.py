@@ -26,7 +26,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 __all__ = ["DEFAULT_PATH", "Price", "PriceTable", "PricingError"]
 
@@ -132,9 +132,9 @@ class PriceTable:
             unknown = sorted(set(entry) - _KEYS)
             if unknown:
                 raise PricingError(f"{here}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(_KEYS))})")
-            rates = {
-                k: _rate(entry, k, here, required=k != "cached_input") for k in ("input", "output", "cached_input")
-            }
+            input_rate = _rate(entry, "input", here, required=True)
+            output_rate = _rate(entry, "output", here, required=True)
+            cached_rate = _rate(entry, "cached_input", here, required=False)
             for k in ("source", "date"):
                 if not isinstance(entry.get(k), str) or not entry[k].strip():
                     raise PricingError(f"{here}: '{k}' is required (a non-empty string)")
@@ -153,9 +153,9 @@ class PriceTable:
             prices.append(
                 Price(
                     model=name,
-                    input=rates["input"],
-                    output=rates["output"],
-                    cached_input=rates["cached_input"],
+                    input=input_rate,
+                    output=output_rate,
+                    cached_input=cached_rate,
                     source=entry["source"].strip(),
                     date=str(entry["date"]).strip(),
                     note=note,
@@ -215,7 +215,12 @@ class PriceTable:
     def what_if(self, usage_totals: Any, model: str) -> float | None:
         """What ``usage_totals`` (a mapping or object with ``input_tokens``, ``output_tokens``,
         ``cached_input_tokens``, e.g. the summed usage of a run) would cost at ``model``'s prices."""
-        get = usage_totals.get if isinstance(usage_totals, Mapping) else (lambda k: getattr(usage_totals, k, None))
+
+        def get(key: str) -> Any:
+            if isinstance(usage_totals, Mapping):
+                return usage_totals.get(key)
+            return getattr(usage_totals, key, None)
+
         return self.cost(model, get("input_tokens"), get("output_tokens"), get("cached_input_tokens"))
 
 
@@ -235,6 +240,10 @@ def price_cost(
     return total / PER_TOKENS
 
 
+@overload
+def _rate(entry: Mapping[str, Any], key: str, here: str, *, required: Literal[True]) -> float: ...
+@overload
+def _rate(entry: Mapping[str, Any], key: str, here: str, *, required: bool) -> float | None: ...
 def _rate(entry: Mapping[str, Any], key: str, here: str, *, required: bool) -> float | None:
     v = entry.get(key)
     if v is None:

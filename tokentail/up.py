@@ -57,7 +57,12 @@ class Child:
     port: int
     env: dict[str, str] = field(default_factory=dict)
     proc: asyncio.subprocess.Process | None = None
-    pump: asyncio.Task | None = None
+    pump: asyncio.Task[None] | None = None
+
+    def started(self) -> asyncio.subprocess.Process:
+        """The process, once ``_start`` has started it."""
+        assert self.proc is not None, f"{self.name} was not started"
+        return self.proc
 
 
 def has_command(module: str) -> bool:
@@ -248,7 +253,7 @@ async def run_stack(settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    traffic: asyncio.Task | None = None
+    traffic: asyncio.Task[None] | None = None
     try:
         for child in children:
             await _start(child, settings.host)
@@ -259,13 +264,15 @@ async def run_stack(settings) -> None:
 
             urls = [f"http://{settings.host}:{c.port}/v1" for c in children if c.name.startswith("proxy")]
             traffic = asyncio.create_task(generate(urls, settings.traffic_rps, stop))
-        waiters = {asyncio.create_task(c.proc.wait()): c for c in children}
+        waiters = {asyncio.create_task(c.started().wait()): c for c in children}
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopper, *waiters], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if task in waiters:
                 c = waiters[task]
-                print(f"{'up':>13} | {c.name} exited with code {c.proc.returncode}; stopping the stack", flush=True)
+                print(
+                    f"{'up':>13} | {c.name} exited with code {c.started().returncode}; stopping the stack", flush=True
+                )
         stop.set()
         for t in [stopper, *waiters]:
             t.cancel()

@@ -27,7 +27,19 @@ def main() -> int:
                 (pkg / item.name).symlink_to(item)
         for name, folder in MAPPED.items():
             (pkg / name).symlink_to(ROOT / folder)
-        cmd = [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), "-p", "tokentail"]
+        # The cache lives in the worktree (not the temporary folder) so a second run only
+        # rechecks what changed.
+        cmd = [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            "--cache-dir",
+            str(ROOT / ".mypy_cache"),
+            "-p",
+            "tokentail",
+        ]
         done = subprocess.run(cmd, cwd=tmp, check=False)
         return done.returncode
 

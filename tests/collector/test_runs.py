@@ -147,6 +147,9 @@ async def test_unknown_runs_actions_and_parameters(client):
         resp = await client.get(f"/api/runs/compare?{query}")
         assert resp.status == 400 and (await resp.json())["error"]["param"] == param
     assert (await client.get(f"/api/runs/compare?a={run['id']}&b=99")).status == 404
+    for query, missing in ((f"a=98&b={run['id']}", 98), ("a=98&b=99", 98)):  # the first missing run is named
+        resp = await client.get(f"/api/runs/compare?{query}")
+        assert resp.status == 404 and (await resp.json())["error"]["message"] == f"no run {missing}"
     assert (await client.get("/api/runs?limit=0")).status == 400
 
 

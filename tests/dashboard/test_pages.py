@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from tokentail.dashboard import layout, runs_page, sessions_page
 from tokentail.dashboard import queries as q
-from tokentail.dashboard import runs_page, sessions_page
 from tokentail.dashboard.config import DashboardConfig, parse_proxy
 
 from .test_app import walk
@@ -132,6 +132,21 @@ RUN = {
 )
 def test_run_buttons_follow_its_state(status, actions):
     assert [getattr(b, "data-action") for b in runs_page.action_buttons(dict(RUN, status=status))] == actions
+
+
+def test_run_without_a_known_status_has_no_buttons():
+    assert runs_page.action_buttons({k: v for k, v in RUN.items() if k != "status"}) == []
+    assert runs_page.action_buttons(dict(RUN, status=None)) == []
+
+
+def test_data_attributes_render_with_hyphens():
+    assert layout.data(tt_action="run", run="4", empty=None) == {
+        "data-tt-action": "run",
+        "data-run": "4",
+        "data-empty": None,
+    }
+    button = runs_page.action_buttons(dict(RUN, status="active"))[0].to_plotly_json()["props"]
+    assert (button["data-tt-action"], button["data-run"], button["data-action"]) == ("run", str(RUN["id"]), "pause")
 
 
 def test_run_view_cost_unknown_and_breakdowns():

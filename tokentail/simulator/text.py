@@ -263,8 +263,10 @@ def tool_arguments(parameters: Any, seed: int, depth: int = 0) -> dict[str, Any]
     property (or every property when none is marked required)."""
     rng = random.Random(seed)
     schema = parameters if isinstance(parameters, dict) else {}
-    props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
-    required = schema.get("required") if isinstance(schema.get("required"), list) else list(props)
+    properties = schema.get("properties")
+    props: dict[str, Any] = properties if isinstance(properties, dict) else {}
+    listed = schema.get("required")
+    required: list[Any] = listed if isinstance(listed, list) else list(props)
     return {str(name): _value(str(name), props.get(name), rng, depth) for name in required}
 
 
