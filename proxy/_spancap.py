@@ -9,7 +9,7 @@ OTLP body limit (16 MiB), and a receiver never refuses a batch for its size.
 from __future__ import annotations
 
 import json
-import re
+from collections.abc import Iterator
 from typing import Any
 
 from ._genai import to_json
@@ -26,13 +26,10 @@ def _json_len(s: str) -> int:
     return len(s) if s.isascii() else len(s.encode("utf-8", "replace"))
 
 
-_ESCAPED = re.compile(r'["\\\x00-\x1f]')
-
-
 def _escaped_len(s: str) -> int:
     """UTF-8 bytes of ``s`` as a JSON string body (quotes, backslashes and controls escaped)."""
-    if _ESCAPED.search(s) is None:
-        return _json_len(s)
+    if s.isprintable():  # no control characters: only quotes and backslashes grow
+        return _json_len(s) + s.count('"') + s.count("\\")
     return _json_len(json.dumps(s, ensure_ascii=False)) - 2
 
 
@@ -63,18 +60,22 @@ def _cut_limit(sizes: list[int], excess: int) -> int:
     return lo
 
 
-def _cut(v: Any, limit: int, depth: int = 0) -> Any:
+def _cut(v: Any, limit: int, sizes: Iterator[int], depth: int = 0) -> Any:
     """A copy of ``v`` with every string over ``limit`` bytes (as JSON) cut and marked; never in
-    place: the structures may share objects with the record's prompt."""
+    place: the structures may share objects with the record's prompt. ``sizes`` yields each
+    string's size as ``_leaf_sizes`` found them, in the same order."""
     if type(v) is str:
-        n = _escaped_len(v)
+        n = next(sizes)
         if n <= limit + _MARK_LEN:
             return v
-        return v[: len(v) * limit // n] + TRUNCATION_MARK  # proportional: escapes spread evenly enough
+        keep = v[: len(v) * limit // n]  # proportional, then trimmed until it fits (once or twice)
+        while keep and (k := _escaped_len(keep)) > limit:
+            keep = keep[: min(len(keep) - 1, len(keep) * limit // k)]
+        return keep + TRUNCATION_MARK
     if depth < 64 and type(v) is list:
-        return [_cut(x, limit, depth + 1) for x in v]
+        return [_cut(x, limit, sizes, depth + 1) for x in v]
     if depth < 64 and type(v) is dict:
-        return {k: _cut(x, limit, depth + 1) for k, x in v.items()}
+        return {k: _cut(x, limit, sizes, depth + 1) for k, x in v.items()}
     return v
 
 
@@ -85,20 +86,25 @@ def capped_json(value: list[Any], cap: int) -> tuple[str, bool]:
     ``TRUNCATION_MARK``; if the structure alone is too big (thousands of short messages), the
     oldest items are left out and the latest kept. A few linear passes at most.
     """
-    s = to_json(value)
-    size = _json_len(s)
+    sizes: list[int] = []
+    _leaf_sizes(value, sizes)
+    size = sum(sizes)  # a lower bound of the JSON's size, without serialising it
     if size <= cap:
-        return s, False
+        s = to_json(value)
+        size = _json_len(s)
+        if size <= cap:
+            return s, False
     cur: Any = value
-    for _ in range(_CUT_PASSES):
-        sizes: list[int] = []
-        _leaf_sizes(cur, sizes)
-        cur = _cut(cur, _cut_limit(sizes, size - cap))
+    for i in range(_CUT_PASSES):
+        if i:
+            sizes = []
+            _leaf_sizes(cur, sizes)
+        cur = _cut(cur, _cut_limit(sizes, size - cap), iter(sizes))
         s = to_json(cur)
         before, size = size, _json_len(s)
         if size <= cap:
             return s, True
-        if size >= before:
+        if i and size >= before:
             break  # nothing left worth cutting: the structure itself is too big
     items = cur if type(cur) is list else [cur]
     budget, keep = cap - 2, 0  # the brackets
