@@ -345,6 +345,8 @@ class StreamTap:
         reported = inp is not None or out is not None
         estimated = False
         failed = rec.http_status is not None and rec.http_status >= 400  # nothing was generated
+        if rec.error == ERR_INCOMPLETE and not self._saw_data:
+            failed = True  # nor here: the upstream said nothing at all (nor read the prompt, as far as we know)
         if inp is None and not failed:
             inp = estimate_input_tokens(self._req)
             estimated = inp is not None

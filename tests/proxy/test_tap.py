@@ -666,7 +666,7 @@ def test_incomplete_for_any_split_and_line_ending(case, cuts, crlf, strip):
 def test_a_stream_with_no_data_event_is_incomplete_for_every_family(body, endpoint):
     rec, out, _ = run([body], endpoint)
     assert out == body and (rec.status, rec.error) == (R.ERROR, R.ERR_INCOMPLETE)
-    assert (rec.usage.output_tokens, rec.text) == (None, "")  # nothing generated: output unknown
+    assert (rec.usage.input_tokens, rec.usage.output_tokens, rec.text) == (None, None, "")  # unknown, never estimated
 
 
 def test_done_does_not_complete_anthropic_or_responses():
