@@ -208,6 +208,8 @@ class StreamTap:
             if ev.overflow:
                 self.rec.malformed = True
                 self._saw_data = True
+            elif ev.raw.startswith(b"error:"):
+                self._error_line(ev.raw)
             return False
         self._saw_data = True
         if data == "[DONE]":
@@ -239,6 +241,16 @@ class StreamTap:
             self._delta(d)
             deltas.append(d)
         return self._strip and is_usage_chunk(obj)
+
+    def _error_line(self, raw: bytes) -> None:
+        """llama.cpp's server streams its errors as ``error: {json}``, a field SSE ignores: keep
+        the message (e.g. the prompt exceeds the context), the event still holds no data."""
+        try:
+            obj = _loads(raw[6:].decode("utf-8", "replace").strip())
+        except (ValueError, RecursionError):
+            return
+        if type(obj) is dict and self._st.error is None:
+            self._st.error = error_message(obj)
 
     def _delta(self, d: Delta) -> None:
         rec = self.rec

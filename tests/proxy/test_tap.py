@@ -578,13 +578,13 @@ INCOMPLETE = [
         None,
         "the upstream ended the stream without sending any event",
     ),
-    # llama.cpp's streamed error is an ``error:`` line, a field SSE ignores: no event either.
+    # llama.cpp streams its error as an ``error:`` line, a field SSE ignores: no data, the message kept.
     (
         "llamacpp_error_line.sse",
         "/chat/completions",
         "",
         None,
-        "the upstream ended the stream without sending any event",
+        "exceed_context_size_error: the request exceeds the available context size, try increasing it",
     ),
     (
         "openai_chat_cut_after_finish.sse",
