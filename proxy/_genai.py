@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from .record import CANCELLED, ERR_CONNECT, ERR_DISCONNECT, ERR_STATUS, ERR_TIMEOUT, RequestRecord
+from .record import CANCELLED, ERR_CONNECT, ERR_DISCONNECT, ERR_INCOMPLETE, ERR_STATUS, ERR_TIMEOUT, RequestRecord
 
 # The opt-in token the GenAI SIG defined for OTEL_SEMCONV_STABILITY_OPT_IN: "emit the latest
 # experimental version of GenAI conventions and do not emit the old one".
@@ -53,7 +53,7 @@ _PROVIDER_HOSTS = (
     ("amazonaws.com", "aws.bedrock"),
 )
 
-_ERROR_TYPES = {ERR_CONNECT, ERR_TIMEOUT, ERR_DISCONNECT}
+_ERROR_TYPES = {ERR_CONNECT, ERR_TIMEOUT, ERR_DISCONNECT, ERR_INCOMPLETE}
 
 # Provider finish reasons -> the output-message enum (stop|length|content_filter|tool_call|error).
 _FINISH = {

@@ -8,6 +8,9 @@ from typing import Any
 from ._usage_base import Extract, _int, _meta, _str, error_message
 from .record import Delta
 
+# The event that ends a complete stream.
+MESSAGES_END = frozenset({"message_stop"})
+
 
 def _anthropic_usage(u: Any, st: Extract, with_output: bool) -> None:
     """Input = input_tokens + cache reads + cache writes (DESIGN: cached included)."""

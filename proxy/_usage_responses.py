@@ -21,7 +21,8 @@ def _responses_object(r: Any, st: Extract, final: bool) -> None:
         st.error = error_message(r)
 
 
-_RESPONSES_FINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+# The events that end a stream (a failed response too: the stream is complete and says why).
+RESPONSES_END = frozenset({"response.completed", "response.incomplete", "response.failed"})
 _RESPONSES_META = frozenset({"response.created", "response.in_progress", "response.queued"})
 
 
@@ -65,7 +66,7 @@ def responses_event(obj: dict[str, Any], name: str | None, st: Extract) -> Delta
         st.tools.set_arguments(obj.get("output_index"), obj.get("arguments"))
     elif t == "error":
         st.error = error_message(obj)
-    elif t in _RESPONSES_FINAL:
+    elif t in RESPONSES_END:
         _responses_object(obj.get("response"), st, True)
     elif t in _RESPONSES_META:
         _responses_object(obj.get("response"), st, False)

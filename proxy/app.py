@@ -145,6 +145,7 @@ def create_app(
                 variant=settings.variant,
                 capture_content=telemetry.capture_content(env),
                 semconv_opt_in=opt_in,
+                content_bytes=settings.span_content_bytes,
             )
         )
     sessions = SessionTracker(redactor=redactor)

@@ -265,7 +265,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
             if tail:
                 await resp.write(tail)
             await resp.write_eof()
-            rec.status = R.OK if up.status < 400 else R.ERROR
+            rec.status = R.OK if up.status < 400 and rec.error is None else R.ERROR  # the tap may have set one
             if up.status >= 400:
                 rec.error = R.ERR_STATUS
     except asyncio.CancelledError:

@@ -28,7 +28,16 @@ from ._genai import (
     provider_for,
     upstream_address,
 )
-from .record import CANCELLED, ERR_CONNECT, ERR_DISCONNECT, ERR_STATUS, ERR_TIMEOUT, Delta, RequestRecord
+from .record import (
+    CANCELLED,
+    ERR_CONNECT,
+    ERR_DISCONNECT,
+    ERR_INCOMPLETE,
+    ERR_STATUS,
+    ERR_TIMEOUT,
+    Delta,
+    RequestRecord,
+)
 
 # Recommended bucket boundaries of the GenAI conventions (seconds, and tokens).
 GENAI_DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
@@ -40,8 +49,15 @@ OTHER = "other"
 UNKNOWN = "unknown"
 
 # record.error -> upstream_errors_total{reason}
-_REASONS = {ERR_CONNECT: "connect", ERR_TIMEOUT: "timeout", ERR_DISCONNECT: "disconnect", ERR_STATUS: "status"}
-_UPSTREAM_FAILURES = {ERR_CONNECT, ERR_TIMEOUT, ERR_DISCONNECT}
+_REASONS = {
+    ERR_CONNECT: "connect",
+    ERR_TIMEOUT: "timeout",
+    ERR_DISCONNECT: "disconnect",
+    ERR_STATUS: "status",
+    ERR_INCOMPLETE: "incomplete",
+}
+# A 200 whose stream never completed failed upstream too (status_class upstream_error).
+_UPSTREAM_FAILURES = {ERR_CONNECT, ERR_TIMEOUT, ERR_DISCONNECT, ERR_INCOMPLETE}
 _GENAI = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model")
 
 

@@ -30,6 +30,9 @@ ERR_CONNECT = "connect"  # upstream refused / DNS / TLS
 ERR_TIMEOUT = "timeout"  # idle timeout (time to first byte included)
 ERR_DISCONNECT = "upstream_disconnect"  # upstream closed mid-response
 ERR_STATUS = "status"  # upstream answered 4xx/5xx
+# A 2xx stream that closed cleanly without its protocol's terminator ([DONE], message_stop,
+# response.completed...) or without any event (llama.cpp's empty 200 when the prompt overflows).
+ERR_INCOMPLETE = "incomplete_stream"
 ERR_OPERATOR = "cancelled_by_operator"  # POST /api/requests/{id}/cancel (status cancelled)
 
 

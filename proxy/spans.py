@@ -10,6 +10,12 @@ attributes and, when content capture is on, the prompt and completion in the par
 ``gen_ai.client.inference.operation.details`` event and as span attributes (Phoenix and
 others do not show event attributes). The batching and export live in ``telemetry``.
 
+Content is capped per span (``_spancap``): the prompt and the completion each to
+``content_bytes`` of JSON (64 KiB by default, ``--span-content-bytes``), and never beyond the
+SDK's attribute value length limit (``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT``, read by
+``SpanLimits``), so the JSON stays whole rather than cut by the SDK mid-string; a cut sets
+``tokentail.content.truncated``. A span is thus bounded, and so is an export batch.
+
 Attribution (``tokentail.user``, ``tokentail.tags``, ``tokentail.client.key_fingerprint``),
 the session (``tokentail.session.id`` = ``gen_ai.conversation.id``) and the route
 (``tokentail.route``, ``tokentail.upstream.model``) are set at start; ``gen_ai.request.model``
@@ -24,6 +30,7 @@ import time
 from typing import Any
 
 from opentelemetry.context import Context
+from opentelemetry.sdk.trace import SpanLimits
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -38,9 +45,9 @@ from ._genai import (
     output_messages,
     parse_opt_in,
     provider_for,
-    to_json,
     upstream_address,
 )
+from ._spancap import DEFAULT_SPAN_CONTENT_BYTES, TT_CONTENT_TRUNCATED, capped_json
 from .record import CANCELLED, Delta, RequestRecord
 
 _SPAN_NAME_MODEL_MAX = 100
@@ -113,7 +120,9 @@ class SpanObserver:
     ``capture_content`` (``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``) decides
     whether prompt and completion are recorded; ``redactor`` (any object with
     ``redact_text``) cleans the completion (the prompt on the record is redacted already);
-    ``semconv_opt_in`` (``OTEL_SEMCONV_STABILITY_OPT_IN``) adds the newer attributes.
+    ``semconv_opt_in`` (``OTEL_SEMCONV_STABILITY_OPT_IN``) adds the newer attributes;
+    ``content_bytes`` caps the prompt and the completion on a span, each; ``span_limits``
+    are the provider's (by default ``SpanLimits()``, read from the same environment).
     """
 
     def __init__(
@@ -125,6 +134,8 @@ class SpanObserver:
         redactor: Any = None,
         variant: str = "",
         semconv_opt_in: str | None = None,
+        content_bytes: int = DEFAULT_SPAN_CONTENT_BYTES,
+        span_limits: SpanLimits | None = None,
     ) -> None:
         self._tracer = tracer_provider.get_tracer("tokentail.proxy", _version())
         host, port = upstream_address(upstream_url)
@@ -138,6 +149,7 @@ class SpanObserver:
         self._redact = getattr(redactor, "redact_text", None)
         self._variant = variant
         self._latest = parse_opt_in(semconv_opt_in)
+        self._content_cap = _content_cap(content_bytes, span_limits if span_limits is not None else SpanLimits())
         self._live: dict[str, _Live] = {}
         self._routed: dict[str, tuple[dict[str, Any], str]] = {}  # route upstream URL -> (server attrs, provider)
 
@@ -278,13 +290,33 @@ class SpanObserver:
             details[S.REQUEST_MODEL] = rec.model
         if err is not None:
             details[S.ERROR_TYPE] = err
+        cap, cut = self._content_cap, False
         if rec.prompt:
             msgs, system = input_messages(rec.prompt, rec.endpoint)
-            if msgs:
-                details[S.INPUT_MESSAGES] = a[S.INPUT_MESSAGES] = to_json(msgs)
+            left = cap  # the prompt's budget, shared: instructions take at most half when there are messages
             if system:
-                details[S.SYSTEM_INSTRUCTIONS] = a[S.SYSTEM_INSTRUCTIONS] = to_json(system)
+                text, c = capped_json(system, cap // 2 if msgs else cap)
+                details[S.SYSTEM_INSTRUCTIONS] = a[S.SYSTEM_INSTRUCTIONS] = text
+                left, cut = cap - len(text.encode("utf-8", "replace")), cut or c
+            if msgs:
+                text, c = capped_json(msgs, left)
+                details[S.INPUT_MESSAGES] = a[S.INPUT_MESSAGES] = text
+                cut = cut or c
         out = output_messages(rec, self._redact)
         if out:
-            details[S.OUTPUT_MESSAGES] = a[S.OUTPUT_MESSAGES] = to_json(out)
+            text, c = capped_json(out, cap)
+            details[S.OUTPUT_MESSAGES] = a[S.OUTPUT_MESSAGES] = text
+            cut = cut or c
+        if cut:
+            details[TT_CONTENT_TRUNCATED] = a[TT_CONTENT_TRUNCATED] = True
         span.add_event(S.EVENT_OPERATION_DETAILS, details, timestamp=end_ns)
+
+
+def _content_cap(content_bytes: int, limits: SpanLimits) -> int:
+    """Bytes of JSON per content attribute: ours, and never more than the SDK would keep (its
+    limits count characters; a string of n UTF-8 bytes has at most n characters)."""
+    cap = max(0, content_bytes)
+    for limit in (limits.max_attribute_length, limits.max_span_attribute_length):
+        if isinstance(limit, int) and limit >= 0:
+            cap = min(cap, limit)
+    return cap

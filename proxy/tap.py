@@ -5,6 +5,12 @@ the upstream and writes what ``feed`` returns to the client. It decodes the SSE 
 (``sse``), reads each event with the endpoint family's interpreter (``usage``), and keeps
 the record current: text and reasoning (capped), tool calls, finish reason, usage, flags.
 It never raises on upstream bytes, however odd.
+
+A 2xx stream must end with its protocol's terminator (``Interpreter.ends_with_done`` /
+``end_types``). One that closes cleanly without it, or without any event at all, is an
+error of its own kind, ``incomplete_stream``: ``finish`` marks the record so, and the client's
+bytes stay as they were. A record that already ended otherwise (upstream disconnect,
+timeout, cancel) keeps its reason.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import logging
 from json.scanner import make_scanner
 from typing import Any
 
-from .record import Delta, RequestRecord
+from .record import ERR_INCOMPLETE, ERROR, IN_FLIGHT, Delta, RequestRecord
 from .sse import SSEDecoder, SSEEvent
 from .usage import Extract, ToolCalls, error_message, estimate_input_tokens, interpreter_for, is_usage_chunk
 
@@ -96,6 +102,7 @@ class StreamTap:
     __slots__ = (
         "_body",
         "_body_len",
+        "_complete",
         "_dec",
         "_finished",
         "_held",
@@ -103,6 +110,7 @@ class StreamTap:
         "_max_body",
         "_reasoning",
         "_req",
+        "_saw_data",
         "_st",
         "_streaming",
         "_strip",
@@ -141,6 +149,8 @@ class StreamTap:
         self._finished = False
         self._tools_seen = 0
         self.saw_done = False  # the stream ended with data: [DONE]
+        self._complete = False  # the protocol's terminator was seen
+        self._saw_data = False  # at least one event with data (or too big to parse)
 
     def feed(self, chunk: bytes) -> tuple[bytes, list[Delta]]:
         """Read one chunk; return (bytes for the client, deltas found in it)."""
@@ -200,9 +210,14 @@ class StreamTap:
         if data is None:
             if ev.overflow:
                 self.rec.malformed = True
+                self._saw_data = True
+            elif ev.raw.startswith(b"error:"):
+                self._error_line(ev.raw)
             return False
+        self._saw_data = True
         if data == "[DONE]":
             self.saw_done = True
+            self._complete = self._complete or self._interp.ends_with_done
             return False
         try:
             obj = _loads(data)
@@ -215,6 +230,8 @@ class StreamTap:
             self.rec.malformed = True
             return False
         st = self._st
+        if not self._complete and self._interp.end_types and self._interp.is_end(obj, ev.event):
+            self._complete = True
         if obj.get("error") or ev.event == "error":  # other error shapes: see the interpreters
             st.error = error_message(obj)
         try:
@@ -227,6 +244,16 @@ class StreamTap:
             self._delta(d)
             deltas.append(d)
         return self._strip and is_usage_chunk(obj)
+
+    def _error_line(self, raw: bytes) -> None:
+        """llama.cpp's server streams its errors as ``error: {json}``, a field SSE ignores: keep
+        the message (e.g. the prompt exceeds the context), the event still holds no data."""
+        try:
+            obj = _loads(raw[6:].decode("utf-8", "replace").strip())
+        except (ValueError, RecursionError):
+            return
+        if type(obj) is dict and self._st.error is None:
+            self._st.error = error_message(obj)
 
     def _delta(self, d: Delta) -> None:
         rec = self.rec
@@ -302,7 +329,29 @@ class StreamTap:
             rec.error_message = st.error
         if st.timings is not None:
             rec.upstream_timings = st.timings
+        if self._streaming:
+            self._judge_end()
         self._usage()
+
+    def _judge_end(self) -> None:
+        """RELIABILITY case 32: a 2xx stream without its terminator is ``incomplete_stream``."""
+        rec, interp = self.rec, self._interp
+        if self._complete or rec.status != IN_FLIGHT or rec.error is not None:
+            return  # complete, or already ended another way (disconnect, timeout, cancel)
+        if rec.http_status is None or not 200 <= rec.http_status < 300:
+            return  # an error status says it all
+        if self._saw_data and not interp.strict:
+            return  # an unknown protocol: only an empty stream is known to be incomplete
+        rec.status = ERROR
+        rec.error = ERR_INCOMPLETE
+        if rec.error_message:
+            return  # the upstream's own error event says more
+        if not self._saw_data:
+            # llama.cpp's server answers so when the prompt exceeds its context.
+            rec.error_message = "the upstream ended the stream without sending any event"
+        else:
+            end = "data: [DONE]" if interp.ends_with_done else " or ".join(sorted(interp.end_types))
+            rec.error_message = f"the upstream ended the stream without {end}"
 
     def _usage(self) -> None:
         """RELIABILITY case 9: reported counts as they are; missing ones estimated, never 0."""
@@ -311,6 +360,8 @@ class StreamTap:
         reported = inp is not None or out is not None
         estimated = False
         failed = rec.http_status is not None and rec.http_status >= 400  # nothing was generated
+        if rec.error == ERR_INCOMPLETE and not self._saw_data:
+            failed = True  # nor here: the upstream said nothing at all (nor read the prompt, as far as we know)
         if inp is None and not failed:
             inp = estimate_input_tokens(self._req)
             estimated = inp is not None

@@ -23,7 +23,7 @@ from typing import Any
 
 # The provider modules import the shared types from ``_usage_base``, never from here, so
 # importing any of them first cannot cycle back into a half-built registry.
-from ._usage_anthropic import messages_body, messages_event
+from ._usage_anthropic import MESSAGES_END, messages_body, messages_event
 from ._usage_base import Extract, ToolCalls, error_message
 from ._usage_openai import (
     chat_body,
@@ -33,12 +33,14 @@ from ._usage_openai import (
     embeddings_body,
     embeddings_event,
 )
-from ._usage_responses import responses_body, responses_event
+from ._usage_responses import RESPONSES_END, responses_body, responses_event
 from .record import Delta
 
 __all__ = [
     "GENERIC",
     "INTERPRETERS",
+    "MESSAGES_END",
+    "RESPONSES_END",
     "Extract",
     "Interpreter",
     "ToolCalls",
@@ -71,6 +73,20 @@ class Interpreter:
     body: Callable[[dict[str, Any], Extract], Delta | None]
     usage_chunk: bool = False  # has OpenAI's usage-only chunk (stream_options.include_usage)
     has_output: bool = True  # False: output tokens are never estimated (embeddings)
+    # How a complete stream ends: ``data: [DONE]`` (OpenAI chat and completions, and so vLLM,
+    # llama.cpp, SGLang, Ollama's /v1), or an event of one of ``end_types`` (its ``type``, or
+    # its SSE ``event:`` name). ``strict`` False: the protocol is not known, so only a stream
+    # with no data event at all counts as incomplete.
+    ends_with_done: bool = False
+    end_types: frozenset[str] = frozenset()
+    strict: bool = True
+
+    def is_end(self, obj: dict, event_name: str | None) -> bool:
+        """True when this parsed event is one that completes the stream."""
+        if not self.end_types:
+            return False
+        t = obj.get("type")
+        return (t if type(t) is str else event_name) in self.end_types
 
 
 def is_usage_chunk(obj: dict[str, Any]) -> bool:
@@ -108,15 +124,27 @@ def _sniff(obj: dict[str, Any]) -> Interpreter:
 
 INTERPRETERS: dict[str, Interpreter] = {
     # Order matters: lookup is by suffix, and "/chat/completions" ends with "/completions".
-    "/chat/completions": Interpreter("chat", chat_event, chat_body, usage_chunk=True),
-    "/completions": Interpreter("completions", completions_event, completions_body, usage_chunk=True),
-    "/responses": Interpreter("responses", responses_event, responses_body),
-    "/messages": Interpreter("messages", messages_event, messages_body),
-    "/embeddings": Interpreter("embeddings", embeddings_event, embeddings_body, has_output=False),
+    "/chat/completions": Interpreter("chat", chat_event, chat_body, usage_chunk=True, ends_with_done=True),
+    "/completions": Interpreter(
+        "completions", completions_event, completions_body, usage_chunk=True, ends_with_done=True
+    ),
+    "/responses": Interpreter("responses", responses_event, responses_body, end_types=RESPONSES_END),
+    "/messages": Interpreter("messages", messages_event, messages_body, end_types=MESSAGES_END),
+    # Embeddings never stream: nothing to judge should one do so.
+    "/embeddings": Interpreter("embeddings", embeddings_event, embeddings_body, has_output=False, strict=False),
 }
 
-# For any other endpoint: each object is read by the family its shape belongs to.
-GENERIC = Interpreter("generic", lambda o, n, st: _sniff(o).event(o, n, st), lambda o, st: _sniff(o).body(o, st))
+# For any other endpoint: each object is read by the family its shape belongs to. Its
+# protocol is unknown (audio and other streams end their own way), so any known terminator
+# counts and only an empty stream is judged incomplete.
+GENERIC = Interpreter(
+    "generic",
+    lambda o, n, st: _sniff(o).event(o, n, st),
+    lambda o, st: _sniff(o).body(o, st),
+    ends_with_done=True,
+    end_types=RESPONSES_END | MESSAGES_END,
+    strict=False,
+)
 
 
 def interpreter_for(endpoint: str) -> Interpreter:

@@ -162,3 +162,119 @@ async def test_dead_receiver_never_fails_requests_and_drops_are_counted(sim_serv
         t = time.monotonic()
         telemetry.shutdown_bounded(provider, 2)
         assert time.monotonic() - t < 2.5
+
+
+# --- incomplete streams, every sink (RELIABILITY case 32) --------------------------------------
+
+
+async def test_empty_200_stream_is_incomplete_everywhere_and_the_client_bytes_are_unchanged():
+    """llama.cpp's answer to a prompt over its context: 200, text/event-stream, no body."""
+
+    async def empty_200(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write_eof()
+        return resp
+
+    upstream_app = web.Application()
+    upstream_app.router.add_post("/v1/chat/completions", empty_200)
+    upstream = TestServer(upstream_app, host="127.0.0.1")
+    await upstream.start_server()
+    receiver = Receiver()
+    endpoint = await receiver.start()
+    registry = CollectorRegistry()
+    proxy, provider = await _proxy(str(upstream.make_url("/v1")), endpoint, registry)
+    try:
+        async with aiohttp.ClientSession() as s:
+            body = {"model": "qwen", "stream": True, "messages": [{"role": "user", "content": "long prompt"}]}
+            async with s.post(str(proxy.make_url("/v1/chat/completions")), json=body) as r:
+                assert (r.status, await r.read()) == (200, b"")  # passed through as it came
+                rid = r.headers["x-tokentail-request-id"]
+            async with s.get(str(proxy.make_url(f"/api/requests/{rid}"))) as r:
+                detail = await r.json()
+        assert (detail["status"], detail["error"]) == ("error", "incomplete_stream"), detail
+        assert registry.get_sample_value("tokentail_upstream_errors_total", {"reason": "incomplete"}) == 1
+        labels = {"model": "qwen", "endpoint": "/chat/completions", "status_class": "upstream_error", "stream": "true"}
+        assert registry.get_sample_value("tokentail_requests_total", labels) == 1
+        deadline = time.monotonic() + 5
+        while not receiver.spans and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        ((_, span),) = receiver.spans
+        a = attrs(span.attributes)
+        assert (a[S.ERROR_TYPE], a[S.TT_STATUS]) == ("incomplete_stream", "error")
+    finally:
+        await proxy.close()
+        telemetry.shutdown_bounded(provider, 2)
+        await receiver.server.close()
+        await upstream.close()
+
+
+# --- spans never lost to size (RELIABILITY case 34) ---------------------------------------------
+
+
+def _big_records(n: int, prompt_bytes: int, prefix: str):
+    from tokentail.proxy.record import RequestRecord
+
+    for i in range(n):
+        rec = RequestRecord(id=f"{prefix}-{i}", variant="v", method="POST", endpoint="/chat/completions")
+        rec.model, rec.stream, rec.http_status, rec.status = "m", True, 200, "ok"
+        rec.prompt = {"messages": [{"role": "user", "content": chr(97 + i % 26) * prompt_bytes}]}
+        rec.text, rec.latency_ms = "fine", 10.0
+        yield rec
+
+
+async def _export_to_collector(aiohttp_client, tmp_path, records, **observer_kw):
+    """Spans of ``records`` through the proxy's real export pipeline (``build_tracer_provider``
+    defaults: batching, OTLP/HTTP protobuf) into a real collector app; returns
+    (collector client, spans stored, spans counted dropped)."""
+    from tests.collector._fakes import make_config
+    from tokentail.collector.app import OTLP_STATS
+    from tokentail.collector.app import create_app as create_collector
+    from tokentail.proxy.spans import SpanObserver
+
+    client = await aiohttp_client(create_collector(make_config(tmp_path), scrape=False, maintain=False))
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": str(client.make_url("")).rstrip("/"),
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "30",  # a shared CI machine: a 12 MiB batch may take a while
+    }
+    dropped = [0]
+
+    def on_drop(sink: str, n: int) -> None:
+        dropped[0] += n
+
+    provider = telemetry.build_tracer_provider(env, on_drop)
+    obs = SpanObserver(provider, upstream_url="http://127.0.0.1:1/v1", **observer_kw)
+    n = 0
+    for rec in records:
+        obs.on_start(rec)
+        obs.on_end(rec)
+        n += 1
+        if n % 24 == 0:
+            await asyncio.sleep(0)  # let the collector answer meanwhile
+    stats = client.app[OTLP_STATS]
+    deadline = time.monotonic() + 120
+    while stats["spans_stored"] + dropped[0] < n and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.get_running_loop().run_in_executor(None, telemetry.shutdown_bounded, provider, 10)
+    return client, stats["spans_stored"], dropped[0]
+
+
+async def test_300_spans_with_1_mib_prompts_all_land_truncated(aiohttp_client, tmp_path):
+    client, stored, dropped = await _export_to_collector(aiohttp_client, tmp_path, _big_records(300, 1 << 20, "big"))
+    assert (stored, dropped) == (300, 0)  # none refused for its size, none lost
+    async with client.get("/api/spans/big-7") as r:
+        row = await r.json()
+    text = json.dumps(row)
+    assert "[truncated]" in text and '"tokentail.content.truncated": true' in text
+    assert len(text.encode()) < 4 * (64 << 10) + (64 << 10)  # the 1 MiB prompt was cut to the cap
+
+
+async def test_uncapped_giant_spans_are_refused_and_counted(aiohttp_client, tmp_path):
+    """The control: without the cap a batch exceeds the collector's 16 MiB, is refused (413)
+    and every span of it is counted as dropped, never silently lost."""
+    _, stored, dropped = await _export_to_collector(
+        aiohttp_client, tmp_path, _big_records(12, 1 << 20, "huge"), content_bytes=8 << 20
+    )
+    assert stored + dropped == 12 and dropped > 0

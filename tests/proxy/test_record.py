@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from tokentail.proxy import record as R
 from tokentail.proxy.record import Delta, Observers, RequestRecord, merge_deltas
 
 
@@ -50,3 +51,8 @@ def test_a_failing_observer_never_stops_the_others(caplog):
     obs.end(rec)
     assert rec_obs.calls == [("start", "r1"), ("delta", "t"), ("end", "r1")]
     assert "boom" in caplog.text and "bang" in caplog.text
+
+
+def test_error_kinds_are_the_documented_names() -> None:
+    # DESIGN: the live feed, /api/requests and spans (error.type) carry these names.
+    assert (R.ERR_INCOMPLETE, R.ERR_DISCONNECT) == ("incomplete_stream", "upstream_disconnect")

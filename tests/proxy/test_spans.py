@@ -415,3 +415,86 @@ def test_unknown_records_and_local_upstream_never_raise(exporter):
     assert span.attributes[S.SERVER_ADDRESS] == "127.0.0.1" and span.attributes[S.SERVER_PORT] == 8000
     assert span.attributes[S.PROVIDER_NAME] == "openai"
     assert len(json.loads(span.attributes[S.INPUT_MESSAGES])) == 3
+
+
+def test_incomplete_stream_error_type(exporter):
+    obs = observer(exporter)
+    run(obs, chat_rec(), status=R.ERROR, error=R.ERR_INCOMPLETE, error_message="no [DONE]", finish=None)
+    span = only_span(exporter)
+    assert span.attributes[S.ERROR_TYPE] == "incomplete_stream" and span.status.status_code is StatusCode.ERROR
+    (details,) = events(span, S.EVENT_OPERATION_DETAILS)
+    assert details.attributes[S.ERROR_TYPE] == "incomplete_stream"
+    assert json.loads(details.attributes[S.OUTPUT_MESSAGES])[0]["finish_reason"] == "error"
+
+
+# --- content size (RELIABILITY case 34) ---------------------------------------------------------
+
+BIG = 1 << 20
+
+
+def _size(s: str) -> int:
+    return len(s.encode())
+
+
+def test_big_prompt_and_completion_are_capped_valid_and_marked(exporter):
+    obs = observer(exporter, content_bytes=4096)
+    prompt = {"messages": [{"role": "system", "content": "s" * BIG}, {"role": "user", "content": "é" * BIG}]}
+    run(obs, chat_rec(prompt=prompt), text="x" * BIG)
+    span = only_span(exporter)
+    a = span.attributes
+    (details,) = events(span, S.EVENT_OPERATION_DETAILS)
+    for attrs in (a, details.attributes):
+        assert attrs["tokentail.content.truncated"] is True
+        assert _size(attrs[S.INPUT_MESSAGES]) <= 4096 and _size(attrs[S.OUTPUT_MESSAGES]) <= 4096
+        inp = json.loads(attrs[S.INPUT_MESSAGES])
+        assert [m["role"] for m in inp] == ["system", "user"]  # the shape stays, the text is cut
+        assert inp[1]["parts"][0]["content"].startswith("ééé") and inp[1]["parts"][0]["content"].endswith("[truncated]")
+        out = json.loads(attrs[S.OUTPUT_MESSAGES])
+        assert out[0]["parts"][0]["content"].startswith("xxx") and out[0]["finish_reason"] == "stop"
+    assert a[S.INPUT_MESSAGES] == details.attributes[S.INPUT_MESSAGES]
+
+
+def test_instructions_and_messages_share_the_prompt_budget(exporter):
+    obs = observer(exporter, content_bytes=4096)
+    rec = chat_rec(
+        endpoint="/messages", prompt={"system": "S" * BIG, "messages": [{"role": "user", "content": "u" * BIG}]}
+    )
+    run(obs, rec)
+    a = only_span(exporter).attributes
+    assert _size(a[S.SYSTEM_INSTRUCTIONS]) <= 2048
+    assert _size(a[S.SYSTEM_INSTRUCTIONS]) + _size(a[S.INPUT_MESSAGES]) <= 4096
+    assert json.loads(a[S.SYSTEM_INSTRUCTIONS])[0]["content"].startswith("SSS")
+
+
+def test_small_content_is_not_marked(exporter):
+    run(observer(exporter, content_bytes=4096), chat_rec())
+    (details,) = events(only_span(exporter), S.EVENT_OPERATION_DETAILS)
+    assert "tokentail.content.truncated" not in only_span(exporter).attributes
+    assert "tokentail.content.truncated" not in details.attributes
+
+
+def test_the_sdk_value_length_limit_lowers_the_cap_so_json_stays_whole(exporter, monkeypatch):
+    monkeypatch.setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "1000")
+    tp = TracerProvider()  # reads the limits from the environment, as the proxy's does
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+    obs = SpanObserver(tp, upstream_url="https://api.openai.com/v1")  # SpanLimits() from the same environment
+    run(obs, chat_rec(prompt={"messages": [{"role": "user", "content": "p" * BIG}]}), text="c" * BIG)
+    span = only_span(exporter)
+    (details,) = events(span, S.EVENT_OPERATION_DETAILS)
+    for attrs in (span.attributes, details.attributes):
+        for key in (S.INPUT_MESSAGES, S.OUTPUT_MESSAGES):
+            assert len(attrs[key]) <= 1000
+            json.loads(attrs[key])  # cut by us, not mid-string by the SDK
+        assert attrs["tokentail.content.truncated"] is True
+
+
+def test_the_sdk_attribute_count_limit_applies_to_our_spans(exporter, monkeypatch):
+    monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "6")
+    monkeypatch.setenv("OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "3")
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+    run(SpanObserver(tp, upstream_url="https://api.openai.com/v1"), chat_rec())
+    span = only_span(exporter)
+    assert len(span.attributes) == 6 and span.dropped_attributes > 0
+    (details,) = events(span, S.EVENT_OPERATION_DETAILS)
+    assert len(details.attributes) <= 3

@@ -14,6 +14,9 @@ from tokentail.proxy.sse import SSEDecoder, SSEEvent
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SSE_FIXTURES = sorted(FIXTURES.glob("*.sse"))
+# Short recorded failures and their event counts: llama.cpp's empty body and its ``error:``
+# line (a field SSE ignores), a chat stream cut after three chunks.
+TINY = {"llamacpp_empty_200.sse": 0, "llamacpp_error_line.sse": 1, "openai_chat_cut_midway.sse": 3}
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -278,10 +281,17 @@ def test_every_run_of_line_endings_between_two_events(run):
 
 @pytest.mark.parametrize("path", SSE_FIXTURES, ids=lambda p: p.name)
 @pytest.mark.parametrize("eol", [b"\n", b"\r\n", b"\r"])
-def test_fixtures_split_at_every_offset(path, eol):
+def test_fixtures_split_at_every_offset(path: Path, eol: bytes) -> None:
     data = path.read_bytes().replace(b"\n", eol)
     whole = decode([data])
-    assert all(e.complete for e in whole) and len(whole) >= 4
+    assert all(e.complete for e in whole)
+    assert len(whole) == TINY[path.name] if path.name in TINY else len(whole) >= 4
     for i in range(1, len(data), 13):
         assert fields(decode([data[:i], data[i:]])) == fields(whole)
     assert [e.raw for e in decode([data[i : i + 1] for i in range(len(data))])] == [e.raw for e in whole]
+
+
+def test_llamacpp_error_line_is_one_event_without_data() -> None:
+    data = (FIXTURES / "llamacpp_error_line.sse").read_bytes()
+    (ev,) = decode([data])
+    assert (ev.raw, ev.event, ev.data, ev.overflow) == (data, None, None, False)  # "error" is not an SSE field

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tokentail.proxy import record as R
 from tokentail.proxy.record import RequestRecord
 from tokentail.proxy.tap import StreamTap
 
@@ -52,6 +53,8 @@ def snapshot(rec: RequestRecord) -> tuple:
         rec.truncated,
         rec.error_message,
         rec.upstream_timings,
+        rec.status,
+        rec.error,
     )
 
 
@@ -264,6 +267,7 @@ def test_fixture_record(case):
     assert (rec.response_model, rec.response_id) == (model, rid)
     assert not rec.malformed and not rec.truncated
     assert rec.deltas == len(deltas) and (rec.deltas > 0) == (streaming and bool(text or tools or reasoning))
+    assert (rec.status, rec.error) == (R.IN_FLIGHT, None)  # complete: the handler decides ok
     if streaming:
         assert "".join(d.text for d in deltas) == text
         assert "".join(d.reasoning for d in deltas) == reasoning
@@ -372,9 +376,10 @@ def test_bad_json_among_good_events_flags_and_keeps_reading():
     assert out == body and rec.malformed and rec.text == "abc" and len(deltas) == 3
 
 
-def test_no_done_is_not_malformed():
+def test_no_done_is_not_malformed_but_incomplete():
     rec, _, _ = run([sse(delta("a"))])
     assert not rec.malformed and rec.text == "a"
+    assert (rec.status, rec.error) == (R.ERROR, R.ERR_INCOMPLETE)
 
 
 def test_unexpected_shape_is_flagged_not_raised():
@@ -560,3 +565,145 @@ def test_done_is_recognised():
     tap.feed(b"data: [DONE]\n\n")
     tap.finish()
     assert tap.saw_done and not tap.rec.malformed
+
+
+# --- incomplete streams (RELIABILITY case 32) ------------------------------------------------------
+
+# fixture, endpoint, text kept, finish reason, error message
+INCOMPLETE = [
+    (
+        "llamacpp_empty_200.sse",
+        "/chat/completions",
+        "",
+        None,
+        "the upstream ended the stream without sending any event",
+    ),
+    # llama.cpp streams its error as an ``error:`` line, a field SSE ignores: no data, the message kept.
+    (
+        "llamacpp_error_line.sse",
+        "/chat/completions",
+        "",
+        None,
+        "exceed_context_size_error: the request exceeds the available context size, try increasing it",
+    ),
+    (
+        "openai_chat_cut_after_finish.sse",
+        "/chat/completions",
+        "Hello! Café ☕ time?",
+        "stop",
+        "the upstream ended the stream without data: [DONE]",
+    ),
+    (
+        "openai_chat_cut_midway.sse",
+        "/chat/completions",
+        "Hello! Café",
+        None,
+        "the upstream ended the stream without data: [DONE]",
+    ),
+    (
+        "openai_responses_cut.sse",
+        "/responses",
+        "Checking now.",
+        None,
+        "the upstream ended the stream without response.completed or response.failed or response.incomplete",
+    ),
+    (
+        "anthropic_messages_cut.sse",
+        "/messages",
+        "Let me check — one moment.",
+        "tool_use",
+        "the upstream ended the stream without message_stop",
+    ),
+    ("anthropic_messages_overloaded.sse", "/messages", "", None, "overloaded_error: Overloaded"),
+]
+COMPLETE = [c[:2] for c in STREAMS] + [("openai_responses_incomplete.sse", "/responses")]
+
+
+@pytest.mark.parametrize("case", INCOMPLETE, ids=lambda c: c[0])
+def test_stream_without_terminator_is_incomplete_at_every_split(case):
+    name, endpoint, text, finish, message = case
+    data = (FIXTURES / name).read_bytes()
+    for i in range(len(data) + 1):
+        rec, out, _ = run([data[:i], data[i:]], endpoint)
+        assert out == data  # the client's bytes are unchanged
+        assert (rec.status, rec.error, rec.error_message) == (R.ERROR, R.ERR_INCOMPLETE, message), i
+        assert (rec.text, rec.finish_reason) == (text, finish)
+
+
+@pytest.mark.parametrize("case", COMPLETE, ids=lambda c: c[0])
+@pytest.mark.parametrize("strip", [False, True])
+def test_complete_stream_stays_unjudged_at_every_split(case, strip):
+    name, endpoint = case
+    data = (FIXTURES / name).read_bytes()
+    for i in range(len(data) + 1):
+        rec, _, _ = run([data[:i], data[i:]], endpoint, strip_usage_chunk=strip)
+        assert (rec.status, rec.error) == (R.IN_FLIGHT, None), i
+
+
+def test_responses_incomplete_is_a_complete_stream_that_ran_out():
+    rec, _, _ = run([(FIXTURES / "openai_responses_incomplete.sse").read_bytes()], "/responses")
+    assert (rec.status, rec.error, rec.finish_reason) == (R.IN_FLIGHT, None, "incomplete")
+
+
+@FAST
+@given(st.sampled_from(INCOMPLETE), st.lists(st.integers(0, 10_000), max_size=20), st.booleans(), st.booleans())
+def test_incomplete_for_any_split_and_line_ending(case, cuts, crlf, strip):
+    data = (FIXTURES / case[0]).read_bytes()
+    if crlf:
+        data = data.replace(b"\n", b"\r\n")
+    rec, out, _ = run(split_at(data, cuts), case[1], strip_usage_chunk=strip)
+    assert (rec.status, rec.error) == (R.ERROR, R.ERR_INCOMPLETE)
+    if not strip:
+        assert out == data
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b": ping\n\n", b": keep-alive\n\n: keep-alive\n\n", b"\n\n", b"event: ping\n\n"],
+    ids=["empty", "comment", "comments", "blank", "no-data"],
+)
+@pytest.mark.parametrize("endpoint", ["/chat/completions", "/responses", "/messages", "/v1beta/whatever"])
+def test_a_stream_with_no_data_event_is_incomplete_for_every_family(body, endpoint):
+    rec, out, _ = run([body], endpoint)
+    assert out == body and (rec.status, rec.error) == (R.ERROR, R.ERR_INCOMPLETE)
+    assert (rec.usage.input_tokens, rec.usage.output_tokens, rec.text) == (None, None, "")  # unknown, never estimated
+
+
+def test_done_does_not_complete_anthropic_or_responses():
+    rec, _, _ = run([sse({"type": "message_start", "message": {"id": "m"}}, b"[DONE]")], "/messages")
+    assert rec.error == R.ERR_INCOMPLETE
+
+
+def test_terminator_named_only_by_the_event_field_counts():
+    body = b"event: message_stop\ndata: {}\n\n"
+    rec, _, _ = run([body], "/messages")
+    assert (rec.status, rec.error) == (R.IN_FLIGHT, None)
+
+
+def test_unknown_endpoint_with_events_is_not_judged():
+    rec, _, _ = run([b'event: transcript.text.delta\ndata: {"delta": "hi"}\n\n'], "/audio/transcriptions")
+    assert (rec.status, rec.error) == (R.IN_FLIGHT, None)
+
+
+@pytest.mark.parametrize("http_status", [400, 429, 500, 503, None])
+def test_error_statuses_are_not_incomplete(http_status):
+    rec, _, _ = run([b""], http_status=http_status)
+    assert rec.error is None and rec.status == R.IN_FLIGHT
+
+
+def test_non_streamed_bodies_are_not_judged():
+    rec, _, _ = run([b""], streaming=False)
+    assert rec.error is None
+
+
+@pytest.mark.parametrize(
+    "status, error",
+    [(R.ERROR, R.ERR_DISCONNECT), (R.ERROR, R.ERR_TIMEOUT), (R.CANCELLED, None), (R.CANCELLED, R.ERR_OPERATOR)],
+)
+def test_a_record_that_ended_otherwise_keeps_its_reason(status, error):
+    rec = make_rec()
+    tap = StreamTap(rec, REQ, streaming=True)
+    tap.feed(sse(delta("par")))
+    rec.status, rec.error = status, error  # what the handler sets before the finally's finish()
+    tap.finish()
+    assert (rec.status, rec.error, rec.text) == (status, error, "par")

@@ -58,6 +58,25 @@ def test_only_openai_style_families_have_a_usage_chunk():
     assert not INTERPRETERS["/embeddings"].has_output
 
 
+@pytest.mark.parametrize(
+    "endpoint, done, ends, strict",
+    [
+        ("/chat/completions", True, [], True),
+        ("/completions", True, [], True),
+        ("/responses", False, ["response.completed", "response.incomplete", "response.failed"], True),
+        ("/messages", False, ["message_stop"], True),
+        ("/embeddings", False, [], False),
+        ("/audio/speech", True, ["message_stop", "response.completed"], False),
+    ],
+)
+def test_each_family_names_its_terminator(endpoint, done, ends, strict):
+    interp = interpreter_for(endpoint)
+    assert (interp.ends_with_done, interp.strict) == (done, strict)
+    assert all(interp.is_end({"type": t}, None) and interp.is_end({}, t) for t in ends)
+    assert not interp.is_end({"type": "response.output_text.delta"}, "message_stop")  # the type wins
+    assert not interp.is_end({"type": 7}, None)
+
+
 def test_generic_interpreter_reads_by_shape():
     st = Extract()
     assert (
