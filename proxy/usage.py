@@ -81,7 +81,7 @@ class Interpreter:
     end_types: frozenset[str] = frozenset()
     strict: bool = True
 
-    def is_end(self, obj: dict, event_name: str | None) -> bool:
+    def is_end(self, obj: dict[str, Any], event_name: str | None) -> bool:
         """True when this parsed event is one that completes the stream."""
         if not self.end_types:
             return False
