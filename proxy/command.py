@@ -81,7 +81,11 @@ OPTIONS = [
         metavar="SIZE",
     ),
     Option(
-        "model_cap", "distinct model label values on /metrics before the rest fold into 'other'", 50, int, metavar="N"
+        "model_cap",
+        "distinct model label values on /metrics, given to names the upstream answered with a 2xx; the rest: 'other'",
+        50,
+        int,
+        metavar="N",
     ),
     Option(
         "read_token",
