@@ -499,7 +499,7 @@ class Store:
             oldest = _one(con, f"SELECT min({col}) FROM {table}")
             if oldest is not None and oldest < cutoff:
                 return self._delete(table, col, min(cutoff, oldest + span), inclusive=False)
-        n, size = _row(con, "SELECT count(*), coalesce(sum(size_bytes), 0) FROM spans")
+        n, size = _row(con, "SELECT count(*), coalesce(sum(size_bytes), 0) FROM spans") or (0, 0)
         if n == 0:
             return 0
         # Oldest received first, at most batch_rows per call (plus the rest of the export

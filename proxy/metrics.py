@@ -289,7 +289,7 @@ class ProxyMetrics:
 
     def on_delta(self, rec: RequestRecord, delta: Delta) -> None:
         st = self._live.get(rec.id)
-        if st is None or not st.chunked:
+        if st is None or not st.chunked or st.op is None:
             return
         if st.tpoc is None:  # the first chunk: the upstream's status is known now
             model = self.model_label(rec.model, admit=answered_2xx(rec))
