@@ -150,3 +150,35 @@ def test_refusals_are_logged_once_per_interval_with_what_was_missed(caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2 and "4 invalid, 1 too_deep" in lines[1] and "in the last 70s" in lines[1]
     assert stats["refused"]["invalid"] == 4 and stats["errors"] == 6
+
+
+@pytest.mark.slow
+async def test_300_capped_spans_through_the_sdk_batch_processor_all_land(aiohttp_client, tmp_path):
+    """The proxy's side of the agreement: spans at the content caps, exported by the SDK's batch
+    processor at EXPORT_BATCH spans a batch, all land at the default limit; nothing refused."""
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    client = await _app(aiohttp_client, tmp_path)
+    spans = _worst_case_spans(300)
+    exporter = OTLPSpanExporter(endpoint=str(client.make_url("/v1/traces")), timeout=30)
+    exported: list[SpanExportResult] = []
+
+    class Recording:  # the batches as the SDK cuts them
+        def export(self, batch):
+            exported.append(exporter.export(batch))
+            return exported[-1]
+
+        def shutdown(self):
+            exporter.shutdown()
+
+        def force_flush(self, timeout_millis=30_000):
+            return True
+
+    bsp = BatchSpanProcessor(Recording(), max_export_batch_size=receiver.EXPORT_BATCH, max_queue_size=512)
+    for s in spans:
+        bsp.on_end(s)
+    assert await asyncio.to_thread(bsp.force_flush, 120_000)
+    await asyncio.to_thread(bsp.shutdown)
+    stats = await _status(client)
+    assert stats["spans_stored"] == 300 and sum(stats["refused"].values()) == 0
+    assert len(exported) >= 300 // receiver.EXPORT_BATCH and set(exported) == {SpanExportResult.SUCCESS}
