@@ -3,13 +3,17 @@
 What is set aside is decided by the class of DuckDB's error, never by words in its
 message (an I/O error naming the WAL, or a path containing "Corrupt", is no corruption):
 
-- Corruption (``is_corruption``): DuckDB 2.x raises its ``DataCorruptionException``
-  (a block or WAL entry whose checksum does not match) as the base ``duckdb.Error``,
-  the one DuckDB error type the Python package gives no subclass of; a catalog or WAL
-  entry that cannot be deserialised is a ``duckdb.SerializationException``. The WAL is
-  moved aside first (changes since the last checkpoint, kept for inspection); if the
-  file is still corrupt without it, the file goes too and the collector starts a new
-  one, with a loud log each time, rather than crash-looping on every restart.
+- Corruption (``is_corruption``): DuckDB 2.x raises its ``DataCorruptionException`` (a
+  block or WAL entry whose checksum does not match) as the base ``duckdb.Error``: the
+  Python package has no subclass for it, while every other error seen at open (I/O,
+  lock, configuration, out of memory) has its own. Every block and WAL entry is
+  checksummed, so damage shows up as this before anything is deserialised; a
+  ``SerializationException`` at open is rather a file written by a newer DuckDB, and is
+  left alone like any other error. The WAL is moved aside first (changes since the last
+  checkpoint, kept for inspection); if the file is still corrupt without it, the file
+  goes too and the collector starts a new one, with a loud log each time, rather than
+  crash-looping on every restart. (A torn WAL tail, as a full disk leaves it, DuckDB
+  replays up to the tear by itself.)
 - A file cut while DuckDB created it (kill -9 at the very first start: smaller than
   DuckDB's three headers) is replaced the same way; it never held data.
 - Everything else (the lock of another process, permission denied, a disk I/O error, a
@@ -47,7 +51,7 @@ class StoreError(RuntimeError):
 
 def is_corruption(exc: BaseException) -> bool:
     """True when DuckDB itself says the bytes on disk are damaged (see module docstring)."""
-    return type(exc) is duckdb.Error or isinstance(exc, duckdb.SerializationException)
+    return type(exc) is duckdb.Error
 
 
 def _first_line(exc: BaseException) -> str:
