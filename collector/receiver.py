@@ -19,6 +19,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -36,7 +37,9 @@ EXPORT_BATCH = 32
 class RefusalLog:
     """Counts refusals into ``stats`` and logs a summary at most once per ``interval`` seconds."""
 
-    def __init__(self, stats: dict, *, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, stats: dict[str, Any], *, interval: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.stats = stats
         self.interval = interval
         self._clock = clock
