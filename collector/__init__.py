@@ -19,10 +19,12 @@ nothing to administer. It is a pipeline of small steps, I/O at the ends only::
 - ``parse``: exposition text -> samples, counters vs gauges, ``_created`` for reset detection.
 - ``derive``: per-interval increases (reset-aware), ``histogram_quantile`` as Prometheus does it.
 - ``formulas``: the roles of the series and the /api/metrics values computed from them.
-- ``store``: schema + migrations, Arrow batch writes, idempotent 1m rollup, bounded retention;
-  ``_open``: lock / permission / corrupt-WAL handling when opening the file.
+- ``store``: schema + migrations, Arrow batch writes, idempotent 1m rollup, bounded retention
+  (spans by receive time); ``_open``: opening the file, files set aside only on DuckDB's own
+  corruption errors, everything else retried and then one line.
 - ``query``: /api/metrics, /api/spans (filters by session, user, tag, key, run), /api/sessions,
-  /api/facets; ``otlp``: OTLP/HTTP bodies -> span rows (cost and attribution as columns).
+  /api/facets; ``otlp``: OTLP/HTTP bodies -> span rows (cost and attribution as columns);
+  ``receiver``: what POST /v1/traces refuses (413 with the limit, 400), counted and logged.
 - ``runs`` (SQL) and ``run_stats`` (pure: life cycle, stats from grouped rows, what-if,
   compare): named recordings; a request belongs to a run when its span starts in one of
   the run's intervals. ``run_api``: their routes.

@@ -58,6 +58,7 @@ from .query import (
     plan_spans,
     run_metrics,
 )
+from .receiver import REFUSALS, RefusalLog, too_large
 from .store import SCHEMA_VERSION, Store
 
 __all__ = ["COLLECTOR", "CONFIG", "EVENTS", "OTLP_STATS", "POLICY", "PRICES", "STARTED_AT", "STORE", "create_app"]
@@ -114,7 +115,9 @@ def create_app(
         "spans_duplicate": 0,
         "spans_skipped": 0,
         "errors": 0,
+        "max_body_bytes": config.max_otlp_bytes,
     }
+    app[REFUSALS] = RefusalLog(app[OTLP_STATS])
     app[STARTED_AT] = clock()
     app[PRICES] = prices
     app[_TASKS] = []
@@ -291,14 +294,27 @@ async def sse(request: web.Request) -> web.StreamResponse:
 
 
 async def traces(request: web.Request) -> web.Response:
-    """OTLP/HTTP trace receiver: GenAI spans land in ``spans`` (duplicates by request id skipped)."""
+    """OTLP/HTTP trace receiver: GenAI spans land in ``spans`` (duplicates by request id skipped).
+
+    Never a 500 for what a client sent: a body over the limit is a 413 naming the limit (before
+    it is read, when its length is declared), anything undecodable (JSON nested too deep
+    included) a 400; each refusal is counted (see ``receiver``)."""
     app = request.app
     denied = _ingest_check(app[POLICY], request)
     if denied is not None:
         return denied
-    stats = app[OTLP_STATS]
+    stats, refusals = app[OTLP_STATS], app[REFUSALS]
     stats["requests"] += 1
-    body = await request.read()
+    limit = app[CONFIG].max_otlp_bytes
+    size = request.content_length
+    if size is not None and size > limit and not request.headers.get("Content-Encoding"):
+        refusals.refused("too_large", f"{size} bytes from {request.remote} (limit {limit})")
+        return too_large(limit, size)
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:  # chunked or compressed, found over the limit while reading
+        refusals.refused("too_large", f"over {limit} bytes from {request.remote}")
+        return too_large(limit, None)
     ctype = request.headers.get("Content-Type", "")
     loop = asyncio.get_running_loop()
     received = app[COLLECTOR].clock()
@@ -307,7 +323,7 @@ async def traces(request: web.Request) -> web.Response:
             None, lambda: spans_to_rows(decode(body, ctype), received_at=received)
         )
     except OTLPError as exc:
-        stats["errors"] += 1
+        refusals.refused(exc.reason, str(exc))
         return error(
             415 if exc.unsupported else 400,
             str(exc),
@@ -320,8 +336,7 @@ async def traces(request: web.Request) -> web.Response:
         try:
             inserted = await store.write(store.insert_spans, rows)
         except (duckdb.Error, OSError) as exc:
-            stats["errors"] += 1
-            log.warning("could not store %d spans: %s", len(rows), str(exc).splitlines()[0])
+            refusals.refused("unavailable", f"could not store {len(rows)} spans: {str(exc).splitlines()[0]}")
             # 503 makes OTLP exporters retry later; request ids make the retry safe.
             resp = error(503, "database unavailable; retry later", "unavailable")
             resp.headers["Retry-After"] = "5"

@@ -35,11 +35,15 @@ JSON_TYPE = "application/json"
 
 
 class OTLPError(ValueError):
-    """A body that is not an OTLP trace export; ``unsupported`` marks a wrong media type."""
+    """A body that is not an OTLP trace export; ``unsupported`` marks a wrong media type.
 
-    def __init__(self, message: str, *, unsupported: bool = False) -> None:
+    ``reason`` names the kind for the receiver's counters: ``invalid``, ``too_deep``
+    (JSON nested deeper than the parser takes) or ``unsupported_media_type``."""
+
+    def __init__(self, message: str, *, unsupported: bool = False, reason: str = "invalid") -> None:
         super().__init__(message)
         self.unsupported = unsupported
+        self.reason = "unsupported_media_type" if unsupported else reason
 
 
 def decode(body: bytes, content_type: str) -> ExportTraceServiceRequest:
@@ -55,9 +59,18 @@ def decode(body: bytes, content_type: str) -> ExportTraceServiceRequest:
     if ctype == JSON_TYPE:
         try:
             obj = json.loads(body)
+        except RecursionError:
+            # Python's parser gives up near the interpreter's recursion limit (~1000 levels);
+            # an export is a dozen levels deep (protobuf's own limit on messages is 100).
+            raise OTLPError("invalid OTLP JSON: nested too deep", reason="too_deep") from None
+        except ValueError as exc:  # UnicodeDecodeError included
+            raise OTLPError(f"invalid OTLP JSON: {str(exc)[:200]}") from None
+        if not isinstance(obj, dict):
+            raise OTLPError(f"invalid OTLP JSON: expected an object, got {type(obj).__name__}")
+        try:
             _ids_to_base64(obj)
             json_format.ParseDict(obj, req, ignore_unknown_fields=True)
-        except (ValueError, TypeError, json_format.ParseError) as exc:
+        except (ValueError, TypeError, AttributeError, RecursionError, json_format.ParseError) as exc:
             raise OTLPError(f"invalid OTLP JSON: {str(exc)[:200]}") from None
         return req
     raise OTLPError(

@@ -13,7 +13,11 @@ Tables (``SCHEMA_VERSION`` in ``meta``; a newer collector migrates an older file
   produces the same rows.
 - ``spans``: GenAI request spans received over OTLP, one row per request id, with the
   attribution the proxy stamps (session, user, tags, key fingerprint, route) and the
-  request's cost (NULL when its model has no price: unknown, never zero).
+  request's cost (NULL when its model has no price: unknown, never zero). ``start_time``
+  is the time the exporter reported, shown and queried as sent; ``received_at`` is the
+  collector's own clock when the span arrived, and retention (age, row and byte caps)
+  goes by it, oldest received first: a host with a wrong clock, or spans dated 2100 on
+  purpose, can neither outlive newer data nor get it deleted first.
 - ``runs`` and ``run_intervals``: named recordings (see ``runs``); a request belongs to
   a run when its span's ``start_time`` falls in one of the run's intervals.
 
@@ -405,6 +409,8 @@ class Store:
         """Insert span rows, skipping request ids already stored; returns rows inserted."""
         unique: dict[str, dict[str, Any]] = {}
         for r in rows:
+            if r.get("received_at") is None:  # retention orders by it: never NULL (the receiver always sets it)
+                r = {**r, "received_at": r["start_time"]}
             unique.setdefault(r["request_id"], r)
         if not unique:
             return 0
@@ -487,7 +493,8 @@ class Store:
         for table, col, cutoff, span in (
             ("metrics_5s", "ts", cut5, batch_seconds),
             ("metrics_1m", "ts", now - policy.metrics_1m, batch_seconds * 24),
-            ("spans", "start_time", now - policy.spans, batch_seconds * 4),
+            # Spans by when they arrived, not by the time their exporter claims (see module docstring).
+            ("spans", "received_at", now - policy.spans, batch_seconds * 4),
         ):
             oldest = _one(con, f"SELECT min({col}) FROM {table}")
             if oldest is not None and oldest < cutoff:
@@ -495,25 +502,26 @@ class Store:
         n, size = _row(con, "SELECT count(*), coalesce(sum(size_bytes), 0) FROM spans") or (0, 0)
         if n == 0:
             return 0
-        # Oldest first, at most batch_rows per call, always at least one row.
+        # Oldest received first, at most batch_rows per call (plus the rest of the export
+        # batch that arrived at the same instant), always at least one row.
         if n > policy.spans_max_rows:
             row_bound = _one(
                 con,
-                "SELECT start_time FROM spans ORDER BY start_time LIMIT 1 OFFSET ?",
+                "SELECT received_at FROM spans ORDER BY received_at LIMIT 1 OFFSET ?",
                 [min(n - policy.spans_max_rows, batch_rows) - 1],
             )
-            return self._delete("spans", "start_time", row_bound, inclusive=True)
+            return self._delete("spans", "received_at", row_bound, inclusive=True)
         if size > policy.spans_max_bytes:
             byte_bound = _one(
                 con,
-                "SELECT min(start_time) FROM (SELECT start_time, sum(size_bytes) OVER (ORDER BY start_time "
+                "SELECT min(received_at) FROM (SELECT received_at, sum(size_bytes) OVER (ORDER BY received_at "
                 "ROWS UNBOUNDED PRECEDING) AS cum FROM spans) WHERE cum >= ?",
                 [size - policy.spans_max_bytes],
             )
             batch_bound = _one(
-                con, "SELECT start_time FROM spans ORDER BY start_time LIMIT 1 OFFSET ?", [min(n, batch_rows) - 1]
+                con, "SELECT received_at FROM spans ORDER BY received_at LIMIT 1 OFFSET ?", [min(n, batch_rows) - 1]
             )
-            return self._delete("spans", "start_time", min(byte_bound, batch_bound), inclusive=True)
+            return self._delete("spans", "received_at", min(byte_bound, batch_bound), inclusive=True)
         return 0
 
     def _delete(self, table: str, col: str, bound: float, *, inclusive: bool) -> int:

@@ -83,13 +83,17 @@ OPTIONS = [
     Option(
         "span_content_bytes",
         "prompt and completion JSON kept on each span, each (beyond: cut, marked tokentail.content.truncated); "
-        "keep 4 x this x OTEL_BSP_MAX_EXPORT_BATCH_SIZE (48) under the OTLP receiver's body limit (16 MiB)",
+        "keep 4 x this x OTEL_BSP_MAX_EXPORT_BATCH_SIZE (32) under the OTLP receiver's body limit (16 MiB)",
         64 << 10,
         parse_size,
         metavar="SIZE",
     ),
     Option(
-        "model_cap", "distinct model label values on /metrics before the rest fold into 'other'", 50, int, metavar="N"
+        "model_cap",
+        "distinct model label values on /metrics, given to names the upstream answered with a 2xx; the rest: 'other'",
+        50,
+        int,
+        metavar="N",
     ),
     Option(
         "read_token",

@@ -9,6 +9,15 @@ the dashboard and the Grafana dashboards read them.
 
 Labels stay bounded: model names beyond ``model_cap`` fold into ``other``, endpoints outside a
 known set into ``other``, and no label carries a user id, prompt text or URL query.
+
+A model name takes one of the ``model_cap`` label slots only once the upstream has answered
+a request for it with a 2xx: fifty junk names that only ever got 404s cannot push every real
+model into ``other`` until the next restart. Until then, and for every failing request of a
+name never admitted, the request counts under ``other``. The label is decided when it is
+first needed: at the end of the request (counters and histograms are observed then, with the
+status known), or at the first streamed chunk for the time-per-chunk histogram (the response
+status is known by then). The in-flight gauge has no model label. So a request that started
+before its model was admitted still ends under the model's own label.
 """
 
 from __future__ import annotations
@@ -76,14 +85,19 @@ def sanitize_label(value: str, limit: int = MODEL_LABEL_MAX) -> str:
 class _Req:
     """Per-request state between on_start and on_end."""
 
-    __slots__ = ("last", "model", "op", "provider", "tpoc")
+    __slots__ = ("chunked", "last", "op", "provider", "tpoc")
 
-    def __init__(self, model: str, op: str | None, provider: str, tpoc: Any) -> None:
-        self.model = model
+    def __init__(self, op: str | None, provider: str, chunked: bool) -> None:
         self.op = op
         self.provider = provider
-        self.tpoc = tpoc  # the time-per-output-chunk histogram child, or None
+        self.chunked = chunked  # a streamed GenAI operation: time per output chunk is observed
+        self.tpoc: Any = None  # its histogram child, chosen at the first chunk
         self.last: float | None = None
+
+
+def answered_2xx(rec: RequestRecord) -> bool:
+    """True once the upstream has answered this request with a 2xx status."""
+    return rec.http_status is not None and 200 <= rec.http_status < 300
 
 
 class ProxyMetrics:
@@ -256,14 +270,18 @@ class ProxyMetrics:
 
     # --- labels ------------------------------------------------------------------------------
 
-    def model_label(self, model: str | None) -> str:
-        """The ``model`` label: sanitized, the first ``model_cap`` names kept, the rest ``other``."""
+    def model_label(self, model: str | None, *, admit: bool = False) -> str:
+        """The ``model`` label: sanitized for names admitted, ``other`` for the rest.
+
+        ``admit`` (the upstream answered this name with a 2xx) gives a name not yet admitted one
+        of the ``model_cap`` slots while any is free (see the module docstring).
+        """
         if model is None or model == "":
             return UNKNOWN
         label = self._models.get(model)
         if label is not None:
             return label
-        if len(self._models) >= self.model_cap:
+        if not admit or len(self._models) >= self.model_cap:
             return OTHER
         label = sanitize_label(model)
         self._models[model] = label
@@ -281,16 +299,17 @@ class ProxyMetrics:
 
     def on_start(self, rec: RequestRecord) -> None:
         self.in_flight.inc()
-        model = self.model_label(rec.model)
         op = operation_name(rec.endpoint)
         provider = provider_for(self._upstream_provider(rec.upstream_url), rec.endpoint)
-        tpoc = self._child(self.g_tpoc, op, provider, model) if (op and rec.stream) else None
-        self._live[rec.id] = _Req(model, op, provider, tpoc)
+        self._live[rec.id] = _Req(op, provider, bool(op and rec.stream))
 
     def on_delta(self, rec: RequestRecord, delta: Delta) -> None:
         st = self._live.get(rec.id)
-        if st is None or st.tpoc is None:
+        if st is None or not st.chunked or st.op is None:
             return
+        if st.tpoc is None:  # the first chunk: the upstream's status is known now
+            model = self.model_label(rec.model, admit=answered_2xx(rec))
+            st.tpoc = self._child(self.g_tpoc, st.op, st.provider, model)
         now = time.perf_counter()
         if st.last is not None:
             st.tpoc.observe(now - st.last)
@@ -300,14 +319,13 @@ class ProxyMetrics:
         st = self._live.pop(rec.id, None)
         if st is None:  # on_start never ran (or on_end twice): count, but leave the gauge alone
             st = _Req(
-                self.model_label(rec.model),
                 operation_name(rec.endpoint),
                 provider_for(self._upstream_provider(rec.upstream_url), rec.endpoint),
-                None,
+                False,
             )
         else:
             self.in_flight.dec()
-        model, op, provider = st.model, st.op, st.provider
+        model, op, provider = self.model_label(rec.model, admit=answered_2xx(rec)), st.op, st.provider
         child = self._child
         endpoint = endpoint_label(rec.endpoint)
 

@@ -51,6 +51,18 @@ def test_unusable_paths_and_bad_targets_are_one_line(tmp_path):
     assert r.returncode == 2 and "--target" in _one_line_error(r.stderr)
 
 
+def test_an_unreadable_wal_exits_with_one_line_and_keeps_the_file(tmp_path):
+    """Not corruption (an I/O error on the WAL, even as root): retried, then exit 1; nothing set aside."""
+    db = tmp_path / "t.duckdb"
+    Store.open(db).close()
+    (tmp_path / "t.duckdb.wal").mkdir()
+    r = run_cli("--port", "0", "--db", str(db))
+    assert r.returncode == 1
+    line = _one_line_error(r.stderr)
+    assert line.startswith("tokentail collector: error: cannot open database") and "nothing was moved" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.duckdb", "t.duckdb.wal"]
+
+
 def _backlog(db, hours: int, series: int, end: float) -> None:
     """Hours of 5s rows not yet rolled up, value i+1 for series i: every minute sums to 12*(i+1)."""
     s = Store.open(db)

@@ -140,3 +140,27 @@ def test_a_missing_or_nonsense_cost_is_unknown_never_zero(cost):
     spans, _ = genai_spans(1, extra=extra)
     (r,), _ = _rows(protobuf_body(spans), "application/x-protobuf")
     assert r["cost_usd"] is None and r["tags"] is None and r["user_id"] is None
+
+
+DEEP = {
+    "unclosed": b"[" * 100_000,
+    "valid_50k_arrays": b"[" * 50_000 + b"]" * 50_000,
+    "valid_50k_objects": b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+    "deep_in_an_export": b'{"resourceSpans": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEEP))
+def test_json_nested_too_deep_is_an_otlp_error_not_a_recursion_error(name):
+    with pytest.raises(OTLPError) as info:
+        decode(DEEP[name], "application/json")
+    assert info.value.reason == "too_deep" and "nested too deep" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "body", [b"[1]", b'"x"', b"null", b"3", b'{"resourceSpans": NaN}', b'{"resourceSpans": "\xff"}']
+)
+def test_odd_json_is_an_otlp_error(body):
+    with pytest.raises(OTLPError) as info:
+        decode(body, "application/json")
+    assert info.value.reason == "invalid" and not info.value.unsupported

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -9,6 +10,8 @@ import textwrap
 
 import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tokentail.collector.store import SCHEMA_VERSION, Retention, Store, StoreError, migrate
 
@@ -235,6 +238,66 @@ def test_spans_retention_by_age_rows_and_bytes(store):
         pass  # age first (older than t=1080 go), then count, then bytes, 7 rows a batch at most
     left = q(store, "SELECT min(start_time), count(*), sum(size_bytes) FROM spans")[0]
     assert left[1] <= 20 and left[2] <= 20_000 and left[0] == 1000 + 100 - left[1]  # the newest kept
+
+
+FUTURE, PAST = 4_102_444_800.0, 1.0  # 2100-01-01 and the first second of 1970
+
+
+def _arrived(store, at, starts, prefix):
+    """One export batch received at ``at`` (the collector's clock) with the reported ``starts``."""
+    rows = [{**_span(f"{prefix}{i}", t), "received_at": at} for i, t in enumerate(starts)]
+    return store.insert_spans(rows)
+
+
+def test_wrong_clocks_never_make_retention_delete_newer_data(store):
+    """Case 38: retention goes by receive time; queries keep the time the span reported."""
+    _arrived(store, 1000.0, [1000.0, 1001.0], "a")  # real
+    _arrived(store, 1010.0, [FUTURE, FUTURE + 1], "f")  # a host whose clock says 2100
+    _arrived(store, 1020.0, [PAST, PAST + 1], "p")  # ...or 1970
+    _arrived(store, 1030.0, [1030.0, 1031.0], "b")  # real again
+    while store.retention_step(now=1035.0, policy=Retention(spans=20.0)):
+        pass  # received before 1015 go, whatever they claim
+    kept = q(store, "SELECT request_id, start_time FROM spans ORDER BY request_id")
+    assert kept == [("rb0", 1030.0), ("rb1", 1031.0), ("rp0", PAST), ("rp1", PAST + 1)]  # reported times kept
+    _arrived(store, 1040.0, [FUTURE + 2], "g")
+    while store.retention_step(now=1041.0, policy=Retention(spans_max_rows=3), batch_rows=1):
+        pass  # the cap takes the oldest received first: the 1970 pair (1020) before newer arrivals
+    assert {r[0] for r in q(store, "SELECT request_id FROM spans")} == {"rb0", "rb1", "rg0"}
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    batches=st.lists(
+        st.lists(st.sampled_from([PAST, 500.0, 1000.0, 2000.0, FUTURE]), min_size=1, max_size=4),
+        min_size=1,
+        max_size=8,
+    ),
+    cap=st.integers(1, 20),
+)
+def test_retention_keeps_the_newest_received_whatever_the_reported_times(tmp_path_factory, batches, cap):
+    s = Store.open(tmp_path_factory.mktemp("ret") / "r.duckdb")
+    try:
+        for n, starts in enumerate(batches):
+            _arrived(s, 1000.0 + n, starts, f"{n}-")
+        while s.retention_step(now=2000.0, policy=Retention(spans_max_rows=cap), batch_rows=2):
+            pass
+        kept = [r[0] for r in q(s, "SELECT received_at FROM spans")]
+        gone = sum(len(b) for b in batches) - len(kept)
+        assert len(kept) <= cap
+        if gone:  # whatever went was received no later than everything kept
+            assert min(kept, default=math.inf) > 1000.0 + _last_deleted_batch(batches, len(kept))
+    finally:
+        s.close()
+
+
+def _last_deleted_batch(batches, kept):
+    """Index of the newest batch that lost a row, when the newest ``kept`` rows survive."""
+    left = kept
+    for n in range(len(batches) - 1, -1, -1):
+        if left < len(batches[n]):
+            return n
+        left -= len(batches[n])
+    return -1
 
 
 def test_file_stops_growing_under_retention(tmp_path):

@@ -6,6 +6,8 @@ import time
 
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -33,9 +35,10 @@ def finish(
     deltas=0,
 ) -> RequestRecord:
     m.on_start(rec)
+    rec.http_status = http  # the upstream's status is known before its first chunk
     for _ in range(deltas):
         m.on_delta(rec, Delta(text="x"))
-    rec.status, rec.http_status, rec.error = status, http, error
+    rec.status, rec.error = status, error
     rec.usage = usage if usage is not None else Usage()
     rec.latency_ms, rec.ttft_ms, rec.output_tps = latency_ms, ttft_ms, tps
     m.on_end(rec)
@@ -148,6 +151,7 @@ def test_unknown_usage_is_never_recorded_as_zero(reg):
 )
 def test_errors_by_class_and_reason(reg, error, http, status_class, reason, error_type):
     m = ProxyMetrics(reg)
+    finish(m, rec_(rid="admits", stream=False))  # a 2xx gives gpt-4o its label; failures then count under it
     finish(m, rec_(), status=R.ERROR, http=http, error=error, ttft_ms=None, tps=None)
     assert (
         val(
@@ -400,3 +404,110 @@ def test_on_end_is_cheap(reg):
         m.on_end(r)
     elapsed = time.perf_counter() - t
     assert elapsed < 1.0, f"{elapsed / len(recs) * 1e6:.1f} µs per request"
+
+
+def _model_labels(reg) -> set[str]:
+    return {
+        s.labels["model"]
+        for fam in text_string_to_metric_families(generate_latest(reg).decode())
+        for s in fam.samples
+        if "model" in s.labels
+    }
+
+
+def _fail(m, model, rid, http=404):
+    return finish(m, rec_(model=model, rid=rid), status=R.ERROR, http=http, error=R.ERR_STATUS, ttft_ms=None, tps=None)
+
+
+def test_junk_names_that_fail_never_take_a_label_slot(reg):
+    m = ProxyMetrics(reg, model_cap=50)
+    for i in range(50):
+        _fail(m, f"junk-{i}", f"j{i}")
+    assert _model_labels(reg) == {"other"}
+    finish(m, rec_(model="gpt-4o", rid="real"), usage=Usage(1, 1), deltas=3)
+    assert _model_labels(reg) == {"other", "gpt-4o"}  # the real model keeps its own label
+    assert (
+        val(
+            reg,
+            "tokentail_requests_total",
+            model="other",
+            endpoint="/chat/completions",
+            status_class="4xx",
+            stream="true",
+        )
+        == 50
+    )
+    assert val(reg, "gen_ai_client_operation_time_per_output_chunk_seconds_count", **GENAI) == 2
+    for i in range(60):  # the cap still holds for names that do succeed
+        finish(m, rec_(model=f"ok-{i}", rid=f"ok{i}"))
+    labels = _model_labels(reg)
+    assert len(labels - {"other"}) == 50 and "ok-48" in labels and "ok-49" not in labels
+
+
+def test_an_admitted_model_keeps_its_label_when_it_fails(reg):
+    m = ProxyMetrics(reg)
+    a, b = rec_(rid="a"), rec_(rid="b")
+    m.on_start(a)
+    m.on_start(b)  # both in flight before gpt-4o was ever answered
+    a.status, a.http_status, a.latency_ms = R.OK, 200, 5.0
+    m.on_end(a)
+    b.status, b.http_status, b.error, b.latency_ms = R.ERROR, 500, R.ERR_STATUS, 5.0
+    m.on_end(b)  # ends after the admission: its own label
+    assert (
+        val(
+            reg,
+            "tokentail_requests_total",
+            model="gpt-4o",
+            endpoint="/chat/completions",
+            status_class="5xx",
+            stream="true",
+        )
+        == 1
+    )
+    _fail(m, "gpt-4o", "c", http=404)
+    assert (
+        val(
+            reg,
+            "tokentail_requests_total",
+            model="gpt-4o",
+            endpoint="/chat/completions",
+            status_class="4xx",
+            stream="true",
+        )
+        == 1
+    )
+    _fail(m, "never-answered", "d", http=502)
+    _fail(m, "", "e", http=400)
+    assert _model_labels(reg) == {"gpt-4o", "other", "unknown"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    calls=st.lists(
+        st.tuples(st.sampled_from([f"m{i}" for i in range(8)]), st.sampled_from([200, 201, 404, 500, None]))
+    ),
+    cap=st.integers(1, 5),
+)
+def test_labels_go_to_the_first_names_answered_2xx_up_to_the_cap(calls, cap):
+    reg = CollectorRegistry()
+    m = ProxyMetrics(reg, model_cap=cap)
+    admitted: list[str] = []
+    for i, (model, http) in enumerate(calls):
+        if http is None:
+            finish(m, rec_(model=model, rid=str(i)), status=R.ERROR, http=None, error=R.ERR_CONNECT, tps=None)
+        else:
+            finish(m, rec_(model=model, rid=str(i)), http=http, status=R.OK if http < 300 else R.ERROR)
+        if http is not None and http < 300 and model not in admitted and len(admitted) < cap:
+            admitted.append(model)
+    labels = _model_labels(reg) - {"other"}
+    assert labels == set(admitted) and len(labels) <= cap
+
+
+@pytest.mark.prometheus
+def test_promtool_accepts_the_exposition_after_junk_names(reg):
+    m = ProxyMetrics(reg, model_cap=5)
+    for i, name in enumerate(NASTY):
+        _fail(m, name, f"n{i}")
+    finish(m, rec_(model='real "one"', rid="r"), usage=Usage(1, 1), deltas=2)
+    out = promtool_check(generate_latest(reg))
+    assert out.returncode == 0, out.stdout + out.stderr
