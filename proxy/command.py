@@ -80,6 +80,7 @@ OPTIONS = [
         parse_size,
         metavar="SIZE",
     ),
+    Option("live_max_subscribers", "listeners of /api/live at once (beyond: 503, counted)", 64, int, metavar="N"),
     Option(
         "model_cap", "distinct model label values on /metrics before the rest fold into 'other'", 50, int, metavar="N"
     ),

@@ -43,6 +43,8 @@ from collections.abc import Mapping
 from hashlib import blake2b
 from typing import Any
 
+from tokentail.messages import content_text
+
 from .record import OK, RequestRecord
 
 __all__ = ["MAX_ID_CHARS", "SESSION_HEADER", "SessionTracker"]
@@ -51,7 +53,6 @@ SESSION_HEADER = "X-Session-Id"
 MAX_ID_CHARS = 200
 # Endpoints (below /v1) whose requests are turns of a conversation.
 _CONVERSATIONAL = frozenset({"/chat/completions", "/messages", "/responses"})
-_TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
 _ASSISTANT_ITEMS = frozenset(
     {
         "function_call",
@@ -158,18 +159,10 @@ def _feed(h: Any, role: str, text: str) -> None:
 
 
 def _text(content: Any) -> str:
-    """The text of a message's content: a string, or the text parts of a list."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        out = []
-        for part in content:
-            if isinstance(part, str):
-                out.append(part)
-            elif isinstance(part, dict) and part.get("type") in _TEXT_PARTS and isinstance(part.get("text"), str):
-                out.append(part["text"])
-        return "".join(out)
-    return ""
+    """The text of a message's content, by the one rule of ``tokentail.messages``: text parts
+    concatenate with no separator, as the tap joins a reply's pieces (the continuation hash
+    compares the two); tool calls, images and reasoning blocks give no text."""
+    return content_text(content)
 
 
 def _turns(endpoint: str, obj: Mapping[str, Any]) -> list[tuple[str, str]] | None:
