@@ -18,8 +18,9 @@ assistant message, then what is new (a user turn, or tool results). So at the en
 request N (``on_end``, an observer hook) the tracker keys N's session by
 ``hash(N's messages + [assistant: N's completion])``, and request N+1 looks itself up by
 the hash of its messages up to and including its last assistant message. Messages are
-normalised to (role, text): text parts only (tool calls, images and reasoning blocks are
-left out; consecutive assistant entries are merged, as the Responses API returns a reply as
+normalised to (role, text) by ``tokentail.messages.content_text``: text parts concatenated
+as the tap joins a reply's pieces, a tool result's text on a line of its own (tool calls,
+images and reasoning blocks are left out; consecutive assistant entries are merged, as the Responses API returns a reply as
 several items), whitespace stripped at the ends, the system prompt (``system``,
 ``instructions``) included. Two conversations that are identical so far share a session.
 
