@@ -14,8 +14,8 @@ from tokentail.settings import SettingsError
 
 from . import app as keys
 from . import record as R
-from .live import TooManySubscribers
 from .live_sse import SLICE_CHARS, finite, sse_slices
+from .live_subscription import TooManySubscribers
 
 HEARTBEAT_SECONDS = 15.0
 # A subscriber whose socket takes no bytes for this long is dropped (the hub has

@@ -22,7 +22,8 @@ Everything here runs on the event loop, synchronously, and never waits:
   and counts ``on_drop("live_subscriber_refused")``.
 
 Entries (``live_entry.Entry``) and the payloads built from them (``request.start`` /
-``request.end`` data, ``/api/requests`` summaries) are ``live_entry``'s: pure functions.
+``request.end`` data, snapshots, ``/api/requests`` summaries) are ``live_entry``'s: pure
+functions. A listener is a ``live_subscription.Subscription``.
 
 Replay on subscribe (``Last-Event-ID``):
 
@@ -43,18 +44,18 @@ client should replace the text it built from deltas with it.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
-from .live_entry import Entry, approx_size, cap_utf8, end_data, matches, start_data, summary
+from .live_entry import Entry, Event, approx_size, cap_utf8, end_data, matches, snapshot_events, start_data, summary
+from .live_subscription import Subscription, TooManySubscribers
 from .record import Delta, RequestRecord
 from .redact import Redactor
 
-__all__ = ["DROP_SINK", "REFUSED_SINK", "LiveHub", "Subscription", "TooManySubscribers"]
+__all__ = ["DROP_SINK", "REFUSED_SINK", "LiveHub"]
 
 DROP_SINK = "live_subscriber"  # a subscriber closed for lagging behind
 REFUSED_SINK = "live_subscriber_refused"  # a subscription refused: the cap was reached
@@ -64,76 +65,6 @@ _EVENT_OVERHEAD = 300  # tuple + data dict of one event (approximate)
 # huge body), then cut at the cap after it: a secret straddling the first cut lies past
 # the second one.
 _CUT_MARGIN = 4096
-
-Event = tuple[int, str, dict[str, Any], int]  # (hub seq, event name, data, approx bytes)
-
-
-class TooManySubscribers(Exception):
-    """``subscribe`` at the cap (``max_subscribers``): the HTTP layer answers 503."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the live feed has its maximum of {limit} subscribers")
-        self.limit = limit
-
-
-class Subscription:
-    """One ``/api/live`` listener: ``async for sse_id, event, data in sub``.
-
-    Replay/snapshot events come first (they are not bounded by the queue), then live
-    events from a queue of ``subscriber_queue`` events. The iteration ends when the
-    subscriber lagged (``lagged`` is then True), was unsubscribed or the hub closed
-    them all.
-    ``data`` dicts are shared between subscribers and the ring: read-only.
-    """
-
-    def __init__(self, boot_id: str, backlog: list[Event], maxsize: int) -> None:
-        self.boot_id = boot_id
-        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize)
-        self.lagged = False
-        self.closed = False
-        self._backlog = deque(backlog)
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> tuple[str, str, dict[str, Any]]:
-        item = await self.get()
-        if item is None:
-            raise StopAsyncIteration
-        return item
-
-    async def get(self, timeout: float | None = None) -> tuple[str, str, dict[str, Any]] | None:
-        """The next ``(sse_id, event, data)``, or None once closed.
-
-        Raises ``TimeoutError`` after ``timeout`` seconds without an event (the HTTP
-        layer's cue for a heartbeat); no event is lost when it does.
-        """
-        if self._backlog:
-            ev: Event | None = self._backlog.popleft()
-        elif self.closed and self.queue.empty():
-            return None
-        else:
-            async with asyncio.timeout(timeout):
-                ev = await self.queue.get()
-        if ev is None:
-            return None
-        return f"{self.boot_id}:{ev[0]}", ev[1], ev[2]
-
-    def _push(self, ev: Event) -> bool:
-        try:
-            self.queue.put_nowait(ev)
-        except asyncio.QueueFull:
-            return False
-        return True
-
-    def _close(self, lagged: bool = False) -> None:
-        self.lagged = self.lagged or lagged
-        self.closed = True
-        self._backlog.clear()
-        # Free what it held and wake a reader waiting in get().
-        while not self.queue.empty():
-            self.queue.get_nowait()
-        self.queue.put_nowait(None)
 
 
 class LiveHub:
@@ -422,23 +353,7 @@ class LiveHub:
         return list(itertools.islice(self._log, seq + 1 - self._log[0][0], None))
 
     def _snapshot(self) -> list[Event]:
-        head = self._seq
-        out: list[Event] = [(head, "snapshot", {"boot_id": self.boot_id, "requests": len(self._entries)}, 0)]
-        for e in self._entries.values():
-            out.append((head, "request.start", e.start, 0))
-            text, reasoning, tools = e.current_text(), e.current_reasoning(), self._tools(e)
-            if text or reasoning or tools:
-                d: dict[str, Any] = {"id": e.id, "seq": e.deltas, "text": text, "snapshot": True}
-                if reasoning:
-                    d["reasoning"] = reasoning
-                if tools:
-                    d["tool_calls"] = tools
-                if e.ttft_ms is not None:
-                    d["ttft_ms"] = e.ttft_ms
-                out.append((head, "request.delta", d, 0))
-            if e.end is not None:
-                out.append((head, "request.end", e.end, 0))
-        return out
+        return snapshot_events(self.boot_id, self._seq, self._entries.values(), self._tools)
 
     def _tools(self, e: Entry) -> list[dict[str, Any]]:
         if e.rec is not None:  # in flight: what the tap assembled so far, redacted now

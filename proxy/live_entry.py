@@ -10,7 +10,7 @@ ring and the pub/sub and calls these; SSE encoding is ``live_sse``'s.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,13 +22,18 @@ from .redact import Redactor
 __all__ = [
     "PREVIEW_CHARS",
     "Entry",
+    "Event",
     "approx_size",
     "cap_utf8",
     "end_data",
     "matches",
+    "snapshot_events",
     "start_data",
     "summary",
 ]
+
+
+Event = tuple[int, str, dict[str, Any], int]  # (hub seq, event name, data, approx bytes)
 
 
 @dataclass(slots=True, eq=False)
@@ -196,3 +201,28 @@ def cap_utf8(s: str, limit: int) -> tuple[str, bool]:
     if len(raw) <= limit:
         return s, False
     return raw[:limit].decode("utf-8", "ignore"), True
+
+
+def snapshot_events(
+    boot_id: str, head: int, entries: Iterable[Entry], tools: Callable[[Entry], list[dict[str, Any]]]
+) -> list[Event]:
+    """A snapshot of ``entries`` at hub seq ``head`` (see ``live``'s docstring): a ``snapshot``
+    marker, then per entry ``request.start``, one ``request.delta`` holding everything so far
+    (``tools(e)``: its tool calls, redacted) and ``request.end`` once finished."""
+    entries = list(entries)
+    out: list[Event] = [(head, "snapshot", {"boot_id": boot_id, "requests": len(entries)}, 0)]
+    for e in entries:
+        out.append((head, "request.start", e.start, 0))
+        text, reasoning, calls = e.current_text(), e.current_reasoning(), tools(e)
+        if text or reasoning or calls:
+            d: dict[str, Any] = {"id": e.id, "seq": e.deltas, "text": text, "snapshot": True}
+            if reasoning:
+                d["reasoning"] = reasoning
+            if calls:
+                d["tool_calls"] = calls
+            if e.ttft_ms is not None:
+                d["ttft_ms"] = e.ttft_ms
+            out.append((head, "request.delta", d, 0))
+        if e.end is not None:
+            out.append((head, "request.end", e.end, 0))
+    return out

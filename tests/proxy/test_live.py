@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tokentail.proxy.live import LiveHub, Subscription, TooManySubscribers
+from tokentail.proxy.live import LiveHub
+from tokentail.proxy.live_subscription import Subscription, TooManySubscribers
 from tokentail.proxy.record import CANCELLED, ERROR, OK, Delta, RequestRecord, Usage
 from tokentail.proxy.redact import Redactor
 
