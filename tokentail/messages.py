@@ -175,6 +175,14 @@ def _shape(role: str, text: str, tool_calls: list[dict[str, Any]] | None = None)
     return {"role": role, "text": text, "tool_calls": tool_calls or [], "tool_call_id": None, "reasoning": ""}
 
 
+def _role_text(m: dict[str, Any]) -> tuple[str, str]:
+    kind = m.get("type")
+    role = m.get("role") or ("tool" if kind == "function_call_output" else "assistant" if kind else "user")
+    content = m.get("content")
+    text = content_text(content, placeholders=True) if content is not None else args_text(m.get("output"))
+    return ("system" if role == "developer" else str(role)), text
+
+
 def message(m: Any) -> Message:
     """An OpenAI chat / Responses / Anthropic message, as the client sent it, in the one shape."""
     if not isinstance(m, dict):
@@ -197,12 +205,10 @@ def message(m: Any) -> Message:
             for b in content
             if isinstance(b, dict) and b.get("type") == "tool_use"
         ]
-    kind = m.get("type")
-    if kind == "function_call":  # a Responses API item
+    if m.get("type") == "function_call":  # a Responses API item
         tools.append({"id": m.get("call_id"), "name": m.get("name"), "arguments": args_text(m.get("arguments"))})
-    role = m.get("role") or ("tool" if kind == "function_call_output" else "assistant" if kind else "user")
-    text = content_text(content, placeholders=True) if content is not None else args_text(m.get("output"))
-    out = _shape("system" if role == "developer" else str(role), text, tools)
+    role, text = _role_text(m)
+    out = _shape(role, text, tools)
     if role == "tool":
         out["tool_call_id"] = m.get("tool_call_id") or m.get("call_id")
     return out
@@ -232,31 +238,28 @@ def message_from_parts(m: Any) -> Message:
     return out
 
 
-def _reversed_messages(prompt: Mapping[str, Any]) -> Iterator[Message]:
-    """The prompt's messages, last first, each normalised only when reached."""
+def _reversed_items(prompt: Mapping[str, Any]) -> Iterator[Any]:
+    """The prompt's messages as sent, last first (the system prompt last), none copied."""
     if isinstance(prompt.get("messages"), list):
-        for m in reversed(prompt["messages"]):
-            yield message(m)
+        yield from reversed(prompt["messages"])
     elif prompt.get("input") is not None:
         inp = prompt["input"]
         if isinstance(inp, list):
-            for m in reversed(inp):
-                yield message(m)
+            yield from reversed(inp)
         else:
-            yield message({"role": "user", "content": inp})
+            yield {"role": "user", "content": inp}
     elif prompt.get("prompt") is not None:  # Completions: a string or a batch of them
         p = prompt["prompt"]
-        texts = p if isinstance(p, list) else [p]
-        yield message({"role": "user", "content": "\n".join(map(str, texts))})
+        yield {"role": "user", "content": "\n".join(map(str, p if isinstance(p, list) else [p]))}
     system = prompt.get("system", prompt.get("instructions"))
     if system:
-        yield _shape("system", content_text(system, placeholders=True))
+        yield {"role": "system", "content": system}
 
 
 def messages_from_prompt(prompt: Mapping[str, Any]) -> list[Message]:
     """The prompt of a request as the client sent it (``messages`` | ``input`` | ``prompt``,
     with ``system`` or ``instructions``; a live ``request.start`` holds these keys), system first."""
-    out = list(_reversed_messages(prompt))
+    out = [message(m) for m in _reversed_items(prompt)]
     out.reverse()
     return out
 
@@ -275,8 +278,13 @@ def last_turn_text(reversed_messages: Iterable[Message]) -> str:
 
 
 def prompt_text(prompt: Mapping[str, Any]) -> str:
-    """What a list row shows of a prompt: its last user turn (see ``last_turn_text``)."""
-    return last_turn_text(_reversed_messages(prompt))
+    """What a list row shows of a prompt: its last user turn (see ``last_turn_text``).
+
+    Runs on the proxy's request path: only role and text are read, message by message from
+    the end, and it stops at the first user turn with text.
+    """
+    turns = (_role_text(m) if isinstance(m, dict) else ("user", str(m)) for m in _reversed_items(prompt))
+    return last_turn_text({"role": role, "text": text} for role, text in turns)
 
 
 def prompt_preview(prompt: Mapping[str, Any], n: int = PREVIEW_CHARS) -> str:
