@@ -206,12 +206,12 @@ class LiveHub:
         if sub in self._subs:
             self._subs.remove(sub)
         if not sub.closed:
-            sub._close()
+            sub.close()
 
     def close_all(self) -> None:
         """End every subscription (at shutdown, so the SSE handlers return)."""
         for sub in self._subs:
-            sub._close()
+            sub.close()
         self._subs.clear()
 
     @property
@@ -308,10 +308,10 @@ class LiveHub:
         self._log_bytes += ev[3]
         while len(log) > self._max_events or (self._log_bytes > self._log_budget and len(log) > 1):
             self._log_bytes -= log.popleft()[3]
-        dropped = [sub for sub in self._subs if not sub._push(ev)]
+        dropped = [sub for sub in self._subs if not sub.push(ev)]
         for sub in dropped:
             self._subs.remove(sub)
-            sub._close(lagged=True)
+            sub.close(lagged=True)
             self._dropped(DROP_SINK)
 
     def _dropped(self, sink: str) -> None:

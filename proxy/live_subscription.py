@@ -67,14 +67,16 @@ class Subscription:
             return None
         return f"{self.boot_id}:{ev[0]}", ev[1], ev[2]
 
-    def _push(self, ev: Event) -> bool:
+    def push(self, ev: Event) -> bool:
+        """Queue ``ev`` without waiting; False when the queue is full (the hub then closes it)."""
         try:
             self.queue.put_nowait(ev)
         except asyncio.QueueFull:
             return False
         return True
 
-    def _close(self, lagged: bool = False) -> None:
+    def close(self, lagged: bool = False) -> None:
+        """End the iteration (the hub's side; listeners call ``LiveHub.unsubscribe``)."""
         self.lagged = self.lagged or lagged
         self.closed = True
         self._backlog.clear()
