@@ -95,7 +95,10 @@ def start_data(rec: RequestRecord, variant: str) -> tuple[dict[str, Any], tuple[
     }
     keys = tuple(k for k in rec.prompt if k not in start)  # messages | prompt | input (+ system)
     start.update((k, rec.prompt[k]) for k in keys)
-    start["prompt_preview"] = preview(prompt_text(rec.prompt))
+    try:
+        start["prompt_preview"] = preview(prompt_text(rec.prompt))
+    except RecursionError:  # odd content nested past what json.dumps takes: no preview, no failure
+        start["prompt_preview"] = ""
     return start, keys
 
 

@@ -51,6 +51,15 @@ def test_content_text(content: Any, text: str) -> None:
     assert content_text(content) == text
 
 
+def test_nested_tool_results_are_bounded() -> None:
+    deep: Any = "bottom"
+    for _ in range(5000):  # deeper than Python's recursion limit
+        deep = [{"type": "tool_result", "content": deep}]
+    assert content_text(deep) == "" and content_text(deep, placeholders=True) == ""
+    shallow = [{"type": "tool_result", "content": [{"type": "tool_result", "content": "x"}]}]
+    assert content_text(shallow) == "x"
+
+
 def test_placeholders_stand_on_lines_of_their_own() -> None:
     content = [{"type": "text", "text": "Look:"}, IMAGE, {"type": "text", "text": "and"}, {"type": "input_audio"}]
     assert content_text(content, placeholders=True) == "Look:\n[image_url]\nand\n[input_audio]"

@@ -57,6 +57,8 @@ ELLIPSIS = "…"
 
 Message = dict[str, Any]  # the one shape above; a plain dict so JSON and callers take it as is
 
+# Tool results nest content; a client's body is untrusted, and this runs on the request path.
+_MAX_NESTING = 16
 # Parts that are tool calls, carried as ``tool_calls`` and never as text.
 _TOOL_CALL_PARTS = frozenset({"tool_use", "function_call", "tool_call"})
 
@@ -98,7 +100,7 @@ def _part_type(p: Mapping[str, Any]) -> str:
     return t if isinstance(t, str) and t else "part"
 
 
-def content_text(content: Any, *, placeholders: bool = False) -> str:
+def content_text(content: Any, *, placeholders: bool = False, _depth: int = 0) -> str:
     """The text of a message ``content``: a string, or a list of parts (see the module docstring).
 
     ``placeholders=True`` (display) marks non-text parts as ``[type]`` and shows any other
@@ -106,7 +108,7 @@ def content_text(content: Any, *, placeholders: bool = False) -> str:
     """
     if isinstance(content, str):
         return content
-    if isinstance(content, list):
+    if isinstance(content, list) and _depth < _MAX_NESTING:
         j = _Joiner()
         for p in content:
             if isinstance(p, str):
@@ -118,11 +120,11 @@ def content_text(content: Any, *, placeholders: bool = False) -> str:
             elif p.get("type") == "refusal" and isinstance(p.get("refusal"), str):
                 j.text(p["refusal"])
             elif p.get("type") == "tool_result":
-                j.block(content_text(p.get("content"), placeholders=placeholders))
+                j.block(content_text(p.get("content"), placeholders=placeholders, _depth=_depth + 1))
             elif placeholders and _part_type(p) not in _TOOL_CALL_PARTS:
                 j.block(f"[{_part_type(p)}]")
         return j.result()
-    if content is None or not placeholders:
+    if content is None or not placeholders or isinstance(content, list):
         return ""
     return json.dumps(content, ensure_ascii=False, default=str)
 
@@ -188,7 +190,8 @@ def message(m: Any) -> Message:
     if not isinstance(m, dict):
         return _shape("user", str(m))
     tools: list[dict[str, Any]] = []
-    for tc in m.get("tool_calls") or ():
+    calls = m.get("tool_calls")
+    for tc in calls if isinstance(calls, list) else ():
         fn = tc.get("function") if isinstance(tc, dict) else None
         fn = fn if isinstance(fn, dict) else {}
         tools.append(
