@@ -347,7 +347,7 @@ async def test_subscriber_cap_refuses_with_503_and_counts(sim_server):
             first = [await s.get(server.make_url("/api/live")) for _ in range(3)]
             assert [r.status for r in first] == [200, 200, 200] and hub.subscribers == 3
             async with s.get(server.make_url("/api/live")) as refused:
-                assert refused.status == 503
+                assert refused.status == 503 and refused.headers["Retry-After"] == "5"
                 body = await refused.json()
             assert body["error"]["code"] == "too_many_subscribers" and "3" in body["error"]["message"]
             sink = {"sink": "live_subscriber_refused"}
