@@ -22,7 +22,7 @@ Layers, from the socket inward:
   before the upstream call, keyed for the next turn at ``on_end`` (an observer).
 - cost: ``tokentail.pricing`` (pure) prices the finished record before the observers see it.
 - ``live``: in-memory ring of recent requests and the pub/sub behind ``/api/live``
-  (event payloads built by the pure ``_live_shapes``).
+  (entries and event payloads: the pure ``live_entry``; SSE encoding: ``live_sse``).
 - ``api``: ``/api/*`` handlers, including cancel (the app keeps a registry of in-flight
   handler tasks by request id) and routes; state changes follow ``tokentail.access``.
 """

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tokentail.messages import content_text
+
 
 class ToolCalls:
     """Assembles tool calls from fragments keyed by index, into OpenAI's complete shape.
@@ -126,12 +128,8 @@ def _meta(obj: dict[str, Any], st: Extract) -> None:
 
 
 def _content_text(c: Any) -> str:
-    """Message content as text: a string, or a list of parts with ``text``."""
-    if type(c) is str:
-        return c
-    if type(c) is list:
-        return "".join(p["text"] for p in c if type(p) is dict and type(p.get("text")) is str)
-    return ""
+    """Message content as text: the one rule of ``tokentail.messages`` (text parts concatenate)."""
+    return c if type(c) is str else content_text(c)
 
 
 def error_message(obj: dict[str, Any]) -> str:

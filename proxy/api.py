@@ -15,7 +15,8 @@ from tokentail.settings import SettingsError
 
 from . import app as keys
 from . import record as R
-from .live import encode_sse, finite
+from .live_sse import SLICE_CHARS, finite, sse_slices
+from .live_subscription import TooManySubscribers
 
 HEARTBEAT_SECONDS = 15.0
 # A subscriber whose socket takes no bytes for this long is dropped (the hub has
@@ -164,31 +165,45 @@ async def live(request: web.Request) -> web.StreamResponse:
     ``Last-Event-ID`` (header, or ``?last_event_id=`` for the first connection)
     replays what was missed from the ring. A subscriber too slow to keep up is
     closed by the hub; its EventSource reconnects and replays from where it was.
+    Beyond the hub's subscriber cap: 503 with an OpenAI-style error (counted by the hub).
+    A large event (a snapshot of the ring holds every captured text) is encoded and
+    written in slices, the loop yielded between them, so joining never stalls other streams.
     """
     hub = request.app[keys.HUB]
     last_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+    cors = access.cors_headers_for(request.app[keys.POLICY], request)
+    try:
+        sub = hub.subscribe(last_id)
+    except TooManySubscribers as exc:
+        body = {"error": {"message": str(exc), "type": "server_busy", "code": "too_many_subscribers"}}
+        return web.json_response(body, status=503, headers={"Retry-After": "5", **cors})
     resp = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8",
             "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",
-            **access.cors_headers_for(request.app[keys.POLICY], request),
+            **cors,
         }
     )
-    sub = hub.subscribe(last_id)
     try:
         await resp.prepare(request)
         await resp.write(b"retry: 1000\n\n")
+        unyielded = 0  # bytes written since the loop was last yielded
         while True:
             item: tuple[str, str, dict[str, Any]] | Literal[False] | None  # False: time for a heartbeat
             try:
                 item = await sub.get(timeout=HEARTBEAT_SECONDS)
             except TimeoutError:
-                item = False
+                await asyncio.wait_for(resp.write(b": heartbeat\n\n"), STALLED_WRITE_SECONDS)
+                continue
             if item is None:  # closed: lagged, or the server is shutting down
                 break
-            payload = b": heartbeat\n\n" if item is False else encode_sse(*item)
-            await asyncio.wait_for(resp.write(payload), STALLED_WRITE_SECONDS)
+            for piece in sse_slices(*item):
+                await asyncio.wait_for(resp.write(piece), STALLED_WRITE_SECONDS)
+                unyielded += len(piece)
+                if unyielded >= SLICE_CHARS:  # a backlog never waits in get(): yield here
+                    unyielded = 0
+                    await asyncio.sleep(0)
     except (TimeoutError, ConnectionResetError):
         pass  # the subscriber went away or stopped reading (a cancelled handler unsubscribes in finally too)
     finally:

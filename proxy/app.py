@@ -131,6 +131,7 @@ def create_app(
         max_capture_bytes=settings.capture_bytes,
         redactor=redactor,
         on_drop=metrics.dropped,
+        max_subscribers=settings.live_max_subscribers,
     )
     observers: list[object] = []  # each with any of the Observer hooks (SessionTracker: on_end only)
     if tracer_provider is not None:

@@ -80,6 +80,7 @@ OPTIONS = [
         parse_size,
         metavar="SIZE",
     ),
+    Option("live_max_subscribers", "listeners of /api/live at once (beyond: 503, counted)", 64, int, metavar="N"),
     Option(
         "span_content_bytes",
         "prompt and completion JSON kept on each span, each (beyond: cut, marked tokentail.content.truncated); "

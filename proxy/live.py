@@ -15,8 +15,15 @@ Everything here runs on the event loop, synchronously, and never waits:
   ones are evicted oldest-finished first. Captured text per request stops at
   ``max_capture_bytes`` (UTF-8) and the request is marked ``truncated``.
 - ``on_delta`` is O(1) per delta: redact the piece (fast path for clean text), append
-  to a bytearray, build one small dict. No JSON encoding: ``encode_sse`` runs in the
-  HTTP layer, per subscriber that actually reads.
+  to a bytearray, build one small dict. No JSON encoding: ``live_sse`` runs in the
+  HTTP layer, per subscriber that actually reads, a large event in slices.
+- At most ``max_subscribers`` listen at once (each holds a queue and, on joining, a
+  snapshot of the whole ring); ``subscribe`` beyond it raises ``TooManySubscribers``
+  and counts ``on_drop("live_subscriber_refused")``.
+
+Entries (``live_entry.Entry``) and the payloads built from them (``request.start`` /
+``request.end`` data, snapshots, ``/api/requests`` summaries) are ``live_entry``'s: pure
+functions. A listener is a ``live_subscription.Subscription``.
 
 Replay on subscribe (``Last-Event-ID``):
 
@@ -37,122 +44,27 @@ client should replace the text it built from deltas with it.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from ._live_shapes import PREVIEW_CHARS as PREVIEW_CHARS  # re-exported: it was defined here
-from ._live_shapes import SSE_HEARTBEAT, _approx_size, _cap, _end_data, _matches, _summary, encode_sse
-from ._live_shapes import finite as finite  # re-exported: api.py imports it from here
-from .record import IN_FLIGHT, Delta, RequestRecord
+from .live_entry import Entry, Event, approx_size, cap_utf8, end_data, matches, snapshot_events, start_data, summary
+from .live_subscription import Subscription, TooManySubscribers
+from .record import Delta, RequestRecord
 from .redact import Redactor
 
-__all__ = ["SSE_HEARTBEAT", "LiveHub", "Subscription", "encode_sse"]
+__all__ = ["DROP_SINK", "REFUSED_SINK", "LiveHub"]
 
-DROP_SINK = "live_subscriber"
+DROP_SINK = "live_subscriber"  # a subscriber closed for lagging behind
+REFUSED_SINK = "live_subscriber_refused"  # a subscription refused: the cap was reached
 _ENTRY_OVERHEAD = 2048  # dicts, usage, small fields of one entry (approximate)
 _EVENT_OVERHEAD = 300  # tuple + data dict of one event (approximate)
 # Text is cut this far past the capture cap *before* redaction (bounding its cost on a
 # huge body), then cut at the cap after it: a secret straddling the first cut lies past
 # the second one.
 _CUT_MARGIN = 4096
-
-Event = tuple[int, str, dict[str, Any], int]  # (hub seq, event name, data, approx bytes)
-
-
-@dataclass(slots=True, eq=False)
-class _Entry:
-    start: dict[str, Any]  # the request.start data (prompt already redacted)
-    prompt_keys: tuple[str, ...]  # which keys of ``start`` are the prompt
-    rec: RequestRecord | None  # while in flight (tool_calls are read from it on query)
-    buf: bytearray = field(default_factory=bytearray)  # text as streamed, redacted per delta
-    rbuf: bytearray = field(default_factory=bytearray)  # reasoning, likewise
-    text: str | None = None  # once finished: the whole text, redacted again
-    reasoning: str | None = None
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    deltas: int = 0
-    truncated: bool = False
-    ttft_ms: float | None = None
-    end: dict[str, Any] | None = None  # the request.end data once finished
-    size: int = 0  # bytes accounted for this entry
-
-    @property
-    def id(self) -> str:
-        return self.start["id"]
-
-    @property
-    def status(self) -> str:
-        return self.end["status"] if self.end is not None else IN_FLIGHT
-
-    def current_text(self) -> str:
-        return self.text if self.text is not None else self.buf.decode("utf-8", "ignore")
-
-    def current_reasoning(self) -> str:
-        return self.reasoning if self.reasoning is not None else self.rbuf.decode("utf-8", "ignore")
-
-
-class Subscription:
-    """One ``/api/live`` listener: ``async for sse_id, event, data in sub``.
-
-    Replay/snapshot events come first (they are not bounded by the queue), then live
-    events from a queue of ``subscriber_queue`` events. The iteration ends when the
-    subscriber lagged (``lagged`` is then True), was unsubscribed or the hub closed
-    them all.
-    ``data`` dicts are shared between subscribers and the ring: read-only.
-    """
-
-    def __init__(self, boot_id: str, backlog: list[Event], maxsize: int) -> None:
-        self.boot_id = boot_id
-        self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize)
-        self.lagged = False
-        self.closed = False
-        self._backlog = deque(backlog)
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> tuple[str, str, dict[str, Any]]:
-        item = await self.get()
-        if item is None:
-            raise StopAsyncIteration
-        return item
-
-    async def get(self, timeout: float | None = None) -> tuple[str, str, dict[str, Any]] | None:
-        """The next ``(sse_id, event, data)``, or None once closed.
-
-        Raises ``TimeoutError`` after ``timeout`` seconds without an event (the HTTP
-        layer's cue for a heartbeat); no event is lost when it does.
-        """
-        if self._backlog:
-            ev: Event | None = self._backlog.popleft()
-        elif self.closed and self.queue.empty():
-            return None
-        else:
-            async with asyncio.timeout(timeout):
-                ev = await self.queue.get()
-        if ev is None:
-            return None
-        return f"{self.boot_id}:{ev[0]}", ev[1], ev[2]
-
-    def _push(self, ev: Event) -> bool:
-        try:
-            self.queue.put_nowait(ev)
-        except asyncio.QueueFull:
-            return False
-        return True
-
-    def _close(self, lagged: bool = False) -> None:
-        self.lagged = self.lagged or lagged
-        self.closed = True
-        self._backlog.clear()
-        # Free what it held and wake a reader waiting in get().
-        while not self.queue.empty():
-            self.queue.get_nowait()
-        self.queue.put_nowait(None)
 
 
 class LiveHub:
@@ -177,18 +89,20 @@ class LiveHub:
         redactor: Redactor | None = None,
         on_drop: Callable[[str], None] | None = None,
         max_events: int = 100_000,
+        max_subscribers: int = 64,
     ) -> None:
         self.boot_id = boot_id or uuid.uuid4().hex[:12]
         self.variant = variant
         self.max_requests = max(1, max_requests)
         self.max_capture_bytes = max(0, max_capture_bytes)
         self.subscriber_queue = max(1, subscriber_queue)
+        self.max_subscribers = max(0, max_subscribers)
         self.redactor = redactor if redactor is not None else Redactor()
         self._on_drop = on_drop
         self._entry_budget = max_bytes - max_bytes // 4
         self._log_budget = max_bytes // 4
         self._max_events = max(1, max_events)
-        self._entries: dict[str, _Entry] = {}  # start order
+        self._entries: dict[str, Entry] = {}  # start order
         self._finished: OrderedDict[str, None] = OrderedDict()  # finish order
         self._entry_bytes = 0
         self._log: deque[Event] = deque()
@@ -203,27 +117,9 @@ class LiveHub:
         old = self._entries.pop(rec.id, None)
         if old is not None:
             self._forget(old)
-        start: dict[str, Any] = {
-            "id": rec.id,
-            "time": rec.started_at,
-            "variant": rec.variant or self.variant,
-            "model": rec.model,
-            "endpoint": rec.endpoint,
-            "stream": rec.stream,
-            "params": dict(rec.params),
-            "session_id": rec.session_id,
-            "trace_id": rec.trace_id,
-            "user": rec.user,
-            "tags": list(rec.tags),
-            "key_fingerprint": rec.key_fingerprint,
-            "route": rec.route,
-            "upstream_model": rec.upstream_model,
-            "parsed": rec.parsed,  # False: the body was not JSON (forwarded as-is)
-        }
-        keys = tuple(k for k in rec.prompt if k not in start)  # messages | prompt | input
-        start.update((k, rec.prompt[k]) for k in keys)
-        payload = _approx_size(rec.prompt) + _approx_size(rec.params)
-        e = _Entry(start, keys, rec, size=_ENTRY_OVERHEAD + payload)
+        start, keys = start_data(rec, self.variant)
+        payload = approx_size(rec.prompt) + approx_size(rec.params)
+        e = Entry(start, keys, rec, size=_ENTRY_OVERHEAD + payload)
         self._entries[rec.id] = e
         self._entry_bytes += e.size
         self._trim()
@@ -256,7 +152,7 @@ class LiveHub:
     def on_end(self, rec: RequestRecord) -> None:
         """Finish the entry (whole text redacted again, capped) and publish ``request.end``."""
         red = self.redactor
-        end = _end_data(rec, red)
+        end = end_data(rec, red)
         e = self._entries.get(rec.id)
         if e is None or e.rec is None:  # evicted in flight (or never started): publish only
             self._publish("request.end", end, 0)
@@ -267,8 +163,8 @@ class LiveHub:
         # Redact the whole text: a secret split across deltas escaped per-delta redaction.
         text = red.redact_text(rec.text[:limit]) if rec.text else streamed
         reasoning = red.redact_text(rec.reasoning[:limit]) if rec.reasoning else e.rbuf.decode("utf-8", "ignore")
-        text, cut1 = _cap(text, self.max_capture_bytes)
-        reasoning, cut2 = _cap(reasoning, self.max_capture_bytes - len(text.encode("utf-8", "replace")))
+        text, cut1 = cap_utf8(text, self.max_capture_bytes)
+        reasoning, cut2 = cap_utf8(reasoning, self.max_capture_bytes - len(text.encode("utf-8", "replace")))
         e.text, e.reasoning, e.buf, e.rbuf, e.rec = text, reasoning, bytearray(), bytearray(), None
         e.tool_calls = red.redact_json(rec.tool_calls) if rec.tool_calls else []
         e.truncated = e.truncated or cut1 or cut2 or rec.truncated
@@ -276,7 +172,7 @@ class LiveHub:
             e.ttft_ms = rec.ttft_ms
         end.update(ttft_ms=e.ttft_ms, truncated=e.truncated)
         e.end = end
-        new_size = e.size - captured + len(text) + len(reasoning) + _approx_size(e.tool_calls)
+        new_size = e.size - captured + len(text) + len(reasoning) + approx_size(e.tool_calls)
         self._entry_bytes += new_size - e.size
         e.size = new_size
         self._finished[rec.id] = None
@@ -290,8 +186,14 @@ class LiveHub:
     def subscribe(self, last_event_id: str | None = None, snapshot: bool = True) -> Subscription:
         """Register a listener; replay what it missed (see the module docstring).
 
-        ``snapshot=False`` with no usable ``last_event_id`` gives live events only.
+        ``snapshot=False`` with no usable ``last_event_id`` gives live events only. At
+        ``max_subscribers`` it raises ``TooManySubscribers`` and counts the refusal
+        (``on_drop(REFUSED_SINK)``): each subscriber costs a queue and, on joining, a
+        snapshot of the whole ring.
         """
+        if len(self._subs) >= self.max_subscribers:
+            self._dropped(REFUSED_SINK)
+            raise TooManySubscribers(self.max_subscribers)
         backlog = self._replay(last_event_id)
         if backlog is None:
             backlog = self._snapshot() if snapshot else []
@@ -304,12 +206,12 @@ class LiveHub:
         if sub in self._subs:
             self._subs.remove(sub)
         if not sub.closed:
-            sub._close()
+            sub.close()
 
     def close_all(self) -> None:
         """End every subscription (at shutdown, so the SSE handlers return)."""
         for sub in self._subs:
-            sub._close()
+            sub.close()
         self._subs.clear()
 
     @property
@@ -356,9 +258,9 @@ class LiveHub:
                 and (user is None or st["user"] == user)
                 and (key is None or st["key_fingerprint"] == key)
                 and (tag is None or tag in st["tags"])
-                and (not needle or _matches(e, needle))
+                and (not needle or matches(e, needle))
             ):
-                out.append(_summary(e))
+                out.append(summary(e))
         return out
 
     def get_request(self, request_id: str) -> dict[str, Any] | None:
@@ -371,18 +273,18 @@ class LiveHub:
         e = self._entries.get(request_id)
         if e is None:
             return None
-        d = {**e.start, **(e.end or {}), **_summary(e)}
+        d = {**e.start, **(e.end or {}), **summary(e)}
         d.update(text=e.current_text(), reasoning=e.current_reasoning(), tool_calls=self._tools(e), deltas=e.deltas)
         return d
 
     # --- internals -----------------------------------------------------------------
 
-    def _precut(self, e: _Entry, piece: str) -> str:
+    def _precut(self, e: Entry, piece: str) -> str:
         """Cut a huge piece before redacting it: what lies past the cap is dropped anyway."""
         limit = self.max_capture_bytes - len(e.buf) - len(e.rbuf) + _CUT_MARGIN
         return piece if len(piece) <= limit else piece[: max(0, limit)]
 
-    def _capture(self, e: _Entry, buf: bytearray, piece: str) -> str:
+    def _capture(self, e: Entry, buf: bytearray, piece: str) -> str:
         """Append ``piece`` to ``buf`` within the per-request cap; return what was kept."""
         raw = piece.encode("utf-8", "replace")
         room = self.max_capture_bytes - len(e.buf) - len(e.rbuf)
@@ -406,15 +308,18 @@ class LiveHub:
         self._log_bytes += ev[3]
         while len(log) > self._max_events or (self._log_bytes > self._log_budget and len(log) > 1):
             self._log_bytes -= log.popleft()[3]
-        dropped = [sub for sub in self._subs if not sub._push(ev)]
+        dropped = [sub for sub in self._subs if not sub.push(ev)]
         for sub in dropped:
             self._subs.remove(sub)
-            sub._close(lagged=True)
-            if self._on_drop is not None:
-                try:
-                    self._on_drop(DROP_SINK)
-                except Exception:  # a metrics bug must not fail the request path
-                    pass
+            sub.close(lagged=True)
+            self._dropped(DROP_SINK)
+
+    def _dropped(self, sink: str) -> None:
+        if self._on_drop is not None:
+            try:
+                self._on_drop(sink)
+            except Exception:  # a metrics bug must not fail the request path
+                pass
 
     def _trim(self) -> None:
         """Evict finished entries (oldest finished first), then in-flight ones over the count."""
@@ -426,7 +331,7 @@ class LiveHub:
         while len(self._entries) > self.max_requests:
             self._forget(self._entries.pop(next(iter(self._entries))))
 
-    def _forget(self, e: _Entry) -> None:
+    def _forget(self, e: Entry) -> None:
         self._entry_bytes -= e.size
         self._finished.pop(e.id, None)
         e.rec = None  # its later deltas are ignored
@@ -448,25 +353,9 @@ class LiveHub:
         return list(itertools.islice(self._log, seq + 1 - self._log[0][0], None))
 
     def _snapshot(self) -> list[Event]:
-        head = self._seq
-        out: list[Event] = [(head, "snapshot", {"boot_id": self.boot_id, "requests": len(self._entries)}, 0)]
-        for e in self._entries.values():
-            out.append((head, "request.start", e.start, 0))
-            text, reasoning, tools = e.current_text(), e.current_reasoning(), self._tools(e)
-            if text or reasoning or tools:
-                d: dict[str, Any] = {"id": e.id, "seq": e.deltas, "text": text, "snapshot": True}
-                if reasoning:
-                    d["reasoning"] = reasoning
-                if tools:
-                    d["tool_calls"] = tools
-                if e.ttft_ms is not None:
-                    d["ttft_ms"] = e.ttft_ms
-                out.append((head, "request.delta", d, 0))
-            if e.end is not None:
-                out.append((head, "request.end", e.end, 0))
-        return out
+        return snapshot_events(self.boot_id, self._seq, self._entries.values(), self._tools)
 
-    def _tools(self, e: _Entry) -> list[dict[str, Any]]:
+    def _tools(self, e: Entry) -> list[dict[str, Any]]:
         if e.rec is not None:  # in flight: what the tap assembled so far, redacted now
             return self.redactor.redact_json(e.rec.tool_calls) if e.rec.tool_calls else []
         return e.tool_calls

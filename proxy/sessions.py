@@ -18,8 +18,9 @@ assistant message, then what is new (a user turn, or tool results). So at the en
 request N (``on_end``, an observer hook) the tracker keys N's session by
 ``hash(N's messages + [assistant: N's completion])``, and request N+1 looks itself up by
 the hash of its messages up to and including its last assistant message. Messages are
-normalised to (role, text): text parts only (tool calls, images and reasoning blocks are
-left out; consecutive assistant entries are merged, as the Responses API returns a reply as
+normalised to (role, text) by ``tokentail.messages.content_text``: text parts concatenated
+as the tap joins a reply's pieces, a tool result's text on a line of its own (tool calls,
+images and reasoning blocks are left out; consecutive assistant entries are merged, as the Responses API returns a reply as
 several items), whitespace stripped at the ends, the system prompt (``system``,
 ``instructions``) included. Two conversations that are identical so far share a session.
 
@@ -43,6 +44,8 @@ from collections.abc import Mapping
 from hashlib import blake2b
 from typing import Any
 
+from tokentail.messages import content_text
+
 from .record import OK, RequestRecord
 
 __all__ = ["MAX_ID_CHARS", "SESSION_HEADER", "SessionTracker"]
@@ -51,7 +54,6 @@ SESSION_HEADER = "X-Session-Id"
 MAX_ID_CHARS = 200
 # Endpoints (below /v1) whose requests are turns of a conversation.
 _CONVERSATIONAL = frozenset({"/chat/completions", "/messages", "/responses"})
-_TEXT_PARTS = frozenset({"text", "input_text", "output_text"})
 _ASSISTANT_ITEMS = frozenset(
     {
         "function_call",
@@ -158,18 +160,10 @@ def _feed(h: Any, role: str, text: str) -> None:
 
 
 def _text(content: Any) -> str:
-    """The text of a message's content: a string, or the text parts of a list."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        out = []
-        for part in content:
-            if isinstance(part, str):
-                out.append(part)
-            elif isinstance(part, dict) and part.get("type") in _TEXT_PARTS and isinstance(part.get("text"), str):
-                out.append(part["text"])
-        return "".join(out)
-    return ""
+    """The text of a message's content, by the one rule of ``tokentail.messages``: text parts
+    concatenate with no separator, as the tap joins a reply's pieces (the continuation hash
+    compares the two); tool calls, images and reasoning blocks give no text."""
+    return content_text(content)
 
 
 def _turns(endpoint: str, obj: Mapping[str, Any]) -> list[tuple[str, str]] | None:

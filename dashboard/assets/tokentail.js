@@ -25,7 +25,11 @@
   var BANNER_DELAY = 1500;    // ms a source may be away before the banner says so
   var MD_EVERY = 250;         // ms between Markdown re-renders of a streaming request
 
-  // ---- colours: the same function as figures.color_for --------------------------
+  // ---- shared definitions ------------------------------------------------------------
+  // Pure, no DOM, one definition each: tests/dashboard/test_format.py runs this block in node
+  // and checks it against _format.py, figures.color_for and layout.PAGES / NAV on a table.
+
+  // colours: the same function as figures.color_for (the palette comes from the server)
   var encoder = new TextEncoder();
   function stableHash(s) {  // figures.stable_hash
     var bytes = encoder.encode(s), h = 0x811c9dc5;
@@ -42,16 +46,25 @@
   function colorFor(kind, name) {
     var c = CFG.colors || {palette: ["#64748b"], reserved: {}};
     if (!name) return "#94a3b8";
-    var fixed = (c.reserved[kind] || {})[name];
-    return fixed || c.palette[stableHash(name) % c.palette.length];
+    var own = (c.reserved[kind] || {})[name];
+    return own || c.palette[stableHash(name) % c.palette.length];
   }
 
-  // ---- numbers with units: the same rules as _format.py ---------------------------
+  // numbers with units: the same rules as _format.py
+  // v.toFixed(d), but a tie (v exactly halfway in binary) goes to even, as Python's format
+  // does: toFixed and Math.round round it up (10.25 -> "10.3"; Python: "10.2").
+  function fixed(v, d) {
+    var t = v.toFixed(d), a = Math.abs(v);
+    if (d + 30 > 100 || a >= 1e21) return t;
+    var x = a.toFixed(d + 30), head = x.slice(0, x.length - 30).replace(/\.$/, "");
+    if (!/^50*$/.test(x.slice(x.length - 30)) || Number(head.charAt(head.length - 1)) % 2) return t;
+    return (v < 0 ? "-" : "") + head;
+  }
   function sig(v) {
     if (v === 0) return "0";
     var a = Math.abs(v);
-    if (a >= 100) return Math.round(v).toLocaleString("en-US");
-    var t = v.toFixed(Math.max(2 - Math.floor(Math.log10(a)), 0));
+    if (a >= 100) return Number(fixed(v, 0)).toLocaleString("en-US");
+    var t = fixed(v, Math.max(2 - Math.floor(Math.log10(a)), 0));
     if (t.indexOf(".") >= 0) t = t.replace(/0+$/, "").replace(/\.$/, "");
     return t;
   }
@@ -69,7 +82,7 @@
     if (!known(n)) return "—";
     if (Math.abs(n) >= 1e6) return sig(n / 1e6) + " M";
     if (Math.abs(n) >= 1e5) return sig(n / 1e3) + " k";
-    return Number.isInteger(n) ? n.toLocaleString("en-US") : sig(n);
+    return Number.isInteger(n) ? (n + 0).toLocaleString("en-US") : sig(n);  // + 0: -0 reads "0"
   }
   function pad(n, w) { var s = String(n); while (s.length < w) s = "0" + s; return s; }
   function fmtTime(epoch) {
@@ -79,54 +92,7 @@
       pad(d.getMilliseconds(), 3);
   }
 
-  // ---- prompt preview: the last user turn, as the proxy's /api/requests does --------
-  function contentText(c) {
-    if (typeof c === "string") return c;
-    if (Array.isArray(c)) {
-      return c.map(function (p) {
-        if (typeof p === "string") return p;
-        if (p && typeof p.text === "string") return p.text;
-        if (p && p.type === "tool_result") return contentText(p.content);
-        return "";
-      }).filter(Boolean).join(" ");
-    }
-    return "";
-  }
-  function promptPreview(d) {
-    var keys = ["messages", "input", "prompt"];
-    for (var k = 0; k < keys.length; k++) {
-      var v = d[keys[k]];
-      if (typeof v === "string") return v;
-      if (Array.isArray(v) && v.length) {
-        if (v.every(function (x) { return typeof x === "string"; })) return v[0];
-        var msgs = v.filter(function (m) { return m && typeof m === "object"; });
-        var users = msgs.filter(function (m) { return m.role === "user"; });
-        var pick = (users.length ? users : msgs);
-        for (var i = pick.length - 1; i >= 0; i--) {
-          var t = contentText(pick[i].content);
-          if (t) return t;
-        }
-      }
-    }
-    return "";
-  }
-
-  // ---- state ------------------------------------------------------------------------
-  var rows = new Map();
-  var filter = {q: "", models: [], variants: [], statuses: [], users: [], tags: [], keys: []};
-  var seen = {models: new Set(), variants: new Set(), users: new Set(), tags: new Set(), keys: new Set()};
-  var listeners = [];  // tokentail_pages.js: told of every row change (kind, row, piece)
-  var sources = {};
-  var dom = {};
-  var visible = [];
-  var matchedCount = 0;
-  var renderQueued = false, optionsQueued = false, bannerTimer = null;
-  var hist = {inFlight: false, again: false, newestStored: null, maxTime: null};
-  var detail = {id: null, el: null, sseEl: null, mdAt: 0, mdTimer: null};
-  var tickAt = 0, tickTimer = null, ticks = 0;
-  var current = {page: null};
-
-  // The pages in layout.PAGES order, and the header's links in layout.NAV order.
+  // routing: the pages in layout.PAGES order, the header's links in layout.NAV order.
   var PAGES = ["overview", "live", "detail", "sessions", "session", "runs", "run", "compare", "playground"];
   var NAV = ["overview", "live", "sessions", "runs", "playground"];
   var NAV_OF = {detail: "live", session: "sessions", run: "runs", compare: "runs"};
@@ -145,6 +111,23 @@
     if (p.indexOf("/playground") === 0) return "playground";
     return "overview";
   }
+
+  // ---- end of shared definitions ------------------------------------------------------
+
+  // ---- state ------------------------------------------------------------------------
+  var rows = new Map();
+  var filter = {q: "", models: [], variants: [], statuses: [], users: [], tags: [], keys: []};
+  var seen = {models: new Set(), variants: new Set(), users: new Set(), tags: new Set(), keys: new Set()};
+  var listeners = [];  // tokentail_pages.js: told of every row change (kind, row, piece)
+  var sources = {};
+  var dom = {};
+  var visible = [];
+  var matchedCount = 0;
+  var renderQueued = false, optionsQueued = false, bannerTimer = null;
+  var hist = {inFlight: false, again: false, newestStored: null, maxTime: null};
+  var detail = {id: null, el: null, sseEl: null, mdAt: 0, mdTimer: null};
+  var tickAt = 0, tickTimer = null, ticks = 0;
+  var current = {page: null};
 
   function newRow(id) {
     var r = {id: id, time: null, variant: null, model: null, endpoint: null, status: "in_flight", prompt: "",
@@ -408,7 +391,7 @@
     var d = JSON.parse(ev.data);
     var r = rows.get(d.id) || newRow(d.id);
     r.time = d.time; r.variant = d.variant; r.model = d.model; r.endpoint = d.endpoint;
-    r.live = true; r.proxy = src.name; r.prompt = promptPreview(d);
+    r.live = true; r.proxy = src.name; r.prompt = d.prompt_preview || "";  // the proxy computed it
     setAttribution(r, d);
     if (!r.stored) r.status = "in_flight";
     hist.maxTime = Math.max(hist.maxTime || 0, d.time || 0);

@@ -1,10 +1,15 @@
 """Numbers with units (dashboard/_format.py)."""
 
+import json
 import math
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from tokentail.dashboard import _format as fmt
+from tokentail.dashboard import figures, layout
 
 
 @pytest.mark.parametrize(
@@ -81,3 +86,76 @@ def test_cost_totals_and_durations():
     assert fmt.duration(4.25) == "4.25 s" and fmt.duration(42.4) == "42 s"
     assert fmt.duration(185) == "3 min 05 s" and fmt.duration(7620) == "2 h 07 min"
     assert fmt.duration(None) == "—"
+
+
+# --- the browser's copy: one definition in JS, checked against the Python on a table ----------
+
+_JS = Path(__file__).resolve().parents[2] / "dashboard" / "assets" / "tokentail.js"
+_NODE = shutil.which("node")
+_RUNNER = """
+const vm = require("vm");
+const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
+const ctx = {CFG: {colors: input.colors}, TextEncoder: TextEncoder};
+vm.runInNewContext(input.source, ctx);
+process.stdout.write(JSON.stringify(vm.runInNewContext("(" + input.evaluate + ")", ctx)(input.table)));
+"""
+_EVALUATE = """function (t) {
+  return {
+    ms: t.numbers.map(fmtMs), usd: t.numbers.map(fmtUsd), count: t.numbers.map(fmtCount),
+    sig: t.finite.map(sig),
+    model: t.names.map(function (n) { return colorFor("model", n); }),
+    variant: t.names.map(function (n) { return colorFor("variant", n); }),
+    hash: t.names.map(function (n) { return stableHash(n || ""); }),
+    pages: PAGES, nav: NAV, titles: TITLES, pageOf: t.paths.map(pageOf)
+  };
+}"""
+_NUMBERS = [
+    *(None, math.nan, math.inf, -math.inf, 0, -0.0, 1, -1, 7, 999, 1000, 1234.5, 99_999, 100_000, 123_456),
+    *(999_999, 1_000_000, 2_500_000, -2_500_000, 1e12, 0.5, 0.125, 10.25, 100.5, 101.5, -10.25, 2.675),
+    *(0.000423, 0.01384, 1.2345, 4.234, 312.4, 999.4, 999.5, 1520, 12_345, 59_999, 60_000, 150_000),
+    *(3.14159, 0.001, 1e-7, 123.456, 99.95, 9.995, 0.0625, 250_000.5, 33.333_333, 66.666_666),
+]
+_NAMES = [None, "", "gpt-4o", "gpt-4o-mini", "production", "canary", "sim-claude", "Große Modelle", "🦙 llama", "x"]
+
+
+def _run_js(table: dict) -> dict:
+    source = _JS.read_text()
+    start = source.index("  // ---- shared definitions")
+    end = source.index("  // ---- end of shared definitions")
+    payload = {"source": source[start:end], "colors": figures.palette_config(), "table": table}
+    payload["evaluate"] = _EVALUATE
+    proc = subprocess.run(
+        [_NODE or "node", "-e", _RUNNER],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.skipif(_NODE is None, reason="node is not installed")
+def test_browser_formatting_colours_and_routing_agree_with_python():
+    paths = [path for _, _, path in layout.NAV] + ["/request/abc", "/sessions/s-1", "/runs/12", "/runs/compare?a=1"]
+    finite = [v for v in _NUMBERS if v is not None and math.isfinite(v)]
+    js = _run_js(
+        {
+            "numbers": [v if v is None or math.isfinite(v) else None for v in _NUMBERS],
+            "finite": finite,
+            "names": _NAMES,
+            "paths": paths,
+        }
+    )
+    # JSON has no NaN/inf: the JS got null for those, which formats the same as Python's unknown
+    assert js["ms"] == [fmt.ms(v) for v in _NUMBERS]
+    assert js["usd"] == [fmt.usd(v) for v in _NUMBERS]
+    assert js["count"] == [fmt.count(v) for v in _NUMBERS]
+    assert js["sig"] == [fmt._sig(v) for v in finite]
+    assert js["model"] == [figures.color_for("model", n) for n in _NAMES]
+    assert js["variant"] == [figures.color_for("variant", n) for n in _NAMES]
+    assert js["hash"] == [figures.stable_hash(n or "") for n in _NAMES]
+    assert js["pages"] == list(layout.PAGES)
+    assert js["nav"] == [name for name, _, _ in layout.NAV]
+    assert {name: js["titles"][name] for name, _, _ in layout.NAV} == {name: label for name, label, _ in layout.NAV}
+    assert js["pageOf"] == [name for name, _, _ in layout.NAV] + ["detail", "session", "run", "compare"]

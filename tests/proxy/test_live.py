@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
 import pytest
 
-from tokentail.proxy.live import SSE_HEARTBEAT, LiveHub, Subscription, encode_sse
+from tokentail.proxy.live import LiveHub
+from tokentail.proxy.live_subscription import Subscription, TooManySubscribers
 from tokentail.proxy.record import CANCELLED, ERROR, OK, Delta, RequestRecord, Usage
 from tokentail.proxy.redact import Redactor
 
@@ -414,13 +414,31 @@ async def test_redaction_can_be_disabled() -> None:
 # --- SSE encoding --------------------------------------------------------------------------
 
 
-def test_encode_sse_one_line_of_compact_json() -> None:
-    raw = encode_sse(f"{BOOT}:7", "request.delta", {"id": "r1", "text": "line1\nline2 – ü", "x": float("nan")})
-    text = raw.decode("utf-8")
-    assert text.startswith(f"id: {BOOT}:7\nevent: request.delta\ndata: ")
-    assert text.endswith("\n\n") and text.count("\n") == 4
-    data = json.loads(text.split("data: ", 1)[1])
-    assert data == {"id": "r1", "text": "line1\nline2 – ü", "x": None}
-    assert "ü" in text  # ensure_ascii=False
-    assert encode_sse("a:1", "e", {"t": "\ud800"}).endswith(b'"?"}\n\n')  # lone surrogate survives
-    assert SSE_HEARTBEAT.startswith(b":") and SSE_HEARTBEAT.endswith(b"\n\n")
+async def test_subscriber_cap_refuses_and_counts() -> None:
+    drops: list[str] = []
+    hub = LiveHub(boot_id=BOOT, max_subscribers=2, on_drop=drops.append)
+    subs = [hub.subscribe(), hub.subscribe()]
+    with pytest.raises(TooManySubscribers) as exc:
+        hub.subscribe()
+    assert exc.value.limit == 2 and drops == ["live_subscriber_refused"] and hub.subscribers == 2
+    hub.unsubscribe(subs[0])
+    assert hub.subscribe() is not None and hub.subscribers == 2
+    assert LiveHub(boot_id=BOOT, max_subscribers=0).max_subscribers == 0
+
+
+async def test_prompt_preview_on_start_and_in_summaries() -> None:
+    hub = LiveHub(boot_id=BOOT)
+    sub = hub.subscribe(snapshot=False)
+    r = rec("r1")
+    r.prompt = {
+        "system": "be brief",
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "first"}]},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": [{"type": "text", "text": "Look "}, {"type": "text", "text": "here"}]},
+        ],
+    }
+    run(hub, r, "fine")
+    start = pending(sub)[0][2]
+    assert start["prompt_preview"] == "Look here"  # computed once, the browser shows it as is
+    assert hub.list_requests()[0]["prompt_preview"] == "Look here"

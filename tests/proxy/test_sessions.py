@@ -104,6 +104,25 @@ def test_anthropic_messages_with_a_system_prompt_and_blocks():
     assert turn(t, {**m2, "system": "Be long."}, "x", endpoint="/messages") != s1
 
 
+def test_a_reply_of_several_text_blocks_sent_back_continues_the_session():
+    """The tap joins a reply's text blocks with no separator; the reply sent back as blocks
+    (and any tool results after it) reads the same (tokentail.messages' one rule)."""
+    t = SessionTracker()
+    m1 = {"messages": [{"role": "user", "content": "Search the docs"}]}
+    s1 = turn(t, m1, "Found two.Here they are.", endpoint="/messages")
+    blocks = [
+        {"type": "text", "text": "Found two."},
+        {"type": "tool_use", "id": "t1", "name": "open", "input": {}},
+        {"type": "text", "text": "Here they are."},
+    ]
+    results = [
+        {"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": "doc A"}]},
+        {"type": "text", "text": "Thanks"},
+    ]
+    m2 = {"messages": [*m1["messages"], {"role": "assistant", "content": blocks}, {"role": "user", "content": results}]}
+    assert turn(t, m2, "Welcome", endpoint="/messages") == s1
+
+
 def test_responses_api_previous_response_id_and_echoed_output_items():
     t = SessionTracker()
     s1 = turn(t, {"instructions": "Be brief.", "input": "Hi"}, "Hello!", endpoint="/responses", response_id="resp_1")

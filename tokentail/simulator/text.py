@@ -14,6 +14,8 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
+from tokentail.messages import content_text
+
 _ADJ = (
     "quick",
     "careful",
@@ -193,23 +195,9 @@ def count_tokens(text: str) -> int:
 
 
 def extract_text(content: Any) -> str:
-    """The text inside a message ``content`` of any of the APIs: a string, or a list of
-    parts carrying ``text`` (chat, Responses ``input_text``, Anthropic blocks) or nested
-    ``content`` (Anthropic ``tool_result``)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, str):
-                parts.append(part)
-            elif isinstance(part, dict):
-                if isinstance(part.get("text"), str):
-                    parts.append(part["text"])
-                elif "content" in part:
-                    parts.append(extract_text(part["content"]))
-        return "\n".join(parts)
-    return ""
+    """The text inside a message ``content`` of any of the APIs, by the one rule of
+    ``tokentail.messages`` (text parts concatenate; a tool result's text on its own line)."""
+    return content_text(content)
 
 
 def stable_hash(*parts: Any) -> int:

@@ -1,0 +1,121 @@
+"""Server-Sent Events encoding for ``/api/live`` (pure): one message at once, or in slices.
+
+A live delta is a few bytes and is encoded in one go (``encode_sse``). A snapshot or a
+``request.end`` can hold a whole prompt or completion, megabytes of JSON string: encoded in
+one go it would hold the event loop (about 6 ms per MiB, with every subscriber encoding
+its own copy). ``sse_slices`` yields the same bytes in pieces of about ``SLICE_CHARS``
+characters, a long string cut into several, so the HTTP layer can write a piece and yield
+the loop before the next. ``b"".join(sse_slices(...)) == encode_sse(...)`` always.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["SLICE_CHARS", "SSE_HEARTBEAT", "encode_sse", "finite", "sse_slices"]
+
+SSE_HEARTBEAT = b": ping\n\n"  # a comment line; the HTTP layer sends it every 15 s
+# About 0.4 ms of encoding: 64 subscribers joining at once hold the loop ~25 ms per round.
+SLICE_CHARS = 64 * 1024
+# Deeper than this, a value is encoded in one go (deep JSON is small; Python's recursion is not).
+_MAX_DEPTH = 64
+
+
+def finite(obj: Any) -> Any:
+    """A copy with NaN/inf replaced by None (JSON.parse rejects them)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def _dumps(obj: Any) -> str:
+    try:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
+    except ValueError:
+        return json.dumps(finite(obj), ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _head(sse_id: str, event: str) -> str:
+    return f"id: {sse_id}\nevent: {event}\ndata: "
+
+
+def encode_sse(sse_id: str, event: str, data: dict[str, Any]) -> bytes:
+    """One SSE message: ``id: ...\\nevent: ...\\ndata: <compact JSON>\\n\\n``.
+
+    Compact JSON escapes newlines, so ``data`` is always one line; NaN/inf become
+    null; characters UTF-8 cannot encode (lone surrogates) become ``?``.
+    """
+    return f"{_head(sse_id, event)}{_dumps(data)}\n\n".encode("utf-8", "replace")
+
+
+def _small(obj: Any, budget: int) -> bool:
+    """Whether ``obj``'s strings hold fewer than ``budget`` characters (stops early when not)."""
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, str):
+            budget -= len(o)
+            if budget <= 0:
+                return False
+        elif isinstance(o, dict):
+            budget -= len(o)
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple)):
+            budget -= len(o)
+            stack.extend(o)
+    return True
+
+
+def _pieces(obj: Any, depth: int) -> Iterator[str]:
+    """Compact JSON of ``obj`` (as ``_dumps``), as pieces of at most about ``SLICE_CHARS``."""
+    if isinstance(obj, str):
+        if len(obj) <= SLICE_CHARS:
+            yield _dumps(obj)
+            return
+        yield '"'
+        for i in range(0, len(obj), SLICE_CHARS):
+            # JSON escapes characters one by one: the pieces' escapes join into the whole's.
+            yield _dumps(obj[i : i + SLICE_CHARS])[1:-1]
+        yield '"'
+    elif depth < _MAX_DEPTH and isinstance(obj, dict) and all(isinstance(k, str) for k in obj):
+        yield "{"
+        for n, (k, v) in enumerate(obj.items()):
+            yield ("," if n else "") + _dumps(k) + ":"
+            yield from _pieces(v, depth + 1)
+        yield "}"
+    elif depth < _MAX_DEPTH and isinstance(obj, (list, tuple)):
+        yield "["
+        for n, v in enumerate(obj):
+            if n:
+                yield ","
+            yield from _pieces(v, depth + 1)
+        yield "]"
+    else:
+        yield _dumps(obj)
+
+
+def sse_slices(sse_id: str, event: str, data: dict[str, Any], size: int = SLICE_CHARS) -> Iterator[bytes]:
+    """The bytes of ``encode_sse(sse_id, event, data)`` in slices of about ``size`` characters.
+
+    A small event is one slice, encoded in one go.
+    """
+    if _small(data, size):
+        yield encode_sse(sse_id, event, data)
+        return
+    buf = [_head(sse_id, event)]
+    n = 0
+    for piece in _pieces(data, 0):
+        buf.append(piece)
+        n += len(piece)
+        if n >= size:
+            yield "".join(buf).encode("utf-8", "replace")
+            buf, n = [], 0
+    buf.append("\n\n")
+    yield "".join(buf).encode("utf-8", "replace")
