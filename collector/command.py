@@ -6,6 +6,7 @@ import logging
 import sys
 
 from .. import serving
+from ..access import allowed_host
 from ..settings import Option, parse_duration, parse_size, port
 
 SUMMARY = "scrape proxies' /metrics and receive spans into DuckDB; serve history over HTTP"
@@ -66,6 +67,15 @@ OPTIONS: list[Option] = [
         [],
         multiple=True,
         metavar="ORIGIN",
+    ),
+    Option(
+        "allowed_host",
+        "host name /api/* and /v1/traces answer to besides localhost, the bind address and IP "
+        "literals (repeatable; NAME or NAME:PORT, e.g. the compose service name)",
+        [],
+        allowed_host,
+        multiple=True,
+        metavar="HOST",
     ),
 ]
 
