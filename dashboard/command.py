@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from tokentail.access import allowed_host
 from tokentail.settings import Option, parse_bool, port
 
 log = logging.getLogger("tokentail.dashboard")
@@ -66,6 +67,15 @@ OPTIONS = [
         secret=True,
     ),
     Option("insecure", "serve off loopback without asking for the read token", False, parse_bool),
+    Option(
+        "allowed_host",
+        "host name the dashboard answers to besides localhost, the bind address and IP literals "
+        "(repeatable; NAME or NAME:PORT, e.g. a name behind a load balancer)",
+        [],
+        allowed_host,
+        multiple=True,
+        metavar="HOST",
+    ),
 ]
 
 

@@ -16,6 +16,7 @@ from urllib.parse import quote
 from dash import dcc, html
 
 from . import _format as fmt
+from ._markdown import safe_markdown
 from .config import DashboardConfig
 from .figures import CHART_HEIGHT, CHARTS, color_for
 from .queries import CARD_FIELDS, DEFAULT_RANGE, MODEL_COLUMNS, RANGES
@@ -553,7 +554,7 @@ def detail_view(v: dict[str, Any], request_id: str, errors: list[str] | None = N
                 **{"data-id": v["id"] or request_id, "data-status": status, "data-empty": _no_text(v)},
             ),
             dcc.Markdown(
-                v["completion"],
+                safe_markdown(v["completion"]),  # remote images as links: never fetched
                 id="detail-md",
                 className="tt-markdown",
                 style={"display": "none"},
