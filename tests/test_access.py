@@ -359,3 +359,33 @@ def test_cors_only_for_listed_origins():
 )
 def test_loopback_peers(remote, expected):
     assert is_loopback_peer(remote) is expected
+
+
+@pytest.mark.parametrize("command", ["proxy", "collector", "dashboard"])
+def test_every_server_takes_allowed_hosts_from_flags_and_the_environment(command):
+    import importlib
+
+    from tokentail.settings import SettingsError, resolve
+
+    options = importlib.import_module(f"tokentail.{command}.command").OPTIONS
+    env = {f"TOKENTAIL_{command.upper()}_ALLOWED_HOST": "Proxy, collector.lan:8788"}
+    cli = {"upstream": "http://127.0.0.1:9/v1"} if command == "proxy" else {}
+    s = resolve(command, options, cli, env=env, file_config={})
+    assert s["allowed_host"] == ["proxy", "collector.lan:8788"]
+    assert _policy_of(command, s).allowed_hosts == {"proxy", "collector.lan:8788"}
+    with pytest.raises(SettingsError):
+        resolve(command, options, cli, env={f"TOKENTAIL_{command.upper()}_ALLOWED_HOST": "http://x/"}, file_config={})
+
+
+def _policy_of(command: str, s) -> AccessPolicy:
+    if command == "proxy":
+        from tokentail.proxy.app import _policy
+
+        return _policy(s)
+    if command == "collector":
+        from tokentail.collector.config import CollectorConfig
+
+        return AccessPolicy(allowed_hosts=CollectorConfig.from_settings(s).allowed_hosts)
+    from tokentail.dashboard.config import DashboardConfig
+
+    return DashboardConfig.from_settings(s).policy
