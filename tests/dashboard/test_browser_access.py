@@ -165,13 +165,14 @@ class MiniStack:
         self.runners.append(runner)
 
     def stream(self, pause: float) -> tuple[str, Any]:
-        """Start a chat through the proxy; (request id, future of its final body text)."""
-        started: asyncio.Future = asyncio.run_coroutine_threadsafe(self._stream(pause), self.loop.loop)  # type: ignore[assignment]
+        """Start a chat through the proxy; (its request id, a future of its whole body)."""
+        known = {r["id"] for r in self.get_json("proxy", "/api/requests")["requests"]}
+        started = asyncio.run_coroutine_threadsafe(self._stream(pause), self.loop.loop)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            rows = self.get_json("proxy", "/api/requests")["requests"]
-            if rows:
-                return rows[0]["id"], started
+            new = [r["id"] for r in self.get_json("proxy", "/api/requests")["requests"] if r["id"] not in known]
+            if new:
+                return new[0], started
             time.sleep(0.05)
         raise AssertionError("the request never showed up on the proxy")
 
