@@ -309,16 +309,15 @@ def test_completion_images_are_links_and_never_fetched(mini, page):
     before = len(mini.leak.hits)
     rid, done = mini.stream(pause=0.15)
     page.goto(mini.url("dashboard", f"/request/{rid}"))
-    page.get_by_text("Markdown", exact=True).click()
+    show_markdown(page, rid)
     md = page.locator("#detail-md")
-    expect(md).to_be_visible()
     done.result(20)  # streamed to the end while the page re-rendered its Markdown (tokentail.js)
     expect(md.get_by_role("link", name="image: chart")).to_have_attribute(
         "href", f"http://127.0.0.1:{mini.leak.port}/leak.png?q=secret", timeout=10_000
     )
     expect(md.get_by_role("link", name="image: ref")).to_be_visible()
     page.reload()  # the server-rendered Markdown of the finished request (dashboard/_markdown.py)
-    page.get_by_text("Markdown", exact=True).click()
+    show_markdown(page, rid)
     expect(page.locator("#detail-md").get_by_role("link", name="image: chart")).to_be_visible(timeout=10_000)
     assert (
         page.locator("img").evaluate_all(
@@ -333,6 +332,13 @@ def test_completion_images_are_links_and_never_fetched(mini, page):
 
     urllib.request.urlopen(f"http://127.0.0.1:{mini.leak.port}/control", timeout=5).close()
     assert mini.leak.hits[before:] == ["/control"]
+
+
+def show_markdown(page, rid: str) -> None:
+    # The detail page is rendered by a callback: switch once it shows this request.
+    expect(page.locator("#tt-detail-text")).to_have_attribute("data-id", rid, timeout=15_000)
+    page.locator("#detail-mode").get_by_text("Markdown", exact=True).click()
+    expect(page.locator("#detail-md")).to_be_visible(timeout=15_000)
 
 
 @pytest.mark.parametrize("path", ["/", "/live", "/sessions", "/runs", "/runs/compare", "/playground", "/request/none"])
