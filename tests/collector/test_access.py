@@ -137,3 +137,18 @@ async def test_span_ingest_checks_host_origin_and_type(local):
     assert (await (await local.get("/api/spans")).json())["spans"] == []
     assert (await local.post("/v1/traces", data=body, headers=PB)).status == 200
     assert len((await (await local.get("/api/spans")).json())["spans"]) == 1
+
+
+async def test_the_compose_collector_answers_the_otel_collector_by_service_name(aiohttp_client, tmp_path):
+    from tests.test_compose import TEST_ENV, settings_of
+    from tokentail.collector.config import CollectorConfig
+
+    cfg = CollectorConfig.from_settings(settings_of("collector")).with_(db=tmp_path / "c.duckdb")
+    client = await aiohttp_client(create_app(cfg, scrape=False, maintain=False))
+    admin = {"Authorization": f"Bearer {TEST_ENV['TOKENTAIL_ADMIN_TOKEN']}"}
+    read = {"Authorization": f"Bearer {TEST_ENV['TOKENTAIL_READ_TOKEN']}"}
+    spans, _ = genai_spans(1)
+    ok = await client.post("/v1/traces", data=protobuf_body(spans), headers={**PB, **admin, "Host": "collector:8788"})
+    assert ok.status == 200  # otel-collector.yaml's traces_endpoint: http://collector:8788/v1/traces
+    assert (await client.get("/api/spans", headers={**read, "Host": "localhost:8788"})).status == 200  # the browser
+    assert (await client.get("/api/spans", headers={**read, **EVIL})).status == 421
