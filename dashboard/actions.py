@@ -55,7 +55,7 @@ def error(status: int, message: str, code: str) -> tuple[flask.Response, int]:
 
 
 def _matches(presented: str | None, expected: str) -> bool:
-    return bool(presented) and hmac.compare_digest(presented.encode(), expected.encode())
+    return presented is not None and presented != "" and hmac.compare_digest(presented.encode(), expected.encode())
 
 
 def post_json(url: str, body: Any, *, token: str | None, timeout: float) -> tuple[int, Any]:

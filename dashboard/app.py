@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +162,7 @@ def _add_routes(server: flask.Flask, config: DashboardConfig, reader: Reader) ->
         return flask.jsonify({"error": "internal error (see the dashboard's log)"}), 500
 
 
-def content_security_policy(config: DashboardConfig, script_hashes: list[str]) -> str:
+def content_security_policy(config: DashboardConfig, script_hashes: Sequence[str]) -> str:
     """The page's CSP: nothing loads or connects but this server, the configured proxies and
     collector (live feeds, events) and ``data:`` images. Plotly and Dash set inline styles."""
     connect = " ".join(["'self'", *config.source_origins])

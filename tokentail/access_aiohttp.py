@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from .access import AccessPolicy, Ask, Decision, bearer, cors_headers, decide, media_type
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+__all__ = ["Middleware", "ask_of", "check", "middleware", "response"]
 
 
 def ask_of(request: web.Request) -> Ask:

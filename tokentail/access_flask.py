@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from urllib.parse import urlencode
 
 import flask
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from .access import AccessPolicy, Ask, Decision, bearer, decide, media_type, token_matches
 
@@ -52,7 +53,7 @@ def install(server: flask.Flask, policy: AccessPolicy, *, cookies: Sequence[str]
     ``token_cookie`` the one a valid ``?token=`` on a page is traded for."""
 
     @server.before_request
-    def access_gate() -> flask.Response | None:
+    def access_gate() -> WerkzeugResponse | None:
         req = flask.request
         decision = decide(policy, ask_of(req, cookies))
         if decision.allowed:
@@ -62,7 +63,7 @@ def install(server: flask.Flask, policy: AccessPolicy, *, cookies: Sequence[str]
         return response(decision)
 
 
-def _trade_query_token(policy: AccessPolicy, req: flask.Request, cookie: str) -> flask.Response | None:
+def _trade_query_token(policy: AccessPolicy, req: flask.Request, cookie: str) -> WerkzeugResponse | None:
     # A token in the address bar ends up in history and logs: keep it in a cookie instead.
     token = req.args.get("token")
     if policy.open_access or req.method != "GET" or not token or not token_matches(policy, [token]):
