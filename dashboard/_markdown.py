@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import re
 
-# ``![`` after any run of backslashes (an odd run escapes the ``!``: then it is no image).
-_IMAGE = re.compile(r"(\\*)!\[")
+# Backslashes, exclamation marks, "[": an image starts at the last "!" unless a lone "!" is
+# escaped (an odd run of backslashes). The "!"s before it stay, the last of them escaped, so
+# that what is left never reads as "![" again ("!![x](u)" must not become "![image: x](u)").
+_IMAGE = re.compile(r"(\\*)(!+)\[")
 # A data: image kept as is: plain alt text (no brackets, so no other image or link can hide
 # its destination behind it) and nothing but the data: URL as its destination.
 _DATA_IMAGE = re.compile(r"!\[[^\[\]\n]*\]\(\s*<?data:[^\s()<>]*>?\s*\)")
@@ -29,9 +31,15 @@ def safe_markdown(text: str | None) -> str:
         return text or ""
 
     def link(m: re.Match[str]) -> str:
-        slashes = m.group(1)
-        if len(slashes) % 2 or _DATA_IMAGE.match(text, m.start() + len(slashes)):
-            return m.group(0)
-        return slashes + "[image: "
+        slashes, bangs = m.group(1), m.group(2)
+        escaped = len(slashes) % 2 == 1
+        if (escaped and len(bangs) == 1) or _DATA_IMAGE.match(text, m.end(2) - 1):
+            return m.group(0)  # an escaped "!" (a link already), or a data: image (loads nothing)
+        keep = len(bangs) - 1
+        if keep == 0:
+            return slashes + "[image: "
+        if keep == 1 and escaped:
+            return slashes + "![image: "
+        return slashes + "!" * (keep - 1) + "\\![image: "
 
     return _IMAGE.sub(link, text)

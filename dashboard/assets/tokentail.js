@@ -709,15 +709,20 @@
   }
 
   // Images in a completion become links, never fetched (a prompt-injected model's way to
-  // send data out); plain data: images stay. The same rule as dashboard/_markdown.py.
-  var MD_IMAGE = /(\\*)!\[/g;
+  // send data out); plain data: images stay. The same rule as dashboard/_markdown.py: an
+  // image starts at the last "!" of a run; the "!"s before it stay, the last one escaped.
+  var MD_IMAGE = /(\\*)(!+)\[/g;
   var MD_DATA_IMAGE = /!\[[^\[\]\n]*\]\(\s*<?data:[^\s()<>]*>?\s*\)/y;  // sticky: tried at one place
   function safeMarkdown(text) {
     if (!text || text.indexOf("![") < 0) return text || "";
-    return text.replace(MD_IMAGE, function (m, slashes, at) {
-      MD_DATA_IMAGE.lastIndex = at + slashes.length;
-      if (slashes.length % 2 || MD_DATA_IMAGE.test(text)) return m;
-      return slashes + "[image: ";
+    return text.replace(MD_IMAGE, function (m, slashes, bangs, at) {
+      var escaped = slashes.length % 2 === 1;
+      MD_DATA_IMAGE.lastIndex = at + slashes.length + bangs.length - 1;
+      if ((escaped && bangs.length === 1) || MD_DATA_IMAGE.test(text)) return m;
+      var keep = bangs.length - 1;
+      if (keep === 0) return slashes + "[image: ";
+      if (keep === 1 && escaped) return slashes + "![image: ";
+      return slashes + "!".repeat(keep - 1) + "\\![image: ";
     });
   }
 
