@@ -828,15 +828,20 @@
   function start() {
     if (started) return;
     started = true;
-    // The read token is never in the HTML: the page asks this server for it (same-origin).
-    var ready = CFG.tokenUrl ? fetch(CFG.tokenUrl, {credentials: "same-origin", cache: "no-store"})
-      .then(function (r) { return r.json(); })
-      .then(function (j) { CFG.token = j.token; }, function () {}) : Promise.resolve();
-    ready.then(function () {
+    function connectAll() {
       CFG.proxies.forEach(connectProxy);
       if (CFG.collector) { connectCollector(CFG.collector); loadHistory(); }
       scheduleBanner();
-    });
+    }
+    // The read token is never in the HTML: the page asks this server for it (same-origin).
+    if (CFG.tokenUrl) {
+      fetch(CFG.tokenUrl, {credentials: "same-origin", cache: "no-store"})
+        .then(function (r) { return r.json(); })
+        .then(function (j) { CFG.token = j.token; }, function () {})
+        .then(connectAll);
+    } else {
+      connectAll();
+    }
     var obs = new MutationObserver(function () {
       if (document.getElementById("tt-live-list")) { mount(); obs.disconnect(); }
     });
