@@ -36,6 +36,7 @@ from ._stack import LoopThread, free_port
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 FOREIGN_HOST = "127.0.0.2"
+READ_TOKEN = "read-token-not-in-html"
 CHAT = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -87,6 +88,7 @@ class MiniStack:
     runners: list[web.AppRunner] = field(default_factory=list)
     completion: str = ""
     dash_server: Any = None
+    dash_token_server: Any = None
 
     def url(self, name: str, path: str = "", host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.ports[name]}{path}"
@@ -97,7 +99,7 @@ class MiniStack:
         from tokentail.dashboard.app import create_app as create_dashboard
         from tokentail.dashboard.config import DashboardConfig, parse_proxy
 
-        for name in ("upstream", "proxy", "collector", "dashboard", "foreign"):
+        for name in ("upstream", "proxy", "collector", "dashboard", "dashboard_token", "foreign"):
             self.ports[name] = free_port()
         self.completion = (
             f"Here is the chart: ![chart](http://127.0.0.1:{self.leak.port}/leak.png?q=secret) and a reference "
@@ -113,6 +115,17 @@ class MiniStack:
             "127.0.0.1", self.ports["dashboard"], create_dashboard(config).server, threaded=True
         )
         threading.Thread(target=self.dash_server.serve_forever, daemon=True).start()
+        # The same, with a read token: the page fetches it from /_tt/token, never from its HTML.
+        with_token = DashboardConfig(
+            port=self.ports["dashboard_token"],
+            proxies=config.proxies,
+            collector=config.collector,
+            read_token=READ_TOKEN,
+        )
+        self.dash_token_server = make_server(
+            "127.0.0.1", self.ports["dashboard_token"], create_dashboard(with_token).server, threaded=True
+        )
+        threading.Thread(target=self.dash_token_server.serve_forever, daemon=True).start()
 
     async def _start_async(self) -> None:
         from tokentail.collector.app import create_app as create_collector
@@ -120,11 +133,11 @@ class MiniStack:
         from tokentail.proxy.app import create_app as create_proxy
 
         await self._serve(self._upstream(), "upstream")
-        dash_origin = self.url("dashboard")
-        settings = proxy_settings(self.url("upstream", "/v1"), port=self.ports["proxy"], allowed_origin=[dash_origin])
+        dash_origins = [self.url("dashboard"), self.url("dashboard_token")]
+        settings = proxy_settings(self.url("upstream", "/v1"), port=self.ports["proxy"], allowed_origin=dash_origins)
         await self._serve(create_proxy(settings), "proxy")
         cfg = CollectorConfig(
-            db=self.tmp / "t.duckdb", port=self.ports["collector"], allowed_origins=frozenset({dash_origin})
+            db=self.tmp / "t.duckdb", port=self.ports["collector"], allowed_origins=frozenset(dash_origins)
         )
         await self._serve(create_collector(cfg, scrape=False, maintain=False), "collector")
         await self._serve(self._foreign(), "foreign", FOREIGN_HOST)
@@ -190,8 +203,9 @@ class MiniStack:
             return json.loads(resp.read())
 
     def stop(self) -> None:
-        if self.dash_server is not None:
-            self.dash_server.shutdown()
+        for server in (self.dash_server, self.dash_token_server):
+            if server is not None:
+                server.shutdown()
 
         async def cleanup() -> None:
             for r in reversed(self.runners):
@@ -325,7 +339,6 @@ def test_completion_images_are_links_and_never_fetched(mini, page):
         )
         == []
     )
-    page.wait_for_load_state("networkidle")
     assert mini.leak.hits[before:] == []
     # The counter does count: a direct request shows up.
     import urllib.request
@@ -345,9 +358,24 @@ def show_markdown(page, rid: str) -> None:
 def test_no_page_logs_a_csp_violation(mini, page, path):
     page.goto(mini.url("dashboard", path))
     expect(page.locator("#tt-sources")).to_be_attached(timeout=10_000)
-    page.wait_for_load_state("networkidle")
     expect(page.locator('#tt-sources [data-source="proxy:production"]')).to_have_attribute(
         "data-state", "open", timeout=10_000
     )  # the live feed connects: connect-src lists the proxy
     violations = [line for line in page.console_lines if "Content Security Policy" in line or "Refused to" in line]
     assert violations == [] and page.page_errors == []
+
+
+def test_with_a_read_token_the_page_follows_the_feeds_and_its_html_never_holds_the_token(mini, page):
+    import urllib.request
+
+    with urllib.request.urlopen(mini.url("dashboard_token", "/live"), timeout=5) as resp:
+        assert READ_TOKEN not in resp.read().decode()
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(mini.url("dashboard_token", "/live"))
+    for key in ("proxy:production", "collector"):
+        expect(page.locator(f'#tt-sources [data-source="{key}"]')).to_have_attribute(
+            "data-state", "open", timeout=10_000
+        )
+    assert any(u.startswith(mini.url("proxy", "/api/live?token=" + READ_TOKEN)) for u in requests), requests
+    assert READ_TOKEN not in page.content()
