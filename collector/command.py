@@ -24,7 +24,10 @@ a VARIANT, a URL containing "canary" or "test" is variant canary, any other prod
 
 Bound beyond loopback, /api/* needs the read token and POST /v1/traces the admin token
 (Authorization: Bearer <token>), unless --insecure. Run actions need the admin token
-whenever one is set, and otherwise come from loopback only.
+whenever one is set, and otherwise come from loopback only. /api/* and /v1/traces answer
+only to localhost, the bind address, IP literals and --allowed-host names (DNS
+rebinding); state changes from another site's page or without a JSON body are refused
+(SECURITY.md).
 """
 
 OPTIONS: list[Option] = [

@@ -21,6 +21,8 @@ State changes (start/pause/resume/end a run, cancel a request, send from the Pla
 go through this server, which calls the collector or the proxy with the admin token
 (TOKENTAIL_ADMIN_TOKEN) when one is set; the page never sees it. Once set, the page's
 users present it once (an HttpOnly cookie keeps it); unset, only loopback clients may.
+Pages answer only to localhost, the bind address, IP literals and --allowed-host names;
+the read token is never written into the HTML (SECURITY.md).
 
 example:
   tokentail dashboard --collector http://127.0.0.1:8788 \\

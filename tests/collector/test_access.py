@@ -1,4 +1,6 @@
-"""Served beyond loopback: reads need the read token, POST /v1/traces the admin token; no wildcard CORS."""
+"""The collector's access (tokentail.access through its aiohttp middleware): served beyond loopback,
+reads need the read token, POST /v1/traces the admin token, no wildcard CORS; on any bind, only
+allowed Host names, and no state change from another site's page or without a JSON body."""
 
 from __future__ import annotations
 
