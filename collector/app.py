@@ -4,18 +4,19 @@ Routes: ``GET /healthz``; ``GET /api/status``, ``/api/config``, ``/api/metrics``
 ``/api/spans``, ``/api/spans/{request_id}``, ``/api/sessions``, ``/api/facets``,
 ``/api/runs``, ``/api/runs/{id}``, ``/api/runs/compare``, ``/api/pricing``, ``/api/events``
 (SSE); ``POST /v1/traces``, ``POST /api/runs``, ``POST /api/runs/{id}/pause|resume|end``.
-Bound off loopback, reads of ``/api/*`` need the read token and ``POST /v1/traces`` the
-admin token: an OTLP exporter then sends ``Authorization: Bearer <admin token>``
+Who may do what is ``tokentail.access`` (one pure decision, applied by its aiohttp
+middleware): only allowed host names are answered on ``/api/*`` and ``/v1/traces``; bound
+off loopback, reads of ``/api/*`` need the read token and ``POST /v1/traces`` the admin
+token: an OTLP exporter then sends ``Authorization: Bearer <admin token>``
 (``OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20<token>``); on a loopback bind span
 ingest stays open (it is telemetry, not an admin action). Run actions, POSTs under
-``/api/``, follow ``tokentail.access.check_state_change`` whatever the bind: the admin
-token once one is configured, else loopback peers only.
+``/api/``, are state changes whatever the bind: the admin token once one is configured,
+else loopback peers only; from a browser, only from an allowed origin, with a JSON body.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -100,7 +101,9 @@ def create_app(
         admin_token=config.admin_token,
         insecure=config.insecure,
         allowed_origins=config.allowed_origins,
+        allowed_hosts=config.allowed_hosts,
         protected_prefixes=("/api/",),
+        ingest_paths=frozenset({"/v1/traces"}),  # span ingest: telemetry, a case of the one policy
     )
     prices = prices if prices is not None else run_api.load_prices(config.pricing)  # before the file is opened
     store = store or Store.open(config.db, checkpoint_threshold=config.checkpoint_threshold)
@@ -260,25 +263,6 @@ async def facets(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-def _ingest_check(policy: access.AccessPolicy, request: web.Request) -> web.Response | None:
-    """Span ingest is telemetry, not an admin action: open on a loopback bind (or --insecure), as the
-    proxies on this machine export without a token; bound elsewhere, exporters send the admin token."""
-    if policy.open_access:
-        return None
-    auth = request.headers.get("Authorization", "")
-    token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
-    if policy.admin_token and token and hmac.compare_digest(token.encode(), policy.admin_token.encode()):
-        return None
-    if not policy.admin_token:
-        return error(
-            403,
-            f"receiving spans on a non-loopback address needs {access.ADMIN_TOKEN_ENV} to be "
-            "configured (or --insecure)",
-            "forbidden",
-        )
-    return error(401, "missing or wrong admin token (Authorization: Bearer <token>)", "unauthorized")
-
-
 async def span_detail(request: web.Request) -> web.Response:
     row = await request.app[STORE].read(fetch_span, request.match_info["request_id"])
     if row is None:
@@ -296,13 +280,11 @@ async def sse(request: web.Request) -> web.StreamResponse:
 async def traces(request: web.Request) -> web.Response:
     """OTLP/HTTP trace receiver: GenAI spans land in ``spans`` (duplicates by request id skipped).
 
-    Never a 500 for what a client sent: a body over the limit is a 413 naming the limit (before
-    it is read, when its length is declared), anything undecodable (JSON nested too deep
-    included) a 400; each refusal is counted (see ``receiver``)."""
+    Who may send spans: the access middleware (an ingest case of the policy). Never a 500 for
+    what a client sent: a body over the limit is a 413 naming the limit (before it is read, when
+    its length is declared), anything undecodable (JSON nested too deep included) a 400; each
+    refusal is counted (see ``receiver``)."""
     app = request.app
-    denied = _ingest_check(app[POLICY], request)
-    if denied is not None:
-        return denied
     stats, refusals = app[OTLP_STATS], app[REFUSALS]
     stats["requests"] += 1
     limit = app[CONFIG].max_otlp_bytes

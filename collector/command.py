@@ -6,6 +6,7 @@ import logging
 import sys
 
 from .. import serving
+from ..access import allowed_host
 from ..settings import Option, parse_duration, parse_size, port
 
 SUMMARY = "scrape proxies' /metrics and receive spans into DuckDB; serve history over HTTP"
@@ -23,7 +24,10 @@ a VARIANT, a URL containing "canary" or "test" is variant canary, any other prod
 
 Bound beyond loopback, /api/* needs the read token and POST /v1/traces the admin token
 (Authorization: Bearer <token>), unless --insecure. Run actions need the admin token
-whenever one is set, and otherwise come from loopback only.
+whenever one is set, and otherwise come from loopback only. /api/* and /v1/traces answer
+only to localhost, the bind address, IP literals and --allowed-host names (DNS
+rebinding); state changes from another site's page or without a JSON body are refused
+(SECURITY.md).
 """
 
 OPTIONS: list[Option] = [
@@ -72,6 +76,15 @@ OPTIONS: list[Option] = [
         [],
         multiple=True,
         metavar="ORIGIN",
+    ),
+    Option(
+        "allowed_host",
+        "host name /api/* and /v1/traces answer to besides localhost, the bind address and IP "
+        "literals (repeatable; NAME or NAME:PORT, e.g. the compose service name)",
+        [],
+        allowed_host,
+        multiple=True,
+        metavar="HOST",
     ),
 ]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ..access import parse_hosts
 from ..settings import SettingsError
 from .store import Retention
 
@@ -84,6 +85,7 @@ class CollectorConfig:
     admin_token: str | None = None
     insecure: bool = False
     allowed_origins: frozenset[str] = frozenset()
+    allowed_hosts: frozenset[str] = frozenset()  # --allowed-host: names besides localhost, the bind address, IPs
     pricing: str | None = None  # pricing TOML for what-if totals (None: the bundled table)
     heartbeat: float = 15.0  # seconds between SSE heartbeat comments
     live_window: float = 60.0  # seconds behind the "current" values of /api/status and SSE
@@ -138,6 +140,7 @@ class CollectorConfig:
             admin_token=s["admin_token"] or None,
             insecure=bool(s["insecure"]),
             allowed_origins=frozenset(s["allowed_origin"] or ()),
+            allowed_hosts=parse_hosts(s.get("allowed_host") or ()),
             pricing=s.get("pricing") or None,
         )
 
@@ -166,5 +169,6 @@ class CollectorConfig:
             "admin_token_set": bool(self.admin_token),
             "insecure": self.insecure,
             "allowed_origins": sorted(self.allowed_origins),
+            "allowed_hosts": sorted(self.allowed_hosts),
             "pricing": self.pricing or "bundled",
         }

@@ -3,8 +3,8 @@
 
 Thin handlers around ``runs`` (SQL) and ``run_stats`` (pure). Starting, pausing, resuming
 and ending are POSTs under ``/api/``: the app's access middleware holds them to the rule
-for state changes (``tokentail.access.check_state_change``: the admin token once one is
-configured, else a loopback peer), whatever the bind address.
+for state changes (``tokentail.access.decide``: an allowed Host and Origin, a JSON body, and
+the admin token once one is configured, else a loopback peer), whatever the bind address.
 """
 
 from __future__ import annotations

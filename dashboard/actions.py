@@ -14,13 +14,14 @@ admin token from its own configuration (``TOKENTAIL_ADMIN_TOKEN``) when one is s
   live feed it already has (no second stream);
 - ``POST /_tt/admin`` ``{"token"}``: trades the admin token for an HttpOnly cookie.
 
-Who may: the same rule as the proxies and the collector (``tokentail.access``): with an
-admin token configured, the request must present it (``Authorization: Bearer``, or the
-cookie); without one, only loopback clients, naming this machine in ``Host`` (a rebound
-DNS name does not). Every route also wants a JSON body and, when the browser says where
-it comes from, this page's own origin: a page on another site cannot make a visitor's
-browser click these buttons (a plain form cannot send JSON, and a cross-site fetch with
-it needs a CORS preflight this server never grants).
+Who may: the one access policy of the proxies and the collector (``tokentail.access``,
+applied to every request by ``tokentail.access_flask``, see ``DashboardConfig.policy``):
+only this machine's own names in ``Host`` (a rebound DNS name gets 421); from a browser,
+only this page's own origin and never ``Sec-Fetch-Site: cross-site``; a JSON body (a plain
+form cannot send one, and a cross-site fetch with it needs a CORS preflight this server
+never grants); then, with an admin token configured, the request must present it
+(``Authorization: Bearer``, or the cookie), without one only loopback clients may.
+``/_tt/admin`` passes the same Host, Origin and JSON checks and checks the token it is sent.
 """
 
 from __future__ import annotations
@@ -36,8 +37,6 @@ from collections.abc import Callable
 from typing import Any
 
 import flask
-
-from tokentail.access import is_loopback_host, is_loopback_peer
 
 from .config import DashboardConfig, ProxySource, display_url
 
@@ -56,41 +55,7 @@ def error(status: int, message: str, code: str) -> tuple[flask.Response, int]:
 
 
 def _matches(presented: str | None, expected: str) -> bool:
-    if not presented:
-        return False
-    return hmac.compare_digest(presented.encode(), expected.encode())
-
-
-def denied(config: DashboardConfig, req: flask.Request) -> tuple[flask.Response, int] | None:
-    """Why ``req`` may not change state (a 401/403/415 JSON answer), or None."""
-    origin = req.headers.get("Origin")
-    if origin and origin != req.host_url.rstrip("/"):
-        return error(403, "state changes are accepted from this dashboard's own pages only", "forbidden")
-    if req.headers.get("Sec-Fetch-Site") not in (None, "same-origin", "none"):
-        return error(403, "state changes are accepted from this dashboard's own pages only", "forbidden")
-    if req.mimetype != "application/json":
-        return error(415, "send a JSON body (Content-Type: application/json)", "unsupported_media_type")
-    if config.admin_token:
-        auth = req.headers.get("Authorization", "")
-        token = auth[7:].strip() if auth[:7].lower() == "bearer " else req.cookies.get(ADMIN_COOKIE)
-        if _matches(token, config.admin_token):
-            return None
-        return error(
-            401, "this needs the admin token (TOKENTAIL_ADMIN_TOKEN): unlock the dashboard with it", "unauthorized"
-        )
-    if not is_loopback_peer(req.remote_addr):
-        return error(
-            403, "state changes from a non-loopback address need TOKENTAIL_ADMIN_TOKEN to be configured", "forbidden"
-        )
-    # A loopback peer asking for another host name is a page whose name was rebound to this
-    # machine (DNS rebinding): its origin checks out, its Host header does not.
-    try:
-        host = urllib.parse.urlsplit("//" + (req.host or "")).hostname or ""
-    except ValueError:
-        host = ""
-    if not (is_loopback_host(host) or host == config.host):
-        return error(403, f"state changes are accepted for this machine's own names only, not {host!r}", "forbidden")
-    return None
+    return presented is not None and presented != "" and hmac.compare_digest(presented.encode(), expected.encode())
 
 
 def post_json(url: str, body: Any, *, token: str | None, timeout: float) -> tuple[int, Any]:
@@ -129,23 +94,12 @@ def register(server: flask.Flask, config: DashboardConfig, post: Callable[..., t
     """Add the routes to the dashboard's Flask server (``post`` is injectable for tests)."""
     streams = _Streams(MAX_PLAYGROUND_STREAMS)
 
-    def guarded(fn):
-        def wrapper(**kw):
-            no = denied(config, flask.request)
-            if no is not None:
-                return no
-            return fn(**kw)
-
-        wrapper.__name__ = fn.__name__
-        return wrapper
-
     def collector(path: str, body: Any) -> tuple[flask.Response, int]:
         if not config.collector:
             return error(409, "no collector configured (--collector URL): runs live in the collector", "no_collector")
         return _relay(*post(config.collector + path, body, token=config.admin_token, timeout=config.timeout))
 
     @server.post("/_tt/runs")
-    @guarded
     def run_start():
         body = _body(flask.request)
         if body is None or not isinstance(body.get("name"), str):
@@ -153,14 +107,12 @@ def register(server: flask.Flask, config: DashboardConfig, post: Callable[..., t
         return collector("/api/runs", {"name": body["name"]})
 
     @server.post("/_tt/runs/<int:run_id>/<action>")
-    @guarded
     def run_action(run_id: int, action: str):
         if action not in ("pause", "resume", "end"):
             return error(400, f"unknown action {action!r} (pause, resume, end)", "invalid_request")
         return collector(f"/api/runs/{run_id}/{action}", {})
 
     @server.post("/_tt/cancel")
-    @guarded
     def cancel():
         body = _body(flask.request) or {}
         rid = body.get("id")
@@ -181,7 +133,6 @@ def register(server: flask.Flask, config: DashboardConfig, post: Callable[..., t
         return _relay(*answer)
 
     @server.post("/_tt/playground")
-    @guarded
     def playground():
         body = _body(flask.request) or {}
         try:
@@ -206,10 +157,7 @@ def register(server: flask.Flask, config: DashboardConfig, post: Callable[..., t
     def unlock():
         if not config.admin_token:
             return error(409, "no admin token is configured: state changes are open to loopback clients", "no_token")
-        body = _body(flask.request) or {}
-        origin = flask.request.headers.get("Origin")
-        if origin and origin != flask.request.host_url.rstrip("/"):
-            return error(403, "accepted from this dashboard's own pages only", "forbidden")
+        body = _body(flask.request) or {}  # Host, Origin and JSON: checked by the access policy
         if not _matches(body.get("token") if isinstance(body.get("token"), str) else None, config.admin_token):
             return error(401, "wrong admin token", "unauthorized")
         resp = flask.jsonify({"unlocked": True})

@@ -1,26 +1,35 @@
-"""The dashboard's Dash app: layout, callbacks, the page's config, a JSON route, access.
+"""The dashboard's Dash app: layout, callbacks, the page's config, JSON routes, access.
 
 ``create_app(config, reader=None)`` builds it; ``command.main`` serves it. The page
 learns where the proxies and the collector are from a JSON ``<script>`` in the HTML
-(``tt-config``), which also carries the read token when one is configured: the
-browser's ``EventSource`` cannot send headers, so the token rides as ``?token=`` on
-the feeds it opens. It is never rendered as text. Off loopback the page itself is
-only served to holders of the token (``?token=`` once, then an HttpOnly cookie). The
-admin token never reaches the page: state changes go through ``actions``.
+(``tt-config``). The read token is never written into served HTML: when one is
+configured the page fetches it from ``/_tt/token`` (same-origin, behind the same Host
+check and token gate as the page; no CORS, so no other page can read it), because the
+browser's ``EventSource`` cannot send headers and the token rides as ``?token=`` on the
+feeds it opens. Off loopback the page itself is only served to holders of the token
+(``?token=`` once, then an HttpOnly cookie). The admin token never reaches the page:
+state changes go through ``actions``. Who may ask for what is ``tokentail.access``
+(one pure decision; ``tokentail.access_flask`` applies it to every request here).
+
+Every answer carries a strict Content-Security-Policy (scripts from this server and the
+one inline renderer script by hash, connections to this server and the configured proxies
+and collector only, images from this server or ``data:``, never framed), ``nosniff`` and
+``Referrer-Policy: no-referrer``.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import flask
 from dash import Dash
+
+from tokentail import access_flask
 
 from . import actions, callbacks, layout
 from .config import DashboardConfig, display_url
@@ -32,6 +41,7 @@ log = logging.getLogger("tokentail.dashboard")
 ASSETS = Path(__file__).with_name("assets")
 COOKIE = "tokentail_token"
 MAX_HISTORY = 1000
+TOKEN_ROUTE = "/_tt/token"
 
 INDEX = """<!DOCTYPE html>
 <html lang="en">
@@ -79,7 +89,7 @@ def page_config(config: DashboardConfig) -> dict[str, Any]:
         "adminTokenSet": bool(config.admin_token),
     }
     if config.read_token:
-        out["token"] = config.read_token
+        out["tokenUrl"] = TOKEN_ROUTE  # the page fetches it: never in the HTML
     return out
 
 
@@ -102,14 +112,15 @@ def create_app(config: DashboardConfig, reader: Reader | None = None, post: Any 
         serve_locally=True,
         meta_tags=[
             {"name": "viewport", "content": "width=device-width, initial-scale=1"},
-            {"name": "referrer", "content": "same-origin"},
+            {"name": "referrer", "content": "no-referrer"},
         ],
     )
     app.index_string = INDEX.replace("__TT_CONFIG__", _script_json(page_config(config)))
     app.layout = layout.page(config)
     callbacks.register(app, config, reader)
     server: flask.Flask = app.server
-    _add_access(server, config)
+    access_flask.install(server, config.policy, cookies=(COOKIE, actions.ADMIN_COOKIE), token_cookie=COOKIE)
+    _add_headers(server, app, config)
     _add_routes(server, config, reader)
     actions.register(server, config, post=post or actions.post_json)
     return app
@@ -136,6 +147,12 @@ def _add_routes(server: flask.Flask, config: DashboardConfig, reader: Reader) ->
             return flask.jsonify({"configured": True, "rows": [], "error": "internal error"}), 500
         return flask.jsonify({"configured": True, "rows": rows})
 
+    @server.get(TOKEN_ROUTE)
+    def token():  # the read token for the page's EventSource URLs (see the module docstring)
+        resp = flask.jsonify({"token": config.read_token})
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
     @server.get("/_tt/healthz")
     def healthz():
         return flask.jsonify({"status": "ok"})
@@ -145,39 +162,29 @@ def _add_routes(server: flask.Flask, config: DashboardConfig, reader: Reader) ->
         return flask.jsonify({"error": "internal error (see the dashboard's log)"}), 500
 
 
-def _add_access(server: flask.Flask, config: DashboardConfig) -> None:
+def content_security_policy(config: DashboardConfig, script_hashes: Sequence[str]) -> str:
+    """The page's CSP: nothing loads or connects but this server, the configured proxies and
+    collector (live feeds, events) and ``data:`` images. Plotly and Dash set inline styles."""
+    connect = " ".join(["'self'", *config.source_origins])
+    scripts = " ".join(["'self'", *script_hashes])  # Dash's hashes come quoted
+    return (
+        f"default-src 'self'; script-src {scripts}; style-src 'self' 'unsafe-inline'; "
+        f"img-src 'self' data:; font-src 'self' data:; connect-src {connect}; "
+        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
+def _add_headers(server: flask.Flask, app: Dash, config: DashboardConfig) -> None:
+    csp: list[str] = []  # computed once, on the first answer: Dash knows its inline scripts by then
+
     @server.after_request
-    def no_store(resp: flask.Response) -> flask.Response:
+    def security_headers(resp: flask.Response) -> flask.Response:
+        if not csp:
+            csp.append(content_security_policy(config, app.csp_hashes()))
+        resp.headers["Content-Security-Policy"] = csp[0]
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["Referrer-Policy"] = "no-referrer"
         if resp.mimetype == "text/html":
-            resp.headers["Cache-Control"] = "no-store"  # the page carries the config (and a token)
+            resp.headers["Cache-Control"] = "no-store"
             resp.headers["X-Frame-Options"] = "DENY"
         return resp
-
-    if config.open_access:
-        return
-    expected = (config.read_token or "").encode()
-
-    def ok(token: str | None) -> bool:
-        return bool(token and expected and hmac.compare_digest(token.encode(), expected))
-
-    @server.before_request
-    def gate():
-        req = flask.request
-        auth = req.headers.get("Authorization", "")
-        if auth[:7].lower() == "bearer " and ok(auth[7:].strip()):
-            return None
-        if ok(req.args.get("token")):
-            # Trade the token in the URL for a cookie, and take it out of the address bar.
-            rest = {k: v for k, v in req.args.items() if k != "token"}
-            resp = flask.redirect(req.path + (f"?{urlencode(rest)}" if rest else ""), code=303)
-            resp.set_cookie(COOKIE, req.args["token"], httponly=True, samesite="Strict", secure=req.is_secure)
-            return resp
-        if ok(req.cookies.get(COOKIE)):
-            return None
-        body = (
-            "<!DOCTYPE html><meta charset=utf-8><title>tokentail</title>"
-            "<body style='font-family:system-ui;margin:3rem;color:#0f172a'>"
-            "<h2>This dashboard needs the read token</h2>"
-            "<p>Open it once as <code>/?token=&lt;TOKENTAIL_READ_TOKEN&gt;</code>; a cookie keeps you in.</p>"
-        )
-        return flask.Response(body, status=401, mimetype="text/html")

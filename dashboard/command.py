@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from tokentail.access import allowed_host
 from tokentail.settings import Option, parse_bool, port
 
 log = logging.getLogger("tokentail.dashboard")
@@ -20,6 +21,8 @@ State changes (start/pause/resume/end a run, cancel a request, send from the Pla
 go through this server, which calls the collector or the proxy with the admin token
 (TOKENTAIL_ADMIN_TOKEN) when one is set; the page never sees it. Once set, the page's
 users present it once (an HttpOnly cookie keeps it); unset, only loopback clients may.
+Pages answer only to localhost, the bind address, IP literals and --allowed-host names;
+the read token is never written into the HTML (SECURITY.md).
 
 example:
   tokentail dashboard --collector http://127.0.0.1:8788 \\
@@ -66,6 +69,15 @@ OPTIONS = [
         secret=True,
     ),
     Option("insecure", "serve off loopback without asking for the read token", False, parse_bool),
+    Option(
+        "allowed_host",
+        "host name the dashboard answers to besides localhost, the bind address and IP literals "
+        "(repeatable; NAME or NAME:PORT, e.g. a name behind a load balancer)",
+        [],
+        allowed_host,
+        multiple=True,
+        metavar="HOST",
+    ),
 ]
 
 

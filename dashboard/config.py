@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from tokentail.access import is_loopback_host
+from tokentail.access import AccessPolicy, is_loopback_host, parse_hosts
 from tokentail.settings import SettingsError
 
 _NAMED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,62})=(.+)$")
@@ -96,6 +96,7 @@ class DashboardConfig:
     playground_key: str | None = None  # the API key the playground sends through the proxy
     insecure: bool = False
     timeout: float = 3.0  # seconds for each read of the collector or a proxy
+    allowed_hosts: frozenset[str] = frozenset()  # --allowed-host: names besides localhost, the bind address, IPs
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.proxies]
@@ -116,6 +117,34 @@ class DashboardConfig:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    @property
+    def policy(self) -> AccessPolicy:
+        """The dashboard's case of the one access policy (``tokentail.access``): every path is
+        checked; Dash's callback POSTs are reads, ``/_tt/admin`` presents the admin token in its
+        body, every other POST (runs, cancel, playground) is a state change."""
+        return AccessPolicy(
+            bind_host=self.host,
+            read_token=self.read_token,
+            admin_token=self.admin_token,
+            insecure=self.insecure,
+            allowed_hosts=self.allowed_hosts,
+            protected_prefixes=("/",),
+            read_post_prefixes=("/_dash-",),
+            unlock_paths=frozenset({"/_tt/admin"}),
+        )
+
+    @property
+    def source_origins(self) -> tuple[str, ...]:
+        """The origins the page connects to (live feeds, collector events): its CSP's connect-src."""
+        urls = [p.url for p in self.proxies] + ([self.collector] if self.collector else [])
+        out: list[str] = []
+        for url in urls:
+            parts = urlsplit(url)
+            origin = f"{parts.scheme}://{parts.netloc}"
+            if origin not in out:
+                out.append(origin)
+        return tuple(out)
+
     @classmethod
     def from_settings(cls, s: Mapping[str, Any]) -> DashboardConfig:
         collector = _base_url(s["collector"], "--collector") if s.get("collector") else None
@@ -128,4 +157,5 @@ class DashboardConfig:
             admin_token=s.get("admin_token") or None,
             playground_key=s.get("playground_key") or None,
             insecure=bool(s.get("insecure")),
+            allowed_hosts=parse_hosts(s.get("allowed_host") or ()),
         )

@@ -17,6 +17,7 @@ from dash import dcc, html
 from dash.development.base_component import Component
 
 from . import _format as fmt
+from ._markdown import safe_markdown
 from .config import DashboardConfig
 from .figures import CHART_HEIGHT, CHARTS, color_for
 from .queries import CARD_FIELDS, DEFAULT_RANGE, MODEL_COLUMNS, RANGES
@@ -563,7 +564,7 @@ def detail_view(v: dict[str, Any], request_id: str, errors: list[str] | None = N
                 **data(id=v["id"] or request_id, status=status, empty=_no_text(v)),
             ),
             dcc.Markdown(
-                v["completion"],
+                safe_markdown(v["completion"]),  # remote images as links: never fetched
                 id="detail-md",
                 className="tt-markdown",
                 style={"display": "none"},

@@ -219,6 +219,7 @@ def _policy(settings: Any) -> access.AccessPolicy:
         admin_token=settings.admin_token,
         insecure=settings.insecure,
         allowed_origins=frozenset(settings.allowed_origin or ()),
+        allowed_hosts=access.parse_hosts(getattr(settings, "allowed_host", None) or ()),
     )
 
 

@@ -8,6 +8,7 @@ import os
 import signal
 
 from tokentail import serving
+from tokentail.access import allowed_host
 from tokentail.settings import Option, SettingsError, parse_bool, parse_duration, parse_size, port
 
 from .routes import parse_routes_json
@@ -141,6 +142,15 @@ OPTIONS = [
         [],
         multiple=True,
         metavar="ORIGIN",
+    ),
+    Option(
+        "allowed_host",
+        "host name /api/* answers to besides localhost, the bind address and IP literals "
+        "(repeatable; NAME or NAME:PORT, e.g. a compose service name or a load balancer's name)",
+        [],
+        allowed_host,
+        multiple=True,
+        metavar="HOST",
     ),
 ]
 

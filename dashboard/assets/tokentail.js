@@ -691,6 +691,24 @@
     }
   }
 
+  // Images in a completion become links, never fetched (a prompt-injected model's way to
+  // send data out); plain data: images stay. The same rule as dashboard/_markdown.py: an
+  // image starts at the last "!" of a run; the "!"s before it stay, the last one escaped.
+  var MD_IMAGE = /(\\*)(!+)\[/g;
+  var MD_DATA_IMAGE = /!\[[^\[\]\n]*\]\(\s*<?data:[^\s()<>]*>?\s*\)/y;  // sticky: tried at one place
+  function safeMarkdown(text) {
+    if (!text || text.indexOf("![") < 0) return text || "";
+    return text.replace(MD_IMAGE, function (m, slashes, bangs, at) {
+      var escaped = slashes.length % 2 === 1;
+      MD_DATA_IMAGE.lastIndex = at + slashes.length + bangs.length - 1;
+      if ((escaped && bangs.length === 1) || MD_DATA_IMAGE.test(text)) return m;
+      var keep = bangs.length - 1;
+      if (keep === 0) return slashes + "[image: ";
+      if (keep === 1 && escaped) return slashes + "![image: ";
+      return slashes + "!".repeat(keep - 1) + "\\![image: ";
+    });
+  }
+
   function detailDelta(r, piece, replace) {
     var t = detail.el;
     if (!t || !t.isConnected || t.dataset.id !== r.id || t.dataset.synced !== r.id) {
@@ -703,12 +721,12 @@
     var now = Date.now();
     if (now - detail.mdAt >= MD_EVERY) {
       detail.mdAt = now;
-      setProps("detail-md", {children: r.text});
+      setProps("detail-md", {children: safeMarkdown(r.text)});
     } else if (!detail.mdTimer) {
       detail.mdTimer = setTimeout(function () {
         detail.mdTimer = null; detail.mdAt = Date.now();
         var cur = rows.get(detail.id);
-        if (cur) setProps("detail-md", {children: cur.text});
+        if (cur) setProps("detail-md", {children: safeMarkdown(cur.text)});
       }, MD_EVERY);
     }
   }
@@ -793,9 +811,20 @@
   function start() {
     if (started) return;
     started = true;
-    CFG.proxies.forEach(connectProxy);
-    if (CFG.collector) { connectCollector(CFG.collector); loadHistory(); }
-    scheduleBanner();
+    function connectAll() {
+      CFG.proxies.forEach(connectProxy);
+      if (CFG.collector) { connectCollector(CFG.collector); loadHistory(); }
+      scheduleBanner();
+    }
+    // The read token is never in the HTML: the page asks this server for it (same-origin).
+    if (CFG.tokenUrl) {
+      fetch(CFG.tokenUrl, {credentials: "same-origin", cache: "no-store"})
+        .then(function (r) { return r.json(); })
+        .then(function (j) { CFG.token = j.token; }, function () {})
+        .then(connectAll);
+    } else {
+      connectAll();
+    }
     var obs = new MutationObserver(function () {
       if (document.getElementById("tt-live-list")) { mount(); obs.disconnect(); }
     });

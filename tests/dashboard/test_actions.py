@@ -94,7 +94,7 @@ def test_a_rebound_host_name_on_loopback_is_refused():
     fake = FakePost({"http://127.0.0.1:8788/api/runs": (201, {"id": 1})})
     c, _ = client(fake)
     resp = post(c, "/_tt/runs", {"name": "r"}, Host="attacker.example:8050", Origin="http://attacker.example:8050")
-    assert resp.status_code == 403 and "attacker.example" in resp.get_json()["error"]["message"]
+    assert resp.status_code == 421 and "attacker.example" in resp.get_json()["error"]["message"]
     assert post(c, "/_tt/runs", {"name": "r"}, Host="127.0.0.1:8050").status_code == 201
     assert post(c, "/_tt/runs", {"name": "r"}, Host="[::1]:8050").status_code == 201
     assert fake.calls and len(fake.calls) == 2

@@ -69,7 +69,7 @@ def page_json(html: str) -> dict:
     return json.loads(m.group(1))
 
 
-def test_page_carries_the_config_and_the_token_only_in_it():
+def test_page_carries_the_config_but_never_the_read_token():
     app = create_app(config(read_token=TOKEN))
     client = app.server.test_client()
     resp = client.get("/live")
@@ -78,10 +78,12 @@ def test_page_carries_the_config_and_the_token_only_in_it():
     cfg = page_json(html)
     assert [p["live"] for p in cfg["proxies"]] == ["http://127.0.0.1:8787/api/live", "http://127.0.0.1:8789/api/live"]
     assert cfg["collector"]["events"] == "http://127.0.0.1:8788/api/events"
-    assert cfg["token"] == TOKEN
-    assert html.count(TOKEN) == 1  # in the JSON config, nowhere else
+    assert "token" not in cfg and cfg["tokenUrl"] == "/_tt/token"  # the page fetches it, same-origin
+    assert TOKEN not in html  # never written into served HTML
     assert TOKEN not in json.dumps(app.layout.to_plotly_json(), default=str)  # never rendered
-    assert "token" not in page_config(config())
+    assert client.get("/_tt/token").get_json() == {"token": TOKEN}
+    assert client.get("/_tt/token", headers={"Host": "attacker.example"}).status_code == 421
+    assert "token" not in page_config(config()) and "tokenUrl" not in page_config(config())
 
 
 def test_config_script_cannot_be_closed_by_a_url():
