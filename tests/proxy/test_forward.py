@@ -70,7 +70,7 @@ async def test_odd_sse_bytes_pass_through_unchanged():
     status, headers, raw, proxy_app = await _through(app, body={**CHAT_REQ, "stream_options": {"include_usage": True}})
     assert status == 200
     assert raw == b"".join(chunks)
-    from tokentail.proxy.app import HUB
+    from tokentail.proxy.state import HUB
 
     rec = proxy_app[HUB].get_request(headers["x-tokentail-request-id"])
     assert rec["malformed"] is True and rec["parsed"] is True  # flagged, never crashed
@@ -85,7 +85,7 @@ async def test_injected_usage_chunk_is_hidden_and_recorded():
     sent = json.loads(probe.requests[0]["body"])
     assert sent["stream_options"] == {"include_usage": True}  # asked upstream for usage
     assert raw == chunks[0] + chunks[1] + chunks[3]  # ...and hid it from the client
-    from tokentail.proxy.app import HUB
+    from tokentail.proxy.state import HUB
 
     rec = proxy_app[HUB].get_request(headers["x-tokentail-request-id"])
     assert rec["usage"]["output_tokens"] == 2 and rec["usage"]["source"] == "reported"
@@ -105,7 +105,7 @@ async def test_injection_can_be_turned_off():
     _, headers, raw, proxy_app = await _through(app, inject_usage=False)
     assert "stream_options" not in json.loads(probe.requests[0]["body"])
     assert raw == b"".join(chunks)
-    from tokentail.proxy.app import HUB
+    from tokentail.proxy.state import HUB
 
     usage = proxy_app[HUB].get_request(headers["x-tokentail-request-id"])["usage"]
     assert usage["source"] == "estimated" and usage["output_tokens"] == 1
@@ -179,7 +179,7 @@ async def test_upstream_drop_mid_stream_keeps_partial_and_records_error():
     status, headers, raw, proxy_app = await _through(app)
     assert status == 200 and raw.startswith(chunks[0] + chunks[1])
     assert b"upstream_disconnect" in raw[len(chunks[0] + chunks[1]) :] and b"[DONE]" not in raw
-    from tokentail.proxy.app import HUB
+    from tokentail.proxy.state import HUB
 
     rec = proxy_app[HUB].get_request(headers["x-tokentail-request-id"])
     assert rec["status"] == "error" and rec["error"] == "upstream_disconnect" and rec["text"] == "partial"
@@ -274,7 +274,7 @@ async def test_non_json_and_binary_bodies_are_forwarded_exactly():
                 assert r.status == 200 and await r.read() == b"ok"
                 rid = r.headers["x-tokentail-request-id"]
         assert probe.requests[0]["body"] == payload
-        from tokentail.proxy.app import HUB
+        from tokentail.proxy.state import HUB
 
         detail = proxy.app[HUB].get_request(rid)
         assert detail["status"] == "ok" and detail["parsed"] is False  # recorded as unparsed

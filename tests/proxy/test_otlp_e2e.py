@@ -19,7 +19,8 @@ from prometheus_client import CollectorRegistry
 from tests.conftest import proxy_settings
 from tokentail import semconv as S
 from tokentail.proxy import telemetry
-from tokentail.proxy.app import METRICS, create_app
+from tokentail.proxy.app import app_from_settings
+from tokentail.proxy.state import METRICS
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +77,7 @@ async def _proxy(upstream: str, endpoint: str, registry: CollectorRegistry, time
         "OTEL_EXPORTER_OTLP_TIMEOUT": timeout_s,
     }
     provider = telemetry.build_tracer_provider(env, lambda sink, n: app_box[0][METRICS].dropped(sink, n))
-    app = create_app(proxy_settings(upstream), registry=registry, tracer_provider=provider)
+    app = app_from_settings(proxy_settings(upstream), registry=registry, tracer_provider=provider)
     app_box.append(app)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()

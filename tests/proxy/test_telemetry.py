@@ -108,7 +108,7 @@ def test_provider_from_endpoint_with_resource():
         attrs = tp.resource.attributes
         assert attrs["service.name"] == "tokentail-proxy"
         assert attrs["deployment.environment"] == "dev" and attrs["team"] == "a,b"
-        (gate,) = T._processors(tp)
+        (gate,) = tp.gates
         exporter = gate._batch.span_exporter._inner
         assert type(exporter).__module__.startswith("opentelemetry.exporter.otlp.proto.http")
         assert exporter._endpoint == "http://127.0.0.1:1/v1/traces"
@@ -123,7 +123,7 @@ def test_grpc_protocol_and_traces_endpoint():
     env = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:1", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
     tp = T.build_tracer_provider(env, Drops())
     try:
-        (gate,) = T._processors(tp)
+        (gate,) = tp.gates
         assert type(gate._batch.span_exporter._inner).__module__.startswith("opentelemetry.exporter.otlp.proto.grpc")
     finally:
         T.shutdown_bounded(tp, 2)
