@@ -89,7 +89,11 @@ async def forward(request: web.Request) -> web.StreamResponse:
         hooks.request(ctx)
         observers.start(rec)
         hooks.upstream(ctx)  # after on_start: our span exists now
-        out = upstream.build(ctx)
+        try:
+            out = upstream.build(ctx)
+        except upstream.OutsideBasePath as exc:
+            rec.status, rec.http_status, rec.error_message = R.ERROR, 400, str(exc)
+            return _with_id(openai_error(400, str(exc), "invalid_request_error", "invalid_path"), rid)
         async with app[SESSION].request(
             request.method, out.url, data=out.body, headers=out.headers, allow_redirects=False
         ) as up:

@@ -2,7 +2,7 @@
 
 ``build`` takes the ``RequestContext`` after the hooks ran and returns the URL, headers and
 body to send. The URL is the plan's base URL plus the client's path (percent-encoding and
-dot segments kept as the client sent them, so nothing leaves the base path) and query
+dot segments resolved; a path that would leave the base path raises ``OutsideBasePath``) and query
 string byte for byte, minus ``key=`` when a route injects its own key. The headers are the
 client's minus hop-by-hop ones and, with a route's key, minus every credential the client
 sent; then the plan's headers and the route's key. The body is the client's bytes, or the
@@ -22,7 +22,7 @@ from yarl import URL
 from .hooks import RequestContext
 from .redact import is_secret_header
 
-__all__ = ["HOP_BY_HOP", "UpstreamRequest", "build", "dump_json"]
+__all__ = ["HOP_BY_HOP", "OutsideBasePath", "UpstreamRequest", "build", "dump_json"]
 
 # RFC 9110 hop-by-hop headers, plus those the transport recomputes.
 HOP_BY_HOP = frozenset(
@@ -43,6 +43,11 @@ HOP_BY_HOP = frozenset(
 )
 
 
+class OutsideBasePath(ValueError):
+    """The client's path climbs out of the upstream's base path (encoded dot segments:
+    aiohttp decodes ``%2E%2E`` in ``match_info``, and yarl then resolves the ``..``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class UpstreamRequest:
     url: URL
@@ -55,7 +60,10 @@ def build(ctx: RequestContext) -> UpstreamRequest:
     plan = ctx.plan
     auth = plan.route.auth() if plan.route is not None else None
     base = plan.base
-    url = base.with_path(base.path.rstrip("/") + "/" + ctx.path, encoded=False)
+    prefix = base.path.rstrip("/") + "/"
+    url = base.with_path(prefix + ctx.path, encoded=False)
+    if not url.path.startswith(prefix):
+        raise OutsideBasePath(f"the path /{ctx.path} leaves the upstream's base path {prefix}")
     if ctx.query_string:
         url = url.with_query(_without_key_param(ctx.query_string) if auth else ctx.query_string)
     obj, body = ctx.obj, ctx.body

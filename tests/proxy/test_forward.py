@@ -10,6 +10,7 @@ import time
 import aiohttp
 import pytest
 from aiohttp import web
+from yarl import URL
 
 from tests.conftest import start_proxy
 from tests.proxy._upstreams import firehose, scripted_sse, serve
@@ -251,6 +252,26 @@ async def test_upstream_is_fixed_whatever_the_request_path_says():
                     assert r.status in (200, 404)
         assert probe.requests, "requests reached our upstream"
         assert all(r["headers"].get("Host", "").startswith("127.0.0.1") for r in probe.requests)
+    finally:
+        await proxy.close()
+        await up.close()
+
+
+async def test_encoded_dot_segments_never_leave_the_upstream_base_path():
+    app, probe = scripted_sse([b"{}"], content_type="application/json")
+    up = await serve(app)
+    proxy = await start_proxy(str(up.make_url("/v1")))
+    try:
+        async with aiohttp.ClientSession() as s:
+            for path in ("/v1/%2E%2E/%2E%2E/admin", "/v1/..%2F..%2Fadmin", "/v1/a/%2e%2e/%2e%2e/admin"):
+                url = URL(str(proxy.make_url("/")).rstrip("/") + path, encoded=True)  # sent as written
+                async with s.get(url) as r:
+                    assert r.status == 400, path
+                    assert (await r.json())["error"]["code"] == "invalid_path"
+                    assert r.headers["x-tokentail-request-id"]
+            async with s.get(URL(str(proxy.make_url("/")).rstrip("/") + "/v1/a/%2E%2E/b", encoded=True)) as r:
+                assert r.status == 200  # resolved below the base path: fine
+        assert [r["path"] for r in probe.requests] == ["/v1/b"]
     finally:
         await proxy.close()
         await up.close()
