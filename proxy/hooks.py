@@ -24,7 +24,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import Any, NamedTuple, Protocol
 
 from opentelemetry.trace import Span, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -76,8 +77,10 @@ _TRACE_HEADERS = ("traceparent", "tracestate")
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class Change(NamedTuple):
     """What one hook changes. Empty fields change nothing.
 
     ``record``: ``RequestRecord`` fields to set (a misspelt name fails: the record has slots).
@@ -86,14 +89,17 @@ class Change:
     ``route``: where the request goes and the route that sent it there (its key is injected
     and scrubbed from what comes back). ``headers``: headers to set on the upstream request.
     ``usage_injected``: tokentail asked for the usage chunk, so the client must not see it.
+
+    A named tuple rather than a dataclass: immutable, cheap to build on every request, and
+    its empty mappings can be one shared read-only instance.
     """
 
-    record: Mapping[str, Any] = field(default_factory=dict)
+    record: Mapping[str, Any] = _EMPTY
     obj: dict[str, Any] | None = None
-    body: Mapping[str, Any] = field(default_factory=dict)
+    body: Mapping[str, Any] = _EMPTY
     upstream: URL | None = None
     route: Route | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = _EMPTY
     usage_injected: bool = False
 
 
@@ -126,18 +132,23 @@ class RequestContext:
     def apply(self, change: Change | None) -> None:
         if change is None:
             return
-        for name, value in change.record.items():
-            setattr(self.rec, name, value)
-        if change.obj is not None:
-            self.obj = change.obj
+        record, obj, body, upstream, route, headers, usage_injected = change
+        rec = self.rec
+        for name, value in record.items():
+            setattr(rec, name, value)
+        if obj is not None:
+            self.obj = obj
         plan = self.plan
-        if change.upstream is not None:
-            plan.base = change.upstream
-        if change.route is not None:
-            plan.route = change.route
-        plan.body.update(change.body)
-        plan.headers.update(change.headers)
-        plan.usage_injected = plan.usage_injected or change.usage_injected
+        if upstream is not None:
+            plan.base = upstream
+        if route is not None:
+            plan.route = route
+        if body:
+            plan.body.update(body)
+        if headers:
+            plan.headers.update(headers)
+        if usage_injected:
+            plan.usage_injected = True
 
 
 class Hook(Protocol):

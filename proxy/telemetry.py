@@ -290,9 +290,7 @@ def _otlp_exporter(env: Mapping[str, str]) -> SpanExporter:
         .lower()
     )
     timeout = export_timeout(env)
-    # Parsed as the SDK's exporters parse them when they read the process environment.
-    raw = env.get(OTEL_EXPORTER_OTLP_TRACES_HEADERS) or env.get(OTEL_EXPORTER_OTLP_HEADERS) or ""
-    headers = dict(parse_env_headers(raw, liberal=True)) or None
+    headers = otlp_headers(env)
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
@@ -311,6 +309,13 @@ def _otlp_exporter(env: Mapping[str, str]) -> SpanExporter:
         base = env.get(OTEL_EXPORTER_OTLP_ENDPOINT) or "http://localhost:4318"
         endpoint = base.rstrip("/") + "/v1/traces"
     return HttpExporter(endpoint=endpoint, headers=headers, timeout=timeout)
+
+
+def otlp_headers(env: Mapping[str, str]) -> dict[str, str] | None:
+    """``OTEL_EXPORTER_OTLP_(TRACES_)HEADERS``, parsed as the SDK's exporters parse them when
+    they read the process environment themselves (names lower-cased, values percent-decoded)."""
+    raw = env.get(OTEL_EXPORTER_OTLP_TRACES_HEADERS) or env.get(OTEL_EXPORTER_OTLP_HEADERS) or ""
+    return dict(parse_env_headers(raw, liberal=True)) or None
 
 
 def export_timeout(env: Mapping[str, str]) -> float:

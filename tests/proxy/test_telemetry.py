@@ -129,6 +129,20 @@ def test_grpc_protocol_and_traces_endpoint():
         T.shutdown_bounded(tp, 2)
 
 
+def test_otlp_headers_parsed_as_the_sdk_parses_them():
+    env = {"OTEL_EXPORTER_OTLP_HEADERS": "Api-Key=a%20b,x-team=c=d, bad ,"}
+    assert T.otlp_headers(env) == {"api-key": "a b", "x-team": "c=d"}
+    assert T.otlp_headers({**env, "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "only=this"}) == {"only": "this"}
+    assert T.otlp_headers({}) is None
+
+
+def test_the_names_read_are_the_sdks_own():
+    from opentelemetry.sdk import environment_variables as sdk_env
+
+    ours = {T.ENV_CAPTURE_CONTENT, T.ENV_SEMCONV_OPT_IN, "OTEL_TRACES_EXPORTER"}  # not SDK settings
+    assert T.ENV_READ - ours <= {v for k, v in vars(sdk_env).items() if k.startswith("OTEL_")}
+
+
 def test_export_timeout():
     assert T.export_timeout({}) == 2.0
     assert T.export_timeout({"OTEL_EXPORTER_OTLP_TIMEOUT": "5"}) == 5.0
