@@ -175,11 +175,15 @@ class RequestHooks:
 
     def request(self, ctx: RequestContext) -> None:
         for fn in self._request:
-            ctx.apply(fn(ctx))
+            change = fn(ctx)
+            if change is not None:  # most hooks change nothing for most requests: no call then
+                ctx.apply(change)
 
     def upstream(self, ctx: RequestContext) -> None:
         for fn in self._upstream:
-            ctx.apply(fn(ctx))
+            change = fn(ctx)
+            if change is not None:
+                ctx.apply(change)
 
 
 def parse_json_object(body: bytes) -> dict[str, Any] | None:
@@ -298,7 +302,12 @@ class TraceContext:
         self._span_of = span_of
 
     def request(self, ctx: RequestContext) -> Change | None:
-        incoming = {h: ctx.headers[h] for h in _TRACE_HEADERS if h in ctx.headers}
+        headers = ctx.headers
+        incoming = {}
+        for h in _TRACE_HEADERS:
+            value = headers.get(h)
+            if value is not None:
+                incoming[h] = value
         return Change(record={"trace_headers": incoming}) if incoming else None
 
     def upstream(self, ctx: RequestContext) -> Change | None:

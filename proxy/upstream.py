@@ -91,13 +91,17 @@ def _headers(client: Mapping[str, str], extra: dict[str, str], auth: tuple[str, 
     return out
 
 
+# Built once: json.dumps with arguments builds a new encoder per call (a fifth of its cost here).
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_COMPACT_ASCII = json.JSONEncoder(separators=(",", ":"))
+
+
 def dump_json(obj: dict[str, Any]) -> bytes:
     """The (changed) request body; a lone surrogate the client sent escaped stays escaped."""
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
     try:
-        return text.encode()
+        return _COMPACT.encode(obj).encode()
     except UnicodeEncodeError:
-        return json.dumps(obj, separators=(",", ":")).encode()
+        return _COMPACT_ASCII.encode(obj).encode()
 
 
 def _without_key_param(query_string: str) -> str:
