@@ -288,17 +288,18 @@ async def test_non_json_and_binary_bodies_are_forwarded_exactly():
     app, probe = scripted_sse([b"ok"], content_type="text/plain")
     up = await serve(app)
     proxy = await start_proxy(str(up.make_url("/v1")))
-    payload = b"\x00\xff not json {"
+    deep = b'{"model":"m","messages":' + b"[" * 100_000 + b"]" * 100_000 + b"}"  # deeper than json can parse
     try:
-        async with aiohttp.ClientSession() as s:
-            async with s.post(proxy.make_url("/v1/chat/completions"), data=payload) as r:
-                assert r.status == 200 and await r.read() == b"ok"
-                rid = r.headers["x-tokentail-request-id"]
-        assert probe.requests[0]["body"] == payload
-        from tokentail.proxy.state import HUB
+        for i, payload in enumerate((b"\x00\xff not json {", deep)):
+            async with aiohttp.ClientSession() as s:
+                async with s.post(proxy.make_url("/v1/chat/completions"), data=payload) as r:
+                    assert r.status == 200 and await r.read() == b"ok"
+                    rid = r.headers["x-tokentail-request-id"]
+            assert probe.requests[i]["body"] == payload
+            from tokentail.proxy.state import HUB
 
-        detail = proxy.app[HUB].get_request(rid)
-        assert detail["status"] == "ok" and detail["parsed"] is False  # recorded as unparsed
+            detail = proxy.app[HUB].get_request(rid)
+            assert detail["status"] == "ok" and detail["parsed"] is False  # recorded as unparsed
     finally:
         await proxy.close()
         await up.close()
