@@ -25,7 +25,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from opentelemetry.trace import Span, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -151,13 +151,8 @@ class RequestContext:
             plan.usage_injected = True
 
 
-class Hook(Protocol):
-    """A request hook has a ``request`` method, an ``upstream`` method, or both, each
-    ``(ctx: RequestContext) -> Change | None``; this protocol names the first."""
-
-    def request(self, ctx: RequestContext) -> Change | None: ...
-
-
+# A hook is any object with a ``request`` method, an ``upstream`` method, or both, each
+# ``(ctx: RequestContext) -> Change | None`` (duck-typed, as mitmproxy's addons are).
 HookFn = Callable[[RequestContext], "Change | None"]
 
 
