@@ -26,7 +26,7 @@ import aiohttp
 import duckdb
 from aiohttp import web
 
-from .. import access
+from .. import access, access_aiohttp
 from ..pricing import PriceTable
 from . import run_api
 from ._http import (
@@ -107,7 +107,7 @@ def create_app(
     )
     prices = prices if prices is not None else run_api.load_prices(config.pricing)  # before the file is opened
     store = store or Store.open(config.db, checkpoint_threshold=config.checkpoint_threshold)
-    app = web.Application(middlewares=[access.middleware(policy)], client_max_size=config.max_otlp_bytes)
+    app = web.Application(middlewares=[access_aiohttp.middleware(policy)], client_max_size=config.max_otlp_bytes)
     events = Broadcaster()
     app[CONFIG], app[STORE], app[EVENTS], app[POLICY] = config, store, events, policy
     app[COLLECTOR] = Collector(config, store, events, session=session, clock=clock)

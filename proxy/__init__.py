@@ -2,10 +2,15 @@
 
 Layers, from the socket inward:
 
-- ``app``: the aiohttp application factory; shared resources (upstream session,
-  background tasks) live in ``cleanup_ctx`` under typed ``web.AppKey`` s.
-- ``forward``: the thin request handler. It reads the request, opens the upstream
-  call and loops: read a chunk, write it to the client, feed the tap.
+- ``app``: the aiohttp application factory. It wires what ``services`` built from the
+  settings (metrics, observers, request hooks, ...) under the typed ``web.AppKey`` s of
+  ``state``, a leaf module the handlers import; shared resources (upstream session,
+  background tasks) live in ``cleanup_ctx``.
+- ``forward``: the thin request handler. It reads the body, runs the request hooks,
+  opens the upstream call and relays: read a chunk, write it to the client, feed the tap.
+- ``hooks`` (pure): the request side, mirroring the tap: parse, attribute, route,
+  session, usage injection, trace context, in one ordered list (``default_hooks``),
+  each returning its change; ``upstream`` (pure) builds the upstream request from them.
 - ``tap`` (pure): turns the response bytes into deltas, usage, finish reason;
   built on ``sse`` (an incremental SSE decoder) and ``usage`` (the registry of
   per-provider interpreters, in ``_usage_openai``, ``_usage_responses``, ``_usage_anthropic``).

@@ -13,10 +13,11 @@ from aiohttp import web
 from tokentail import access
 from tokentail.settings import SettingsError
 
-from . import app as keys
 from . import record as R
+from . import state as keys
 from .live_sse import SLICE_CHARS, finite, sse_slices
 from .live_subscription import TooManySubscribers
+from .routes import reload_routes as reload_route_state
 
 HEARTBEAT_SECONDS = 15.0
 # A subscriber whose socket takes no bytes for this long is dropped (the hub has
@@ -143,7 +144,7 @@ async def reload_routes(request: web.Request) -> web.Response:
     """``POST /api/routes/reload``: as SIGHUP. 422 with the reason when the new routes are
     invalid (the routes in effect stay)."""
     try:
-        table = keys.reload_routes(request.app)
+        table = reload_route_state(request.app[keys.ROUTES])
     except SettingsError as exc:
         state = request.app[keys.ROUTES]
         return _json(

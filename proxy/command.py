@@ -169,31 +169,29 @@ def validate_upstream(url: str | None) -> str:
 def main(settings) -> int:
     from prometheus_client import CollectorRegistry
 
-    from .app import FINGERPRINTER, METRICS, ROUTES, create_app, reload_routes
+    from .app import create_app
+    from .routes import reload_routes
+    from .services import build_metrics, build_services
     from .telemetry import build_tracer_provider, shutdown_bounded
 
     upstream = validate_upstream(settings.upstream)
     settings = settings.replace(upstream=upstream)
     registry = CollectorRegistry()
-    drops: list = []  # the metrics object exists only once the app is built
-
-    def on_span_drop(sink: str, n: int = 1) -> None:
-        for metrics in drops:
-            metrics.dropped(sink, n)
-
-    provider = build_tracer_provider(os.environ, on_span_drop)
-    app = create_app(settings, registry=registry, tracer_provider=provider)
-    drops.append(app[METRICS])
+    # The metrics first: the span export counts its drops on them from the start.
+    metrics = build_metrics(settings, registry, os.environ)
+    provider = build_tracer_provider(os.environ, metrics.dropped)
+    services = build_services(settings, registry=registry, metrics=metrics, tracer_provider=provider)
+    app = create_app(services)
 
     def on_sighup() -> None:
         try:
-            reload_routes(app)
+            reload_routes(services.routes)
         except SettingsError:
             pass  # logged by reload_routes; the routes in effect stay
 
     def started(p: int) -> None:
         log.info("proxying http://%s:%d/v1 -> %s (variant %s)", settings.host, p, upstream, settings.variant)
-        for route in app[ROUTES].table.routes:
+        for route in services.routes.table.routes:
             log.info(
                 "route %s: %s -> %s%s",
                 route.name,
@@ -202,7 +200,7 @@ def main(settings) -> int:
                 f" (model {route.model})" if route.model else "",
             )
         log.info("live feed: http://%s:%d/api/live   metrics: http://%s:%d/metrics", settings.host, p, settings.host, p)
-        if app[FINGERPRINTER].ephemeral:
+        if services.fingerprinter.ephemeral:
             log.info(
                 "API-key fingerprints use a random secret: stable until restart "
                 "(set TOKENTAIL_FINGERPRINT_KEY to keep them)"

@@ -1,17 +1,15 @@
 """The forward handler: ``ANY /v1/{path}`` relayed to the upstream, chunk by chunk.
 
-Thin by design: read the request, open the upstream call, then loop (read a chunk,
-write it to the client, feed the tap). What the tap finds goes to the observers
-(live hub, metrics, spans), which never block. A slow client slows reading from the
-upstream (``resp.write`` waits for the socket to drain, the upstream's reader stops),
-so memory per stream stays bounded. A client that goes away cancels this handler
-(``handler_cancellation``), which closes the upstream connection at once; so does an
-operator's ``POST /api/requests/{id}/cancel``, which cancels the handler task found in the
-app's in-flight registry (the client then gets a clean end with an error, not a reset).
-
-Before the upstream call the handler asks three pure helpers: ``routes`` (which upstream,
-which model name, which key), ``attribution`` (key fingerprint, user, tags) and
-``sessions`` (the conversation). At the end it prices the request (``tokentail.pricing``).
+Thin by design: read the body, run the request hooks (``hooks``: parse, attribute, route,
+session, usage, trace context; ``upstream.build`` turns their plan into the request), open
+the upstream call, then relay: loop (read a chunk, write it to the client, feed the tap).
+What the tap finds goes to the observers (live hub, metrics, spans), which never block.
+A slow client slows reading from the upstream (``resp.write`` waits for the socket to drain,
+the upstream's reader stops), so memory per stream stays bounded. A client that goes away
+cancels this handler (``handler_cancellation``), which closes the upstream connection at
+once; so does an operator's ``POST /api/requests/{id}/cancel``, which cancels the handler
+task found in the app's in-flight registry (the client then gets a clean end with an error,
+not a reset). At the end it prices the request (``tokentail.pricing``).
 """
 
 from __future__ import annotations
@@ -26,133 +24,27 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
+from yarl import URL
 
-from . import app as keys
 from . import record as R
-from .attribution import TAGS_HEADER, end_user, parse_tags
+from . import upstream
+from .hooks import RequestContext, UpstreamPlan
 from .record import Delta, Observers, RequestRecord, merge_deltas
-from .redact import is_secret_header, strip_media
 from .routes import Route
+from .state import CONFIG, HOOKS, INFLIGHT, OBSERVERS, PRICES, REDACTOR, SESSION, InFlight, ProxyConfig
 from .tap import StreamTap
+from .upstream_url import PREFIX, PathRefused
 
 log = logging.getLogger("tokentail.proxy")
 
 REQUEST_ID_HEADER = "x-tokentail-request-id"
 
-# RFC 9110 hop-by-hop headers, plus those the transport recomputes.
-_HOP_BY_HOP = frozenset(
-    h.lower()
-    for h in (
-        "Connection",
-        "Keep-Alive",
-        "Proxy-Authenticate",
-        "Proxy-Authorization",
-        "Proxy-Connection",
-        "TE",
-        "Trailer",
-        "Transfer-Encoding",
-        "Upgrade",
-        "Host",
-        "Content-Length",
-    )
-)
-_RESPONSE_DROP = _HOP_BY_HOP - {"content-length"}
-
-# Request fields copied as parameters (the rest of the body is prompt or ignored).
-_PARAMS = (
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "max_completion_tokens",
-    "max_output_tokens",
-    "n",
-    "seed",
-    "stop",
-    "frequency_penalty",
-    "presence_penalty",
-    "top_k",
-    "reasoning_effort",
-    "response_format",
-    "tool_choice",
-    "parallel_tool_calls",
-    "user",
-    "stream_options",
-    "dimensions",
-    "encoding_format",
-)
-_PROMPT_KEYS = ("messages", "prompt", "input", "system", "instructions", "tools")
+_RESPONSE_DROP = upstream.HOP_BY_HOP - {"content-length"}
 
 
 def openai_error(status: int, message: str, type_: str, code: str | None = None) -> web.Response:
     body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
     return web.json_response(body, status=status)
-
-
-def _upstream_headers(request: web.Request, rec: RequestRecord, auth: tuple[str, str] | None) -> CIMultiDict[str]:
-    """The client's headers minus hop-by-hop ones; with a route's key (``auth``), minus every
-    credential the client sent, plus the route's."""
-    drop = set(_HOP_BY_HOP)
-    conn = request.headers.get("Connection")
-    if conn:  # headers named in Connection are hop-by-hop too
-        drop.update(h.strip().lower() for h in conn.split(","))
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in request.headers.items():
-        low = name.lower()
-        if low not in drop and low != "accept-encoding" and not (auth is not None and is_secret_header(low)):
-            out.add(name, value)
-    out["Accept-Encoding"] = "identity"  # so the tap can read what streams back
-    for name, value in rec.upstream_trace_headers.items():
-        out[name] = value
-    if auth is not None:
-        out[auth[0]] = auth[1]
-    return out
-
-
-def _dump(obj: dict[str, Any]) -> bytes:
-    """The (changed) request body; a lone surrogate the client sent escaped stays escaped."""
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    try:
-        return text.encode()
-    except UnicodeEncodeError:
-        return json.dumps(obj, separators=(",", ":")).encode()
-
-
-def _without_key_param(query_string: str) -> str:
-    """The query string without ``key=`` (a Google-style client key) when a route injects its own."""
-    return "&".join(p for p in query_string.split("&") if p and p.split("=", 1)[0] != "key")
-
-
-def _parse_request(rec: RequestRecord, body: bytes, redactor) -> dict[str, Any] | None:
-    """Fill the record from a JSON body; a non-JSON body is forwarded as-is, flagged unparsed."""
-    if not body:
-        rec.parsed = False
-        return None
-    try:
-        obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        rec.parsed = False
-        return None
-    if not isinstance(obj, dict):
-        rec.parsed = False
-        return None
-    model = obj.get("model")
-    rec.model = model if isinstance(model, str) else None
-    rec.stream = obj.get("stream") is True
-    rec.params = {k: obj[k] for k in _PARAMS if k in obj and k != "user"}
-    prompt = {k: obj[k] for k in _PROMPT_KEYS if k in obj}
-    rec.prompt = redactor.redact_json(strip_media(prompt)) if prompt else {}
-    return obj
-
-
-def _attribute(rec: RequestRecord, request: web.Request, obj: dict[str, Any] | None, app: web.Application) -> None:
-    redact = app[keys.REDACTOR].redact_text
-    rec.user = end_user(obj, redact)
-    tags = request.headers.get(TAGS_HEADER)
-    if tags:
-        rec.tags = parse_tags(tags, redact)
-    rec.key_fingerprint = app[keys.FINGERPRINTER].fingerprint(
-        request.headers, request.query if request.query_string else None
-    )
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes | None:
@@ -171,148 +63,163 @@ async def _read_body(request: web.Request, limit: int) -> bytes | None:
 
 async def forward(request: web.Request) -> web.StreamResponse:
     app = request.app
-    config = app[keys.CONFIG]
-    observers = app[keys.OBSERVERS]
+    config = app[CONFIG]
     rid = str(uuid.uuid4())
-    path = request.match_info["path"]
-
     if request.headers.get("Upgrade", "").lower() == "websocket":
-        return _with_id(
-            openai_error(
-                501,
-                "WebSocket upgrades (e.g. /v1/realtime) are not supported by the "
-                "tokentail proxy yet; connect to the upstream directly",
-                "not_implemented",
-                "websocket_unsupported",
-            ),
-            rid,
-        )
+        return _with_id(_websocket_unsupported(), rid)
     body = await _read_body(request, config.max_body)
     if body is None:
-        return _with_id(
-            openai_error(
-                413,
-                f"request body exceeds the proxy's limit of {config.max_body} bytes (--max-body)",
-                "invalid_request_error",
-                "request_too_large",
-            ),
-            rid,
-        )
-
+        return _with_id(_too_large(config.max_body), rid)
+    path = request.match_info["path"]
     rec = RequestRecord(id=rid, variant=config.variant, method=request.method, endpoint="/" + path)
-    obj = _parse_request(rec, body, app[keys.REDACTOR])
-    _attribute(rec, request, obj, app)
-    for h in ("traceparent", "tracestate"):
-        if h in request.headers:
-            rec.trace_headers[h] = request.headers[h]
-
-    route: Route | None = app[keys.ROUTES].table.match(rec.model)
-    base = config.upstream
-    rewrite = False
-    if route is not None:
-        base = route.upstream
-        rec.route, rec.upstream_url = route.name, str(base)
-        if route.model is not None and obj is not None and route.model != rec.model:
-            obj["model"] = rec.upstream_model = route.model
-            rewrite = True
-    inflight = app[keys.INFLIGHT]
-    inflight[rid] = keys.InFlight(asyncio.current_task(), rec)  # type: ignore[arg-type]
-    injected = False
-    resp: web.StreamResponse | None = None
-    tap: StreamTap | None = None
+    ctx = RequestContext(
+        method=request.method,
+        path=request.rel_url.raw_path[len(PREFIX) :],
+        query_string=request.rel_url.raw_query_string,
+        query=request.query if request.query_string else None,
+        headers=request.headers,
+        body=body,
+        rec=rec,
+        plan=UpstreamPlan(config.upstream),
+    )
+    inflight = app[INFLIGHT]
+    inflight[rid] = InFlight(asyncio.current_task(), rec)  # type: ignore[arg-type]  # a handler runs in a task
+    relay = _Relay()
     try:
-        app[keys.SESSIONS].assign(rec, obj, request.headers)
-        if obj is not None and rec.stream and config.inject_usage and rec.endpoint == "/chat/completions":
-            opts = obj.get("stream_options")
-            if opts is None or (isinstance(opts, dict) and not opts.get("include_usage")):
-                obj["stream_options"] = {**(opts or {}), "include_usage": True}
-                injected = True
-        if (injected or rewrite) and obj is not None:  # both imply a parsed body
-            body = _dump(obj)
-        auth = route.auth() if route is not None else None
-        url = base.with_path(base.path.rstrip("/") + "/" + path, encoded=False)
-        if request.query_string:
-            url = url.with_query(_without_key_param(request.query_string) if auth else request.query_string)
+        hooks, observers = app[HOOKS], app[OBSERVERS]
+        hooks.request(ctx)
         observers.start(rec)
-        async with app[keys.SESSION].request(
-            request.method,
-            url,
-            data=body if body else None,
-            headers=_upstream_headers(request, rec, auth),
-            allow_redirects=False,
+        hooks.upstream(ctx)  # after on_start: our span exists now
+        try:
+            out = upstream.build(ctx)
+        except PathRefused as exc:
+            rec.status, rec.http_status, rec.error_message = R.ERROR, 400, str(exc)
+            return _with_id(openai_error(400, str(exc), "invalid_request_error", "invalid_path"), rid)
+        async with app[SESSION].request(
+            request.method, out.url, data=out.body, headers=out.headers, allow_redirects=False
         ) as up:
-            rec.http_status = up.status
-            streaming = up.content_type == "text/event-stream"
-            resp = web.StreamResponse(status=up.status, reason=up.reason, headers=_response_headers(up, streaming))
-            resp.headers[REQUEST_ID_HEADER] = rid
-            tap = StreamTap(
-                rec,
-                obj,
-                streaming=streaming,
-                strip_usage_chunk=injected and streaming,
-                max_capture_bytes=config.capture_bytes,
-                max_body_bytes=config.max_body,
-            )
-            await resp.prepare(request)
-            async for chunk in up.content.iter_any():
-                out, deltas = tap.feed(chunk)
-                if out:
-                    await resp.write(out)
-                if deltas:
-                    _on_deltas(rec, deltas, observers)
-            tail = tap.finish()
-            tap = None
-            if tail:
-                await resp.write(tail)
-            await resp.write_eof()
-            rec.status = R.OK if up.status < 400 and rec.error is None else R.ERROR  # the tap may have set one
-            if up.status >= 400:
-                rec.error = R.ERR_STATUS
+            resp = await relay.run(request, up, rec, out.obj, ctx.plan.usage_injected, config, observers)
     except asyncio.CancelledError:
         rec.status = R.CANCELLED  # the client went away (or an operator); leaving `async with` closed the upstream
-        if rec.error == R.ERR_OPERATOR and _only_our_cancel(resp):
-            return await _operator_cancelled(request, rec, resp)
+        if rec.error == R.ERR_OPERATOR and _only_our_cancel(relay.resp):
+            return await _operator_cancelled(request, rec, relay.resp)
         raise
-    except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-        if _client_gone(request):
+    except _UPSTREAM_ERRORS as exc:
+        if isinstance(exc, (ConnectionResetError, aiohttp.ClientConnectionResetError)) and _client_gone(request):
             rec.status = R.CANCELLED
             raise asyncio.CancelledError from None
-        return await _upstream_failed(request, rec, resp, R.ERR_DISCONNECT, "upstream closed the connection")
-    except aiohttp.ClientConnectorError as exc:
-        return await _upstream_failed(
-            request,
-            rec,
-            resp,
-            R.ERR_CONNECT,
-            f"cannot connect to the upstream {base.host}:{base.port}"
-            f" ({exc.os_error.strerror or type(exc.os_error).__name__})",
-        )
-    except aiohttp.ConnectionTimeoutError:
-        return await _upstream_failed(
-            request, rec, resp, R.ERR_TIMEOUT, f"cannot connect to the upstream within {config.connect_timeout:g}s"
-        )
-    except (TimeoutError, aiohttp.ServerTimeoutError):
-        return await _upstream_failed(
-            request,
-            rec,
-            resp,
-            R.ERR_TIMEOUT,
-            f"the upstream sent nothing for {config.idle_timeout:g}s (--idle-timeout)",
-        )
-    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-        return await _upstream_failed(
-            request,
-            rec,
-            resp,
-            R.ERR_DISCONNECT,
-            f"the upstream closed the connection mid-response ({type(exc).__name__})",
-        )
+        reason, message = _upstream_error(exc, ctx.plan.base, config)
+        return await _upstream_failed(request, rec, relay.resp, reason, message)
     finally:
-        if tap is not None:
-            tap.finish()  # keep what arrived (partial completion, usage so far)
+        relay.close()
         inflight.pop(rid, None)
-        _finish(rec, request.app, route)
+        _finish(rec, app, ctx.plan.route)
     return resp
+
+
+class _Relay:
+    """The response half: the upstream's bytes to the client, through the tap. Its response
+    and tap stay reachable for the error paths (was anything sent yet? what arrived?)."""
+
+    __slots__ = ("resp", "tap")
+
+    def __init__(self) -> None:
+        self.resp: web.StreamResponse | None = None
+        self.tap: StreamTap | None = None
+
+    async def run(
+        self,
+        request: web.Request,
+        up: aiohttp.ClientResponse,
+        rec: RequestRecord,
+        obj: dict[str, Any] | None,
+        usage_injected: bool,
+        config: ProxyConfig,
+        observers: Observers,
+    ) -> web.StreamResponse:
+        rec.http_status = up.status
+        streaming = up.content_type == "text/event-stream"
+        resp = self.resp = web.StreamResponse(
+            status=up.status, reason=up.reason, headers=_response_headers(up, streaming)
+        )
+        resp.headers[REQUEST_ID_HEADER] = rec.id
+        tap = self.tap = StreamTap(
+            rec,
+            obj,
+            streaming=streaming,
+            strip_usage_chunk=usage_injected and streaming,
+            max_capture_bytes=config.capture_bytes,
+            max_body_bytes=config.max_body,
+        )
+        await resp.prepare(request)
+        async for chunk in up.content.iter_any():
+            out, deltas = tap.feed(chunk)
+            if out:
+                await resp.write(out)
+            if deltas:
+                _on_deltas(rec, deltas, observers)
+        tail = tap.finish()
+        self.tap = None
+        if tail:
+            await resp.write(tail)
+        await resp.write_eof()
+        rec.status = R.OK if up.status < 400 and rec.error is None else R.ERROR  # the tap may have set one
+        if up.status >= 400:
+            rec.error = R.ERR_STATUS
+        return resp
+
+    def close(self) -> None:
+        if self.tap is not None:
+            self.tap.finish()  # keep what arrived (partial completion, usage so far)
+            self.tap = None
+
+
+# What the upstream call can raise, and what each means (order matters: aiohttp's classes
+# nest, e.g. a connect timeout is a ServerTimeoutError, a connector error a ClientOSError).
+_UPSTREAM_ERRORS = (
+    ConnectionResetError,
+    aiohttp.ClientConnectionResetError,
+    aiohttp.ClientConnectorError,
+    aiohttp.ConnectionTimeoutError,
+    TimeoutError,
+    aiohttp.ServerTimeoutError,
+    aiohttp.ClientPayloadError,
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientOSError,
+)
+
+
+def _upstream_error(exc: BaseException, base: URL, config: ProxyConfig) -> tuple[str, str]:
+    """The reason code and the client's message for an upstream failure."""
+    if isinstance(exc, (ConnectionResetError, aiohttp.ClientConnectionResetError)):
+        return R.ERR_DISCONNECT, "upstream closed the connection"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        why = exc.os_error.strerror or type(exc.os_error).__name__
+        return R.ERR_CONNECT, f"cannot connect to the upstream {base.host}:{base.port} ({why})"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return R.ERR_TIMEOUT, f"cannot connect to the upstream within {config.connect_timeout:g}s"
+    if isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
+        return R.ERR_TIMEOUT, f"the upstream sent nothing for {config.idle_timeout:g}s (--idle-timeout)"
+    return R.ERR_DISCONNECT, f"the upstream closed the connection mid-response ({type(exc).__name__})"
+
+
+def _websocket_unsupported() -> web.Response:
+    return openai_error(
+        501,
+        "WebSocket upgrades (e.g. /v1/realtime) are not supported by the "
+        "tokentail proxy yet; connect to the upstream directly",
+        "not_implemented",
+        "websocket_unsupported",
+    )
+
+
+def _too_large(limit: int) -> web.Response:
+    return openai_error(
+        413,
+        f"request body exceeds the proxy's limit of {limit} bytes (--max-body)",
+        "invalid_request_error",
+        "request_too_large",
+    )
 
 
 def _only_our_cancel(resp: web.StreamResponse | None) -> bool:
@@ -399,9 +306,9 @@ def _finish(rec: RequestRecord, app: web.Application, route: Route | None = None
     if route is not None and route.key:  # an upstream that echoes the key we injected (its error body)
         _scrub(rec, route.key)
     if rec.error_message:
-        rec.error_message = app[keys.REDACTOR].redact_text(rec.error_message)[:500]
-    rec.cost_usd = _cost(app[keys.PRICES], rec)
-    app[keys.OBSERVERS].end(rec)
+        rec.error_message = app[REDACTOR].redact_text(rec.error_message)[:500]
+    rec.cost_usd = _cost(app[PRICES], rec)
+    app[OBSERVERS].end(rec)
 
 
 def _scrub(rec: RequestRecord, key: str) -> None:
@@ -428,7 +335,7 @@ def _cost(prices: Any, rec: RequestRecord) -> float | None:
 
 def _response_headers(up: aiohttp.ClientResponse, streaming: bool) -> CIMultiDict[str]:
     out: CIMultiDict[str] = CIMultiDict()
-    drop = _HOP_BY_HOP if streaming else _RESPONSE_DROP
+    drop = upstream.HOP_BY_HOP if streaming else _RESPONSE_DROP
     for name, value in up.headers.items():
         if name.lower() not in drop:
             out.add(name, value)

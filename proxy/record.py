@@ -92,11 +92,9 @@ class RequestRecord:
     upstream_model: str | None = None
     upstream_url: str | None = None
     trace_id: str | None = None  # hex trace id of our span (set by the span observer)
-    # W3C trace context: the client's incoming ``traceparent``/``tracestate`` (filled by the
-    # handler), and the headers the handler adds to the upstream request (filled by the span
-    # observer at on_start, so an upstream that traces joins our trace).
+    # W3C trace context: the client's incoming ``traceparent``/``tracestate`` (set by the
+    # ``TraceContext`` request hook; the span observer makes it our span's parent).
     trace_headers: dict[str, str] = field(default_factory=dict)
-    upstream_trace_headers: dict[str, str] = field(default_factory=dict)
 
     # From the response, filled in as it streams.
     status: str = IN_FLIGHT

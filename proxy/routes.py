@@ -20,23 +20,30 @@ The key's value lives only in the ``Route`` (never in its repr, ``describe()``, 
 or the live feed).
 
 ``parse_routes`` validates everything at once and raises ``SettingsError`` with one line
-naming the route; ``load_routes`` re-reads the config file for a reload (SIGHUP,
-``POST /api/routes/reload``), and the caller keeps the old table when it raises.
+naming the route; ``load_routes`` re-reads the config file for a reload, and
+``reload_routes`` (SIGHUP, ``POST /api/routes/reload``) swaps the new table into the app's
+``RouteState``, keeping the old one when it raises.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yarl import URL
 
 from tokentail.settings import SettingsError, load_config_file
 
-__all__ = ["AUTH_HEADERS", "Route", "RouteTable", "load_routes", "parse_routes", "parse_routes_json"]
+if TYPE_CHECKING:  # state imports this module at run time
+    from .state import RouteState
+
+__all__ = ["AUTH_HEADERS", "Route", "RouteTable", "load_routes", "parse_routes", "parse_routes_json", "reload_routes"]
+
+log = logging.getLogger("tokentail.proxy")
 
 # auth_header value -> (header name, value prefix)
 AUTH_HEADERS = {
@@ -209,6 +216,26 @@ def load_routes(env: Mapping[str, str], flag_value: Any = None) -> tuple[RouteTa
     table = file_config.get("proxy", {})
     raw = table.get("routes") if isinstance(table, Mapping) else None
     return parse_routes(raw, env), path
+
+
+def reload_routes(state: RouteState) -> RouteTable:
+    """Re-read the routes (config file, or ``TOKENTAIL_PROXY_ROUTES``) and swap them in.
+
+    On any error the routes in effect stay, the reason is logged and ``SettingsError``
+    raised. SIGHUP and ``POST /api/routes/reload`` both land here.
+    """
+    try:
+        table, path = load_routes(state.env, state.flag_value)
+    except SettingsError as exc:
+        log.error("routes not reloaded (the %d route(s) in effect stay): %s", len(state.table), exc)
+        raise
+    state.table, state.config_file, state.loaded_at = table, path, state.clock()
+    log.info(
+        "routes reloaded%s: %s",
+        f" from {path}" if path else "",
+        ", ".join(r.name for r in table.routes) or "none (everything goes to --upstream)",
+    )
+    return table
 
 
 def parse_upstream(url: Any, where: str) -> URL:

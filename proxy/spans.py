@@ -1,9 +1,9 @@
 """OpenTelemetry spans of proxied requests, named and attributed by the GenAI conventions.
 
 ``SpanObserver`` is an observer (see ``record``). One CLIENT span per request, started at
-``on_start`` as the child of the client's W3C ``traceparent`` (if any), whose own context
-goes back on the record (``upstream_trace_headers``) for the handler to send upstream,
-so an upstream that traces (vLLM) joins the same trace. The first streamed token is a span
+``on_start`` as the child of the client's W3C ``traceparent`` (if any). ``span_of`` hands
+the live span of a request to the ``TraceContext`` request hook, which sends its context
+upstream, so an upstream that traces (vLLM) joins the same trace. The first streamed token is a span
 event with its own timestamp; at ``on_end`` the span gets the response, usage and timing
 attributes and, when content capture is on, the prompt and completion in the parts-based
 ``gen_ai.input.messages`` / ``gen_ai.output.messages`` format, both on the
@@ -31,7 +31,7 @@ from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import SpanLimits
-from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from tokentail import semconv as S
@@ -212,12 +212,13 @@ class SpanObserver:
             attributes=attrs,
             start_time=int(rec.started_at * 1e9),
         )
-        ctx = span.get_span_context()
-        rec.trace_id = format(ctx.trace_id, "032x")
-        carrier: dict[str, str] = {}
-        _PROPAGATOR.inject(carrier, context=set_span_in_context(span))
-        rec.upstream_trace_headers = carrier
+        rec.trace_id = format(span.get_span_context().trace_id, "032x")
         self._live[rec.id] = _Live(span, op, provider)
+
+    def span_of(self, request_id: str) -> Span | None:
+        """The span of a request between ``on_start`` and ``on_end`` (for the trace-context hook)."""
+        live = self._live.get(request_id)
+        return live.span if live is not None else None
 
     def on_delta(self, rec: RequestRecord, delta: Delta) -> None:
         live = self._live.get(rec.id)

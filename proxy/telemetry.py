@@ -15,10 +15,27 @@ from __future__ import annotations
 
 import logging
 import threading
-import weakref
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 from urllib.parse import unquote
 
+from opentelemetry.environment_variables import OTEL_TRACES_EXPORTER
+from opentelemetry.sdk.environment_variables import (
+    OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+    OTEL_BSP_MAX_QUEUE_SIZE,
+    OTEL_BSP_SCHEDULE_DELAY,
+    OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_HEADERS,
+    OTEL_EXPORTER_OTLP_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TIMEOUT,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_HEADERS,
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+    OTEL_RESOURCE_ATTRIBUTES,
+    OTEL_SDK_DISABLED,
+    OTEL_SERVICE_NAME,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -27,29 +44,37 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.util.re import parse_env_headers
 
 log = logging.getLogger("tokentail.proxy.telemetry")
 
 OnDrop = Callable[[str, int], None]
 
-# Environment variables read here (names from the OpenTelemetry specification).
-ENV_SDK_DISABLED = "OTEL_SDK_DISABLED"
-ENV_TRACES_EXPORTER = "OTEL_TRACES_EXPORTER"
-ENV_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
-ENV_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-ENV_PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL"
-ENV_TRACES_PROTOCOL = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
-ENV_TIMEOUT = "OTEL_EXPORTER_OTLP_TIMEOUT"
-ENV_TRACES_TIMEOUT = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"
-ENV_HEADERS = "OTEL_EXPORTER_OTLP_HEADERS"
-ENV_TRACES_HEADERS = "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
-ENV_SERVICE_NAME = "OTEL_SERVICE_NAME"
-ENV_RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES"
-ENV_BSP_MAX_QUEUE = "OTEL_BSP_MAX_QUEUE_SIZE"
-ENV_BSP_DELAY = "OTEL_BSP_SCHEDULE_DELAY"
-ENV_BSP_BATCH = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"
+# Not the SDK's (instrumentation conventions), so not in its constants.
 ENV_CAPTURE_CONTENT = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 ENV_SEMCONV_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
+# Every environment variable read here (``tokentail config`` and the compose checks list them).
+ENV_READ = frozenset(
+    {
+        OTEL_SDK_DISABLED,
+        OTEL_TRACES_EXPORTER,
+        OTEL_EXPORTER_OTLP_ENDPOINT,
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+        OTEL_EXPORTER_OTLP_PROTOCOL,
+        OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+        OTEL_EXPORTER_OTLP_TIMEOUT,
+        OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
+        OTEL_EXPORTER_OTLP_HEADERS,
+        OTEL_EXPORTER_OTLP_TRACES_HEADERS,
+        OTEL_SERVICE_NAME,
+        OTEL_RESOURCE_ATTRIBUTES,
+        OTEL_BSP_MAX_QUEUE_SIZE,
+        OTEL_BSP_SCHEDULE_DELAY,
+        OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+        ENV_CAPTURE_CONTENT,
+        ENV_SEMCONV_OPT_IN,
+    }
+)
 
 DEFAULT_SERVICE_NAME = "tokentail-proxy"
 # The SDK's 10 s default, with retries, held force_flush(3000) for 33 s against an
@@ -65,10 +90,6 @@ DEFAULT_SCHEDULE_DELAY_MS = 5000
 DEFAULT_MAX_BATCH = 32
 
 _OFF = {"false", "0", "no", "off", "none", "no_content"}
-
-# Our processors per provider, so shutdown_bounded can count what it abandons without
-# reaching into the SDK's private composite processor.
-_GATES: weakref.WeakKeyDictionary[TracerProvider, list[DropCountingSpanProcessor]] = weakref.WeakKeyDictionary()
 
 
 def capture_content(env: Mapping[str, str]) -> bool:
@@ -214,7 +235,21 @@ class _CountingExporter(SpanExporter):
         return self._inner.force_flush(timeout_millis)
 
 
-def build_tracer_provider(env: Mapping[str, str], on_drop: OnDrop) -> TracerProvider | None:
+class GatedTracerProvider(TracerProvider):
+    """A ``TracerProvider`` that keeps its ``DropCountingSpanProcessor`` gates, so
+    ``shutdown_bounded`` can count what they abandon without reaching into the SDK's private
+    composite processor (or a module-level map from providers to gates)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gates: list[DropCountingSpanProcessor] = []
+
+    def add_gate(self, gate: DropCountingSpanProcessor) -> None:
+        self.add_span_processor(gate)
+        self.gates.append(gate)
+
+
+def build_tracer_provider(env: Mapping[str, str], on_drop: OnDrop) -> GatedTracerProvider | None:
     """A TracerProvider exporting as the environment says, or None when it asks for no traces.
 
     ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console``, ``none``, comma-separated) or an OTLP
@@ -223,17 +258,16 @@ def build_tracer_provider(env: Mapping[str, str], on_drop: OnDrop) -> TracerProv
     span (``ProxyMetrics.dropped``). Certificates and compression are read by the OTLP
     exporters from the process environment.
     """
-    names_raw = env.get(ENV_TRACES_EXPORTER, "").strip().lower()
-    has_endpoint = bool(env.get(ENV_ENDPOINT) or env.get(ENV_TRACES_ENDPOINT))
-    disabled = env.get(ENV_SDK_DISABLED, "").strip().lower() == "true"
+    names_raw = env.get(OTEL_TRACES_EXPORTER, "").strip().lower()
+    has_endpoint = bool(env.get(OTEL_EXPORTER_OTLP_ENDPOINT) or env.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT))
+    disabled = env.get(OTEL_SDK_DISABLED, "").strip().lower() == "true"
     if disabled or names_raw == "none" or (not names_raw and not has_endpoint):
         return None
     names = [n.strip() for n in names_raw.split(",") if n.strip()] or ["otlp"]
-    provider = TracerProvider(resource=_resource(env))
-    queue = _int(env.get(ENV_BSP_MAX_QUEUE), DEFAULT_MAX_QUEUE)
-    delay = _int(env.get(ENV_BSP_DELAY), DEFAULT_SCHEDULE_DELAY_MS)
-    batch = _int(env.get(ENV_BSP_BATCH), DEFAULT_MAX_BATCH)
-    added = 0
+    provider = GatedTracerProvider(resource=_resource(env))
+    queue = _int(env.get(OTEL_BSP_MAX_QUEUE_SIZE), DEFAULT_MAX_QUEUE)
+    delay = _int(env.get(OTEL_BSP_SCHEDULE_DELAY), DEFAULT_SCHEDULE_DELAY_MS)
+    batch = _int(env.get(OTEL_BSP_MAX_EXPORT_BATCH_SIZE), DEFAULT_MAX_BATCH)
     for name in names:
         if name == "otlp":
             exporter: SpanExporter = _otlp_exporter(env)
@@ -241,7 +275,7 @@ def build_tracer_provider(env: Mapping[str, str], on_drop: OnDrop) -> TracerProv
             exporter = ConsoleSpanExporter()
         else:
             if name != "none":
-                log.warning("%s=%s: unknown exporter ignored", ENV_TRACES_EXPORTER, name)
+                log.warning("%s=%s: unknown exporter ignored", OTEL_TRACES_EXPORTER, name)
             continue
         gate = DropCountingSpanProcessor(
             exporter,
@@ -250,30 +284,43 @@ def build_tracer_provider(env: Mapping[str, str], on_drop: OnDrop) -> TracerProv
             schedule_delay_millis=delay,
             max_export_batch_size=batch,
         )
-        provider.add_span_processor(gate)
-        _GATES.setdefault(provider, []).append(gate)
-        added += 1
-    return provider if added else None
+        provider.add_gate(gate)
+    return provider if provider.gates else None
 
 
 def _otlp_exporter(env: Mapping[str, str]) -> SpanExporter:
-    protocol = (env.get(ENV_TRACES_PROTOCOL) or env.get(ENV_PROTOCOL) or "http/protobuf").strip().lower()
+    protocol = (
+        (env.get(OTEL_EXPORTER_OTLP_TRACES_PROTOCOL) or env.get(OTEL_EXPORTER_OTLP_PROTOCOL) or "http/protobuf")
+        .strip()
+        .lower()
+    )
     timeout = export_timeout(env)
-    headers = _headers(env.get(ENV_TRACES_HEADERS) or env.get(ENV_HEADERS) or "") or None
+    headers = otlp_headers(env)
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
-        endpoint = env.get(ENV_TRACES_ENDPOINT) or env.get(ENV_ENDPOINT) or "http://localhost:4317"
+        endpoint = (
+            env.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
+            or env.get(OTEL_EXPORTER_OTLP_ENDPOINT)
+            or "http://localhost:4317"
+        )
         return GrpcExporter(endpoint=endpoint, headers=headers, timeout=timeout)
     if protocol != "http/protobuf":
         log.warning("OTLP protocol %r is not supported by the Python exporter; using http/protobuf", protocol)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
-    endpoint = env.get(ENV_TRACES_ENDPOINT) or ""
+    endpoint = env.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or ""
     if not endpoint:  # the signal path is appended only to the generic endpoint, as the spec says
-        base = env.get(ENV_ENDPOINT) or "http://localhost:4318"
+        base = env.get(OTEL_EXPORTER_OTLP_ENDPOINT) or "http://localhost:4318"
         endpoint = base.rstrip("/") + "/v1/traces"
     return HttpExporter(endpoint=endpoint, headers=headers, timeout=timeout)
+
+
+def otlp_headers(env: Mapping[str, str]) -> dict[str, str] | None:
+    """``OTEL_EXPORTER_OTLP_(TRACES_)HEADERS``, parsed as the SDK's exporters parse them when
+    they read the process environment themselves (names lower-cased, values percent-decoded)."""
+    raw = env.get(OTEL_EXPORTER_OTLP_TRACES_HEADERS) or env.get(OTEL_EXPORTER_OTLP_HEADERS) or ""
+    return dict(parse_env_headers(raw, liberal=True)) or None
 
 
 def export_timeout(env: Mapping[str, str]) -> float:
@@ -282,7 +329,7 @@ def export_timeout(env: Mapping[str, str]) -> float:
     The Python exporters read the variable as seconds, the specification as milliseconds; a
     value above 300 can only mean milliseconds, and is read so (never a multi-hour wait).
     """
-    raw = env.get(ENV_TRACES_TIMEOUT) or env.get(ENV_TIMEOUT)
+    raw = env.get(OTEL_EXPORTER_OTLP_TRACES_TIMEOUT) or env.get(OTEL_EXPORTER_OTLP_TIMEOUT)
     if not raw:
         return DEFAULT_EXPORT_TIMEOUT_S
     try:
@@ -297,21 +344,12 @@ def export_timeout(env: Mapping[str, str]) -> float:
 
 def _resource(env: Mapping[str, str]) -> Resource:
     attrs: dict[str, str] = {}
-    for item in env.get(ENV_RESOURCE_ATTRIBUTES, "").split(","):
+    for item in env.get(OTEL_RESOURCE_ATTRIBUTES, "").split(","):
         key, sep, value = item.partition("=")
         if sep and key.strip():
             attrs[unquote(key.strip())] = unquote(value.strip())
-    attrs["service.name"] = env.get(ENV_SERVICE_NAME) or attrs.get("service.name") or DEFAULT_SERVICE_NAME
+    attrs["service.name"] = env.get(OTEL_SERVICE_NAME) or attrs.get("service.name") or DEFAULT_SERVICE_NAME
     return Resource.create(attrs)
-
-
-def _headers(raw: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in raw.split(","):
-        key, sep, value = item.partition("=")
-        if sep and key.strip():
-            out[unquote(key.strip()).lower()] = unquote(value.strip())
-    return out
 
 
 def _int(raw: str | None, default: int) -> int:
@@ -345,10 +383,6 @@ def shutdown_bounded(provider: TracerProvider | None, timeout_s: float) -> bool:
     finished = done.wait(max(0.0, timeout_s))
     if not finished:
         log.warning("span export did not finish within %.1fs; giving up on queued spans", timeout_s)
-        for proc in _processors(provider):
-            proc.count_leftover()
+        for gate in provider.gates if isinstance(provider, GatedTracerProvider) else ():
+            gate.count_leftover()
     return finished
-
-
-def _processors(provider: TracerProvider) -> list[DropCountingSpanProcessor]:
-    return _GATES.get(provider, [])

@@ -92,9 +92,9 @@ async def stack(sim_server, proxy_overrides):
 
 async def start_proxy(upstream: str, registry: CollectorRegistry | None = None, **overrides) -> TestServer:
     """A proxy in front of ``upstream`` on a loopback port; caller closes it."""
-    from tokentail.proxy.app import create_app
+    from tokentail.proxy.app import app_from_settings
 
-    app = create_app(proxy_settings(upstream, **overrides), registry=registry or CollectorRegistry())
+    app = app_from_settings(proxy_settings(upstream, **overrides), registry=registry or CollectorRegistry())
     server = TestServer(app, host="127.0.0.1")
     await server.start_server(**SERVER_KWARGS)
     return server

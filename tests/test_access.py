@@ -379,7 +379,7 @@ def test_every_server_takes_allowed_hosts_from_flags_and_the_environment(command
 
 def _policy_of(command: str, s) -> AccessPolicy:
     if command == "proxy":
-        from tokentail.proxy.app import _policy
+        from tokentail.proxy.services import _policy
 
         return _policy(s)
     if command == "collector":

@@ -53,7 +53,7 @@ TEST_ENV = {
 SHARED_ENV = {"TOKENTAIL_READ_TOKEN", "TOKENTAIL_ADMIN_TOKEN", "TOKENTAIL_CONFIG", "TOKENTAIL_LOG_LEVEL"}
 # Commands that export spans, and so read the standard OTEL_* variables.
 OTEL_COMMANDS = {"proxy", "up"}
-# Standard variables the OpenTelemetry SDK reads itself (beyond proxy/telemetry.py's ENV_* names).
+# Standard variables the OpenTelemetry SDK reads itself (beyond proxy/telemetry.py's ENV_READ).
 OTEL_SDK_ENV = {
     "OTEL_TRACES_SAMPLER",
     "OTEL_TRACES_SAMPLER_ARG",
@@ -425,7 +425,7 @@ def test_environment_names_are_ones_the_cli_reads():
 
     from tokentail.proxy import telemetry
 
-    otel = {v for k, v in vars(telemetry).items() if k.startswith("ENV_")} | OTEL_SDK_ENV
+    otel = set(telemetry.ENV_READ) | OTEL_SDK_ENV
     for name, command in tokentail_services().items():
         assert command in cli.COMMANDS, f"{name}: no command {command!r}"
         for key in environment(services()[name]):

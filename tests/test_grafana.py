@@ -317,7 +317,8 @@ def sim_config():
 async def _proxy_dropping_spans(upstream: str, variant: str) -> tuple[TestServer, object]:
     """A proxy whose spans go to an OTLP endpoint nobody listens on: each is dropped, and counted."""
     from tokentail.proxy import telemetry
-    from tokentail.proxy.app import METRICS, create_app
+    from tokentail.proxy.app import app_from_settings
+    from tokentail.proxy.state import METRICS
 
     env = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}",
@@ -326,7 +327,7 @@ async def _proxy_dropping_spans(upstream: str, variant: str) -> tuple[TestServer
     }
     box = []
     provider = telemetry.build_tracer_provider(env, lambda sink, n: box[0][METRICS].dropped(sink, n))
-    app = create_app(
+    app = app_from_settings(
         proxy_settings(upstream, variant=variant), registry=CollectorRegistry(), tracer_provider=provider, env=env
     )
     box.append(app)

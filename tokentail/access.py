@@ -50,9 +50,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:  # the aiohttp adapter's type only: this module does no I/O and imports no server
-    from aiohttp import web
+    pass
 
-    from .access_aiohttp import Middleware
 
 READ_TOKEN_ENV = "TOKENTAIL_READ_TOKEN"
 ADMIN_TOKEN_ENV = "TOKENTAIL_ADMIN_TOKEN"
@@ -392,17 +391,3 @@ def parse_hosts(values: Iterable[str]) -> frozenset[str]:
                 raise ValueError(f"--allowed-host {raw!r}: expected NAME or NAME:PORT") from None
             out.add(raw.lower())
     return frozenset(out)
-
-
-def middleware(policy: AccessPolicy) -> Middleware:
-    """The aiohttp adapter's middleware (``access_aiohttp.middleware``), kept under its old name."""
-    from .access_aiohttp import middleware as aiohttp_middleware
-
-    return aiohttp_middleware(policy)
-
-
-def check(policy: AccessPolicy, request: web.Request) -> web.Response | None:
-    """The aiohttp adapter's check (``access_aiohttp.check``), kept under its old name."""
-    from .access_aiohttp import check as aiohttp_check
-
-    return aiohttp_check(policy, request)

@@ -51,8 +51,8 @@ async def test_proxy_spans_arrive_over_otlp_with_the_live_feed_request_id(sim_se
 
     from tests.conftest import proxy_settings
     from tokentail.proxy import telemetry
-    from tokentail.proxy.app import METRICS
-    from tokentail.proxy.app import create_app as create_proxy
+    from tokentail.proxy.app import app_from_settings as create_proxy
+    from tokentail.proxy.state import METRICS
 
     client = await aiohttp_client(create_app(make_config(tmp_path), scrape=False, maintain=False))
     endpoint = str(client.make_url("")).rstrip("/")
@@ -95,7 +95,7 @@ async def test_an_injected_route_key_never_reaches_the_database(sim_server, aioh
 
     from tests.conftest import proxy_settings
     from tokentail.proxy import telemetry
-    from tokentail.proxy.app import create_app as create_proxy
+    from tokentail.proxy.app import app_from_settings as create_proxy
 
     key = "sk-route-INJECTED-7f3a9c0e5b1d"
     client_key = "sk-client-OWNKEY-2b8e4d6f0a1c"

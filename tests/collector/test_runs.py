@@ -265,7 +265,7 @@ async def test_without_an_admin_token_run_actions_come_from_loopback_only(client
 
     from aiohttp.test_utils import make_mocked_request
 
-    from tokentail import access
+    from tokentail import access_aiohttp
     from tokentail.collector.app import POLICY
 
     transport = mock.Mock()
@@ -274,7 +274,7 @@ async def test_without_an_admin_token_run_actions_come_from_loopback_only(client
     )
     for path in ("/api/runs", "/api/runs/1/end", "/api/runs/1/pause"):
         # The collector's access policy (its middleware) covers every POST under /api/.
-        denied = access.check(client.app[POLICY], make_mocked_request("POST", path, transport=transport))
+        denied = access_aiohttp.check(client.app[POLICY], make_mocked_request("POST", path, transport=transport))
         assert denied is not None and denied.status == 403 and b"TOKENTAIL_ADMIN_TOKEN" in denied.body
     status, _ = await post(client, "/api/runs", {"name": "from loopback"})  # the test client is a loopback peer
     assert status == 201

@@ -217,7 +217,7 @@ class Stack:
         self.dashboard.wait()
 
     async def _start_in_process(self) -> None:
-        from tokentail.proxy.app import create_app
+        from tokentail.proxy.app import app_from_settings
         from tokentail.proxy.telemetry import build_tracer_provider
 
         sim = create_sim_app(SimConfig(tokens_per_second=50, ttft=0.05, length=40, seed=3))
@@ -239,7 +239,7 @@ class Stack:
                 pricing=str(self.pricing),
             )
             extra = [self.clock] if variant == "production" else []
-            app = create_app(settings, tracer_provider=provider, extra_observers=extra)
+            app = app_from_settings(settings, tracer_provider=provider, extra_observers=extra)
             await self._serve(app, self.ports[variant])
 
     async def _serve(self, app: web.Application, port: int) -> None:

@@ -50,14 +50,14 @@ async def start_proxy(
 ) -> Proxy:
     """A proxy in front of ``upstream`` with spans in memory; ``remote`` pretends every
     caller comes from that address (for the access rules)."""
-    from tokentail.proxy.app import create_app
+    from tokentail.proxy.app import app_from_settings
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     registry = CollectorRegistry()
     env = dict(env or {})
-    app = create_app(proxy_settings(upstream, **overrides), registry=registry, tracer_provider=provider, env=env)
+    app = app_from_settings(proxy_settings(upstream, **overrides), registry=registry, tracer_provider=provider, env=env)
     if remote is not None:
 
         @web.middleware

@@ -37,7 +37,13 @@ def scripted_sse(
     async def handler(request: web.Request) -> web.StreamResponse:
         body = await request.read()
         probe.requests.append(
-            {"path": request.path, "query": request.query_string, "headers": dict(request.headers), "body": body}
+            {
+                "path": request.path,
+                "raw_path": request.raw_path,
+                "query": request.query_string,
+                "headers": dict(request.headers),
+                "body": body,
+            }
         )
         resp = web.StreamResponse(status=status, headers={"Content-Type": content_type, **(headers or {})})
         try:

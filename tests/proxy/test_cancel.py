@@ -10,7 +10,7 @@ import aiohttp
 import openai
 import pytest
 
-from tokentail.proxy.app import INFLIGHT
+from tokentail.proxy.state import INFLIGHT
 
 from ._features import start_proxy, start_sim, until
 

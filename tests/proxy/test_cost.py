@@ -109,10 +109,10 @@ async def test_a_custom_price_table_replaces_the_packaged_one(sim, tmp_path):
 
 
 def test_a_bad_price_table_stops_the_start_with_one_line(tmp_path):
-    from tokentail.proxy.app import create_app
+    from tokentail.proxy.app import app_from_settings
 
     path = tmp_path / "prices.toml"
     path.write_text('[models."x"]\ninput = 1\n')
     with pytest.raises(SettingsError) as exc:
-        create_app(proxy_settings("http://127.0.0.1:1/v1", pricing=str(path)))
+        app_from_settings(proxy_settings("http://127.0.0.1:1/v1", pricing=str(path)))
     assert str(path) in str(exc.value) and "'output' is required" in str(exc.value)

@@ -10,6 +10,7 @@ import time
 import aiohttp
 import pytest
 from aiohttp import web
+from yarl import URL
 
 from tests.conftest import start_proxy
 from tests.proxy._upstreams import firehose, scripted_sse, serve
@@ -70,7 +71,7 @@ async def test_odd_sse_bytes_pass_through_unchanged():
     status, headers, raw, proxy_app = await _through(app, body={**CHAT_REQ, "stream_options": {"include_usage": True}})
     assert status == 200
     assert raw == b"".join(chunks)
-    from tokentail.proxy.app import HUB
+    from tokentail.proxy.state import HUB
 
     rec = proxy_app[HUB].get_request(headers["x-tokentail-request-id"])
     assert rec["malformed"] is True and rec["parsed"] is True  # flagged, never crashed
@@ -85,7 +86,7 @@ async def test_injected_usage_chunk_is_hidden_and_recorded():
     sent = json.loads(probe.requests[0]["body"])
     assert sent["stream_options"] == {"include_usage": True}  # asked upstream for usage
     assert raw == chunks[0] + chunks[1] + chunks[3]  # ...and hid it from the client
-    from tokentail.proxy.app import HUB
+    from tokentail.proxy.state import HUB
 
     rec = proxy_app[HUB].get_request(headers["x-tokentail-request-id"])
     assert rec["usage"]["output_tokens"] == 2 and rec["usage"]["source"] == "reported"
@@ -105,7 +106,7 @@ async def test_injection_can_be_turned_off():
     _, headers, raw, proxy_app = await _through(app, inject_usage=False)
     assert "stream_options" not in json.loads(probe.requests[0]["body"])
     assert raw == b"".join(chunks)
-    from tokentail.proxy.app import HUB
+    from tokentail.proxy.state import HUB
 
     usage = proxy_app[HUB].get_request(headers["x-tokentail-request-id"])["usage"]
     assert usage["source"] == "estimated" and usage["output_tokens"] == 1
@@ -179,7 +180,7 @@ async def test_upstream_drop_mid_stream_keeps_partial_and_records_error():
     status, headers, raw, proxy_app = await _through(app)
     assert status == 200 and raw.startswith(chunks[0] + chunks[1])
     assert b"upstream_disconnect" in raw[len(chunks[0] + chunks[1]) :] and b"[DONE]" not in raw
-    from tokentail.proxy.app import HUB
+    from tokentail.proxy.state import HUB
 
     rec = proxy_app[HUB].get_request(headers["x-tokentail-request-id"])
     assert rec["status"] == "error" and rec["error"] == "upstream_disconnect" and rec["text"] == "partial"
@@ -256,6 +257,33 @@ async def test_upstream_is_fixed_whatever_the_request_path_says():
         await up.close()
 
 
+async def test_dot_segments_are_refused_and_the_query_goes_byte_for_byte():
+    app, probe = scripted_sse([b"{}"], content_type="application/json")
+    up = await serve(app)
+    proxy = await start_proxy(str(up.make_url("/v1")))
+    try:
+        async with aiohttp.ClientSession() as s:
+            for path in (
+                "/v1/%2E%2E/%2E%2E/admin",
+                "/v1/..%2F..%2Fadmin",
+                "/v1/a/%2e%2e/%2e%2e/admin",
+                "/v1/../../admin",
+                "/v1/a/%2E%2E/b",
+            ):
+                url = URL(str(proxy.make_url("/")).rstrip("/") + path, encoded=True)  # sent as written
+                async with s.get(url) as r:
+                    assert r.status == 400, path
+                    assert (await r.json())["error"]["code"] == "invalid_path"
+                    assert r.headers["x-tokentail-request-id"]
+            raw = "/v1/models/a%2Bb?x=%26key%3Dabc&y=a%2Fb&&z=b%20c+d"
+            async with s.get(URL(str(proxy.make_url("/")).rstrip("/") + raw, encoded=True)) as r:
+                assert r.status == 200
+        assert [r["raw_path"] for r in probe.requests] == [raw]  # nothing refused went upstream
+    finally:
+        await proxy.close()
+        await up.close()
+
+
 async def test_oversized_body_gets_413_before_it_is_read():
     app, probe = scripted_sse([b"{}"], content_type="application/json")
     status, _, raw, _ = await _through(app, body={"model": "m", "pad": "x" * 2048}, max_body=1024)
@@ -267,17 +295,18 @@ async def test_non_json_and_binary_bodies_are_forwarded_exactly():
     app, probe = scripted_sse([b"ok"], content_type="text/plain")
     up = await serve(app)
     proxy = await start_proxy(str(up.make_url("/v1")))
-    payload = b"\x00\xff not json {"
+    deep = b'{"model":"m","messages":' + b"[" * 100_000 + b"]" * 100_000 + b"}"  # deeper than json can parse
     try:
-        async with aiohttp.ClientSession() as s:
-            async with s.post(proxy.make_url("/v1/chat/completions"), data=payload) as r:
-                assert r.status == 200 and await r.read() == b"ok"
-                rid = r.headers["x-tokentail-request-id"]
-        assert probe.requests[0]["body"] == payload
-        from tokentail.proxy.app import HUB
+        for i, payload in enumerate((b"\x00\xff not json {", deep)):
+            async with aiohttp.ClientSession() as s:
+                async with s.post(proxy.make_url("/v1/chat/completions"), data=payload) as r:
+                    assert r.status == 200 and await r.read() == b"ok"
+                    rid = r.headers["x-tokentail-request-id"]
+            assert probe.requests[i]["body"] == payload
+            from tokentail.proxy.state import HUB
 
-        detail = proxy.app[HUB].get_request(rid)
-        assert detail["status"] == "ok" and detail["parsed"] is False  # recorded as unparsed
+            detail = proxy.app[HUB].get_request(rid)
+            assert detail["status"] == "ok" and detail["parsed"] is False  # recorded as unparsed
     finally:
         await proxy.close()
         await up.close()

@@ -136,7 +136,7 @@ async def test_requests_api_lists_filters_and_details(stack):
 
 @pytest.mark.parametrize("when", ["before_first_token", "mid_stream", "non_streamed"])
 async def test_client_disconnect_cancels_upstream_at_once(stack, when):
-    from tokentail.proxy.app import HUB
+    from tokentail.proxy.state import HUB
 
     headers = {"x-sim-tps": "20", "x-sim-tokens": "200"}
     body = dict(CHAT)

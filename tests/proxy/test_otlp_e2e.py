@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 
 import aiohttp
@@ -19,7 +20,8 @@ from prometheus_client import CollectorRegistry
 from tests.conftest import proxy_settings
 from tokentail import semconv as S
 from tokentail.proxy import telemetry
-from tokentail.proxy.app import METRICS, create_app
+from tokentail.proxy.app import create_app
+from tokentail.proxy.services import build_metrics, build_services
 
 pytestmark = pytest.mark.slow
 
@@ -68,16 +70,16 @@ def sim_config():
 
 
 async def _proxy(upstream: str, endpoint: str, registry: CollectorRegistry, timeout_s: str = "2"):
-    app_box: list[web.Application] = []
-    # create_app needs the provider, the provider's drop counter lives in the app's metrics.
     env = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
         "OTEL_BSP_SCHEDULE_DELAY": "100",
         "OTEL_EXPORTER_OTLP_TIMEOUT": timeout_s,
     }
-    provider = telemetry.build_tracer_provider(env, lambda sink, n: app_box[0][METRICS].dropped(sink, n))
-    app = create_app(proxy_settings(upstream), registry=registry, tracer_provider=provider)
-    app_box.append(app)
+    # As the proxy's main does it: the metrics first, so the span export counts its drops on them.
+    settings = proxy_settings(upstream)
+    metrics = build_metrics(settings, registry, os.environ)
+    provider = telemetry.build_tracer_provider(env, metrics.dropped)
+    app = create_app(build_services(settings, registry=registry, metrics=metrics, tracer_provider=provider))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     return server, provider

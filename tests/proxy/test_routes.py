@@ -14,7 +14,8 @@ import sys
 import aiohttp
 import pytest
 
-from tokentail.proxy.routes import RouteTable, load_routes, parse_routes
+from tokentail.proxy.routes import RouteTable, load_routes, parse_routes, reload_routes
+from tokentail.proxy.state import RouteState
 from tokentail.settings import SettingsError
 
 from ._features import read_events, start_proxy, start_sim, until
@@ -113,6 +114,22 @@ def test_routes_come_from_the_config_file_env_or_flag(tmp_path):
     assert [r.name for r in load_routes(env, flag_value=[{**GOOD, "name": "g"}])[0].routes] == ["g"]
     with pytest.raises(SettingsError, match="--routes"):
         load_routes({"TOKENTAIL_PROXY_ROUTES": "[not json"})
+
+
+def test_reload_swaps_the_table_and_stamps_it_with_the_given_clock(caplog):
+    now = [100.0]
+    env = {"TOKENTAIL_PROXY_ROUTES": json.dumps([{**GOOD, "name": "one"}]), **ENV}
+    state = RouteState(RouteTable(), env, clock=lambda: now[0])
+    assert state.loaded_at == 100.0
+    now[0] = 200.0
+    table = reload_routes(state)
+    assert state.table is table and [r.name for r in table.routes] == ["one"] and state.loaded_at == 200.0
+    env["TOKENTAIL_PROXY_ROUTES"] = "[broken"
+    now[0] = 300.0
+    with caplog.at_level(logging.ERROR, logger="tokentail.proxy"), pytest.raises(SettingsError):
+        reload_routes(state)
+    assert state.table is table and state.loaded_at == 200.0  # the routes in effect stay
+    assert "routes not reloaded (the 1 route(s) in effect stay)" in caplog.text
 
 
 def test_the_cli_refuses_to_start_with_bad_routes(tmp_path, monkeypatch, capsys):

@@ -77,7 +77,7 @@ async def test_responses_api_streamed_and_not(stack):
 
 
 async def test_proxy_records_what_the_sdk_saw(stack):
-    from tokentail.proxy.app import HUB
+    from tokentail.proxy.state import HUB
 
     client = openai.AsyncOpenAI(base_url=stack.base_url, api_key=KEY, max_retries=0)
     try:

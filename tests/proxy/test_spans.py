@@ -9,9 +9,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from yarl import URL
 
 from tokentail import semconv as S
 from tokentail.proxy import record as R
+from tokentail.proxy.hooks import RequestContext, TraceContext, UpstreamPlan
 from tokentail.proxy.record import Delta, RequestRecord, Usage
 from tokentail.proxy.redact import Redactor
 from tokentail.proxy.spans import SpanObserver
@@ -344,7 +346,7 @@ def test_parent_from_traceparent_and_context_injected_upstream(exporter):
     rec = chat_rec(trace_headers={"traceparent": TRACEPARENT, "tracestate": "vendor=abc"})
     obs.on_start(rec)
     assert rec.trace_id == CLIENT_TRACE
-    up = rec.upstream_trace_headers
+    up = upstream_headers(obs, rec)
     version, trace, span_id, flags = up["traceparent"].split("-")
     assert (version, trace, flags) == ("00", CLIENT_TRACE, "01") and span_id != CLIENT_SPAN
     assert up["tracestate"] == "vendor=abc"
@@ -359,11 +361,23 @@ def test_parent_from_traceparent_and_context_injected_upstream(exporter):
 def test_without_traceparent_a_new_root_trace(exporter):
     obs = observer(exporter)
     rec = chat_rec(trace_headers={"traceparent": "garbage"})
-    run(obs, rec)
+    obs.on_start(rec)
+    up = upstream_headers(obs, rec)
+    rec.status, rec.http_status, rec.latency_ms = R.OK, 200, 1.0
+    obs.on_end(rec)
+    assert obs.span_of(rec.id) is None  # ended: nothing left to send upstream
     span = only_span(exporter)
     assert span.parent is None
     assert rec.trace_id == format(span.context.trace_id, "032x")
-    assert rec.upstream_trace_headers["traceparent"].split("-")[1] == rec.trace_id
+    assert up["traceparent"].split("-")[1] == rec.trace_id
+
+
+def upstream_headers(obs: SpanObserver, rec: RequestRecord) -> dict[str, str]:
+    """What the trace-context request hook sends upstream for ``rec`` (its span is live)."""
+    ctx = RequestContext("POST", "chat/completions", "", {}, b"", rec, UpstreamPlan(URL("http://u/v1")))
+    change = TraceContext(obs.span_of).upstream(ctx)
+    assert change is not None
+    return dict(change.headers)
 
 
 def test_non_inference_endpoint_is_a_plain_client_span(exporter):

@@ -108,7 +108,7 @@ def test_provider_from_endpoint_with_resource():
         attrs = tp.resource.attributes
         assert attrs["service.name"] == "tokentail-proxy"
         assert attrs["deployment.environment"] == "dev" and attrs["team"] == "a,b"
-        (gate,) = T._processors(tp)
+        (gate,) = tp.gates
         exporter = gate._batch.span_exporter._inner
         assert type(exporter).__module__.startswith("opentelemetry.exporter.otlp.proto.http")
         assert exporter._endpoint == "http://127.0.0.1:1/v1/traces"
@@ -123,10 +123,24 @@ def test_grpc_protocol_and_traces_endpoint():
     env = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:1", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
     tp = T.build_tracer_provider(env, Drops())
     try:
-        (gate,) = T._processors(tp)
+        (gate,) = tp.gates
         assert type(gate._batch.span_exporter._inner).__module__.startswith("opentelemetry.exporter.otlp.proto.grpc")
     finally:
         T.shutdown_bounded(tp, 2)
+
+
+def test_otlp_headers_parsed_as_the_sdk_parses_them():
+    env = {"OTEL_EXPORTER_OTLP_HEADERS": "Api-Key=a%20b,x-team=c=d, bad ,"}
+    assert T.otlp_headers(env) == {"api-key": "a b", "x-team": "c=d"}
+    assert T.otlp_headers({**env, "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "only=this"}) == {"only": "this"}
+    assert T.otlp_headers({}) is None
+
+
+def test_the_names_read_are_the_sdks_own():
+    from opentelemetry.sdk import environment_variables as sdk_env
+
+    ours = {T.ENV_CAPTURE_CONTENT, T.ENV_SEMCONV_OPT_IN, "OTEL_TRACES_EXPORTER"}  # not SDK settings
+    assert T.ENV_READ - ours <= {v for k, v in vars(sdk_env).items() if k.startswith("OTEL_")}
 
 
 def test_export_timeout():

@@ -1,0 +1,334 @@
+"""Request hooks: what happens to a request between reading its body and calling the upstream.
+
+The request side mirrors the response side (the tap and its per-provider interpreters):
+small units, listed once, in order. Like mitmproxy's addons, a hook is a plain object with
+hook-named methods, and ``default_hooks`` is the one ordered list. A request goes through
+two events, each running the hooks that have its method, in list order:
+
+- ``request(ctx)``: the body is read and nobody has been told of the request yet. Hooks
+  parse the body, attribute it, route it (upstream, model rewrite, key), assign the session
+  and ask for usage. What they put on the record is what the observers see at ``on_start``.
+- ``upstream(ctx)``: the observers have been told (so our span exists); the last changes to
+  the upstream request, i.e. the W3C trace context of our span, so a tracing upstream joins
+  our trace. The span observer never writes that into the record for the handler to read.
+
+A hook method reads the ``RequestContext`` and returns a ``Change`` (or None); it never
+changes the context itself. ``RequestContext.apply`` merges each change before the next hook
+runs, so later hooks see earlier ones (routing sees the parsed model). Everything here is
+pure, no I/O and no aiohttp request: a test builds a context by hand and calls one hook.
+``upstream.build`` turns the context's ``UpstreamPlan`` into the request to send.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+from opentelemetry.trace import Span, set_span_in_context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from yarl import URL
+
+from .attribution import TAGS_HEADER, Fingerprinter, end_user, parse_tags
+from .record import RequestRecord
+from .redact import Redactor, strip_media
+from .routes import Route, RouteTable
+from .sessions import SessionTracker
+
+__all__ = [
+    "AssignSession",
+    "Attribute",
+    "Change",
+    "InjectUsage",
+    "ParseBody",
+    "RequestContext",
+    "RequestHooks",
+    "Routing",
+    "TraceContext",
+    "UpstreamPlan",
+    "default_hooks",
+]
+
+# Request fields copied as parameters (the rest of the body is prompt or ignored).
+_PARAMS = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
+    "n",
+    "seed",
+    "stop",
+    "frequency_penalty",
+    "presence_penalty",
+    "top_k",
+    "reasoning_effort",
+    "response_format",
+    "tool_choice",
+    "parallel_tool_calls",
+    "stream_options",
+    "dimensions",
+    "encoding_format",
+)
+_PROMPT_KEYS = ("messages", "prompt", "input", "system", "instructions", "tools")
+_TRACE_HEADERS = ("traceparent", "tracestate")
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class Change(NamedTuple):
+    """What one hook changes. Empty fields change nothing.
+
+    ``record``: ``RequestRecord`` fields to set (a misspelt name fails: the record has slots).
+    ``obj``: the parsed JSON body. ``body``: top-level body fields to send upstream instead of
+    the client's (the body is then serialised once, after every hook ran). ``upstream`` and
+    ``route``: where the request goes and the route that sent it there (its key is injected
+    and scrubbed from what comes back). ``headers``: headers to set on the upstream request.
+    ``usage_injected``: tokentail asked for the usage chunk, so the client must not see it.
+
+    A named tuple rather than a dataclass: immutable, cheap to build on every request, and
+    its empty mappings can be one shared read-only instance.
+    """
+
+    record: Mapping[str, Any] = _EMPTY
+    obj: dict[str, Any] | None = None
+    body: Mapping[str, Any] = _EMPTY
+    upstream: URL | None = None
+    route: Route | None = None
+    headers: Mapping[str, str] = _EMPTY
+    usage_injected: bool = False
+
+
+@dataclass(slots=True)
+class UpstreamPlan:
+    """The upstream request as the hooks have shaped it so far (see ``upstream.build``)."""
+
+    base: URL  # the upstream's base URL: --upstream unless a route chose another
+    route: Route | None = None
+    body: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    usage_injected: bool = False
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """One incoming request as the hooks see it. ``headers`` is case-insensitive (the
+    client's ``CIMultiDictProxy``); ``query`` is None when there is no query string."""
+
+    method: str
+    path: str  # below /v1/, as the client sent it (still percent-encoded; no leading slash)
+    query_string: str  # as the client sent it (still percent-encoded)
+    headers: Mapping[str, str]
+    body: bytes
+    rec: RequestRecord
+    plan: UpstreamPlan
+    query: Mapping[str, str] | None = None
+    obj: dict[str, Any] | None = None  # the JSON body, once ``ParseBody`` found one
+
+    def apply(self, change: Change | None) -> None:
+        if change is None:
+            return
+        record, obj, body, upstream, route, headers, usage_injected = change
+        rec = self.rec
+        for name, value in record.items():
+            setattr(rec, name, value)
+        if obj is not None:
+            self.obj = obj
+        plan = self.plan
+        if upstream is not None:
+            plan.base = upstream
+        if route is not None:
+            plan.route = route
+        if body:
+            plan.body.update(body)
+        if headers:
+            plan.headers.update(headers)
+        if usage_injected:
+            plan.usage_injected = True
+
+
+# A hook is any object with a ``request`` method, an ``upstream`` method, or both, each
+# ``(ctx: RequestContext) -> Change | None`` (duck-typed, as mitmproxy's addons are).
+HookFn = Callable[[RequestContext], "Change | None"]
+
+
+class RequestHooks:
+    """The hooks of one app, each event's bound methods listed once (as ``Observers`` does).
+
+    Unlike an observer's, a hook's exception is not swallowed: a hook shapes the request,
+    and a request shaped halfway must not be sent.
+    """
+
+    def __init__(self, hooks: Sequence[object]) -> None:
+        self.all = tuple(hooks)
+        self._request: list[HookFn] = [h.request for h in self.all if hasattr(h, "request")]
+        self._upstream: list[HookFn] = [h.upstream for h in self.all if hasattr(h, "upstream")]
+
+    def request(self, ctx: RequestContext) -> None:
+        for fn in self._request:
+            change = fn(ctx)
+            if change is not None:  # most hooks change nothing for most requests: no call then
+                ctx.apply(change)
+
+    def upstream(self, ctx: RequestContext) -> None:
+        for fn in self._upstream:
+            change = fn(ctx)
+            if change is not None:
+                ctx.apply(change)
+
+
+def parse_json_object(body: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or None (empty, not JSON, too deeply nested, not an object)."""
+    if not body:
+        return None
+    try:
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+class ParseBody:
+    """The model, stream flag, parameters and (redacted) prompt from a JSON body; a body
+    that is not a JSON object is forwarded as it came and the record flagged unparsed."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+
+    def request(self, ctx: RequestContext) -> Change:
+        obj = parse_json_object(ctx.body)
+        if obj is None:
+            return Change(record={"parsed": False})
+        model = obj.get("model")
+        prompt = {k: obj[k] for k in _PROMPT_KEYS if k in obj}
+        return Change(
+            obj=obj,
+            record={
+                "model": model if isinstance(model, str) else None,
+                "stream": obj.get("stream") is True,
+                "params": {k: obj[k] for k in _PARAMS if k in obj},
+                "prompt": self._redactor.redact_json(strip_media(prompt)) if prompt else {},
+            },
+        )
+
+
+class Attribute:
+    """Who sent it: the end user named in the body, ``X-Tokentail-Tags``, the key's fingerprint."""
+
+    def __init__(self, redactor: Redactor, fingerprinter: Fingerprinter) -> None:
+        self._redact = redactor.redact_text
+        self._fingerprinter = fingerprinter
+
+    def request(self, ctx: RequestContext) -> Change:
+        record: dict[str, Any] = {
+            "user": end_user(ctx.obj, self._redact),
+            "key_fingerprint": self._fingerprinter.fingerprint(ctx.headers, ctx.query),
+        }
+        tags = ctx.headers.get(TAGS_HEADER)
+        if tags:
+            record["tags"] = parse_tags(tags, self._redact)
+        return Change(record=record)
+
+
+class Routing:
+    """The route for the requested model: its upstream, model rewrite and key.
+
+    ``table`` returns the routes in effect now (a reload swaps them between requests).
+    """
+
+    def __init__(self, table: Callable[[], RouteTable]) -> None:
+        self._table = table
+
+    def request(self, ctx: RequestContext) -> Change | None:
+        rec = ctx.rec
+        route = self._table().match(rec.model)
+        if route is None:
+            return None
+        record: dict[str, Any] = {"route": route.name, "upstream_url": str(route.upstream)}
+        body: dict[str, Any] = {}
+        if route.model is not None and ctx.obj is not None and route.model != rec.model:
+            record["upstream_model"] = body["model"] = route.model
+        return Change(record=record, body=body, upstream=route.upstream, route=route)
+
+
+class AssignSession:
+    """The conversation the request belongs to (see ``sessions``)."""
+
+    def __init__(self, tracker: SessionTracker) -> None:
+        self._tracker = tracker
+
+    def request(self, ctx: RequestContext) -> Change:
+        # ``assign`` also remembers the request, to key its session when it ends.
+        return Change(record={"session_id": self._tracker.assign(ctx.rec, ctx.obj, ctx.headers)})
+
+
+class InjectUsage:
+    """Ask for ``stream_options.include_usage`` on a streamed chat completion that did not,
+    so usage is reported, not guessed; the tap then hides that chunk from the client."""
+
+    ENDPOINT = "/chat/completions"  # the other APIs report usage unasked
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+
+    def request(self, ctx: RequestContext) -> Change | None:
+        obj = ctx.obj
+        if not self.enabled or obj is None or not ctx.rec.stream or ctx.rec.endpoint != self.ENDPOINT:
+            return None
+        opts = obj.get("stream_options")
+        if opts is None or (isinstance(opts, dict) and not opts.get("include_usage")):
+            return Change(body={"stream_options": {**(opts or {}), "include_usage": True}}, usage_injected=True)
+        return None  # the client asked itself (or sent something we leave to the upstream to judge)
+
+
+class TraceContext:
+    """W3C trace context: the client's (``request``: our span's parent, read by the span
+    observer at ``on_start``) and ours (``upstream``: sent upstream in place of the client's).
+
+    ``span_of`` finds our span of a request (``SpanObserver.span_of``); None when spans are
+    off, and then the client's own ``traceparent`` passes through untouched.
+    """
+
+    def __init__(self, span_of: Callable[[str], Span | None] | None = None) -> None:
+        self._span_of = span_of
+
+    def request(self, ctx: RequestContext) -> Change | None:
+        headers = ctx.headers
+        incoming = {}
+        for h in _TRACE_HEADERS:
+            value = headers.get(h)
+            if value is not None:
+                incoming[h] = value
+        return Change(record={"trace_headers": incoming}) if incoming else None
+
+    def upstream(self, ctx: RequestContext) -> Change | None:
+        span = self._span_of(ctx.rec.id) if self._span_of is not None else None
+        if span is None:
+            return None
+        carrier: dict[str, str] = {}
+        _PROPAGATOR.inject(carrier, context=set_span_in_context(span))
+        return Change(headers=carrier)
+
+
+def default_hooks(
+    *,
+    redactor: Redactor,
+    fingerprinter: Fingerprinter,
+    routes: Callable[[], RouteTable],
+    sessions: SessionTracker,
+    inject_usage: bool = True,
+    span_of: Callable[[str], Span | None] | None = None,
+) -> list[object]:
+    """The request hooks in the order they run (each needs what the ones before it set)."""
+    return [
+        ParseBody(redactor),  # model, stream, params, prompt: everything below reads them
+        Attribute(redactor, fingerprinter),  # the end user, named in the body
+        Routing(routes),  # by the parsed model
+        AssignSession(sessions),  # falls back to the attributed user
+        InjectUsage(inject_usage),  # by the parsed stream flag and endpoint
+        TraceContext(span_of),  # request: before on_start (our span's parent); upstream: after it
+    ]
