@@ -51,7 +51,9 @@ RULE_NAMES: frozenset[str] = frozenset(r.name for r in RULES)
 
 _MAX_DEPTH = 256  # deeper JSON is replaced whole rather than risk RecursionError
 _MAX_PASSES = 4  # see redact_text: passes repeat until stable (two in practice)
-_HAS_DIGIT = re.compile(rb"[0-9]")
+_GATE_MAX = 4096
+_DIGIT = re.compile(rb"[0-9]")
+_UNANCHORED = re2._Anchor.UNANCHORED
 
 # JSON's \u00XX escapes of printable ASCII ("sk\u002dproj\u002d...", "jane\u0040example.com")
 # hide a secret from every pattern; '"' and '\' stay escaped so a JSON text stays JSON.
@@ -59,40 +61,62 @@ _ESCAPE = re.compile(r"\\[uU]00([2-7][0-9A-Fa-f])")
 _UNESCAPE = {f"{c:02x}": chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"\\'}
 
 
+# A word (no whitespace) holding such an escape; RE2, so a long word costs linear time.
+_ESCAPED_WORD = re2.compile(r"[^\s]*\\[uU]00[2-7][0-9A-Fa-f][^\s]*")
+
+
 def _unescape(s: str) -> str:
     return _ESCAPE.sub(lambda m: _UNESCAPE.get(m.group(1).lower(), m.group(0)), s)
 
 
-class _Compiled:
-    """A rule ready to apply on UTF-8 bytes: scan, veto, replace group 1."""
+def _char_len(lead: int) -> int:
+    """Bytes of the UTF-8 character that starts with byte ``lead``."""
+    return 1 if lead < 0xC0 else 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
 
-    __slots__ = ("check", "hints", "label", "rx")
+
+class _Compiled:
+    """A rule ready to apply on UTF-8 bytes: scan, trim to the secret, veto, replace."""
+
+    __slots__ = ("_match", "check", "drop", "hints", "label", "label_re", "lead", "tail")
 
     def __init__(self, rule: Rule) -> None:
-        self.rx = rule.pattern
-        self.hints = rule.hints
+        self._match = rule.pattern._regexp.Match  # spans only; pinned binding (constraints.txt)
         self.check = rule.check
+        self.lead, self.tail, self.label_re, self.drop = rule.lead, rule.tail, rule.label, rule.drop
         self.label = f"[REDACTED:{rule.name}]".encode()
+        self.hints = rule.hints
 
     def hinted(self, low: bytes) -> bool:
-        return any((_HAS_DIGIT.search(low) is not None) if h is DIGITS else (h in low) for h in self.hints)
+        """Whether the (lower-cased) text holds one of the rule's hints: a ``bytes in`` each."""
+        return any((_DIGIT.search(low) is not None) if h is DIGITS else (h in low) for h in self.hints)
 
     def apply(self, b: bytes) -> bytes:
-        # One RE2 search per candidate, resumed at the end of the replaced group so the
-        # separator that ended one secret can start the next: linear in len(b).
-        rx, check, label = self.rx, self.check, self.label
+        # One RE2 search per candidate, resumed at the end of the secret so the separator
+        # that ended one secret can start the next: linear in len(b).
+        match, check, label, n = self._match, self.check, self.label, len(b)
+        lead, tail, label_re, drop = self.lead, self.tail, self.label_re, self.drop
         pieces: list[bytes] = []
         last = pos = 0
         while True:
-            m = rx.search(b, pos)
-            if m is None:
+            start, end = match(_UNANCHORED, b, pos, n)[0]
+            if start < 0:
                 break
-            start, end = m.span(1)
-            if check is None or check(b[start:end]):
+            if lead is not None and b[start] not in lead:  # the separator before it
+                start += _char_len(b[start])
+            if tail is not None and b[end - 1] not in tail and end > start:  # the one after it
+                end -= 1
+                while end > start and 0x80 <= b[end] < 0xC0:
+                    end -= 1
+            end -= drop
+            if label_re is not None:
+                m = label_re.match(b, start, end)
+                if m is not None:
+                    start = m.end()
+            if start < end and (check is None or check(b[start:end])):
                 pieces.append(b[last:start])
                 pieces.append(label)
                 last = end
-            pos = end
+            pos = max(end, pos + 1)
         if not pieces:
             return b
         pieces.append(b[last:])
@@ -147,47 +171,56 @@ class Redactor:
         self.rule_names = frozenset(r.name for r in chosen) | frozenset(u.label[10:-1] for u in user)
         self._rules = [_Compiled(r) for r in chosen]
         self._user = user
-        # Every literal hint once: the fast path for a streamed token is one "in" per hint.
-        self._literals = tuple(dict.fromkeys(h for r in chosen for h in r.hints if h is not DIGITS))
-        self._digits = any(DIGITS in r.hints for r in chosen)
+        # The fast path for a streamed token: one search for any rule's hint (a literal,
+        # or a digit). Python's re is fine here: an alternation of literals cannot backtrack.
+        hints = [re.escape(h.decode()) for h in dict.fromkeys(h for r in chosen for h in r.hints) if h is not DIGITS]
+        if any(DIGITS in r.hints for r in chosen):
+            hints.append("[0-9]")
+        # Hints are lower case and searched in s.lower(): IGNORECASE makes the search 3x slower.
+        self._gate = re.compile("|".join(hints), re.ASCII) if hints else None
 
     def redact_text(self, s: str) -> str:
         """Return ``s`` with every sensitive span replaced by ``[REDACTED:<kind>]``.
 
         Idempotent; ``s`` itself is returned when nothing was found. A secret written with
-        JSON ``\\u00XX`` escapes is found too; the text is then returned with those escapes
-        decoded (the rest unchanged).
+        JSON ``\\u00XX`` escapes is found too: each word holding such an escape is redacted
+        again decoded, and replaced by that when it held a secret (else kept as it was).
         """
         if not self.enabled or not s:
             return s
         out = self._redact(s)
         if "\\u00" in out or "\\U00" in out:
-            plain = _unescape(out)
-            if plain != out:
-                red = self._redact(plain)
-                if red != plain:
-                    out = red
+            out = _ESCAPED_WORD.sub(self._redact_escaped, out)
         return out
+
+    def _redact_escaped(self, m: Any) -> str:
+        word = m.group()
+        plain = _unescape(word)
+        red = self._redact(plain)
+        return red if red != plain else word
 
     def _redact(self, s: str) -> str:
         out = s
-        if self._rules:
+        # Past a few KiB the Set pass alone is cheaper than the gate (a hint is all but sure).
+        if self._rules and (len(s) > _GATE_MAX or (self._gate is not None and self._gate.search(s.lower()))):
             b = orig = s.encode("utf-8", "surrogatepass")
+            # A replacement can change what a neighbouring match looks like (a run vetoed
+            # as too long for a phone gets shorter once its tail became an e-mail label),
+            # so passes repeat until nothing changes: redact_text is idempotent. The
+            # second pass runs only when the first replaced something, and only for the
+            # rules a replacement can affect.
             low = b.lower()
-            if any(h in low for h in self._literals) or (self._digits and _HAS_DIGIT.search(low) is not None):
-                active = [r for r in self._rules if r.hinted(low)]
-                # A replacement can change what a neighbouring match looks like (a run vetoed
-                # as too long for a phone gets shorter once its tail became an e-mail label),
-                # so passes repeat until nothing changes: redact_text is idempotent. The
-                # second pass runs only when the first replaced something.
-                for _ in range(_MAX_PASSES):
-                    before = b
-                    for rule in active:
-                        b = rule.apply(b)
-                    if b == before:
-                        break
-                if b is not orig:
-                    out = b.decode("utf-8", "surrogatepass")
+            active = [r for r in self._rules if r.hinted(low)]
+            for _ in range(_MAX_PASSES):
+                before = b
+                for rule in active:
+                    b = rule.apply(b)
+                if b is before:
+                    break
+                # Only the digit rules (card, phone) read their neighbours' digits.
+                active = [r for r in active if DIGITS in r.hints]
+            if b is not orig:
+                out = b.decode("utf-8", "surrogatepass")
         for u in self._user:
             out = u.apply(out)
         return out
