@@ -192,7 +192,7 @@ _SPECS = [
     # truncated capture): then it runs to the first character no PEM body has.
     _Spec(
         "pem_private_key",
-        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:[A-Za-z0-9+/=\s\\:,.]|-[^\-])*"
+        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:[A-Za-z0-9+/=\s\\:,]|-[^\-])*"
         r"(?:-----END [A-Z0-9 ]*PRIVATE KEY-----)?",
         (b"-----begin",),
     ),

@@ -52,17 +52,13 @@ RULE_NAMES: frozenset[str] = frozenset(r.name for r in RULES)
 _MAX_DEPTH = 256  # deeper JSON is replaced whole rather than risk RecursionError
 _MAX_PASSES = 4  # see redact_text: passes repeat until stable (two in practice)
 _GATE_MAX = 4096
-_DIGIT = re.compile(rb"[0-9]")
+_DIGITS = [bytes([c]) for c in DIGITS]
 _UNANCHORED = re2._Anchor.UNANCHORED
 
 # JSON's \u00XX escapes of printable ASCII ("sk\u002dproj\u002d...", "jane\u0040example.com")
 # hide a secret from every pattern; '"' and '\' stay escaped so a JSON text stays JSON.
 _ESCAPE = re.compile(r"\\[uU]00([2-7][0-9A-Fa-f])")
 _UNESCAPE = {f"{c:02x}": chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"\\'}
-
-
-# A word (no whitespace) holding such an escape; RE2, so a long word costs linear time.
-_ESCAPED_WORD = re2.compile(r"[^\s]*\\[uU]00[2-7][0-9A-Fa-f][^\s]*")
 
 
 def _unescape(s: str) -> str:
@@ -86,9 +82,9 @@ class _Compiled:
         self.label = f"[REDACTED:{rule.name}]".encode()
         self.hints = rule.hints
 
-    def hinted(self, low: bytes) -> bool:
+    def hinted(self, low: bytes, digit: bool) -> bool:
         """Whether the (lower-cased) text holds one of the rule's hints: a ``bytes in`` each."""
-        return any((_DIGIT.search(low) is not None) if h is DIGITS else (h in low) for h in self.hints)
+        return any(digit if h is DIGITS else (h in low) for h in self.hints)
 
     def apply(self, b: bytes) -> bytes:
         # One RE2 search per candidate, resumed at the end of the secret so the separator
@@ -183,21 +179,20 @@ class Redactor:
         """Return ``s`` with every sensitive span replaced by ``[REDACTED:<kind>]``.
 
         Idempotent; ``s`` itself is returned when nothing was found. A secret written with
-        JSON ``\\u00XX`` escapes is found too: each word holding such an escape is redacted
-        again decoded, and replaced by that when it held a secret (else kept as it was).
+        JSON ``\\u00XX`` escapes is found too: the text is redacted again decoded, and when
+        that found more, the decoded, redacted text is returned (escapes of printable ASCII
+        decoded, ``\\u0022`` and ``\\u005c`` kept).
         """
         if not self.enabled or not s:
             return s
         out = self._redact(s)
         if "\\u00" in out or "\\U00" in out:
-            out = _ESCAPED_WORD.sub(self._redact_escaped, out)
+            plain = _unescape(out)
+            if plain != out:
+                red = self._redact(plain)
+                if red != plain:
+                    out = red
         return out
-
-    def _redact_escaped(self, m: Any) -> str:
-        word = m.group()
-        plain = _unescape(word)
-        red = self._redact(plain)
-        return red if red != plain else word
 
     def _redact(self, s: str) -> str:
         out = s
@@ -210,7 +205,9 @@ class Redactor:
             # second pass runs only when the first replaced something, and only for the
             # rules a replacement can affect.
             low = b.lower()
-            active = [r for r in self._rules if r.hinted(low)]
+            # Ten memchr-speed searches: re's [0-9] scans 1 MiB ~20x slower.
+            digit = any(d in low for d in _DIGITS)
+            active = [r for r in self._rules if r.hinted(low, digit)]
             for _ in range(_MAX_PASSES):
                 before = b
                 for rule in active:
