@@ -480,27 +480,29 @@ def _adversarial(unit: str, anchor: str, shape: str, size: int) -> str:
     return (piece * (size // len(piece) + 1))[:size]
 
 
-def _best_time(text: str, runs: int = 5) -> float:
-    best = float("inf")
+def _best_times(texts: tuple[str, str], runs: int = 9) -> tuple[float, float]:
+    """Best of ``runs`` for each text, measured interleaved so load hits both alike."""
+    best = [float("inf"), float("inf")]
     gc.disable()  # a collection inside one run is noise, not the redactor's cost
     try:
         for _ in range(runs):
-            t0 = time.perf_counter()
-            R.redact_text(text)
-            best = min(best, time.perf_counter() - t0)
+            for i, text in enumerate(texts):
+                t0 = time.perf_counter()
+                R.redact_text(text)
+                best[i] = min(best[i], time.perf_counter() - t0)
     finally:
         gc.enable()
-    return best
+    return best[0], best[1]
 
 
-@pytest.mark.slow  # ~10-20 s: 25 pairs of 128/256 KiB texts, each timed 5 times
+@pytest.mark.slow  # ~10-20 s: 25 pairs of 256/512 KiB texts, each timed 9 times
 @settings(max_examples=25, deadline=None)
 @given(st.sampled_from(_UNITS), st.sampled_from(_ANCHORS), st.sampled_from(["end", "start", "repeat"]))
 def test_doubling_an_adversarial_input_at_most_triples_its_time(unit: str, anchor: str, shape: str) -> None:
     # Linear time is a ratio, not a figure (the figures are bench/redact_bench.py's): an O(n²)
-    # pattern would take 4x for 2x the text. Sizes past the CPU caches and 2 ms of slack keep
-    # a loaded machine's noise out.
-    small_text, big_text = (_adversarial(unit, anchor, shape, n * 1024) for n in (128, 256))
+    # pattern would take 4x for 2x the text. Sizes past the CPU caches, interleaved runs and
+    # 5 ms of slack keep a loaded machine's noise out.
+    small_text, big_text = (_adversarial(unit, anchor, shape, n * 1024) for n in (256, 512))
     R.redact_text(big_text)  # RE2 builds its DFA lazily: warm it up first
-    small, big = _best_time(small_text), _best_time(big_text)
-    assert big <= 3 * small + 0.002, (unit, anchor, shape, small, big)
+    small, big = _best_times((small_text, big_text))
+    assert big <= 3 * small + 0.005, (unit, anchor, shape, small, big)
