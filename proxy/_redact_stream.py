@@ -49,6 +49,7 @@ _CUT = re.compile(r"[\s\"'<>`\u3000-\u303f\uff01-\uff0f\uff1a-\uff20]")
 _NUMERIC = " 0123456789-.()+"  # the characters of a card or phone number in progress
 _MAX_NUMERIC = 64  # the longest card/phone with separators is ~25 characters
 _LABEL_SEP = " \t\r\n\"':="
+_MAX_LABELS = 4  # labels in a row looked through ("key: secret: value")
 _LABELS = (
     "bearer",
     "basic",
@@ -106,26 +107,35 @@ class StreamRedactor:
         """Where the held tail of ``p`` starts, and how long that tail may grow."""
         h = _word_start(p, len(p))
         limit = self._max_hold
-        # An open private-key block: hold it from its BEGIN until its END line is complete.
+        # A private-key block: hold it from its BEGIN until its END line is complete, then
+        # release it through that line.
         i = p.rfind(_PEM_BEGIN)
-        if i >= 0 and _PEM_END.search(p, i) is None:
-            h = min(h, _word_start(p, i))
-            limit = self._max_pem_hold
+        if i >= 0:
+            end = _PEM_END.search(p, i)
+            if end is None:
+                h = min(h, _word_start(p, i))
+                limit = self._max_pem_hold
+            else:
+                h = max(h, end.end())
         # Digit groups of a card or phone number that the next piece may continue.
         head = p[:h]
         rest = head.rstrip(_NUMERIC)
         tail = head[len(rest) :]
         if len(tail) <= _MAX_NUMERIC and any(c.isdigit() for c in tail):
-            h = _word_start(p, len(rest))
-        # A label whose value is still to come ("Bearer ", "password: ").
-        head = p[:h]
-        rest = head.rstrip(_LABEL_SEP)
-        if len(rest) < len(head):
+            spaces = len(tail) - len(tail.lstrip(" "))
+            h = len(rest) + spaces if spaces else _word_start(p, len(rest))
+        # A label whose value is still to come ("Bearer ", "password: "); a held word may be
+        # a value whose label precedes it ("key = <value> "), so look again before it.
+        for _ in range(_MAX_LABELS):
+            head = p[:h]
+            rest = head.rstrip(_LABEL_SEP)
+            if len(rest) == len(head):
+                break
             low = rest[-12:].lower()
-            for label in _LABELS:
-                if low.endswith(label):
-                    h = _word_start(p, len(rest) - len(label))
-                    break
+            label = next((lb for lb in _LABELS if low.endswith(lb)), None)
+            if label is None:
+                break
+            h = _word_start(p, len(rest) - len(label))
         return h, limit
 
 
