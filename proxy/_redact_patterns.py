@@ -69,11 +69,30 @@ def _digits(b: bytes) -> str:
 
 def _card_ok(b: bytes) -> bool:
     d = _digits(b)
-    return 13 <= len(d) <= 19 and luhn_ok(d)
+    return 13 <= len(d) <= 19 and d[0] in "23456" and luhn_ok(d)
 
 
 def _count_between(lo: int, hi: int) -> Callable[[bytes], bool]:
     return lambda b: lo <= sum(48 <= c <= 57 for c in b) <= hi
+
+
+def _groups(ok: Callable[[bytes], bool], both_ends: bool) -> Callable[[bytes], tuple[int, int] | None]:
+    """A check that, when the whole run of digit groups fails, tries it without its outer
+    groups ("5555 5555 5555 4444 3" is a card and a 3; "020 7946 0958 2024" a phone and a
+    year), longest first. Runs are at most ~40 bytes, so this is a few dozen checks."""
+
+    def refine(b: bytes) -> tuple[int, int] | None:
+        if ok(b):
+            return 0, len(b)
+        cuts = [i for i, c in enumerate(b) if c in b" -."]
+        starts = [0] + ([i + 1 for i in cuts] if both_ends else [])
+        spans = [(s, e) for s in starts for e in [*cuts, len(b)] if e > s]
+        for s, e in sorted(spans, key=lambda se: se[0] - se[1]):
+            if ok(b[s:e]):
+                return s, e
+        return None
+
+    return refine
 
 
 _RANDOM_CHARS = frozenset(b"0123456789-._~+/")
@@ -130,6 +149,7 @@ class Rule:
     tail: frozenset[int] | None = None
     label: re.Pattern[bytes] | None = None
     drop: int = 0
+    refine: Callable[[bytes], tuple[int, int] | None] | None = None
 
 
 _B = r"A-Za-z0-9_\-"  # base64url / token alphabet (inside a class)
@@ -150,6 +170,7 @@ class _Spec:
     label: str | None = None  # Python regex of the label part of ``core``
     drop: int = 0
     opens: bytes = b""  # a first character of the secret that may also be a separator: "(415)"
+    refine: Callable[[bytes], tuple[int, int] | None] | None = None  # instead of check: the span kept
 
 
 _SPECS = [
@@ -234,7 +255,7 @@ _SPECS = [
         label=r"(?i:password|passwd|passphrase|pwd|secret)[\"']?\s*+[:=]\s*+[\"']?",
     ),
     # Card networks issue numbers starting 2-6; this keeps ms timestamps (17...) and ids out.
-    _Spec("card", r"[2-6](?:[ \-]?[0-9]){12,18}", (DIGITS,), r"0-9+\]\-", r"0-9\[", check=_card_ok),
+    _Spec("card", r"[2-6](?:[ \-]?[0-9]){12,18}", (DIGITS,), r"0-9+\]\-", r"0-9\[", refine=_groups(_card_ok, True)),
     # Phones need a leading + or separators, so years, ids and timestamps survive:
     # +CC international (8-15 digits, counted digit by digit in the pattern so that runs like
     # "+1 1 1 1" never become candidates), US (415) 555-2671 / 415-555-2671 with one
@@ -245,7 +266,7 @@ _SPECS = [
         (b"+",),
         r"A-Za-z0-9_+\]",
         r"0-9\[",
-        check=_count_between(8, 15),
+        refine=_groups(_count_between(8, 15), False),
     ),
     _Spec(
         "phone",
@@ -262,7 +283,7 @@ _SPECS = [
         (DIGITS,),
         _NUM,
         _RNUM,
-        check=_count_between(9, 12),
+        refine=_groups(_count_between(9, 12), False),
     ),
     # Unicode letters in the local part and domain (jörg.müller@beispiel.de) are taken whole.
     _Spec("email", r"[\pL\pM\pN_.%+\-]+@[\pL\pM\pN_\-]+(?:\.[\pL\pM\pN_\-]+)*\.[A-Za-z]{2,}", (b"@",)),
@@ -296,6 +317,7 @@ def _rule(spec: _Spec) -> Rule:
         None if spec.after is None else _members(spec.after),
         None if spec.label is None else re.compile(spec.label.encode()),
         spec.drop,
+        spec.refine,
     )
 
 

@@ -73,11 +73,11 @@ def _char_len(lead: int) -> int:
 class _Compiled:
     """A rule ready to apply on UTF-8 bytes: scan, trim to the secret, veto, replace."""
 
-    __slots__ = ("_match", "check", "drop", "hints", "label", "label_re", "lead", "tail")
+    __slots__ = ("_match", "check", "drop", "hints", "label", "label_re", "lead", "refine", "tail")
 
     def __init__(self, rule: Rule) -> None:
         self._match = rule.pattern._regexp.Match  # spans only; pinned binding (constraints.txt)
-        self.check = rule.check
+        self.check, self.refine = rule.check, rule.refine
         self.lead, self.tail, self.label_re, self.drop = rule.lead, rule.tail, rule.label, rule.drop
         self.label = f"[REDACTED:{rule.name}]".encode()
         self.hints = rule.hints
@@ -89,7 +89,7 @@ class _Compiled:
     def apply(self, b: bytes) -> bytes:
         # One RE2 search per candidate, resumed at the end of the secret so the separator
         # that ended one secret can start the next: linear in len(b).
-        match, check, label, n = self._match, self.check, self.label, len(b)
+        match, check, refine, label, n = self._match, self.check, self.refine, self.label, len(b)
         lead, tail, label_re, drop = self.lead, self.tail, self.label_re, self.drop
         pieces: list[bytes] = []
         last = pos = 0
@@ -108,7 +108,14 @@ class _Compiled:
                 m = label_re.match(b, start, end)
                 if m is not None:
                     start = m.end()
-            if start < end and (check is None or check(b[start:end])):
+            if refine is not None and start < end:
+                span = refine(b[start:end])
+                if span is not None:
+                    start, end = start + span[0], start + span[1]
+                    pieces.append(b[last:start])
+                    pieces.append(label)
+                    last = end
+            elif start < end and (check is None or check(b[start:end])):
                 pieces.append(b[last:start])
                 pieces.append(label)
                 last = end
