@@ -67,9 +67,36 @@ def _digits(b: bytes) -> str:
     return "".join(chr(c) for c in b if 48 <= c <= 57)
 
 
+# Issuer prefixes and lengths (Visa, Mastercard incl. 2-series, Amex, Discover, Diners, JCB,
+# UnionPay): Luhn alone passes one digit run in ten, e.g. timestamps like 20150811100527.
+_NETWORKS: tuple[tuple[str, tuple[int, ...]], ...] = (
+    ("4", (13, 16, 19)),
+    *((str(p), (16,)) for p in range(51, 56)),
+    *((str(p), (16,)) for p in range(2221, 2721)),
+    ("34", (15,)),
+    ("37", (15,)),
+    ("6011", (16, 17, 18, 19)),
+    ("65", (16, 17, 18, 19)),
+    *((str(p), (16, 17, 18, 19)) for p in range(644, 650)),
+    ("300", (14,)), ("301", (14,)), ("302", (14,)), ("303", (14,)), ("304", (14,)), ("305", (14,)),
+    ("36", (14,)),
+    ("38", (14,)),
+    ("35", (16, 17, 18, 19)),
+    ("62", (16, 17, 18, 19)),
+)  # fmt: skip
+
+
 def _card_ok(b: bytes) -> bool:
     d = _digits(b)
-    return 13 <= len(d) <= 19 and d[0] in "23456" and luhn_ok(d)
+    if not 13 <= len(d) <= 19 or not any(d.startswith(p) and len(d) in n for p, n in _NETWORKS):
+        return False
+    return luhn_ok(d)
+
+
+def _national_phone_ok(b: bytes) -> bool:
+    # 9-12 digits; a US ZIP+4 code ("MA 02110-1301") has the same shape as "01234-5678".
+    n = sum(48 <= c <= 57 for c in b)
+    return 9 <= n <= 12 and not (len(b) == 10 and b[5:6] == b"-")
 
 
 def _count_between(lo: int, hi: int) -> Callable[[bytes], bool]:
@@ -124,7 +151,10 @@ def _assignment_ok(b: bytes) -> bool:
     low = b.lower()
     if low in _PLACEHOLDER_VALUES or b"(" in b or b[:1] in b"$%{<*" or low.strip(b"*x.") == b"":
         return False
-    return not any(w in low for w in (b"password", b"passwd", b"secret", b"pwd", b"environ", b"getenv"))
+    if any(w in low for w in (b"password", b"passwd", b"secret", b"pwd", b"environ", b"getenv")):
+        return False
+    # A value has a digit or a symbol; an identifier ("= config", "= user_input") has none.
+    return low.strip(b"abcdefghijklmnopqrstuvwxyz_.") != b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +196,7 @@ class _Spec:
     hints: tuple[bytes, ...]
     before: str | None = None  # class body of what may not precede the secret
     after: str | None = None  # class body of what may not follow it
+    after_re: str | None = None  # RE2 for what follows instead (it must start outside ``after``)
     check: Callable[[bytes], bool] | None = None
     label: str | None = None  # Python regex of the label part of ``core``
     drop: int = 0
@@ -266,6 +297,7 @@ _SPECS = [
         (b"+",),
         r"A-Za-z0-9_+\]",
         r"0-9\[",
+        after_re=r"(?:[^0-9\[.]|\.[^0-9]|\.$|$)",  # "+35236450.6" is a decimal number
         refine=_groups(_count_between(8, 15), False),
     ),
     _Spec(
@@ -283,7 +315,7 @@ _SPECS = [
         (DIGITS,),
         _NUM,
         _RNUM,
-        refine=_groups(_count_between(9, 12), False),
+        refine=_groups(_national_phone_ok, False),
     ),
     # Unicode letters in the local part and domain (jörg.müller@beispiel.de) are taken whole.
     _Spec("email", r"[\pL\pM\pN_.%+\-]+@[\pL\pM\pN_\-]+(?:\.[\pL\pM\pN_\-]+)*\.[A-Za-z]{2,}", (b"@",)),
@@ -306,7 +338,9 @@ def _rule(spec: _Spec) -> Rule:
     pat = f"(?:{spec.core})"
     if spec.before is not None:
         pat = rf"(?:^|[^{spec.before}]){pat}"
-    if spec.after is not None:
+    if spec.after_re is not None:
+        pat = f"{pat}{spec.after_re}"
+    elif spec.after is not None:
         pat = rf"{pat}(?:[^{spec.after}]|$)"
     return Rule(
         spec.name,

@@ -99,9 +99,8 @@ class _Compiled:
                 break
             if lead is not None and b[start] not in lead:  # the separator before it
                 start += _char_len(b[start])
-            if tail is not None and b[end - 1] not in tail and end > start:  # the one after it
-                end -= 1
-                while end > start and 0x80 <= b[end] < 0xC0:
+            if tail is not None:  # the separator(s) after it (a UTF-8 character is several bytes)
+                while end > start and b[end - 1] not in tail:
                     end -= 1
             end -= drop
             if label_re is not None:

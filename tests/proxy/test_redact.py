@@ -115,6 +115,13 @@ NEGATIVE = [
     "dates 2024-01-15T12:30:45Z, 15/01/2024, 2024.01.15, 12:30",
     "AccountKey is a setting name; AccountKey=short",
     "Bearer tokenisnotrandomatall is prose",
+    # false positives once found on prose and code (bench/redact_bench.py --fp)
+    "51 Franklin Street, Fifth Floor, Boston, MA 02110-1301, USA",
+    "ExtendedContext.quantize(Decimal('+35236450.6'), Decimal('1e-2'))",
+    "// Prints: <Buffer 66 68 71 77 68 67 61 64 73>",
+    "message id 20150811100527 in the archive",
+    "self.password = config['password'] and userid = passwd = acct = ''",
+    "self.user, self.password = user, password",
 ]
 
 
