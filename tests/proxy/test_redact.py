@@ -122,6 +122,7 @@ NEGATIVE = [
     "message id 20150811100527 in the archive",
     "self.password = config['password'] and userid = passwd = acct = ''",
     "self.user, self.password = user, password",
+    "assert.deepEqual('+00000000', false); <Buffer 66 00 68 00 71 00 77 00 68 00 67 00>",
 ]
 
 
