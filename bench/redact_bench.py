@@ -191,6 +191,9 @@ def main() -> int:
     inputs, dense = adversarial(MiB, args.quick)
     print(f"# whole redactor on {len(inputs)} adversarial inputs of 1 MiB: a run of one class, an anchor at one end")
     whole = sorted(((ms_per_mib(red.redact_text, s, args.repeat), name) for name, s in inputs.items()), reverse=True)
+    # A shared machine's load spikes hit single runs: measure the worst ones again, best of 5.
+    top = [(ms_per_mib(red.redact_text, inputs[name], 5), name) for _, name in whole[:15]]
+    whole = sorted(top + whole[15:], reverse=True)
     for ms, name in whole[:10]:
         print(f"  {ms:8.1f} ms/MiB  {name}")
     worst = whole[0][0]
