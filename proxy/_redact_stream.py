@@ -109,14 +109,15 @@ class StreamRedactor:
         limit = self._max_hold
         # A private-key block: hold it from its BEGIN until its END line is complete, then
         # release it through that line.
-        i = p.rfind(_PEM_BEGIN)
-        if i >= 0:
+        i = p.find(_PEM_BEGIN)
+        while i >= 0:
             end = _PEM_END.search(p, i)
             if end is None:
                 h = min(h, _word_start(p, i))
                 limit = self._max_pem_hold
-            else:
-                h = max(h, end.end())
+                break
+            h = max(h, end.end())
+            i = p.find(_PEM_BEGIN, end.end())
         # Digit groups of a card or phone number that the next piece may continue.
         head = p[:h]
         rest = head.rstrip(_NUMERIC)
