@@ -14,7 +14,9 @@ can turn it into (part of) a secret:
 Whitespace, quotes, ``<``, ``>``, backticks and CJK punctuation end a word; a word boundary
 that cannot continue any pattern releases everything before it, so ordinary prose reaches
 the live feed word by word. The concatenation of every ``feed`` and the ``flush`` is the
-text redacted whole; a text without secrets comes out unchanged, character for character.
+text redacted whole (except that a ``[REDACTED:...]`` label that ended one released piece no
+longer shields a lookalike right after it: more is redacted, never less); a text without
+secrets comes out unchanged, character for character.
 
 Bounds: the hold is at most ``max_hold`` characters (1024: the longest key or token is a
 few hundred) and ``max_pem_hold`` inside an open PEM block (16 KiB: an 8192-bit RSA key,
