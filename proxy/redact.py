@@ -1,33 +1,44 @@
 """Keep secrets and personal data out of what tokentail captures (pure, no I/O).
 
-Three jobs, one per entry point:
+Four jobs, one per entry point:
 
-- ``Redactor.redact_text`` / ``redact_json``: replace e-mails, phone numbers, card
-  numbers and API keys/tokens with ``[REDACTED:<kind>]``. Each kind is one ``Rule``
-  in the ``RULES`` registry, so a rule can be switched off by name.
+- ``Redactor.redact_text`` / ``redact_json``: replace e-mails, phone and card numbers, API
+  keys and tokens, private keys, credentials in URLs, ``Basic`` headers and ``password=``
+  assignments with ``[REDACTED:<kind>]``. Each kind is one ``Rule`` in the ``RULES``
+  registry (``_redact_patterns``), so a rule can be switched off by name.
+- ``StreamRedactor``: the same for a text that arrives in pieces (a streamed completion),
+  holding back only the tail that could still become a secret (``_redact_stream``).
 - ``strip_media``: replace inline base64 images/audio/files with a short
   placeholder such as ``[image/png base64, 12.3 KiB]``.
 - ``is_secret_header`` / ``safe_headers`` / ``strip_query``: no header or URL part that
   may carry a credential leaves the proxy.
 
-``redact_text`` runs on every streamed delta, so it starts with one combined
-"hint" search (a cheap necessary condition of every enabled rule) and returns the
-text untouched when nothing can match.
+Redaction is linear in the text: the built-in rules are RE2 patterns (no backtracking; see
+``_redact_patterns`` for why and the measurements), each run only when the text holds one of
+its literal hints (one RE2 ``Set`` pass finds them all). Ordinary prose and code cost tens of
+ms per MiB, text dense with candidate secrets a few µs per candidate
+(``bench/redact_bench.py``). ``redact_text`` runs on streamed deltas, so a text with no hint
+at all is returned as the same object.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+import re2
+
+from ._redact_patterns import DIGITS, RULE_SPECS, Rule, luhn_ok
+from ._redact_stream import StreamRedactor
 
 __all__ = [
     "RULES",
     "RULE_NAMES",
     "Redactor",
     "Rule",
+    "StreamRedactor",
     "is_secret_header",
     "luhn_ok",
     "media_placeholder",
@@ -36,154 +47,95 @@ __all__ = [
     "strip_query",
 ]
 
+RULES: tuple[Rule, ...] = RULE_SPECS
+RULE_NAMES: frozenset[str] = frozenset(r.name for r in RULES)
+
 _MAX_DEPTH = 256  # deeper JSON is replaced whole rather than risk RecursionError
 _MAX_PASSES = 4  # see redact_text: passes repeat until stable (two in practice)
+_GATE_MAX = 4096
+_UNANCHORED = re2._Anchor.UNANCHORED
+
+# JSON's \u00XX escapes of printable ASCII ("sk\u002dproj\u002d...", "jane\u0040example.com")
+# hide a secret from every pattern; '"' and '\' stay escaped so a JSON text stays JSON.
+_ESCAPE = re.compile(r"\\[uU]00([2-7][0-9A-Fa-f])")
+_UNESCAPE = {f"{c:02x}": chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"\\'}
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One kind of sensitive text.
-
-    ``hint`` is a regex that every match of ``pattern`` contains and that is cheap to
-    search; ``group`` is the part of the match replaced (0 = all of it, 1 = keep a
-    label such as ``Bearer``); ``check`` vetoes matches (Luhn, digit counts).
-    """
-
-    name: str
-    pattern: re.Pattern[str]
-    hint: str
-    group: int = 0
-    check: Callable[[str], bool] | None = None
+def _unescape(s: str) -> str:
+    return _ESCAPE.sub(lambda m: _UNESCAPE.get(m.group(1).lower(), m.group(0)), s)
 
 
-def luhn_ok(digits: str) -> bool:
-    """True when the digit string passes the Luhn checksum."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
-
-
-def _digits(s: str) -> str:
-    return "".join(ch for ch in s if ch.isdigit())
-
-
-def _card_ok(s: str) -> bool:
-    d = _digits(s)
-    # Card networks issue numbers starting 2-6 (Visa, Mastercard, Amex, Discover,
-    # JCB, Diners, UnionPay); this keeps ms timestamps (17...) and ids out.
-    return 13 <= len(d) <= 19 and d[0] in "23456" and luhn_ok(d)
-
-
-def _count_between(lo: int, hi: int) -> Callable[[str], bool]:
-    return lambda s: lo <= len(_digits(s)) <= hi
-
-
-# Order matters: specific key formats before the generic ones (sk-ant- before sk-,
-# keys before Bearer), and all of them before card/phone, whose digit patterns
-# could otherwise bite into a key. Each rule checks its neighbours (so "x+1234..."
-# or "id1234..." are not secrets), and a "[REDACTED:...]" label counts as a word
-# there: a replacement never turns a neighbour into a match (idempotence).
-_B = r"[A-Za-z0-9_\-]"  # base64url / token alphabet
-_RULE_SPECS: list[tuple[str, str, str, int, Callable[[str], bool] | None]] = [
-    ("anthropic_key", rf"(?<![\w\]-])sk-ant-{_B}{{20,}}", r"sk-", 0, None),
-    ("openai_key", rf"(?<![\w\]-])sk-(?:proj-|svcacct-|admin-)?{_B}{{20,}}", r"sk-", 0, None),
-    ("aws_access_key", r"(?<![A-Za-z0-9\]])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9\[])", r"AKIA|ASIA", 0, None),
-    (
-        "aws_secret_key",
-        r"(?i:(?:aws[_\-]?)?secret[_\-]?access[_\-]?key)[\"']?\s*[:=]\s*[\"']?"
-        r"([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=\[])",
-        r"ecret|ECRET",
-        1,
-        None,
-    ),
-    (
-        "github_token",
-        r"(?<![\w\]])(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})",
-        r"gh[pousr]_|github_pat_",
-        0,
-        None,
-    ),
-    ("google_api_key", r"(?<![\w\]-])AIza[0-9A-Za-z_\-]{35}(?![\w\[-])", r"AIza", 0, None),
-    ("slack_token", r"(?<![\w\]-])xox[abposr]-[A-Za-z0-9\-]{10,}", r"xox[abposr]-", 0, None),
-    (
-        "slack_webhook",
-        r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_\-]+",
-        r"hooks\.slack\.com",
-        0,
-        None,
-    ),
-    ("jwt", rf"(?<![\w\]-])eyJ{_B}{{7,}}\.{_B}{{7,}}\.{_B}*", r"eyJ", 0, None),
-    # The token must look random (a digit or punctuation) so prose ("bearer bonds") survives.
-    (
-        "bearer_token",
-        r"(?<![\w\]])(?i:bearer)\s+(?=[A-Za-z0-9\-._~+/]*[0-9\-._~+/])([A-Za-z0-9\-._~+/]{16,}=*)",
-        r"earer|EARER",
-        1,
-        None,
-    ),
-    ("card", r"(?<![\d+\-\]])(?:\d[ \-]?){12,18}\d(?![\d\[])", r"\d(?:[ \-]?\d){12}", 0, _card_ok),
-    # Phones need a leading + or separators, so years, ids and timestamps survive:
-    # +CC international (8-15 digits), US (415) 555-2671 / 415-555-2671 with one
-    # consistent separator, and trunk-0 national numbers (020 7946 0958, 06 12 34 56 78).
-    (
-        "phone",
-        r"(?<![\w+\]])\+\d{1,3}(?:[ \-]?\(\d{1,4}\))?(?:[ \-]?\d{1,5}){1,5}(?![\d\[])",
-        r"\+\d",
-        0,
-        _count_between(8, 15),
-    ),
-    (
-        "phone",
-        r"(?<![\w.+\-\]])(?:\(\d{3}\) ?\d{3}[ .\-]|\d{3}([ .\-])\d{3}\1)\d{4}(?![\w\[])",
-        r"\d[ .\-]\d",
-        0,
-        None,
-    ),
-    (
-        "phone",
-        r"(?<![\w.+\-\]])0\d{1,4}([ .\-])\d{2,8}(?:\1\d{2,8}){0,3}(?![\w\[])",
-        r"\d[ .\-]\d",
-        0,
-        _count_between(9, 12),
-    ),
-    ("email", r"[\w.%+\-]+@[\w\-]+(?:\.[\w\-]+)*\.[A-Za-z]{2,}", r"@", 0, None),
-]
-
-# ASCII classes: \d must not match other scripts' digits (Luhn and digit counts
-# assume 0-9). E-mail keeps Unicode \w so a non-ASCII local part is taken whole.
-RULES: tuple[Rule, ...] = tuple(
-    Rule(name, re.compile(pat, 0 if name == "email" else re.ASCII), hint, group, check)
-    for name, pat, hint, group, check in _RULE_SPECS
-)
-RULE_NAMES: frozenset[str] = frozenset(r.name for r in RULES)
+def _char_len(lead: int) -> int:
+    """Bytes of the UTF-8 character that starts with byte ``lead``."""
+    return 1 if lead < 0xC0 else 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
 
 
 class _Compiled:
-    """A rule ready to apply: its own hint regex plus the substitution function."""
+    """A rule ready to apply on UTF-8 bytes: scan, trim to the secret, veto, replace."""
 
-    __slots__ = ("hint", "pattern", "repl")
+    __slots__ = ("_match", "check", "digits", "drop", "label", "label_re", "lead", "refine", "tail")
 
     def __init__(self, rule: Rule) -> None:
-        self.pattern = rule.pattern
-        self.hint = re.compile(rule.hint, rule.pattern.flags & re.ASCII)
-        label = f"[REDACTED:{rule.name}]"
-        group, check = rule.group, rule.check
+        self._match = rule.pattern._regexp.Match  # spans only; pinned binding (constraints.txt)
+        self.check, self.refine = rule.check, rule.refine
+        self.digits = DIGITS in rule.hints  # reads its neighbours' digits (see _redact)
+        self.lead, self.tail, self.label_re, self.drop = rule.lead, rule.tail, rule.label, rule.drop
+        self.label = f"[REDACTED:{rule.name}]".encode()
 
-        def repl(m: re.Match[str]) -> str:
-            if check is not None and not check(m.group(0)):
-                return m.group(0)
-            if group == 0:
-                return label
-            whole, base = m.group(0), m.start()
-            return whole[: m.start(group) - base] + label + whole[m.end(group) - base :]
+    def apply(self, b: bytes) -> bytes:
+        # One RE2 search per candidate, resumed at the end of the secret so the separator
+        # that ended one secret can start the next: linear in len(b).
+        match, check, refine, label, n = self._match, self.check, self.refine, self.label, len(b)
+        lead, tail, label_re, drop = self.lead, self.tail, self.label_re, self.drop
+        pieces: list[bytes] = []
+        last = pos = 0
+        while True:
+            start, end = match(_UNANCHORED, b, pos, n)[0]
+            if start < 0:
+                break
+            if lead is not None and b[start] not in lead:  # the separator before it
+                start += _char_len(b[start])
+            if tail is not None:  # the separator(s) after it (a UTF-8 character is several bytes)
+                while end > start and b[end - 1] not in tail:
+                    end -= 1
+            end -= drop
+            if label_re is not None:
+                m = label_re.match(b, start, end)
+                if m is not None:
+                    start = m.end()
+            if refine is not None and start < end:
+                span = refine(b[start:end])
+                if span is not None:
+                    start, end = start + span[0], start + span[1]
+                    pieces.append(b[last:start])
+                    pieces.append(label)
+                    last = end
+            elif start < end and (check is None or check(b[start:end])):
+                pieces.append(b[last:start])
+                pieces.append(label)
+                last = end
+            pos = max(end, pos + 1)
+        if not pieces:
+            return b
+        pieces.append(b[last:])
+        return b"".join(pieces)
 
-        self.repl = repl
+
+class _UserRule:
+    """A user's extra pattern: RE2 when it compiles there (linear), else Python ``re``."""
+
+    __slots__ = ("label", "rx")
+
+    def __init__(self, kind: str, pattern: str) -> None:
+        self.label = f"[REDACTED:{kind}]"
+        try:
+            self.rx: Any = re2.compile(pattern)
+        except re2.error:  # look-around or back-references: the user's own regex, as given
+            self.rx = re.compile(pattern)
+
+    def apply(self, s: str) -> str:
+        out: str = self.rx.sub(lambda _m: self.label, s)
+        return out
 
 
 class Redactor:
@@ -192,7 +144,8 @@ class Redactor:
     ``rules`` names the rules to apply (``RULE_NAMES``; None = all); unknown names
     raise ``ValueError`` so a typo in the config fails at start. ``extra_patterns``
     adds user regexes: a mapping ``{kind: pattern}`` or a list of patterns (kind
-    ``custom``). ``enabled=False`` turns all of it off.
+    ``custom``); they run through RE2 when they compile there, else Python ``re`` (their
+    speed is then theirs). ``enabled=False`` turns all of it off.
     """
 
     def __init__(
@@ -206,46 +159,82 @@ class Redactor:
         if unknown:
             raise ValueError(f"unknown redaction rules: {sorted(unknown)}; known: {sorted(RULE_NAMES)}")
         chosen = [r for r in RULES if r.name in wanted]
-        # The fast path: the built-in hints joined bare into one regex (no group per
-        # hint: measurably faster; each hint is a valid top-level alternation).
-        hints = dict.fromkeys(r.hint for r in chosen)
-        gates = [re.compile("|".join(hints), re.ASCII)] if hints else []
+        user: list[_UserRule] = []
         if extra_patterns:
             if isinstance(extra_patterns, Mapping):
                 items = list(extra_patterns.items())
             else:
                 items = [("custom", p) for p in extra_patterns]
-            for kind, pat in items:
-                # A user pattern is its own hint (it may carry global flags like "(?i)").
-                rule = Rule(kind, re.compile(pat), pat)
-                chosen.append(rule)
-                gates.append(rule.pattern)
-        self.enabled = enabled and bool(chosen)
-        self.rule_names = frozenset(r.name for r in chosen)
+            user = [_UserRule(kind, pat) for kind, pat in items]
+        self.enabled = enabled and bool(chosen or user)
+        self.rule_names = frozenset(r.name for r in chosen) | frozenset(u.label[10:-1] for u in user)
         self._rules = [_Compiled(r) for r in chosen]
-        self._gates = gates
+        self._user = user
+        hint_list = list(dict.fromkeys(h for r in chosen for h in r.hints))
+        self._hint_set: Any = re2.Set.SearchSet()
+        for h in hint_list:
+            self._hint_set.Add(b"[0-9]" if h is DIGITS else b"(?i)" + re2.escape(h))
+        if hint_list:
+            self._hint_set.Compile()
+        self._rule_hints = [frozenset(hint_list.index(h) for h in r.hints) for r in chosen]
+        # The fast path for a streamed token: one search for any rule's hint (a literal,
+        # or a digit). Python's re is fine here: an alternation of literals cannot backtrack.
+        hints = [re.escape(h.decode()) for h in dict.fromkeys(h for r in chosen for h in r.hints) if h is not DIGITS]
+        if any(DIGITS in r.hints for r in chosen):
+            hints.append("[0-9]")
+        # Hints are lower case and searched in s.lower(): IGNORECASE makes the search 3x slower.
+        self._gate = re.compile("|".join(hints), re.ASCII) if hints else None
 
     def redact_text(self, s: str) -> str:
-        """Return ``s`` with every sensitive span replaced by ``[REDACTED:<kind>]``."""
+        """Return ``s`` with every sensitive span replaced by ``[REDACTED:<kind>]``.
+
+        Idempotent; ``s`` itself is returned when nothing was found. A secret written with
+        JSON ``\\u00XX`` escapes is found too: the text is redacted again decoded, and when
+        that found more, the decoded, redacted text is returned (escapes of printable ASCII
+        decoded, ``\\u0022`` and ``\\u005c`` kept).
+        """
         if not self.enabled or not s:
             return s
-        for gate in self._gates:
-            if gate.search(s) is not None:
-                break
-        else:  # nothing can match: the common case for a streamed token
-            return s
-        # A replacement can change what a neighbouring match looks like (a run vetoed
-        # as too long for a phone gets shorter once its tail became an e-mail label),
-        # so passes repeat until nothing changes: redact_text is idempotent. The
-        # second pass runs only when the first replaced something.
-        for _ in range(_MAX_PASSES):
-            before = s
-            for rule in self._rules:
-                if rule.hint.search(s) is not None:
-                    s = rule.pattern.sub(rule.repl, s)
-            if s == before:
-                break
-        return s
+        out = self._redact(s)
+        if "\\u00" in out or "\\U00" in out:
+            plain = _unescape(out)
+            if plain != out:
+                red = self._redact(plain)
+                if red != plain:
+                    out = red
+        return out
+
+    def _redact(self, s: str) -> str:
+        out = s
+        # Past a few KiB the Set pass alone is cheaper than the gate (a hint is all but sure).
+        if self._rules and (len(s) > _GATE_MAX or (self._gate is not None and self._gate.search(s.lower()))):
+            b = orig = s.encode("utf-8", "surrogatepass")
+            # A replacement can change what a neighbouring match looks like (a run vetoed
+            # as too long for a phone gets shorter once its tail became an e-mail label),
+            # so passes repeat until nothing changes: redact_text is idempotent. The
+            # second pass runs only when the first replaced something, and only for the
+            # rules a replacement can affect.
+            # Which hints the text holds, in one RE2 pass (a Set of literals has a small DFA):
+            # ~1 ms/MiB, where one ``in`` per hint took 5-15.
+            found = self._hint_set.Match(b) or ()
+            active = [r for r, idx in zip(self._rules, self._rule_hints) if not idx.isdisjoint(found)]
+            for _ in range(_MAX_PASSES):
+                before = b
+                for rule in active:
+                    b = rule.apply(b)
+                if b is before:
+                    break
+                # Only the digit rules (card, phone) read their neighbours' digits.
+                active = [r for r in active if r.digits]
+            if b is not orig:
+                out = b.decode("utf-8", "surrogatepass")
+        for u in self._user:
+            out = u.apply(out)
+        return out
+
+    def stream(self) -> StreamRedactor:
+        """A ``StreamRedactor`` for one streamed field (text, reasoning, one tool call's arguments)."""
+        return StreamRedactor(self)
 
     def redact_json(self, obj: Any) -> Any:
         """Return a copy of ``obj`` with every string value redacted (keys are kept).

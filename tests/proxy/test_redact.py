@@ -1,9 +1,11 @@
-"""Tests for proxy/redact.py: every rule both ways, JSON walk, media, headers, URLs."""
+"""Tests for proxy/redact.py: every rule both ways, JSON walk, media, headers, URLs, linear time."""
 
 from __future__ import annotations
 
 import base64
 import copy
+import gc
+import time
 import timeit
 
 import pytest
@@ -22,6 +24,11 @@ from tokentail.proxy.redact import (
 )
 
 R = Redactor()
+
+PEM = (
+    "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj\n"
+    "MzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNbvJZHtCSuYEvu\n-----END PRIVATE KEY-----"
+)
 
 # (kind, secret); each is embedded in prose and must disappear behind [REDACTED:kind].
 POSITIVE = [
@@ -61,6 +68,14 @@ POSITIVE = [
     ("slack_token", "xoxp-123456789012-abcdefghij"),
     ("slack_webhook", "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"),
     ("jwt", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQs"),
+    ("stripe_key", "sk_live_4eC39HqLyjWDarjtT1zdp7dc"),
+    ("stripe_key", "rk_live_51HabcdefGHIJKLmnopQRstuv"),
+    ("stripe_key", "sk_test_4eC39HqLyjWDarjtT1zdp7dc"),
+    ("gitlab_token", "glpat-Ab12Cd34Ef56Gh78Ij90"),
+    ("huggingface_token", "hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567"),
+    ("npm_token", "npm_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"),
+    ("pem_private_key", PEM),
+    ("pem_private_key", PEM.replace("\n", "\\n").replace("PRIVATE", "RSA PRIVATE")),  # JSON-escaped newlines
 ]
 
 # Things that look a little like the rules but must survive untouched.
@@ -84,6 +99,30 @@ NEGATIVE = [
     "eyJ is not a token",
     "bearer bonds are bearer instruments",
     "[REDACTED:email] stays as it is",
+    # near-misses of the newer kinds and ordinary things that look a little like secrets
+    "uuid 550e8400-e29b-41d4-a716-446655440000, sha256 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    "md5 d41d8cd98f00b204e9800998ecf8427e, commit 3f786850e387550fdab836ed7e6dc881de23001b",
+    "price $1,299.99 or €4.50, 12.5% off, total 1 234 567.00, version 10.2.3",
+    "decorators like @property, user@localhost, x@y and npm install @types/node",
+    "pip install requests==2.31.0 and numpy>=1.26",
+    "the password is stored in a vault; secret sauce; the passwd file; Password:",
+    "password = getpass.getpass() and secret=os.environ['SECRET'] and pwd=os.getcwd()",
+    "password: ${DB_PASSWORD} and password: ******** and password=None",
+    "a basic understanding of Basic auth",
+    "https://example.com:8080/path?x=1 and https://docs.python.org/3/",
+    "-----BEGIN PUBLIC KEY----- is not private",
+    "hf_hub_download, npm_config_cache, sk_live_short, glpat-short",
+    "dates 2024-01-15T12:30:45Z, 15/01/2024, 2024.01.15, 12:30",
+    "AccountKey is a setting name; AccountKey=short",
+    "Bearer tokenisnotrandomatall is prose",
+    # false positives once found on prose and code (bench/redact_bench.py --fp)
+    "51 Franklin Street, Fifth Floor, Boston, MA 02110-1301, USA",
+    "ExtendedContext.quantize(Decimal('+35236450.6'), Decimal('1e-2'))",
+    "// Prints: <Buffer 66 68 71 77 68 67 61 64 73>",
+    "message id 20150811100527 in the archive",
+    "self.password = config['password'] and userid = passwd = acct = ''",
+    "self.user, self.password = user, password",
+    "assert.deepEqual('+00000000', false); <Buffer 66 00 68 00 71 00 77 00 68 00 67 00>",
 ]
 
 
@@ -98,33 +137,72 @@ def test_lookalikes_untouched(text: str) -> None:
     assert R.redact_text(text) == text
 
 
+# (text, expected): the label stays, only the value goes.
+LABELLED = [
+    (
+        "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "aws_secret_access_key = [REDACTED:aws_secret_key]",
+    ),
+    (
+        'AWS_SECRET_ACCESS_KEY="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"',
+        'AWS_SECRET_ACCESS_KEY="[REDACTED:aws_secret_key]"',
+    ),
+    (
+        '{"SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}',
+        '{"SecretAccessKey": "[REDACTED:aws_secret_key]"}',
+    ),
+    ("Authorization: Bearer abc123def456ghi789jkl", "Authorization: Bearer [REDACTED:bearer_token]"),
+    ("bearer 0123456789abcdefXYZ==", "bearer [REDACTED:bearer_token]"),
+    # A key after Bearer is named by its own rule, the label stays.
+    ("Bearer sk-abcdefghijklmnopqrstuvwxyz012345", "Bearer [REDACTED:openai_key]"),
+    ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "Authorization: Basic [REDACTED:basic_auth]"),
+    (
+        "postgres://admin:s3cr3tP4ss@db.example.com:5432/app",
+        "postgres://[REDACTED:url_credentials]@db.example.com:5432/app",
+    ),
+    ("https://user:p%40ss@example.com/x", "https://[REDACTED:url_credentials]@example.com/x"),
+    ("password=hunter22!", "password=[REDACTED:password]"),
+    ('DB_PASSWD: "c0rrect-h0rse"', 'DB_PASSWD: "[REDACTED:password]"'),
+    ("client_secret: Tr0ub4dor&3", "client_secret: [REDACTED:password]"),
+    ('{"password": "hunter22"}', '{"password": "[REDACTED:password]"}'),
+    (
+        "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsu==;EndpointSuffix=core.windows.net",
+        "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=[REDACTED:azure_account_key];EndpointSuffix=core.windows.net",
+    ),
+    (
+        '{"type": "service_account", "private_key": "' + PEM.replace("\n", "\\n") + '\\n", "client_email": "x"}',
+        '{"type": "service_account", "private_key": "[REDACTED:gcp_private_key]", "client_email": "x"}',
+    ),
+]
+
+
 def test_every_rule_has_a_positive_case() -> None:
-    assert {kind for kind, _ in POSITIVE} | {"aws_secret_key", "bearer_token"} == RULE_NAMES
+    labelled = {"aws_secret_key", "bearer_token", "basic_auth", "url_credentials", "password"}
+    assert {kind for kind, _ in POSITIVE} | labelled | {"azure_account_key", "gcp_private_key"} == RULE_NAMES
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        (
-            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            "aws_secret_access_key = [REDACTED:aws_secret_key]",
-        ),
-        (
-            'AWS_SECRET_ACCESS_KEY="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"',
-            'AWS_SECRET_ACCESS_KEY="[REDACTED:aws_secret_key]"',
-        ),
-        (
-            '{"SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}',
-            '{"SecretAccessKey": "[REDACTED:aws_secret_key]"}',
-        ),
-        ("Authorization: Bearer abc123def456ghi789jkl", "Authorization: Bearer [REDACTED:bearer_token]"),
-        ("bearer 0123456789abcdefXYZ==", "bearer [REDACTED:bearer_token]"),
-        # A key after Bearer is named by its own rule, the label stays.
-        ("Bearer sk-abcdefghijklmnopqrstuvwxyz012345", "Bearer [REDACTED:openai_key]"),
-    ],
-)
+@pytest.mark.parametrize(("text", "expected"), LABELLED)
 def test_labelled_secrets_keep_their_label(text: str, expected: str) -> None:
     assert R.redact_text(text) == expected
+
+
+def test_truncated_pem_block_is_redacted_to_the_end_of_its_body() -> None:
+    body = PEM.split("-----END")[0]
+    out = R.redact_text("key: " + body + "more base64 words. Next")
+    assert out == "key: [REDACTED:pem_private_key]. Next"
+
+
+def test_secrets_behind_json_escapes() -> None:
+    # "\u002d" is "-", "\u0040" is "@", "\u003d" is "=": the secret is found decoded.
+    text = (
+        r"key sk\u002dproj\u002dAb3dEfGhIjKlMnOpQrStUvWxYz_01234 mail jane\u0040example.com pass\u0077ord\u003dhunter22"
+    )
+    out = R.redact_text(text)
+    assert out == "key [REDACTED:openai_key] mail [REDACTED:email] password=[REDACTED:password]"
+    assert R.redact_text(out) == out
+    # A text with escapes but no secret is kept exactly, escapes and all.
+    plain = r"caf\u00e9 \u0041BC \u0022quoted\u0022"
+    assert R.redact_text(plain) == plain
 
 
 def test_anthropic_key_is_not_called_openai() -> None:
@@ -392,3 +470,47 @@ def test_idempotent_when_a_replacement_meets_a_neighbour(text: str) -> None:
     once = R.redact_text(text)
     assert "[REDACTED:" in once
     assert R.redact_text(once) == once
+
+
+# --- linear time -----------------------------------------------------------------------
+
+_UNITS = ["x", "a1", "1", "1 ", "1-", "+1", "aZ_-", "a.", "-", "@", "é", " ", "aZ09+/="]
+_ANCHORS = ["", "@", "+", ".", "-", "sk-", "eyJ", "AKIA", "ghp_", "xox", "hf_", "Bearer ", "Basic ", "password="]
+_ANCHORS += ["://", "AccountKey=", "-----BEGIN PRIVATE KEY-----", '"private_key": "', "\\u0040", " contact me @ work"]
+
+
+def _adversarial(unit: str, anchor: str, shape: str, size: int) -> str:
+    if shape == "end":
+        return (unit * (size // len(unit)))[: size - len(anchor)] + anchor
+    if shape == "start":
+        return anchor + (unit * (size // len(unit)))[: size - len(anchor)]
+    piece = anchor + unit * 8 + " "
+    return (piece * (size // len(piece) + 1))[:size]
+
+
+def _best_times(texts: tuple[str, str], runs: int = 9) -> tuple[float, float]:
+    """Best of ``runs`` for each text, measured interleaved so load hits both alike."""
+    best = [float("inf"), float("inf")]
+    gc.disable()  # a collection inside one run is noise, not the redactor's cost
+    try:
+        for _ in range(runs):
+            for i, text in enumerate(texts):
+                t0 = time.perf_counter()
+                R.redact_text(text)
+                best[i] = min(best[i], time.perf_counter() - t0)
+    finally:
+        gc.enable()
+    return best[0], best[1]
+
+
+@pytest.mark.slow  # ~10-20 s: 25 pairs of 256/512 KiB texts, each timed 9 times
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(_UNITS), st.sampled_from(_ANCHORS), st.sampled_from(["end", "start", "repeat"]))
+def test_doubling_an_adversarial_input_at_most_triples_its_time(unit: str, anchor: str, shape: str) -> None:
+    # Linear time is a ratio, not a figure (the figures are bench/redact_bench.py's): an O(n²)
+    # pattern would take 4x for 2x the text. Sizes past the CPU caches, interleaved runs and
+    # 5 ms of slack keep a loaded machine's noise out.
+    small_text, big_text = (_adversarial(unit, anchor, shape, n * 1024) for n in (256, 512))
+    R.redact_text(big_text)  # RE2 builds its DFA lazily: warm it up first
+    small, big = _best_times((small_text, big_text))
+    assert big <= 3 * small + 0.005, (unit, anchor, shape, small, big)
