@@ -139,7 +139,30 @@ class LiveHub:
         self._entries[rec.id] = e
         self._entry_bytes += e.size
         self._trim()
+        if not rec.prompt_ready:  # redacted off the loop: request.start waits for on_prompt
+            e.held = []
+            return
         self._publish("request.start", start, payload)
+
+    def on_prompt(self, rec: RequestRecord) -> None:
+        """The prompt, redacted off the loop, is on the record: publish ``request.start``,
+        then the deltas held back meanwhile, in their order."""
+        e = self._entries.get(rec.id)
+        if e is None or e.held is None:
+            return
+        start, keys = start_data(rec, self.variant)
+        payload = approx_size(rec.prompt)
+        e.start, e.prompt_keys = start, keys
+        e.size += payload
+        self._entry_bytes += payload
+        self._release(e)
+        self._trim()
+
+    def _release(self, e: Entry) -> None:
+        held, e.held = e.held, None
+        self._publish("request.start", e.start, approx_size(e.start))
+        for name, data, payload in held or ():
+            self._publish(name, data, payload)
 
     def on_delta(self, rec: RequestRecord, delta: Delta) -> None:
         """Capture one delta (what its stream redactors release, within the cap) and publish
@@ -167,6 +190,8 @@ class LiveHub:
         if e is None or e.rec is None:  # evicted in flight (or never started): publish only
             self._publish("request.end", end, 0)
             return
+        if e.held is not None:  # ended before its prompt was ready (the handler waits; others may not)
+            self._release(e)
         st = e.streams
         fed_text = False
         if st is not None:
@@ -328,6 +353,9 @@ class LiveHub:
         if e.deltas == 1:
             e.ttft_ms = rec.ttft_ms if rec.ttft_ms is not None else round(rec.elapsed_ms(), 3)
             data["ttft_ms"] = e.ttft_ms
+        if e.held is not None:
+            e.held.append(("request.delta", data, len(text) + len(reasoning)))
+            return
         self._publish("request.delta", data, len(text) + len(reasoning))
 
     def _precut(self, e: Entry, piece: str) -> str:
@@ -404,7 +432,9 @@ class LiveHub:
         return list(itertools.islice(self._log, seq + 1 - self._log[0][0], None))
 
     def _snapshot(self) -> list[Event]:
-        return snapshot_events(self.boot_id, self._seq, self._entries.values(), self._tools)
+        # A request whose start is held back is announced live, once its prompt is ready.
+        entries = (e for e in self._entries.values() if e.held is None)
+        return snapshot_events(self.boot_id, self._seq, entries, self._tools)
 
     def _tools(self, e: Entry) -> list[dict[str, Any]]:
         if e.rec is not None:  # in flight: as released so far (else what the tap assembled, redacted now)

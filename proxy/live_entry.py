@@ -121,6 +121,8 @@ class Entry:
     buf: bytearray = field(default_factory=bytearray)  # text as released (redacted) so far
     rbuf: bytearray = field(default_factory=bytearray)  # reasoning, likewise
     streams: Streams | None = None  # in flight: the stream redactors of its fields
+    # Events held back while the prompt is redacted off the loop (request.start not out yet).
+    held: list[tuple[str, dict[str, Any], int]] | None = None
     text: str | None = None  # once finished: the whole text, redacted
     reasoning: str | None = None
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
