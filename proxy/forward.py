@@ -124,6 +124,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+_SECRET_ROOM = 1024  # longer than any secret a rule knows: text is cut this far past a cap before redaction
 _POOL: list[ThreadPoolExecutor] = []
 _PARSE_OFF_LOOP = 1 << 20  # a body this big is parsed in the worker thread (~2 ms per MiB)
 
@@ -358,8 +359,8 @@ def _finish(
         rec.status = R.ERROR
     if route is not None and route.key:  # an upstream that echoes the key we injected (its error body)
         _scrub(rec, route.key)
-    if rec.error_message:
-        rec.error_message = app[REDACTOR].redact_text(rec.error_message)[:500]
+    if rec.error_message:  # cut before redacting (bounded work), with room for a secret across the cut
+        rec.error_message = app[REDACTOR].redact_text(rec.error_message[: 500 + _SECRET_ROOM])[:500]
     rec.cost_usd = _cost(app[PRICES], rec)
     if prompt is not None and not prompt.done:
         prompt.end = True  # told once the prompt is redacted (see _PromptRedaction)
