@@ -97,6 +97,8 @@ async def forward(request: web.Request) -> web.StreamResponse:
             prompt = _PromptRedaction(rec, app[REDACTOR], observers)
         observers.start(rec)
         hooks.upstream(ctx)  # after on_start: our span exists now
+        if len(body) > _PARSE_OFF_LOOP:
+            await asyncio.sleep(0)  # let other streams run between the hooks and re-serialising megabytes
         try:
             out = upstream.build(ctx)
         except PathRefused as exc:
