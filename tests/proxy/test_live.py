@@ -453,3 +453,28 @@ async def test_prompt_preview_on_start_and_in_summaries() -> None:
     start = pending(sub)[0][2]
     assert start["prompt_preview"] == "Look here"  # computed once, the browser shows it as is
     assert hub.list_requests()[0]["prompt_preview"] == "Look here"
+
+
+# --- a prompt redacted off the loop ----------------------------------------------------------
+
+
+async def test_start_held_until_the_prompt_is_ready_then_events_in_order() -> None:
+    hub = LiveHub(boot_id=BOOT)
+    sub = hub.subscribe(snapshot=False)
+    r = rec("r1")
+    r.prompt, r.prompt_ready = {}, False  # the handler redacts it in a worker thread
+    hub.on_start(r)
+    hub.on_delta(r, Delta(text="Hello "))
+    assert pending(sub) == [] and hub.head == 0  # nothing before request.start
+    assert [e[1] for e in pending(hub.subscribe())] == ["snapshot"]  # not in a snapshot either
+    r.prompt, r.prompt_ready = {"messages": [{"role": "user", "content": "[REDACTED:email] hi"}]}, True
+    hub.on_prompt(r)
+    hub.on_delta(r, Delta(text="world "))
+    r.status = OK
+    hub.on_end(r)
+    got = pending(sub)
+    assert [g[1] for g in got] == ["request.start", "request.delta", "request.delta", "request.end"]
+    assert got[0][2]["messages"][0]["content"] == "[REDACTED:email] hi"
+    assert got[0][2]["prompt_preview"] == "[REDACTED:email] hi"
+    assert [g[2]["seq"] for g in got[1:3]] == [1, 2]
+    assert hub.get_request("r1")["text"] == "Hello world "
