@@ -81,6 +81,14 @@ OPTIONS = [
         parse_size,
         metavar="SIZE",
     ),
+    Option(
+        "capture_prompt_bytes",
+        "captured prompt text per request, cut before it is redacted, stored or exported "
+        "(beyond: truncated, marked; the upstream still gets the whole body)",
+        256 << 10,
+        parse_size,
+        metavar="SIZE",
+    ),
     Option("live_max_subscribers", "listeners of /api/live at once (beyond: 503, counted)", 64, int, metavar="N"),
     Option(
         "span_content_bytes",

@@ -19,6 +19,7 @@ import json
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiohttp
@@ -28,8 +29,9 @@ from yarl import URL
 
 from . import record as R
 from . import upstream
-from .hooks import RequestContext, UpstreamPlan
+from .hooks import RequestContext, UpstreamPlan, parse_json_object
 from .record import Delta, Observers, RequestRecord, merge_deltas
+from .redact import Redactor
 from .routes import Route
 from .state import CONFIG, HOOKS, INFLIGHT, OBSERVERS, PRICES, REDACTOR, SESSION, InFlight, ProxyConfig
 from .tap import StreamTap
@@ -85,11 +87,18 @@ async def forward(request: web.Request) -> web.StreamResponse:
     inflight = app[INFLIGHT]
     inflight[rid] = InFlight(asyncio.current_task(), rec)  # type: ignore[arg-type]  # a handler runs in a task
     relay = _Relay()
+    prompt: _PromptRedaction | None = None
     try:
         hooks, observers = app[HOOKS], app[OBSERVERS]
+        if len(body) > _PARSE_OFF_LOOP:  # megabytes of JSON: parse in the worker, the loop serves others
+            ctx.preparsed = (await asyncio.get_running_loop().run_in_executor(_pool(), parse_json_object, body),)
         hooks.request(ctx)
+        if rec.prompt_pending is not None:
+            prompt = _PromptRedaction(rec, app[REDACTOR], observers)
         observers.start(rec)
         hooks.upstream(ctx)  # after on_start: our span exists now
+        if len(body) > _PARSE_OFF_LOOP:
+            await asyncio.sleep(0)  # let other streams run between the hooks and re-serialising megabytes
         try:
             out = upstream.build(ctx)
         except PathRefused as exc:
@@ -113,8 +122,53 @@ async def forward(request: web.Request) -> web.StreamResponse:
     finally:
         relay.close()
         inflight.pop(rid, None)
-        _finish(rec, app, ctx.plan.route)
+        _finish(rec, app, ctx.plan.route, prompt)
     return resp
+
+
+_SECRET_ROOM = 1024  # longer than any secret a rule knows: text is cut this far past a cap before redaction
+_POOL: list[ThreadPoolExecutor] = []
+_PARSE_OFF_LOOP = 1 << 20  # a body this big is parsed in the worker thread (~2 ms per MiB)
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One worker thread for large bodies' parsing and prompts' redaction. RE2 and the JSON
+    decoder keep the GIL during a call, so more threads would only take more turns from the
+    event loop (measured: eight threads held a 10 ms/token stream for over a second); with
+    one, the loop waits at most one call. Created on first use, lives with the process."""
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokentail-content"))
+    return _POOL[0]
+
+
+class _PromptRedaction:
+    """A large prompt redacted in a worker thread while the request goes on: the request path
+    never waits on telemetry. The live hub holds ``request.start`` (and the deltas after it)
+    until ``on_prompt``; ``on_end`` waits for it too, so each request's events stay in order
+    and the span gets the redacted prompt. The redaction is capped work (``_promptcap``);
+    RE2 holds the GIL per call, but each call on a capped prompt takes milliseconds."""
+
+    __slots__ = ("_observers", "_rec", "done", "end")
+
+    def __init__(self, rec: RequestRecord, redactor: Redactor, observers: Observers) -> None:
+        self._rec, self._observers = rec, observers
+        self.done = False
+        self.end = False  # the request ended first: on_end runs once the prompt is ready
+        raw, rec.prompt_pending = rec.prompt_pending, None
+        fut = asyncio.get_running_loop().run_in_executor(_pool(), redactor.redact_json, raw)
+        fut.add_done_callback(self._ready)
+
+    def _ready(self, fut: asyncio.Future[Any]) -> None:
+        rec = self._rec
+        try:
+            rec.prompt = fut.result()
+        except BaseException:  # cancelled at shutdown, or a redaction bug: no prompt rather than a raw one
+            log.exception("prompt redaction failed for %s", rec.id)
+            rec.prompt = {}
+        rec.prompt_ready = self.done = True
+        self._observers.prompt(rec)
+        if self.end:
+            self._observers.end(rec)
 
 
 class _Relay:
@@ -294,7 +348,9 @@ async def _upstream_failed(
     return resp
 
 
-def _finish(rec: RequestRecord, app: web.Application, route: Route | None = None) -> None:
+def _finish(
+    rec: RequestRecord, app: web.Application, route: Route | None = None, prompt: _PromptRedaction | None = None
+) -> None:
     end = time.perf_counter()
     rec.latency_ms = (end - rec.t0) * 1000.0
     out = rec.usage.output_tokens
@@ -305,9 +361,12 @@ def _finish(rec: RequestRecord, app: web.Application, route: Route | None = None
         rec.status = R.ERROR
     if route is not None and route.key:  # an upstream that echoes the key we injected (its error body)
         _scrub(rec, route.key)
-    if rec.error_message:
-        rec.error_message = app[REDACTOR].redact_text(rec.error_message)[:500]
+    if rec.error_message:  # cut before redacting (bounded work), with room for a secret across the cut
+        rec.error_message = app[REDACTOR].redact_text(rec.error_message[: 500 + _SECRET_ROOM])[:500]
     rec.cost_usd = _cost(app[PRICES], rec)
+    if prompt is not None and not prompt.done:
+        prompt.end = True  # told once the prompt is redacted (see _PromptRedaction)
+        return
     app[OBSERVERS].end(rec)
 
 

@@ -31,6 +31,7 @@ from opentelemetry.trace import Span, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from yarl import URL
 
+from ._promptcap import DEFAULT_PROMPT_BYTES, cap_prompt
 from .attribution import TAGS_HEADER, Fingerprinter, end_user, parse_tags
 from .record import RequestRecord
 from .redact import Redactor, strip_media
@@ -128,6 +129,9 @@ class RequestContext:
     plan: UpstreamPlan
     query: Mapping[str, str] | None = None
     obj: dict[str, Any] | None = None  # the JSON body, once ``ParseBody`` found one
+    # The body already parsed (``parse_json_object``) by the handler, off the event loop
+    # for a large body; ``ParseBody`` then takes it instead of parsing again.
+    preparsed: tuple[dict[str, Any] | None] | None = None
 
     def apply(self, change: Change | None) -> None:
         if change is None:
@@ -192,28 +196,52 @@ def parse_json_object(body: bytes) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
+# A capped prompt of at most this many bytes is redacted here, on the loop (well under a
+# millisecond); a bigger one in a worker thread, while the request goes upstream.
+INLINE_REDACT_BYTES = 16 << 10
+
+
 class ParseBody:
     """The model, stream flag, parameters and (redacted) prompt from a JSON body; a body
-    that is not a JSON object is forwarded as it came and the record flagged unparsed."""
+    that is not a JSON object (or nested past what the parser takes) is forwarded as it
+    came and the record flagged unparsed.
 
-    def __init__(self, redactor: Redactor) -> None:
+    The prompt is capped before anything else reads it (``_promptcap``; ``prompt_bytes``,
+    marked ``truncated``); the upstream still gets the body unchanged. What remains is
+    redacted here when small, else left on the record as ``prompt_pending`` for the
+    handler to redact off the event loop (``prompt_ready`` False until then).
+    """
+
+    def __init__(
+        self, redactor: Redactor, prompt_bytes: int = DEFAULT_PROMPT_BYTES, inline_bytes: int = INLINE_REDACT_BYTES
+    ) -> None:
         self._redactor = redactor
+        self._prompt_bytes = prompt_bytes
+        self._inline_bytes = inline_bytes
 
     def request(self, ctx: RequestContext) -> Change:
-        obj = parse_json_object(ctx.body)
+        obj = ctx.preparsed[0] if ctx.preparsed is not None else parse_json_object(ctx.body)
         if obj is None:
             return Change(record={"parsed": False})
         model = obj.get("model")
+        record: dict[str, Any] = {
+            "model": model if isinstance(model, str) else None,
+            "stream": obj.get("stream") is True,
+            "params": {k: obj[k] for k in _PARAMS if k in obj},
+            "prompt": {},
+        }
         prompt = {k: obj[k] for k in _PROMPT_KEYS if k in obj}
-        return Change(
-            obj=obj,
-            record={
-                "model": model if isinstance(model, str) else None,
-                "stream": obj.get("stream") is True,
-                "params": {k: obj[k] for k in _PARAMS if k in obj},
-                "prompt": self._redactor.redact_json(strip_media(prompt)) if prompt else {},
-            },
-        )
+        if prompt:
+            # Bounded work from here on: cap (media kept whole), strip media, cap again.
+            capped, cut1, _ = cap_prompt(prompt, self._prompt_bytes, keep_media=True)
+            capped, cut, used = cap_prompt(strip_media(capped), self._prompt_bytes)
+            if cut or cut1:
+                record["truncated"] = True
+            if used <= self._inline_bytes or not self._redactor.enabled:
+                record["prompt"] = self._redactor.redact_json(capped)
+            else:
+                record["prompt_pending"], record["prompt_ready"] = capped, False
+        return Change(obj=obj, record=record)
 
 
 class Attribute:
@@ -322,10 +350,11 @@ def default_hooks(
     sessions: SessionTracker,
     inject_usage: bool = True,
     span_of: Callable[[str], Span | None] | None = None,
+    prompt_bytes: int = DEFAULT_PROMPT_BYTES,
 ) -> list[object]:
     """The request hooks in the order they run (each needs what the ones before it set)."""
     return [
-        ParseBody(redactor),  # model, stream, params, prompt: everything below reads them
+        ParseBody(redactor, prompt_bytes),  # model, stream, params, prompt: everything below reads them
         Attribute(redactor, fingerprinter),  # the end user, named in the body
         Routing(routes),  # by the parsed model
         AssignSession(sessions),  # falls back to the attributed user

@@ -14,8 +14,9 @@ Everything here runs on the event loop, synchronously, and never waits:
 - Entries are bounded by count (``max_requests``) and approximate bytes: finished
   ones are evicted oldest-finished first. Captured text per request stops at
   ``max_capture_bytes`` (UTF-8) and the request is marked ``truncated``.
-- ``on_delta`` is O(1) per delta: redact the piece (fast path for clean text), append
-  to a bytearray, build one small dict. No JSON encoding: ``live_sse`` runs in the
+- ``on_delta`` is O(1) per delta: feed the piece to the request's stream redactor
+  (``live_entry.Streams``; a secret split across deltas is caught), append what it
+  releases to a bytearray, build one small dict. No JSON encoding: ``live_sse`` runs in the
   HTTP layer, per subscriber that actually reads, a large event in slices.
 - At most ``max_subscribers`` listen at once (each holds a queue and, on joining, a
   snapshot of the whole ring); ``subscribe`` beyond it raises ``TooManySubscribers``
@@ -36,10 +37,13 @@ Replay on subscribe (``Last-Event-ID``):
   carry the id ``<boot_id>:<head>`` (the hub's seq when it was taken), so a later
   reconnect resumes exactly after it. Live deltas then continue at ``seq + 1``.
 
-``request.end`` carries ``text`` only when the final text differs from the deltas'
-concatenation: redacting the whole completion found something per-delta redaction
-could not (a secret split across deltas), or the text never came as deltas. The
-client should replace the text it built from deltas with it.
+Deltas carry only released text: the trailing characters that could still become a
+secret are held until the next word boundary, and the last of them go out as one more
+``request.delta`` just before ``request.end``. Everything the hub stores or replays is
+released text, so no sink (live feed, replay, in-flight detail, previews) ever holds a
+secret, however the upstream split it. ``request.end`` carries ``text`` only when the final
+text differs from the deltas' concatenation (the text never came as deltas, or the handler
+scrubbed a route's key from it): the client should replace what it built with it.
 """
 
 from __future__ import annotations
@@ -50,7 +54,18 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
-from .live_entry import Entry, Event, approx_size, cap_utf8, end_data, matches, snapshot_events, start_data, summary
+from .live_entry import (
+    Entry,
+    Event,
+    Streams,
+    approx_size,
+    cap_utf8,
+    end_data,
+    matches,
+    snapshot_events,
+    start_data,
+    summary,
+)
 from .live_subscription import Subscription, TooManySubscribers
 from .record import Delta, RequestRecord
 from .redact import Redactor
@@ -65,6 +80,7 @@ _EVENT_OVERHEAD = 300  # tuple + data dict of one event (approximate)
 # huge body), then cut at the cap after it: a secret straddling the first cut lies past
 # the second one.
 _CUT_MARGIN = 4096
+_ROUTE_LABEL = "[REDACTED:route_key]"  # the forward handler's scrub of a route's key
 
 
 class LiveHub:
@@ -123,46 +139,79 @@ class LiveHub:
         self._entries[rec.id] = e
         self._entry_bytes += e.size
         self._trim()
+        if not rec.prompt_ready:  # redacted off the loop: request.start waits for on_prompt
+            e.held = []
+            return
         self._publish("request.start", start, payload)
 
+    def on_prompt(self, rec: RequestRecord) -> None:
+        """The prompt, redacted off the loop, is on the record: publish ``request.start``,
+        then the deltas held back meanwhile, in their order."""
+        e = self._entries.get(rec.id)
+        if e is None or e.held is None:
+            return
+        start, keys = start_data(rec, self.variant)
+        payload = approx_size(rec.prompt)
+        e.start, e.prompt_keys = start, keys
+        e.size += payload
+        self._entry_bytes += payload
+        self._release(e)
+        self._trim()
+
+    def _release(self, e: Entry) -> None:
+        held, e.held = e.held, None
+        self._publish("request.start", e.start, approx_size(e.start))
+        for name, data, payload in held or ():
+            self._publish(name, data, payload)
+
     def on_delta(self, rec: RequestRecord, delta: Delta) -> None:
-        """Capture one delta (redacted, within the cap) and publish ``request.delta``."""
+        """Capture one delta (what its stream redactors release, within the cap) and publish
+        ``request.delta``; nothing is published while everything is held back."""
         e = self._entries.get(rec.id)
         if e is None or e.rec is None or e.truncated:
             return  # evicted while in flight, already finished, or over the capture cap
         text, reasoning, tools = delta.text or "", delta.reasoning or "", delta.tool_calls
         if not (text or reasoning or tools):
             return
-        red = self.redactor
+        st = self._streams(e)
         if text:
-            text = self._capture(e, e.buf, red.redact_text(self._precut(e, text)))
+            st.fed_text = True
+            text = st.text.feed(self._precut(e, text))
         if reasoning:
-            reasoning = self._capture(e, e.rbuf, red.redact_text(self._precut(e, reasoning)))
-        e.deltas += 1
-        data: dict[str, Any] = {"id": rec.id, "seq": e.deltas, "text": text}
-        if reasoning:
-            data["reasoning"] = reasoning
-        if tools:
-            data["tool_calls"] = red.redact_json(tools)
-        if e.deltas == 1:
-            e.ttft_ms = rec.ttft_ms if rec.ttft_ms is not None else round(rec.elapsed_ms(), 3)
-            data["ttft_ms"] = e.ttft_ms
-        self._publish("request.delta", data, len(text) + len(reasoning))
+            reasoning = st.reasoning.feed(self._precut(e, reasoning))
+        self._publish_delta(rec, e, text, reasoning, st.tool_fragments(tools) if tools else None)
 
     def on_end(self, rec: RequestRecord) -> None:
-        """Finish the entry (whole text redacted again, capped) and publish ``request.end``."""
+        """Release what the stream redactors held (one last delta), finish the entry (text
+        redacted, capped) and publish ``request.end``."""
         red = self.redactor
         end = end_data(rec, red)
         e = self._entries.get(rec.id)
         if e is None or e.rec is None:  # evicted in flight (or never started): publish only
             self._publish("request.end", end, 0)
             return
+        if e.held is not None:  # ended before its prompt was ready (the handler waits; others may not)
+            self._release(e)
+        st = e.streams
+        fed_text = False
+        if st is not None:
+            fed_text = st.fed_text
+            if not e.truncated:
+                tools = st.flush_tools()
+                self._publish_delta(rec, e, st.text.flush(), st.reasoning.flush(), tools or None)
+            e.streams = None
         streamed = e.buf.decode("utf-8", "ignore")
         captured = len(e.buf) + len(e.rbuf)
         limit = self.max_capture_bytes + _CUT_MARGIN
-        # Redact the whole text: a secret split across deltas escaped per-delta redaction.
-        text = red.redact_text(rec.text[:limit]) if rec.text else streamed
-        reasoning = red.redact_text(rec.reasoning[:limit]) if rec.reasoning else e.rbuf.decode("utf-8", "ignore")
+        # The text as released is the text redacted whole (``_redact_stream``); redact it
+        # again only when it did not come as deltas, or the handler scrubbed a route key.
+        if rec.text and (not fed_text or _ROUTE_LABEL in rec.text):
+            text = red.redact_text(rec.text[:limit])
+        else:
+            text = streamed
+        reasoning = e.rbuf.decode("utf-8", "ignore")
+        if rec.reasoning and not reasoning:
+            reasoning = red.redact_text(rec.reasoning[:limit])
         text, cut1 = cap_utf8(text, self.max_capture_bytes)
         reasoning, cut2 = cap_utf8(reasoning, self.max_capture_bytes - len(text.encode("utf-8", "replace")))
         e.text, e.reasoning, e.buf, e.rbuf, e.rec = text, reasoning, bytearray(), bytearray(), None
@@ -279,6 +328,36 @@ class LiveHub:
 
     # --- internals -----------------------------------------------------------------
 
+    def _streams(self, e: Entry) -> Streams:
+        st = e.streams
+        if st is None:
+            st = e.streams = Streams(self.redactor)
+        return st
+
+    def _publish_delta(
+        self, rec: RequestRecord, e: Entry, text: str, reasoning: str, tools: list[dict[str, Any]] | None
+    ) -> None:
+        """Capture released text within the cap and publish it as one ``request.delta``."""
+        if text:
+            text = self._capture(e, e.buf, text)
+        if reasoning:
+            reasoning = self._capture(e, e.rbuf, reasoning)
+        if not (text or reasoning or tools):
+            return  # all held back (or over the cap): nothing to tell yet
+        e.deltas += 1
+        data: dict[str, Any] = {"id": rec.id, "seq": e.deltas, "text": text}
+        if reasoning:
+            data["reasoning"] = reasoning
+        if tools:
+            data["tool_calls"] = tools
+        if e.deltas == 1:
+            e.ttft_ms = rec.ttft_ms if rec.ttft_ms is not None else round(rec.elapsed_ms(), 3)
+            data["ttft_ms"] = e.ttft_ms
+        if e.held is not None:
+            e.held.append(("request.delta", data, len(text) + len(reasoning)))
+            return
+        self._publish("request.delta", data, len(text) + len(reasoning))
+
     def _precut(self, e: Entry, piece: str) -> str:
         """Cut a huge piece before redacting it: what lies past the cap is dropped anyway."""
         limit = self.max_capture_bytes - len(e.buf) - len(e.rbuf) + _CUT_MARGIN
@@ -353,9 +432,13 @@ class LiveHub:
         return list(itertools.islice(self._log, seq + 1 - self._log[0][0], None))
 
     def _snapshot(self) -> list[Event]:
-        return snapshot_events(self.boot_id, self._seq, self._entries.values(), self._tools)
+        # A request whose start is held back is announced live, once its prompt is ready.
+        entries = (e for e in self._entries.values() if e.held is None)
+        return snapshot_events(self.boot_id, self._seq, entries, self._tools)
 
     def _tools(self, e: Entry) -> list[dict[str, Any]]:
-        if e.rec is not None:  # in flight: what the tap assembled so far, redacted now
+        if e.rec is not None:  # in flight: as released so far (else what the tap assembled, redacted now)
+            if e.streams is not None and e.streams.tools:
+                return [dict(c, function=dict(c["function"])) for c in e.streams.tools.values()]
             return self.redactor.redact_json(e.rec.tool_calls) if e.rec.tool_calls else []
         return e.tool_calls

@@ -16,6 +16,7 @@ from typing import Any
 
 from tokentail.messages import PREVIEW_CHARS, preview, prompt_text
 
+from ._redact_stream import StreamRedactor
 from .record import CANCELLED, ERROR, IN_FLIGHT, OK, RequestRecord
 from .redact import Redactor
 
@@ -23,6 +24,7 @@ __all__ = [
     "PREVIEW_CHARS",
     "Entry",
     "Event",
+    "Streams",
     "approx_size",
     "cap_utf8",
     "end_data",
@@ -36,6 +38,78 @@ __all__ = [
 Event = tuple[int, str, dict[str, Any], int]  # (hub seq, event name, data, approx bytes)
 
 
+class Streams:
+    """The stream redactors of one in-flight request (``_redact_stream``): its text, its
+    reasoning and each tool call's arguments (by index), so a secret the model streams in
+    pieces is redacted in every sink the live hub feeds. Only released text leaves here:
+    the tail that could still grow into a secret waits for the next piece or ``flush``.
+    ``tools`` is each tool call as released so far (the in-flight detail shows it)."""
+
+    __slots__ = ("_args", "_red", "fed_text", "reasoning", "text", "tools")
+
+    def __init__(self, red: Redactor) -> None:
+        self._red = red
+        self.text = red.stream()
+        self.reasoning = red.stream()
+        self._args: dict[Any, StreamRedactor] = {}
+        self.tools: dict[Any, dict[str, Any]] = {}
+        self.fed_text = False  # text came as deltas (else the final text is redacted whole)
+
+    def tool_fragments(self, fragments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Tool-call fragments as they may be published: names and ids redacted, arguments
+        released through the call's own stream redactor. The input is not changed."""
+        out: list[dict[str, Any]] = []
+        for f in fragments:
+            if not isinstance(f, dict):
+                continue
+            idx = f.get("index")
+            key = idx if isinstance(idx, (int, str)) else 0
+            frag = self._red.redact_json({k: v for k, v in f.items() if k != "function"})
+            fn = f.get("function")
+            args: Any = None
+            if isinstance(fn, dict):
+                out_fn = self._red.redact_json({k: v for k, v in fn.items() if k != "arguments"})
+                args = fn.get("arguments")
+                if isinstance(args, str):
+                    args = self._arg_stream(key).feed(args)
+                elif args is not None:
+                    args = self._red.redact_json(args)
+                if args is not None:
+                    out_fn["arguments"] = args
+                frag["function"] = out_fn
+            self._assemble(key, frag, args if isinstance(args, str) else "")
+            out.append(frag)
+        return out
+
+    def flush_tools(self) -> list[dict[str, Any]]:
+        """The held tail of each tool call's arguments, as fragments (none when nothing was held)."""
+        out: list[dict[str, Any]] = []
+        for key, sr in self._args.items():
+            tail = sr.flush()
+            if tail:
+                frag = {"index": key, "function": {"arguments": tail}}
+                self._assemble(key, frag, tail)
+                out.append(frag)
+        return out
+
+    def _arg_stream(self, key: Any) -> StreamRedactor:
+        sr = self._args.get(key)
+        if sr is None:
+            sr = self._args[key] = self._red.stream()
+        return sr
+
+    def _assemble(self, key: Any, frag: dict[str, Any], args: str) -> None:
+        call = self.tools.get(key)
+        if call is None:
+            call = self.tools[key] = {"id": None, "type": "function", "function": {"name": None, "arguments": ""}}
+        if call["id"] is None and frag.get("id"):
+            call["id"] = frag["id"]
+        fn = frag.get("function")
+        if isinstance(fn, dict) and call["function"]["name"] is None and fn.get("name"):
+            call["function"]["name"] = fn["name"]
+        call["function"]["arguments"] += args
+
+
 @dataclass(slots=True, eq=False)
 class Entry:
     """One request of the ring. ``rec`` is set while in flight (tool calls are read from it
@@ -44,9 +118,12 @@ class Entry:
     start: dict[str, Any]  # the request.start data (prompt already redacted)
     prompt_keys: tuple[str, ...]  # which keys of ``start`` are the prompt
     rec: RequestRecord | None
-    buf: bytearray = field(default_factory=bytearray)  # text as streamed, redacted per delta
+    buf: bytearray = field(default_factory=bytearray)  # text as released (redacted) so far
     rbuf: bytearray = field(default_factory=bytearray)  # reasoning, likewise
-    text: str | None = None  # once finished: the whole text, redacted again
+    streams: Streams | None = None  # in flight: the stream redactors of its fields
+    # Events held back while the prompt is redacted off the loop (request.start not out yet).
+    held: list[tuple[str, dict[str, Any], int]] | None = None
+    text: str | None = None  # once finished: the whole text, redacted
     reasoning: str | None = None
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     deltas: int = 0

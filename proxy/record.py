@@ -4,7 +4,9 @@ The forward handler owns a ``RequestRecord`` per request and fills it in as the
 request proceeds. Observers (the live hub, the metrics, the span exporter) are
 told at three moments: ``on_start`` (request parsed, before the upstream call),
 ``on_delta`` (each text/tool-call delta from the upstream's stream) and
-``on_end`` (once, whatever the outcome). Observers run on the event loop inside
+``on_end`` (once, whatever the outcome); ``on_prompt`` tells that a prompt redacted
+off the event loop is now on the record (between ``on_start`` and ``on_end``, only for
+such prompts; see ``RequestRecord.prompt_ready``). Observers run on the event loop inside
 the request path, so they must be quick, must never await, and must never raise:
 ``Observers`` shields the request from an observer that does.
 """
@@ -79,6 +81,12 @@ class RequestRecord:
     stream: bool = False
     parsed: bool = True  # False when the body was not JSON (forwarded as-is)
     prompt: dict[str, Any] = field(default_factory=dict)  # {"messages": [...]} / {"prompt": ...} / {"input": ...}
+    # A large prompt is redacted off the event loop (see ``forward``): until then ``prompt`` is
+    # empty and ``prompt_ready`` False (the live hub holds ``request.start`` back), and
+    # ``prompt_pending`` holds the capped, not yet redacted prompt for the handler to hand to
+    # a worker thread. Observers never read ``prompt_pending``.
+    prompt_ready: bool = True
+    prompt_pending: dict[str, Any] | None = None
     params: dict[str, Any] = field(default_factory=dict)  # temperature, max_tokens, ...
     session_id: str | None = None
     # Attribution (see ``attribution``): the end user (OpenAI ``user`` field, redacted, capped),
@@ -142,7 +150,8 @@ class Observers:
     def __init__(self, observers: list[object]) -> None:  # each has any of the Observer hooks
         self.all = list(observers)
         self._hooks = {
-            h: [getattr(o, h) for o in self.all if hasattr(o, h)] for h in ("on_start", "on_delta", "on_end")
+            h: [getattr(o, h) for o in self.all if hasattr(o, h)]
+            for h in ("on_start", "on_delta", "on_end", "on_prompt")
         }
 
     def start(self, rec: RequestRecord) -> None:
@@ -153,6 +162,9 @@ class Observers:
 
     def end(self, rec: RequestRecord) -> None:
         _call(self._hooks["on_end"], rec)
+
+    def prompt(self, rec: RequestRecord) -> None:
+        _call(self._hooks["on_prompt"], rec)
 
 
 def _call(fns: list[Callable[..., None]], *args: Any) -> None:

@@ -25,6 +25,7 @@ from tokentail.pricing import PriceTable, PricingError
 from tokentail.settings import SettingsError
 
 from . import routes, telemetry
+from ._promptcap import DEFAULT_PROMPT_BYTES
 from .attribution import Fingerprinter
 from .hooks import RequestHooks, default_hooks
 from .live import LiveHub
@@ -148,6 +149,7 @@ def build_services(
         sessions=sessions,
         inject_usage=config.inject_usage,
         span_of=spans.span_of if spans is not None else None,
+        prompt_bytes=getattr(settings, "capture_prompt_bytes", DEFAULT_PROMPT_BYTES),
     )
     return ProxyServices(
         config=config,

@@ -103,6 +103,9 @@ def _version() -> str | None:
         return None
 
 
+_SECRET_ROOM = 4096  # past the content cap, text kept for redaction (a secret across the cut)
+
+
 class _Live:
     __slots__ = ("first", "op", "provider", "span")
 
@@ -150,6 +153,7 @@ class SpanObserver:
         self._variant = variant
         self._latest = parse_opt_in(semconv_opt_in)
         self._content_cap = _content_cap(content_bytes, span_limits if span_limits is not None else SpanLimits())
+        self._precut_redact = _cut_redact(self._redact, self._content_cap + _SECRET_ROOM)
         self._live: dict[str, _Live] = {}
         self._routed: dict[str, tuple[dict[str, Any], str]] = {}  # route upstream URL -> (server attrs, provider)
 
@@ -303,7 +307,7 @@ class SpanObserver:
                 text, c = capped_json(msgs, left)
                 details[S.INPUT_MESSAGES] = a[S.INPUT_MESSAGES] = text
                 cut = cut or c
-        out = output_messages(rec, self._redact)
+        out = output_messages(rec, self._precut_redact)
         if out:
             text, c = capped_json(out, cap)
             details[S.OUTPUT_MESSAGES] = a[S.OUTPUT_MESSAGES] = text
@@ -311,6 +315,16 @@ class SpanObserver:
         if cut:
             details[TT_CONTENT_TRUNCATED] = a[TT_CONTENT_TRUNCATED] = True
         span.add_event(S.EVENT_OPERATION_DETAILS, details, timestamp=end_ns)
+
+
+def _cut_redact(redact: Any, limit: int) -> Any:
+    """``redact`` of a text cut first at ``limit`` characters: the span keeps at most the
+    content cap in bytes (never more characters), so redacting the rest of a 1 MiB
+    completion would be work on the event loop for nothing. The margin past the cap keeps
+    a secret across the cut whole for redaction (``capped_json`` cuts at the cap after)."""
+    if redact is None:
+        return lambda s: s[:limit]
+    return lambda s: redact(s[:limit])
 
 
 def _content_cap(content_bytes: int, limits: SpanLimits) -> int:

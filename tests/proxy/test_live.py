@@ -69,7 +69,7 @@ async def test_start_delta_end_sequence() -> None:
     hub = LiveHub(boot_id=BOOT)
     sub = hub.subscribe(snapshot=False)
     r = rec("r1", session_id="s1", trace_id="t1")
-    run(hub, r, "Hel", "lo")
+    run(hub, r, "Hello ", "world.")  # the last word is held until the end (it could grow into a secret)
     events = await collect(sub, 4)
 
     assert [e[0] for e in events] == [f"{BOOT}:1", f"{BOOT}:2", f"{BOOT}:3", f"{BOOT}:4"]
@@ -81,7 +81,7 @@ async def test_start_delta_end_sequence() -> None:
     assert start["params"] == {"temperature": 0.2}
     assert (start["session_id"], start["trace_id"]) == ("s1", "t1")
     assert isinstance(start["time"], float) and abs(start["time"] - time.time()) < 60
-    assert (d1["seq"], d1["text"], d2["seq"], d2["text"]) == (1, "Hel", 2, "lo")
+    assert (d1["seq"], d1["text"], d2["seq"], d2["text"]) == (1, "Hello ", 2, "world.")
     assert "ttft_ms" in d1 and "ttft_ms" not in d2
     assert end["status"] == OK and end["finish_reason"] == "stop" and end["latency_ms"] == 12.5
     assert end["usage"] == {"input_tokens": 5, "output_tokens": 2, "cached_input_tokens": None, "source": "reported"}
@@ -94,7 +94,8 @@ async def test_empty_deltas_are_not_published() -> None:
     r = rec("r1")
     hub.on_start(r)
     hub.on_delta(r, Delta())
-    hub.on_delta(r, Delta(text="x"))
+    hub.on_delta(r, Delta(text="x "))
+    hub.on_delta(r, Delta(text="y"))  # held back: nothing to publish yet
     assert hub.head == 2
     assert hub.get_request("r1")["deltas"] == 1
 
@@ -105,27 +106,37 @@ async def test_delta_tool_calls_and_reasoning() -> None:
     r = rec("r1")
     hub.on_start(r)
     call = {"index": 0, "function": {"name": "f", "arguments": '{"mail": "a@b.io"}'}}
-    hub.on_delta(r, Delta(reasoning="thinking", tool_calls=[call]))
+    hub.on_delta(r, Delta(reasoning="thinking ", tool_calls=[call]))
     _, name, data = (await collect(sub, 2))[1]
-    assert name == "request.delta" and data["reasoning"] == "thinking" and data["text"] == ""
-    assert data["tool_calls"][0]["function"]["arguments"] == '{"mail": "[REDACTED:email]"}'
+    assert name == "request.delta" and data["reasoning"] == "thinking " and data["text"] == ""
+    # The arguments' last "word" waits: it could still grow into a secret.
+    assert data["tool_calls"][0]["function"]["arguments"] == '{"mail": "[REDACTED:email]"'
+    assert hub.get_request("r1")["tool_calls"][0]["function"]["arguments"] == '{"mail": "[REDACTED:email]"'
     assert call["function"]["arguments"] == '{"mail": "a@b.io"}'  # the record's data untouched
+    hub.on_end(r)
+    _, name, data = (await collect(sub, 1))[0]
+    assert name == "request.delta" and data["tool_calls"] == [{"index": 0, "function": {"arguments": "}"}}]
 
 
-async def test_delta_redacted_and_split_secret_caught_at_end() -> None:
+async def test_delta_redacted_and_split_secret_redacted_in_every_delta() -> None:
     hub = LiveHub(boot_id=BOOT)
     sub = hub.subscribe(snapshot=False)
     r = rec("r1")
-    run(hub, r, f"key {KEY} ", "mail jane.doe@exa", "mple.com ok")
-    events = await collect(sub, 5)
+    hub.on_start(r)
+    for p in (f"key {KEY[:5]}", f"{KEY[5:]} ", "mail jane.doe@exa", "mple.com ok"):
+        r.text += p
+        hub.on_delta(r, Delta(text=p))
+        assert "jane.doe" not in hub.get_request("r1")["text"] and KEY[3:19] not in hub.get_request("r1")["text"]
+    r.status = OK
+    hub.on_end(r)
+    events = pending(sub)
     deltas = [e[2]["text"] for e in events if e[1] == "request.delta"]
-    assert deltas[0] == "key [REDACTED:openai_key] "
-    # Per delta, the split e-mail cannot be seen; the end carries the whole text redacted.
-    assert "jane.doe@exa" in deltas[1]
+    whole = "key [REDACTED:openai_key] mail [REDACTED:email] ok"
+    assert "".join(deltas) == whole and deltas[-1] == "ok"  # "key" is a label: held with its value
     end = events[-1][2]
-    assert end["text"] == "key [REDACTED:openai_key] mail [REDACTED:email] ok"
-    assert hub.get_request("r1")["text"] == end["text"]
-    assert hub.list_requests()[0]["text_preview"] == end["text"]
+    assert "text" not in end  # the deltas told the whole text
+    assert hub.get_request("r1")["text"] == whole
+    assert hub.list_requests()[0]["text_preview"] == whole
 
 
 async def test_error_message_redacted_and_status() -> None:
@@ -164,7 +175,7 @@ async def test_unknown_ids_do_not_raise() -> None:
 
 async def test_replay_from_last_event_id_of_this_boot() -> None:
     hub = LiveHub(boot_id=BOOT)
-    run(hub, rec("r1"), "a", "b")  # seq 1..4
+    run(hub, rec("r1"), "a ", "b ")  # seq 1..4
     run(hub, rec("r2"), "c")  # seq 5..7
     sub = hub.subscribe(f"{BOOT}:3")
     got = pending(sub)
@@ -184,11 +195,11 @@ def _snapshot_shape(events: list[tuple[str, str, dict[str, Any]]]) -> list[tuple
 @pytest.mark.parametrize("last_id", [None, "otherboot:5", "garbage", f"{BOOT}:999", f"{BOOT}:x"])
 async def test_snapshot_for_foreign_or_unknown_ids(last_id: str | None) -> None:
     hub = LiveHub(boot_id=BOOT)
-    run(hub, rec("done"), "Hel", "lo")
+    run(hub, rec("done"), "Hello ", "there")
     live = rec("live")
     hub.on_start(live)
-    hub.on_delta(live, Delta(text="par"))
-    hub.on_delta(live, Delta(text="tial"))
+    hub.on_delta(live, Delta(text="par "))
+    hub.on_delta(live, Delta(text="tial "))
     head = hub.head
     sub = hub.subscribe(last_id)
     got = pending(sub)
@@ -202,10 +213,10 @@ async def test_snapshot_for_foreign_or_unknown_ids(last_id: str | None) -> None:
         ("request.delta", "live"),
     ]
     assert got[0][2] == {"boot_id": BOOT, "requests": 2}
-    assert got[2][2]["text"] == "Hello" and got[2][2]["seq"] == 2 and got[2][2]["snapshot"] is True
-    assert got[5][2]["text"] == "partial" and got[5][2]["seq"] == 2
+    assert got[2][2]["text"] == "Hello there" and got[2][2]["seq"] == 2 and got[2][2]["snapshot"] is True
+    assert got[5][2]["text"] == "par tial " and got[5][2]["seq"] == 2
     # Live deltas continue after the folded ones.
-    hub.on_delta(live, Delta(text="!"))
+    hub.on_delta(live, Delta(text="! "))
     nxt = pending(sub)
     assert nxt[0][1] == "request.delta" and nxt[0][2]["seq"] == 3 and nxt[0][0] == f"{BOOT}:{head + 1}"
 
@@ -283,7 +294,7 @@ async def test_capture_cap_never_splits_a_character() -> None:
     hub = LiveHub(boot_id=BOOT, max_capture_bytes=5)
     r = rec("r1")
     hub.on_start(r)
-    hub.on_delta(r, Delta(text="ééé"))  # 6 bytes
+    hub.on_delta(r, Delta(text="ééé "))  # 7 bytes
     assert hub.get_request("r1")["text"] == "éé"
     r.text = "ééé"
     hub.on_end(r)
@@ -302,8 +313,8 @@ async def test_slow_subscriber_dropped_without_blocking_publish() -> None:
     r = rec("r1")
     t0 = time.perf_counter()
     hub.on_start(r)
-    for i in range(5000):
-        hub.on_delta(r, Delta(text=f"t{i} "))
+    for _ in range(5000):
+        hub.on_delta(r, Delta(text="tok "))
     elapsed = time.perf_counter() - t0
     assert elapsed < 1.0
     assert drops == ["live_subscriber"]
@@ -399,7 +410,7 @@ async def test_get_request_detail_in_flight_and_finished() -> None:
     assert d["text"] == "stream" + "ing " * 100  # as streamed so far
     assert d["messages"][1]["content"] == "x" * 500 and d["params"] == {"temperature": 0.2}
     assert d["tool_calls"][0]["function"]["arguments"] == "[REDACTED:email]"
-    assert d["deltas"] == 2 and d["status"] == "in_flight"
+    assert d["deltas"] == 1 and d["status"] == "in_flight"  # "stream" waited for the rest of its word
     a = hub.get_request("a")
     assert a["text"] == "Paris is in France." and a["finish_reason"] == "stop" and a["tool_calls"] == []
     assert hub.get_request("nope") is None
@@ -442,3 +453,28 @@ async def test_prompt_preview_on_start_and_in_summaries() -> None:
     start = pending(sub)[0][2]
     assert start["prompt_preview"] == "Look here"  # computed once, the browser shows it as is
     assert hub.list_requests()[0]["prompt_preview"] == "Look here"
+
+
+# --- a prompt redacted off the loop ----------------------------------------------------------
+
+
+async def test_start_held_until_the_prompt_is_ready_then_events_in_order() -> None:
+    hub = LiveHub(boot_id=BOOT)
+    sub = hub.subscribe(snapshot=False)
+    r = rec("r1")
+    r.prompt, r.prompt_ready = {}, False  # the handler redacts it in a worker thread
+    hub.on_start(r)
+    hub.on_delta(r, Delta(text="Hello "))
+    assert pending(sub) == [] and hub.head == 0  # nothing before request.start
+    assert [e[1] for e in pending(hub.subscribe())] == ["snapshot"]  # not in a snapshot either
+    r.prompt, r.prompt_ready = {"messages": [{"role": "user", "content": "[REDACTED:email] hi"}]}, True
+    hub.on_prompt(r)
+    hub.on_delta(r, Delta(text="world "))
+    r.status = OK
+    hub.on_end(r)
+    got = pending(sub)
+    assert [g[1] for g in got] == ["request.start", "request.delta", "request.delta", "request.end"]
+    assert got[0][2]["messages"][0]["content"] == "[REDACTED:email] hi"
+    assert got[0][2]["prompt_preview"] == "[REDACTED:email] hi"
+    assert [g[2]["seq"] for g in got[1:3]] == [1, 2]
+    assert hub.get_request("r1")["text"] == "Hello world "

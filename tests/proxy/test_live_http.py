@@ -70,7 +70,9 @@ async def test_live_feed_shows_prompt_before_first_token_and_deltas_while_stream
     assert start[3] < t_sent + 0.3 < first_token_at  # the prompt arrived before the first token (TTFT 400 ms)
     assert "[REDACTED:email]" in json.dumps(start[2]) and "jane.doe" not in json.dumps(start[2])
     deltas = [e for e in events if e[1] == "request.delta"]
-    assert [d[2]["seq"] for d in deltas] == list(range(1, len(deltas) + 1)) and len(deltas) >= 8
+    assert [d[2]["seq"] for d in deltas] == list(range(1, len(deltas) + 1)) and len(
+        deltas
+    ) >= 6  # a word over two tokens: one delta
     assert deltas[0][2]["ttft_ms"] >= 350
     assert deltas[1][3] < events[-1][3] - 0.2  # deltas were live, spread over the stream (20 tok/s)
     end = events[-1][2]
