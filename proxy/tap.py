@@ -20,6 +20,7 @@ import logging
 from json.scanner import make_scanner
 from typing import Any
 
+from .raw_capture import RawCapture
 from .record import ERR_INCOMPLETE, ERROR, IN_FLIGHT, Delta, RequestRecord
 from .sse import SSEDecoder, SSEEvent
 from .usage import Extract, ToolCalls, error_message, estimate_input_tokens, interpreter_for, is_usage_chunk
@@ -108,6 +109,7 @@ class StreamTap:
         "_held",
         "_interp",
         "_max_body",
+        "_raw",
         "_reasoning",
         "_req",
         "_saw_data",
@@ -151,6 +153,8 @@ class StreamTap:
         self.saw_done = False  # the stream ended with data: [DONE]
         self._complete = False  # the protocol's terminator was seen
         self._saw_data = False  # at least one event with data (or too big to parse)
+        # The raw stream view (its one clock read per event is the arrival time).
+        self._raw = rec.raw = RawCapture(rec.t0, max_capture_bytes, request_json)
 
     def feed(self, chunk: bytes) -> tuple[bytes, list[Delta]]:
         """Read one chunk; return (bytes for the client, deltas found in it)."""
@@ -162,16 +166,20 @@ class StreamTap:
         deltas: list[Delta] = []
         assert self._dec is not None  # set whenever streaming
         events = self._dec.feed(chunk)
+        raw = self._raw
         if not self._strip:
             for ev in events:
                 self._event(ev, deltas)
+                raw.add(ev.raw)
             return chunk, deltas
         kept, stripped = [], False
         for ev in events:
             if self._event(ev, deltas):
                 stripped = True
+                raw.add(ev.raw, True)
             else:
                 kept.append(ev.raw)
+                raw.add(ev.raw)
         held_before, self._held = self._held, self._dec.buffered > 0
         if not (stripped or held_before or self._held):
             return chunk, deltas  # the events are exactly this chunk
@@ -191,7 +199,9 @@ class StreamTap:
                 assert self._dec is not None  # set whenever streaming
                 kept = []
                 for ev in self._dec.flush():
-                    if not self._event(ev, []) and self._strip:
+                    injected = self._event(ev, [])
+                    self._raw.add(ev.raw, injected)
+                    if not injected and self._strip:
                         kept.append(ev.raw)
                 out = b"".join(kept)
             else:
