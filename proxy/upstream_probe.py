@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
@@ -31,7 +31,7 @@ log = logging.getLogger("tokentail.proxy")
 class ProbeTarget:
     label: str  # the route's name, or the upstream's host for --upstream
     url: URL
-    headers: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may hold the route's key
 
 
 def targets(default: URL, table: RouteTable) -> list[ProbeTarget]:

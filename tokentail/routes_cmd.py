@@ -16,7 +16,7 @@ from . import settings as st
 SUMMARY = "check which route and upstream a model's requests would take (nothing is sent)"
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("routes", help=SUMMARY, description=SUMMARY)
     p.add_argument("--config", metavar="PATH", help=f"TOML config file [env: {st.CONFIG_ENV}]")
     actions = p.add_subparsers(dest="routes_command", metavar="ACTION", required=True)
