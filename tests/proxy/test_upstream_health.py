@@ -7,6 +7,7 @@ import json
 import socket
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 
@@ -168,3 +169,21 @@ async def test_routes_are_listed_before_their_traffic_without_secrets():
         assert rows["paid"]["upstream_host"] == "api.example.com" and rows["paid"]["up"] is True
     finally:
         await proxy.close()
+
+
+@pytest.mark.prometheus
+def test_exposition_passes_promtool():
+    from prometheus_client import generate_latest
+
+    from tests.proxy._prom import promtool_check
+
+    registry = CollectorRegistry()
+    health = UpstreamHealth(registry, "api.openai.com")
+    rec = RequestRecord(id="1", variant="v", method="POST", endpoint="/chat/completions")
+    health.on_response(
+        rec, {"x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "3", "retry-after": "2"}
+    )
+    exposition = generate_latest(registry)
+    assert b'tokentail_upstream_ratelimit_headroom_ratio{kind="requests",route="api.openai.com"} 0.3' in exposition
+    result = promtool_check(exposition)
+    assert result.returncode == 0, result.stdout + result.stderr
