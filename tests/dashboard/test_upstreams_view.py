@@ -65,7 +65,7 @@ def reader(answers: dict[str, object]) -> Reader:
 
 
 def text(c: Component) -> str:
-    return json.dumps(c.to_plotly_json(), default=lambda o: o.to_plotly_json())
+    return json.dumps(c.to_plotly_json(), default=lambda o: o.to_plotly_json(), ensure_ascii=False)
 
 
 def test_rows_from_every_proxy_with_the_tightest_limit():
