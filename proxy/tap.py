@@ -166,20 +166,16 @@ class StreamTap:
         deltas: list[Delta] = []
         assert self._dec is not None  # set whenever streaming
         events = self._dec.feed(chunk)
-        raw = self._raw
         if not self._strip:
             for ev in events:
-                self._event(ev, deltas)
-                raw.add(ev.raw)
+                self._seen(ev, deltas)
             return chunk, deltas
         kept, stripped = [], False
         for ev in events:
-            if self._event(ev, deltas):
+            if self._seen(ev, deltas):
                 stripped = True
-                raw.add(ev.raw, True)
             else:
                 kept.append(ev.raw)
-                raw.add(ev.raw)
         held_before, self._held = self._held, self._dec.buffered > 0
         if not (stripped or held_before or self._held):
             return chunk, deltas  # the events are exactly this chunk
@@ -199,9 +195,7 @@ class StreamTap:
                 assert self._dec is not None  # set whenever streaming
                 kept = []
                 for ev in self._dec.flush():
-                    injected = self._event(ev, [])
-                    self._raw.add(ev.raw, injected)
-                    if not injected and self._strip:
+                    if not self._seen(ev, []) and self._strip:
                         kept.append(ev.raw)
                 out = b"".join(kept)
             else:
@@ -213,6 +207,14 @@ class StreamTap:
         return out
 
     # -- streamed events --------------------------------------------------------------------
+
+    def _seen(self, ev: SSEEvent, deltas: list[Delta]) -> bool:
+        """``_event``, and the event kept for the raw view with the text it carried."""
+        n = len(deltas)
+        injected = self._event(ev, deltas)
+        d = deltas[n] if len(deltas) > n else None
+        self._raw.add(ev.raw, injected, d.text if d is not None else "", d.reasoning if d is not None else "")
+        return injected
 
     def _event(self, ev: SSEEvent, deltas: list[Delta]) -> bool:
         """Apply one SSE event to the record; True when it is the usage-only chunk to strip."""

@@ -3,10 +3,13 @@ marked, the request body as sent upstream (model rewritten), redaction, the cap,
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import aiohttp
 from aiohttp.test_utils import TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.proxy._features import start_proxy, until
 from tests.proxy._upstreams import scripted_sse
@@ -161,3 +164,52 @@ async def test_non_streamed_request_keeps_its_body():
     finally:
         await proxy.close()
         await up.close()
+
+
+async def test_a_secret_split_across_events_is_withheld():
+    pieces = ["My key is ", "sk-", "proj-", "abcdefghijkl", "mnopqrstuvwxyz", "0123456789ABCD", " ok bye"]
+    chunks = [chunk(delta(p)) for p in pieces] + [chunk(USAGE), b"data: [DONE]\n\n"]
+    up, proxy, _ = await _run(chunks)
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(proxy.url("/v1/chat/completions"), json=REQ) as r:
+                await r.read()
+                rid = r.headers["x-tokentail-request-id"]
+        _, raw = await _raw(proxy, rid)
+        text = "".join(e["raw"] for e in raw["events"])
+        for piece in pieces[2:6]:
+            assert piece not in text, piece
+        assert text.count("[REDACTED:split_secret]") == 5  # sk- proj- and the three tails
+        assert "My key is " in text and " ok bye" in text  # the rest as relayed
+    finally:
+        await proxy.close()
+        await up.close()
+
+
+def test_secret_regions_align_labels():
+    from tokentail.proxy.raw_capture import secret_regions
+
+    r = Redactor(enabled=True)
+    full = f"a {SECRET} b {EMAIL} c"
+    regions = secret_regions(full, r.redact_text(full))
+    assert [full[a:b] for a, b in regions] == [SECRET, EMAIL]
+    end = f"x {EMAIL}"
+    assert [end[a:b] for a, b in secret_regions(end, r.redact_text(end))] == [EMAIL]
+    assert secret_regions("plain", "plain") == []
+    assert secret_regions("abc", "xyz") is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=70), min_size=1, max_size=8))
+def test_a_secret_cut_anywhere_leaves_no_long_piece(cuts):
+    """Cut 'hello <key> and <email> bye' at any offsets: no 8 characters of a secret survive."""
+    full = f"hello {SECRET} and {EMAIL} bye"
+    bounds = sorted({0, len(full), *(c for c in cuts if c < len(full))})
+    pieces = [full[a:b] for a, b in itertools.pairwise(bounds)]
+    cap = RawCapture(0.0, 1 << 20, clock=lambda: 1.0)
+    for p in pieces:
+        cap.add(chunk(delta(p)), text=p)
+    shown = "".join(e["raw"] for e in cap.view(Redactor(enabled=True))["events"])
+    for secret in (SECRET, EMAIL):
+        for i in range(len(secret) - 7):
+            assert secret[i : i + 8] not in shown, (pieces, secret[i : i + 8])
