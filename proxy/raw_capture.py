@@ -44,8 +44,8 @@ class RawCapture:
     ) -> None:
         self._t0, self._cap, self._clock = t0, cap, clock
         self._bytes = 0
-        # (ms from start, raw event text, injected, completion text it carried, reasoning text it carried)
-        self.events: list[tuple[float, str, bool, str, str]] = []
+        # (arrival clock, raw event bytes, injected, completion text it carried, reasoning text it carried)
+        self.events: list[tuple[float, bytes, bool, str, str]] = []
         self.truncated = False
         self.request_body = request_body
 
@@ -57,7 +57,7 @@ class RawCapture:
             return
         self._bytes += len(raw)
         self.events.append(
-            ((self._clock() - self._t0) * 1000.0, raw.decode("utf-8", "replace"), injected, text, reasoning)
+            (self._clock(), raw, injected, text, reasoning)  # decoded and made relative when viewed
         )
 
     @property
@@ -66,12 +66,13 @@ class RawCapture:
 
     def view(self, redactor: Redactor) -> dict[str, Any]:
         """The JSON of ``GET /api/requests/{id}/raw``, redacted."""
-        raws = [redactor.redact_text(e[1]) for e in self.events]
+        raws = [redactor.redact_text(e[1].decode("utf-8", "replace")) for e in self.events]
         _withhold_split_secrets(raws, [e[3] for e in self.events], redactor)  # the completion text
         _withhold_split_secrets(raws, [e[4] for e in self.events], redactor)  # the reasoning
         return {
             "events": [
-                {"seq": i, "t_ms": round(e[0], 3), "raw": raws[i], "injected": e[2]} for i, e in enumerate(self.events)
+                {"seq": i, "t_ms": round((e[0] - self._t0) * 1000.0, 3), "raw": raws[i], "injected": e[2]}
+                for i, e in enumerate(self.events)
             ],
             "truncated": self.truncated,
             "request_body": redactor.redact_json(self.request_body) if self.request_body is not None else None,
