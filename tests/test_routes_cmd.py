@@ -38,6 +38,11 @@ def test_check_prefix_route(config, capsys):
     assert "https://api.anthropic.com/v1" in out and "claude-sonnet-4-5" in out
 
 
+def test_config_after_the_model(config, capsys):
+    assert cli.main(["routes", "check", "claude-x", "--config", str(config)]) == 0
+    assert "route 'claude'" in capsys.readouterr().out
+
+
 def test_check_default_as_json(config, capsys):
     assert cli.main(["routes", "--config", str(config), "check", "gpt-4o", "--json"]) == 0
     got = json.loads(capsys.readouterr().out)

@@ -26,14 +26,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--upstream", metavar="URL", help="the proxy's --upstream [env: TOKENTAIL_PROXY_UPSTREAM; file: [proxy]]"
     )
     check.add_argument("--json", action="store_true", help="print the answer as JSON")
+    # Also after the action (``routes check MODEL --config PATH``); its own dest, since a
+    # subparser's default would overwrite the one given before the action.
+    check.add_argument("--config", dest="check_config", metavar="PATH", help=f"TOML config file [env: {st.CONFIG_ENV}]")
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     from tokentail.proxy.routes import load_routes, parse_upstream
 
     env = dict(os.environ if environ is None else environ)
-    if args.config:
-        env[st.CONFIG_ENV] = args.config
+    config = getattr(args, "check_config", None) or args.config
+    if config:
+        env[st.CONFIG_ENV] = config
     file_config, _ = st.load_config_file(None, env)
     table, path = load_routes(env)
     proxy_table = file_config.get("proxy", {})
