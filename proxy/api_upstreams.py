@@ -12,6 +12,7 @@ from aiohttp import web
 from . import state as keys
 from .api import _json
 from .raw_capture import RawCapture
+from .raw_store import view_async
 from .upstreams_state import RAW, UPSTREAMS
 
 
@@ -42,8 +43,11 @@ async def get_raw(request: web.Request) -> web.Response:
     app = request.app
     entry = app[keys.INFLIGHT].get(rid)
     if entry is not None and isinstance(entry.rec.raw, RawCapture):
-        return _json({"id": rid, "in_flight": True, **entry.rec.raw.view(app[keys.REDACTOR])})
+        return _json({"id": rid, "in_flight": True, **await view_async(entry.rec.raw, app[keys.REDACTOR])})
     view = app[RAW].get(rid)
+    if view is None:
+        queued = app[RAW].pending(rid)  # ended a moment ago: its redaction is under way
+        view = await view_async(queued, app[keys.REDACTOR]) if queued is not None else None
     if view is None:
         return _json(
             {"error": {"message": "no raw capture of this request in memory", "type": "not_found"}}, status=404

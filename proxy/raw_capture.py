@@ -11,10 +11,9 @@ A secret streamed in pieces (``"sk-"``, ``"proj-"``, ...) matches no rule in any
 and withholds the piece of every event that overlaps a secret found there
 (``[REDACTED:split_secret]``; the whole event when the piece cannot be found in it).
 
-Nothing here is redacted per chunk: ``RawStore`` (an observer) redacts a capture once, at
-request end, with the proxy's redactor, and keeps the finished ones in a ring bounded in
-count and bytes; ``view`` redacts an in-flight one when it is served.
-``GET /api/requests/{id}/raw`` serves ``view``.
+Nothing here is redacted per chunk: ``raw_store.RawStore`` (an observer) redacts a capture
+once, after the request's end, and keeps the finished views in a ring; an in-flight capture
+is redacted when it is served. ``GET /api/requests/{id}/raw`` serves them.
 """
 
 from __future__ import annotations
@@ -22,14 +21,12 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from .record import RequestRecord
 from .redact import Redactor
 
-__all__ = ["RawCapture", "RawStore", "secret_regions"]
+__all__ = ["RawCapture", "secret_regions"]
 
 _LABEL = re.compile(r"\[REDACTED:[A-Za-z0-9_]+\]")
 SPLIT = "[REDACTED:split_secret]"
@@ -64,19 +61,28 @@ class RawCapture:
     def size(self) -> int:
         return self._bytes
 
-    def view(self, redactor: Redactor) -> dict[str, Any]:
-        """The JSON of ``GET /api/requests/{id}/raw``, redacted."""
-        raws = [redactor.redact_text(e[1].decode("utf-8", "replace")) for e in self.events]
-        _withhold_split_secrets(raws, [e[3] for e in self.events], redactor)  # the completion text
-        _withhold_split_secrets(raws, [e[4] for e in self.events], redactor)  # the reasoning
+    def redact_slice(self, redactor: Redactor, lo: int, hi: int) -> list[str]:
+        """Events ``lo:hi`` as text, each redacted (a slice at a time: ``raw_store`` spreads
+        the work of a long stream over several turns of the event loop)."""
+        return [redactor.redact_text(e[1].decode("utf-8", "replace")) for e in self.events[lo:hi]]
+
+    def finish_view(self, raws: list[str], redactor: Redactor) -> dict[str, Any]:
+        """The view of the first ``len(raws)`` events, given them redacted one by one."""
+        events = self.events[: len(raws)]
+        _withhold_split_secrets(raws, [e[3] for e in events], redactor)  # the completion text
+        _withhold_split_secrets(raws, [e[4] for e in events], redactor)  # the reasoning
         return {
             "events": [
                 {"seq": i, "t_ms": round((e[0] - self._t0) * 1000.0, 3), "raw": raws[i], "injected": e[2]}
-                for i, e in enumerate(self.events)
+                for i, e in enumerate(events)
             ],
             "truncated": self.truncated,
             "request_body": redactor.redact_json(self.request_body) if self.request_body is not None else None,
         }
+
+    def view(self, redactor: Redactor) -> dict[str, Any]:
+        """The JSON of ``GET /api/requests/{id}/raw``, redacted, all at once."""
+        return self.finish_view(self.redact_slice(redactor, 0, len(self.events)), redactor)
 
 
 def secret_regions(full: str, redacted: str) -> list[tuple[int, int]] | None:
@@ -139,29 +145,3 @@ def _mask(raw: str, piece: str) -> str:
         if form and form in raw:
             return raw.replace(form, SPLIT)
     return WITHHELD
-
-
-class RawStore:
-    """Finished requests' raw views, redacted once at their end; bounded in count and bytes."""
-
-    def __init__(self, redactor: Redactor, max_requests: int = 1000, max_bytes: int = 64 << 20) -> None:
-        self._redactor = redactor
-        self._max_requests, self._max_bytes = max_requests, max_bytes
-        self._views: OrderedDict[str, tuple[int, dict[str, Any]]] = OrderedDict()
-        self._bytes = 0
-
-    def on_end(self, rec: RequestRecord) -> None:
-        raw = rec.raw
-        if not isinstance(raw, RawCapture):
-            return
-        rec.raw = None  # the record may live on elsewhere: the capture's memory is accounted here
-        size = raw.size + 256
-        self._views[rec.id] = (size, raw.view(self._redactor))
-        self._bytes += size
-        while self._views and (len(self._views) > self._max_requests or self._bytes > self._max_bytes):
-            _, (n, _view) = self._views.popitem(last=False)
-            self._bytes -= n
-
-    def get(self, request_id: str) -> dict[str, Any] | None:
-        item = self._views.get(request_id)
-        return item[1] if item is not None else None

@@ -29,7 +29,7 @@ from .attribution import Fingerprinter
 from .hooks import RequestHooks, default_hooks
 from .live import LiveHub
 from .metrics import ProxyMetrics
-from .raw_capture import RawStore
+from .raw_store import RawStore
 from .record import Observer, Observers
 from .redact import Redactor
 from .sessions import SessionTracker

@@ -9,7 +9,7 @@ from typing import Final
 
 from aiohttp import web
 
-from .raw_capture import RawStore
+from .raw_store import RawStore
 from .upstream_health import UpstreamHealth
 
 __all__ = ["RAW", "UPSTREAMS"]

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from tests.proxy._features import start_proxy, until
 from tests.proxy._upstreams import scripted_sse
-from tokentail.proxy.raw_capture import RawCapture, RawStore
+from tokentail.proxy.raw_capture import RawCapture
+from tokentail.proxy.raw_store import RawStore
 from tokentail.proxy.record import RequestRecord
 from tokentail.proxy.redact import Redactor
 
@@ -134,7 +135,7 @@ async def test_raw_view_in_flight_and_unknown():
 
 
 def test_store_is_bounded_in_count_and_bytes():
-    store = RawStore(Redactor(enabled=True), max_requests=3, max_bytes=10_000)
+    store = RawStore(Redactor(enabled=True), max_requests=3, max_bytes=100_000)
     for i in range(5):
         rec = RequestRecord(id=str(i), variant="v", method="POST", endpoint="/chat/completions")
         rec.raw = RawCapture(rec.t0, 1 << 20, {"model": "m"}, clock=lambda t0=rec.t0: t0 + 0.5)
@@ -213,3 +214,32 @@ def test_a_secret_cut_anywhere_leaves_no_long_piece(cuts):
     for secret in (SECRET, EMAIL):
         for i in range(len(secret) - 7):
             assert secret[i : i + 8] not in shown, (pieces, secret[i : i + 8])
+
+
+async def test_store_redacts_after_the_end_in_slices():
+    import asyncio
+
+    from tokentail.proxy.raw_store import SLICE
+
+    store = RawStore(Redactor(enabled=True))
+    rec = RequestRecord(id="long", variant="v", method="POST", endpoint="/chat/completions")
+    rec.raw = RawCapture(rec.t0, 1 << 22)
+    n = SLICE * 4 + 3
+    for i in range(n):
+        piece = f" w{i} {EMAIL}" if i == 7 else f" w{i}"
+        rec.raw.add(chunk(delta(piece)), text=piece)
+    turns = 0
+
+    def tick() -> None:  # another callback on the loop: it must get turns while the store works
+        nonlocal turns
+        turns += 1
+        if store.get("long") is None:
+            asyncio.get_running_loop().call_soon(tick)
+
+    store.on_end(rec)  # returns at once: nothing redacted yet
+    assert store.get("long") is None and store.pending("long") is not None
+    asyncio.get_running_loop().call_soon(tick)
+    await until(lambda: store.get("long") is not None)
+    assert turns >= 4  # the loop ran other work between the slices
+    view = store.get("long")
+    assert len(view["events"]) == n and EMAIL not in json.dumps(view)
