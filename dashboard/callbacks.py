@@ -18,9 +18,10 @@ from typing import Any
 from dash import Dash, Input, NoUpdate, Output, State, ctx, html, no_update
 
 from . import _format as fmt
-from . import figures, layout, queries, runs_page, sessions_page
+from . import figures, layout, queries, runs_page, sessions_page, upstreams_view
 from .config import DashboardConfig
 from .queries import DEFAULT_RANGE, RANGES, Reader, SourceError
+from .upstreams_view import fetch_raw, raw_card
 
 log = logging.getLogger("tokentail.dashboard")
 
@@ -134,6 +135,7 @@ def register(app: Dash, config: DashboardConfig, reader: Reader) -> None:
             ]
 
         register_history(app, reader)
+    upstreams_view.register(app, config, reader)
 
     @app.callback(
         Output("detail-body", "children"),
@@ -153,7 +155,10 @@ def register(app: Dash, config: DashboardConfig, reader: Reader) -> None:
                     span = reader.span(rid)
                 except SourceError as exc:
                     errors.append(str(exc))
-            return layout.detail_view(queries.request_view(live, span), rid, errors)
+            return [
+                *layout.detail_view(queries.request_view(live, span), rid, errors),
+                raw_card(fetch_raw(reader, rid)),
+            ]
         except Exception:
             log.exception("request detail failed")
             return layout.empty_state("Could not show this request", "See the dashboard's log for the reason.")

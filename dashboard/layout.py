@@ -17,6 +17,7 @@ from dash import dcc, html
 from dash.development.base_component import Component
 
 from . import _format as fmt
+from . import upstreams_view
 from ._markdown import safe_markdown
 from .config import DashboardConfig
 from .figures import CHART_HEIGHT, CHARTS, color_for
@@ -183,6 +184,7 @@ def overview_page(config: DashboardConfig) -> list[Any]:
         html.Div(id="ov-status", className="tt-status-line", children="Loading…"),
         html.Div(id="ov-empty"),
         html.Div(id="ov-cards", className="tt-variant-cards"),
+        upstreams_view.panel(),  # health and rate-limit headroom per route, beside the error rates
         # Filled by the overview callback once the Overview is on screen: a page opened on
         # /live never loads Plotly (parsing it would stall the live list at page load).
         html.Div(

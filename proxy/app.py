@@ -19,7 +19,7 @@ from aiohttp import web
 
 from tokentail import access_aiohttp
 
-from . import api, forward
+from . import api, api_upstreams, forward
 from .metrics import metrics_handler
 from .services import ProxyServices, build_services
 from .state import (
@@ -38,6 +38,8 @@ from .state import (
     SESSION,
     SESSIONS,
 )
+from .upstream_probe import probe_ctx, targets
+from .upstreams_state import RAW, UPSTREAMS
 
 log = logging.getLogger("tokentail.proxy")
 
@@ -62,7 +64,14 @@ def create_app(services: ProxyServices) -> web.Application:
     app[SESSIONS] = services.sessions
     app[FINGERPRINTER] = services.fingerprinter
     app[INFLIGHT] = {}
+    app[UPSTREAMS] = services.upstreams
+    app[RAW] = services.raw
     app.cleanup_ctx.append(_upstream_session)
+    app.cleanup_ctx.append(
+        probe_ctx(
+            services.probe_interval, services.probe_timeout, lambda a: targets(a[CONFIG].upstream, a[ROUTES].table)
+        )
+    )
     app.on_shutdown.append(_close_live_streams)
 
     app.router.add_get("/healthz", api.healthz)
@@ -70,6 +79,9 @@ def create_app(services: ProxyServices) -> web.Application:
     app.router.add_get("/api/live", api.live)
     app.router.add_get("/api/requests", api.list_requests)
     app.router.add_get("/api/requests/{id}", api.get_request)
+    app.router.add_get("/api/requests/{id}/raw", api_upstreams.get_raw)
+    app.router.add_get("/api/upstreams", api_upstreams.list_upstreams)
+    app.router.add_get("/api/routes/match", api_upstreams.match_route)
     app.router.add_post("/api/requests/{id}/cancel", api.cancel_request)
     app.router.add_get("/api/routes", api.list_routes)
     app.router.add_post("/api/routes/reload", api.reload_routes)

@@ -135,6 +135,15 @@ OPTIONS = [
         parse_routes_json,
         metavar="JSON",
     ),
+    Option(
+        "probe_interval",
+        "probe GET {upstream}/models this often for upstream health (--upstream and routes with "
+        "probe = true); 0: off (paid APIs count the calls); health also comes from traffic",
+        0.0,
+        parse_duration,
+        metavar="DURATION",
+    ),
+    Option("probe_timeout", "longest wait for one health probe", 5.0, parse_duration, metavar="DURATION"),
     Option("pricing", "price table (TOML) replacing the packaged tokentail/data/pricing.toml", None, metavar="PATH"),
     Option(
         "fingerprint_key",

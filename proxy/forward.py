@@ -36,6 +36,7 @@ from .routes import Route
 from .state import CONFIG, HOOKS, INFLIGHT, OBSERVERS, PRICES, REDACTOR, SESSION, InFlight, ProxyConfig
 from .tap import StreamTap
 from .upstream_url import PREFIX, PathRefused
+from .upstreams_state import UPSTREAMS
 
 log = logging.getLogger("tokentail.proxy")
 
@@ -192,6 +193,7 @@ class _Relay:
         observers: Observers,
     ) -> web.StreamResponse:
         rec.http_status = up.status
+        request.app[UPSTREAMS].on_response(rec, up.headers)  # rate-limit headroom, once per request
         streaming = up.content_type == "text/event-stream"
         resp = self.resp = web.StreamResponse(
             status=up.status, reason=up.reason, headers=_response_headers(up, streaming)

@@ -128,6 +128,8 @@ class RequestRecord:
     # Per-chunk timing for gen_ai time_per_output_chunk: monotonic time of the last delta.
     last_delta_at: float | None = None
     first_delta_at: float | None = None
+    # The raw stream view (``raw_capture.RawCapture``, set by the tap; taken by its store at the end).
+    raw: Any = None
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.t0) * 1000.0

@@ -10,6 +10,7 @@ Routes are ``[[proxy.routes]]`` tables in the config file (or a JSON list in
     model = "claude-sonnet-4-5"          # optional: rewrite the request's model
     api_key_env = "ANTHROPIC_API_KEY"    # optional: inject this variable's value ...
     auth_header = "x-api-key"            # ... as this header (default: Authorization: Bearer)
+    probe = true                         # optional: include in the --probe-interval health probe
 
 Matching is pure: an exact ``match`` first, then the longest ``prefix``; no match (or no
 model, e.g. ``GET /v1/models``) goes to ``--upstream``. A request can only choose among
@@ -18,6 +19,9 @@ client sent (``*auth*``, ``*key*``, ``*token*``, ``*secret*``, cookies) and a ``
 query parameter are dropped first, so the client's own key never reaches that upstream.
 The key's value lives only in the ``Route`` (never in its repr, ``describe()``, logs, spans
 or the live feed).
+
+``RouteTable.explain`` answers "where would MODEL go, and why" without sending anything
+(``GET /api/routes/match``, ``tokentail routes check``).
 
 ``parse_routes`` validates everything at once and raises ``SettingsError`` with one line
 naming the route; ``load_routes`` re-reads the config file for a reload, and
@@ -41,7 +45,16 @@ from tokentail.settings import SettingsError, load_config_file
 if TYPE_CHECKING:  # state imports this module at run time
     from .state import RouteState
 
-__all__ = ["AUTH_HEADERS", "Route", "RouteTable", "load_routes", "parse_routes", "parse_routes_json", "reload_routes"]
+__all__ = [
+    "AUTH_HEADERS",
+    "Explanation",
+    "Route",
+    "RouteTable",
+    "load_routes",
+    "parse_routes",
+    "parse_routes_json",
+    "reload_routes",
+]
 
 log = logging.getLogger("tokentail.proxy")
 
@@ -52,7 +65,7 @@ AUTH_HEADERS = {
     "api-key": ("api-key", ""),  # Azure OpenAI
     "x-goog-api-key": ("x-goog-api-key", ""),  # Google
 }
-_KEYS = frozenset({"name", "match", "prefix", "upstream", "model", "api_key_env", "auth_header"})
+_KEYS = frozenset({"name", "match", "prefix", "upstream", "model", "api_key_env", "auth_header", "probe"})
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -66,6 +79,7 @@ class Route:
     model: str | None = None  # the model name sent upstream instead of the client's
     api_key_env: str | None = None
     auth_header: str = "authorization"
+    probe: bool = False  # probed by --probe-interval (off by default: paid APIs count the calls)
     key: str | None = field(default=None, repr=False, compare=False)  # the secret: never shown
 
     def auth(self) -> tuple[str, str] | None:
@@ -115,6 +129,43 @@ class RouteTable:
 
     def describe(self) -> list[dict[str, Any]]:
         return [r.describe() for r in self.routes]
+
+    def explain(self, model: str | None, default: URL) -> Explanation:
+        """Where a request for ``model`` would go, and why; ``match`` decides, this only explains."""
+        route = self.match(model)
+        if route is None:
+            why = "no model in the request" if not model else "no route matches: the default --upstream"
+            return Explanation(None, default, model, "default", why)
+        if route.match is not None:
+            why = f"exact match of route {route.name!r}"
+            kind = "exact"
+        else:
+            why = f"longest prefix {route.prefix!r} of route {route.name!r}"
+            kind = "prefix"
+        return Explanation(route, route.upstream, route.model or model, kind, why)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The answer of ``RouteTable.explain``: the route (None: the default upstream), the
+    upstream, the model name sent upstream, how it matched (exact | prefix | default) and why."""
+
+    route: Route | None
+    upstream: URL
+    upstream_model: str | None
+    how: str
+    why: str
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "route": self.route.name if self.route is not None else None,
+            "upstream": str(self.upstream),
+            "upstream_host": self.upstream.host,
+            "upstream_model": self.upstream_model,
+            "match": self.how,
+            "why": self.why,
+            "injects_key": bool(self.route is not None and self.route.api_key_env),
+        }
 
 
 def parse_routes_json(text: str) -> list[Any]:
@@ -183,6 +234,9 @@ def parse_routes(raw: Any, env: Mapping[str, str]) -> RouteTable:
                     f"{where}: 'auth_header' must be one of {', '.join(AUTH_HEADERS)} (got {auth_header!r})"
                 )
             auth_header = auth_header.lower()
+        probe = entry.get("probe", False)
+        if not isinstance(probe, bool):
+            raise SettingsError(f"{where}: 'probe' must be true or false")
         routes.append(
             Route(
                 name=name,
@@ -192,6 +246,7 @@ def parse_routes(raw: Any, env: Mapping[str, str]) -> RouteTable:
                 model=model,
                 api_key_env=key_env,
                 auth_header=auth_header or "authorization",
+                probe=probe,
                 key=key,
             )
         )

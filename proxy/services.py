@@ -30,11 +30,13 @@ from .attribution import Fingerprinter
 from .hooks import RequestHooks, default_hooks
 from .live import LiveHub
 from .metrics import ProxyMetrics
+from .raw_store import RawStore
 from .record import Observer, Observers
 from .redact import Redactor
 from .sessions import SessionTracker
 from .spans import SpanObserver
 from .state import ProxyConfig, RouteState
+from .upstream_health import UpstreamHealth
 
 __all__ = ["ProxyServices", "build_metrics", "build_services"]
 
@@ -56,6 +58,10 @@ class ProxyServices:
     observers: Observers
     hooks: RequestHooks
     boot_id: str
+    upstreams: UpstreamHealth
+    raw: RawStore
+    probe_interval: float = 0.0
+    probe_timeout: float = 5.0
 
 
 def build_metrics(settings: Any, registry: CollectorRegistry, env: Mapping[str, str]) -> ProxyMetrics:
@@ -129,10 +135,22 @@ def build_services(
             content_bytes=settings.span_content_bytes,
         )
     sessions = SessionTracker(redactor=redactor)
+    upstreams = UpstreamHealth(registry, config.upstream.host or str(config.upstream), clock=clock)
+    for route in route_table.routes:
+        upstreams.see(route.name, route.upstream.host)
+    raw = RawStore(redactor, max_requests=settings.ring_size, max_bytes=settings.ring_bytes)
     # The span observer first: it puts the trace id on the record before the live hub
     # announces the request. (Any: an observer implements any of the three hooks, and
     # ``Observers`` looks them up; the ``Observer`` protocol cannot say "some of".)
-    observers: list[Any] = [*([spans] if spans is not None else []), metrics, hub, sessions, *extra_observers]
+    observers: list[Any] = [
+        *([spans] if spans is not None else []),
+        metrics,
+        hub,
+        sessions,
+        upstreams,
+        raw,
+        *extra_observers,
+    ]
     routes_from = settings.source("routes")
     route_state = RouteState(
         route_table,
@@ -165,6 +183,10 @@ def build_services(
         observers=Observers(observers),
         hooks=RequestHooks(hooks),
         boot_id=boot_id,
+        upstreams=upstreams,
+        raw=raw,
+        probe_interval=getattr(settings, "probe_interval", 0.0),
+        probe_timeout=getattr(settings, "probe_timeout", 5.0),
     )
 
 

@@ -20,6 +20,7 @@ import logging
 from json.scanner import make_scanner
 from typing import Any
 
+from .raw_capture import RawCapture
 from .record import ERR_INCOMPLETE, ERROR, IN_FLIGHT, Delta, RequestRecord
 from .sse import SSEDecoder, SSEEvent
 from .usage import Extract, ToolCalls, error_message, estimate_input_tokens, interpreter_for, is_usage_chunk
@@ -108,6 +109,7 @@ class StreamTap:
         "_held",
         "_interp",
         "_max_body",
+        "_raw",
         "_reasoning",
         "_req",
         "_saw_data",
@@ -151,6 +153,8 @@ class StreamTap:
         self.saw_done = False  # the stream ended with data: [DONE]
         self._complete = False  # the protocol's terminator was seen
         self._saw_data = False  # at least one event with data (or too big to parse)
+        # The raw stream view (its one clock read per event is the arrival time).
+        self._raw = rec.raw = RawCapture(rec.t0, max_capture_bytes, request_json)
 
     def feed(self, chunk: bytes) -> tuple[bytes, list[Delta]]:
         """Read one chunk; return (bytes for the client, deltas found in it)."""
@@ -164,11 +168,11 @@ class StreamTap:
         events = self._dec.feed(chunk)
         if not self._strip:
             for ev in events:
-                self._event(ev, deltas)
+                self._seen(ev, deltas)
             return chunk, deltas
         kept, stripped = [], False
         for ev in events:
-            if self._event(ev, deltas):
+            if self._seen(ev, deltas):
                 stripped = True
             else:
                 kept.append(ev.raw)
@@ -191,7 +195,7 @@ class StreamTap:
                 assert self._dec is not None  # set whenever streaming
                 kept = []
                 for ev in self._dec.flush():
-                    if not self._event(ev, []) and self._strip:
+                    if not self._seen(ev, []) and self._strip:
                         kept.append(ev.raw)
                 out = b"".join(kept)
             else:
@@ -203,6 +207,14 @@ class StreamTap:
         return out
 
     # -- streamed events --------------------------------------------------------------------
+
+    def _seen(self, ev: SSEEvent, deltas: list[Delta]) -> bool:
+        """``_event``, and the event kept for the raw view with the text it carried."""
+        n = len(deltas)
+        injected = self._event(ev, deltas)
+        d = deltas[n] if len(deltas) > n else None
+        self._raw.add(ev.raw, injected, d.text if d is not None else "", d.reasoning if d is not None else "")
+        return injected
 
     def _event(self, ev: SSEEvent, deltas: list[Delta]) -> bool:
         """Apply one SSE event to the record; True when it is the usage-only chunk to strip."""

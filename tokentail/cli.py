@@ -72,6 +72,9 @@ def build_parser(mods: dict[str, ModuleType]) -> argparse.ArgumentParser:
             help="log verbosity [env: TOKENTAIL_LOG_LEVEL]",
         )
         st.add_options(p, name, mod.OPTIONS)
+    from . import routes_cmd  # a tool command with an action and an argument, not a process
+
+    routes_cmd.add_parser(sub)
     return parser
 
 
@@ -91,6 +94,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    if args.command == "routes":
+        from . import routes_cmd
+
+        try:
+            return routes_cmd.run(args)
+        except st.SettingsError as exc:
+            print(f"tokentail routes: error: {exc}", file=sys.stderr)
+            return 2
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
