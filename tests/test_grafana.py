@@ -23,9 +23,10 @@ import yaml
 from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 
-from tests.conftest import SERVER_KWARGS, proxy_settings, start_proxy
-from tests.proxy._prom import PrometheusServer, free_port, prometheus_bin
-from tests.test_compose import PROMETHEUS_CONFIG, ROOT, environment, internal_target, services
+from tests.helpers import SERVER_KWARGS
+from tests.helpers.compose import PROMETHEUS_CONFIG, ROOT, environment, internal_target, services
+from tests.helpers.prom import PrometheusServer, free_port, prometheus_bin
+from tests.helpers.proxies import proxy_settings, start_proxy_server
 
 GRAFANA = ROOT / "grafana"
 DASHBOARD_DIR = GRAFANA / "dashboards"
@@ -425,7 +426,7 @@ async def test_every_dashboard_query_returns_data(sim_server, tmp_path):
 
     prometheus_bin()  # skip (or fail in CI) before starting anything
     upstream = str(sim_server.make_url("/v1"))
-    production = await start_proxy(upstream, CollectorRegistry(), variant="production")
+    production = await start_proxy_server(upstream, CollectorRegistry(), variant="production")
     canary, provider = await _proxy_dropping_spans(upstream, "canary")
     proxies = (production, canary)
     prom: DeployedPrometheus | None = None

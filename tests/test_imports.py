@@ -151,21 +151,7 @@ def _a_cycle(g: dict[str, set[str]], comp: set[str]) -> list[str]:
     return sorted(comp)  # unreachable for a strongly connected component
 
 
-# Packages with cycles that other work removes: marked, strictly, so fixing them turns this red.
-KNOWN_CYCLES: dict[str, str] = {
-    # layout.page_for imports the page modules in a function; playground_page imports
-    # layout.empty_state back. Left to the dashboard's owners (issue 10).
-    "tokentail.dashboard": "dashboard.layout <-> dashboard.playground_page",
-}
-
-
-@pytest.mark.parametrize(
-    "package",
-    [
-        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=KNOWN_CYCLES[p])) if p in KNOWN_CYCLES else p
-        for p in PACKAGES
-    ],
-)
+@pytest.mark.parametrize("package", list(PACKAGES))
 def test_no_import_cycles(package):
     found = cycles(graph(package))
     assert not found, "import cycles:\n" + "\n".join("  " + " -> ".join(c) for c in found)

@@ -9,9 +9,8 @@ import logging
 import duckdb
 import pytest
 
+from tests.helpers.fakes import Clock, FakeProxy, closed_port_url, make_config
 from tokentail.collector.app import COLLECTOR, STORE, create_app
-
-from ._fakes import Clock, FakeProxy, closed_port_url, make_config
 
 T0 = 1_800_000_000.0  # a multiple of 3600
 

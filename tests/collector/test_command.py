@@ -10,10 +10,9 @@ import time
 import duckdb
 import pytest
 
+from tests.helpers.fakes import FakeProxy
+from tests.helpers.procs import CollectorProcess, run_cli
 from tokentail.collector.store import Store
-
-from ._fakes import FakeProxy
-from ._proc import CollectorProcess, run_cli
 
 
 def _one_line_error(stderr: str) -> str:

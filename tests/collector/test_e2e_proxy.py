@@ -7,9 +7,8 @@ import asyncio
 import aiohttp
 import pytest
 
+from tests.helpers.fakes import Clock, make_config
 from tokentail.collector.app import COLLECTOR, create_app
-
-from ._fakes import Clock, make_config
 
 T0 = 1_800_000_000.0
 
@@ -49,7 +48,7 @@ async def test_proxy_spans_arrive_over_otlp_with_the_live_feed_request_id(sim_se
     from aiohttp.test_utils import TestServer
     from prometheus_client import CollectorRegistry
 
-    from tests.conftest import proxy_settings
+    from tests.helpers.proxies import proxy_settings
     from tokentail.proxy import telemetry
     from tokentail.proxy.app import app_from_settings as create_proxy
     from tokentail.proxy.state import METRICS
@@ -93,7 +92,7 @@ async def test_an_injected_route_key_never_reaches_the_database(sim_server, aioh
     from aiohttp.test_utils import TestServer
     from prometheus_client import CollectorRegistry
 
-    from tests.conftest import proxy_settings
+    from tests.helpers.proxies import proxy_settings
     from tokentail.proxy import telemetry
     from tokentail.proxy.app import app_from_settings as create_proxy
 

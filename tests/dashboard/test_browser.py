@@ -10,17 +10,14 @@ import json
 import re
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
+from tests.helpers.browser import SCREENSHOTS, SECRET, open_page, row_text, unique_prompt
 from tokentail.dashboard.figures import color_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-SECRET = "sk-test-not-a-key"  # what every test request sends as its API key
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -28,23 +25,6 @@ def traffic(live_stack):
     live_stack.background_traffic(rps=2.0)
     yield
     live_stack.stop_traffic()
-
-
-def open_page(page, live_stack, path: str, sources=("proxy:production", "proxy:canary", "collector")):
-    page.goto(live_stack.origin + path)
-    for key in sources:
-        expect(page.locator(f'#tt-sources [data-source="{key}"]')).to_have_attribute(
-            "data-state", "open", timeout=10_000
-        )
-
-
-def row_text(locator) -> str:
-    """The completion as the row holds it (its text node; the caret is a separate element)."""
-    return locator.locator(".tt-row-text").evaluate("e => e.firstChild ? e.firstChild.data : ''")
-
-
-def unique_prompt(what: str) -> str:
-    return f"[{uuid.uuid4().hex[:10]}] {what}"
 
 
 def test_streamed_request_appears_grows_and_is_listed_once(live_stack, page):
@@ -355,7 +335,7 @@ def test_overview_charts_two_variants_and_range_picker(live_stack, page):
 
 
 def test_banner_tells_an_unreachable_proxy_from_one_that_refuses_the_origin(live_stack, browser, tmp_path):
-    from ._stack import Proc, free_port
+    from tests.helpers.stack import Proc, free_port
 
     port, gone = free_port(), free_port()
     # The canary proxy allows the main dashboard's origin only: from this one it refuses.

@@ -29,9 +29,8 @@ import pytest
 from aiohttp import web
 from playwright.sync_api import expect
 
-from tests.conftest import proxy_settings
-
-from ._stack import LoopThread, free_port
+from tests.helpers.proxies import proxy_settings
+from tests.helpers.stack import LoopThread, free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -297,7 +296,7 @@ def test_a_page_from_another_loopback_origin_can_neither_read_nor_change_anythin
 
 
 def test_a_rebound_name_reads_nothing_from_the_proxy(mini, browser, chromium_path):
-    from .conftest import CHROMIUM_ARGS
+    from tests.helpers.browser import CHROMIUM_ARGS
 
     # The attacker's name now points at 127.0.0.1: its page is served on the proxy's own origin
     # (through /v1/*, which any host may use), and /api/* is same-origin to it.

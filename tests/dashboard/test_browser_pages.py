@@ -12,7 +12,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from .test_browser import SCREENSHOTS, SECRET, open_page, row_text, unique_prompt
+from tests.helpers.browser import SCREENSHOTS, SECRET, open_page, row_text, unique_prompt
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

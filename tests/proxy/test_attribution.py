@@ -10,10 +10,10 @@ import re
 import aiohttp
 import pytest
 
+from tests.helpers import read_events
+from tests.helpers.proxies import start_proxy, start_sim
 from tokentail.proxy.attribution import Fingerprinter, client_key, end_user, parse_tags
 from tokentail.proxy.redact import Redactor
-
-from ._features import read_events, start_proxy, start_sim
 
 KEY_A = "sk-proj-AAAAaaaa0123456789abcdefghijklmn"
 KEY_B = "sk-proj-BBBBbbbb0123456789abcdefghijklmn"

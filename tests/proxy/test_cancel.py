@@ -10,9 +10,9 @@ import aiohttp
 import openai
 import pytest
 
+from tests.helpers import until
+from tests.helpers.proxies import start_proxy, start_sim
 from tokentail.proxy.state import INFLIGHT
-
-from ._features import start_proxy, start_sim, until
 
 SLOW = {"x-sim-tps": "10", "x-sim-tokens": "200"}  # a 20 s stream
 CHAT = {"model": "sim-gpt-4o", "stream": True, "messages": [{"role": "user", "content": "a long story"}]}

@@ -9,11 +9,10 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import proxy_settings
+from tests.helpers import read_events
+from tests.helpers.proxies import proxy_settings, start_proxy, start_sim
 from tokentail.pricing import PriceTable
 from tokentail.settings import SettingsError
-
-from ._features import read_events, start_proxy, start_sim
 
 
 def cost_samples(metrics_text: str) -> dict[str, float]:

@@ -11,7 +11,7 @@ import time
 import aiohttp
 import pytest
 
-from tests.conftest import start_proxy
+from tests.helpers.proxies import start_proxy_server
 
 KEY = "sk-proj-SECRETSECRETSECRET0123456789abcd"
 CHAT = {
@@ -226,7 +226,7 @@ async def test_secrets_never_reach_feed_requests_or_logs(stack, caplog):
 
 
 async def test_reads_off_loopback_need_the_read_token(sim_server):
-    proxy = await start_proxy(str(sim_server.make_url("/v1")), host="0.0.0.0", read_token="rt-123")
+    proxy = await start_proxy_server(str(sim_server.make_url("/v1")), host="0.0.0.0", read_token="rt-123")
     try:
         async with aiohttp.ClientSession() as s:
             for path in ("/api/requests", "/api/live"):
@@ -241,7 +241,7 @@ async def test_reads_off_loopback_need_the_read_token(sim_server):
 
 
 async def test_cors_only_for_listed_origins(sim_server):
-    proxy = await start_proxy(str(sim_server.make_url("/v1")), allowed_origin=["http://127.0.0.1:8050"])
+    proxy = await start_proxy_server(str(sim_server.make_url("/v1")), allowed_origin=["http://127.0.0.1:8050"])
     try:
         async with aiohttp.ClientSession() as s:
             async with s.get(proxy.make_url("/api/requests"), headers={"Origin": "http://127.0.0.1:8050"}) as r:
@@ -294,7 +294,7 @@ async def test_subscribers_joining_a_full_ring_never_hold_the_loop(sim_server):
     from tokentail.proxy import app as keys
 
     # Requests of 8 MiB each (a raised --capture-bytes): one of them is one JSON string.
-    server = await start_proxy(str(sim_server.make_url("/v1")), redact=False, capture_bytes=8 << 20)
+    server = await start_proxy_server(str(sim_server.make_url("/v1")), redact=False, capture_bytes=8 << 20)
     try:
         hub = server.app[keys.HUB]
         entries = 5
@@ -340,7 +340,7 @@ async def test_subscriber_cap_refuses_with_503_and_counts(sim_server):
     from tokentail.proxy import app as keys
 
     registry = CollectorRegistry()
-    server = await start_proxy(str(sim_server.make_url("/v1")), registry, live_max_subscribers=3)
+    server = await start_proxy_server(str(sim_server.make_url("/v1")), registry, live_max_subscribers=3)
     try:
         hub = server.app[keys.HUB]
         async with aiohttp.ClientSession() as s:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.proxy._prom import promtool_check
+from tests.helpers.prom import promtool_check
 from tokentail.proxy import record as R
 from tokentail.proxy.metrics import ProxyMetrics, metrics_handler, sanitize_label
 from tokentail.proxy.record import Delta, RequestRecord, Usage

@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from prometheus_client import CollectorRegistry
 
-from tests.conftest import proxy_settings
+from tests.helpers.proxies import proxy_settings
 from tokentail import semconv as S
 from tokentail.proxy import telemetry
 from tokentail.proxy.app import create_app
@@ -230,7 +230,7 @@ async def _export_to_collector(aiohttp_client, tmp_path, records, **observer_kw)
     """Spans of ``records`` through the proxy's real export pipeline (``build_tracer_provider``
     defaults: batching, OTLP/HTTP protobuf) into a real collector app; returns
     (collector client, spans stored, spans counted dropped)."""
-    from tests.collector._fakes import make_config
+    from tests.helpers.fakes import make_config
     from tokentail.collector.app import OTLP_STATS
     from tokentail.collector.app import create_app as create_collector
     from tokentail.proxy.spans import SpanObserver

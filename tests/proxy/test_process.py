@@ -10,7 +10,7 @@ import time
 import aiohttp
 import pytest
 
-from tests._procs import TokentailProcess
+from tests.helpers.procs import TokentailProcess
 
 BODY = {"model": "sim-gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hello"}]}
 

@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tests.conftest import start_proxy
-from tests.proxy._prom import PrometheusServer, prometheus_bin, promtool_check
+from tests.helpers.prom import PrometheusServer, prometheus_bin, promtool_check
+from tests.helpers.proxies import start_proxy_server
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
 
@@ -62,7 +62,7 @@ def _scalar(result: list[dict]) -> float | None:
 async def test_prometheus_scrapes_the_proxy(sim_server, tmp_path):
     prometheus_bin()  # skip (or fail in CI) before starting anything
     registry = CollectorRegistry()
-    proxy = await start_proxy(str(sim_server.make_url("/v1")), registry)
+    proxy = await start_proxy_server(str(sim_server.make_url("/v1")), registry)
     prom = PrometheusServer(tmp_path, target=f"127.0.0.1:{proxy.port}")
     try:
         await asyncio.to_thread(prom.wait_ready)

@@ -8,9 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers.secrets import LABELLED, PEM, POSITIVE
 from tokentail.proxy.redact import Redactor, StreamRedactor
-
-from .test_redact import LABELLED, PEM, POSITIVE
 
 R = Redactor()
 _LABEL = re.compile(r"\[REDACTED:\w+\]")
