@@ -17,7 +17,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ __all__ = [
     "closed_port_url",
     "free_port",
     "read_events",
+    "reading",
     "require",
     "require_binary",
     "serve",
@@ -148,6 +149,14 @@ async def read_events(resp: aiohttp.ClientResponse, out: list, stop_on: str | No
         elif not line.startswith(":"):
             k, _, v = line.partition(": ")
             ev[k] = v
+
+
+async def reading(reader: Coroutine[Any, Any, None], out: list, timeout: float = 5.0) -> asyncio.Task:
+    """Run ``reader`` (filling ``out``) in a task, returned once its first event arrived. A live
+    feed's first event is its snapshot: from then on the subscriber sees every new event."""
+    task = asyncio.ensure_future(reader)
+    await until(lambda: out or task.done(), timeout=timeout, what="the reader's first event")
+    return task
 
 
 async def serve(app: web.Application) -> TestServer:

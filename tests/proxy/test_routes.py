@@ -14,7 +14,7 @@ import sys
 import aiohttp
 import pytest
 
-from tests.helpers import read_events, until
+from tests.helpers import read_events, reading, until
 from tests.helpers.proxies import start_proxy, start_sim
 from tokentail.proxy.routes import RouteTable, load_routes, parse_routes, reload_routes
 from tokentail.proxy.state import RouteState
@@ -195,8 +195,7 @@ async def test_routes_rewrite_and_inject_keys_and_the_key_is_never_emitted(two_s
     try:
         async with aiohttp.ClientSession() as s:
             async with s.get(proxy.url("/api/live")) as live:
-                reader = asyncio.create_task(read_events(live, events, stop_on="request.end", count=5))
-                await asyncio.sleep(0.05)
+                reader = await reading(read_events(live, events, stop_on="request.end", count=5), events)
                 client_auth = {"Authorization": f"Bearer {CLIENT_KEY}", "x-api-key": CLIENT_KEY}
 
                 async def send(model: str, query: str = "") -> tuple[str, str]:
