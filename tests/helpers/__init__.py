@@ -33,6 +33,7 @@ __all__ = [
     "SERVER_KWARGS",
     "closed_port_url",
     "free_port",
+    "listening",
     "read_events",
     "reading",
     "require",
@@ -89,7 +90,8 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
-def _listening(port: int) -> bool:
+def listening(port: int) -> bool:
+    """Something accepts connections on loopback ``port`` now."""
     try:
         socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
         return True
@@ -106,7 +108,7 @@ def wait_port(
     def ready() -> bool:
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"process exited with {proc.returncode} before listening on {port}\n{output()}")
-        return _listening(port)
+        return listening(port)
 
     try:
         wait_until(ready, timeout=timeout, step=0.05)
