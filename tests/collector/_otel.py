@@ -1,5 +1,4 @@
 """Moved to ``tests/helpers/otel.py``; this shim keeps older imports working."""
 
-from tests.helpers.otel import INPUT, OUTPUT, genai_spans, json_body, protobuf_body
-
-__all__ = ["INPUT", "OUTPUT", "genai_spans", "json_body", "protobuf_body"]
+from tests.helpers.otel import *  # noqa: F403
+from tests.helpers.otel import __all__  # noqa: F401

@@ -1,5 +1,4 @@
 """Moved to ``tests/helpers/procs.py``; this shim keeps older imports working."""
 
-from tests.helpers.procs import CollectorProcess, run_cli
-
-__all__ = ["CollectorProcess", "run_cli"]
+from tests.helpers.procs import *  # noqa: F403
+from tests.helpers.procs import __all__  # noqa: F401

@@ -1,5 +1,4 @@
 """Moved to ``tests/helpers/stack.py``; this shim keeps older imports working."""
 
-from tests.helpers.stack import PRICING, DeltaClock, LoopThread, Proc, Stack, Stream, free_port, stream_chat, wait_port
-
-__all__ = ["PRICING", "DeltaClock", "LoopThread", "Proc", "Stack", "Stream", "free_port", "stream_chat", "wait_port"]
+from tests.helpers.stack import *  # noqa: F403
+from tests.helpers.stack import __all__  # noqa: F401

@@ -34,6 +34,7 @@ __all__ = [
     "closed_port_url",
     "free_port",
     "listening",
+    "poll_in_thread",
     "read_events",
     "reading",
     "require",
@@ -63,6 +64,20 @@ async def until(
             return
         if loop.time() > deadline:
             raise AssertionError(f"condition not reached in {timeout}s{': ' + what if what else ''}")
+        await asyncio.sleep(step)
+
+
+async def poll_in_thread(
+    predicate: Callable[[], tuple[bool, Any]], timeout: float, step: float = 0.5
+) -> tuple[bool, Any]:
+    """Poll a blocking ``predicate() -> (ok, detail)`` in a thread, so the servers on this
+    event loop keep serving meanwhile, until ``ok`` or ``timeout``: the last (ok, detail)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        ok, detail = await asyncio.to_thread(predicate)
+        if ok or loop.time() > deadline:
+            return ok, detail
         await asyncio.sleep(step)
 
 

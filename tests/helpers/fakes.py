@@ -105,7 +105,7 @@ class FakeProxy:
         if self.mode == "500":
             return web.Response(status=500, text="internal error")
         if self.mode == "hang":
-            await asyncio.sleep(30)
+            await asyncio.sleep(30)  # the scenario: a target that never answers
         if self.mode == "garbage":
             return web.Response(text="<html><body>Welcome to nginx!</body></html>", content_type="text/html")
         if self.mode == "empty":

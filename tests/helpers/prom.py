@@ -35,12 +35,15 @@ def promtool_check(exposition: bytes) -> subprocess.CompletedProcess:
 class PrometheusServer:
     """A real Prometheus on a loopback port with a temp config and data dir; ``stop`` kills it."""
 
-    def __init__(self, tmp: Path, target: str, scrape_interval: str = "1s") -> None:
+    def __init__(self, tmp: Path, target: str = "", scrape_interval: str = "1s", *, config: str | None = None) -> None:
+        """Scrape ``target`` every ``scrape_interval``, or run ``config`` (a whole prometheus.yml)."""
         self.port = free_port()
         self.tmp = tmp
-        config = tmp / "prometheus.yml"
-        config.write_text(
-            "global:\n"
+        path = tmp / "prometheus.yml"
+        path.write_text(
+            config
+            if config is not None
+            else "global:\n"
             f"  scrape_interval: {scrape_interval}\n"
             f"  evaluation_interval: {scrape_interval}\n"
             "scrape_configs:\n"
@@ -53,7 +56,7 @@ class PrometheusServer:
         self.proc = subprocess.Popen(
             [
                 prometheus_bin(),
-                f"--config.file={config}",
+                f"--config.file={path}",
                 f"--storage.tsdb.path={tmp / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--log.level=warn",

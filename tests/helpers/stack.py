@@ -375,7 +375,7 @@ async def _background(stack: Stack, rps: float) -> None:
             tasks.add(t)
             t.add_done_callback(tasks.discard)
             i += 1
-            await asyncio.sleep(1 / rps)
+            await asyncio.sleep(1 / rps)  # pacing the load generator: rps requests a second
     finally:
         for t in tasks:
             t.cancel()

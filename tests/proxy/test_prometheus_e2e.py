@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
+from tests.helpers import poll_in_thread
 from tests.helpers.prom import PrometheusServer, prometheus_bin, promtool_check
 from tests.helpers.proxies import start_proxy_server
 
@@ -45,14 +46,9 @@ async def _stream(session: aiohttp.ClientSession, url: str, i: int) -> dict:
 
 async def _until(predicate, timeout: float = 20.0):
     """Poll ``predicate`` (blocking, run in a thread so the proxy keeps serving scrapes)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    last = None
-    while asyncio.get_running_loop().time() < deadline:
-        ok, last = await asyncio.to_thread(predicate)
-        if ok:
-            return last
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"condition not met in {timeout}s; last value: {last!r}")
+    ok, last = await poll_in_thread(predicate, timeout, step=0.3)
+    assert ok, f"condition not met in {timeout}s; last value: {last!r}"
+    return last
 
 
 def _scalar(result: list[dict]) -> float | None:
