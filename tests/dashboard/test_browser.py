@@ -14,6 +14,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
+from tests.helpers import wait_until
 from tests.helpers.browser import SCREENSHOTS, SECRET, open_page, row_text, unique_prompt
 from tokentail.dashboard.figures import color_for
 
@@ -45,7 +46,7 @@ def test_streamed_request_appears_grows_and_is_listed_once(live_stack, page):
     while not done.done():
         if row.get_attribute("data-status") == "in_flight":
             lengths.append(len(row_text(row)))
-        time.sleep(0.1)
+        time.sleep(0.1)  # sampling the text ~10 times a second while it streams
     s = done.result(10)
     growth = [n for n in lengths if n > 0]
     assert len(set(growth)) >= 5, f"text did not grow on screen while streaming: {lengths}"
@@ -86,7 +87,7 @@ def test_detail_page_follows_a_streaming_request_to_its_end(live_stack, page):
     lengths = []
     while not done.done():
         lengths.append(len(text.inner_text()))
-        time.sleep(0.1)
+        time.sleep(0.1)  # sampling the text ~10 times a second while it streams
     s = done.result(10)
     assert len(set(lengths)) >= 4 and lengths == sorted(lengths), f"detail text did not grow: {lengths}"
 
@@ -201,16 +202,22 @@ def test_token_to_screen_latency(live_stack, page):
     # Steady state, as on a page left open: the page has loaded, and the proxies' snapshots and
     # the first history are in (page-load work is not token-to-screen latency).
     page.wait_for_load_state("load")
-    time.sleep(1.0)
+    expect(page.locator(".tt-row.tt-row-stored").first).to_be_attached(timeout=15_000)  # the history is in
     assert page.evaluate("typeof window.Plotly") == "undefined", "the Live page should not load Plotly"
     page.evaluate(PROBE)
     prompts = [unique_prompt(f"Latency probe {i}: describe a streaming proxy.") for i in range(3)]
     started = [live_stack.stream("production", p, tps=20, ttft_ms=400, tokens=80) for p in prompts]
     results = [done.result(30) for _, done in started]
     assert all(r.text for r in results)
-    time.sleep(0.3)
-    probe = page.evaluate("window.__ttProbe")
     ids = [r.request_id for r in results]
+    ends = {rid: sum(utf16_len(t) for t, _ in live_stack.clock.deltas[rid]) for rid in ids}
+
+    def all_text_on_screen():
+        probe = page.evaluate("window.__ttProbe")
+        shown = {rid: max((n for i, n, _, _ in probe if i == rid), default=-1) for rid in ids}
+        return probe if all(shown[rid] >= ends[rid] for rid in ids) else None
+
+    probe = wait_until(all_text_on_screen, timeout=10, step=0.1, what="every delta in the DOM")
 
     latencies, frames, timeline = [], [], []
     for rid in ids:

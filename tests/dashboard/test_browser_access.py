@@ -29,8 +29,9 @@ import pytest
 from aiohttp import web
 from playwright.sync_api import expect
 
+from tests.helpers import free_port, wait_until
 from tests.helpers.proxies import proxy_settings
-from tests.helpers.stack import LoopThread, free_port
+from tests.helpers.stack import LoopThread
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -129,7 +130,7 @@ class MiniStack:
     async def _start_async(self) -> None:
         from tokentail.collector.app import create_app as create_collector
         from tokentail.collector.config import CollectorConfig
-        from tokentail.proxy.app import create_app as create_proxy
+        from tokentail.proxy.app import app_from_settings as create_proxy
 
         await self._serve(self._upstream(), "upstream")
         dash_origins = [self.url("dashboard"), self.url("dashboard_token")]
@@ -149,7 +150,7 @@ class MiniStack:
             words = self.completion.split(" ")
             for i, word in enumerate(words):
                 await resp.write(_chunk(word + (" " if i < len(words) - 1 else "")))
-                await asyncio.sleep(slow)
+                await asyncio.sleep(slow)  # the scenario: an upstream pausing between words
             await resp.write(_chunk(None, "stop"))
             await resp.write(b"data: [DONE]\n\n")
             return resp
@@ -180,13 +181,12 @@ class MiniStack:
         """Start a chat through the proxy; (its request id, a future of its whole body)."""
         known = {r["id"] for r in self.get_json("proxy", "/api/requests")["requests"]}
         started = asyncio.run_coroutine_threadsafe(self._stream(pause), self.loop.loop)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            new = [r["id"] for r in self.get_json("proxy", "/api/requests")["requests"] if r["id"] not in known]
-            if new:
-                return new[0], started
-            time.sleep(0.05)
-        raise AssertionError("the request never showed up on the proxy")
+
+        def new_ids() -> list[str]:
+            return [r["id"] for r in self.get_json("proxy", "/api/requests")["requests"] if r["id"] not in known]
+
+        new = wait_until(new_ids, timeout=10, step=0.05, what="the request never showed up on the proxy")
+        return new[0], started
 
     async def _stream(self, pause: float) -> bytes:
         async with aiohttp.ClientSession() as s:
@@ -242,14 +242,6 @@ def page(browser, mini):
         context.close()
 
 
-def _wait(cond, timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 # A page on another origin tries everything it can; each probe says what it got.
 ATTACK = """async ([proxy, collector, dashboard, rid]) => {
   const out = {};
@@ -290,7 +282,12 @@ def test_a_page_from_another_loopback_origin_can_neither_read_nor_change_anythin
     # Nothing changed: the request streamed to its end, no run exists.
     body = done.result(20)
     assert b"[DONE]" in body and b"cancelled" not in body
-    _wait(lambda: mini.get_json("proxy", f"/api/requests/{rid}")["status"] == "ok", what="the request to end ok")
+    wait_until(
+        lambda: mini.get_json("proxy", f"/api/requests/{rid}")["status"] == "ok",
+        timeout=15,
+        step=0.05,
+        what="the request to end ok",
+    )
     assert mini.get_json("collector", "/api/runs")["runs"] == []
     assert page.page_errors == []
 
