@@ -148,16 +148,22 @@ def require_binary(name: str, env_var: str) -> str:
     return path  # type: ignore[return-value]
 
 
-async def read_events(resp: aiohttp.ClientResponse, out: list, stop_on: str | None = None, count: int = 1) -> None:
-    """Parse an SSE response into (event, data) pairs until ``count`` events named ``stop_on``
-    (or the end of the body): bounded by what the server sends, so callers bound it in time."""
+async def read_events(
+    resp: aiohttp.ClientResponse, out: list, stop_on: str | None = None, count: int = 1, meta: bool = False
+) -> None:
+    """Parse an SSE response into (event, data) pairs, or with ``meta`` (id, event, data,
+    arrival ``perf_counter``) tuples, until ``count`` events named ``stop_on`` (or the end of
+    the body): bounded by what the server sends, so callers bound it in time."""
     ev: dict = {}
     seen = 0
     async for raw in resp.content:
         line = raw.decode().rstrip("\r\n")
         if not line:
             if "data" in ev:
-                out.append((ev.get("event"), json.loads(ev["data"])))
+                data = json.loads(ev["data"])
+                out.append(
+                    (ev.get("id"), ev.get("event"), data, time.perf_counter()) if meta else (ev.get("event"), data)
+                )
                 if stop_on and ev.get("event") == stop_on:
                     seen += 1
                     if seen >= count:

@@ -11,6 +11,7 @@ import time
 import aiohttp
 import pytest
 
+from tests import helpers
 from tests.helpers import reading, until
 from tests.helpers.proxies import start_proxy_server
 
@@ -22,20 +23,9 @@ CHAT = {
 }
 
 
-async def read_events(resp: aiohttp.ClientResponse, out: list, stop_on: str | None = None) -> None:
-    """Parse an SSE response into (id, event, data, arrival time) tuples."""
-    ev: dict = {}
-    async for raw in resp.content:
-        line = raw.decode().rstrip("\r\n")
-        if not line:
-            if "data" in ev:
-                out.append((ev.get("id"), ev.get("event"), json.loads(ev["data"]), time.perf_counter()))
-                if stop_on and ev.get("event") == stop_on:
-                    return
-            ev = {}
-        elif not line.startswith(":"):
-            k, _, v = line.partition(": ")
-            ev[k] = v
+def read_events(resp: aiohttp.ClientResponse, out: list, stop_on: str | None = None):
+    """(id, event, data, arrival time) tuples: these tests check ids and timing."""
+    return helpers.read_events(resp, out, stop_on=stop_on, meta=True)
 
 
 async def test_live_feed_shows_prompt_before_first_token_and_deltas_while_streaming(stack):
