@@ -1,7 +1,7 @@
 """The tests' shared helpers: waiting for a condition, free ports, binaries a test needs,
 bounded readers, and the servers' test options. Fakes live in the submodules
 (``upstreams``, ``proxies``, ``procs``, ``prom``, ``otel``, ``fakes``, ``compose``,
-``stack``, ``browser``, ``dashboard``, ``secrets``).
+``rows``, ``stack``, ``browser``, ``dashboard``, ``secrets``).
 
 Tests wait for what they expect with ``until`` (async) or ``wait_until`` (sync): a poll
 with a deadline, never a fixed sleep, so a loaded machine makes a test slower, not red.
