@@ -206,14 +206,7 @@ class MiniStack:
             if server is not None:
                 server.shutdown()
 
-        async def cleanup() -> None:
-            for r in reversed(self.runners):
-                await r.cleanup()
-
-        try:
-            self.loop.run(cleanup(), timeout=15)
-        finally:
-            self.loop.stop()
+        self.loop.close(self.runners)
 
 
 @pytest.fixture(scope="module")

@@ -81,6 +81,18 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
 
+    def close(self, runners: list[web.AppRunner], timeout: float = 15.0) -> None:
+        """Clean up ``runners`` on this loop (the last started first), then stop the loop."""
+
+        async def cleanup() -> None:
+            for r in reversed(runners):
+                await r.cleanup()
+
+        try:
+            self.run(cleanup(), timeout=timeout)
+        finally:
+            self.stop()
+
 
 class DeltaClock:
     """Observer: (request id, delta text, epoch seconds) of every delta the proxy relayed."""
@@ -253,14 +265,7 @@ class Stack:
         for provider in self.providers:
             shutdown_bounded(provider, 2.0)
 
-        async def cleanup() -> None:
-            for r in reversed(self.runners):
-                await r.cleanup()
-
-        try:
-            self.loop.run(cleanup(), timeout=15)
-        finally:
-            self.loop.stop()
+        self.loop.close(self.runners)
 
     # --- traffic ---------------------------------------------------------------------
 
