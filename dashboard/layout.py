@@ -18,6 +18,7 @@ from dash.development.base_component import Component
 
 from . import _format as fmt
 from . import upstreams_view
+from ._components import data, empty_state
 from ._markdown import safe_markdown
 from .config import DashboardConfig
 from .figures import CHART_HEIGHT, CHARTS, color_for
@@ -35,15 +36,6 @@ NAV = (
     ("runs", "Runs", "/runs"),
     ("playground", "Playground", "/playground"),
 )
-
-
-def data(**attrs: str | None) -> dict[str, Any]:
-    """HTML ``data-*`` attributes for a component: ``**data(tt_action="x")`` renders ``data-tt-action="x"``.
-
-    Dash's typed component signatures take these only through ``**kwargs``; a literal dict of
-    strings unpacked into the call would also have to fit every typed keyword parameter.
-    """
-    return {"data-" + name.replace("_", "-"): value for name, value in attrs.items()}
 
 
 def page(config: DashboardConfig) -> html.Div:
@@ -120,14 +112,6 @@ def chips(kind: str, values: list[str] | None, href: str | None = None) -> list[
         else:
             out.append(html.Span(label, className="tt-attr"))
     return out
-
-
-def empty_state(title: str, *lines: Any, code: str | None = None, extra_class: str = "") -> html.Div:
-    children: list[Any] = [html.Div(title, className="tt-empty-title")]
-    children += [html.P(line, className="tt-empty-text") for line in lines]
-    if code:
-        children.append(html.Pre(code, className="tt-empty-code"))
-    return html.Div(className=f"tt-empty {extra_class}".strip(), children=children)
 
 
 # --- Overview ------------------------------------------------------------------------

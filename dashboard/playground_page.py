@@ -13,8 +13,8 @@ from typing import Any
 
 from dash import dcc, html
 
+from ._components import data, empty_state
 from .config import DashboardConfig
-from .layout import data, empty_state
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_SYSTEM = "You are a helpful assistant."

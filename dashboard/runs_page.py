@@ -15,9 +15,9 @@ from urllib.parse import parse_qs
 from dash import dcc, html
 
 from . import _format as fmt
+from ._components import data, empty_state
 from .config import DashboardConfig
 from .figures import color_for
-from .layout import data, empty_state
 
 PREFIX = "/runs/"
 COMPARE = "/runs/compare"

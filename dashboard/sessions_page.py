@@ -14,10 +14,10 @@ from urllib.parse import quote
 from dash import dcc, html
 
 from . import _format as fmt
+from ._components import data, empty_state
 from ._messages import as_list, message_from_parts, prompt_preview
 from .config import DashboardConfig
 from .figures import color_for
-from .layout import data, empty_state
 
 PREFIX = "/sessions/"
 TURN_TEXT_CHARS = 1200  # of a completion on the session page (the request page has it all)

@@ -13,7 +13,6 @@ import asyncio
 import json
 import math
 import re
-import subprocess
 import urllib.error
 from pathlib import Path
 
@@ -23,9 +22,10 @@ import yaml
 from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 
-from tests.conftest import SERVER_KWARGS, proxy_settings, start_proxy
-from tests.proxy._prom import PrometheusServer, free_port, prometheus_bin
-from tests.test_compose import PROMETHEUS_CONFIG, ROOT, environment, internal_target, services
+from tests.helpers import SERVER_KWARGS, free_port, poll_in_thread
+from tests.helpers.compose import PROMETHEUS_CONFIG, ROOT, environment, internal_target, services
+from tests.helpers.prom import PrometheusServer, prometheus_bin
+from tests.helpers.proxies import proxy_settings, start_proxy_server
 
 GRAFANA = ROOT / "grafana"
 DASHBOARD_DIR = GRAFANA / "dashboards"
@@ -277,22 +277,7 @@ class DeployedPrometheus(PrometheusServer):
             for sc in job["static_configs"]:
                 sc["targets"] = [f"127.0.0.1:{ports.pop(sc['labels']['variant'])}"]
         assert not ports, f"no scrape target for variants {sorted(ports)}"
-        self.port = free_port()
-        self.tmp = tmp
-        path = tmp / "prometheus.yml"
-        path.write_text(yaml.safe_dump(config))
-        self.log = open(tmp / "prometheus.log", "wb")
-        self.proc = subprocess.Popen(
-            [
-                prometheus_bin(),
-                f"--config.file={path}",
-                f"--storage.tsdb.path={tmp / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--log.level=warn",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
+        super().__init__(tmp, config=yaml.safe_dump(config))
 
     def instant(self, promql: str) -> dict:
         """/api/v1/query's body, errors included (Prometheus answers a bad query with 400 + JSON)."""
@@ -381,17 +366,6 @@ async def _hang(session: aiohttp.ClientSession, proxy: TestServer) -> None:
         await r.read()
 
 
-async def _until(predicate, timeout: float, interval: float = 0.5):
-    """Poll a blocking ``predicate`` -> (ok, detail) in a thread, so the proxies keep serving."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        ok, detail = await asyncio.to_thread(predicate)
-        if ok or loop.time() > deadline:
-            return ok, detail
-        await asyncio.sleep(interval)
-
-
 def _values(body: dict) -> list[float]:
     return [float(r["value"][1]) for r in body["data"]["result"]]
 
@@ -425,7 +399,7 @@ async def test_every_dashboard_query_returns_data(sim_server, tmp_path):
 
     prometheus_bin()  # skip (or fail in CI) before starting anything
     upstream = str(sim_server.make_url("/v1"))
-    production = await start_proxy(upstream, CollectorRegistry(), variant="production")
+    production = await start_proxy_server(upstream, CollectorRegistry(), variant="production")
     canary, provider = await _proxy_dropping_spans(upstream, "canary")
     proxies = (production, canary)
     prom: DeployedPrometheus | None = None
@@ -444,12 +418,12 @@ async def test_every_dashboard_query_returns_data(sim_server, tmp_path):
                     body = prom.instant("sum(tokentail_requests_total)")
                     return _values(body) == [n], _values(body)
 
-                ok, seen = await _until(scraped, timeout=POLL_TIMEOUT)
+                ok, seen = await poll_in_thread(scraped, timeout=POLL_TIMEOUT)
                 assert ok, f"Prometheus saw {seen} requests, {sent} were sent; {prom.logs()}"
             hanging = [asyncio.create_task(_hang(session, p)) for p in proxies]
 
             everything = {**GLOBALS, "variant": ".*", "model": ".*", "operation": ".*"}
-            ok, failures = await _until(
+            ok, failures = await poll_in_thread(
                 lambda: (not (f := _check_all(prom, everything, True)), f), timeout=POLL_TIMEOUT
             )
             assert ok, "\n".join(failures)

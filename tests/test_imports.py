@@ -6,6 +6,10 @@ read with ``ast`` from the source (top level and inside functions, ``from . impo
 ``from .x import y``, ``import tokentail.x``); imports under ``if TYPE_CHECKING:`` are left
 out, since they never run. Only edges inside one package count: ``tokentail.proxy`` importing
 ``tokentail.access`` is a dependency between packages, not a cycle.
+
+The tests keep two rules of their own here: no test module imports another (what tests
+share lives in ``tests/helpers``), and the tests mirror the tree (``tests/proxy/test_x.py``
+tests ``proxy/x.py``).
 """
 
 from __future__ import annotations
@@ -151,21 +155,7 @@ def _a_cycle(g: dict[str, set[str]], comp: set[str]) -> list[str]:
     return sorted(comp)  # unreachable for a strongly connected component
 
 
-# Packages with cycles that other work removes: marked, strictly, so fixing them turns this red.
-KNOWN_CYCLES: dict[str, str] = {
-    # layout.page_for imports the page modules in a function; playground_page imports
-    # layout.empty_state back. Left to the dashboard's owners (issue 10).
-    "tokentail.dashboard": "dashboard.layout <-> dashboard.playground_page",
-}
-
-
-@pytest.mark.parametrize(
-    "package",
-    [
-        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=KNOWN_CYCLES[p])) if p in KNOWN_CYCLES else p
-        for p in PACKAGES
-    ],
-)
+@pytest.mark.parametrize("package", list(PACKAGES))
 def test_no_import_cycles(package):
     found = cycles(graph(package))
     assert not found, "import cycles:\n" + "\n".join("  " + " -> ".join(c) for c in found)
@@ -193,3 +183,106 @@ def test_the_proxy_state_module_is_a_leaf_below_the_app_and_its_handlers():
     g = graph("tokentail.proxy")
     assert not g["tokentail.proxy.state"] & {"tokentail.proxy.app", "tokentail.proxy.api", "tokentail.proxy.forward"}
     assert "tokentail.proxy.app" not in g["tokentail.proxy.api"] | g["tokentail.proxy.forward"]
+
+
+# --- the tests' own layout --------------------------------------------------------------------
+
+TESTS = ROOT / "tests"
+# tests/<folder> -> the source folder its test files name modules of
+SOURCES = {
+    "": ROOT / "tokentail",
+    "proxy": ROOT / "proxy",
+    "collector": ROOT / "collector",
+    "dashboard": ROOT / "dashboard",
+}
+# Test files that name no one module, and why.
+NOT_ONE_MODULE = {
+    "test_imports.py": "the tree's import graph and the tests' layout",
+    "test_compose.py": "compose.yaml, the Dockerfile and .dockerignore",
+    "test_grafana.py": "the Grafana dashboards and provisioning under grafana/",
+    "test_otel_collector_config.py": "otel-collector.yaml",
+    "proxy/test_cost.py": "end to end: cost through the feed, the API, spans and metrics",
+    "proxy/test_sdk.py": "end to end: the real openai SDK through the proxy",
+    "proxy/test_process.py": "end to end: the proxy as a real process (signals, RSS, open files)",
+    "dashboard/test_pages.py": "sessions_page, runs_page and playground_page without a browser",
+    "dashboard/test_browser.py": "end to end: the dashboard in headless Chromium",
+    "proxy/test_content_safety.py": "end to end: untrusted content through every sink of the proxy",
+    "test_prometheus_rules_upstreams.py": "deploy/prometheus/rules-upstreams.yml",
+}
+
+
+def _test_files() -> list[Path]:
+    return sorted(p for p in TESTS.rglob("test_*.py") if "helpers" not in p.relative_to(TESTS).parts)
+
+
+def imported_test_modules(path: Path) -> list[str]:
+    """The ``test_*`` modules ``path`` imports (``from .test_x import``, ``import tests.test_x``, ...)."""
+    found = []
+    for node in _import_nodes(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            base = "." * node.level + (node.module or "")
+            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        ours = [n for n in names if n.startswith(".") or n.split(".")[0] == "tests"]  # not aiohttp.test_utils
+        found += [n for n in ours if any(part.startswith("test_") for part in n.split("."))]
+    return sorted(set(found))
+
+
+def test_no_test_module_imports_another():
+    offenders = {str(p.relative_to(TESTS)): imported_test_modules(p) for p in _test_files()}
+    offenders = {k: v for k, v in offenders.items() if v}
+    assert not offenders, f"share through tests/helpers instead: {offenders}"
+
+
+def test_the_test_import_check_bites(tmp_path):
+    cases = {
+        "from .test_a import x\n": [".test_a", ".test_a.x"],
+        "def f():\n    from tests.proxy.test_b import y\n": ["tests.proxy.test_b", "tests.proxy.test_b.y"],
+        "import tests.test_c\n": ["tests.test_c"],
+        "from . import test_d\n": ["..test_d"],
+        "from tests.helpers import until\nfrom aiohttp.test_utils import TestServer\n": [],
+    }
+    for i, (source, expected) in enumerate(cases.items()):
+        f = tmp_path / f"test_case{i}.py"
+        f.write_text(source)
+        assert imported_test_modules(f) == expected, source
+
+
+def named_module(rel: Path) -> Path | None:
+    """The source module (or package) ``tests/<folder>/test_<name>[_<aspect>].py`` names, if any:
+    ``<name>.py``, ``_<name>.py`` or the package ``<name>/``, the longest ``<name>`` first."""
+    folder = SOURCES.get(rel.parent.as_posix() if rel.parent != Path(".") else "")
+    if folder is None:
+        return None
+    words = rel.stem.removeprefix("test_").split("_")
+    for n in range(len(words), 0, -1):
+        name = "_".join(words[:n])
+        for candidate in (folder / f"{name}.py", folder / f"_{name}.py", folder / name / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def test_every_test_file_names_the_module_it_tests():
+    unnamed = []
+    for path in _test_files():
+        rel = path.relative_to(TESTS)
+        key = rel.as_posix()
+        if key in NOT_ONE_MODULE or rel.name.startswith(("test_e2e_", "test_browser_")) or "_e2e" in rel.stem:
+            continue
+        if named_module(rel) is None:
+            unnamed.append(key)
+    assert not unnamed, (
+        "name each test file after the module it tests (tests/proxy/test_x.py for proxy/x.py, "
+        f"test_x_<aspect>.py for one aspect), or list it in NOT_ONE_MODULE with the reason: {unnamed}"
+    )
+
+
+def test_the_layout_check_maps_names_to_modules():
+    assert named_module(Path("proxy/test_forward.py")) == ROOT / "proxy" / "forward.py"
+    assert named_module(Path("proxy/test_redact_stream.py")) == ROOT / "proxy" / "_redact_stream.py"
+    assert named_module(Path("proxy/test_live_http.py")) == ROOT / "proxy" / "live.py"  # an aspect of live
+    assert named_module(Path("test_simulator.py")) == ROOT / "tokentail" / "simulator" / "__init__.py"
+    assert named_module(Path("collector/test_nothing_here.py")) is None
+    assert all((TESTS / k).is_file() for k in NOT_ONE_MODULE), "an exception names a file that is gone"

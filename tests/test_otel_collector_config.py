@@ -22,8 +22,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from tests.conftest import SERVER_KWARGS
-from tests.test_compose import (
+from tests.helpers import SERVER_KWARGS
+from tests.helpers.compose import (
     ROOT,
     environment,
     internal_target,

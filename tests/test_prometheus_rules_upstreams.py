@@ -47,7 +47,7 @@ tests:
 
 @pytest.mark.prometheus
 def test_rules_pass_promtool_check():
-    from tests.proxy._prom import promtool
+    from tests.helpers.prom import promtool
 
     result = subprocess.run([promtool(), "check", "rules", str(RULES)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -56,7 +56,7 @@ def test_rules_pass_promtool_check():
 
 @pytest.mark.prometheus
 def test_headroom_alert_fires_below_ten_percent(tmp_path):
-    from tests.proxy._prom import promtool
+    from tests.helpers.prom import promtool
 
     test_file = tmp_path / "test.yml"
     test_file.write_text(TEST.format(rules=RULES))

@@ -14,6 +14,7 @@ import openai
 import pytest
 from aiohttp import web
 
+from tests.helpers import until
 from tokentail import serving
 from tokentail.simulator import shapes, text
 from tokentail.simulator.app import SimConfig, create_app
@@ -404,13 +405,23 @@ async def test_disconnect_rate_drops_streams(start_sim, http):
 
 
 async def _wait_for_disconnect(http: aiohttp.ClientSession, base: str, count: int = 1) -> dict:
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline:
-        s = await stats(http, base)
-        if s["client_disconnects"] >= count:
-            return s
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"disconnect not noticed: {s}")
+    s: dict = {}
+
+    async def noticed() -> bool:
+        s.update(await stats(http, base))
+        return s["client_disconnects"] >= count
+
+    await until(noticed, timeout=2.0, step=0.01, what="disconnect not noticed")
+    return s
+
+
+async def _wait_in_flight(http: aiohttp.ClientSession, base: str, count: int = 1) -> None:
+    """Until ``count`` requests reached the simulator's handler."""
+
+    async def arrived() -> bool:
+        return (await stats(http, base))["in_flight"] >= count
+
+    await until(arrived, timeout=2.0, step=0.01)
 
 
 async def test_client_disconnect_mid_stream_is_noticed(start_sim, http):
@@ -432,9 +443,7 @@ async def test_client_disconnect_before_first_token_is_noticed(start_sim, http, 
     body = {"model": "m", "messages": CHAT, "stream": stream}
     async with aiohttp.ClientSession() as leaving:
         task = asyncio.create_task(leaving.post(base + "/v1/chat/completions", json=body))
-        deadline = time.monotonic() + 2.0
-        while (await stats(http, base))["in_flight"] == 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        await _wait_in_flight(http, base)
         if stream:
             r = await task  # headers come at once, the first token after 5 s
             assert r.status == 200
@@ -512,7 +521,7 @@ async def test_shutdown_ends_paced_streams_and_hangs_quickly(http):
     body = {"model": "m", "messages": CHAT, "stream": True}
     stream = await http.post(base + "/v1/chat/completions", json=body)  # would take 20 s
     hung = asyncio.create_task(http.post(base + "/v1/chat/completions", json=body, headers={"x-sim-hang": "1"}))
-    await asyncio.sleep(0.1)
+    await _wait_in_flight(http, base, 2)
     t0 = time.monotonic()
     await runner.cleanup()
     assert time.monotonic() - t0 < 2.0

@@ -14,6 +14,7 @@ import urllib.request
 import openai
 import pytest
 
+from tests.helpers import wait_until
 from tokentail.settings import resolve
 from tokentail.up import OPTIONS, plan
 
@@ -108,16 +109,19 @@ def test_up_demo_serves_everything_and_stops_cleanly(tmp_path):
     )  # a file: a full pipe would block `up`
     kids: list[int] = []
     try:
-        deadline = time.time() + 30
+        deadline = time.monotonic() + 30  # for the whole start-up: steps 1 and 3
+
         # 1. the dashboard serves
-        while True:
+        def dashboard_serves() -> bool:
+            assert proc.poll() is None, "up exited"
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{dash}/", timeout=2) as r:
                     assert r.status == 200 and b"tokentail" in r.read()
-                break
+                return True
             except OSError:
-                assert time.time() < deadline and proc.poll() is None, "dashboard did not come up"
-                time.sleep(0.3)
+                return False
+
+        wait_until(dashboard_serves, timeout=30, step=0.3, what="dashboard did not come up")
         kids = children_of(proc.pid)
         assert len(kids) == 5  # simulator, two proxies, collector, dashboard
         # 2. the proxy relays a real SDK request
@@ -125,13 +129,16 @@ def test_up_demo_serves_everything_and_stops_cleanly(tmp_path):
         reply = client.chat.completions.create(model="sim-gpt-4o", messages=[{"role": "user", "content": "hi"}])
         assert reply.choices[0].message.content
         # 3. the collector reports data for both variants
-        while True:
+        rates: dict = {}
+
+        def both_variants() -> bool:
             m = get_json(f"http://127.0.0.1:{coll}/api/metrics?range=5m&by=variant")
-            rates = {g["name"]: [v for v in g["metrics"]["request_rate"] if v] for g in m["groups"]}
-            if rates.get("production") and rates.get("canary"):
-                break
-            assert time.time() < deadline, f"no data for both variants within 30 s: {rates}"
-            time.sleep(0.5)
+            rates.update({g["name"]: [v for v in g["metrics"]["request_rate"] if v] for g in m["groups"]})
+            return bool(rates.get("production") and rates.get("canary"))
+
+        wait_until(
+            both_variants, timeout=max(deadline - time.monotonic(), 0.5), step=0.5, what="data for both variants"
+        )
     finally:
         t0 = time.time()
         proc.send_signal(signal.SIGINT)

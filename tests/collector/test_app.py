@@ -9,9 +9,9 @@ import logging
 import duckdb
 import pytest
 
+from tests.helpers import until
+from tests.helpers.fakes import Clock, FakeProxy, closed_port_url, make_config
 from tokentail.collector.app import COLLECTOR, STORE, create_app
-
-from ._fakes import Clock, FakeProxy, closed_port_url, make_config
 
 T0 = 1_800_000_000.0  # a multiple of 3600
 
@@ -183,11 +183,7 @@ async def test_scrape_loop_runs_on_aligned_ticks(aiohttp_client, tmp_path, proxi
     cfg = make_config(tmp_path, [proxies[0].url], scrape_interval=0.2, scrape_timeout=0.2)
     client = await aiohttp_client(create_app(cfg, maintain=False))
     collector = client.app[COLLECTOR]
-    for _ in range(100):
-        if collector.rounds >= 3:
-            break
-        await asyncio.sleep(0.05)
-    assert collector.rounds >= 3
+    await until(lambda: collector.rounds >= 3, timeout=5)
     assert abs(collector.last_round - round(collector.last_round / 0.2) * 0.2) < 1e-3
 
 

@@ -11,11 +11,10 @@ from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
 
+from tests.helpers.fakes import make_config
+from tests.helpers.otel import INPUT, SECRETS, genai_spans, json_body, protobuf_body
+from tests.helpers.rows import add_spans, span
 from tokentail.collector.app import STORE, create_app
-
-from ._fakes import make_config
-from ._otel import INPUT, genai_spans, json_body, protobuf_body
-from .test_otlp import SECRETS
 
 
 @pytest.fixture
@@ -102,8 +101,6 @@ async def test_body_over_the_limit_is_refused(aiohttp_client, tmp_path):
 
 
 async def test_sessions_facets_and_attribution_filters(client):
-    from .test_runs import add_spans, span
-
     t = 1_800_000_000.0
     await add_spans(
         client,

@@ -10,10 +10,10 @@ import time
 import duckdb
 import pytest
 
+from tests.helpers import until
+from tests.helpers.fakes import FakeProxy
+from tests.helpers.procs import CollectorProcess, run_cli
 from tokentail.collector.store import Store
-
-from ._fakes import FakeProxy
-from ._proc import CollectorProcess, run_cli
 
 
 def _one_line_error(stderr: str) -> str:
@@ -118,7 +118,7 @@ async def test_kill_9_at_any_moment_then_reopen_20_times(tmp_path):
     async def traffic():
         while True:
             proxy.metrics.request()
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # steady traffic for the scrapes, ~50 requests/s
 
     pump = asyncio.create_task(traffic())
     seen, mid_upkeep = 0.0, 0
@@ -126,25 +126,26 @@ async def test_kill_9_at_any_moment_then_reopen_20_times(tmp_path):
         for i in range(20):
             c = CollectorProcess(db, [f"production={proxy.url}"], *args)
             if i % 4 == 3:  # now and then during start-up: opening, WAL replay, migration
-                await asyncio.sleep(rng.uniform(0.05, 0.6))
+                await asyncio.sleep(rng.uniform(0.05, 0.6))  # the scenario: a kill at a random moment
                 c.kill9()
                 continue
             await c.wait_healthy()  # the previous kill left a file that opens
             now_seen = await _requests(c)
             assert now_seen >= seen, f"committed rows lost after kill #{i}"
             seen = now_seen
-            await asyncio.sleep(rng.uniform(0.0, 1.2))
+            await asyncio.sleep(rng.uniform(0.0, 1.2))  # the scenario: run a random while, then die
             st = await c.get_json("/api/status")
             mid_upkeep += (st["store"]["rollup_watermark"] or 0) < end or st["store"]["maintenance"]["last_run"] is None
             c.kill9()
             assert "Traceback" not in c.stderr, c.stderr
         final = CollectorProcess(db, [f"production={proxy.url}"], *args)
         await final.wait_healthy()
-        for _ in range(200):  # let the rollup of the backlog finish
+
+        async def rolled_up() -> bool:
             st = await final.get_json("/api/status")
-            if (st["store"]["rollup_watermark"] or 0) >= end:
-                break
-            await asyncio.sleep(0.1)
+            return (st["store"]["rollup_watermark"] or 0) >= end
+
+        await until(rolled_up, timeout=20, step=0.1, what="the rollup of the backlog")
         assert await _requests(final) >= seen
         assert await final.stop() == 0
         assert mid_upkeep >= 3  # several kills landed while the backlog was being rolled up
@@ -167,6 +168,15 @@ async def test_kill_9_at_any_moment_then_reopen_20_times(tmp_path):
         con.close()
 
 
+def _rounds_past(status, rounds: int):
+    """A predicate for ``until``: the collector finished more than ``rounds`` scrape rounds."""
+
+    async def past() -> bool:
+        return (await status())["rounds"] > rounds
+
+    return past
+
+
 @pytest.mark.slow
 async def test_disk_full_stops_writes_cleanly_and_collection_resumes(tmp_path):
     """Case 26: a file-size limit on the running collector stands in for a full disk."""
@@ -183,30 +193,38 @@ async def test_disk_full_stops_writes_cleanly_and_collection_resumes(tmp_path):
     )
     try:
         await c.wait_healthy()
-        await asyncio.sleep(0.6)
+        st: dict = {}
+
+        async def status() -> dict:
+            st.clear()
+            st.update(await c.get_json("/api/status"))
+            return st
+
         wal = c.db.with_name(c.db.name + ".wal")
+        await until(lambda: wal.exists(), timeout=10, what="the WAL after the first scrapes")
+        await until(_rounds_past(status, 2), timeout=10)
         limit = max(wal.stat().st_size, 1)
         resource.prlimit(c.proc.pid, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))  # soft only
-        for _ in range(100):
+
+        async def write_failed() -> bool:
             proxy.metrics.request()
-            st = await c.get_json("/api/status")
-            if not st["store"]["ok"]:
-                break
-            await asyncio.sleep(0.05)
+            return not (await status())["store"]["ok"]
+
+        await until(write_failed, timeout=5, step=0.05)
         assert st["store"]["ok"] is False and "too large" in st["store"]["error"].lower()
         rounds = st["rounds"]
-        await asyncio.sleep(0.6)
-        st = await c.get_json("/api/status")
+        await until(_rounds_past(status, rounds), timeout=10)
         assert st["rounds"] > rounds  # scraping goes on
         assert {t["variant"]: t for t in st["targets"]}["production"]["up"] is True
         assert (await c.get_json("/healthz"))["status"] == "ok"
         rows = st["store"]["rows"]["metrics_5s"]
         resource.prlimit(c.proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-        for _ in range(100):
-            st = await c.get_json("/api/status")
-            if st["store"]["ok"] and st["store"]["rows"]["metrics_5s"] > rows:
-                break
-            await asyncio.sleep(0.05)
+
+        async def resumed() -> bool:
+            await status()
+            return st["store"]["ok"] and st["store"]["rows"]["metrics_5s"] > rows
+
+        await until(resumed, timeout=5, step=0.05)
         assert st["store"]["ok"] is True and st["store"]["rows"]["metrics_5s"] > rows  # resumed
         assert c.stderr.count("database write failed") == 1  # logged once, not every round
         assert await c.stop() == 0

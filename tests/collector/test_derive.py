@@ -8,10 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers.fakes import ProxyMetrics
 from tokentail.collector.derive import Deriver, counter_increase, histogram_quantile
 from tokentail.collector.parse import parse_exposition
-
-from ._fakes import ProxyMetrics
 
 
 def _values(derived, name):

@@ -10,13 +10,11 @@ from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 
 from tests.conftest import proxy_settings
-from tests.proxy._upstreams import serve
-from tests.proxy.test_content_safety import scripted_upstream, sse_script
+from tests.helpers.fakes import make_config
+from tests.helpers.upstreams import scripted_upstream, serve, sse_script
 from tokentail.collector.app import create_app
 from tokentail.proxy import telemetry
 from tokentail.proxy.app import app_from_settings
-
-from ._fakes import make_config
 
 KEY = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
 

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 import pytest
 
+from tests.helpers import until
+from tests.helpers.fakes import Clock, make_config
 from tokentail.collector.app import COLLECTOR, create_app
 
-from ._fakes import Clock, make_config
-
 T0 = 1_800_000_000.0
+
+
+async def stored_span(client, rid: str) -> dict:
+    """The collector's stored span of request ``rid``, once the exporter delivered it."""
+    found: list[dict] = []
+
+    async def stored() -> bool:
+        spans = (await (await client.get("/api/spans")).json())["spans"]
+        found[:] = [sp for sp in spans if sp["request_id"] == rid]
+        return bool(found)
+
+    await until(stored, timeout=5, step=0.05, what=f"span {rid} in the collector")
+    return found[0]
 
 
 async def test_collector_reads_what_the_real_proxy_exposes(stack, aiohttp_client, tmp_path):
@@ -49,7 +60,7 @@ async def test_proxy_spans_arrive_over_otlp_with_the_live_feed_request_id(sim_se
     from aiohttp.test_utils import TestServer
     from prometheus_client import CollectorRegistry
 
-    from tests.conftest import proxy_settings
+    from tests.helpers.proxies import proxy_settings
     from tokentail.proxy import telemetry
     from tokentail.proxy.app import app_from_settings as create_proxy
     from tokentail.proxy.state import METRICS
@@ -71,14 +82,7 @@ async def test_proxy_spans_arrive_over_otlp_with_the_live_feed_request_id(sim_se
             async with s.post(str(proxy.make_url("/v1/chat/completions")), json=body) as r:
                 rid = r.headers["x-tokentail-request-id"]
                 await r.read()
-        found = None
-        for _ in range(100):
-            spans = (await (await client.get("/api/spans")).json())["spans"]
-            found = next((sp for sp in spans if sp["request_id"] == rid), None)
-            if found:
-                break
-            await asyncio.sleep(0.05)
-        assert found is not None
+        found = await stored_span(client, rid)
         assert found["model"] == "sim-gpt-4o" and found["status"] == "ok" and found["stream"] is True
         assert found["output_tokens"] > 0 and found["ttft_ms"] is not None and isinstance(found["start_time"], float)
         assert found["input_messages"] and found["output_messages"]
@@ -93,7 +97,7 @@ async def test_an_injected_route_key_never_reaches_the_database(sim_server, aioh
     from aiohttp.test_utils import TestServer
     from prometheus_client import CollectorRegistry
 
-    from tests.conftest import proxy_settings
+    from tests.helpers.proxies import proxy_settings
     from tokentail.proxy import telemetry
     from tokentail.proxy.app import app_from_settings as create_proxy
 
@@ -134,14 +138,8 @@ async def test_an_injected_route_key_never_reaches_the_database(sim_server, aioh
                 await r.read()
             async with s.get(sim_server.make_url("/_sim/last")) as r:
                 assert (await r.json())["headers"]["authorization"] == f"Bearer {key}"  # injected upstream
-        stored = None
-        for _ in range(100):
-            spans = (await (await client.get("/api/spans")).json())["spans"]
-            stored = next((sp for sp in spans if sp["request_id"] == rid), None)
-            if stored:
-                break
-            await asyncio.sleep(0.05)
-        assert stored is not None and stored["route"] == "sim"
+        stored = await stored_span(client, rid)
+        assert stored["route"] == "sim"
     finally:
         await proxy.close()
         telemetry.shutdown_bounded(provider, 2)

@@ -6,11 +6,8 @@ import json
 
 import pytest
 
+from tests.helpers.otel import DEEP, INPUT, OUTPUT, SECRETS, genai_spans, json_body, protobuf_body
 from tokentail.collector.otlp import OTLPError, decode, encode_response, is_secret_key, spans_to_rows
-
-from ._otel import INPUT, OUTPUT, genai_spans, json_body, protobuf_body
-
-SECRETS = ("sk-live-123", "k-1", "sid=abc", "sk-2", "sk-in-query", "sk-resource-secret")
 
 
 def _rows(body, ctype):
@@ -140,14 +137,6 @@ def test_a_missing_or_nonsense_cost_is_unknown_never_zero(cost):
     spans, _ = genai_spans(1, extra=extra)
     (r,), _ = _rows(protobuf_body(spans), "application/x-protobuf")
     assert r["cost_usd"] is None and r["tags"] is None and r["user_id"] is None
-
-
-DEEP = {
-    "unclosed": b"[" * 100_000,
-    "valid_50k_arrays": b"[" * 50_000 + b"]" * 50_000,
-    "valid_50k_objects": b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
-    "deep_in_an_export": b'{"resourceSpans": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
-}
 
 
 @pytest.mark.parametrize("name", sorted(DEEP))

@@ -6,9 +6,8 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
+from tests.helpers.fakes import ProxyMetrics
 from tokentail.collector.parse import COUNTER, GAUGE, ParseError, parse_exposition
-
-from ._fakes import ProxyMetrics
 
 
 def _by_name(exp):

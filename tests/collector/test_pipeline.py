@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers.fakes import ProxyMetrics, make_config
 from tokentail.collector.config import parse_target
 from tokentail.collector.events import Broadcaster
 from tokentail.collector.formulas import INTERVAL, UP
 from tokentail.collector.pipeline import Collector, LiveWindow, _VariantRound
 from tokentail.collector.scrape import FetchResult
-
-from ._fakes import ProxyMetrics, make_config
 
 
 class NoStore:

@@ -14,13 +14,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from tests.helpers.fakes import Clock, make_config
+from tests.helpers.otel import DEEP, genai_spans, protobuf_body
 from tokentail import semconv as sc
 from tokentail.collector import receiver
 from tokentail.collector.app import CONFIG, create_app
-
-from ._fakes import Clock, make_config
-from ._otel import genai_spans, protobuf_body
-from .test_otlp import DEEP
 
 CAP = 64 << 10  # the proxy's default cap on prompt and completion per span
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tokentail.collector.app import STORE, create_app
+from tests.helpers.fakes import Clock, make_config
+from tests.helpers.rows import add_spans, span
+from tokentail.collector.app import create_app
 from tokentail.pricing import PriceTable
-
-from ._fakes import Clock, make_config
 
 T0 = 1_800_000_000.0
 
@@ -34,46 +34,6 @@ async def _client(aiohttp_client, tmp_path, clock, **cfg):
 @pytest.fixture
 async def client(aiohttp_client, tmp_path, clock):
     return await _client(aiohttp_client, tmp_path, clock)
-
-
-def span(
-    rid,
-    t,
-    *,
-    model="m-cheap",
-    status="ok",
-    tin=100,
-    tout=50,
-    cost=0.0002,
-    tps=25.0,
-    endpoint="/chat/completions",
-    http=200,
-    error=None,
-    cached=None,
-    **extra,
-):
-    return {
-        "request_id": rid,
-        "start_time": t,
-        "end_time": t + 2,
-        "model": model,
-        "endpoint": endpoint,
-        "status": status,
-        "http_status": http,
-        "error_type": error,
-        "input_tokens": tin,
-        "output_tokens": tout,
-        "cached_input_tokens": cached,
-        "cost_usd": cost,
-        "output_tps": tps,
-        "latency_ms": 2000.0,
-        **extra,
-    }
-
-
-async def add_spans(client, rows):
-    store = client.app[STORE]
-    return await store.write(store.insert_spans, rows)
 
 
 async def post(client, path, body=None, **kw):
@@ -281,7 +241,7 @@ async def test_without_an_admin_token_run_actions_come_from_loopback_only(client
 
 
 async def test_span_ingest_on_loopback_needs_no_token_even_with_an_admin_token(aiohttp_client, tmp_path, clock):
-    from ._otel import genai_spans, protobuf_body
+    from tests.helpers.otel import genai_spans, protobuf_body
 
     client = await _client(aiohttp_client, tmp_path, clock, admin_token="a-tok")
     spans, _ = genai_spans(1)

@@ -7,10 +7,9 @@ import logging
 import aiohttp
 import pytest
 
+from tests.helpers.fakes import FakeProxy, closed_port_url
 from tokentail.collector.config import parse_target
 from tokentail.collector.scrape import TargetHealth, fetch
-
-from ._fakes import FakeProxy, closed_port_url
 
 
 @pytest.fixture

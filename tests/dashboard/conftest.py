@@ -6,18 +6,8 @@ import shutil
 
 import pytest
 
-from tests.conftest import require
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.helpers import require
+from tests.helpers.browser import CHROMIUM_ARGS
 
 
 @pytest.fixture(scope="package")
@@ -43,7 +33,7 @@ def browser(chromium_path):
 @pytest.fixture(scope="package")
 def live_stack(chromium_path, tmp_path_factory):
     """Simulator, two proxies, collector and dashboard (not the ``stack`` of tests/conftest.py)."""
-    from ._stack import Stack
+    from tests.helpers.stack import Stack
 
     s = Stack(tmp_path_factory.mktemp("stack"))
     try:

@@ -7,57 +7,13 @@ import re
 
 import pytest
 
+from tests.helpers.dashboard import FakeReader, walk
 from tokentail.dashboard import callbacks, layout
 from tokentail.dashboard.app import COOKIE, create_app, page_config
 from tokentail.dashboard.config import DashboardConfig, parse_proxy
-from tokentail.dashboard.queries import Reader, SourceError
-
-from .test_queries import SPAN, metrics_response
 
 TOKEN = "read-s3cret-token"
 PROXIES = (parse_proxy("production=http://127.0.0.1:8787"), parse_proxy("canary=http://127.0.0.1:8789"))
-
-
-class FakeReader(Reader):
-    """A Reader whose collector answers from memory (or is down)."""
-
-    def __init__(self, config, down=False):
-        super().__init__(config)
-        self.down = down
-        self.calls = []
-
-    def _collector(self, path, params=None):
-        self.calls.append((path, params))
-        if self.down:
-            raise SourceError("http://127.0.0.1:8788/api/metrics is unreachable (Connection refused)")
-        if path == "/api/metrics":
-            return metrics_response(
-                {
-                    "production": {"summary": {"requests": 5}, "metrics": {"request_rate": [1, 2, 3]}},
-                    "canary": {"summary": {"requests": 2}},
-                }
-            )
-        if path == "/api/status":
-            return {
-                "variants": [
-                    {"name": "production", "up": True, "targets_up": 1, "targets": 1, "current": {"in_flight": 2}}
-                ]
-            }
-        if path == "/api/spans":
-            return {"spans": [SPAN]}
-        raise SourceError("404", status=404)
-
-    def live_request(self, request_id):
-        return None, []
-
-
-def walk(node):
-    """Every component in a Dash component tree."""
-    yield node
-    children = getattr(node, "children", None)
-    for c in children if isinstance(children, list) else [children]:
-        if hasattr(c, "to_plotly_json"):
-            yield from walk(c)
 
 
 def config(**kw):

@@ -10,17 +10,15 @@ import json
 import re
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
+from tests.helpers import wait_until
+from tests.helpers.browser import SCREENSHOTS, SECRET, open_page, row_text, unique_prompt
 from tokentail.dashboard.figures import color_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-SECRET = "sk-test-not-a-key"  # what every test request sends as its API key
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -28,23 +26,6 @@ def traffic(live_stack):
     live_stack.background_traffic(rps=2.0)
     yield
     live_stack.stop_traffic()
-
-
-def open_page(page, live_stack, path: str, sources=("proxy:production", "proxy:canary", "collector")):
-    page.goto(live_stack.origin + path)
-    for key in sources:
-        expect(page.locator(f'#tt-sources [data-source="{key}"]')).to_have_attribute(
-            "data-state", "open", timeout=10_000
-        )
-
-
-def row_text(locator) -> str:
-    """The completion as the row holds it (its text node; the caret is a separate element)."""
-    return locator.locator(".tt-row-text").evaluate("e => e.firstChild ? e.firstChild.data : ''")
-
-
-def unique_prompt(what: str) -> str:
-    return f"[{uuid.uuid4().hex[:10]}] {what}"
 
 
 def test_streamed_request_appears_grows_and_is_listed_once(live_stack, page):
@@ -65,7 +46,7 @@ def test_streamed_request_appears_grows_and_is_listed_once(live_stack, page):
     while not done.done():
         if row.get_attribute("data-status") == "in_flight":
             lengths.append(len(row_text(row)))
-        time.sleep(0.1)
+        time.sleep(0.1)  # sampling the text ~10 times a second while it streams
     s = done.result(10)
     growth = [n for n in lengths if n > 0]
     assert len(set(growth)) >= 5, f"text did not grow on screen while streaming: {lengths}"
@@ -106,7 +87,7 @@ def test_detail_page_follows_a_streaming_request_to_its_end(live_stack, page):
     lengths = []
     while not done.done():
         lengths.append(len(text.inner_text()))
-        time.sleep(0.1)
+        time.sleep(0.1)  # sampling the text ~10 times a second while it streams
     s = done.result(10)
     assert len(set(lengths)) >= 4 and lengths == sorted(lengths), f"detail text did not grow: {lengths}"
 
@@ -221,16 +202,22 @@ def test_token_to_screen_latency(live_stack, page):
     # Steady state, as on a page left open: the page has loaded, and the proxies' snapshots and
     # the first history are in (page-load work is not token-to-screen latency).
     page.wait_for_load_state("load")
-    time.sleep(1.0)
+    expect(page.locator(".tt-row.tt-row-stored").first).to_be_attached(timeout=15_000)  # the history is in
     assert page.evaluate("typeof window.Plotly") == "undefined", "the Live page should not load Plotly"
     page.evaluate(PROBE)
     prompts = [unique_prompt(f"Latency probe {i}: describe a streaming proxy.") for i in range(3)]
     started = [live_stack.stream("production", p, tps=20, ttft_ms=400, tokens=80) for p in prompts]
     results = [done.result(30) for _, done in started]
     assert all(r.text for r in results)
-    time.sleep(0.3)
-    probe = page.evaluate("window.__ttProbe")
     ids = [r.request_id for r in results]
+    ends = {rid: sum(utf16_len(t) for t, _ in live_stack.clock.deltas[rid]) for rid in ids}
+
+    def all_text_on_screen():
+        probe = page.evaluate("window.__ttProbe")
+        shown = {rid: max((n for i, n, _, _ in probe if i == rid), default=-1) for rid in ids}
+        return probe if all(shown[rid] >= ends[rid] for rid in ids) else None
+
+    probe = wait_until(all_text_on_screen, timeout=10, step=0.1, what="every delta in the DOM")
 
     latencies, frames, timeline = [], [], []
     for rid in ids:
@@ -355,7 +342,7 @@ def test_overview_charts_two_variants_and_range_picker(live_stack, page):
 
 
 def test_banner_tells_an_unreachable_proxy_from_one_that_refuses_the_origin(live_stack, browser, tmp_path):
-    from ._stack import Proc, free_port
+    from tests.helpers.stack import Proc, free_port
 
     port, gone = free_port(), free_port()
     # The canary proxy allows the main dashboard's origin only: from this one it refuses.

@@ -29,9 +29,9 @@ import pytest
 from aiohttp import web
 from playwright.sync_api import expect
 
-from tests.conftest import proxy_settings
-
-from ._stack import LoopThread, free_port
+from tests.helpers import free_port, wait_until
+from tests.helpers.proxies import proxy_settings
+from tests.helpers.stack import LoopThread
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -150,7 +150,7 @@ class MiniStack:
             words = self.completion.split(" ")
             for i, word in enumerate(words):
                 await resp.write(_chunk(word + (" " if i < len(words) - 1 else "")))
-                await asyncio.sleep(slow)
+                await asyncio.sleep(slow)  # the scenario: an upstream pausing between words
             await resp.write(_chunk(None, "stop"))
             await resp.write(b"data: [DONE]\n\n")
             return resp
@@ -181,13 +181,12 @@ class MiniStack:
         """Start a chat through the proxy; (its request id, a future of its whole body)."""
         known = {r["id"] for r in self.get_json("proxy", "/api/requests")["requests"]}
         started = asyncio.run_coroutine_threadsafe(self._stream(pause), self.loop.loop)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            new = [r["id"] for r in self.get_json("proxy", "/api/requests")["requests"] if r["id"] not in known]
-            if new:
-                return new[0], started
-            time.sleep(0.05)
-        raise AssertionError("the request never showed up on the proxy")
+
+        def new_ids() -> list[str]:
+            return [r["id"] for r in self.get_json("proxy", "/api/requests")["requests"] if r["id"] not in known]
+
+        new = wait_until(new_ids, timeout=10, step=0.05, what="the request never showed up on the proxy")
+        return new[0], started
 
     async def _stream(self, pause: float) -> bytes:
         async with aiohttp.ClientSession() as s:
@@ -207,14 +206,7 @@ class MiniStack:
             if server is not None:
                 server.shutdown()
 
-        async def cleanup() -> None:
-            for r in reversed(self.runners):
-                await r.cleanup()
-
-        try:
-            self.loop.run(cleanup(), timeout=15)
-        finally:
-            self.loop.stop()
+        self.loop.close(self.runners)
 
 
 @pytest.fixture(scope="module")
@@ -241,14 +233,6 @@ def page(browser, mini):
         yield pg
     finally:
         context.close()
-
-
-def _wait(cond, timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 # A page on another origin tries everything it can; each probe says what it got.
@@ -291,13 +275,18 @@ def test_a_page_from_another_loopback_origin_can_neither_read_nor_change_anythin
     # Nothing changed: the request streamed to its end, no run exists.
     body = done.result(20)
     assert b"[DONE]" in body and b"cancelled" not in body
-    _wait(lambda: mini.get_json("proxy", f"/api/requests/{rid}")["status"] == "ok", what="the request to end ok")
+    wait_until(
+        lambda: mini.get_json("proxy", f"/api/requests/{rid}")["status"] == "ok",
+        timeout=15,
+        step=0.05,
+        what="the request to end ok",
+    )
     assert mini.get_json("collector", "/api/runs")["runs"] == []
     assert page.page_errors == []
 
 
 def test_a_rebound_name_reads_nothing_from_the_proxy(mini, browser, chromium_path):
-    from .conftest import CHROMIUM_ARGS
+    from tests.helpers.browser import CHROMIUM_ARGS
 
     # The attacker's name now points at 127.0.0.1: its page is served on the proxy's own origin
     # (through /v1/*, which any host may use), and /api/* is same-origin to it.

@@ -12,7 +12,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from .test_browser import SCREENSHOTS, SECRET, open_page, row_text, unique_prompt
+from tests.helpers.browser import SCREENSHOTS, SECRET, open_page, row_text, unique_prompt
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -200,7 +200,7 @@ def test_playground_streams_through_the_proxy_and_shows_in_live(live_stack, page
     lengths = []
     for _ in range(10):
         lengths.append(len(text.inner_text()))
-        time.sleep(0.05)
+        time.sleep(0.05)  # sampling the text while it streams
     expect(page.locator("#tt-play-status")).to_contain_text("ok", timeout=10_000)
     rid = text.get_attribute("data-id")
     assert rid and page.locator("#tt-play-link").get_attribute("href") == f"/request/{rid}"

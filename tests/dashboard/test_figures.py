@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from tests.helpers.dashboard import metrics_response
 from tokentail.dashboard import figures as f
-
-from .test_queries import metrics_response
 
 
 def test_colours_are_stable_reserved_and_spread():

@@ -6,12 +6,10 @@ import json
 
 import pytest
 
+from tests.helpers.dashboard import SPAN, T0, walk
 from tokentail.dashboard import layout, runs_page, sessions_page
 from tokentail.dashboard import queries as q
 from tokentail.dashboard.config import DashboardConfig, parse_proxy
-
-from .test_app import walk
-from .test_queries import SPAN, T0
 
 
 def text_of(component) -> str:
@@ -195,9 +193,8 @@ def test_what_if_and_compare_views():
 
 
 def test_history_pages_read_the_collector_through_the_reader():
+    from tests.helpers.dashboard import FakeReader
     from tokentail.dashboard.app import create_app
-
-    from .test_app import FakeReader
 
     cfg = DashboardConfig(collector="http://127.0.0.1:8788", proxies=(parse_proxy("p=http://127.0.0.1:1"),))
     app = create_app(cfg, FakeReader(cfg))

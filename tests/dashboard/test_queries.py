@@ -8,28 +8,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
+from tests.helpers.dashboard import SPAN, T0, metrics_response
 from tokentail.dashboard import queries as q
 from tokentail.dashboard.config import DashboardConfig, parse_proxy
-
-T0 = 1_700_000_000.0
-
-
-def metrics_response(groups: dict[str, dict], n: int = 3, step: float = 5.0) -> dict:
-    """An /api/metrics answer shaped like the collector's (only the keys the dashboard reads)."""
-    return {
-        "range": "5m",
-        "by": "variant",
-        "step": step,
-        "resolution": "5s",
-        "start": T0,
-        "end": T0 + n * step,
-        "timestamps": [T0 + i * step for i in range(n)],
-        "units": {"request_rate": "req/s"},
-        "groups": [
-            {"name": name, "metrics": g.get("metrics", {}), "summary": g.get("summary", {})}
-            for name, g in groups.items()
-        ],
-    }
 
 
 def test_series_per_group_keeps_gaps_and_scales():
@@ -92,44 +73,6 @@ def test_model_rows_busiest_first_without_idle_models():
     assert [r["name"] for r in rows] == ["big", "a-model", "b-model"]
     assert rows[0]["latency_p95_ms"] == 1200
     assert q.models_in(resp) == ["a-model", "b-model", "big", "idle"]
-
-
-SPAN = {
-    "request_id": "r-1",
-    "trace_id": "ab" * 16,
-    "start_time": T0,
-    "variant": "canary",
-    "model": "gpt-x",
-    "response_model": "gpt-x-2024",
-    "endpoint": "/chat/completions",
-    "stream": True,
-    "status": "ok",
-    "http_status": 200,
-    "input_tokens": 12,
-    "output_tokens": 34,
-    "cached_input_tokens": 0,
-    "usage_source": "reported",
-    "ttft_ms": 210.0,
-    "latency_ms": 900.0,
-    "output_tps": 40.0,
-    "finish_reasons": ["stop"],
-    "input_messages": [
-        {"role": "system", "parts": [{"type": "text", "content": "Be brief."}]},
-        {"role": "user", "parts": [{"type": "text", "content": "What is a ring buffer?"}]},
-    ],
-    "output_messages": [
-        {
-            "role": "assistant",
-            "parts": [
-                {"type": "reasoning", "content": "think"},
-                {"type": "text", "content": "A fixed-size queue."},
-                {"type": "tool_call", "id": "call_1", "name": "lookup", "arguments": {"q": "ring"}},
-            ],
-            "finish_reason": "stop",
-        }
-    ],
-    "system_instructions": None,
-}
 
 
 def test_span_row_is_a_live_list_row():

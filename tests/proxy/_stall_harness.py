@@ -15,8 +15,7 @@ import time
 
 import aiohttp
 
-from tests.proxy._upstreams import serve
-from tests.proxy.test_content_safety import scripted_upstream, sse_script
+from tests.helpers.upstreams import scripted_upstream, serve, sse_script
 
 
 async def main() -> None:

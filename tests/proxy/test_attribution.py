@@ -10,10 +10,10 @@ import re
 import aiohttp
 import pytest
 
+from tests.helpers import read_events, reading
+from tests.helpers.proxies import start_proxy, start_sim
 from tokentail.proxy.attribution import Fingerprinter, client_key, end_user, parse_tags
 from tokentail.proxy.redact import Redactor
-
-from ._features import read_events, start_proxy, start_sim
 
 KEY_A = "sk-proj-AAAAaaaa0123456789abcdefghijklmn"
 KEY_B = "sk-proj-BBBBbbbb0123456789abcdefghijklmn"
@@ -77,8 +77,7 @@ async def test_attribution_reaches_spans_feed_and_filters_but_not_metric_labels(
     try:
         async with aiohttp.ClientSession() as s:
             async with s.get(proxy.url("/api/live")) as live:
-                reader = asyncio.create_task(read_events(live, events, stop_on="request.end", count=2))
-                await asyncio.sleep(0.05)
+                reader = await reading(read_events(live, events, stop_on="request.end", count=2), events)
                 body = {"model": "sim-gpt-4o", "user": "alice", "messages": [{"role": "user", "content": "hi"}]}
                 async with s.post(
                     proxy.url("/v1/chat/completions"),

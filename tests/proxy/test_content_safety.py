@@ -30,71 +30,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 
 from tests.conftest import proxy_settings, start_proxy
+from tests.helpers.secrets import SEPS, STREAM_SECRETS, WORDS, middle
+from tests.helpers.upstreams import scripted_upstream, serve, sse_script
 from tokentail.proxy.app import app_from_settings
 from tokentail.proxy.state import HUB
 
-from ._upstreams import serve
-from .test_stream_redact import _SEPS, _WORDS, SECRETS, _middle
-
 # --- a scripted OpenAI-style upstream -----------------------------------------------------
-
-
-def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-    obj = {
-        "id": "c1",
-        "object": "chat.completion.chunk",
-        "model": "m",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
-    return b"data: " + json.dumps(obj).encode() + b"\n\n"
-
-
-def sse_script(field: str, pieces: list[str]) -> list[bytes]:
-    """An OpenAI chat stream carrying ``pieces`` in ``field``: content, reasoning or tool arguments."""
-    out = [_chunk({"role": "assistant"})]
-    for i, p in enumerate(pieces):
-        if field == "text":
-            out.append(_chunk({"content": p}))
-        elif field == "reasoning":
-            out.append(_chunk({"reasoning_content": p}))
-        else:
-            fn: dict[str, Any] = {"arguments": p}
-            call: dict[str, Any] = {"index": 0, "function": fn}
-            if i == 0:
-                call.update(id="call_1", type="function")
-                fn["name"] = "lookup"
-            out.append(_chunk({"tool_calls": [call]}))
-    out.append(_chunk({}, "stop"))
-    out.append(b"data: [DONE]\n\n")
-    return out
-
-
-def scripted_upstream(scripts: dict[str, list[bytes]], delay: float = 0.0) -> web.Application:
-    """Answers a request whose first message's content names a script with that script."""
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        try:
-            name = json.loads(body)["messages"][0]["content"] if len(body) < 1 << 20 else None
-        except (ValueError, KeyError, TypeError, IndexError, RecursionError):
-            name = None
-        chunks = scripts.get(name) if isinstance(name, str) else None
-        if chunks is None:  # anything else: a small complete answer
-            return web.json_response(
-                {"id": "x", "object": "chat.completion", "model": "m", "choices": [], "usage": None}
-            )
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        for c in chunks:
-            if delay:
-                await asyncio.sleep(delay)
-            await resp.write(c)
-        await resp.write_eof()
-        return resp
-
-    app = web.Application(client_max_size=64 << 20)
-    app.router.add_route("*", "/{tail:.*}", handler)
-    return app
 
 
 def pieces_of(text: str, rng: random.Random) -> list[str]:
@@ -106,8 +47,8 @@ def pieces_of(text: str, rng: random.Random) -> list[str]:
     return out
 
 
-def words(rng: random.Random, n: int, seps: list[str] = _SEPS) -> str:
-    return "".join(rng.choice(_WORDS) + rng.choice(seps) for _ in range(n))
+def words(rng: random.Random, n: int, seps: list[str] = SEPS) -> str:
+    return "".join(rng.choice(WORDS) + rng.choice(seps) for _ in range(n))
 
 
 # --- reading every sink ---------------------------------------------------------------------
@@ -133,7 +74,7 @@ def strings(obj: Any) -> Iterator[str]:
 
 def leaks(hay: Any, secret: str) -> bool:
     text = "\x00".join(strings(hay))
-    return secret in text or _middle(secret) in text
+    return secret in text or middle(secret) in text
 
 
 async def read_sse(resp: aiohttp.ClientResponse, out: list[dict[str, Any]], ends: int) -> None:
@@ -155,9 +96,9 @@ def cases(seed: int) -> list[tuple[str, str, str, list[str]]]:
     """(name, field, secret, pieces): every secret kind, one field each in turn, random text around."""
     rng = random.Random(seed)
     out = []
-    for i, (text, secret) in enumerate(SECRETS):
+    for i, (text, secret) in enumerate(STREAM_SECRETS):
         field = ("text", "reasoning", "tools")[i % 3]
-        seps = _SEPS if field != "tools" else [" ", ", "]
+        seps = SEPS if field != "tools" else [" ", ", "]
         whole = words(rng, rng.randint(0, 6), seps) + text + rng.choice(seps) + words(rng, rng.randint(0, 6), seps)
         if field == "tools":
             # Arguments as a model streams them, open at the end. (No escaped newlines around

@@ -9,11 +9,10 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import proxy_settings
+from tests.helpers import read_events, reading
+from tests.helpers.proxies import proxy_settings, start_proxy, start_sim
 from tokentail.pricing import PriceTable
 from tokentail.settings import SettingsError
-
-from ._features import read_events, start_proxy, start_sim
 
 
 def cost_samples(metrics_text: str) -> dict[str, float]:
@@ -37,8 +36,7 @@ async def test_cost_on_the_feed_requests_spans_and_metrics(sim):
     try:
         async with aiohttp.ClientSession() as s:
             async with s.get(proxy.url("/api/live")) as live:
-                reader = asyncio.create_task(read_events(live, events, stop_on="request.end", count=3))
-                await asyncio.sleep(0.05)
+                reader = await reading(read_events(live, events, stop_on="request.end", count=3), events)
                 rids = {}
                 for model, headers in (
                     ("sim-gpt-4o", {"x-sim-cached-tokens": "4"}),

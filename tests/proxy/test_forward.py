@@ -12,8 +12,9 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from tests.conftest import start_proxy
-from tests.proxy._upstreams import firehose, scripted_sse, serve
+from tests.helpers import until
+from tests.helpers.proxies import start_proxy_server
+from tests.helpers.upstreams import firehose, scripted_sse, serve
 
 CHAT_REQ = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -45,7 +46,7 @@ USAGE = {
 
 async def _through(upstream_app, body=CHAT_REQ, headers=None, **proxy_overrides):
     up = await serve(upstream_app)
-    proxy = await start_proxy(str(up.make_url("/v1")), **proxy_overrides)
+    proxy = await start_proxy_server(str(up.make_url("/v1")), **proxy_overrides)
     try:
         async with aiohttp.ClientSession(auto_decompress=False) as s:
             async with s.post(proxy.make_url("/v1/chat/completions"), json=body, headers=headers) as r:
@@ -123,7 +124,7 @@ async def test_connection_refused_gives_502_json_without_secrets():
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proxy = await start_proxy(f"http://127.0.0.1:{port}/v1")
+    proxy = await start_proxy_server(f"http://127.0.0.1:{port}/v1")
     try:
         async with aiohttp.ClientSession() as s:
             async with s.post(
@@ -191,7 +192,7 @@ async def test_each_token_reaches_the_client_as_it_arrives():
     chunks = [chunk(delta(f"t{i}")) for i in range(n)]
     app, probe = scripted_sse(chunks, delay=0.05)
     up = await serve(app)
-    proxy = await start_proxy(str(up.make_url("/v1")))
+    proxy = await start_proxy_server(str(up.make_url("/v1")))
     arrivals = []
     try:
         async with aiohttp.ClientSession() as s:
@@ -214,7 +215,7 @@ async def test_slow_client_pauses_the_upstream_instead_of_buffering():
     total = 64 << 20
     app, probe = firehose(total)
     up = await serve(app)
-    proxy = await start_proxy(str(up.make_url("/v1")))
+    proxy = await start_proxy_server(str(up.make_url("/v1")))
     loop = asyncio.get_running_loop()
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
@@ -228,15 +229,25 @@ async def test_slow_client_pauses_the_upstream_instead_of_buffering():
             b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body,
         )
         await loop.sock_recv(sock, 4096)  # read a little, then stop reading
-        await asyncio.sleep(1.0)
+        # Every buffer between us and the upstream fills, then the upstream's own socket
+        # refuses more: its writer waits in drain. A loaded machine only makes this later.
+        await until(lambda: probe.writer_blocked, timeout=30, what="the upstream never blocked")
         stalled_at = probe.written
-        await asyncio.sleep(0.5)
-        assert probe.written == stalled_at  # the upstream is paused...
-        assert stalled_at < 16 << 20  # ...with bounded bytes in flight, far from the 64 MiB streamed
+        assert stalled_at < 16 << 20  # bounded bytes in flight, far from the 64 MiB streamed
         assert not probe.finished
+
+        # Read again: the proxy reads the upstream again, and the upstream writes on.
+        async def reader() -> None:
+            while await loop.sock_recv(sock, 1 << 16):
+                pass
+
+        draining = asyncio.ensure_future(reader())
+        try:
+            await until(lambda: probe.written > stalled_at + (1 << 20), timeout=30, what="the upstream never resumed")
+        finally:
+            draining.cancel()
     finally:
         sock.close()
-        await asyncio.sleep(0.2)
         await proxy.close()
         await up.close()
 
@@ -244,7 +255,7 @@ async def test_slow_client_pauses_the_upstream_instead_of_buffering():
 async def test_upstream_is_fixed_whatever_the_request_path_says():
     app, probe = scripted_sse([b"{}"], content_type="application/json")
     up = await serve(app)
-    proxy = await start_proxy(str(up.make_url("/v1")))
+    proxy = await start_proxy_server(str(up.make_url("/v1")))
     try:
         async with aiohttp.ClientSession() as s:
             for path in ("/v1//evil.example/x", "/v1/http://evil.example/x", "/v1/../../admin"):
@@ -260,7 +271,7 @@ async def test_upstream_is_fixed_whatever_the_request_path_says():
 async def test_dot_segments_are_refused_and_the_query_goes_byte_for_byte():
     app, probe = scripted_sse([b"{}"], content_type="application/json")
     up = await serve(app)
-    proxy = await start_proxy(str(up.make_url("/v1")))
+    proxy = await start_proxy_server(str(up.make_url("/v1")))
     try:
         async with aiohttp.ClientSession() as s:
             for path in (
@@ -294,7 +305,7 @@ async def test_oversized_body_gets_413_before_it_is_read():
 async def test_non_json_and_binary_bodies_are_forwarded_exactly():
     app, probe = scripted_sse([b"ok"], content_type="text/plain")
     up = await serve(app)
-    proxy = await start_proxy(str(up.make_url("/v1")))
+    proxy = await start_proxy_server(str(up.make_url("/v1")))
     deep = b'{"model":"m","messages":' + b"[" * 100_000 + b"]" * 100_000 + b"}"  # deeper than json can parse
     try:
         for i, payload in enumerate((b"\x00\xff not json {", deep)):
@@ -315,7 +326,7 @@ async def test_non_json_and_binary_bodies_are_forwarded_exactly():
 async def test_websocket_upgrade_is_refused_with_501():
     app, _ = scripted_sse([b"{}"])
     up = await serve(app)
-    proxy = await start_proxy(str(up.make_url("/v1")))
+    proxy = await start_proxy_server(str(up.make_url("/v1")))
     try:
         async with aiohttp.ClientSession() as s:
             with pytest.raises(aiohttp.WSServerHandshakeError) as exc:

@@ -11,7 +11,9 @@ import time
 import aiohttp
 import pytest
 
-from tests.conftest import start_proxy
+from tests import helpers
+from tests.helpers import reading, until
+from tests.helpers.proxies import start_proxy_server
 
 KEY = "sk-proj-SECRETSECRETSECRET0123456789abcd"
 CHAT = {
@@ -21,20 +23,9 @@ CHAT = {
 }
 
 
-async def read_events(resp: aiohttp.ClientResponse, out: list, stop_on: str | None = None) -> None:
-    """Parse an SSE response into (id, event, data, arrival time) tuples."""
-    ev: dict = {}
-    async for raw in resp.content:
-        line = raw.decode().rstrip("\r\n")
-        if not line:
-            if "data" in ev:
-                out.append((ev.get("id"), ev.get("event"), json.loads(ev["data"]), time.perf_counter()))
-                if stop_on and ev.get("event") == stop_on:
-                    return
-            ev = {}
-        elif not line.startswith(":"):
-            k, _, v = line.partition(": ")
-            ev[k] = v
+def read_events(resp: aiohttp.ClientResponse, out: list, stop_on: str | None = None):
+    """(id, event, data, arrival time) tuples: these tests check ids and timing."""
+    return helpers.read_events(resp, out, stop_on=stop_on, meta=True)
 
 
 async def test_live_feed_shows_prompt_before_first_token_and_deltas_while_streaming(stack):
@@ -42,8 +33,7 @@ async def test_live_feed_shows_prompt_before_first_token_and_deltas_while_stream
     async with aiohttp.ClientSession() as s:
         async with s.get(stack.url("/api/live")) as live:
             assert live.headers["Content-Type"].startswith("text/event-stream")
-            reader = asyncio.create_task(read_events(live, events, stop_on="request.end"))
-            await asyncio.sleep(0.05)
+            reader = await reading(read_events(live, events, stop_on="request.end"), events)
             t_sent = time.perf_counter()
             async with s.post(
                 f"{stack.base_url}/chat/completions",
@@ -88,7 +78,7 @@ async def test_last_event_id_replays_what_was_missed(stack):
             await r.read()
         seen: list = []
         async with s.get(stack.url("/api/live")) as live:  # a snapshot of the ring, all with one id
-            await asyncio.wait_for(_collect_until_quiet(live, seen), 5)
+            await _collect(live, seen)
         assert {e[1] for e in seen} >= {"snapshot", "request.start", "request.end"}
         last_id = seen[-1][0]
         rids = []
@@ -98,10 +88,10 @@ async def test_last_event_id_replays_what_was_missed(stack):
                 rids.append(r.headers["x-tokentail-request-id"])
         missed: list = []
         async with s.get(stack.url("/api/live"), headers={"Last-Event-ID": last_id}) as live:
-            await asyncio.wait_for(_collect_until_quiet(live, missed), 5)
+            await _collect(live, missed, ends=2)
         foreign: list = []
         async with s.get(stack.url("/api/live"), headers={"Last-Event-ID": "otherboot:3"}) as live:
-            await asyncio.wait_for(_collect_until_quiet(live, foreign), 5)
+            await _collect(live, foreign)
     assert [m[1] for m in missed if m[1] != "request.delta"] == ["request.start", "request.end"] * 2
     assert [m[2]["id"] for m in missed if m[1] == "request.start"] == rids
     seqs = [int(m[0].split(":")[1]) for m in missed]
@@ -110,13 +100,18 @@ async def test_last_event_id_replays_what_was_missed(stack):
     assert len([f for f in foreign if f[1] == "request.start"]) == 3
 
 
-async def _collect_until_quiet(resp, out, quiet=0.3):
+async def _collect(resp, out, ends: int | None = None):
+    """Read events until ``ends`` requests ended (default: as many as the snapshot holds)."""
+
+    def complete() -> bool:
+        want = ends if ends is not None else next((e[2]["requests"] for e in out if e[1] == "snapshot"), None)
+        return want is not None and sum(e[1] == "request.end" for e in out) >= want
+
     task = asyncio.create_task(read_events(resp, out))
-    n = -1
-    while n != len(out):
-        n = len(out)
-        await asyncio.sleep(quiet)
-    task.cancel()
+    try:
+        await until(complete, timeout=5, what=f"the events: {[e[1] for e in out]}")
+    finally:
+        task.cancel()
 
 
 async def test_requests_api_lists_filters_and_details(stack):
@@ -148,25 +143,32 @@ async def test_client_disconnect_cancels_upstream_at_once(stack, when):
         body["stream"] = False
         headers["x-sim-ttft-ms"] = "5000"
     client = aiohttp.ClientSession()  # its own connection, closed to disconnect
-    if when == "mid_stream":
-        resp = await client.post(f"{stack.base_url}/chat/completions", json=body, headers=headers)
-        await resp.content.readany()
-        await asyncio.sleep(0.2)
-    else:
-        task = asyncio.create_task(client.post(f"{stack.base_url}/chat/completions", json=body, headers=headers))
-        await asyncio.sleep(0.3)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    closed_at = time.monotonic()
-    await client.close()
-    stats = {}
+    stats: dict = {}
     async with aiohttp.ClientSession() as s:
-        for _ in range(40):
-            await asyncio.sleep(0.025)
+
+        async def sim_stats() -> dict:
             async with s.get(stack.sim.make_url("/_sim/stats")) as r:
-                stats = await r.json()
-            if stats["client_disconnects"]:
-                break
+                stats.update(await r.json())
+            return stats
+
+        async def upstream_busy() -> bool:  # the request reached the simulator, which is answering
+            return (await sim_stats())["in_flight"] == 1
+
+        async def disconnect_seen() -> bool:
+            return (await sim_stats())["client_disconnects"] > 0
+
+        if when == "mid_stream":
+            resp = await client.post(f"{stack.base_url}/chat/completions", json=body, headers=headers)
+            await resp.content.readany()
+            await until(upstream_busy)
+        else:
+            task = asyncio.create_task(client.post(f"{stack.base_url}/chat/completions", json=body, headers=headers))
+            await until(upstream_busy)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        closed_at = time.monotonic()
+        await client.close()
+        await until(disconnect_seen, timeout=5)
     assert stats["client_disconnects"] == 1
     assert stats["last_disconnect_at"] - closed_at < 0.1  # the upstream saw it within 100 ms
     rows = stack.app[HUB].list_requests()
@@ -197,8 +199,7 @@ async def test_secrets_never_reach_feed_requests_or_logs(stack, caplog):
     events: list = []
     async with aiohttp.ClientSession() as s:
         async with s.get(stack.url("/api/live")) as live:
-            reader = asyncio.create_task(read_events(live, events, stop_on="request.end"))
-            await asyncio.sleep(0.05)
+            reader = await reading(read_events(live, events, stop_on="request.end"), events)
             async with s.post(
                 f"{stack.base_url}/chat/completions?key=QUERYKEY-000", json=prompt, headers=secret_headers
             ) as r:
@@ -228,7 +229,7 @@ async def test_secrets_never_reach_feed_requests_or_logs(stack, caplog):
 
 
 async def test_reads_off_loopback_need_the_read_token(sim_server):
-    proxy = await start_proxy(str(sim_server.make_url("/v1")), host="0.0.0.0", read_token="rt-123")
+    proxy = await start_proxy_server(str(sim_server.make_url("/v1")), host="0.0.0.0", read_token="rt-123")
     try:
         async with aiohttp.ClientSession() as s:
             for path in ("/api/requests", "/api/live"):
@@ -243,7 +244,7 @@ async def test_reads_off_loopback_need_the_read_token(sim_server):
 
 
 async def test_cors_only_for_listed_origins(sim_server):
-    proxy = await start_proxy(str(sim_server.make_url("/v1")), allowed_origin=["http://127.0.0.1:8050"])
+    proxy = await start_proxy_server(str(sim_server.make_url("/v1")), allowed_origin=["http://127.0.0.1:8050"])
     try:
         async with aiohttp.ClientSession() as s:
             async with s.get(proxy.make_url("/api/requests"), headers={"Origin": "http://127.0.0.1:8050"}) as r:
@@ -296,7 +297,7 @@ async def test_subscribers_joining_a_full_ring_never_hold_the_loop(sim_server):
     from tokentail.proxy import app as keys
 
     # Requests of 8 MiB each (a raised --capture-bytes): one of them is one JSON string.
-    server = await start_proxy(str(sim_server.make_url("/v1")), redact=False, capture_bytes=8 << 20)
+    server = await start_proxy_server(str(sim_server.make_url("/v1")), redact=False, capture_bytes=8 << 20)
     try:
         hub = server.app[keys.HUB]
         entries = 5
@@ -342,7 +343,7 @@ async def test_subscriber_cap_refuses_with_503_and_counts(sim_server):
     from tokentail.proxy import app as keys
 
     registry = CollectorRegistry()
-    server = await start_proxy(str(sim_server.make_url("/v1")), registry, live_max_subscribers=3)
+    server = await start_proxy_server(str(sim_server.make_url("/v1")), registry, live_max_subscribers=3)
     try:
         hub = server.app[keys.HUB]
         async with aiohttp.ClientSession() as s:
@@ -356,9 +357,7 @@ async def test_subscriber_cap_refuses_with_503_and_counts(sim_server):
             assert registry.get_sample_value("tokentail_telemetry_dropped_total", sink) == 1
             assert hub.subscribers == 3  # the refused one never joined
             first[0].close()  # one leaves: its place is free again
-            async with asyncio.timeout(5):
-                while hub.subscribers > 2:
-                    await asyncio.sleep(0.01)
+            await until(lambda: hub.subscribers <= 2, timeout=5)
             async with s.get(server.make_url("/api/live")) as again:
                 assert again.status == 200
             for r in first[1:]:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.proxy._prom import promtool_check
+from tests.helpers.prom import promtool_check
 from tokentail.proxy import record as R
 from tokentail.proxy.metrics import ProxyMetrics, metrics_handler, sanitize_label
 from tokentail.proxy.record import Delta, RequestRecord, Usage
@@ -54,23 +54,25 @@ def val(reg, name, **labels):
     return reg.get_sample_value(name, labels)
 
 
+def chat_requests(reg, model: str, status_class: str, stream: str = "true") -> float | None:
+    """tokentail_requests_total of /chat/completions for one model and status class."""
+    return val(
+        reg,
+        "tokentail_requests_total",
+        model=model,
+        endpoint="/chat/completions",
+        status_class=status_class,
+        stream=stream,
+    )
+
+
 GENAI = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": "openai", "gen_ai_request_model": "gpt-4o"}
 
 
 def test_streamed_request_counts_tokens_latency_ttft_and_speed(reg):
     m = ProxyMetrics(reg)
     finish(m, rec_(), usage=Usage(input_tokens=100, output_tokens=40, cached_input_tokens=30))
-    assert (
-        val(
-            reg,
-            "tokentail_requests_total",
-            model="gpt-4o",
-            endpoint="/chat/completions",
-            status_class="2xx",
-            stream="true",
-        )
-        == 1
-    )
+    assert chat_requests(reg, "gpt-4o", "2xx") == 1
     # input includes cached: summing type=input and type=output never double-counts
     assert val(reg, "tokentail_tokens_total", model="gpt-4o", type="input") == 100
     assert val(reg, "tokentail_tokens_total", model="gpt-4o", type="output") == 40
@@ -99,17 +101,7 @@ def test_streamed_request_counts_tokens_latency_ttft_and_speed(reg):
 def test_non_streamed_has_no_ttft(reg):
     m = ProxyMetrics(reg)
     finish(m, rec_(stream=False), usage=Usage(5, 6))
-    assert (
-        val(
-            reg,
-            "tokentail_requests_total",
-            model="gpt-4o",
-            endpoint="/chat/completions",
-            status_class="2xx",
-            stream="false",
-        )
-        == 1
-    )
+    assert chat_requests(reg, "gpt-4o", "2xx", stream="false") == 1
     assert val(reg, "tokentail_time_to_first_token_seconds_count", model="gpt-4o") is None
     assert val(reg, "gen_ai_client_operation_time_to_first_chunk_seconds_count", **GENAI) is None
 
@@ -126,17 +118,7 @@ def test_unknown_usage_is_never_recorded_as_zero(reg):
     assert val(reg, "tokentail_tokens_total", model="gpt-4o", type="input") is None
     assert val(reg, "tokentail_tokens_total", model="gpt-4o", type="output") is None
     assert val(reg, "gen_ai_client_token_usage_count", **GENAI, gen_ai_token_type="input") is None
-    assert (
-        val(
-            reg,
-            "tokentail_requests_total",
-            model="gpt-4o",
-            endpoint="/chat/completions",
-            status_class="2xx",
-            stream="true",
-        )
-        == 1
-    )
+    assert chat_requests(reg, "gpt-4o", "2xx") == 1
 
 
 @pytest.mark.parametrize(
@@ -153,17 +135,7 @@ def test_errors_by_class_and_reason(reg, error, http, status_class, reason, erro
     m = ProxyMetrics(reg)
     finish(m, rec_(rid="admits", stream=False))  # a 2xx gives gpt-4o its label; failures then count under it
     finish(m, rec_(), status=R.ERROR, http=http, error=error, ttft_ms=None, tps=None)
-    assert (
-        val(
-            reg,
-            "tokentail_requests_total",
-            model="gpt-4o",
-            endpoint="/chat/completions",
-            status_class=status_class,
-            stream="true",
-        )
-        == 1
-    )
+    assert chat_requests(reg, "gpt-4o", status_class) == 1
     assert val(reg, "tokentail_upstream_errors_total", reason=reason) == 1
     others = {"connect", "timeout", "disconnect", "status"} - {reason}
     assert all(val(reg, "tokentail_upstream_errors_total", reason=o) == 0 for o in others)
@@ -173,17 +145,7 @@ def test_errors_by_class_and_reason(reg, error, http, status_class, reason, erro
 def test_cancelled_is_its_own_class_not_an_upstream_error(reg):
     m = ProxyMetrics(reg)
     finish(m, rec_(), status=R.CANCELLED, http=200, tps=None)
-    assert (
-        val(
-            reg,
-            "tokentail_requests_total",
-            model="gpt-4o",
-            endpoint="/chat/completions",
-            status_class="cancelled",
-            stream="true",
-        )
-        == 1
-    )
+    assert chat_requests(reg, "gpt-4o", "cancelled") == 1
     assert (
         sum(
             val(reg, "tokentail_upstream_errors_total", reason=r)
@@ -218,17 +180,7 @@ def test_model_cap_folds_a_thousand_names_into_other(reg):
     }
     assert len(models) == 51
     assert "other" in models and "model-0" in models and "model-49" in models and "model-50" not in models
-    assert (
-        val(
-            reg,
-            "tokentail_requests_total",
-            model="other",
-            endpoint="/chat/completions",
-            status_class="2xx",
-            stream="true",
-        )
-        == 950
-    )
+    assert chat_requests(reg, "other", "2xx") == 950
     assert val(reg, "tokentail_tokens_total", model="other", type="input") == 950
 
 
@@ -426,17 +378,7 @@ def test_junk_names_that_fail_never_take_a_label_slot(reg):
     assert _model_labels(reg) == {"other"}
     finish(m, rec_(model="gpt-4o", rid="real"), usage=Usage(1, 1), deltas=3)
     assert _model_labels(reg) == {"other", "gpt-4o"}  # the real model keeps its own label
-    assert (
-        val(
-            reg,
-            "tokentail_requests_total",
-            model="other",
-            endpoint="/chat/completions",
-            status_class="4xx",
-            stream="true",
-        )
-        == 50
-    )
+    assert chat_requests(reg, "other", "4xx") == 50
     assert val(reg, "gen_ai_client_operation_time_per_output_chunk_seconds_count", **GENAI) == 2
     for i in range(60):  # the cap still holds for names that do succeed
         finish(m, rec_(model=f"ok-{i}", rid=f"ok{i}"))
@@ -453,29 +395,9 @@ def test_an_admitted_model_keeps_its_label_when_it_fails(reg):
     m.on_end(a)
     b.status, b.http_status, b.error, b.latency_ms = R.ERROR, 500, R.ERR_STATUS, 5.0
     m.on_end(b)  # ends after the admission: its own label
-    assert (
-        val(
-            reg,
-            "tokentail_requests_total",
-            model="gpt-4o",
-            endpoint="/chat/completions",
-            status_class="5xx",
-            stream="true",
-        )
-        == 1
-    )
+    assert chat_requests(reg, "gpt-4o", "5xx") == 1
     _fail(m, "gpt-4o", "c", http=404)
-    assert (
-        val(
-            reg,
-            "tokentail_requests_total",
-            model="gpt-4o",
-            endpoint="/chat/completions",
-            status_class="4xx",
-            stream="true",
-        )
-        == 1
-    )
+    assert chat_requests(reg, "gpt-4o", "4xx") == 1
     _fail(m, "never-answered", "d", http=502)
     _fail(m, "", "e", http=400)
     assert _model_labels(reg) == {"gpt-4o", "other", "unknown"}

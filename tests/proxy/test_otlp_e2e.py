@@ -17,7 +17,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from prometheus_client import CollectorRegistry
 
-from tests.conftest import proxy_settings
+from tests.helpers import until
+from tests.helpers.proxies import proxy_settings
 from tokentail import semconv as S
 from tokentail.proxy import telemetry
 from tokentail.proxy.app import create_app
@@ -110,10 +111,7 @@ async def test_span_with_events_arrives_and_joins_the_client_trace(sim_server):
             assert status == 200 and text
             async with s.get(sim_server.make_url("/_sim/last")) as r:
                 upstream_headers = {k.lower(): v for k, v in (await r.json())["headers"].items()}
-        for _ in range(100):
-            if receiver.spans:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: receiver.spans, timeout=5)
         assert len(receiver.spans) == 1
         resource, span = receiver.spans[0]
         assert attrs(resource.attributes)["service.name"] == "tokentail-proxy"
@@ -154,10 +152,7 @@ async def test_dead_receiver_never_fails_requests_and_drops_are_counted(sim_serv
         def dropped():
             return registry.get_sample_value("tokentail_telemetry_dropped_total", {"sink": "spans"}) or 0
 
-        for _ in range(100):
-            if dropped() >= 10:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: dropped() >= 10, timeout=5)
         assert dropped() == 10
     finally:
         await proxy.close()
@@ -199,9 +194,7 @@ async def test_empty_200_stream_is_incomplete_everywhere_and_the_client_bytes_ar
         assert registry.get_sample_value("tokentail_upstream_errors_total", {"reason": "incomplete"}) == 1
         labels = {"model": "qwen", "endpoint": "/chat/completions", "status_class": "upstream_error", "stream": "true"}
         assert registry.get_sample_value("tokentail_requests_total", labels) == 1
-        deadline = time.monotonic() + 5
-        while not receiver.spans and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        await until(lambda: receiver.spans, timeout=5)
         ((_, span),) = receiver.spans
         a = attrs(span.attributes)
         assert (a[S.ERROR_TYPE], a[S.TT_STATUS]) == ("incomplete_stream", "error")
@@ -230,7 +223,7 @@ async def _export_to_collector(aiohttp_client, tmp_path, records, **observer_kw)
     """Spans of ``records`` through the proxy's real export pipeline (``build_tracer_provider``
     defaults: batching, OTLP/HTTP protobuf) into a real collector app; returns
     (collector client, spans stored, spans counted dropped)."""
-    from tests.collector._fakes import make_config
+    from tests.helpers.fakes import make_config
     from tokentail.collector.app import OTLP_STATS
     from tokentail.collector.app import create_app as create_collector
     from tokentail.proxy.spans import SpanObserver
@@ -256,9 +249,7 @@ async def _export_to_collector(aiohttp_client, tmp_path, records, **observer_kw)
         if n % 24 == 0:
             await asyncio.sleep(0)  # let the collector answer meanwhile
     stats = client.app[OTLP_STATS]
-    deadline = time.monotonic() + 120
-    while stats["spans_stored"] + dropped[0] < n and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    await until(lambda: stats["spans_stored"] + dropped[0] >= n, timeout=120, step=0.05)
     await asyncio.get_running_loop().run_in_executor(None, telemetry.shutdown_bounded, provider, 10)
     return client, stats["spans_stored"], dropped[0]
 

@@ -10,7 +10,8 @@ import time
 import aiohttp
 import pytest
 
-from tests._procs import TokentailProcess
+from tests.helpers import listening, until
+from tests.helpers.procs import TokentailProcess
 
 BODY = {"model": "sim-gpt-4o", "stream": True, "messages": [{"role": "user", "content": "hello"}]}
 
@@ -48,6 +49,15 @@ async def metric(proxy: TokentailProcess, name: str, **labels: str) -> float:
     return sum(hits)
 
 
+def in_flight_zero(proxy: TokentailProcess):
+    """A predicate for ``until``: the proxy has no request in flight."""
+
+    async def idle() -> bool:
+        return await metric(proxy, "tokentail_in_flight_requests") == 0
+
+    return idle
+
+
 async def sim_stats(sim: TokentailProcess) -> dict:
     async with aiohttp.ClientSession() as s:
         async with s.get(f"{sim.url}/_sim/stats") as r:
@@ -61,7 +71,7 @@ async def test_sigterm_lets_in_flight_streams_finish_then_exits(sim, proxy):
         ) as r:  # ~1.5 s stream
             first = await r.content.readany()
             proxy.proc.send_signal(15)
-            await asyncio.sleep(0.3)
+            await until(lambda: not listening(proxy.port), timeout=5, what="the proxy still accepts")
             with pytest.raises(aiohttp.ClientConnectionError):  # no new connections
                 async with aiohttp.ClientSession() as s2:
                     await s2.get(f"{proxy.url}/healthz")
@@ -75,11 +85,12 @@ async def test_sigterm_lets_in_flight_streams_finish_then_exits(sim, proxy):
 
 @pytest.mark.slow
 async def test_hundreds_of_concurrent_streams_return_to_baseline(sim, proxy):
+    idle = in_flight_zero(proxy)
     async with aiohttp.ClientSession() as s:  # warm up: pools, caches, lazy imports
         for _ in range(20):
             async with s.post(f"{proxy.url}/v1/chat/completions", json=BODY) as r:
                 await r.read()
-    await asyncio.sleep(0.5)
+    await until(idle, timeout=10)
     fds0, rss0 = proxy.open_fds(), proxy.rss_mb()
 
     done = 0
@@ -101,20 +112,17 @@ async def test_hundreds_of_concurrent_streams_return_to_baseline(sim, proxy):
         nonlocal peak_in_flight
         while time.monotonic() < deadline:
             peak_in_flight = max(peak_in_flight, await metric(proxy, "tokentail_in_flight_requests"))
-            await asyncio.sleep(2)
+            await asyncio.sleep(2)  # a sample every 2 s: the watcher must not load the proxy
 
     conn = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=120)) as session:
         await asyncio.gather(watch(), *(worker(session) for _ in range(200)))
         rss_peak = proxy.rss_mb()
-    await asyncio.sleep(1.0)
+    await until(idle, timeout=10)
     assert peak_in_flight >= 100 and done > 1000
     assert await metric(proxy, "tokentail_in_flight_requests") == 0
     # Idle upstream connections stay pooled for aiohttp's 15 s keep-alive, then close.
-    for _ in range(100):
-        if proxy.open_fds() <= fds0 + 2:
-            break
-        await asyncio.sleep(0.25)
+    await until(lambda: proxy.open_fds() <= fds0 + 2, timeout=25, step=0.25, what="open files back to baseline")
     assert proxy.open_fds() <= fds0 + 2, (fds0, proxy.open_fds())
     assert rss_peak < 300 and proxy.rss_mb() < rss0 + 100, (rss0, rss_peak, proxy.rss_mb())
     assert (await sim_stats(sim))["in_flight"] == 0
@@ -122,6 +130,7 @@ async def test_hundreds_of_concurrent_streams_return_to_baseline(sim, proxy):
 
 @pytest.mark.slow
 async def test_thousands_of_instant_disconnects_leak_nothing(sim, proxy):
+    idle = in_flight_zero(proxy)
     fds0 = proxy.open_fds()
 
     async def hit_and_run():
@@ -132,16 +141,18 @@ async def test_thousands_of_instant_disconnects_leak_nothing(sim, proxy):
             b"x-sim-ttft-ms: 2000\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
         )
         await writer.drain()
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # the scenario: a client that sent its request, then leaves
         writer.close()  # gone before the first token (the simulator waits 2 s for it)
 
     for _ in range(10):  # 2,000 in batches of 200
         await asyncio.gather(*(hit_and_run() for _ in range(200)))
-    for _ in range(60):
-        await asyncio.sleep(0.25)
-        stats = await sim_stats(sim)
-        if stats["in_flight"] == 0 and await metric(proxy, "tokentail_in_flight_requests") == 0:
-            break
+    stats: dict = {}
+
+    async def all_closed() -> bool:
+        stats.update(await sim_stats(sim))
+        return stats["in_flight"] == 0 and await idle()
+
+    await until(all_closed, timeout=15, step=0.25)
     assert stats["in_flight"] == 0, stats  # every upstream call was closed
     assert stats["requests"] >= 1500 and stats["client_disconnects"] == stats["requests"], stats
     assert proxy.open_fds() <= fds0 + 2

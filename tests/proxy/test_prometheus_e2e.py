@@ -9,8 +9,9 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tests.conftest import start_proxy
-from tests.proxy._prom import PrometheusServer, prometheus_bin, promtool_check
+from tests.helpers import poll_in_thread
+from tests.helpers.prom import PrometheusServer, prometheus_bin, promtool_check
+from tests.helpers.proxies import start_proxy_server
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
 
@@ -45,14 +46,9 @@ async def _stream(session: aiohttp.ClientSession, url: str, i: int) -> dict:
 
 async def _until(predicate, timeout: float = 20.0):
     """Poll ``predicate`` (blocking, run in a thread so the proxy keeps serving scrapes)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    last = None
-    while asyncio.get_running_loop().time() < deadline:
-        ok, last = await asyncio.to_thread(predicate)
-        if ok:
-            return last
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"condition not met in {timeout}s; last value: {last!r}")
+    ok, last = await poll_in_thread(predicate, timeout, step=0.3)
+    assert ok, f"condition not met in {timeout}s; last value: {last!r}"
+    return last
 
 
 def _scalar(result: list[dict]) -> float | None:
@@ -62,7 +58,7 @@ def _scalar(result: list[dict]) -> float | None:
 async def test_prometheus_scrapes_the_proxy(sim_server, tmp_path):
     prometheus_bin()  # skip (or fail in CI) before starting anything
     registry = CollectorRegistry()
-    proxy = await start_proxy(str(sim_server.make_url("/v1")), registry)
+    proxy = await start_proxy_server(str(sim_server.make_url("/v1")), registry)
     prom = PrometheusServer(tmp_path, target=f"127.0.0.1:{proxy.port}")
     try:
         await asyncio.to_thread(prom.wait_ready)

@@ -11,8 +11,9 @@ from aiohttp.test_utils import TestServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.proxy._features import start_proxy, until
-from tests.proxy._upstreams import scripted_sse
+from tests.helpers import until
+from tests.helpers.proxies import start_proxy
+from tests.helpers.upstreams import scripted_sse
 from tokentail.proxy.raw_capture import RawCapture
 from tokentail.proxy.raw_store import RawStore
 from tokentail.proxy.record import RequestRecord

@@ -14,11 +14,11 @@ import sys
 import aiohttp
 import pytest
 
+from tests.helpers import read_events, reading, until
+from tests.helpers.proxies import start_proxy, start_sim
 from tokentail.proxy.routes import RouteTable, load_routes, parse_routes, reload_routes
 from tokentail.proxy.state import RouteState
 from tokentail.settings import SettingsError
-
-from ._features import read_events, start_proxy, start_sim, until
 
 ROUTE_KEY = "sk-route-SECRETvalue0123456789abcdefXYZ"
 ANTH_KEY = "anthropic-route-key-QWERTYUIOPASDFGH-77"
@@ -195,8 +195,7 @@ async def test_routes_rewrite_and_inject_keys_and_the_key_is_never_emitted(two_s
     try:
         async with aiohttp.ClientSession() as s:
             async with s.get(proxy.url("/api/live")) as live:
-                reader = asyncio.create_task(read_events(live, events, stop_on="request.end", count=5))
-                await asyncio.sleep(0.05)
+                reader = await reading(read_events(live, events, stop_on="request.end", count=5), events)
                 client_auth = {"Authorization": f"Bearer {CLIENT_KEY}", "x-api-key": CLIENT_KEY}
 
                 async def send(model: str, query: str = "") -> tuple[str, str]:
@@ -397,7 +396,7 @@ async def _eq(coro, expected) -> bool:
 
 
 async def test_a_rewritten_body_keeps_what_utf8_cannot_encode():
-    from tests.proxy._upstreams import scripted_sse, serve
+    from tests.helpers.upstreams import scripted_sse, serve
 
     app, probe = scripted_sse([b'{"ok": true}'], content_type="application/json")
     up = await serve(app)
@@ -419,7 +418,7 @@ async def test_a_rewritten_body_keeps_what_utf8_cannot_encode():
 
 
 async def test_an_upstream_echoing_the_injected_key_does_not_put_it_in_our_telemetry(caplog):
-    from tests.proxy._upstreams import scripted_sse, serve
+    from tests.helpers.upstreams import scripted_sse, serve
 
     caplog.set_level(logging.DEBUG)
     odd_key = "plain-format-key-0123456789"  # no redaction rule knows this shape

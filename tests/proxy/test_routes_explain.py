@@ -6,7 +6,7 @@ from __future__ import annotations
 import aiohttp
 from yarl import URL
 
-from tests.proxy._features import start_proxy
+from tests.helpers.proxies import start_proxy
 from tokentail.proxy.routes import parse_routes
 
 DEFAULT = URL("http://default.example/v1")

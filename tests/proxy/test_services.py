@@ -7,7 +7,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
-from tests.conftest import proxy_settings
+from tests.helpers.proxies import proxy_settings
 from tokentail.proxy import state
 from tokentail.proxy.app import create_app
 from tokentail.proxy.services import build_metrics, build_services

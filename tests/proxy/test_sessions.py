@@ -6,11 +6,10 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
+from tests.helpers.proxies import start_proxy, start_sim
 from tokentail.proxy.record import ERROR, OK, RequestRecord
 from tokentail.proxy.redact import Redactor
 from tokentail.proxy.sessions import SessionTracker
-
-from ._features import start_proxy, start_sim
 
 SYSTEM = {"role": "system", "content": "You are terse."}
 

@@ -142,20 +142,24 @@ def test_first_token_event_only_once(exporter):
     assert len(events(only_span(exporter), S.TT_EVENT_FIRST_TOKEN)) == 1
 
 
-def test_upstream_error_span(exporter):
-    obs = observer(exporter)
+def run_failed(exporter, http: int, error: str, message: str) -> None:
+    """A chat that failed before any output: no deltas, no usage, no finish reason."""
     run(
-        obs,
+        observer(exporter),
         chat_rec(),
         deltas=(),
         status=R.ERROR,
-        http=503,
+        http=http,
         text="",
         usage=Usage(),
         finish=None,
-        error=R.ERR_STATUS,
-        error_message="upstream said 503",
+        error=error,
+        error_message=message,
     )
+
+
+def test_upstream_error_span(exporter):
+    run_failed(exporter, 503, R.ERR_STATUS, "upstream said 503")
     span = only_span(exporter)
     assert span.status.status_code is StatusCode.ERROR and span.status.description == "upstream said 503"
     assert span.attributes[S.ERROR_TYPE] == "503" and span.attributes[S.HTTP_STATUS_CODE] == 503
@@ -166,19 +170,7 @@ def test_upstream_error_span(exporter):
 
 
 def test_connect_error_type(exporter):
-    obs = observer(exporter)
-    run(
-        obs,
-        chat_rec(),
-        deltas=(),
-        status=R.ERROR,
-        http=502,
-        text="",
-        usage=Usage(),
-        finish=None,
-        error=R.ERR_CONNECT,
-        error_message="cannot connect",
-    )
+    run_failed(exporter, 502, R.ERR_CONNECT, "cannot connect")
     assert only_span(exporter).attributes[S.ERROR_TYPE] == "connect"
 
 

@@ -11,8 +11,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 
-from tests.proxy._features import start_proxy
-from tests.proxy._upstreams import scripted_sse
+from tests.helpers.proxies import start_proxy
+from tests.helpers.upstreams import scripted_sse
 from tokentail.proxy.record import ERR_CONNECT, RequestRecord
 from tokentail.proxy.upstream_health import HealthWindow, UpstreamHealth
 
@@ -175,7 +175,7 @@ async def test_routes_are_listed_before_their_traffic_without_secrets():
 def test_exposition_passes_promtool():
     from prometheus_client import generate_latest
 
-    from tests.proxy._prom import promtool_check
+    from tests.helpers.prom import promtool_check
 
     registry = CollectorRegistry()
     health = UpstreamHealth(registry, "api.openai.com")

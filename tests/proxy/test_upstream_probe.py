@@ -8,7 +8,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
-from tests.proxy._features import start_proxy, until
+from tests.helpers import until
+from tests.helpers.proxies import start_proxy
 from tokentail.proxy.routes import RouteTable, parse_routes
 from tokentail.proxy.upstream_probe import targets
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import require_binary
+from tests.helpers import require_binary
 from tokentail.collector.derive import histogram_quantile
 
 pytestmark = pytest.mark.prometheus

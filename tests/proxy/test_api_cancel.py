@@ -10,9 +10,9 @@ import aiohttp
 import openai
 import pytest
 
+from tests.helpers import until
+from tests.helpers.proxies import start_proxy, start_sim
 from tokentail.proxy.state import INFLIGHT
-
-from ._features import start_proxy, start_sim, until
 
 SLOW = {"x-sim-tps": "10", "x-sim-tokens": "200"}  # a 20 s stream
 CHAT = {"model": "sim-gpt-4o", "stream": True, "messages": [{"role": "user", "content": "a long story"}]}
@@ -78,10 +78,13 @@ async def test_cancel_before_the_first_byte_gives_a_503_the_sdk_does_not_retry(s
         async def cancel_when_in_flight():
             async with aiohttp.ClientSession() as s:
                 rows: list = []
-                while not rows:
-                    await asyncio.sleep(0.02)
+
+                async def in_flight() -> list:
                     async with s.get(proxy.url("/api/requests"), params={"status": "in_flight"}) as r:
-                        rows = (await r.json())["requests"]
+                        rows[:] = (await r.json())["requests"]
+                    return rows
+
+                await until(in_flight, timeout=10)
                 async with s.post(proxy.url(f"/api/requests/{rows[0]['id']}/cancel")) as c:
                     assert c.status == 200
 

@@ -8,35 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers.secrets import PEM, SEPS, STREAM_SECRETS, WORDS, middle
 from tokentail.proxy.redact import Redactor, StreamRedactor
-
-from .test_redact import LABELLED, PEM, POSITIVE
 
 R = Redactor()
 _LABEL = re.compile(r"\[REDACTED:\w+\]")
-
-# Ordinary words, punctuation and whitespace that no rule matches, also in any combination.
-_WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "hello,", "world.", "it's", "(ok)",
-          "x", "a-b", "key", "token", "pass", "secret", "Bearer", "basic", "42", "2024", "3.14", "café", "日本語",
-          "naïve", "—", "?", "!", ":", "\"quoted\"", "path/to/file", "snake_case", "v1.2.3", "@", "+", "-"]  # fmt: skip
-_SEPS = [" ", "  ", "\n", "\n\n", "\t", ", ", ". "]
-
-# (text that holds a secret, the secret itself): each kind, bare and labelled.
-SECRETS = [(s, s) for _, s in POSITIVE]
-SECRETS += [
-    ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
-    ("Authorization: Bearer abc123def456ghi789jkl", "abc123def456ghi789jkl"),
-    ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA=="),
-    ("postgres://admin:s3cr3tP4ss@db.example.com:5432/app", "admin:s3cr3tP4ss"),
-    ("password=hunter22!", "hunter22!"),
-    ('{"password": "hunter22"}', "hunter22"),
-    ("client_secret: Tr0ub4dor&3", "Tr0ub4dor&3"),
-    (
-        "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsu==;",
-        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsu==",
-    ),
-    (LABELLED[-1][0], PEM.replace("\n", "\\n")),
-]
 
 
 def _chunks(text: str, sizes: list[int]) -> list[str]:
@@ -55,28 +31,21 @@ def _stream(pieces: list[str]) -> list[str]:
     return out
 
 
-def _middle(secret: str) -> str:
-    if len(secret) <= 16:
-        return secret
-    i = (len(secret) - 16) // 2
-    return secret[i : i + 16]
-
-
-_prose = st.lists(st.tuples(st.sampled_from(_WORDS), st.sampled_from(_SEPS)), max_size=12).map(
+_prose = st.lists(st.tuples(st.sampled_from(WORDS), st.sampled_from(SEPS)), max_size=12).map(
     lambda ws: "".join(w + s for w, s in ws)
 )
 _sizes = st.lists(st.integers(min_value=1, max_value=8), min_size=1, max_size=16)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(SECRETS), _prose, _prose, _sizes, st.sampled_from(_SEPS), st.sampled_from(_SEPS))
+@given(st.sampled_from(STREAM_SECRETS), _prose, _prose, _sizes, st.sampled_from(SEPS), st.sampled_from(SEPS))
 def test_split_secret_never_released(
     pair: tuple[str, str], before: str, after: str, sizes: list[int], sep1: str, sep2: str
 ) -> None:
     text, secret = pair
     released = _stream(_chunks(before + sep1 + text + sep2 + after, sizes))
     whole = "".join(released)
-    assert secret not in whole and _middle(secret) not in whole, (released, secret)
+    assert secret not in whole and middle(secret) not in whole, (released, secret)
     assert "[REDACTED:" in whole
 
 

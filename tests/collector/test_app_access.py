@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers.fakes import make_config
+from tests.helpers.otel import genai_spans, protobuf_body
 from tokentail.collector.app import create_app
-
-from ._fakes import make_config
-from ._otel import genai_spans, protobuf_body
 
 PB = {"Content-Type": "application/x-protobuf"}
 
@@ -142,7 +141,7 @@ async def test_span_ingest_checks_host_origin_and_type(local):
 
 
 async def test_the_compose_collector_answers_the_otel_collector_by_service_name(aiohttp_client, tmp_path):
-    from tests.test_compose import TEST_ENV, settings_of
+    from tests.helpers.compose import TEST_ENV, settings_of
     from tokentail.collector.config import CollectorConfig
 
     cfg = CollectorConfig.from_settings(settings_of("collector")).with_(db=tmp_path / "c.duckdb")

@@ -1,0 +1,43 @@
+"""Browser-test helpers: how Chromium runs, where screenshots go, and reading the pages."""
+
+from __future__ import annotations
+
+import uuid
+
+from playwright.sync_api import expect
+
+from tests.helpers import ROOT
+
+__all__ = ["CHROMIUM_ARGS", "SCREENSHOTS", "SECRET", "open_page", "row_text", "unique_prompt"]
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+SECRET = "sk-test-not-a-key"  # what every test request sends as its API key
+
+
+def open_page(page, live_stack, path: str, sources=("proxy:production", "proxy:canary", "collector")):
+    page.goto(live_stack.origin + path)
+    for key in sources:
+        expect(page.locator(f'#tt-sources [data-source="{key}"]')).to_have_attribute(
+            "data-state", "open", timeout=10_000
+        )
+
+
+def row_text(locator) -> str:
+    """The completion as the row holds it (its text node; the caret is a separate element)."""
+    return locator.locator(".tt-row-text").evaluate("e => e.firstChild ? e.firstChild.data : ''")
+
+
+def unique_prompt(what: str) -> str:
+    return f"[{uuid.uuid4().hex[:10]}] {what}"
