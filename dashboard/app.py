@@ -31,7 +31,7 @@ from dash import Dash
 
 from tokentail import access_flask
 
-from . import actions, callbacks, layout
+from . import actions, callbacks, layout, replay
 from .config import DashboardConfig, display_url
 from .figures import palette_config
 from .queries import HISTORY_LIMIT, Reader, SourceError, history_rows
@@ -123,6 +123,7 @@ def create_app(config: DashboardConfig, reader: Reader | None = None, post: Any 
     _add_headers(server, app, config)
     _add_routes(server, config, reader)
     actions.register(server, config, post=post or actions.post_json)
+    replay.register(server, config, reader)
     return app
 
 
