@@ -1,8 +1,8 @@
 """``GET /api/compare``: two variants, models or runs over a time range, metric by metric.
 
 ``?a=variant:canary&b=variant:production&range=1h`` (selectors ``variant:NAME``,
-``model:NAME``, ``run:ID``; ``range`` as ``/api/metrics``, ignored for runs, which are
-their own range). Each side is read from stored spans (exact values) when it has any,
+``model:NAME``, ``run:ID``, ``replays:ID`` — the replays of run ID's requests, wherever they
+were recorded; ``range`` as ``/api/metrics``, ignored for runs, which are their own range). Each side is read from stored spans (exact values) when it has any,
 else (variants and models) from the scraped histogram buckets; the statistics are
 ``compare_report`` (pure). A read of stored data: the access middleware's rule for
 ``/api/*`` reads applies.
@@ -24,13 +24,16 @@ from .compare_report import BUCKETS, METRICS, SPANS, Sample, report
 from .formulas import BUCKET_ROLES, role_of
 from .query import RANGES, QueryError, check_known
 
-KINDS = ("variant", "model", "run")
+KINDS = ("variant", "model", "run", "replays")  # replays:ID = the replays of run ID's requests
 MAX_VALUES = 200_000  # spans per side: a bound on memory and on the U test's sort
 _SPAN_COLS = tuple(dict.fromkeys(col for _, col, *_ in METRICS.values()))
 _IN_RUN = (
     "EXISTS (SELECT 1 FROM run_intervals i WHERE i.run_id = ? AND spans.start_time >= i.start_time "
     "AND (i.end_time IS NULL OR spans.start_time < i.end_time))"
 )
+
+
+_REPLAY_OF = "json_extract_string(attributes, '$.\"tokentail.replay_of\"')"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +43,9 @@ class Selector:
 
     @property
     def label(self) -> str:
-        return self.value if self.kind != "run" else f"run {self.value}"
+        if self.kind == "run":
+            return f"run {self.value}"
+        return f"replays of run {self.value}" if self.kind == "replays" else self.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +63,8 @@ def parse_selector(name: str, text: str | None) -> Selector:
     kind, sep, value = text.partition(":")
     if not sep or kind not in KINDS or not value or len(value) > 200:
         raise QueryError(name, f"{name} must be variant:NAME, model:NAME or run:ID", list(KINDS))
-    if kind == "run" and not (value.isdigit() and 0 < int(value) < 2**31):
-        raise QueryError(name, "a run selector takes a run id: run:ID")
+    if kind in ("run", "replays") and not (value.isdigit() and 0 < int(value) < 2**31):
+        raise QueryError(name, f"a {kind} selector takes a run id: {kind}:ID")
     return Selector(kind, value)
 
 
@@ -77,6 +82,8 @@ def plan_compare(query: Mapping[str, str], now: float) -> ComparePlan:
 def _span_where(sel: Selector, plan: ComparePlan) -> tuple[str, list[Any]]:
     if sel.kind == "run":
         return _IN_RUN, [int(sel.value)]
+    if sel.kind == "replays":
+        return f"{_REPLAY_OF} IN (SELECT request_id FROM spans WHERE {_IN_RUN})", [int(sel.value)]
     col = "variant = ?" if sel.kind == "variant" else "(model = ? OR response_model = ?)"
     args: list[Any] = [sel.value] if sel.kind == "variant" else [sel.value, sel.value]
     return f"{col} AND start_time >= ?", [*args, plan.since]
@@ -144,7 +151,7 @@ def _labels(text: Any) -> dict[str, str]:
 
 def read_side(cur: Any, sel: Selector, plan: ComparePlan, watermark: float | None) -> Sample:
     s = read_spans(cur, sel, plan)
-    if s.requests == 0 and sel.kind != "run":
+    if s.requests == 0 and sel.kind in ("variant", "model"):
         b = read_buckets(cur, sel, plan, watermark)
         if b.requests or b.buckets:
             return b
@@ -170,7 +177,7 @@ async def compare(request: web.Request) -> web.Response:
     except duckdb.Error as exc:
         return unavailable(exc)
     body.update(
-        range=plan.range if "run" not in (plan.a.kind, plan.b.kind) else None,
+        range=plan.range if {plan.a.kind, plan.b.kind} <= {"variant", "model"} else None,
         since=plan.since,
         selectors={"a": f"{plan.a.kind}:{plan.a.value}", "b": f"{plan.b.kind}:{plan.b.value}"},
     )

@@ -31,7 +31,7 @@ from dash import Dash
 
 from tokentail import access_flask
 
-from . import actions, callbacks, compare_page, layout, replay, replay_view
+from . import actions, callbacks, compare_page, layout, replay, replay_run, replay_view
 from .config import DashboardConfig, display_url
 from .figures import palette_config
 from .queries import HISTORY_LIMIT, Reader, SourceError, history_rows
@@ -126,6 +126,7 @@ def create_app(config: DashboardConfig, reader: Reader | None = None, post: Any 
     _add_routes(server, config, reader)
     actions.register(server, config, post=post or actions.post_json)
     replay.register(server, config, reader)
+    replay_run.register(server, config, reader, post=post or actions.post_json)
     return app
 
 

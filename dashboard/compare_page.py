@@ -17,6 +17,7 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from . import _format as fmt
 from .config import DashboardConfig
+from .layout import data
 from .queries import RANGES, Reader, SourceError
 
 PATH = "/compare"
@@ -65,7 +66,44 @@ def page(config: DashboardConfig) -> list[Any]:
             ],
         ),
         html.Div(id="abc-body", className="tt-detail"),
+        replay_run_form(config),
     ]
+
+
+def replay_run_form(config: DashboardConfig) -> html.Details:
+    """Replay a whole run on another variant or model (``/_tt/replay-run``, ``assets/tokentail_replay.js``)."""
+    return html.Details(
+        className="tt-replay",
+        children=[
+            html.Summary("Replay a run on another model or variant"),
+            html.P(
+                "Sends the run's captured (redacted) requests again, one after another, as a new run; "
+                "then compares the run with its replays here. Requests whose capture was truncated "
+                "or not kept are skipped.",
+                className="tt-muted",
+            ),
+            html.Div(
+                className="tt-toolbar",
+                children=[
+                    html.Label(["run ", dcc.Input(id="abc-replay-run", type="number", min=1, className="tt-input")]),
+                    html.Label(
+                        [
+                            "variant ",
+                            html.Select(
+                                [html.Option(p.name, value=p.name) for p in config.proxies],
+                                id="abc-replay-variant",
+                                className="tt-input",
+                            ),
+                        ]
+                    ),
+                    html.Label(
+                        ["model ", dcc.Input(id="abc-replay-model", placeholder="same model", className="tt-input")]
+                    ),
+                    html.Button("Replay run", id="abc-replay-send", className="tt-btn", **data(tt_replay_run="1")),
+                ],
+            ),
+        ],
+    )
 
 
 def selection(search: str | None) -> dict[str, str]:

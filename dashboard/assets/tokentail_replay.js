@@ -8,6 +8,28 @@
     return el && el.value ? el.value.trim() : "";
   }
   document.addEventListener("click", function (e) {
+    var btn = e.target.closest && e.target.closest("[data-tt-replay-run]");
+    if (!btn || btn.disabled || !window.tokentail) return;
+    e.preventDefault();
+    var target = {};
+    if (value("abc-replay-variant")) target.variant = value("abc-replay-variant");
+    if (value("abc-replay-model")) target.model = value("abc-replay-model");
+    btn.disabled = true;
+    window.tokentail.act("/_tt/replay-run", {run_id: parseInt(value("abc-replay-run"), 10), target: target})
+      .then(function (res) {
+        btn.disabled = false;
+        var err = res.body && res.body.error;
+        if (!res.ok) {
+          window.tokentail.toast("Could not replay the run: " + ((err && err.message) || ("HTTP " + res.status)), true);
+          return;
+        }
+        window.tokentail.toast("Replaying " + res.body.requests + " requests as run " + res.body.run +
+          (res.body.skipped ? " (" + res.body.skipped + " skipped)" : ""), false);
+        window.history.pushState({}, "", res.body.compare);
+        window.dispatchEvent(new CustomEvent("_dashprivate_pushstate"));
+      });
+  });
+  document.addEventListener("click", function (e) {
     var btn = e.target.closest && e.target.closest("[data-tt-replay]");
     if (!btn || btn.disabled || !window.tokentail) return;
     e.preventDefault();

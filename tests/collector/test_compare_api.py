@@ -135,3 +135,26 @@ async def test_bad_parameters_are_400(client, query):
     resp = await client.get(f"/api/compare?{query}")
     assert resp.status == 400
     assert (await resp.json())["error"]["code"] == "invalid_parameter"
+
+
+async def test_replays_of_a_run_against_the_run(client):
+    store = client.app[STORE]
+    originals = [span(i, "production", 100.0 + i) for i in range(25)]
+    copies = [
+        {**span(i, "canary", 300.0 + i, t=NOW - 100 + i), "attributes": f'{{"tokentail.replay_of": "production-{i}"}}'}
+        for i in range(25)
+    ]
+    other = span(99, "canary", 1.0, t=NOW - 90)  # in the new interval, but not a replay
+    await add(client, originals + copies + [other])
+
+    def runs(con):
+        con.execute("INSERT INTO runs VALUES (1, 'one', ?, ?, 'ended')", [NOW - 700, NOW - 500])
+        con.execute("INSERT INTO run_intervals VALUES (1, ?, ?)", [NOW - 700, NOW - 500])
+
+    await store.write(store.transaction, runs)
+    body = await (await client.get("/api/compare?a=run:1&b=replays:1")).json()
+    assert body["b"]["label"] == "replays of run 1"
+    assert (body["a"]["requests"], body["b"]["requests"]) == (25, 25)
+    assert by_metric(body)["ttft_ms"]["verdict"] == "worse"
+    resp = await client.get("/api/compare?a=run:1&b=replays:x")
+    assert resp.status == 400

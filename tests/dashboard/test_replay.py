@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as hs
 
-from tokentail.dashboard import replay
+from tokentail.dashboard import replay, replay_run
 from tokentail.dashboard.app import create_app
 from tokentail.dashboard.config import DashboardConfig, parse_proxy
 from tokentail.dashboard.queries import Reader, SourceError
@@ -200,3 +200,68 @@ async def test_replay_end_to_end_through_a_real_proxy_into_the_collector(sim_ser
     finally:
         await proxy.close()
         provider.shutdown()
+
+
+def _run_span(i: int, **extra) -> dict:
+    return {
+        "request_id": f"r{i}",
+        "model": "m",
+        "endpoint": "/chat/completions",
+        "input_messages": [{"role": "user", "parts": [{"type": "text", "content": f"q{i}"}]}],
+        "attributes": {},
+        **extra,
+    }
+
+
+def test_replay_run_plan_skips_what_cannot_be_replayed():
+    spans = [
+        _run_span(1),
+        _run_span(2, attributes={"tokentail.content.truncated": True}),
+        _run_span(3, attributes={"tokentail.replay_of": "r1"}),
+        _run_span(4, input_messages=None),
+    ]
+    todo, skipped = replay_run.plan(spans, {"model": "other"})
+    assert [rid for rid, _ in todo] == ["r1"] and skipped == 3
+    assert todo[0][1]["model"] == "other" and todo[0][1]["messages"] == [{"role": "user", "content": "q1"}]
+
+
+def test_replay_run_starts_a_new_run_sends_each_request_and_ends_it(monkeypatch):
+    config = DashboardConfig(collector=COLLECTOR, proxies=(parse_proxy(f"production={PROXY}"),))
+    spans_url = f"{COLLECTOR}/api/spans?limit=1000&run=7&order=asc"
+    fetch = FakeFetch({spans_url: {"spans": [_run_span(1), _run_span(2)]}})
+    posted, sent = [], []
+
+    def post(url, body, *, token, timeout):
+        posted.append((url, body))
+        return (201, {"id": 8, "status": "active"}) if url.endswith("/api/runs") else (200, {"id": 8})
+
+    monkeypatch.setattr(
+        replay_run, "send_one", lambda proxy, rid, chat, key, timeout: sent.append((rid, chat["model"]))
+    )
+    monkeypatch.setattr(replay_run, "start_background", lambda fn: fn())  # the work inline: the test sees it done
+    c = create_app(config, reader=Reader(config, fetch=fetch), post=post).server.test_client()
+    resp = c.post(
+        "/_tt/replay-run",
+        data=json.dumps({"run_id": 7, "target": {"model": "other"}}),
+        content_type="application/json",
+        environ_base=LOOPBACK,
+    )
+    assert resp.status_code == 202, resp.get_json()
+    out = resp.get_json()
+    assert out["run"] == 8 and out["requests"] == 2 and out["compare"] == "/compare?a=run:7&b=replays:7"
+    assert sent == [("r1", "other"), ("r2", "other")]
+    assert posted[0] == (f"{COLLECTOR}/api/runs", {"name": "replay of run 7 (model other)"})
+    assert posted[-1][0] == f"{COLLECTOR}/api/runs/8/end"
+
+
+def test_replay_run_needs_the_admin_token_when_configured():
+    config = DashboardConfig(collector=COLLECTOR, proxies=(parse_proxy(f"production={PROXY}"),), admin_token=ADMIN)
+    fetch = FakeFetch({})
+    c = create_app(config, reader=Reader(config, fetch=fetch)).server.test_client()
+    resp = c.post(
+        "/_tt/replay-run",
+        data=json.dumps({"run_id": 7, "target": {"model": "m"}}),
+        content_type="application/json",
+        environ_base=LOOPBACK,
+    )
+    assert resp.status_code == 401 and fetch.calls == []
