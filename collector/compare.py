@@ -20,6 +20,7 @@ The statistics the Compare view and ``/api/compare`` report, with no I/O and no 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ __all__ = [
     "newcombe",
     "normal_sf",
     "quantile",
+    "sorted_quantile",
     "two_proportions",
     "verdict",
     "wilson",
@@ -113,15 +115,11 @@ def mann_whitney(groups: Iterable[tuple[float, float]], *, test: str = "mann_whi
 
 def mann_whitney_samples(a: Sequence[float], b: Sequence[float]) -> TestResult:
     """Mann–Whitney U on exact values (equal values are ties)."""
-    merged = sorted([(x, 0) for x in a] + [(x, 1) for x in b])
-    groups: list[list[float]] = []
-    last: float | None = None
-    for x, side in merged:
-        if last is None or x != last:
-            groups.append([0.0, 0.0])
-            last = x
-        groups[-1][side] += 1
-    return mann_whitney(((g[0], g[1]) for g in groups), test="mann_whitney_u")
+    # Counts per distinct value: Counter, set and sorted do the per-value work in C, several
+    # times faster than sorting (value, side) pairs, which matters at 10^5 values a side.
+    ca, cb = Counter(a), Counter(b)
+    values = sorted(ca.keys() | cb.keys())
+    return mann_whitney(((ca.get(v, 0), cb.get(v, 0)) for v in values), test="mann_whitney_u")
 
 
 def bucket_counts(cumulative: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -173,7 +171,13 @@ def quantile(values: Sequence[float], q: float) -> float:
     """The q-quantile of exact values, linearly interpolated (numpy's default); NaN when empty."""
     if not values:
         return math.nan
-    xs = sorted(values)
+    return sorted_quantile(sorted(values), q)
+
+
+def sorted_quantile(xs: Sequence[float], q: float) -> float:
+    """``quantile`` of values already in ascending order."""
+    if not xs:
+        return math.nan
     pos = q * (len(xs) - 1)
     lo = math.floor(pos)
     hi = min(lo + 1, len(xs) - 1)

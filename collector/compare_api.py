@@ -25,7 +25,10 @@ from .formulas import BUCKET_ROLES, role_of
 from .query import RANGES, QueryError, check_known
 
 KINDS = ("variant", "model", "run", "replays")  # replays:ID = the replays of run ID's requests
-MAX_VALUES = 200_000  # spans per side: a bound on memory and on the U test's sort
+# Values per side for the distributions: the newest this many spans. Counts and error rates
+# stay exact (SQL aggregates); 20k values a side already resolve a 2% shift, and keep a
+# compare of busy variants within a second or two.
+MAX_VALUES = 20_000
 _SPAN_COLS = tuple(dict.fromkeys(col for _, col, *_ in METRICS.values()))
 _IN_RUN = (
     "EXISTS (SELECT 1 FROM run_intervals i WHERE i.run_id = ? AND spans.start_time >= i.start_time "
@@ -92,14 +95,17 @@ def _span_where(sel: Selector, plan: ComparePlan) -> tuple[str, list[Any]]:
 def read_spans(cur: Any, sel: Selector, plan: ComparePlan) -> Sample:
     """A side's exact values from stored spans (reader thread)."""
     where, args = _span_where(sel, plan)
-    rows = cur.execute(
-        f"SELECT status, {', '.join(_SPAN_COLS)} FROM spans WHERE {where} ORDER BY start_time DESC LIMIT {MAX_VALUES}",
-        args,
-    ).fetchall()
-    s = Sample(sel.label, SPANS, requests=len(rows))
-    s.errors = sum(1 for r in rows if r[0] == "error")
-    for i, col in enumerate(_SPAN_COLS, start=1):
-        s.values[col] = [float(r[i]) for r in rows if r[i] is not None and math.isfinite(float(r[i]))]
+    requests, errors = cur.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE status = 'error') FROM spans WHERE {where}", args
+    ).fetchall()[0]
+    # Columns as Arrow (a relation, so no row-by-row copy): 6 x 20k values without Python tuples.
+    table = cur.sql(
+        f"SELECT {', '.join(_SPAN_COLS)} FROM spans WHERE {where} ORDER BY start_time DESC LIMIT {MAX_VALUES}",
+        params=args,
+    ).to_arrow_table()
+    s = Sample(sel.label, SPANS, requests=int(requests), errors=int(errors), sampled=requests > table.num_rows)
+    for col in _SPAN_COLS:
+        s.values[col] = [float(x) for x in table.column(col).to_pylist() if x is not None and math.isfinite(x)]
     return s
 
 

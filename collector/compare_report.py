@@ -41,6 +41,7 @@ class Sample:
     values: dict[str, list[float]] = field(default_factory=dict)  # span column -> exact values
     buckets: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # role -> cumulative (le, count)
     tokens: dict[str, float] = field(default_factory=dict)  # bucket source: input/output token totals
+    sampled: bool = False  # the values are the newest of more requests (counts stay exact)
 
 
 def _finite(x: float) -> float | None:
@@ -65,13 +66,14 @@ def bucket_ecdf(cumulative: Sequence[tuple[float, float]], scale: float) -> list
     return [(le * scale, c / total) for le, c in sorted(cumulative) if math.isfinite(le)]
 
 
-def _describe_values(xs: list[float]) -> dict[str, Any]:
+def _describe_values(values: list[float]) -> dict[str, Any]:
+    xs = sorted(values)  # once, for every quantile and the ECDF
     return {
         "n": len(xs),
-        "p50": _finite(st.quantile(xs, 0.5)) if xs else None,
-        "p95": _finite(st.quantile(xs, 0.95)) if xs else None,
-        "p99": _finite(st.quantile(xs, 0.99)) if xs else None,
-        "mean": sum(xs) / len(xs) if xs else None,
+        "p50": _finite(st.sorted_quantile(xs, 0.5)) if xs else None,
+        "p95": _finite(st.sorted_quantile(xs, 0.95)) if xs else None,
+        "p99": _finite(st.sorted_quantile(xs, 0.99)) if xs else None,
+        "mean": math.fsum(xs) / len(xs) if xs else None,
         "ecdf": ecdf(xs),
     }
 
@@ -200,8 +202,22 @@ def report(a: Sample, b: Sample) -> dict[str, Any]:
         if m is not None:
             metrics.append(m)
     return {
-        "a": {"label": a.label, "source": a.source, "requests": a.requests, "errors": a.errors, "tokens": a.tokens},
-        "b": {"label": b.label, "source": b.source, "requests": b.requests, "errors": b.errors, "tokens": b.tokens},
+        "a": {
+            "label": a.label,
+            "source": a.source,
+            "requests": a.requests,
+            "errors": a.errors,
+            "tokens": a.tokens,
+            "sampled": a.sampled,
+        },
+        "b": {
+            "label": b.label,
+            "source": b.source,
+            "requests": b.requests,
+            "errors": b.errors,
+            "tokens": b.tokens,
+            "sampled": b.sampled,
+        },
         "source": SPANS if a2.source == b2.source == SPANS else BUCKETS,
         "minimum_sample": st.MIN_SAMPLE,
         "minimum_requests": st.MIN_REQUESTS,

@@ -158,3 +158,16 @@ async def test_replays_of_a_run_against_the_run(client):
     assert by_metric(body)["ttft_ms"]["verdict"] == "worse"
     resp = await client.get("/api/compare?a=run:1&b=replays:x")
     assert resp.status == 400
+
+
+async def test_values_are_capped_but_counts_stay_exact(client, monkeypatch):
+    from tokentail.collector import compare_api
+
+    monkeypatch.setattr(compare_api, "MAX_VALUES", 25)
+    rows = [span(i, "production", 100.0 + i, status="error" if i < 4 else "ok") for i in range(40)]
+    await add(client, rows + [span(i, "canary", 100.0 + i) for i in range(40)])
+    body = await (await client.get("/api/compare?a=variant:production&b=variant:canary")).json()
+    assert (body["a"]["requests"], body["a"]["errors"], body["a"]["sampled"]) == (40, 4, True)
+    ttft = by_metric(body)["ttft_ms"]
+    assert ttft["n_a"] == 25  # the newest 25 values
+    assert ttft["sides"]["a"]["p50"] == pytest.approx(100.0 + 15 + 0.5 * 24)
