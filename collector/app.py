@@ -28,7 +28,7 @@ from aiohttp import web
 
 from .. import access, access_aiohttp
 from ..pricing import PriceTable
-from . import run_api
+from . import compare_api, replay_links, run_api
 from ._http import (
     _TASKS,
     COLLECTOR,
@@ -51,7 +51,6 @@ from .query import (
     assemble,
     fetch_facets,
     fetch_sessions,
-    fetch_span,
     fetch_spans,
     plan_facets,
     plan_metrics,
@@ -135,6 +134,7 @@ def create_app(
     app.router.add_get("/api/sessions", sessions)
     app.router.add_get("/api/facets", facets)
     run_api.add_routes(app)
+    compare_api.add_routes(app)
     app.router.add_get("/api/events", sse)
     app.router.add_post("/v1/traces", traces)
     return app
@@ -264,7 +264,7 @@ async def facets(request: web.Request) -> web.Response:
 
 
 async def span_detail(request: web.Request) -> web.Response:
-    row = await request.app[STORE].read(fetch_span, request.match_info["request_id"])
+    row = await request.app[STORE].read(replay_links.fetch_span_linked, request.match_info["request_id"])
     if row is None:
         return error(404, "no stored span with this request id", "not_found")
     return web.json_response(row)

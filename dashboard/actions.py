@@ -206,7 +206,14 @@ class _Streams:
 
 
 def _start_stream(
-    proxy: ProxySource, chat: dict[str, Any], key: str, streams: _Streams, *, timeout: float
+    proxy: ProxySource,
+    chat: dict[str, Any],
+    key: str,
+    streams: _Streams,
+    *,
+    timeout: float,
+    path: str = "/chat/completions",
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Send ``chat`` through ``proxy`` on a thread that reads the stream to its end.
 
@@ -216,7 +223,7 @@ def _start_stream(
     started = threading.Event()
     out: dict[str, Any] = {}
     req = urllib.request.Request(
-        proxy.openai_base + "/chat/completions",
+        proxy.openai_base + path,
         data=json.dumps(chat).encode(),
         method="POST",
         headers={
@@ -225,6 +232,7 @@ def _start_stream(
             "Authorization": f"Bearer {key}",
             "User-Agent": "tokentail-playground",
             "X-Tokentail-Tags": PLAYGROUND_TAG,
+            **(headers or {}),  # a replay's X-Tokentail-Replay-Of and tag
         },
     )
 

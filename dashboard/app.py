@@ -31,7 +31,7 @@ from dash import Dash
 
 from tokentail import access_flask
 
-from . import actions, callbacks, layout
+from . import actions, callbacks, compare_page, layout, replay, replay_run, replay_view
 from .config import DashboardConfig, display_url
 from .figures import palette_config
 from .queries import HISTORY_LIMIT, Reader, SourceError, history_rows
@@ -118,11 +118,15 @@ def create_app(config: DashboardConfig, reader: Reader | None = None, post: Any 
     app.index_string = INDEX.replace("__TT_CONFIG__", _script_json(page_config(config)))
     app.layout = layout.page(config)
     callbacks.register(app, config, reader)
+    compare_page.register(app, reader)
+    replay_view.register(app, config, reader)
     server: flask.Flask = app.server
     access_flask.install(server, config.policy, cookies=(COOKIE, actions.ADMIN_COOKIE), token_cookie=COOKIE)
     _add_headers(server, app, config)
     _add_routes(server, config, reader)
     actions.register(server, config, post=post or actions.post_json)
+    replay.register(server, config, reader)
+    replay_run.register(server, config, reader, post=post or actions.post_json)
     return app
 
 

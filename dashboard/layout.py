@@ -27,24 +27,25 @@ from .queries import CARD_FIELDS, DEFAULT_RANGE, MODEL_COLUMNS, RANGES
 GRAPH_CONFIG: dcc.Graph.Config = {"displayModeBar": False, "responsive": True}
 STATUSES = [("in_flight", "In flight"), ("ok", "OK"), ("error", "Error"), ("cancelled", "Cancelled")]
 # Every page, in the order tokentail.route() returns their styles (see assets/tokentail.js).
-PAGES = ("overview", "live", "detail", "sessions", "session", "runs", "run", "compare", "playground")
+PAGES = ("overview", "live", "detail", "sessions", "session", "runs", "run", "compare", "abcompare", "playground")
 # The header's links: (page, label, path), in the order route() returns their classes.
 NAV = (
     ("overview", "Overview", "/"),
     ("live", "Live", "/live"),
     ("sessions", "Sessions", "/sessions"),
     ("runs", "Runs", "/runs"),
+    ("abcompare", "Compare", "/compare"),
     ("playground", "Playground", "/playground"),
 )
 
 
 def page(config: DashboardConfig) -> html.Div:
-    from . import playground_page, runs_page, sessions_page
+    from . import compare_page, playground_page, replay_view, runs_page, sessions_page
 
     bodies = {
         "overview": overview_page(config),
         "live": live_page(config),
-        "detail": [html.Div(id="detail-body", className="tt-detail")],
+        "detail": [html.Div(id="detail-body", className="tt-detail"), replay_view.panel()],
         "sessions": sessions_page.list_page(config),
         "session": [
             html.Div(id="session-body", className="tt-detail"),
@@ -54,6 +55,7 @@ def page(config: DashboardConfig) -> html.Div:
         "runs": runs_page.list_page(config),
         "run": runs_page.run_page(config),
         "compare": [html.Div(id="compare-body", className="tt-detail")],
+        "abcompare": compare_page.page(config),
         "playground": playground_page.page(config),
     }
     return html.Div(

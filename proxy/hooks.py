@@ -43,6 +43,7 @@ __all__ = [
     "Attribute",
     "Change",
     "InjectUsage",
+    "MarkReplay",
     "ParseBody",
     "RequestContext",
     "RequestHooks",
@@ -313,6 +314,24 @@ class InjectUsage:
         return None  # the client asked itself (or sent something we leave to the upstream to judge)
 
 
+class MarkReplay:
+    """A replay (``X-Tokentail-Replay-Of: <request id>``, sent by the dashboard's Replay):
+    the record, live feed and span carry ``replay_of``. The header itself is tokentail's
+    own and never goes upstream (``upstream.TOKENTAIL_ONLY``)."""
+
+    HEADER = "X-Tokentail-Replay-Of"
+    _MAX = 64  # request ids are UUIDs; anything longer or odd is ignored, not stored
+
+    def request(self, ctx: RequestContext) -> Change | None:
+        value = ctx.headers.get(self.HEADER)
+        if not value:
+            return None
+        value = value.strip()
+        if not value or len(value) > self._MAX or not all(c.isalnum() or c in "-_" for c in value):
+            return None
+        return Change(record={"replay_of": value})
+
+
 class TraceContext:
     """W3C trace context: the client's (``request``: our span's parent, read by the span
     observer at ``on_start``) and ours (``upstream``: sent upstream in place of the client's).
@@ -359,5 +378,6 @@ def default_hooks(
         Routing(routes),  # by the parsed model
         AssignSession(sessions),  # falls back to the attributed user
         InjectUsage(inject_usage),  # by the parsed stream flag and endpoint
+        MarkReplay(),  # replay_of from tokentail's own header
         TraceContext(span_of),  # request: before on_start (our span's parent); upstream: after it
     ]

@@ -168,6 +168,7 @@ def start_data(rec: RequestRecord, variant: str) -> tuple[dict[str, Any], tuple[
         "key_fingerprint": rec.key_fingerprint,
         "route": rec.route,
         "upstream_model": rec.upstream_model,
+        "replay_of": rec.replay_of,
         "parsed": rec.parsed,  # False: the body was not JSON (forwarded as-is)
     }
     keys = tuple(k for k in rec.prompt if k not in start)  # messages | prompt | input (+ system)
@@ -228,6 +229,7 @@ def summary(e: Entry) -> dict[str, Any]:
         "tags": st["tags"],
         "key_fingerprint": st["key_fingerprint"],
         "route": st["route"],
+        "replay_of": st.get("replay_of"),
         "cost_usd": end.get("cost_usd"),
         "text_preview": preview(text),
         "prompt_preview": st["prompt_preview"],

@@ -99,6 +99,7 @@ class RequestRecord:
     route: str | None = None
     upstream_model: str | None = None
     upstream_url: str | None = None
+    replay_of: str | None = None  # the request this one replays (``MarkReplay`` hook)
     trace_id: str | None = None  # hex trace id of our span (set by the span observer)
     # W3C trace context: the client's incoming ``traceparent``/``tracestate`` (set by the
     # ``TraceContext`` request hook; the span observer makes it our span's parent).

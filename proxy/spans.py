@@ -206,6 +206,8 @@ class SpanObserver:
             attrs[S.TT_ROUTE] = rec.route
         if rec.upstream_model:
             attrs[S.TT_UPSTREAM_MODEL] = rec.upstream_model
+        if rec.replay_of:
+            attrs[S.TT_REPLAY_OF] = rec.replay_of
         # An explicit empty Context: the parent is the client's traceparent or nothing, never
         # whatever span happens to be current in this task.
         parent = _PROPAGATOR.extract(rec.trace_headers, context=Context()) if rec.trace_headers else Context()

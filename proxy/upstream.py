@@ -42,6 +42,8 @@ HOP_BY_HOP = frozenset(
         "Content-Length",
     )
 )
+# tokentail's own request headers, read by a hook and never sent upstream.
+TOKENTAIL_ONLY = frozenset({"x-tokentail-replay-of"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +66,7 @@ def build(ctx: RequestContext) -> UpstreamRequest:
 
 
 def _headers(client: Mapping[str, str], extra: dict[str, str], auth: tuple[str, str] | None) -> CIMultiDict[str]:
-    drop = set(HOP_BY_HOP)
+    drop = set(HOP_BY_HOP) | TOKENTAIL_ONLY
     conn = client.get("Connection")
     if conn:  # headers named in Connection are hop-by-hop too
         drop.update(h.strip().lower() for h in conn.split(","))

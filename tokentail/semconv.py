@@ -44,6 +44,7 @@ TT_EVENT_FIRST_TOKEN = "tokentail.first_token"  # span event at the first delta
 TT_USER = "tokentail.user"  # the OpenAI `user` field (redacted, capped)
 TT_TAGS = "tokentail.tags"  # string array, from the X-Tokentail-Tags header
 TT_KEY_FINGERPRINT = "tokentail.client.key_fingerprint"  # keyed hash of the client's API key, 12 hex
+TT_REPLAY_OF = "tokentail.replay_of"  # the request this one replays (X-Tokentail-Replay-Of)
 TT_ROUTE = "tokentail.route"  # name of the route taken (absent: the default upstream)
 TT_UPSTREAM_MODEL = "tokentail.upstream.model"  # model sent upstream when a route rewrote it
 TT_COST_USD = "tokentail.cost.usd"  # only when the model has a price and usage is known

@@ -93,11 +93,12 @@
   }
 
   // routing: the pages in layout.PAGES order, the header's links in layout.NAV order.
-  var PAGES = ["overview", "live", "detail", "sessions", "session", "runs", "run", "compare", "playground"];
-  var NAV = ["overview", "live", "sessions", "runs", "playground"];
+  var PAGES = ["overview", "live", "detail", "sessions", "session", "runs", "run", "compare", "abcompare",
+    "playground"];
+  var NAV = ["overview", "live", "sessions", "runs", "abcompare", "playground"];
   var NAV_OF = {detail: "live", session: "sessions", run: "runs", compare: "runs"};
   var TITLES = {overview: "Overview", live: "Live", sessions: "Sessions", session: "Session", runs: "Runs",
-    run: "Run", compare: "Compare runs", playground: "Playground"};
+    run: "Run", compare: "Compare runs", abcompare: "Compare", playground: "Playground"};
   var PAGE_TICKS = {sessions: true, runs: true, run: true};  // pages refreshed on collector snapshots
 
   function pageOf(p) {
@@ -109,6 +110,7 @@
     if (/^\/runs\/\d+/.test(p)) return "run";
     if (p.indexOf("/runs") === 0) return "runs";
     if (p.indexOf("/playground") === 0) return "playground";
+    if (p.indexOf("/compare") === 0) return "abcompare";
     return "overview";
   }
 

@@ -283,6 +283,7 @@ def test_default_hooks_end_to_end_on_a_routed_streamed_chat():
         "Routing",
         "AssignSession",
         "InjectUsage",
+        "MarkReplay",
         "TraceContext",
     ]
     ctx = context({"model": "claude-x", "stream": True, "user": "bob", "messages": []})
