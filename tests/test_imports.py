@@ -207,6 +207,7 @@ NOT_ONE_MODULE = {
     "dashboard/test_pages.py": "sessions_page, runs_page and playground_page without a browser",
     "dashboard/test_browser.py": "end to end: the dashboard in headless Chromium",
     "proxy/test_content_safety.py": "end to end: untrusted content through every sink of the proxy",
+    "test_prometheus_rules.py": "deploy/prometheus/rules.yml (recording rules and alerts)",
     "test_prometheus_rules_upstreams.py": "deploy/prometheus/rules-upstreams.yml",
 }
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.proxy._prom import promtool
+from tests.helpers.prom import promtool
 
 DIR = Path(__file__).resolve().parent.parent / "deploy" / "prometheus"
 RULES, TESTS = DIR / "rules.yml", DIR / "rules_test.yml"

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers.fakes import Clock, make_config
 from tokentail.collector.app import STORE, create_app
 from tokentail.collector.parse import COUNTER
-
-from ._fakes import Clock, make_config
 
 NOW = 1_700_000_000.0
 

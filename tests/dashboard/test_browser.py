@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.helpers import wait_until
-from tests.helpers.browser import SCREENSHOTS, SECRET, open_page, row_text, unique_prompt
+from tests.helpers.browser import SCREENSHOTS, SECRET, open_page, plot_traces, row_text, unique_prompt
 from tokentail.dashboard.figures import color_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -287,19 +287,6 @@ def test_live_page_screenshot(live_stack, page):
     expect(page.locator('.tt-row[data-status="ok"]')).not_to_have_count(0)
     page.screenshot(path=str(SCREENSHOTS / "live.png"))
     assert page.page_errors == []
-
-
-def plot_traces(page, graph_id: str):
-    # Plotly sets gd.data once it has drawn: a chart re-rendered by a callback may not have yet.
-    page.wait_for_function(
-        "id => { const gd = document.querySelector('#' + id + ' .js-plotly-plot');"
-        " return gd && Array.isArray(gd.data); }",
-        arg=graph_id,
-        timeout=10_000,
-    )
-    return page.locator(f"#{graph_id} .js-plotly-plot").evaluate(
-        "gd => gd.data.map(t => ({name: t.name, n: (t.y || []).filter(v => v !== null && v > 0).length}))"
-    )
 
 
 def x_width(page, graph_id: str) -> float:

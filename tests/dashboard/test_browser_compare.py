@@ -8,7 +8,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from .test_browser import SCREENSHOTS, open_page, plot_traces, unique_prompt
+from tests.helpers.browser import SCREENSHOTS, open_page, plot_traces, unique_prompt
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 N = 24  # per side: above the page's minimum sample (20)

@@ -146,8 +146,8 @@ async def test_replay_end_to_end_through_a_real_proxy_into_the_collector(sim_ser
     from aiohttp.test_utils import TestServer
     from prometheus_client import CollectorRegistry
 
-    from tests.collector._fakes import make_config
     from tests.conftest import proxy_settings
+    from tests.helpers.fakes import make_config
     from tokentail.collector.app import create_app as create_collector
     from tokentail.proxy import telemetry
     from tokentail.proxy.app import app_from_settings as create_proxy

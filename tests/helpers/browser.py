@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 
 from tests.helpers import ROOT
 
-__all__ = ["CHROMIUM_ARGS", "SCREENSHOTS", "SECRET", "open_page", "row_text", "unique_prompt"]
+__all__ = ["CHROMIUM_ARGS", "SCREENSHOTS", "SECRET", "open_page", "plot_traces", "row_text", "unique_prompt"]
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -41,3 +41,17 @@ def row_text(locator) -> str:
 
 def unique_prompt(what: str) -> str:
     return f"[{uuid.uuid4().hex[:10]}] {what}"
+
+
+def plot_traces(page, graph_id: str):
+    """Each trace of a Plotly chart: its name and how many positive values it draws."""
+    # Plotly sets gd.data once it has drawn: a chart re-rendered by a callback may not have yet.
+    page.wait_for_function(
+        "id => { const gd = document.querySelector('#' + id + ' .js-plotly-plot');"
+        " return gd && Array.isArray(gd.data); }",
+        arg=graph_id,
+        timeout=10_000,
+    )
+    return page.locator(f"#{graph_id} .js-plotly-plot").evaluate(
+        "gd => gd.data.map(t => ({name: t.name, n: (t.y || []).filter(v => v !== null && v > 0).length}))"
+    )

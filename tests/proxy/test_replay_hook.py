@@ -10,7 +10,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from tests.conftest import start_proxy
-from tests.proxy._upstreams import serve
+from tests.helpers.upstreams import serve
 from tokentail.proxy.attribution import Fingerprinter
 from tokentail.proxy.hooks import MarkReplay, RequestContext, UpstreamPlan, default_hooks
 from tokentail.proxy.record import RequestRecord
