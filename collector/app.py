@@ -28,7 +28,7 @@ from aiohttp import web
 
 from .. import access, access_aiohttp
 from ..pricing import PriceTable
-from . import run_api
+from . import run_api, search_api
 from ._http import (
     _TASKS,
     COLLECTOR,
@@ -49,6 +49,7 @@ from .pipeline import Collector
 from .query import (
     QueryError,
     assemble,
+    count_sessions,
     fetch_facets,
     fetch_sessions,
     fetch_span,
@@ -135,6 +136,7 @@ def create_app(
     app.router.add_get("/api/sessions", sessions)
     app.router.add_get("/api/facets", facets)
     run_api.add_routes(app)
+    search_api.add_routes(app)  # /api/requests/search and /export (history search)
     app.router.add_get("/api/events", sse)
     app.router.add_post("/v1/traces", traces)
     return app
@@ -238,16 +240,17 @@ async def spans(request: web.Request) -> web.Response:
 
 
 async def sessions(request: web.Request) -> web.Response:
-    """Sessions with a request matching the filters, newest activity first: ``{"sessions": [...]}``."""
+    """Sessions with a request matching the filters, newest activity first:
+    ``{"sessions": [...], "total", "limit", "offset"}`` (``total``: all matching, for paging)."""
     try:
-        where, args, limit = plan_sessions(request.query)
+        plan = plan_sessions(request.query)
     except QueryError as exc:
         return web.json_response(exc.as_json(), status=400)
     try:
-        rows = await request.app[STORE].read(fetch_sessions, where, args, limit)
+        rows, total = await request.app[STORE].read(lambda cur: (fetch_sessions(cur, plan), count_sessions(cur, plan)))
     except duckdb.Error as exc:
         return unavailable(exc)
-    return web.json_response({"sessions": rows, "limit": limit})
+    return web.json_response({"sessions": rows, "total": total, "limit": plan.limit, "offset": plan.offset})
 
 
 async def facets(request: web.Request) -> web.Response:

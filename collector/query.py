@@ -403,19 +403,50 @@ def fetch_spans(cur: Any, plan: SpansPlan) -> list[dict[str, Any]]:
 # --- sessions and facets --------------------------------------------------------------
 
 MAX_SESSIONS = 500
-SESSION_PARAMS = ("since", "before", "limit", "model", "status", "run", *_ATTRIBUTION)
+SESSION_PARAMS = ("since", "before", "limit", "offset", "q", "model", "status", "run", *_ATTRIBUTION)
 
 
-def plan_sessions(query: Mapping[str, str]) -> tuple[str, list[Any], int]:
-    """/api/sessions: sessions with at least one request matching the filters."""
+def like_pattern(text: str) -> str:
+    r"""``text`` as an ILIKE pattern matching it anywhere, ``%``, ``_`` and ``\`` taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+@dataclass(frozen=True)
+class SessionsPlan:
+    where: str
+    args: list[Any]
+    limit: int
+    offset: int = 0
+
+
+def plan_sessions(query: Mapping[str, str]) -> SessionsPlan:
+    """/api/sessions: sessions with at least one request matching the filters, paged.
+
+    ``q`` matches part of the session id or of the user id (case-insensitive, literally)."""
     check_known(query, SESSION_PARAMS)
     where, args = span_filters(query)
+    q = query.get("q", "")
+    if q:
+        pattern = like_pattern(q)
+        where.append("(session_id ILIKE ? ESCAPE '\\' OR user_id ILIKE ? ESCAPE '\\')")
+        args += [pattern, pattern]
     limit = number_param(query, "limit", 1, MAX_SESSIONS, integer=True) or 100
-    return " AND ".join(where), args, int(limit)
+    offset = number_param(query, "offset", 0, 10**9, integer=True) or 0
+    return SessionsPlan(" AND ".join(where), args, int(limit), int(offset))
 
 
-def fetch_sessions(cur: Any, where: str, args: list[Any], limit: int) -> list[dict[str, Any]]:
+def count_sessions(cur: Any, plan: SessionsPlan) -> int:
+    """How many sessions match (for paging)."""
+    rows = cur.execute(
+        f"SELECT count(DISTINCT session_id) FROM spans WHERE session_id IS NOT NULL AND {plan.where}", plan.args
+    ).fetchall()
+    return int(rows[0][0])
+
+
+def fetch_sessions(cur: Any, plan: SessionsPlan) -> list[dict[str, Any]]:
     """Per session (newest activity first): its time span, turns, models, tokens, cost, users, tags."""
+    where, args, limit = plan.where, plan.args, plan.limit
     rows = cur.execute(
         "SELECT session_id, min(start_time), max(coalesce(end_time, start_time)), count(*), "
         "list(DISTINCT coalesce(model, response_model)) FILTER (WHERE coalesce(model, response_model) IS NOT NULL), "
@@ -425,7 +456,7 @@ def fetch_sessions(cur: Any, where: str, args: list[Any], limit: int) -> list[di
         "count(*) FILTER (WHERE status = 'error'), "
         "list_distinct(flatten(list(coalesce(tags, [])))) "
         "FROM spans WHERE session_id IN (SELECT DISTINCT session_id FROM spans WHERE session_id IS NOT NULL AND "
-        f"{where}) GROUP BY session_id ORDER BY 3 DESC, session_id LIMIT {int(limit)}",
+        f"{where}) GROUP BY session_id ORDER BY 3 DESC, session_id LIMIT {int(limit)} OFFSET {int(plan.offset)}",
         args,
     ).fetchall()
     out = []
