@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from .formulas import ALL_ROLES, GAUGE_ROLES, METRICS, UNITS, UNMODELLED_ROLES, Agg, compute, counts, role_of
+from .runs import in_run_sql
 from .store import SPAN_COLUMNS, SeriesInfo
 
 # range -> (seconds, step seconds, table)
@@ -331,10 +332,7 @@ _ATTRIBUTION = {
     "route": "route = ?",
     "variant": "variant = ?",
 }
-_IN_RUN = (
-    "EXISTS (SELECT 1 FROM run_intervals i WHERE i.run_id = ? AND spans.start_time >= i.start_time "
-    "AND (i.end_time IS NULL OR spans.start_time < i.end_time))"
-)
+_IN_RUN = in_run_sql("spans")  # in one of the run's intervals and in its scope
 
 
 @dataclass(frozen=True)
