@@ -28,7 +28,7 @@ from aiohttp import web
 
 from .. import access, access_aiohttp
 from ..pricing import PriceTable
-from . import run_api, search_api
+from . import run_api, search_api, span_quantiles
 from ._http import (
     _TASKS,
     COLLECTOR,
@@ -205,7 +205,8 @@ async def config_view(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Time series per variant or model (see query.py and formulas.UNITS)."""
+    """Time series per variant or model (see query.py and formulas.UNITS); percentiles exact
+    from spans where there are spans (``quantile_source``, see span_quantiles.py)."""
     app = request.app
     store, config = app[STORE], app[CONFIG]
     try:
@@ -220,7 +221,11 @@ async def metrics(request: web.Request) -> web.Response:
         return web.json_response(exc.as_json(), status=400)
     watermark = store.watermark
     try:
-        body = await store.read(lambda cur: assemble(plan, run_metrics(cur, plan, watermark)))
+        body = await store.read(
+            lambda cur: span_quantiles.apply(
+                assemble(plan, run_metrics(cur, plan, watermark)), plan, span_quantiles.run(cur, plan)
+            )
+        )
     except duckdb.Error as exc:
         return error(503, f"database unavailable: {str(exc).splitlines()[0]}", "unavailable")
     return web.json_response(body)
