@@ -19,7 +19,18 @@ from typing import Any
 
 import pyarrow as pa
 
-from .formulas import ALL_ROLES, GAUGE_ROLES, METRICS, UNITS, UNMODELLED_ROLES, Agg, compute, counts, role_of
+from .formulas import (
+    ALL_ROLES,
+    GAUGE_ROLES,
+    METRICS,
+    UNITS,
+    UNMODELLED_ROLES,
+    Agg,
+    compute,
+    counts,
+    role_of,
+    usable_bounds,
+)
 from .runs import in_run_sql
 from .store import SPAN_COLUMNS, SeriesInfo
 
@@ -117,6 +128,8 @@ def plan_metrics(
     origin = math.floor(now / step) * step - (n - 1) * step
     ids, grps, roles, les, gauges = [], [], [], [], []
     bounds: dict[str, dict[str, set[float]]] = {}
+    picked: list[tuple[SeriesInfo, str, str]] = []
+    per_target: dict[tuple[str, str], dict[str, set[float]]] = {}  # (group, role) -> target -> bounds
     for s in catalog.values():
         role = role_of(s.name, s.labels)
         if role is None or (variant != ALL and s.variant != variant):
@@ -133,7 +146,18 @@ def plan_metrics(
         else:
             grp = "*"  # coverage and availability apply to every model
         if s.le is not None:
-            bounds.setdefault(grp, {}).setdefault(role, set()).add(s.le)
+            per_target.setdefault((grp, role), {}).setdefault(s.target, set()).add(s.le)
+        picked.append((s, grp, role))
+    # Targets of different versions may have different buckets: sum on the common ones.
+    usable = {key: usable_bounds(key[1], targets.values()) for key, targets in per_target.items()}
+    # Every bound of the full set, stored or not: a bucket whose increase was always zero
+    # still bounds the next one from below (interpolating from 0 instead put every
+    # 200 ms TTFT at a p50 of 160 ms).
+    for (grp, role), les_ in usable.items():
+        bounds.setdefault(grp, {})[role] = les_
+    for s, grp, role in picked:
+        if s.le is not None and s.le not in usable[(grp, role)]:
+            continue
         ids.append(s.id)
         grps.append(grp)
         roles.append(role)

@@ -213,3 +213,39 @@ def test_missing_zero_buckets_below_the_observations_do_not_shift_quantiles(stor
     m = query(store, T0 + 299, range="5m")["groups"][0]["metrics"]
     assert m["latency_p50_ms"][30] == pytest.approx(1500.0)  # 1 + 1 * 2/4, not 0 + 2 * 2/4
     assert m["latency_p50_ms"][5] == pytest.approx(400.0)
+
+
+def ttft_round(target, bounds, counts, variant="production"):
+    """A round of one target: TTFT buckets (cumulative increases; zero ones not stored, as scrapes do)."""
+    pts = [(variant, target, UP, (), "gauge", 1.0), (variant, target, INTERVAL, (), "counter", 5.0)]
+    for le, c in zip([*bounds, "+Inf"], counts):
+        if c:
+            pts.append(
+                (variant, target, "tokentail_time_to_first_token_seconds_bucket", (("le", str(le)), ("model", "m")),
+                 "counter", float(c))
+            )  # fmt: skip
+    return pts
+
+
+def test_200ms_ttft_in_old_buckets_interpolates_from_the_real_lower_bound(store):
+    from tokentail.proxy.metrics import GENAI_DURATION_BUCKETS as OLD
+
+    counts = [0 if le < 0.2 else 10 for le in OLD] + [10]  # ten TTFTs of ~200 ms
+    store.append_metrics(T0, ttft_round("http://a/metrics", OLD, counts))
+    m = query(store, T0 + 4, range="5m")["groups"][0]["metrics"]
+    assert m["ttft_p50_ms"][-1] == pytest.approx(240.0)  # in (160, 320]; 160 when 0 was taken as its floor
+
+
+def test_old_and_new_proxies_are_summed_on_the_common_bounds(store):
+    from tokentail.proxy.metrics import GENAI_DURATION_BUCKETS as OLD
+    from tokentail.proxy.metrics import TOKENTAIL_DURATION_BUCKETS as NEW
+
+    # 10 observations of 0.2 s on each target
+    store.append_metrics(T0, ttft_round("http://old/metrics", OLD, [0 if le < 0.2 else 10 for le in OLD] + [10]))
+    store.append_metrics(T0, ttft_round("http://new/metrics", NEW, [0 if le < 0.2 else 10 for le in NEW] + [10]))
+    m = query(store, T0 + 4, range="5m")["groups"][0]["metrics"]
+    assert m["ttft_p50_ms"][-1] == pytest.approx(240.0)  # on the old bounds: both targets counted in full
+    store2_rounds = ttft_round("http://new/metrics", NEW, [0 if le < 0.2 else 10 for le in NEW] + [10], variant="v2")
+    store.append_metrics(T0 + 5, store2_rounds)
+    m2 = query(store, T0 + 9, range="5m", variant="v2")["groups"][0]["metrics"]
+    assert m2["ttft_p50_ms"][-1] == pytest.approx(193.0)  # new proxies alone: (160, 226]
