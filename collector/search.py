@@ -167,25 +167,46 @@ def count(cur: Any, plan: SearchPlan) -> int:
     return int(cur.execute(f"SELECT count(*) FROM spans WHERE {plan.where}", plan.args).fetchall()[0][0])
 
 
-def fetch_rows(cur: Any, plan: SearchPlan, columns: Iterable[str], offset: int, limit: int) -> list[dict[str, Any]]:
-    cols = list(columns)
+def fetch_page(cur: Any, plan: SearchPlan) -> dict[str, Any]:
+    """One page of summary rows and the total matching (reader thread).
+
+    One statement: the total is a window count over the matches, so a full-text filter
+    scans the text once, not once for the page and again for the count."""
+    cols = list(SUMMARY_COLUMNS)
     rows = cur.execute(
-        f"SELECT {', '.join(cols)} FROM spans WHERE {plan.where} ORDER BY {plan.order_by} "
-        f"LIMIT {int(limit)} OFFSET {int(offset)}",
+        f"SELECT {', '.join(cols)}, count(*) OVER () FROM spans WHERE {plan.where} ORDER BY {plan.order_by} "
+        f"LIMIT {int(plan.limit)} OFFSET {int(plan.offset)}",
         plan.args,
     ).fetchall()
-    return [dict(zip(cols, r)) for r in rows]
-
-
-def fetch_page(cur: Any, plan: SearchPlan) -> dict[str, Any]:
-    """One page of summary rows and the total matching (reader thread)."""
-    rows = fetch_rows(cur, plan, SUMMARY_COLUMNS, plan.offset, plan.limit)
+    # Past the last page no row carries the window count: count apart (cheap, and rare).
+    total = rows[0][-1] if rows else (count(cur, plan) if plan.offset else 0)
     return {
-        "requests": [span_json(r) for r in rows],
-        "total": count(cur, plan),
+        "requests": [span_json(dict(zip(cols, r[:-1]))) for r in rows],
+        "total": int(total),
         "limit": plan.limit,
         "offset": plan.offset,
     }
+
+
+def export_ids(cur: Any, plan: SearchPlan) -> list[str]:
+    """The request ids of the whole result in order (at most ``plan.limit``): sorting ids only,
+    then fetching pages by id, never sorts the messages (OFFSET paging re-sorted them per page)."""
+    rows = cur.execute(
+        f"SELECT request_id FROM spans WHERE {plan.where} ORDER BY {plan.order_by} LIMIT {int(plan.limit)}",
+        plan.args,
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def fetch_by_ids(cur: Any, columns: Iterable[str], ids: list[str]) -> list[dict[str, Any]]:
+    """Rows of ``ids``, in the order given."""
+    cols = list(columns)
+    if not ids:
+        return []
+    rows = cur.execute(f"SELECT {', '.join(cols)} FROM spans WHERE request_id IN (SELECT unnest(?))", [ids]).fetchall()
+    at = cols.index("request_id")
+    by_id = {r[at]: dict(zip(cols, r)) for r in rows}
+    return [by_id[i] for i in ids if i in by_id]
 
 
 # --- export encoding (pure) --------------------------------------------------------------

@@ -1,9 +1,9 @@
 """History search routes: ``GET /api/requests/search`` and ``GET /api/requests/export``.
 
 Thin handlers around ``search`` (plans and encoding are pure there). The export streams:
-the result is read in pages of ``search.EXPORT_PAGE`` rows on the reader thread, each page
-encoded and written before the next is read, so memory stays bounded at any row count
-(at most ``search.MAX_EXPORT`` rows).
+the ids of the result are read in order first (at most ``search.MAX_EXPORT``), then the rows
+in pages of ``search.EXPORT_PAGE`` on the reader thread, each page encoded and written before
+the next is read, so memory stays bounded by a page (plus the ids).
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ async def requests_export(request: web.Request) -> web.StreamResponse:
         return web.json_response(exc.as_json(), status=400)
     store = request.app[STORE]
     columns = search.export_columns(fmt)
-    try:  # the first page before the headers: a database error is still a clean 503
-        page = await store.read(search.fetch_rows, plan, columns, 0, search.EXPORT_PAGE)
+    try:  # the ids before the headers: a database error is still a clean 503
+        ids = await store.read(search.export_ids, plan)
+        page = await store.read(search.fetch_by_ids, columns, ids[: search.EXPORT_PAGE])
     except duckdb.Error as exc:
         return unavailable(exc)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
@@ -55,14 +56,10 @@ async def requests_export(request: web.Request) -> web.StreamResponse:
     if fmt == "csv":
         await resp.write(search.csv_header().encode())
     encode = search.csv_rows if fmt == "csv" else search.jsonl_rows
-    sent = 0
-    while page:
+    for start in range(0, len(ids), search.EXPORT_PAGE):
+        if start:
+            page = await store.read(search.fetch_by_ids, columns, ids[start : start + search.EXPORT_PAGE])
         await resp.write(encode(page).encode())
-        sent += len(page)
-        if len(page) < search.EXPORT_PAGE or sent >= plan.limit:
-            break
-        size = min(search.EXPORT_PAGE, plan.limit - sent)
-        page = await store.read(search.fetch_rows, plan, columns, sent, size)
     await resp.write_eof()
     return resp
 
