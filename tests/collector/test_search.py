@@ -219,3 +219,12 @@ async def test_sessions_paged_with_total_and_q(client):  # noqa: F811
     assert [s["session_id"] for s in body["sessions"]] == ["sess-0"]
     assert body["sessions"][0]["turns"] == 4  # fields kept
     assert (await client.get("/api/sessions?offset=-1")).status == 400
+
+
+async def test_full_text_paging_totals_past_the_end(loaded):
+    body = await (await loaded.get("/api/requests/search?q=50&limit=1")).json()
+    assert body["total"] == 2 and [r["request_id"] for r in body["requests"]] == ["r3"]
+    body = await (await loaded.get("/api/requests/search?q=50&limit=1&offset=5")).json()
+    assert body["total"] == 2 and body["requests"] == []
+    body = await (await loaded.get("/api/requests/search?q=back%5Cslash")).json()  # \\ literal, no match
+    assert body["total"] == 0
