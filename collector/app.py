@@ -2,7 +2,8 @@
 
 Routes: ``GET /healthz``; ``GET /api/status``, ``/api/config``, ``/api/metrics``,
 ``/api/spans``, ``/api/spans/{request_id}``, ``/api/sessions``, ``/api/facets``,
-``/api/runs``, ``/api/runs/{id}``, ``/api/runs/compare``, ``/api/pricing``, ``/api/events``
+``/api/runs``, ``/api/runs/{id}``, ``/api/runs/{id}/requests``, ``/api/runs/compare``,
+``/api/requests/search``, ``/api/requests/export``, ``/api/pricing``, ``/api/events``
 (SSE); ``POST /v1/traces``, ``POST /api/runs``, ``POST /api/runs/{id}/pause|resume|end``.
 Who may do what is ``tokentail.access`` (one pure decision, applied by its aiohttp
 middleware): only allowed host names are answered on ``/api/*`` and ``/v1/traces``; bound
