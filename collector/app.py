@@ -2,7 +2,8 @@
 
 Routes: ``GET /healthz``; ``GET /api/status``, ``/api/config``, ``/api/metrics``,
 ``/api/spans``, ``/api/spans/{request_id}``, ``/api/sessions``, ``/api/facets``,
-``/api/runs``, ``/api/runs/{id}``, ``/api/runs/compare``, ``/api/pricing``, ``/api/events``
+``/api/runs``, ``/api/runs/{id}``, ``/api/runs/{id}/requests``, ``/api/runs/compare``,
+``/api/requests/search``, ``/api/requests/export``, ``/api/pricing``, ``/api/events``
 (SSE); ``POST /v1/traces``, ``POST /api/runs``, ``POST /api/runs/{id}/pause|resume|end``.
 Who may do what is ``tokentail.access`` (one pure decision, applied by its aiohttp
 middleware): only allowed host names are answered on ``/api/*`` and ``/v1/traces``; bound
@@ -28,7 +29,7 @@ from aiohttp import web
 
 from .. import access, access_aiohttp
 from ..pricing import PriceTable
-from . import compare_api, replay_links, run_api
+from . import compare_api, replay_links, run_api, search_api, span_quantiles
 from ._http import (
     _TASKS,
     COLLECTOR,
@@ -49,6 +50,7 @@ from .pipeline import Collector
 from .query import (
     QueryError,
     assemble,
+    count_sessions,
     fetch_facets,
     fetch_sessions,
     fetch_spans,
@@ -135,6 +137,7 @@ def create_app(
     app.router.add_get("/api/facets", facets)
     run_api.add_routes(app)
     compare_api.add_routes(app)
+    search_api.add_routes(app)  # /api/requests/search and /export (history search)
     app.router.add_get("/api/events", sse)
     app.router.add_post("/v1/traces", traces)
     return app
@@ -203,7 +206,8 @@ async def config_view(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Time series per variant or model (see query.py and formulas.UNITS)."""
+    """Time series per variant or model (see query.py and formulas.UNITS); percentiles exact
+    from spans where there are spans (``quantile_source``, see span_quantiles.py)."""
     app = request.app
     store, config = app[STORE], app[CONFIG]
     try:
@@ -218,7 +222,11 @@ async def metrics(request: web.Request) -> web.Response:
         return web.json_response(exc.as_json(), status=400)
     watermark = store.watermark
     try:
-        body = await store.read(lambda cur: assemble(plan, run_metrics(cur, plan, watermark)))
+        body = await store.read(
+            lambda cur: span_quantiles.apply(
+                assemble(plan, run_metrics(cur, plan, watermark)), plan, span_quantiles.run(cur, plan)
+            )
+        )
     except duckdb.Error as exc:
         return error(503, f"database unavailable: {str(exc).splitlines()[0]}", "unavailable")
     return web.json_response(body)
@@ -238,16 +246,17 @@ async def spans(request: web.Request) -> web.Response:
 
 
 async def sessions(request: web.Request) -> web.Response:
-    """Sessions with a request matching the filters, newest activity first: ``{"sessions": [...]}``."""
+    """Sessions with a request matching the filters, newest activity first:
+    ``{"sessions": [...], "total", "limit", "offset"}`` (``total``: all matching, for paging)."""
     try:
-        where, args, limit = plan_sessions(request.query)
+        plan = plan_sessions(request.query)
     except QueryError as exc:
         return web.json_response(exc.as_json(), status=400)
     try:
-        rows = await request.app[STORE].read(fetch_sessions, where, args, limit)
+        rows, total = await request.app[STORE].read(lambda cur: (fetch_sessions(cur, plan), count_sessions(cur, plan)))
     except duckdb.Error as exc:
         return unavailable(exc)
-    return web.json_response({"sessions": rows, "limit": limit})
+    return web.json_response({"sessions": rows, "total": total, "limit": plan.limit, "offset": plan.offset})
 
 
 async def facets(request: web.Request) -> web.Response:

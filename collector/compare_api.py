@@ -23,6 +23,7 @@ from ._http import COLLECTOR, STORE, unavailable
 from .compare_report import BUCKETS, METRICS, SPANS, Sample, report
 from .formulas import BUCKET_ROLES, role_of
 from .query import RANGES, QueryError, check_known
+from .runs import in_run_sql
 
 KINDS = ("variant", "model", "run", "replays")  # replays:ID = the replays of run ID's requests
 # Values per side for the distributions: the newest this many spans. Counts and error rates
@@ -30,10 +31,7 @@ KINDS = ("variant", "model", "run", "replays")  # replays:ID = the replays of ru
 # compare of busy variants within a second or two.
 MAX_VALUES = 20_000
 _SPAN_COLS = tuple(dict.fromkeys(col for _, col, *_ in METRICS.values()))
-_IN_RUN = (
-    "EXISTS (SELECT 1 FROM run_intervals i WHERE i.run_id = ? AND spans.start_time >= i.start_time "
-    "AND (i.end_time IS NULL OR spans.start_time < i.end_time))"
-)
+_IN_RUN = in_run_sql("spans")  # a run's spans: its intervals and its scope (``runs``)
 
 
 _REPLAY_OF = "json_extract_string(attributes, '$.\"tokentail.replay_of\"')"

@@ -13,7 +13,7 @@ The query API and the live snapshots (SSE, /api/status) share this code.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +67,44 @@ UNITS = {
     "up": "ratio",
 }
 METRICS = tuple(UNITS)
+
+
+# The bucket sets tokentail proxies have shipped, per histogram role, each a superset of
+# the one before (copied from proxy/metrics.py: the collector reads proxies of any version;
+# a test checks they match). See ``usable_bounds``.
+_GENAI_DURATION = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+_FINE_DURATION = (
+    0.01, 0.0141, 0.02, 0.0283, 0.04, 0.0566, 0.08, 0.113, 0.16, 0.226, 0.32, 0.453, 0.64, 0.905,
+    1.28, 1.81, 2.56, 3.62, 5.12, 7.24, 10.24, 14.48, 20.48, 28.96, 40.96, 57.93, 81.92, 120.0,
+)  # fmt: skip
+KNOWN_BUCKETS: dict[str, tuple[tuple[float, ...], ...]] = {
+    "latency": (_GENAI_DURATION, _FINE_DURATION),
+    "ttft": (_GENAI_DURATION, _FINE_DURATION),
+    "tps": ((1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000),),
+}
+
+
+def usable_bounds(role: str, seen: Iterable[set[float]]) -> set[float]:
+    """The bucket bounds on which the histograms of several targets can be summed.
+
+    ``seen``: per target, the bounds stored for ``role`` (a bucket whose increase was always
+    zero is never stored, but a stored bound implies every higher bound of its set is stored
+    too). A target's full set is the smallest known set holding what it showed (its own
+    bounds when none does); the result is the intersection over targets. A fleet that mixes
+    proxies with the GenAI buckets and the finer ones is summed on the GenAI bounds (exact
+    counts, coarser); an all-new fleet keeps the fine ones. Summing on a bound one target
+    lacks would count that target's observations below it as zero."""
+    inf = math.inf
+    out: set[float] | None = None
+    for bounds in seen:
+        full = set(bounds)
+        for known in KNOWN_BUCKETS.get(role, ()):
+            candidate = {float(b) for b in known} | {inf}
+            if full <= candidate:
+                full = candidate
+                break
+        out = full if out is None else out & full
+    return out or set()
 
 
 def role_of(name: str, labels: dict[str, str]) -> str | None:

@@ -26,7 +26,7 @@ import duckdb
 from .config import CollectorConfig, Target
 from .derive import Deriver
 from .events import Broadcaster
-from .formulas import INTERVAL, UP, Agg, compute, counts, role_of
+from .formulas import INTERVAL, UP, Agg, compute, counts, role_of, usable_bounds
 from .parse import COUNTER, GAUGE, ParseError, parse_exposition
 from .scrape import FetchResult, TargetHealth, fetch
 from .store import Point, Store
@@ -72,6 +72,9 @@ class LiveWindow:
                 coverage=covered or None,
                 in_flight=last.in_flight if last.up else None,
                 up=last.up / last.targets if last.targets else None,
+                # Every bound of the proxy's bucket set, not only those with increases: the
+                # lowest stored bucket then interpolates from its real lower bound, not 0.
+                bounds={r: sorted(usable_bounds(r, [set(b)])) for r, b in agg.buckets.items()},
             )
             out[variant] = {
                 "name": variant,

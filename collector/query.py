@@ -19,7 +19,19 @@ from typing import Any
 
 import pyarrow as pa
 
-from .formulas import ALL_ROLES, GAUGE_ROLES, METRICS, UNITS, UNMODELLED_ROLES, Agg, compute, counts, role_of
+from .formulas import (
+    ALL_ROLES,
+    GAUGE_ROLES,
+    METRICS,
+    UNITS,
+    UNMODELLED_ROLES,
+    Agg,
+    compute,
+    counts,
+    role_of,
+    usable_bounds,
+)
+from .runs import in_run_sql
 from .store import SPAN_COLUMNS, SeriesInfo
 
 # range -> (seconds, step seconds, table)
@@ -116,6 +128,8 @@ def plan_metrics(
     origin = math.floor(now / step) * step - (n - 1) * step
     ids, grps, roles, les, gauges = [], [], [], [], []
     bounds: dict[str, dict[str, set[float]]] = {}
+    picked: list[tuple[SeriesInfo, str, str]] = []
+    per_target: dict[tuple[str, str], dict[str, set[float]]] = {}  # (group, role) -> target -> bounds
     for s in catalog.values():
         role = role_of(s.name, s.labels)
         if role is None or (variant != ALL and s.variant != variant):
@@ -132,7 +146,18 @@ def plan_metrics(
         else:
             grp = "*"  # coverage and availability apply to every model
         if s.le is not None:
-            bounds.setdefault(grp, {}).setdefault(role, set()).add(s.le)
+            per_target.setdefault((grp, role), {}).setdefault(s.target, set()).add(s.le)
+        picked.append((s, grp, role))
+    # Targets of different versions may have different buckets: sum on the common ones.
+    usable = {key: usable_bounds(key[1], targets.values()) for key, targets in per_target.items()}
+    # Every bound of the full set, stored or not: a bucket whose increase was always zero
+    # still bounds the next one from below (interpolating from 0 instead put every
+    # 200 ms TTFT at a p50 of 160 ms).
+    for (grp, role), les_ in usable.items():
+        bounds.setdefault(grp, {})[role] = les_
+    for s, grp, role in picked:
+        if s.le is not None and s.le not in usable[(grp, role)]:
+            continue
         ids.append(s.id)
         grps.append(grp)
         roles.append(role)
@@ -331,10 +356,7 @@ _ATTRIBUTION = {
     "route": "route = ?",
     "variant": "variant = ?",
 }
-_IN_RUN = (
-    "EXISTS (SELECT 1 FROM run_intervals i WHERE i.run_id = ? AND spans.start_time >= i.start_time "
-    "AND (i.end_time IS NULL OR spans.start_time < i.end_time))"
-)
+_IN_RUN = in_run_sql("spans")  # in one of the run's intervals and in its scope
 
 
 @dataclass(frozen=True)
@@ -403,19 +425,50 @@ def fetch_spans(cur: Any, plan: SpansPlan) -> list[dict[str, Any]]:
 # --- sessions and facets --------------------------------------------------------------
 
 MAX_SESSIONS = 500
-SESSION_PARAMS = ("since", "before", "limit", "model", "status", "run", *_ATTRIBUTION)
+SESSION_PARAMS = ("since", "before", "limit", "offset", "q", "model", "status", "run", *_ATTRIBUTION)
 
 
-def plan_sessions(query: Mapping[str, str]) -> tuple[str, list[Any], int]:
-    """/api/sessions: sessions with at least one request matching the filters."""
+def like_pattern(text: str) -> str:
+    r"""``text`` as an ILIKE pattern matching it anywhere, ``%``, ``_`` and ``\`` taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+@dataclass(frozen=True)
+class SessionsPlan:
+    where: str
+    args: list[Any]
+    limit: int
+    offset: int = 0
+
+
+def plan_sessions(query: Mapping[str, str]) -> SessionsPlan:
+    """/api/sessions: sessions with at least one request matching the filters, paged.
+
+    ``q`` matches part of the session id or of the user id (case-insensitive, literally)."""
     check_known(query, SESSION_PARAMS)
     where, args = span_filters(query)
+    q = query.get("q", "")
+    if q:
+        pattern = like_pattern(q)
+        where.append("(session_id ILIKE ? ESCAPE '\\' OR user_id ILIKE ? ESCAPE '\\')")
+        args += [pattern, pattern]
     limit = number_param(query, "limit", 1, MAX_SESSIONS, integer=True) or 100
-    return " AND ".join(where), args, int(limit)
+    offset = number_param(query, "offset", 0, 10**9, integer=True) or 0
+    return SessionsPlan(" AND ".join(where), args, int(limit), int(offset))
 
 
-def fetch_sessions(cur: Any, where: str, args: list[Any], limit: int) -> list[dict[str, Any]]:
+def count_sessions(cur: Any, plan: SessionsPlan) -> int:
+    """How many sessions match (for paging)."""
+    rows = cur.execute(
+        f"SELECT count(DISTINCT session_id) FROM spans WHERE session_id IS NOT NULL AND {plan.where}", plan.args
+    ).fetchall()
+    return int(rows[0][0])
+
+
+def fetch_sessions(cur: Any, plan: SessionsPlan) -> list[dict[str, Any]]:
     """Per session (newest activity first): its time span, turns, models, tokens, cost, users, tags."""
+    where, args, limit = plan.where, plan.args, plan.limit
     rows = cur.execute(
         "SELECT session_id, min(start_time), max(coalesce(end_time, start_time)), count(*), "
         "list(DISTINCT coalesce(model, response_model)) FILTER (WHERE coalesce(model, response_model) IS NOT NULL), "
@@ -425,7 +478,7 @@ def fetch_sessions(cur: Any, where: str, args: list[Any], limit: int) -> list[di
         "count(*) FILTER (WHERE status = 'error'), "
         "list_distinct(flatten(list(coalesce(tags, [])))) "
         "FROM spans WHERE session_id IN (SELECT DISTINCT session_id FROM spans WHERE session_id IS NOT NULL AND "
-        f"{where}) GROUP BY session_id ORDER BY 3 DESC, session_id LIMIT {int(limit)}",
+        f"{where}) GROUP BY session_id ORDER BY 3 DESC, session_id LIMIT {int(limit)} OFFSET {int(plan.offset)}",
         args,
     ).fetchall()
     out = []

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from ..pricing import PriceTable, PricingError
 from ..settings import SettingsError
-from . import run_stats, runs
+from . import run_stats, runs, search
 from ._http import COLLECTOR, PRICES, STORE, error, unavailable
 from .query import QueryError, check_known, number_param
 
@@ -62,17 +62,24 @@ async def runs_list(request: web.Request) -> web.Response:
 
 
 async def run_start(request: web.Request) -> web.Response:
-    """``POST /api/runs {"name"}``: 201 with the run, 409 while another is active or paused."""
+    """``POST /api/runs {"name", "scope"?}``: 201 with the run, 409 while another is active or paused.
+
+    ``scope`` (optional): ``{"tags": [...], "key_fingerprint", "user", "session", "variant",
+    "model"}``, any combination; the run then counts only the spans matching all of it."""
     try:
-        body = await _json_object(request, ("name",))
+        body = await _json_object(request, ("name", "scope"))
         name = body.get("name")
         if not isinstance(name, str) or not name.strip() or len(name) > runs.MAX_NAME:
             raise QueryError("name", f"name must be a non-empty string of at most {runs.MAX_NAME} characters")
+        try:
+            scope = run_stats.validate_scope(body.get("scope"))
+        except run_stats.ScopeError as exc:
+            raise QueryError(exc.field, str(exc), list(run_stats.SCOPE_FIELDS)) from None
     except QueryError as exc:
         return web.json_response(exc.as_json(), status=400)
     store = request.app[STORE]
     try:
-        run = await store.write(store.transaction, runs.create, name.strip(), request.app[COLLECTOR].clock())
+        run = await store.write(store.transaction, runs.create, name.strip(), request.app[COLLECTOR].clock(), scope)
     except runs.RunConflict as exc:
         return error(409, str(exc), "conflict")
     except duckdb.Error as exc:
@@ -106,6 +113,7 @@ async def _run_with_stats(request: web.Request, rid: int) -> dict[str, Any] | No
         run = runs.get(cur, rid, now)
         if run is not None:
             run["stats"] = run_stats.summarize(runs.stat_groups(cur, rid), run["wall_time_s"])
+            run["stats"]["distributions"] = runs.distributions(cur, rid)
         return run
 
     return await request.app[STORE].read(read)
@@ -152,6 +160,32 @@ async def run_compare(request: web.Request) -> web.Response:
     return web.json_response({"a": a, "b": b, "metrics": run_stats.compare(a["stats"], b["stats"])})
 
 
+async def run_requests(request: web.Request) -> web.Response:
+    """``GET /api/runs/{id}/requests?limit=&offset=``: the run's requests (in its intervals and
+    scope), newest first, as search summary rows: ``{"requests", "total", "limit", "offset"}``."""
+    q = request.query
+    try:
+        check_known(q, ("limit", "offset"))
+        limit = int(number_param(q, "limit", 1, search.MAX_LIMIT, integer=True) or 100)
+        offset = int(number_param(q, "offset", 0, 10**9, integer=True) or 0)
+    except QueryError as exc:
+        return web.json_response(exc.as_json(), status=400)
+    rid = _run_id(request)
+    plan = search.SearchPlan(runs.in_run_sql("spans"), [rid], "start_time DESC, request_id DESC", limit, offset)
+    now = request.app[COLLECTOR].clock()
+
+    def read(cur: Any) -> dict[str, Any] | None:
+        return search.fetch_page(cur, plan) if runs.get(cur, rid, now) is not None else None
+
+    try:
+        body = await request.app[STORE].read(read)
+    except duckdb.Error as exc:
+        return unavailable(exc)
+    if body is None:
+        return error(404, f"no run {rid}", "not_found")
+    return web.json_response(body)
+
+
 async def pricing_view(request: web.Request) -> web.Response:
     """The prices the what-if uses: ``{"models": [{"model", "input", "output", ...}], "path"}``."""
     table = request.app[PRICES]
@@ -178,5 +212,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/runs", run_start)
     app.router.add_get("/api/runs/compare", run_compare)
     app.router.add_get(r"/api/runs/{id:\d{1,9}}", run_detail)
+    app.router.add_get(r"/api/runs/{id:\d{1,9}}/requests", run_requests)
     app.router.add_post(r"/api/runs/{id:\d{1,9}}/{action}", run_action)
     app.router.add_get("/api/pricing", pricing_view)

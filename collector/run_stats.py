@@ -53,6 +53,57 @@ GROUP_FIELDS = (
 )
 
 
+# A run's scope: field -> expected JSON type. Any combination; a span matches when it
+# matches every field given (for ``tags``: carries every tag listed).
+SCOPE_FIELDS: dict[str, type] = {
+    "tags": list,
+    "key_fingerprint": str,
+    "user": str,
+    "session": str,
+    "variant": str,
+    "model": str,
+}
+SCOPE_MAX = 200  # characters of one value
+SCOPE_MAX_TAGS = 20
+ALL_TRAFFIC = "includes all traffic"
+
+
+class ScopeError(ValueError):
+    """A scope that cannot be stored (answered 400, naming the field)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _scope_value(field: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > SCOPE_MAX:
+        raise ScopeError(field, f"scope.{field} must be a non-empty string of at most {SCOPE_MAX} characters")
+    return value
+
+
+def validate_scope(scope: object) -> dict[str, Any] | None:
+    """The scope of ``POST /api/runs`` checked and normalised; None for no scope (all traffic)."""
+    if scope is None:
+        return None
+    if not isinstance(scope, dict):
+        raise ScopeError("scope", f"scope must be an object with any of {', '.join(SCOPE_FIELDS)}")
+    out: dict[str, Any] = {}
+    for field, value in scope.items():
+        kind = SCOPE_FIELDS.get(field)
+        if kind is None:
+            raise ScopeError(field, f"unknown scope field {field!r}; allowed: {', '.join(SCOPE_FIELDS)}")
+        if value is None:
+            continue
+        if kind is list:
+            if not isinstance(value, list) or not value or len(value) > SCOPE_MAX_TAGS:
+                raise ScopeError(field, f"scope.tags must be a list of 1 to {SCOPE_MAX_TAGS} tags")
+            out[field] = sorted({_scope_value(field, v) for v in value})
+        else:
+            out[field] = _scope_value(field, value)
+    return out or None
+
+
 class TransitionError(ValueError):
     """An action the run's state does not allow (answered 409)."""
 
@@ -226,11 +277,61 @@ def _at(d: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     return node
 
 
+# Per-request distributions compared at p50 and p95 beside the mean (``stats["distributions"]``).
+DISTRIBUTIONS = ("latency_ms", "ttft_ms", "output_tps", "tokens", "cost_usd")
+# (Means of latency, TTFT and TPS are in COMPARED already; per-request tokens and cost add theirs.)
+COMPARED_DISTRIBUTIONS = tuple(
+    (f"{d}_{p}", ("distributions", d, p))
+    for d in DISTRIBUTIONS
+    for p in ("mean", "p50", "p95")
+    if p != "mean" or d in ("tokens", "cost_usd")
+)
+# Which way is better, per compared metric; a metric not listed has no direction (None).
+BETTER: dict[str, str] = {
+    "cost_usd": "lower",
+    "cost_unknown_requests": "lower",
+    "output_tps_mean": "higher",
+    "output_tokens_per_wall_second": "higher",
+    "latency_ms_mean": "lower",
+    "ttft_ms_mean": "lower",
+    "errors": "lower",
+    "error_rate": "lower",
+    **{f"latency_ms_{p}": "lower" for p in ("mean", "p50", "p95")},
+    **{f"ttft_ms_{p}": "lower" for p in ("mean", "p50", "p95")},
+    **{f"output_tps_{p}": "higher" for p in ("mean", "p50", "p95")},
+    **{f"cost_usd_{p}": "lower" for p in ("mean", "p50", "p95")},
+}
+# Changes within 2% of a (absolute for a == 0: within 1e-9) count as "same": run-to-run noise.
+TOLERANCE = 0.02
+
+
+def change(better: str | None, a: float | None, b: float | None, tolerance: float = TOLERANCE) -> str | None:
+    """``better``/``worse``/``same`` for b against a, by the metric's direction; None when unknown."""
+    if better is None or a is None or b is None:
+        return None
+    if abs(b - a) <= max(abs(a) * tolerance, 1e-9):
+        return "same"
+    return "better" if (b < a) == (better == "lower") else "worse"
+
+
 def compare(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Per metric: the value in run ``a`` and in run ``b``, ``b - a`` and ``b / a`` (None when unknown)."""
+    """Per metric: the value in run ``a`` and in run ``b``, ``b - a`` and ``b / a`` (None when unknown),
+    which direction is ``better`` (``lower``/``higher``, None when neither) and whether b's value
+    is a ``change`` for the better, the worse, or the ``same`` (within ``TOLERANCE``)."""
     out = []
-    for name, path in COMPARED:
+    for name, path in (*COMPARED, *COMPARED_DISTRIBUTIONS):
         x, y = _at(a, path), _at(b, path)
         diff = y - x if x is not None and y is not None else None
-        out.append({"metric": name, "a": x, "b": y, "diff": diff, "ratio": _ratio(y, x)})
+        better = BETTER.get(name)
+        out.append(
+            {
+                "metric": name,
+                "a": x,
+                "b": y,
+                "diff": diff,
+                "ratio": _ratio(y, x),
+                "better": better,
+                "change": change(better, x, y),
+            }
+        )
     return out

@@ -19,7 +19,8 @@ Tables (``SCHEMA_VERSION`` in ``meta``; a newer collector migrates an older file
   goes by it, oldest received first: a host with a wrong clock, or spans dated 2100 on
   purpose, can neither outlive newer data nor get it deleted first.
 - ``runs`` and ``run_intervals``: named recordings (see ``runs``); a request belongs to
-  a run when its span's ``start_time`` falls in one of the run's intervals.
+  a run when its span's ``start_time`` falls in one of the run's intervals and it matches
+  the run's scope (``scope_*`` columns, version 4; all NULL: all traffic).
 
 The collector is the only process that opens the file. All calls run on two threads
 owned by ``Store``: writes on the writer thread (the connection), reads on the reader
@@ -48,7 +49,7 @@ from .parse import GAUGE, Labels
 log = logging.getLogger("tokentail.collector.store")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # The spans table as version 2 created it; later versions append columns (ALTER TABLE
 # ADD COLUMN appends, so a migrated file and a new one have the same column order).
@@ -98,6 +99,15 @@ _SPAN_COLUMNS_V3: dict[str, str] = {
     "route": "VARCHAR",
 }
 SPAN_COLUMNS: dict[str, str] = {**_SPAN_COLUMNS_V2, **_SPAN_COLUMNS_V3}
+# A run's scope (schema version 4): scope field -> column of ``runs``.
+RUN_SCOPE_COLUMNS: dict[str, str] = {
+    "scope_tags": "VARCHAR[]",
+    "scope_key_fingerprint": "VARCHAR",
+    "scope_user": "VARCHAR",
+    "scope_session": "VARCHAR",
+    "scope_variant": "VARCHAR",
+    "scope_model": "VARCHAR",
+}
 _ARROW = {
     "VARCHAR": pa.string(),
     "DOUBLE": pa.float64(),
@@ -151,6 +161,12 @@ MIGRATIONS: list[tuple[int, str, tuple[str, ...]]] = [
             # end_time is NULL while the interval is open (the run is active).
             "CREATE TABLE run_intervals(run_id INTEGER NOT NULL, start_time DOUBLE NOT NULL, end_time DOUBLE)",
         ),
+    ),
+    (
+        4,
+        "run scopes",
+        # NULL: not scoped on that field (see runs.SCOPE_SQL); all NULL: the run records all traffic.
+        tuple(f"ALTER TABLE runs ADD COLUMN {k} {v}" for k, v in RUN_SCOPE_COLUMNS.items()),
     ),
 ]
 

@@ -16,8 +16,8 @@ import plotly.graph_objects as go
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from . import _format as fmt
+from ._components import data
 from .config import DashboardConfig
-from .layout import data
 from .queries import RANGES, Reader, SourceError
 
 PATH = "/compare"

@@ -16,8 +16,8 @@ from urllib.parse import quote, unquote
 from dash import Dash, Input, Output, dcc, html, no_update
 
 from . import _format as fmt
+from ._components import data
 from .config import DashboardConfig
-from .layout import data
 from .queries import Reader, SourceError, request_view
 from .replay import Refused, from_live, from_span, word_diff
 

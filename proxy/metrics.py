@@ -52,6 +52,14 @@ from .record import (
 GENAI_DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 GENAI_TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
 TPS_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
+# tokentail_* latency and TTFT: the GenAI bounds with a sqrt(2) step between each pair, up to
+# 120 s (~1.41x steps: a bucket-based percentile is off by at most ~41% instead of 100%). A
+# superset of GENAI_DURATION_BUCKETS, so the collector can merge a fleet of old and new
+# proxies on the old bounds (collector.formulas.usable_bounds). 29 series per label set, not 15.
+TOKENTAIL_DURATION_BUCKETS = (
+    0.01, 0.0141, 0.02, 0.0283, 0.04, 0.0566, 0.08, 0.113, 0.16, 0.226, 0.32, 0.453, 0.64, 0.905,
+    1.28, 1.81, 2.56, 3.62, 5.12, 7.24, 10.24, 14.48, 20.48, 28.96, 40.96, 57.93, 81.92, 120.0,
+)  # fmt: skip
 
 MODEL_LABEL_MAX = 100  # characters kept of a model name
 OTHER = "other"
@@ -146,14 +154,14 @@ class ProxyMetrics:
             "tokentail_request_duration_seconds",
             "Request duration, start to last byte.",
             ["model", "endpoint"],
-            buckets=GENAI_DURATION_BUCKETS,
+            buckets=TOKENTAIL_DURATION_BUCKETS,
             registry=r,
         )
         self.ttft = Histogram(
             "tokentail_time_to_first_token_seconds",
             "Time to the first streamed token.",
             ["model"],
-            buckets=GENAI_DURATION_BUCKETS,
+            buckets=TOKENTAIL_DURATION_BUCKETS,
             registry=r,
         )
         self.tps = Histogram(

@@ -91,7 +91,10 @@ async def test_models_and_runs(client):
     store = client.app[STORE]
 
     def runs(con):
-        con.execute("INSERT INTO runs VALUES (1, 'one', ?, ?, 'ended')", [NOW - 700, NOW - 500])
+        con.execute(
+            "INSERT INTO runs (id, name, created_at, ended_at, status) VALUES (1, 'one', ?, ?, 'ended')",
+            [NOW - 700, NOW - 500],
+        )
         con.execute("INSERT INTO run_intervals VALUES (1, ?, ?)", [NOW - 700, NOW - 585])
 
     await store.write(store.transaction, runs)
@@ -147,7 +150,10 @@ async def test_replays_of_a_run_against_the_run(client):
     await add(client, originals + copies + [other])
 
     def runs(con):
-        con.execute("INSERT INTO runs VALUES (1, 'one', ?, ?, 'ended')", [NOW - 700, NOW - 500])
+        con.execute(
+            "INSERT INTO runs (id, name, created_at, ended_at, status) VALUES (1, 'one', ?, ?, 'ended')",
+            [NOW - 700, NOW - 500],
+        )
         con.execute("INSERT INTO run_intervals VALUES (1, ?, ?)", [NOW - 700, NOW - 500])
 
     await store.write(store.transaction, runs)

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from tokentail.collector.formulas import INTERVAL, UP, Agg, compute, counts, role_of
+from tokentail.collector.formulas import INTERVAL, KNOWN_BUCKETS, UP, Agg, compute, counts, role_of, usable_bounds
+from tokentail.proxy import metrics as proxy_metrics
 
 
 @pytest.mark.parametrize(
@@ -73,3 +74,27 @@ def test_agg_merge_sums_buckets_by_bound():
     b.add("req_other", 4)
     a.merge(b)
     assert a.buckets["latency"] == {0.5: 3, math.inf: 4} and a.sums["req_other"] == 4
+
+
+# --- bucket sets of mixed proxy versions ---------------------------------------------------
+
+
+OLD = set(proxy_metrics.GENAI_DURATION_BUCKETS) | {math.inf}
+NEW = set(proxy_metrics.TOKENTAIL_DURATION_BUCKETS) | {math.inf}
+
+
+def test_known_bucket_sets_are_the_proxys():
+    assert KNOWN_BUCKETS["latency"] == (proxy_metrics.GENAI_DURATION_BUCKETS, proxy_metrics.TOKENTAIL_DURATION_BUCKETS)
+    assert KNOWN_BUCKETS["tps"] == (proxy_metrics.TPS_BUCKETS,)
+    assert OLD <= NEW  # the fine set refines the GenAI one: a mixed fleet sums on the old bounds
+
+
+def test_usable_bounds_of_old_new_and_mixed_fleets():
+    seen_old = {0.32, 0.64, math.inf}  # only what had increases is stored
+    seen_new = {0.226, 0.32, 0.453, math.inf}
+    assert usable_bounds("latency", [seen_old]) == OLD
+    assert usable_bounds("latency", [seen_new]) == NEW
+    assert usable_bounds("latency", [seen_new, {120.0, math.inf}]) == NEW
+    assert usable_bounds("ttft", [seen_old, seen_new]) == OLD
+    assert usable_bounds("latency", [{0.5, 1.0, math.inf}, {0.5, 2.0, math.inf}]) == {0.5, math.inf}  # unknown sets
+    assert usable_bounds("latency", []) == set()

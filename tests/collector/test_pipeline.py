@@ -70,3 +70,12 @@ def test_live_window_sums_the_last_minute_and_keeps_the_latest_gauges():
     assert cur["counts"]["requests"] == 120
     assert cur["current"]["in_flight"] == 95.0 and cur["current"]["up"] == 0.5
     assert cur["up"] is True and cur["targets_up"] == 1 and cur["targets"] == 2
+
+
+def test_live_window_percentiles_interpolate_from_the_real_lower_bound():
+    w = LiveWindow(60.0)
+    part = _VariantRound(interval=5.0, up=1, targets=1)
+    for le in (0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92, float("inf")):
+        part.agg.add("ttft", 10.0, le)  # ten TTFTs of ~200 ms; lower buckets had no increase, so none stored
+    w.add(0.0, {"production": part})
+    assert w.current()["production"]["current"]["ttft_p50_ms"] == 240.0  # in (160, 320], not from 0

@@ -4,54 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers.metrics_rounds import EXPECTED, LAT, ROUND_BUCKETS, T0, fill, round_points
 from tokentail.collector.formulas import INTERVAL, UP
 from tokentail.collector.query import QueryError, assemble, plan_metrics, plan_spans, run_metrics
 from tokentail.collector.store import Store
-
-LAT = "tokentail_request_duration_seconds_bucket"
-T0 = 1_700_006_400.0  # a multiple of 3600: buckets line up in every range
-# Per 5s round: cumulative latency bucket increases (1 obs <= 0.1, 2 in (0.1, 0.5], 1 in (0.5, 1],
-# 1 in (1, 2]) and 5 requests (3 ok, 1 error, 1 cancelled).
-ROUND_BUCKETS = {"0.1": 1, "0.5": 3, "1.0": 4, "2.0": 5, "+Inf": 5}
-# Over any whole number of rounds, ranks scale with the counts, so the quantiles are
-#   p50: rank 0.5*5n in (0.1, 0.5]: 0.1 + 0.4 * (2.5 - 1) / 2 = 0.4 s
-#   p95: rank 4.75n in (1, 2]: 1 + 1 * (4.75 - 4) / 1 = 1.75 s
-#   p99: 1 + (4.95 - 4) = 1.95 s
-EXPECTED = {"latency_p50_ms": 400.0, "latency_p95_ms": 1750.0, "latency_p99_ms": 1950.0}
-
-
-def round_points(variant="production", target="http://a/metrics", model="gpt-4o", scale=1, in_flight=2.0):
-    pts = [
-        (variant, target, UP, (), "gauge", 1.0),
-        (variant, target, INTERVAL, (), "counter", 5.0),
-        (variant, target, "tokentail_in_flight_requests", (), "gauge", in_flight),
-    ]
-    for sc, n in (("2xx", 3), ("5xx", 1), ("cancelled", 1)):
-        pts.append(
-            (
-                variant,
-                target,
-                "tokentail_requests_total",
-                (("endpoint", "/chat/completions"), ("model", model), ("status_class", sc), ("stream", "true")),
-                "counter",
-                float(n * scale),
-            )
-        )
-    for le, c in ROUND_BUCKETS.items():
-        pts.append(
-            (
-                variant,
-                target,
-                LAT,
-                (("endpoint", "/chat/completions"), ("le", le), ("model", model)),
-                "counter",
-                float(c * scale),
-            )
-        )
-    pts.append(
-        (variant, target, "tokentail_tokens_total", (("model", model), ("type", "output")), "counter", 20.0 * scale)
-    )
-    return pts
 
 
 @pytest.fixture
@@ -64,19 +20,6 @@ def store(tmp_path):
 def query(store, now, **params):
     plan = plan_metrics(params, store.catalog(), now=now, configured_variants=["production"])
     return assemble(plan, run_metrics(store._con.cursor(), plan, store.watermark))
-
-
-def fill(store, start, end, *rounds):
-    """The same rounds every 5 s from ``start`` to ``end``: the first through the store, the
-    rest copied in SQL (hours of rounds one by one would make the test slow)."""
-    for r in rounds:
-        store.append_metrics(start, r)
-    n = int((end - start) // 5)
-    store._con.execute(
-        "INSERT INTO metrics_5s SELECT ts + 5 * r, series_id, value FROM metrics_5s, "
-        "range(1, ?) t(r) WHERE ts = ? ORDER BY 1",
-        [n, start],
-    )
 
 
 def test_5s_resolution_hand_computed(store):
@@ -213,3 +156,39 @@ def test_missing_zero_buckets_below_the_observations_do_not_shift_quantiles(stor
     m = query(store, T0 + 299, range="5m")["groups"][0]["metrics"]
     assert m["latency_p50_ms"][30] == pytest.approx(1500.0)  # 1 + 1 * 2/4, not 0 + 2 * 2/4
     assert m["latency_p50_ms"][5] == pytest.approx(400.0)
+
+
+def ttft_round(target, bounds, counts, variant="production"):
+    """A round of one target: TTFT buckets (cumulative increases; zero ones not stored, as scrapes do)."""
+    pts = [(variant, target, UP, (), "gauge", 1.0), (variant, target, INTERVAL, (), "counter", 5.0)]
+    for le, c in zip([*bounds, "+Inf"], counts):
+        if c:
+            pts.append(
+                (variant, target, "tokentail_time_to_first_token_seconds_bucket", (("le", str(le)), ("model", "m")),
+                 "counter", float(c))
+            )  # fmt: skip
+    return pts
+
+
+def test_200ms_ttft_in_old_buckets_interpolates_from_the_real_lower_bound(store):
+    from tokentail.proxy.metrics import GENAI_DURATION_BUCKETS as OLD
+
+    counts = [0 if le < 0.2 else 10 for le in OLD] + [10]  # ten TTFTs of ~200 ms
+    store.append_metrics(T0, ttft_round("http://a/metrics", OLD, counts))
+    m = query(store, T0 + 4, range="5m")["groups"][0]["metrics"]
+    assert m["ttft_p50_ms"][-1] == pytest.approx(240.0)  # in (160, 320]; 160 when 0 was taken as its floor
+
+
+def test_old_and_new_proxies_are_summed_on_the_common_bounds(store):
+    from tokentail.proxy.metrics import GENAI_DURATION_BUCKETS as OLD
+    from tokentail.proxy.metrics import TOKENTAIL_DURATION_BUCKETS as NEW
+
+    # 10 observations of 0.2 s on each target
+    store.append_metrics(T0, ttft_round("http://old/metrics", OLD, [0 if le < 0.2 else 10 for le in OLD] + [10]))
+    store.append_metrics(T0, ttft_round("http://new/metrics", NEW, [0 if le < 0.2 else 10 for le in NEW] + [10]))
+    m = query(store, T0 + 4, range="5m")["groups"][0]["metrics"]
+    assert m["ttft_p50_ms"][-1] == pytest.approx(240.0)  # on the old bounds: both targets counted in full
+    store2_rounds = ttft_round("http://new/metrics", NEW, [0 if le < 0.2 else 10 for le in NEW] + [10], variant="v2")
+    store.append_metrics(T0 + 5, store2_rounds)
+    m2 = query(store, T0 + 9, range="5m", variant="v2")["groups"][0]["metrics"]
+    assert m2["ttft_p50_ms"][-1] == pytest.approx(193.0)  # new proxies alone: (160, 226]

@@ -156,9 +156,19 @@ def test_compare_side_by_side_with_differences_and_ratios():
     a = rs.summarize([group(n=2, tin=100, tout=200, cost=0.02, tps=20.0, lat=1000.0)], 10.0)
     b = rs.summarize([group(n=4, tin=100, tout=600, cost=None, tps=40.0, lat=500.0)], 20.0)
     rows = {r["metric"]: r for r in rs.compare(a, b)}
-    assert [r["metric"] for r in rs.compare(a, b)] == [name for name, _ in rs.COMPARED]
-    assert rows["requests"] == {"metric": "requests", "a": 2, "b": 4, "diff": 2, "ratio": 2.0}
+    assert [r["metric"] for r in rs.compare(a, b)] == [name for name, _ in (*rs.COMPARED, *rs.COMPARED_DISTRIBUTIONS)]
+    assert rows["requests"] == {
+        "metric": "requests",
+        "a": 2,
+        "b": 4,
+        "diff": 2,
+        "ratio": 2.0,
+        "better": None,
+        "change": None,
+    }
     assert rows["output_tps_mean"]["ratio"] == pytest.approx(2.0)
+    assert rows["output_tps_mean"]["better"] == "higher" and rows["output_tps_mean"]["change"] == "better"
+    assert rows["latency_ms_mean"]["better"] == "lower" and rows["latency_ms_mean"]["change"] == "better"
     assert rows["latency_ms_mean"]["diff"] == pytest.approx(-500.0)
     assert rows["cost_usd"] == {
         "metric": "cost_usd",
@@ -166,5 +176,60 @@ def test_compare_side_by_side_with_differences_and_ratios():
         "b": None,
         "diff": None,
         "ratio": None,
+        "better": "lower",
+        "change": None,
     }  # unknown stays unknown
     assert rows["wall_time_s"]["ratio"] == 2.0
+
+
+@pytest.mark.parametrize(
+    ("better", "a", "b", "expected"),
+    [
+        ("lower", 100.0, 50.0, "better"),  # latency halved
+        ("lower", 100.0, 150.0, "worse"),
+        ("higher", 20.0, 40.0, "better"),  # tokens/s doubled
+        ("higher", 20.0, 10.0, "worse"),
+        ("lower", 100.0, 101.9, "same"),  # within 2%
+        ("higher", 100.0, 98.5, "same"),
+        ("lower", 0.0, 0.0, "same"),
+        ("lower", 0.0, 1.0, "worse"),
+        ("lower", None, 1.0, None),
+        (None, 1.0, 2.0, None),  # no direction: no colour
+    ],
+)
+def test_change_colours_by_direction(better, a, b, expected):
+    assert rs.change(better, a, b) == expected
+
+
+def test_every_latency_ttft_tps_percentile_has_a_direction():
+    names = [n for n, _ in rs.COMPARED_DISTRIBUTIONS]
+    for d, way in (("latency_ms", "lower"), ("ttft_ms", "lower"), ("output_tps", "higher")):
+        for p in ("p50", "p95"):
+            assert f"{d}_{p}" in names and rs.BETTER[f"{d}_{p}"] == way
+    assert len(names) == len(set(names)) and not set(names) & {n for n, _ in rs.COMPARED}
+
+
+@pytest.mark.parametrize(
+    ("scope", "field"),
+    [
+        ("tag", "scope"),
+        ({"tags": "exp"}, "tags"),
+        ({"tags": []}, "tags"),
+        ({"tags": [""]}, "tags"),
+        ({"user": 3}, "user"),
+        ({"user": "x" * 201}, "user"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_bad_scopes_name_their_field(scope, field):
+    with pytest.raises(rs.ScopeError) as err:
+        rs.validate_scope(scope)
+    assert err.value.field == field
+
+
+def test_scope_normalised():
+    assert rs.validate_scope(None) is None and rs.validate_scope({}) is None
+    assert rs.validate_scope({"tags": ["b", "a", "a"], "model": "m", "user": None}) == {
+        "tags": ["a", "b"],
+        "model": "m",
+    }

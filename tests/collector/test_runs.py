@@ -4,36 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers.fakes import Clock, make_config
+from tests.helpers.fakes import make_config
 from tests.helpers.rows import add_spans, span
+from tests.helpers.runs import PRICES, _client  # noqa: F401  (the client and clock fixtures: tests/collector/conftest.py)
 from tokentail.collector.app import create_app
-from tokentail.pricing import PriceTable
 
 T0 = 1_800_000_000.0
-
-PRICES = PriceTable.from_dict(
-    {
-        "models": {
-            "m-cheap": {"input": 1.0, "output": 2.0, "source": "test", "date": "2025-01-01"},
-            "m-big": {"input": 10.0, "output": 40.0, "cached_input": 1.0, "source": "test", "date": "2025-01-01"},
-        }
-    }
-)
-
-
-@pytest.fixture
-def clock():
-    return Clock(T0)
-
-
-async def _client(aiohttp_client, tmp_path, clock, **cfg):
-    app = create_app(make_config(tmp_path, **cfg), scrape=False, maintain=False, clock=clock, prices=PRICES)
-    return await aiohttp_client(app)
-
-
-@pytest.fixture
-async def client(aiohttp_client, tmp_path, clock):
-    return await _client(aiohttp_client, tmp_path, clock)
 
 
 async def post(client, path, body=None, **kw):
@@ -202,7 +178,15 @@ async def test_compare_two_runs(client, clock):
     body = await (await client.get(f"/api/runs/compare?a={a['id']}&b={b['id']}")).json()
     assert body["a"]["name"] == "before" and body["b"]["name"] == "after"
     rows = {r["metric"]: r for r in body["metrics"]}
-    assert rows["requests"] == {"metric": "requests", "a": 2, "b": 1, "diff": -1, "ratio": 0.5}
+    assert rows["requests"] == {
+        "metric": "requests",
+        "a": 2,
+        "b": 1,
+        "diff": -1,
+        "ratio": 0.5,
+        "better": None,  # more or fewer requests is neither
+        "change": None,
+    }
     assert rows["output_tps_mean"]["ratio"] == pytest.approx(2.5)
     assert rows["wall_time_s"]["a"] == 10.0 and rows["wall_time_s"]["b"] == 5.0
 
@@ -260,3 +244,73 @@ def test_an_unusable_pricing_file_is_one_line_at_start(tmp_path):
         create_app(make_config(tmp_path, pricing=str(bad)), scrape=False, maintain=False)
     with pytest.raises(SettingsError, match="not found"):
         create_app(make_config(tmp_path, pricing=str(tmp_path / "none.toml")), scrape=False, maintain=False)
+
+
+async def test_scoped_run_counts_only_matching_spans(client, clock):
+    status, run = await post(client, "/api/runs", {"name": "exp", "scope": {"tags": ["exp"], "model": "m-big"}})
+    assert status == 201 and run["scope"] == {"tags": ["exp"], "model": "m-big"} and run["scope_note"] is None
+    rid = run["id"]
+    await add_spans(
+        client,
+        [
+            span("in1", T0 + 1, model="m-big", tags=["exp", "x"], latency_ms=100.0),
+            span("in2", T0 + 2, model="m-big", tags=["exp"], latency_ms=300.0),
+            span("untagged", T0 + 3, model="m-big"),  # demo traffic through the same proxy
+            span("other-tag", T0 + 4, model="m-big", tags=["demo"]),
+            span("other-model", T0 + 5, model="m-cheap", tags=["exp"]),
+        ],
+    )
+    detail = await (await client.get(f"/api/runs/{rid}")).json()
+    assert detail["stats"]["requests"] == 2
+    dist = detail["stats"]["distributions"]["latency_ms"]
+    assert dist == {"mean": 200.0, "p50": 200.0, "p95": pytest.approx(290.0)}
+    listed = (await (await client.get("/api/runs")).json())["runs"][0]
+    assert listed["summary"]["requests"] == 2 and listed["scope"]["tags"] == ["exp"]
+    body = await (await client.get(f"/api/runs/{rid}/requests")).json()
+    assert [r["request_id"] for r in body["requests"]] == ["in2", "in1"] and body["total"] == 2
+    page = await (await client.get(f"/api/runs/{rid}/requests?limit=1&offset=1")).json()
+    assert [r["request_id"] for r in page["requests"]] == ["in1"] and page["total"] == 2
+    spans = await (await client.get(f"/api/spans?run={rid}")).json()
+    assert sorted(s["request_id"] for s in spans["spans"]) == ["in1", "in2"]
+    assert (await client.get(f"/api/runs/{rid}/requests?limit=501")).status == 400
+    assert (await client.get("/api/runs/999/requests")).status == 404
+
+    clock.t = T0 + 10
+    await post(client, f"/api/runs/{rid}/end")
+    _, everything = await post(client, "/api/runs", {"name": "all"})
+    assert everything["scope"] is None and everything["scope_note"] == "includes all traffic"
+    await add_spans(client, [span("late1", T0 + 11), span("late2", T0 + 12, tags=["exp"], model="m-big")])
+    assert (await (await client.get(f"/api/runs/{everything['id']}")).json())["stats"]["requests"] == 2
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [{"tags": "exp"}, {"who": "me"}, {"user": ""}, ["exp"]],
+)
+async def test_bad_scope_is_400(client, scope):
+    status, err = await post(client, "/api/runs", {"name": "x", "scope": scope})
+    assert status == 400 and err["error"]["code"] == "invalid_parameter"
+    assert (await (await client.get("/api/runs")).json())["runs"] == []  # nothing started
+
+
+async def test_compare_percentiles_and_colours(client, clock):
+    _, a = await post(client, "/api/runs", {"name": "a", "scope": {"variant": "v1"}})
+    await add_spans(client, [span(f"a{i}", T0 + i, variant="v1", latency_ms=1000.0 + i, tps=20.0) for i in range(10)])
+    clock.t = T0 + 20
+    await post(client, f"/api/runs/{a['id']}/end")
+    _, b = await post(client, "/api/runs", {"name": "b", "scope": {"variant": "v2"}})
+    await add_spans(
+        client,
+        [span(f"b{i}", T0 + 21 + i, variant="v2", latency_ms=500.0 + i, tps=40.0) for i in range(10)]
+        + [span("noise", T0 + 22, variant="v1", latency_ms=9e6)],  # outside b's scope
+    )
+    rows = {
+        r["metric"]: r
+        for r in (await (await client.get(f"/api/runs/compare?a={a['id']}&b={b['id']}")).json())["metrics"]
+    }
+    assert rows["latency_ms_p50"]["a"] == pytest.approx(1004.5) and rows["latency_ms_p50"]["b"] == pytest.approx(504.5)
+    assert rows["latency_ms_p95"]["b"] <= 509.0  # never above the slowest
+    assert rows["latency_ms_p50"]["better"] == "lower" and rows["latency_ms_p50"]["change"] == "better"
+    assert rows["output_tps_p50"]["better"] == "higher" and rows["output_tps_p50"]["change"] == "better"
+    assert rows["cost_usd_p50"]["change"] == "same"  # identical costs
+    assert rows["requests"]["b"] == 10

@@ -437,3 +437,19 @@ def test_closing_twice_is_harmless(tmp_path):
     s.close()
     s.close()
     assert os.path.exists(tmp_path / "x.duckdb")
+
+
+def test_a_version_3_file_keeps_its_runs_unscoped(tmp_path):
+    path = tmp_path / "v3.duckdb"
+    con = duckdb.connect(str(path))
+    migrate(con, target=3)
+    con.execute("INSERT INTO runs VALUES (1, 'old run', 100, NULL, 'active')")
+    con.close()
+    s = Store.open(path)
+    try:
+        assert q(s, "SELECT value FROM meta WHERE key='schema_version'") == [(str(SCHEMA_VERSION),)]
+        assert q(s, "SELECT id, name, scope_tags, scope_user, scope_model FROM runs") == [
+            (1, "old run", None, None, None)
+        ]
+    finally:
+        s.close()
