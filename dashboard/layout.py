@@ -288,6 +288,14 @@ def model_table(rows: list[dict[str, Any]]) -> Any:
     return html.Table(className="tt-table", children=[html.Thead(head), html.Tbody(body)])
 
 
+def _cost_text(v: dict[str, Any]) -> str:
+    if v["in_flight"]:
+        return "…"
+    if not fmt.cost_incurred(v.get("status"), v.get("usage"), v["cost_usd"]):
+        return "none incurred"
+    return fmt.usd(v["cost_usd"])
+
+
 def status_line(resp: dict[str, Any] | None, error: str | None, now: float) -> list[Any]:
     if error:
         return [html.Span("●", className="tt-bad"), f" Could not load metrics: {error}. Showing what was last loaded."]
@@ -412,12 +420,34 @@ def _tool_calls(calls: list[dict[str, Any]]) -> list[Any]:
     ]
 
 
+# A prompt or completion longer than this shows its start, with a "show all" button
+# (tokentail.js opens it): a 10k-token prompt would make the page ~30,000 px tall.
+COLLAPSE_CHARS = 3000
+COLLAPSE_LINES = 40
+
+
+def is_long(text: str | None) -> bool:
+    return bool(text) and (len(text or "") > COLLAPSE_CHARS or (text or "").count("\n") > COLLAPSE_LINES)
+
+
+def collapsible(text: str | None, pre: html.Pre) -> Any:
+    """``pre`` as is, or collapsed with a "show all" button when ``text`` is long."""
+    if not is_long(text):
+        return pre
+    pre.className = (getattr(pre, "className", None) or "") + " tt-collapsed"  # type: ignore[attr-defined]
+    n = len(text or "")
+    return html.Div(
+        className="tt-collapse",
+        children=[pre, html.Button(f"show all · {n:,} characters", type="button", className="tt-btn tt-show-all")],
+    )
+
+
 def _message(m: dict[str, Any]) -> html.Div:
     body: list[Any] = []
     if m.get("reasoning"):
         body.append(html.Details([html.Summary("reasoning"), html.Pre(m["reasoning"], className="tt-text")]))
     if m.get("text"):
-        body.append(html.Pre(m["text"], className="tt-text"))
+        body.append(collapsible(m["text"], html.Pre(m["text"], className="tt-text")))
     body += _tool_calls(m.get("tool_calls") or [])
     role = m.get("role") or "user"
     label = role + (f" · {m['tool_call_id']}" if m.get("tool_call_id") else "")
@@ -522,7 +552,7 @@ def detail_view(v: dict[str, Any], request_id: str, errors: list[str] | None = N
             _stat("Output speed", fmt.rate(v["output_tps"], "tok/s"), "tps"),
             _stat("Tokens in → out", tokens, "tokens"),
             _stat("Cached input", fmt.count(usage.get("cached_input_tokens")), "cached"),
-            _stat("Cost", "…" if v["in_flight"] else fmt.usd(v["cost_usd"]), "cost"),
+            _stat("Cost", _cost_text(v), "cost"),
             _stat("Finish", v["finish_reason"] or ("streaming…" if v["in_flight"] else "—"), "finish"),
         ],
     )
@@ -531,7 +561,7 @@ def detail_view(v: dict[str, Any], request_id: str, errors: list[str] | None = N
         error = html.Div(
             className="tt-error-box",
             children=[
-                html.B(f"{v['error'] or 'error'}" + (f" · HTTP {v['http_status']}" if v["http_status"] else "")),
+                html.B(fmt.error_label(v["error"], v["http_status"]) or "error"),
                 html.Div(v["error_message"] or ""),
             ],
         )
@@ -557,11 +587,14 @@ def detail_view(v: dict[str, Any], request_id: str, errors: list[str] | None = N
             if v["reasoning"]
             else None,
             # tokentail.js appends deltas here while the request streams (data-id says which).
-            html.Pre(
+            collapsible(
                 v["completion"],
-                id="tt-detail-text",
-                className="tt-text tt-completion-full" + (" tt-streaming" if v["in_flight"] else ""),
-                **data(id=v["id"] or request_id, status=status, empty=_no_text(v)),
+                html.Pre(
+                    v["completion"],
+                    id="tt-detail-text",
+                    className="tt-text tt-completion-full" + (" tt-streaming" if v["in_flight"] else ""),
+                    **data(id=v["id"] or request_id, status=status, empty=_no_text(v)),
+                ),
             ),
             dcc.Markdown(
                 safe_markdown(v["completion"]),  # remote images as links: never fetched

@@ -204,6 +204,32 @@ def window(resp: dict[str, Any]) -> tuple[datetime, datetime] | None:
     return datetime.fromtimestamp(resp["start"]), datetime.fromtimestamp(resp["end"])
 
 
+def first_data_time(resp: dict[str, Any]) -> float | None:
+    """The earliest timestamp at which any group has any value, or None."""
+    ts = resp.get("timestamps") or []
+    first = None
+    for g in resp.get("groups") or []:
+        for ys in (g.get("metrics") or {}).values():
+            i = next((i for i, v in enumerate(ys or []) if v is not None and i < len(ts)), None)
+            if i is not None and (first is None or ts[i] < first):
+                first = ts[i]
+    return first
+
+
+def data_window(resp: dict[str, Any], min_span_s: float = 120.0) -> tuple[datetime, datetime] | None:
+    """The chart's x range: the requested window, unless data starts late in it (a fresh
+    stack's first minute would be squeezed at the right edge of 15 m): then from a little
+    before the first value, at least ``min_span_s`` wide."""
+    if resp.get("start") is None or resp.get("end") is None:
+        return None
+    start, end = float(resp["start"]), float(resp["end"])
+    first = first_data_time(resp)
+    if first is None or first - start < 0.25 * (end - start):
+        return window(resp)
+    shown = max(start, min(first - 0.1 * (end - first), end - min_span_s))
+    return datetime.fromtimestamp(shown), datetime.fromtimestamp(end)
+
+
 CARD_FIELDS = (
     # (key in the collector's values, label, unit)
     ("request_rate", "Requests", "req/s"),

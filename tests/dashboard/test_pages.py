@@ -213,3 +213,20 @@ def test_history_pages_read_the_collector_through_the_reader():
         assert any(needed in o for o in outputs), needed
     no_collector = create_app(DashboardConfig(proxies=cfg.proxies))
     assert not any("runs-list" in o for o in no_collector.callback_map)
+
+
+def test_long_prompts_and_completions_are_collapsed_with_show_all():
+    long = "word " * 2000
+    box = layout.collapsible(long, layout.html.Pre(long, className="tt-text"))
+    assert box.className == "tt-collapse" and "tt-collapsed" in box.children[0].className
+    assert "show all" in box.children[1].children
+    short = layout.html.Pre("hi", className="tt-text")
+    assert layout.collapsible("hi", short) is short and short.className == "tt-text"
+    assert layout.is_long("line\n" * 60) and not layout.is_long(None)
+
+
+def test_error_box_and_cost_read_as_words():
+    live = {"id": "r-9", "status": "error", "error": "status", "http_status": 429, "usage": None, "cost_usd": None}
+    tree = layout.detail_view(q.request_view(live, None), "r-9")
+    text = text_of(tree)
+    assert "HTTP 429 rate limited" in text and "none incurred" in text and "cost unknown" not in text
