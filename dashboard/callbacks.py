@@ -134,6 +134,9 @@ def register(app: Dash, config: DashboardConfig, reader: Reader) -> None:
             ]
 
         register_history(app, reader)
+        from . import requests_callbacks  # imports this module: registered last
+
+        requests_callbacks.register(app, reader)
 
     @app.callback(
         Output("detail-body", "children"),

@@ -25,11 +25,12 @@ from .queries import CARD_FIELDS, DEFAULT_RANGE, MODEL_COLUMNS, RANGES
 GRAPH_CONFIG: dcc.Graph.Config = {"displayModeBar": False, "responsive": True}
 STATUSES = [("in_flight", "In flight"), ("ok", "OK"), ("error", "Error"), ("cancelled", "Cancelled")]
 # Every page, in the order tokentail.route() returns their styles (see assets/tokentail.js).
-PAGES = ("overview", "live", "detail", "sessions", "session", "runs", "run", "compare", "playground")
+PAGES = ("overview", "live", "detail", "requests", "sessions", "session", "runs", "run", "compare", "playground")
 # The header's links: (page, label, path), in the order route() returns their classes.
 NAV = (
     ("overview", "Overview", "/"),
     ("live", "Live", "/live"),
+    ("requests", "Requests", "/requests"),
     ("sessions", "Sessions", "/sessions"),
     ("runs", "Runs", "/runs"),
     ("playground", "Playground", "/playground"),
@@ -46,12 +47,13 @@ def data(**attrs: str | None) -> dict[str, Any]:
 
 
 def page(config: DashboardConfig) -> html.Div:
-    from . import playground_page, runs_page, sessions_page
+    from . import playground_page, requests_page, runs_page, sessions_page
 
     bodies = {
         "overview": overview_page(config),
         "live": live_page(config),
         "detail": [html.Div(id="detail-body", className="tt-detail")],
+        "requests": requests_page.page(config),
         "sessions": sessions_page.list_page(config),
         "session": [
             html.Div(id="session-body", className="tt-detail"),

@@ -130,6 +130,11 @@ class Reader:
         body = self._collector("/api/sessions", filters)
         return list(body.get("sessions") or []) if isinstance(body, dict) else []
 
+    def search(self, **params: Any) -> dict[str, Any]:
+        """``/api/requests/search``: ``{"requests": [...], "total", "limit", "offset"}``."""
+        body = self._collector("/api/requests/search", params)
+        return body if isinstance(body, dict) else {"requests": [], "total": 0}
+
     def facets(self, since: float | None = None) -> dict[str, Any]:
         return self._collector("/api/facets", {"since": since})
 
@@ -217,11 +222,14 @@ def first_data_time(resp: dict[str, Any]) -> float | None:
 
 
 def data_window(resp: dict[str, Any], min_span_s: float = 120.0) -> tuple[datetime, datetime] | None:
-    """The chart's x range: the requested window, unless data starts late in it (a fresh
-    stack's first minute would be squeezed at the right edge of 15 m): then from a little
-    before the first value, at least ``min_span_s`` wide."""
+    """The chart's x range: the requested window, unless it is the default range and data
+    starts late in it (a fresh stack's first minute would be squeezed at the right edge of
+    15 m): then from a little before the first value, at least ``min_span_s`` wide. A range
+    the user picked is shown whole."""
     if resp.get("start") is None or resp.get("end") is None:
         return None
+    if resp.get("range") not in (None, DEFAULT_RANGE):
+        return window(resp)
     start, end = float(resp["start"]), float(resp["end"])
     first = first_data_time(resp)
     if first is None or first - start < 0.25 * (end - start):

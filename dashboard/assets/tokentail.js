@@ -117,16 +117,17 @@
   }
 
   // routing: the pages in layout.PAGES order, the header's links in layout.NAV order.
-  var PAGES = ["overview", "live", "detail", "sessions", "session", "runs", "run", "compare", "playground"];
-  var NAV = ["overview", "live", "sessions", "runs", "playground"];
+  var PAGES = ["overview", "live", "detail", "requests", "sessions", "session", "runs", "run", "compare", "playground"];
+  var NAV = ["overview", "live", "requests", "sessions", "runs", "playground"];
   var NAV_OF = {detail: "live", session: "sessions", run: "runs", compare: "runs"};
-  var TITLES = {overview: "Overview", live: "Live", sessions: "Sessions", session: "Session", runs: "Runs",
-    run: "Run", compare: "Compare runs", playground: "Playground"};
+  var TITLES = {overview: "Overview", live: "Live", requests: "Requests", sessions: "Sessions", session: "Session",
+    runs: "Runs", run: "Run", compare: "Compare runs", playground: "Playground"};
   var PAGE_TICKS = {sessions: true, runs: true, run: true};  // pages refreshed on collector snapshots
 
   function pageOf(p) {
     if (p.indexOf("/live") === 0) return "live";
     if (p.indexOf("/request/") === 0) return "detail";
+    if (p === "/requests" || p.indexOf("/requests/") === 0) return "requests";
     if (p.indexOf("/sessions/") === 0 && p.length > "/sessions/".length) return "session";
     if (p.indexOf("/sessions") === 0) return "sessions";
     if (p.indexOf("/runs/compare") === 0) return "compare";

@@ -233,3 +233,32 @@ def test_the_playground_lists_the_models_of_the_proxys_upstream():
         assert none.get_json() == {"models": []}
     finally:
         server.shutdown()
+
+
+def test_the_requests_export_is_relayed_from_the_collector_with_the_read_token():
+    class _Collector(BaseHTTPRequestHandler):
+        seen: list = []
+
+        def do_GET(self):
+            _Collector.seen.append((self.path, self.headers.get("Authorization")))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/csv")
+            self.end_headers()
+            self.wfile.write(b"request_id,model\nr-1,m\n")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg = DashboardConfig(collector=f"http://127.0.0.1:{server.server_port}", read_token="rt-1")
+        c = create_app(cfg).server.test_client()
+        resp = c.get("/_tt/requests/export?format=csv&status=error&evil=1", environ_base=LOOPBACK)
+        assert resp.status_code == 200 and resp.get_data() == b"request_id,model\nr-1,m\n"
+        assert "attachment" in resp.headers["Content-Disposition"]
+        path, auth = _Collector.seen[0]
+        assert path == "/api/requests/export?format=csv&status=error" and auth == "Bearer rt-1"
+        assert c.get("/_tt/requests/export?format=xml", environ_base=LOOPBACK).status_code == 400
+    finally:
+        server.shutdown()

@@ -230,3 +230,34 @@ def test_error_box_and_cost_read_as_words():
     tree = layout.detail_view(q.request_view(live, None), "r-9")
     text = text_of(tree)
     assert "HTTP 429 rate limited" in text and "none incurred" in text and "cost unknown" not in text
+
+
+def test_requests_page_search_params_paging_and_export_links():
+    from tokentail.dashboard import requests_page as rp
+
+    values = {"q": " timeout ", "since": "1h", "status": "error", "model": "", "min_latency_ms": 500, "sort": "latency"}
+    params = rp.search_params(values, now=10_000.0)
+    assert params == {"since": 6400.0, "q": "timeout", "status": "error", "min_latency_ms": 500, "sort": "latency"}
+    assert "since" not in rp.search_params({"since": "all"})
+    href = rp.export_href({**params, "limit": 50, "offset": 100}, "csv")
+    assert href.startswith("/_tt/requests/export?format=csv&") and "offset" not in href and "q=timeout" in href
+    assert rp.page_range(50, 50, 1234) == "51–100 of 1,234" and rp.page_range(0, 0, 0) == "no request matches"
+    assert rp.next_offset(50, 1, 50, 1234) == 100 and rp.next_offset(50, -1, 50, 1234) == 0
+    assert rp.next_offset(0, 1, 12, 12) == 0  # the last page: no further
+
+
+def test_requests_page_reads_the_search_api_through_the_reader():
+    from tokentail.dashboard import requests_page as rp
+
+    seen = []
+
+    def fetch(url, token=None, timeout=None):
+        seen.append(url)
+        span = dict(SPAN, status="error", error_type="429", http_status=429, cost_usd=None, input_tokens=0)
+        return {"requests": [span], "total": 1, "limit": 50, "offset": 0}
+
+    reader = q.Reader(DashboardConfig(collector="http://127.0.0.1:9"), fetch=fetch)
+    body = reader.search(**rp.search_params({"status": "error"}, now=T0), limit=50, offset=0)
+    assert "/api/requests/search?" in seen[0] and "status=error" in seen[0] and "limit=50" in seen[0]
+    text = text_of(rp.results_table(body["requests"]))
+    assert "HTTP 429 rate limited" in text and "unknown" not in text

@@ -296,7 +296,8 @@ def test_reader_unreachable_and_unconfigured():
 def test_a_fresh_stack_charts_the_range_that_has_data():
     n = 180  # 15 minutes of 5 s steps; data only in the last minute
     ys = [None] * (n - 12) + [1.0] * 12
-    resp = metrics_response({"production": {"metrics": {"request_rate": ys}}}, n=n)
+    resp = dict(metrics_response({"production": {"metrics": {"request_rate": ys}}}, n=n), range=q.DEFAULT_RANGE)
+    assert q.data_window(dict(resp, range="1h")) == q.window(resp)  # a range the user picked is shown whole
     start, end = q.data_window(resp)
     assert end.timestamp() == resp["end"]
     first = resp["timestamps"][n - 12]
