@@ -298,6 +298,21 @@ def register_history(app: Dash, reader: Reader) -> None:
         return runs_page.run_view(run, rid), options
 
     @app.callback(
+        Output("run-requests", "children"),
+        Input("run-body", "children"),
+        State("url", "pathname"),
+    )
+    @_guard("run requests", lambda: no_update)
+    def update_run_requests(_body, path):
+        rid = runs_page.run_id_from_path(path)
+        if rid is None:
+            return no_update
+        try:
+            return runs_page.run_requests_view(reader.run_requests(rid))
+        except SourceError as exc:
+            return runs_page.run_requests_view(None, str(exc))
+
+    @app.callback(
         Output("run-whatif", "children"),
         Input("run-whatif-model", "value"),
         Input("url", "pathname"),

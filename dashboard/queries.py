@@ -149,6 +149,10 @@ class Reader:
                 return None
             raise
 
+    def run_requests(self, run_id: int, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+        body = self._collector(f"/api/runs/{int(run_id)}/requests", {"limit": limit, "offset": offset})
+        return body if isinstance(body, dict) else {"requests": [], "total": 0}
+
     def compare(self, a: int, b: int) -> dict[str, Any]:
         return self._collector("/api/runs/compare", {"a": int(a), "b": int(b)})
 

@@ -616,8 +616,14 @@
     });
   }
 
-  // At most one Overview refresh a second, however fast the collector scrapes.
+  // At most one Overview refresh a second, however fast the collector scrapes, and only
+  // while the Overview is on screen: a hidden Overview re-rendered every second kept the
+  // Live page's main thread busy (and React's old trees alive). It catches up on return.
+  var tickMissed = false;
   function tick(snap) {
+    var onOverview = current.page === null || current.page === "overview";
+    if (!onOverview) tickMissed = true;
+    if (!onOverview && !PAGE_TICKS[current.page]) return;
     var wait = 1000 - (Date.now() - tickAt);
     if (wait > 0) {
       if (!tickTimer) tickTimer = setTimeout(function () { tickTimer = null; tick(snap); }, wait);
@@ -625,7 +631,7 @@
     }
     tickAt = Date.now();
     ticks++;
-    setProps("collector-tick", {data: {n: ticks, ts: snap && snap.ts}});
+    if (onOverview) setProps("collector-tick", {data: {n: ticks, ts: snap && snap.ts}});
     if (PAGE_TICKS[current.page]) setProps("page-tick", {data: {n: ticks, ts: snap && snap.ts}});
   }
 
@@ -960,6 +966,7 @@
         document.title = TITLES[page] + " · tokentail";
       }
       if (page === "live") queueRender();
+      if (tickMissed && page === "overview") { tickMissed = false; tick(null); }
       notify("route", null, page);
       var show = {}, hide = {display: "none"};
       var out = PAGES.map(function (name) { return name === page ? show : hide; });

@@ -174,6 +174,57 @@ def test_run_view_cost_unknown_and_breakdowns():
     assert "$0" in text_of(table)  # no requests: nothing was spent (a true zero)
 
 
+def cell_text(c) -> str:
+    kids = c.children if isinstance(c.children, list) else [c.children]
+    return " / ".join(k if isinstance(k, str) else cell_text(k) for k in kids if k is not None)
+
+
+def test_compare_shows_percentiles_and_colours_better_and_worse():
+    body = {
+        "a": dict(RUN, id=1),
+        "b": dict(RUN, id=2),
+        "metrics": [
+            {
+                "metric": "latency_ms_mean",
+                "a": 400.0,
+                "b": 300.0,
+                "diff": -100.0,
+                "ratio": 0.75,
+                "p50": {"a": 380.0, "b": 290.0},
+                "p95": {"a": 900.0, "b": 610.0},
+                "better": "lower",
+                "change": "better",
+            },
+            {
+                "metric": "error_rate",
+                "a": 0.01,
+                "b": 0.05,
+                "diff": 0.04,
+                "ratio": 5.0,
+                "better": "lower",
+                "change": "worse",
+            },
+            {"metric": "requests", "a": 3, "b": 3, "diff": 0, "ratio": 1.0, "change": "same"},
+        ],
+    }
+    view = runs_page.compare_view(body)
+    lat = by_attr(view, "data-metric", "latency_ms_mean")[0]
+    assert cell_text(lat.children[1]) == "400 ms / p50 380 ms · p95 900 ms"
+    assert cell_text(lat.children[2]) == "300 ms / p50 290 ms · p95 610 ms"
+    assert "tt-change-better" in lat.children[3].className and lat.children[3].title == "lower is better"
+    err = by_attr(view, "data-metric", "error_rate")[0]
+    assert "tt-change-worse" in err.children[3].className
+    same = by_attr(view, "data-metric", "requests")[0]
+    assert "tt-change-same" in same.children[3].className
+
+
+def test_run_page_lists_its_requests_linked_to_their_detail():
+    body = {"requests": [dict(SPAN, request_id="r-77")], "total": 120}
+    view = runs_page.run_requests_view(body)
+    assert "the newest 1 of 120" in text_of(view) and "/request/r-77" in text_of(view)
+    assert "Could not list" in text_of(runs_page.run_requests_view(None, "collector answered 404"))
+
+
 def test_what_if_and_compare_views():
     w = runs_page.what_if_view({"model": "big", "usd": None, "reason": "no price for 'big'", "actual_usd": 0.1})
     assert "unknown" in text_of(w) and "no price for 'big'" in text_of(w)
@@ -187,9 +238,9 @@ def test_what_if_and_compare_views():
     }
     view = runs_page.compare_view(body)
     req = by_attr(view, "data-metric", "requests")[0]
-    assert [c.children for c in req.children] == ["Requests", "3", "1", "-66.7 %"]
+    assert [cell_text(c) for c in req.children] == ["Requests", "3", "1", "-66.7 %"]
     cost = by_attr(view, "data-metric", "cost_usd")[0]
-    assert [c.children for c in cost.children] == ["Cost", "unknown", "$0.2", "—"]
+    assert [cell_text(c) for c in cost.children] == ["Cost", "unknown", "$0.2", "—"]
     opts = runs_page.pricing_options({"models": [{"model": "m", "input": 1.0, "output": 2.5}]})
     assert opts == [{"label": "m ($1 in / $2.5 out per 1M)", "value": "m"}]
 
@@ -253,11 +304,15 @@ def test_requests_page_reads_the_search_api_through_the_reader():
 
     def fetch(url, token=None, timeout=None):
         seen.append(url)
-        span = dict(SPAN, status="error", error_type="429", http_status=429, cost_usd=None, input_tokens=0)
+        span = dict(
+            SPAN, status="error", error_type="429", http_status=429, cost_usd=None, input_tokens=0, output_tokens=0
+        )
         return {"requests": [span], "total": 1, "limit": 50, "offset": 0}
 
     reader = q.Reader(DashboardConfig(collector="http://127.0.0.1:9"), fetch=fetch)
     body = reader.search(**rp.search_params({"status": "error"}, now=T0), limit=50, offset=0)
     assert "/api/requests/search?" in seen[0] and "status=error" in seen[0] and "limit=50" in seen[0]
-    text = text_of(rp.results_table(body["requests"]))
-    assert "HTTP 429 rate limited" in text and "unknown" not in text
+    table = rp.results_table(body["requests"])
+    assert "HTTP 429 rate limited" in text_of(table)
+    row = by_attr(table, "data-status", "error")[0]
+    assert row.children[7].children == "—"  # a 429 that used no tokens incurred no cost: not "unknown"
