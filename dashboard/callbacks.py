@@ -10,6 +10,8 @@ page's own actions (``runs-tick``, ``session-tick``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 import urllib.parse
@@ -192,33 +194,45 @@ def register_history(app: Dash, reader: Reader) -> None:
         Output("sessions-user", "options"),
         Output("sessions-tag", "options"),
         Output("sessions-key", "options"),
+        Output("sessions-page", "data"),
         Input("url", "pathname"),
         Input("url", "search"),
         Input("page-tick", "data"),
         Input("sessions-user", "value"),
         Input("sessions-tag", "value"),
         Input("sessions-key", "value"),
+        Input("sessions-q", "value"),
+        Input("sessions-prev", "n_clicks"),
+        Input("sessions-next", "n_clicks"),
+        State("sessions-page", "data"),
     )
-    @_guard("sessions list", lambda: [_oops()] + [no_update] * 4)
-    def update_sessions(path, _search, _tick, user, tag, key):
+    @_guard("sessions list", lambda: [_oops()] + [no_update] * 5)
+    def update_sessions(path, _search, _tick, user, tag, key, q, _prev, _next, state):
         if path != "/sessions":
-            return [no_update] * 5
+            return [no_update] * 6
+        state = state if isinstance(state, dict) else {}
+        offset = int(state.get("offset") or 0)
+        trigger = ctx.triggered_id
+        if trigger in ("sessions-prev", "sessions-next"):
+            offset = sessions_page.page_state(offset, -1 if trigger == "sessions-prev" else 1, state)
+        elif trigger != "page-tick":
+            offset = 0  # a changed filter starts at the first page
         try:
-            rows = reader.sessions(user=user, tag=tag, key=key, limit=200)
+            rows, total = reader.sessions_page(
+                user=user, tag=tag, key=key, q=(q or "").strip() or None, limit=sessions_page.PAGE_SIZE, offset=offset
+            )
             # The filters' choices: on arrival, not on every snapshot (a scan of all stored spans).
-            options = (
-                sessions_page.filter_options(reader.facets()) if ctx.triggered_id in (None, "url") else [no_update] * 3
-            )
+            options = sessions_page.filter_options(reader.facets()) if trigger in (None, "url") else [no_update] * 3
         except SourceError as exc:
-            return (
-                no_update,
-                [html.Span("●", className="tt-bad"), f" Could not load sessions: {exc}"],
-                no_update,
-                no_update,
-                no_update,
-            )
-        status = f"{len(rows)} session" + ("" if len(rows) == 1 else "s") + f" · updated {fmt.clock(time.time())}"
-        return [sessions_page.sessions_table(rows), status, *options]
+            return [no_update, [html.Span("●", className="tt-bad"), f" Could not load sessions: {exc}"]] + [
+                no_update
+            ] * 4
+        sig = hashlib.sha1(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
+        status = sessions_page.status_text(offset, len(rows), total) + f" · updated {fmt.clock(time.time())}"
+        new_state = {"offset": offset, "shown": len(rows), "total": total, "sig": sig}
+        if trigger == "page-tick" and sig == state.get("sig") and offset == state.get("offset"):
+            return [no_update, status, *options, new_state]  # nothing changed: no table sent, none rendered
+        return [sessions_page.sessions_table(rows), status, *options, new_state]
 
     @app.callback(
         Output("sessions-user", "value"),

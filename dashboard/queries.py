@@ -135,6 +135,15 @@ class Reader:
         body = self._collector("/api/requests/search", params)
         return body if isinstance(body, dict) else {"requests": [], "total": 0}
 
+    def sessions_page(self, **filters: Any) -> tuple[list[dict[str, Any]], int | None]:
+        """A page of ``/api/sessions`` (``limit``, ``offset``) and the total (None from a
+        collector that does not count them yet)."""
+        body = self._collector("/api/sessions", filters)
+        if not isinstance(body, dict):
+            return [], 0
+        total = body.get("total")
+        return list(body.get("sessions") or []), total if isinstance(total, int) else None
+
     def facets(self, since: float | None = None) -> dict[str, Any]:
         return self._collector("/api/facets", {"since": since})
 

@@ -4,6 +4,7 @@ overflow, long texts collapsed, the Playground's models, the Live header's count
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -83,3 +84,39 @@ def test_the_live_header_says_what_it_counts(live_stack, page):
     shown, total = re.match(r"showing ([\d,]+) of ([\d,]+)", count.inner_text()).groups()
     assert int(shown.replace(",", "")) == min(int(total.replace(",", "")), 200)
     assert int(shown.replace(",", "")) == page.locator("#tt-live-list .tt-row").count()
+
+
+def _collector_has(live_stack, path: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(live_stack.url("collector", path), timeout=5):
+            return True
+    except urllib.error.HTTPError as exc:
+        return exc.code != 404
+
+
+def test_requests_page_searches_pages_and_exports(live_stack, page):
+    # Needs the collector's /api/requests/search (built on another branch): skipped until merged.
+    if not _collector_has(live_stack, "/api/requests/search?limit=1"):
+        pytest.skip("the collector has no /api/requests/search yet")
+    prompt = unique_prompt("Find me on the Requests page.")
+    _, done = live_stack.stream("production", prompt, tps=50, tokens=5, model="sim-gpt-4o-mini")
+    rid = done.result(15).request_id
+    live_stack.wait_json("collector", f"/api/spans/{rid}", lambda b: bool(b))
+    open_page(page, live_stack, "/requests", sources=("collector",))
+    rows = page.locator("#req-list tr[data-id]")
+    expect(rows).not_to_have_count(0, timeout=10_000)
+    assert rows.count() <= 50
+    page.locator("#req-q").fill(prompt[1:11])
+    expect(rows).to_have_count(1, timeout=10_000)
+    expect(page.locator(f'#req-list tr[data-id="{rid}"]')).to_have_count(1)
+    expect(page.locator("#req-range")).to_have_text(re.compile(r"^1–1 of 1$"))
+    assert "q=" in page.locator("#req-csv").get_attribute("href")
+    with page.expect_download() as dl:
+        page.locator("#req-jsonl").click()
+    assert rid in Path(dl.value.path()).read_text()
+    page.locator(f'#req-list tr[data-id="{rid}"] a').click()
+    expect(page).to_have_url(re.compile(f"/request/{rid}$"))
+    assert page.page_errors == []

@@ -316,3 +316,29 @@ def test_requests_page_reads_the_search_api_through_the_reader():
     assert "HTTP 429 rate limited" in text_of(table)
     row = by_attr(table, "data-status", "error")[0]
     assert row.children[7].children == "—"  # a 429 that used no tokens incurred no cost: not "unknown"
+
+
+def test_sessions_are_paged_and_the_filters_offer_the_most_used():
+    sp = sessions_page
+    assert sp.page_state(0, 1, {"shown": 50, "total": 10_000}) == 50
+    assert sp.page_state(50, -1, {"shown": 50, "total": 10_000}) == 0 and sp.page_state(0, -1, {}) == 0
+    assert sp.page_state(9_950, 1, {"shown": 50, "total": 10_000}) == 9_950  # the last page
+    assert sp.page_state(0, 1, {"shown": 12, "total": None}) == 0
+    assert sp.status_text(50, 50, 10_000) == "51–100 of 10,000 sessions"
+    assert sp.status_text(0, 7, None) == "1–7 of many sessions" and sp.status_text(0, 0, 0) == "no sessions"
+    facets = {"users": [{"value": f"u{i}", "requests": i} for i in range(500)], "tags": [], "keys": []}
+    users, tags, _ = sp.filter_options(facets)
+    assert len(users) == sp.MAX_OPTIONS and users[0]["value"] == "u499" and tags == []
+
+
+def test_sessions_page_asks_the_collector_for_one_page():
+    seen = []
+
+    def fetch(url, token=None, timeout=None):
+        seen.append(url)
+        return {"sessions": [{"session_id": "s-1"}], "total": 10_000, "limit": 50, "offset": 50}
+
+    reader = q.Reader(DashboardConfig(collector="http://127.0.0.1:9"), fetch=fetch)
+    rows, total = reader.sessions_page(q="abc", limit=50, offset=50)
+    assert rows == [{"session_id": "s-1"}] and total == 10_000
+    assert "limit=50" in seen[0] and "offset=50" in seen[0] and "q=abc" in seen[0]
