@@ -219,7 +219,12 @@ def register_history(app: Dash, reader: Reader) -> None:
             offset = 0  # a changed filter starts at the first page
         try:
             rows, total = reader.sessions_page(
-                user=user, tag=tag, key=key, q=(q or "").strip() or None, limit=sessions_page.PAGE_SIZE, offset=offset
+                user=user,
+                tag=tag,
+                key=key,
+                q=(q or "").strip() or None,
+                limit=sessions_page.PAGE_SIZE,
+                offset=offset or None,  # left out on the first page: older collectors refuse it
             )
             # The filters' choices: on arrival, not on every snapshot (a scan of all stored spans).
             options = sessions_page.filter_options(reader.facets()) if trigger in (None, "url") else [no_update] * 3

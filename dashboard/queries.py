@@ -138,7 +138,14 @@ class Reader:
     def sessions_page(self, **filters: Any) -> tuple[list[dict[str, Any]], int | None]:
         """A page of ``/api/sessions`` (``limit``, ``offset``) and the total (None from a
         collector that does not count them yet)."""
-        body = self._collector("/api/sessions", filters)
+        try:
+            body = self._collector("/api/sessions", filters)
+        except SourceError as exc:
+            # A collector from before paging refuses offset and q (400): its one list, unpaged.
+            if exc.status != 400 or not ({"offset", "q"} & {k for k, v in filters.items() if v}):
+                raise
+            legacy = {k: v for k, v in filters.items() if k not in ("offset", "q")}
+            body = self._collector("/api/sessions", {**legacy, "limit": 200})
         if not isinstance(body, dict):
             return [], 0
         total = body.get("total")

@@ -304,7 +304,15 @@
     if (repaint) r.repaint = true;
     if (!r.el) return;
     dirty.add(r);
-    queueFlush();
+    soon();
+  }
+
+  // A change after a quiet spell is written at once (a token at 1 request/s reaches the DOM
+  // with no frame's wait); one within a frame of the last write waits for the next frame,
+  // with everything else that arrives meanwhile.
+  var lastFlush = 0;
+  function soon() {
+    if (!flushQueued && !document.hidden && performance.now() - lastFlush >= 16) flush(); else queueFlush();
   }
 
   function queueFlush() {
@@ -315,6 +323,7 @@
 
   function flush() {
     flushQueued = false;
+    lastFlush = performance.now();
     dirty.forEach(writeRow);
     dirty.clear();
     if (detail.pending) { detail.pending = false; writeDetail(); }
@@ -338,7 +347,7 @@
 
   function queueCounts() {
     countsQueued = true;
-    queueFlush();
+    soon();
   }
 
   // A row leaves the DOM: drop every reference to its elements so none stays alive detached
@@ -801,7 +810,7 @@
   function detailDelta(r, replace) {
     if (replace) detail.replace = true;
     detail.pending = true;
-    queueFlush();
+    soon();
   }
 
   function writeDetail() {

@@ -130,7 +130,7 @@ class MiniStack:
     async def _start_async(self) -> None:
         from tokentail.collector.app import create_app as create_collector
         from tokentail.collector.config import CollectorConfig
-        from tokentail.proxy.app import create_app as create_proxy
+        from tokentail.proxy.app import app_from_settings as create_proxy
 
         await self._serve(self._upstream(), "upstream")
         dash_origins = [self.url("dashboard"), self.url("dashboard_token")]
