@@ -307,7 +307,25 @@ def status_line(resp: dict[str, Any] | None, error: str | None, now: float) -> l
     return [
         html.Span(f"{res} resolution", className="tt-res", **data(resolution=res)),
         f" · step {fmt.ms((resp.get('step') or 0) * 1000)} · updated {fmt.clock(now)}",
+        _quantile_note(resp.get("quantile_source")),
     ]
+
+
+def _quantile_note(source: Any) -> Any:
+    """Say which percentiles are estimated from histogram buckets (the collector's
+    ``quantile_source``), not exact from the stored spans."""
+    if not isinstance(source, dict):
+        return None
+    approx = [k for k in ("latency", "ttft", "tps") if source.get(k) == "buckets"]
+    if not approx:
+        return None
+    names = {"latency": "latency", "ttft": "TTFT", "tps": "tok/s"}
+    return html.Span(
+        " · " + ", ".join(names[k] for k in approx) + " percentiles from buckets",
+        className="tt-muted",
+        title="estimated from the proxies' histogram buckets, not exact from stored spans",
+        **data(quantiles="buckets"),
+    )
 
 
 def no_traffic(config: DashboardConfig, rng: str) -> html.Div:

@@ -342,3 +342,12 @@ def test_sessions_page_asks_the_collector_for_one_page():
     rows, total = reader.sessions_page(q="abc", limit=50, offset=50)
     assert rows == [{"session_id": "s-1"}] and total == 10_000
     assert "limit=50" in seen[0] and "offset=50" in seen[0] and "q=abc" in seen[0]
+
+
+def test_overview_says_which_percentiles_come_from_buckets():
+    resp = {"resolution": "5s", "step": 5, "quantile_source": {"latency": "spans", "ttft": "buckets", "tps": "buckets"}}
+    text = text_of(layout.status_line(resp, None, T0))
+    assert "TTFT, tok/s percentiles from buckets" in text and "latency," not in text
+    exact = {"resolution": "5s", "step": 5, "quantile_source": {"latency": "spans", "ttft": "spans", "tps": "spans"}}
+    assert "from buckets" not in text_of(layout.status_line(exact, None, T0))
+    assert "from buckets" not in text_of(layout.status_line({"resolution": "5s", "step": 5}, None, T0))
