@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 MISSING = "—"
 
@@ -122,3 +122,52 @@ def stamp(ts: float | None) -> str:
     if not _known(ts):
         return MISSING
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) + f".{int((ts % 1) * 1000):03d}"
+
+
+# Error kinds as the proxy records them (live feed: ``error``; stored spans: ``error_type``,
+# where an upstream HTTP error is its code) -> words a person reads.
+ERROR_KINDS = {
+    "connect": "could not connect upstream",
+    "timeout": "upstream timed out",
+    "upstream_disconnect": "upstream closed mid-stream",
+    "incomplete_stream": "stream ended without its terminator",
+    "cancelled_by_operator": "cancelled by an operator",
+    "_OTHER": "other error",
+}
+HTTP_REASONS = {
+    400: "bad request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not found",
+    408: "request timeout",
+    409: "conflict",
+    413: "payload too large",
+    422: "unprocessable",
+    429: "rate limited",
+    500: "server error",
+    502: "bad gateway",
+    503: "unavailable",
+    504: "gateway timeout",
+}
+
+
+def error_label(kind: str | None, http_status: int | None = None) -> str:
+    """``HTTP 429 rate limited``, ``upstream closed mid-stream``; empty when there was no error."""
+    if not kind:
+        return ""
+    code = int(kind) if kind.isdigit() else (http_status if kind == "status" else None)
+    if code:
+        reason = HTTP_REASONS.get(code)
+        return f"HTTP {code}" + (f" {reason}" if reason else "")
+    if kind == "status":
+        return "HTTP error"
+    return ERROR_KINDS.get(kind, kind.replace("_", " "))
+
+
+def cost_incurred(status: str | None, usage: dict[str, Any] | None, cost_usd: float | None) -> bool:
+    """Whether a finished request has a cost to show: a failed request that used no tokens
+    and has no price incurred nothing, so it gets no cost line (never "cost unknown")."""
+    if _known(cost_usd) or status != "error":
+        return True
+    u = usage or {}
+    return bool(u.get("input_tokens") or u.get("output_tokens"))

@@ -153,6 +153,15 @@ def register(server: flask.Flask, config: DashboardConfig, post: Callable[..., t
             return _relay(started.pop("status", 502), started)
         return flask.jsonify({**started, "proxy": proxy.name})
 
+    @server.get("/_tt/models")
+    def models():  # the Playground's model list: the proxy's GET /v1/models (its upstream's)
+        proxy = next((p for p in config.proxies if p.name == flask.request.args.get("proxy")), None) or (
+            config.proxies[0] if config.proxies else None
+        )
+        if proxy is None:
+            return flask.jsonify({"models": []})
+        return flask.jsonify({"models": list_models(proxy, config.playground_key or PLAYGROUND_PLACEHOLDER_KEY)})
+
     @server.post("/_tt/admin")
     def unlock():
         if not config.admin_token:
@@ -203,6 +212,26 @@ class _Streams:
 
     def release(self) -> None:
         self._sem.release()
+
+
+def model_ids(body: Any) -> list[str]:
+    """The ids of an OpenAI ``GET /v1/models`` answer, sorted, chat models before embeddings."""
+    data = body.get("data") if isinstance(body, dict) else None
+    ids = {str(m["id"]) for m in data or [] if isinstance(m, dict) and isinstance(m.get("id"), str) and m["id"]}
+    return sorted(ids, key=lambda m: ("embedding" in m, m))
+
+
+def list_models(proxy: ProxySource, key: str, timeout: float = 3.0) -> list[str]:
+    """The models the proxy's upstream lists; empty when it cannot say (the page keeps its own)."""
+    req = urllib.request.Request(
+        proxy.openai_base + "/models",
+        headers={"Authorization": f"Bearer {key}", "User-Agent": "tokentail-playground"},
+    )
+    try:
+        with _OPENER.open(req, timeout=timeout) as resp:
+            return model_ids(json.loads(resp.read(1 << 20) or b"{}"))
+    except (urllib.error.URLError, OSError, ValueError):
+        return []
 
 
 def _start_stream(

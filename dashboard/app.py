@@ -22,6 +22,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,33 @@ from . import actions, callbacks, compare_page, layout, replay, replay_run, repl
 from .config import DashboardConfig, display_url
 from .figures import palette_config
 from .queries import HISTORY_LIMIT, Reader, SourceError, history_rows
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
+# What the Requests page's export link may pass on to the collector.
+EXPORT_PARAMS = frozenset(
+    [
+        "format",
+        "since",
+        "until",
+        "model",
+        "variant",
+        "status",
+        "error",
+        "session",
+        "user",
+        "tag",
+        "key",
+        "min_latency_ms",
+        "max_latency_ms",
+        "min_ttft_ms",
+        "max_ttft_ms",
+        "min_cost_usd",
+        "max_cost_usd",
+        "q",
+        "sort",
+        "order",
+    ]
+)
 
 log = logging.getLogger("tokentail.dashboard")
 
@@ -150,6 +180,35 @@ def _add_routes(server: flask.Flask, config: DashboardConfig, reader: Reader) ->
             log.exception("reading history failed")
             return flask.jsonify({"configured": True, "rows": [], "error": "internal error"}), 500
         return flask.jsonify({"configured": True, "rows": rows})
+
+    @server.get("/_tt/requests/export")
+    def export():  # the Requests page's CSV / JSONL download, relayed from the collector (token kept here)
+        if not config.collector:
+            return flask.jsonify({"error": "no collector configured (--collector URL)"}), 409
+        args = {k: v for k, v in flask.request.args.items() if k in EXPORT_PARAMS and v}
+        if args.get("format") not in ("csv", "jsonl"):
+            return flask.jsonify({"error": "format must be csv or jsonl"}), 400
+        url = config.collector + "/api/requests/export?" + urllib.parse.urlencode(args)
+        headers = {"User-Agent": "tokentail-dashboard"}
+        if config.read_token:
+            headers["Authorization"] = f"Bearer {config.read_token}"
+        try:
+            upstream = _OPENER.open(urllib.request.Request(url, headers=headers), timeout=max(config.timeout, 30.0))
+        except urllib.error.HTTPError as exc:
+            return flask.jsonify({"error": f"the collector answered {exc.code}"}), 502
+        except (urllib.error.URLError, OSError, ValueError):
+            return flask.jsonify({"error": f"{display_url(config.collector)} is unreachable"}), 502
+        kind = "text/csv" if args["format"] == "csv" else "application/x-ndjson"
+
+        def body():
+            with upstream:
+                while chunk := upstream.read(65536):
+                    yield chunk
+
+        resp = flask.Response(body(), mimetype=kind)
+        resp.headers["Content-Disposition"] = f'attachment; filename="tokentail-requests.{args["format"]}"'
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
 
     @server.get(TOKEN_ROUTE)
     def token():  # the read token for the page's EventSource URLs (see the module docstring)

@@ -10,6 +10,8 @@ page's own actions (``runs-tick``, ``session-tick``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 import urllib.parse
@@ -19,6 +21,8 @@ from dash import Dash, Input, NoUpdate, Output, State, ctx, html, no_update
 
 from . import _format as fmt
 from . import figures, layout, queries, runs_page, sessions_page, upstreams_view
+from ._components import guard as _guard
+from ._components import oops as _oops
 from .config import DashboardConfig
 from .queries import DEFAULT_RANGE, RANGES, Reader, SourceError
 from .upstreams_view import fetch_raw, raw_card
@@ -135,6 +139,9 @@ def register(app: Dash, config: DashboardConfig, reader: Reader) -> None:
             ]
 
         register_history(app, reader)
+        from . import requests_callbacks  # imports this module: registered last
+
+        requests_callbacks.register(app, reader)
     upstreams_view.register(app, config, reader)
 
     @app.callback(
@@ -164,27 +171,6 @@ def register(app: Dash, config: DashboardConfig, reader: Reader) -> None:
             return layout.empty_state("Could not show this request", "See the dashboard's log for the reason.")
 
 
-def _guard(log_what: str, fallback):
-    """Run a page callback; on an unexpected error log it and show ``fallback`` (never a traceback)."""
-
-    def wrap(fn):
-        def inner(*args):
-            try:
-                return fn(*args)
-            except Exception:
-                log.exception("%s failed", log_what)
-                return fallback()
-
-        inner.__name__ = fn.__name__
-        return inner
-
-    return wrap
-
-
-def _oops():
-    return layout.empty_state("Could not show this page", "See the dashboard's log for the reason.")
-
-
 def register_history(app: Dash, reader: Reader) -> None:
     """Sessions and runs: pages read from the collector's history."""
 
@@ -194,33 +180,50 @@ def register_history(app: Dash, reader: Reader) -> None:
         Output("sessions-user", "options"),
         Output("sessions-tag", "options"),
         Output("sessions-key", "options"),
+        Output("sessions-page", "data"),
         Input("url", "pathname"),
         Input("url", "search"),
         Input("page-tick", "data"),
         Input("sessions-user", "value"),
         Input("sessions-tag", "value"),
         Input("sessions-key", "value"),
+        Input("sessions-q", "value"),
+        Input("sessions-prev", "n_clicks"),
+        Input("sessions-next", "n_clicks"),
+        State("sessions-page", "data"),
     )
-    @_guard("sessions list", lambda: [_oops()] + [no_update] * 4)
-    def update_sessions(path, _search, _tick, user, tag, key):
+    @_guard("sessions list", lambda: [_oops()] + [no_update] * 5)
+    def update_sessions(path, _search, _tick, user, tag, key, q, _prev, _next, state):
         if path != "/sessions":
-            return [no_update] * 5
+            return [no_update] * 6
+        state = state if isinstance(state, dict) else {}
+        offset = int(state.get("offset") or 0)
+        trigger = ctx.triggered_id
+        if trigger in ("sessions-prev", "sessions-next"):
+            offset = sessions_page.page_state(offset, -1 if trigger == "sessions-prev" else 1, state)
+        elif trigger != "page-tick":
+            offset = 0  # a changed filter starts at the first page
         try:
-            rows = reader.sessions(user=user, tag=tag, key=key, limit=200)
+            rows, total = reader.sessions_page(
+                user=user,
+                tag=tag,
+                key=key,
+                q=(q or "").strip() or None,
+                limit=sessions_page.PAGE_SIZE,
+                offset=offset or None,  # left out on the first page: older collectors refuse it
+            )
             # The filters' choices: on arrival, not on every snapshot (a scan of all stored spans).
-            options = (
-                sessions_page.filter_options(reader.facets()) if ctx.triggered_id in (None, "url") else [no_update] * 3
-            )
+            options = sessions_page.filter_options(reader.facets()) if trigger in (None, "url") else [no_update] * 3
         except SourceError as exc:
-            return (
-                no_update,
-                [html.Span("●", className="tt-bad"), f" Could not load sessions: {exc}"],
-                no_update,
-                no_update,
-                no_update,
-            )
-        status = f"{len(rows)} session" + ("" if len(rows) == 1 else "s") + f" · updated {fmt.clock(time.time())}"
-        return [sessions_page.sessions_table(rows), status, *options]
+            return [no_update, [html.Span("●", className="tt-bad"), f" Could not load sessions: {exc}"]] + [
+                no_update
+            ] * 4
+        sig = hashlib.sha1(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
+        status = sessions_page.status_text(offset, len(rows), total) + f" · updated {fmt.clock(time.time())}"
+        new_state = {"offset": offset, "shown": len(rows), "total": total, "sig": sig}
+        if trigger == "page-tick" and sig == state.get("sig") and offset == state.get("offset"):
+            return [no_update, status, *options, new_state]  # nothing changed: no table sent, none rendered
+        return [sessions_page.sessions_table(rows), status, *options, new_state]
 
     @app.callback(
         Output("sessions-user", "value"),
@@ -298,6 +301,21 @@ def register_history(app: Dash, reader: Reader) -> None:
             except SourceError:
                 pass
         return runs_page.run_view(run, rid), options
+
+    @app.callback(
+        Output("run-requests", "children"),
+        Input("run-body", "children"),
+        State("url", "pathname"),
+    )
+    @_guard("run requests", lambda: no_update)
+    def update_run_requests(_body, path):
+        rid = runs_page.run_id_from_path(path)
+        if rid is None:
+            return no_update
+        try:
+            return runs_page.run_requests_view(reader.run_requests(rid))
+        except SourceError as exc:
+            return runs_page.run_requests_view(None, str(exc))
 
     @app.callback(
         Output("run-whatif", "children"),

@@ -17,19 +17,21 @@ import plotly.graph_objects as go
 from . import queries
 
 # Blue and orange are production's and canary's alone; the rest are told apart by hue.
+# Twelve hues far apart (one pink, one purple, no second blue), so up to 12 series of one
+# chart get distinct colours (``assign_colors``).
 PALETTE = (
-    "#059669",
-    "#65a30d",
-    "#0f766e",
+    "#16a34a",
+    "#dc2626",
+    "#7c3aed",
+    "#92400e",
     "#db2777",
+    "#6b7280",
     "#0891b2",
     "#ca8a04",
-    "#9333ea",
-    "#4f46e5",
-    "#c026d3",
-    "#92400e",
-    "#475569",
-    "#0369a1",
+    "#4d7c0f",
+    "#1f2937",
+    "#14b8a6",
+    "#f59e0b",
 )
 RESERVED = {"variant": {"production": "#2563eb", "canary": "#ea580c"}}
 FONT = "Inter, ui-sans-serif, system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
@@ -68,6 +70,30 @@ def color_for(kind: str, name: str | None) -> str:
     if fixed:
         return fixed
     return PALETTE[stable_hash(name) % len(PALETTE)]
+
+
+def assign_colors(kind: str, names: list[str]) -> dict[str, str]:
+    """Distinct colours for the series of one chart, stable for a given set of names.
+
+    Each name wants its ``color_for`` slot; names (in sorted order) that find it taken move
+    to the next free slot, so up to ``len(PALETTE)`` names never share a colour.
+    """
+    out: dict[str, str] = {}
+    taken = set(RESERVED.get(kind, {}).values())
+    for name in sorted(set(names)):
+        own = color_for(kind, name)
+        if own in RESERVED.get(kind, {}).values() or not name:
+            out[name] = own
+            continue
+        i = PALETTE.index(own)
+        for step in range(len(PALETTE)):
+            c = PALETTE[(i + step) % len(PALETTE)]
+            if c not in taken:
+                own = c
+                break
+        taken.add(own)
+        out[name] = own
+    return out
 
 
 def palette_config() -> dict[str, Any]:
@@ -167,10 +193,11 @@ def lines(
     ``out``, ...) or ``""`` for a single metric.
     """
     fig = go.Figure()
+    colors = assign_colors(kind, [str(g.get("name")) for g in resp.get("groups") or []])
     for metric, style in metrics:
         for s in queries.series(resp, metric, scale):
             label = f"{s.name} {style}".strip()
-            color = color_for(kind, s.name)
+            color = colors.get(s.name) or color_for(kind, s.name)
             fig.add_trace(
                 go.Scatter(
                     x=s.x,
@@ -189,7 +216,7 @@ def lines(
                     hovertemplate=f"%{{y:{digits}}}{(' ' + unit) if unit != '%' else unit}<extra>{label}</extra>",
                 )
             )
-    return _layout(fig, unit=unit, height=height, window=queries.window(resp))
+    return _layout(fig, unit=unit, height=height, window=queries.data_window(resp))
 
 
 def stacked_by_model(
@@ -197,6 +224,7 @@ def stacked_by_model(
 ) -> go.Figure:
     """A stacked area per model (the per-model breakdown over time)."""
     fig = go.Figure()
+    colors = assign_colors("model", [str(g.get("name")) for g in resp.get("groups") or []])
     for s in queries.series(resp, metric):
         fig.add_trace(
             go.Scatter(
@@ -205,11 +233,11 @@ def stacked_by_model(
                 name=s.name,
                 mode="lines",
                 stackgroup="models",
-                line={"color": color_for("model", s.name), "width": 1},
+                line={"color": colors.get(s.name) or color_for("model", s.name), "width": 1},
                 hovertemplate=f"%{{y:,.3~r}} {unit}<extra>{s.name}</extra>",
             )
         )
-    return _layout(fig, unit=unit, height=height, window=queries.window(resp), legend=True)
+    return _layout(fig, unit=unit, height=height, window=queries.data_window(resp), legend=True)
 
 
 # The Overview's charts: (graph id, title, unit shown, metrics with styles, scale, source).

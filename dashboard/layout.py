@@ -18,20 +18,32 @@ from dash.development.base_component import Component
 
 from . import _format as fmt
 from . import upstreams_view
-from ._components import data, empty_state
+from ._components import STATUSES, data, empty_state
 from ._markdown import safe_markdown
 from .config import DashboardConfig
 from .figures import CHART_HEIGHT, CHARTS, color_for
 from .queries import CARD_FIELDS, DEFAULT_RANGE, MODEL_COLUMNS, RANGES
 
 GRAPH_CONFIG: dcc.Graph.Config = {"displayModeBar": False, "responsive": True}
-STATUSES = [("in_flight", "In flight"), ("ok", "OK"), ("error", "Error"), ("cancelled", "Cancelled")]
 # Every page, in the order tokentail.route() returns their styles (see assets/tokentail.js).
-PAGES = ("overview", "live", "detail", "sessions", "session", "runs", "run", "compare", "abcompare", "playground")
+PAGES = (
+    "overview",
+    "live",
+    "detail",
+    "requests",
+    "sessions",
+    "session",
+    "runs",
+    "run",
+    "compare",
+    "abcompare",
+    "playground",
+)
 # The header's links: (page, label, path), in the order route() returns their classes.
 NAV = (
     ("overview", "Overview", "/"),
     ("live", "Live", "/live"),
+    ("requests", "Requests", "/requests"),
     ("sessions", "Sessions", "/sessions"),
     ("runs", "Runs", "/runs"),
     ("abcompare", "Compare", "/compare"),
@@ -40,12 +52,13 @@ NAV = (
 
 
 def page(config: DashboardConfig) -> html.Div:
-    from . import compare_page, playground_page, replay_view, runs_page, sessions_page
+    from . import compare_page, playground_page, replay_view, requests_page, runs_page, sessions_page
 
     bodies = {
         "overview": overview_page(config),
         "live": live_page(config),
         "detail": [html.Div(id="detail-body", className="tt-detail"), replay_view.panel()],
+        "requests": requests_page.page(config),
         "sessions": sessions_page.list_page(config),
         "session": [
             html.Div(id="session-body", className="tt-detail"),
@@ -276,6 +289,14 @@ def model_table(rows: list[dict[str, Any]]) -> Any:
     return html.Table(className="tt-table", children=[html.Thead(head), html.Tbody(body)])
 
 
+def _cost_text(v: dict[str, Any]) -> str:
+    if v["in_flight"]:
+        return "…"
+    if not fmt.cost_incurred(v.get("status"), v.get("usage"), v["cost_usd"]):
+        return "none incurred"
+    return fmt.usd(v["cost_usd"])
+
+
 def status_line(resp: dict[str, Any] | None, error: str | None, now: float) -> list[Any]:
     if error:
         return [html.Span("●", className="tt-bad"), f" Could not load metrics: {error}. Showing what was last loaded."]
@@ -285,7 +306,25 @@ def status_line(resp: dict[str, Any] | None, error: str | None, now: float) -> l
     return [
         html.Span(f"{res} resolution", className="tt-res", **data(resolution=res)),
         f" · step {fmt.ms((resp.get('step') or 0) * 1000)} · updated {fmt.clock(now)}",
+        _quantile_note(resp.get("quantile_source")),
     ]
+
+
+def _quantile_note(source: Any) -> Any:
+    """Say which percentiles are estimated from histogram buckets (the collector's
+    ``quantile_source``), not exact from the stored spans."""
+    if not isinstance(source, dict):
+        return None
+    approx = [k for k in ("latency", "ttft", "tps") if source.get(k) == "buckets"]
+    if not approx:
+        return None
+    names = {"latency": "latency", "ttft": "TTFT", "tps": "tok/s"}
+    return html.Span(
+        " · " + ", ".join(names[k] for k in approx) + " percentiles from buckets",
+        className="tt-muted",
+        title="estimated from the proxies' histogram buckets, not exact from stored spans",
+        **data(quantiles="buckets"),
+    )
 
 
 def no_traffic(config: DashboardConfig, rng: str) -> html.Div:
@@ -400,12 +439,34 @@ def _tool_calls(calls: list[dict[str, Any]]) -> list[Any]:
     ]
 
 
+# A prompt or completion longer than this shows its start, with a "show all" button
+# (tokentail.js opens it): a 10k-token prompt would make the page ~30,000 px tall.
+COLLAPSE_CHARS = 3000
+COLLAPSE_LINES = 40
+
+
+def is_long(text: str | None) -> bool:
+    return bool(text) and (len(text or "") > COLLAPSE_CHARS or (text or "").count("\n") > COLLAPSE_LINES)
+
+
+def collapsible(text: str | None, pre: html.Pre) -> Any:
+    """``pre`` as is, or collapsed with a "show all" button when ``text`` is long."""
+    if not is_long(text):
+        return pre
+    pre.className = (getattr(pre, "className", None) or "") + " tt-collapsed"  # type: ignore[attr-defined]
+    n = len(text or "")
+    return html.Div(
+        className="tt-collapse",
+        children=[pre, html.Button(f"show all · {n:,} characters", type="button", className="tt-btn tt-show-all")],
+    )
+
+
 def _message(m: dict[str, Any]) -> html.Div:
     body: list[Any] = []
     if m.get("reasoning"):
         body.append(html.Details([html.Summary("reasoning"), html.Pre(m["reasoning"], className="tt-text")]))
     if m.get("text"):
-        body.append(html.Pre(m["text"], className="tt-text"))
+        body.append(collapsible(m["text"], html.Pre(m["text"], className="tt-text")))
     body += _tool_calls(m.get("tool_calls") or [])
     role = m.get("role") or "user"
     label = role + (f" · {m['tool_call_id']}" if m.get("tool_call_id") else "")
@@ -510,7 +571,7 @@ def detail_view(v: dict[str, Any], request_id: str, errors: list[str] | None = N
             _stat("Output speed", fmt.rate(v["output_tps"], "tok/s"), "tps"),
             _stat("Tokens in → out", tokens, "tokens"),
             _stat("Cached input", fmt.count(usage.get("cached_input_tokens")), "cached"),
-            _stat("Cost", "…" if v["in_flight"] else fmt.usd(v["cost_usd"]), "cost"),
+            _stat("Cost", _cost_text(v), "cost"),
             _stat("Finish", v["finish_reason"] or ("streaming…" if v["in_flight"] else "—"), "finish"),
         ],
     )
@@ -519,7 +580,7 @@ def detail_view(v: dict[str, Any], request_id: str, errors: list[str] | None = N
         error = html.Div(
             className="tt-error-box",
             children=[
-                html.B(f"{v['error'] or 'error'}" + (f" · HTTP {v['http_status']}" if v["http_status"] else "")),
+                html.B(fmt.error_label(v["error"], v["http_status"]) or "error"),
                 html.Div(v["error_message"] or ""),
             ],
         )
@@ -545,11 +606,14 @@ def detail_view(v: dict[str, Any], request_id: str, errors: list[str] | None = N
             if v["reasoning"]
             else None,
             # tokentail.js appends deltas here while the request streams (data-id says which).
-            html.Pre(
+            collapsible(
                 v["completion"],
-                id="tt-detail-text",
-                className="tt-text tt-completion-full" + (" tt-streaming" if v["in_flight"] else ""),
-                **data(id=v["id"] or request_id, status=status, empty=_no_text(v)),
+                html.Pre(
+                    v["completion"],
+                    id="tt-detail-text",
+                    className="tt-text tt-completion-full" + (" tt-streaming" if v["in_flight"] else ""),
+                    **data(id=v["id"] or request_id, status=status, empty=_no_text(v)),
+                ),
             ),
             dcc.Markdown(
                 safe_markdown(v["completion"]),  # remote images as links: never fetched

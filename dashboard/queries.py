@@ -130,6 +130,27 @@ class Reader:
         body = self._collector("/api/sessions", filters)
         return list(body.get("sessions") or []) if isinstance(body, dict) else []
 
+    def search(self, **params: Any) -> dict[str, Any]:
+        """``/api/requests/search``: ``{"requests": [...], "total", "limit", "offset"}``."""
+        body = self._collector("/api/requests/search", params)
+        return body if isinstance(body, dict) else {"requests": [], "total": 0}
+
+    def sessions_page(self, **filters: Any) -> tuple[list[dict[str, Any]], int | None]:
+        """A page of ``/api/sessions`` (``limit``, ``offset``) and the total (None from a
+        collector that does not count them yet)."""
+        try:
+            body = self._collector("/api/sessions", filters)
+        except SourceError as exc:
+            # A collector from before paging refuses offset and q (400): its one list, unpaged.
+            if exc.status != 400 or not ({"offset", "q"} & {k for k, v in filters.items() if v}):
+                raise
+            legacy = {k: v for k, v in filters.items() if k not in ("offset", "q")}
+            body = self._collector("/api/sessions", {**legacy, "limit": 200})
+        if not isinstance(body, dict):
+            return [], 0
+        total = body.get("total")
+        return list(body.get("sessions") or []), total if isinstance(total, int) else None
+
     def facets(self, since: float | None = None) -> dict[str, Any]:
         return self._collector("/api/facets", {"since": since})
 
@@ -143,6 +164,10 @@ class Reader:
             if exc.status == 404:
                 return None
             raise
+
+    def run_requests(self, run_id: int, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+        body = self._collector(f"/api/runs/{int(run_id)}/requests", {"limit": limit, "offset": offset})
+        return body if isinstance(body, dict) else {"requests": [], "total": 0}
 
     def compare(self, a: int, b: int) -> dict[str, Any]:
         return self._collector("/api/runs/compare", {"a": int(a), "b": int(b)})
@@ -202,6 +227,35 @@ def window(resp: dict[str, Any]) -> tuple[datetime, datetime] | None:
     if resp.get("start") is None or resp.get("end") is None:
         return None
     return datetime.fromtimestamp(resp["start"]), datetime.fromtimestamp(resp["end"])
+
+
+def first_data_time(resp: dict[str, Any]) -> float | None:
+    """The earliest timestamp at which any group has any value, or None."""
+    ts = resp.get("timestamps") or []
+    first = None
+    for g in resp.get("groups") or []:
+        for ys in (g.get("metrics") or {}).values():
+            i = next((i for i, v in enumerate(ys or []) if v is not None and i < len(ts)), None)
+            if i is not None and (first is None or ts[i] < first):
+                first = ts[i]
+    return first
+
+
+def data_window(resp: dict[str, Any], min_span_s: float = 120.0) -> tuple[datetime, datetime] | None:
+    """The chart's x range: the requested window, unless it is the default range and data
+    starts late in it (a fresh stack's first minute would be squeezed at the right edge of
+    15 m): then from a little before the first value, at least ``min_span_s`` wide. A range
+    the user picked is shown whole."""
+    if resp.get("start") is None or resp.get("end") is None:
+        return None
+    if resp.get("range") not in (None, DEFAULT_RANGE):
+        return window(resp)
+    start, end = float(resp["start"]), float(resp["end"])
+    first = first_data_time(resp)
+    if first is None or first - start < 0.25 * (end - start):
+        return window(resp)
+    shown = max(start, min(first - 0.1 * (end - first), end - min_span_s))
+    return datetime.fromtimestamp(shown), datetime.fromtimestamp(end)
 
 
 CARD_FIELDS = (

@@ -344,10 +344,25 @@ def run_view(run: dict[str, Any] | None, run_id: int, error: str | None = None) 
     return [
         head,
         html.Div(f"Stats may lag a few seconds: {error}", className="tt-error-box") if error else None,
+        html.Div(run["scope_note"], className="tt-muted") if run.get("scope_note") else None,
         stat_cards(s),
         breakdown_table(s.get("by_model") or [], "model", "Model"),
         breakdown_table(s.get("by_endpoint") or [], "endpoint", "Endpoint"),
+        html.Div(id="run-requests", className="tt-run-requests"),
     ]
+
+
+def run_requests_view(body: dict[str, Any] | None, error: str | None = None) -> Any:
+    """The run's requests (``/api/runs/{id}/requests``), each linked to its detail page."""
+    from .requests_page import results_table
+
+    title = html.Div(className="tt-card-head", children=[html.Span("Requests", className="tt-card-title")])
+    if error:
+        return [title, html.Div(f"Could not list this run's requests: {error}", className="tt-muted")]
+    rows = list((body or {}).get("requests") or [])
+    total = (body or {}).get("total")
+    note = f"the newest {len(rows)} of {fmt.count(total)}" if isinstance(total, int) and total > len(rows) else None
+    return [title, html.Div(note, className="tt-muted") if note else None, results_table(rows)]
 
 
 def what_if_view(w: dict[str, Any] | None) -> Any:
@@ -397,6 +412,31 @@ def _change(m: dict[str, Any]) -> str:
     return "—" if m.get("diff") is None else ("=" if m["diff"] == 0 else "")
 
 
+def _pair(m: dict[str, Any], q: str) -> tuple[Any, Any]:
+    """A metric's ``q`` (p50/p95) for runs a and b: ``{"p50": {"a", "b"}}`` or ``a_p50``/``b_p50``."""
+    v = m.get(q)
+    if isinstance(v, dict):
+        return v.get("a"), v.get("b")
+    return m.get(f"a_{q}"), m.get(f"b_{q}")
+
+
+def _value_cell(m: dict[str, Any], side: str, f: Any) -> html.Td:
+    """The mean, and p50 / p95 under it when the collector gave them."""
+    i = 0 if side == "a" else 1
+    p50, p95 = _pair(m, "p50")[i], _pair(m, "p95")[i]
+    sub = f"p50 {f(p50)} · p95 {f(p95)}" if p50 is not None or p95 is not None else None
+    return html.Td(
+        [html.Div(f(m.get(side))), html.Div(sub, className="tt-stat-sub") if sub else None], className="tt-num"
+    )
+
+
+def change_class(m: dict[str, Any]) -> str:
+    """``better`` / ``worse`` / ``same`` as the collector judged the change (its ``better`` says
+    whether lower or higher is better); empty when it did not say."""
+    change = m.get("change")
+    return change if change in ("better", "worse", "same") else ""
+
+
 def compare_view(body: dict[str, Any] | None, error: str | None = None) -> list[Any]:
     back = dcc.Link("← Runs", href="/runs", className="tt-back")
     if not body:
@@ -417,7 +457,7 @@ def compare_view(body: dict[str, Any] | None, error: str | None = None) -> list[
             html.Th("Metric"),
             html.Th(name(a), className="tt-num"),
             html.Th(name(b), className="tt-num"),
-            html.Th("Change", className="tt-num"),
+            html.Th("Change (B vs A)", className="tt-num"),
         ]
     )
     rows = []
@@ -428,9 +468,14 @@ def compare_view(body: dict[str, Any] | None, error: str | None = None) -> list[
                 **data(metric=m["metric"]),
                 children=[
                     html.Td(label),
-                    html.Td(f(m.get("a")), className="tt-num"),
-                    html.Td(f(m.get("b")), className="tt-num"),
-                    html.Td(_change(m), className="tt-num tt-change"),
+                    _value_cell(m, "a", f),
+                    _value_cell(m, "b", f),
+                    html.Td(
+                        _change(m),
+                        className="tt-num tt-change" + (f" tt-change-{change_class(m)}" if change_class(m) else ""),
+                        title=f"{m['better']} is better" if m.get("better") in ("lower", "higher") else None,
+                        **data(change=change_class(m) or None),
+                    ),
                 ],
             )
         )

@@ -22,6 +22,11 @@ from .figures import color_for
 PREFIX = "/sessions/"
 TURN_TEXT_CHARS = 1200  # of a completion on the session page (the request page has it all)
 FILTERS = (("user", "sessions-user", "User"), ("tag", "sessions-tag", "Tag"), ("key", "sessions-key", "API key"))
+# The list is paged by the collector (``/api/sessions?limit=&offset=``): the browser never
+# holds more than a page, and a refresh that changes nothing renders nothing.
+PAGE_SIZE = 50
+# A filter's choices: the most used ones (a dropdown of thousands froze the page for seconds).
+MAX_OPTIONS = 100
 
 
 def session_id_from_path(path: str | None) -> str | None:
@@ -58,18 +63,50 @@ def list_page(config: DashboardConfig) -> list[Any]:
                 ),
             ],
         ),
+        html.Div(
+            className="tt-pager",
+            children=[
+                dcc.Input(
+                    id="sessions-q",
+                    type="search",
+                    placeholder="Search session id…",
+                    className="tt-search",
+                    debounce=0.4,
+                ),
+                html.Button("← Newer", id="sessions-prev", type="button", className="tt-btn tt-btn-small", n_clicks=0),
+                html.Button("Older →", id="sessions-next", type="button", className="tt-btn tt-btn-small", n_clicks=0),
+            ],
+        ),
         html.Div(id="sessions-status", className="tt-status-line", children="Loading…"),
+        dcc.Store(id="sessions-page", data={"offset": 0}),
         html.Div(id="sessions-list"),
     ]
+
+
+def page_state(offset: int, step: int, state: dict[str, Any] | None) -> int:
+    """The offset after moving ``step`` pages from ``state`` (0: stay), within what exists."""
+    s = state or {}
+    shown, known = int(s.get("shown") or 0), s.get("total")
+    new = max(offset + step * PAGE_SIZE, 0)
+    if step > 0 and (shown < PAGE_SIZE or (isinstance(known, int) and new >= known)):
+        return offset
+    return new
+
+
+def status_text(offset: int, shown: int, total: int | None) -> str:
+    if total is None:
+        return f"{offset + 1:,}–{offset + shown:,} of many sessions" if shown else "no sessions"
+    if not shown:
+        return "no sessions" if not total else f"no sessions on this page (of {fmt.count(total)})"
+    return f"{offset + 1:,}–{offset + shown:,} of {fmt.count(total)} session" + ("" if total == 1 else "s")
 
 
 def filter_options(facets: dict[str, Any] | None) -> list[list[dict[str, str]]]:
     """Dropdown options for user, tag and key, most used first."""
     out = []
     for facet in ("users", "tags", "keys"):
-        out.append(
-            [{"label": f"{f['value']} ({f['requests']})", "value": f["value"]} for f in (facets or {}).get(facet) or []]
-        )
+        top = sorted((facets or {}).get(facet) or [], key=lambda f: -(f.get("requests") or 0))[:MAX_OPTIONS]
+        out.append([{"label": f"{f['value']} ({f['requests']})", "value": f["value"]} for f in top])
     return out
 
 

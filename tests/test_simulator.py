@@ -189,6 +189,33 @@ async def test_max_tokens_caps_length(client):
     assert r.usage.completion_tokens == 5 and r.choices[0].finish_reason == "length"
 
 
+def test_sentence_end_stops_after_a_full_stop_never_mid_word():
+    for seed in range(20):
+        n = text.sentence_end(seed, 30)
+        toks = text.generate(seed, n)
+        assert n >= 30 and toks[-1] == "." and len(toks) == n
+        assert all(t != "." for t in text.generate(seed, n)[29:-1])  # the first full stop from token 30 on
+
+
+@pytest.mark.parametrize("cap_key", ["max_tokens", "max_completion_tokens"])
+async def test_whole_sentences_honour_max_tokens(start_sim, cap_key):
+    base = await start_sim(length=30, whole_sentences=True)
+    async with openai.AsyncOpenAI(base_url=base + "/v1", api_key="sk-test", max_retries=0) as c:
+        free = await c.chat.completions.create(model="m", messages=CHAT)
+        roomy = await c.chat.completions.create(model="m", messages=CHAT, **{cap_key: 1000})
+        capped = await c.chat.completions.create(model="m", messages=CHAT, **{cap_key: 7})
+        stream = await c.chat.completions.create(
+            model="m", messages=CHAT, stream=True, stream_options={"include_usage": True}, **{cap_key: 7}
+        )
+        chunks = [ch async for ch in stream]
+    for r in (free, roomy):  # stopped on its own: a finished sentence, about `length` tokens
+        assert r.choices[0].finish_reason == "stop" and r.choices[0].message.content.endswith(".")
+        assert r.usage.completion_tokens >= 30
+    assert capped.choices[0].finish_reason == "length" and capped.usage.completion_tokens == 7
+    finishes = [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason]
+    assert finishes == ["length"] and chunks[-1].usage.completion_tokens == 7
+
+
 async def test_tool_calls_stream_and_assemble(client):
     weather = [{"role": "user", "content": "What's the weather in Paris?"}]
     stream = await client.chat.completions.create(model="m", messages=weather, tools=[WEATHER_TOOL], stream=True)

@@ -3,9 +3,11 @@
  *
  * One EventSource per proxy ({proxy}/api/live). Every request is one entry of `rows`
  * (a Map by request id) and, when on screen, one row element whose completion is a
- * Text node: a request.delta appends to it right in the event handler, so a token is
- * in the DOM as soon as the browser has parsed its event; no framework, callback or
- * timer sits in between. History rows (the collector's spans, through /_tt/spans)
+ * Text node. A request.delta only updates the row's model in the event handler and marks
+ * it dirty; once per animation frame each dirty row gets one DOM write (the text it has
+ * not shown yet, then its header if that changed). Under 100 concurrent streams that is
+ * a few hundred small writes a frame instead of thousands of layouts a second, and the
+ * handler returns fast enough that the proxy never drops this page as a slow subscriber. History rows (the collector's spans, through /_tt/spans)
  * merge into the same Map by id: a request seen live and later stored stays one row,
  * marked "stored". The collector's /api/events pushes a snapshot after each scrape;
  * each one moves the Overview (a dcc.Store that a Dash callback listens to) and
@@ -84,6 +86,28 @@
     if (Math.abs(n) >= 1e5) return sig(n / 1e3) + " k";
     return Number.isInteger(n) ? (n + 0).toLocaleString("en-US") : sig(n);  // + 0: -0 reads "0"
   }
+  // error kinds in words: the same table as _format.error_label
+  var ERROR_KINDS = {connect: "could not connect upstream", timeout: "upstream timed out",
+    upstream_disconnect: "upstream closed mid-stream", incomplete_stream: "stream ended without its terminator",
+    cancelled_by_operator: "cancelled by an operator", _OTHER: "other error"};
+  var HTTP_REASONS = {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found",
+    408: "request timeout", 409: "conflict", 413: "payload too large", 422: "unprocessable", 429: "rate limited",
+    500: "server error", 502: "bad gateway", 503: "unavailable", 504: "gateway timeout"};
+  function errorLabel(kind, httpStatus) {
+    if (!kind) return "";
+    kind = String(kind);
+    var code = /^[0-9]+$/.test(kind) ? Number(kind) : (kind === "status" ? httpStatus : null);
+    if (code) return "HTTP " + code + (HTTP_REASONS[code] ? " " + HTTP_REASONS[code] : "");
+    if (kind === "status") return "HTTP error";
+    return Object.prototype.hasOwnProperty.call(ERROR_KINDS, kind) ? ERROR_KINDS[kind] : kind.replace(/_/g, " ");
+  }
+  // _format.cost_incurred: a failed request that used no tokens and has no price cost nothing
+  function costIncurred(status, usage, cost) {
+    if (known(cost) || status !== "error") return true;
+    var u = usage || {};
+    return !!(u.input_tokens || u.output_tokens);
+  }
+
   function pad(n, w) { var s = String(n); while (s.length < w) s = "0" + s; return s; }
   function fmtTime(epoch) {
     if (!known(epoch)) return "";
@@ -93,17 +117,18 @@
   }
 
   // routing: the pages in layout.PAGES order, the header's links in layout.NAV order.
-  var PAGES = ["overview", "live", "detail", "sessions", "session", "runs", "run", "compare", "abcompare",
-    "playground"];
-  var NAV = ["overview", "live", "sessions", "runs", "abcompare", "playground"];
+  var PAGES = ["overview", "live", "detail", "requests", "sessions", "session", "runs", "run", "compare",
+    "abcompare", "playground"];
+  var NAV = ["overview", "live", "requests", "sessions", "runs", "abcompare", "playground"];
   var NAV_OF = {detail: "live", session: "sessions", run: "runs", compare: "runs"};
-  var TITLES = {overview: "Overview", live: "Live", sessions: "Sessions", session: "Session", runs: "Runs",
-    run: "Run", compare: "Compare runs", abcompare: "Compare", playground: "Playground"};
+  var TITLES = {overview: "Overview", live: "Live", requests: "Requests", sessions: "Sessions", session: "Session",
+    runs: "Runs", run: "Run", compare: "Compare runs", abcompare: "Compare", playground: "Playground"};
   var PAGE_TICKS = {sessions: true, runs: true, run: true};  // pages refreshed on collector snapshots
 
   function pageOf(p) {
     if (p.indexOf("/live") === 0) return "live";
     if (p.indexOf("/request/") === 0) return "detail";
+    if (p === "/requests" || p.indexOf("/requests/") === 0) return "requests";
     if (p.indexOf("/sessions/") === 0 && p.length > "/sessions/".length) return "session";
     if (p.indexOf("/sessions") === 0) return "sessions";
     if (p.indexOf("/runs/compare") === 0) return "compare";
@@ -126,8 +151,10 @@
   var visible = [];
   var matchedCount = 0;
   var renderQueued = false, optionsQueued = false, bannerTimer = null;
+  var dirty = new Set(), flushQueued = false, countsQueued = false;  // per-frame coalescing
   var hist = {inFlight: false, again: false, newestStored: null, maxTime: null};
-  var detail = {id: null, el: null, sseEl: null, mdAt: 0, mdTimer: null};
+  var detail = {id: null, el: null, sseEl: null, mdAt: 0, mdTimer: null, pending: false, replace: false,
+    textShown: 0, rawShown: 0};
   var tickAt = 0, tickTimer = null, ticks = 0;
   var current = {page: null};
 
@@ -135,7 +162,8 @@
     var r = {id: id, time: null, variant: null, model: null, endpoint: null, status: "in_flight", prompt: "",
       text: "", ttft: null, latency: null, tps: null, usage: null, finish: null, error: null, httpStatus: null,
       tools: false, live: false, stored: false, proxy: null, deltas: 0, raw: [], el: null, textNode: null,
-      user: null, tags: [], key: null, session: null, route: null, cost: null, costSet: false};
+      user: null, tags: [], key: null, session: null, route: null, cost: null, costSet: false, shown: 0,
+      repaint: false, ui: null};
     rows.set(id, r);
     return r;
   }
@@ -172,7 +200,7 @@
 
   function statusLabel(r) {
     if (r.status === "in_flight") return r.deltas > 0 ? "streaming" : "waiting";
-    if (r.status === "error" && r.httpStatus) return "error " + r.httpStatus;
+    if (r.status === "error" && r.httpStatus >= 400) return "error " + r.httpStatus;
     return r.status;
   }
 
@@ -186,10 +214,10 @@
         (u.source === "estimated" ? " (est.)" : ""));
     }
     if (known(r.latency)) parts.push(fmtMs(r.latency));
-    if (r.status !== "in_flight" && (r.costSet || known(r.cost))) {
+    if (r.status !== "in_flight" && (r.costSet || known(r.cost)) && costIncurred(r.status, r.usage, r.cost)) {
       parts.push(known(r.cost) ? fmtUsd(r.cost) : "cost unknown");
     }
-    if (r.error) parts.push(String(r.error));
+    if (r.error) parts.push(errorLabel(r.error, r.httpStatus));
     return parts.join(" · ");
   }
 
@@ -218,6 +246,7 @@
     head.append(r.ui.status, r.ui.time, r.ui.model, r.ui.variant, r.ui.endpoint, r.ui.attrs, r.ui.stats, r.ui.stored,
       r.ui.cancel);
     r.textNode = document.createTextNode(tail(r.text));
+    r.shown = r.text.length;
     r.ui.textBox.append(r.textNode, el("span", "tt-caret"));
     r.ui.completion.append(r.ui.textBox);
     a.append(head, r.ui.prompt, r.ui.completion);
@@ -263,15 +292,72 @@
     return r.status === "ok" ? "(no text)" : "";
   }
 
+  // The row's text changed as a whole (a snapshot, the redacted end, history).
   function setRowText(r) {
-    if (r.textNode) r.textNode.data = tail(r.text);
+    r.shown = -1;
+    mark(r);
   }
 
-  function appendRowText(r, piece) {
+  // ---- per-frame coalescing --------------------------------------------------------------
+  // mark() notes a row whose DOM is behind its model; flush() brings every such row up to
+  // date once per animation frame. A hidden tab gets no frames: a timer flushes it instead,
+  // rarely, so the work stays bounded when it comes back.
+  function mark(r, repaint) {
+    if (repaint) r.repaint = true;
+    if (!r.el) return;
+    dirty.add(r);
+    soon();
+  }
+
+  // A change after a quiet spell is written at once (a token at 1 request/s reaches the DOM
+  // with no frame's wait); one within a frame of the last write waits for the next frame,
+  // with everything else that arrives meanwhile.
+  var lastFlush = 0;
+  function soon() {
+    if (!flushQueued && !document.hidden && performance.now() - lastFlush >= 16) flush(); else queueFlush();
+  }
+
+  function queueFlush() {
+    if (flushQueued) return;
+    flushQueued = true;
+    if (document.hidden) setTimeout(flush, 500); else requestAnimationFrame(flush);
+  }
+
+  function flush() {
+    flushQueued = false;
+    lastFlush = performance.now();
+    dirty.forEach(writeRow);
+    dirty.clear();
+    if (detail.pending) { detail.pending = false; writeDetail(); }
+    if (countsQueued) { countsQueued = false; counts(); }
+  }
+
+  // One DOM write per row: the text not shown yet (or all of it), then the header.
+  function writeRow(r) {
     var n = r.textNode;
-    if (!n) return;
-    n.appendData(piece);
-    if (n.length > ROW_TEXT_KEEP) n.data = tail(r.text);
+    if (n) {
+      if (r.shown < 0 || r.shown > r.text.length) {
+        n.data = tail(r.text);
+      } else if (r.shown < r.text.length) {
+        n.appendData(r.text.slice(r.shown));
+        if (n.length > ROW_TEXT_KEEP) n.data = tail(r.text);
+      }
+      r.shown = r.text.length;
+    }
+    if (r.repaint) { r.repaint = false; paint(r); }
+  }
+
+  function queueCounts() {
+    countsQueued = true;
+    soon();
+  }
+
+  // A row leaves the DOM: drop every reference to its elements so none stays alive detached
+  // (a kept r.ui or textNode held ~12 nodes per row that had ever been on screen).
+  function dropEl(r) {
+    if (r.el) r.el.remove();
+    r.el = null; r.ui = null; r.textNode = null; r.shown = 0;
+    dirty.delete(r);
   }
 
   // ---- the list --------------------------------------------------------------------------
@@ -304,7 +390,7 @@
     var keep = [];
     for (var i = 0; i < sorted.length; i++) {
       var r = sorted[i];
-      if (i < MAX_ROWS || r.status === "in_flight") keep.push(r); else rows.delete(r.id);
+      if (i < MAX_ROWS || r.status === "in_flight") keep.push(r); else { rows.delete(r.id); dropEl(r); }
     }
     return keep;
   }
@@ -312,13 +398,15 @@
   function render() {
     renderQueued = false;
     if (!dom.list) return;
+    var before = visible;
     var sorted = evict(Array.from(rows.values()).sort(byTimeDesc));
     for (var i = RAW_KEEP_ROWS; i < sorted.length; i++) if (sorted[i].raw.length) sorted[i].raw = [];
     var matched = sorted.filter(matches);
     visible = matched.slice(0, MAX_VISIBLE);
     var els = visible.map(function (r) { return r.el || buildEl(r); });
     dom.list.replaceChildren.apply(dom.list, els);
-    for (var j = MAX_VISIBLE; j < matched.length; j++) matched[j].el = null;  // rebuilt when shown again
+    var now = new Set(visible);
+    before.forEach(function (r) { if (!now.has(r)) dropEl(r); });  // rebuilt when shown again
     matchedCount = matched.length;
     counts();
   }
@@ -334,7 +422,7 @@
       matchedCount++;
       if (visible.length > MAX_VISIBLE) {
         var last = visible.pop();
-        if (last.el) last.el.remove();
+        dropEl(last);
       }
       counts();
     } else {
@@ -347,9 +435,13 @@
     if (!dom.count) return;
     var total = rows.size, inflight = 0;
     rows.forEach(function (r) { if (r.status === "in_flight") inflight++; });
-    var text = fmtCount(total) + (total === 1 ? " request" : " requests") + " · " + inflight + " in flight";
-    if (matched !== total) text += " · " + fmtCount(matched) + " shown";
+    // Say what is counted: the rows on screen, of those this page holds (capped at MAX_ROWS:
+    // the Requests page searches all of them).
+    var text = "showing " + fmtCount(Math.min(matched, MAX_VISIBLE)) + " of " + fmtCount(matched) +
+      (matched !== total ? " matching" : "") + (total >= MAX_ROWS ? " · the newest " + fmtCount(MAX_ROWS) +
+      " requests kept in this page" : "") + " · " + inflight + " in flight";
     dom.count.textContent = text;
+    dom.count.dataset.total = total;
     if (dom.empty) dom.empty.style.display = total ? "none" : "";
     if (dom.more) {
       dom.more.textContent = total && matched === 0 ? "No request matches the filters." :
@@ -384,9 +476,7 @@
   // ---- live events from one proxy ------------------------------------------------------
   function keepRaw(r, name, ev) {
     if (r.raw.length < MAX_RAW_EVENTS) r.raw.push("id: " + ev.lastEventId + "\nevent: " + name + "\ndata: " + ev.data);
-    if (detail.id === r.id && detail.sseEl && detail.sseEl.isConnected) {
-      detail.sseEl.appendChild(document.createTextNode(r.raw[r.raw.length - 1] + "\n\n"));
-    }
+    if (detail.id === r.id) { detail.pending = true; queueFlush(); }
   }
 
   function onStart(src, ev) {
@@ -414,8 +504,7 @@
       r.text = piece;
       setRowText(r);
     } else if (piece) {
-      r.text += piece;
-      appendRowText(r, piece);  // <- the token is in the DOM here
+      r.text += piece;  // the DOM gets it at the next frame (flush)
     }
     if (d.ttft_ms !== undefined && d.ttft_ms !== null) r.ttft = d.ttft_ms;
     if (d.tool_calls) {
@@ -427,10 +516,10 @@
     }
     var first = r.deltas === 0 || (piece && r.text.length === piece.length);
     r.deltas = d.seq || r.deltas + 1;
-    if (detail.id === r.id) detailDelta(r, piece, !!d.snapshot);
+    if (detail.id === r.id) detailDelta(r, !!d.snapshot);
     if (listeners.length) notify(d.snapshot ? "text" : "delta", r, piece);
     keepRaw(r, "request.delta", ev);
-    if (first || d.snapshot) paint(r);
+    if (first || d.snapshot) mark(r, true); else if (piece) mark(r);
   }
 
   function onEnd(src, ev) {
@@ -445,8 +534,8 @@
     if ("cost_usd" in d) { r.cost = d.cost_usd; r.costSet = true; }
     if (typeof d.text === "string") { r.text = d.text; setRowText(r); }  // redacted again as a whole
     keepRaw(r, "request.end", ev);
-    paint(r);
-    if (filter.statuses.length || filter.q) queueRender(); else counts();
+    mark(r, true);
+    if (filter.statuses.length || filter.q) queueRender(); else queueCounts();
     if (detail.id === r.id && !src.replaying) setProps("detail-tick", {data: {id: r.id, at: Date.now()}});
     notify("end", r);
   }
@@ -456,7 +545,7 @@
     src.replaying = ev.lastEventId;
     rows.forEach(function (r, id) {
       if (r.proxy !== src.name || !r.live) return;
-      if (r.stored) { r.live = false; } else { rows.delete(id); if (r.el) r.el.remove(); }
+      if (r.stored) { r.live = false; } else { rows.delete(id); dropEl(r); }
     });
     queueRender();
   }
@@ -538,8 +627,14 @@
     });
   }
 
-  // At most one Overview refresh a second, however fast the collector scrapes.
+  // At most one Overview refresh a second, however fast the collector scrapes, and only
+  // while the Overview is on screen: a hidden Overview re-rendered every second kept the
+  // Live page's main thread busy (and React's old trees alive). It catches up on return.
+  var tickMissed = false;
   function tick(snap) {
+    var onOverview = current.page === null || current.page === "overview";
+    if (!onOverview) tickMissed = true;
+    if (!onOverview && !PAGE_TICKS[current.page]) return;
     var wait = 1000 - (Date.now() - tickAt);
     if (wait > 0) {
       if (!tickTimer) tickTimer = setTimeout(function () { tickTimer = null; tick(snap); }, wait);
@@ -547,7 +642,7 @@
     }
     tickAt = Date.now();
     ticks++;
-    setProps("collector-tick", {data: {n: ticks, ts: snap && snap.ts}});
+    if (onOverview) setProps("collector-tick", {data: {n: ticks, ts: snap && snap.ts}});
     if (PAGE_TICKS[current.page]) setProps("page-tick", {data: {n: ticks, ts: snap && snap.ts}});
   }
 
@@ -608,10 +703,10 @@
         if (!r.session) r.session = h.session_id || null;
       }
       noteNames(r);
-      paint(r);
+      mark(r, true);
       notify("stored", r);
     });
-    if (changed) queueRender(); else counts();
+    if (changed) queueRender(); else queueCounts();
   }
 
   // ---- sources: header dots and the banner ----------------------------------------------
@@ -684,12 +779,14 @@
     if (textEl && textEl.dataset.id === r.id && textEl.dataset.synced !== r.id) {
       if (r.live && r.text.length >= textEl.textContent.length) textEl.textContent = r.text;
       textEl.dataset.synced = r.id;
+      detail.textShown = r.text.length;
     }
     if (sseEl && sseEl.dataset.id === r.id && sseEl.dataset.synced !== r.id) {
       sseEl.textContent = r.raw.length ? r.raw.join("\n\n") + "\n\n" :
         "(no live events of this request in this page: it streamed before the page was opened or " +
         "left the proxy's memory)";
       sseEl.dataset.synced = r.id;
+      detail.rawShown = r.raw.length;
     }
   }
 
@@ -711,15 +808,32 @@
     });
   }
 
-  function detailDelta(r, piece, replace) {
+  // The open request changed: written at the next frame (flush -> writeDetail).
+  function detailDelta(r, replace) {
+    if (replace) detail.replace = true;
+    detail.pending = true;
+    soon();
+  }
+
+  function writeDetail() {
+    var r = detail.id && rows.get(detail.id);
+    if (!r) return;
     var t = detail.el;
     if (!t || !t.isConnected || t.dataset.id !== r.id || t.dataset.synced !== r.id) {
-      syncDetail();  // shows r.text, this piece included
-    } else if (replace) {
+      syncDetail();  // shows r.text as it is now
+    } else if (detail.replace || detail.textShown > r.text.length) {
       t.textContent = r.text;
-    } else {
-      t.appendChild(document.createTextNode(piece));
+    } else if (detail.textShown < r.text.length) {
+      var more = r.text.slice(detail.textShown), last = t.lastChild;
+      if (last && last.nodeType === 3) last.appendData(more); else t.appendChild(document.createTextNode(more));
     }
+    detail.replace = false;
+    detail.textShown = r.text.length;
+    var sse = detail.sseEl;
+    if (sse && sse.isConnected && sse.dataset.synced === r.id && detail.rawShown < r.raw.length) {
+      sse.appendChild(document.createTextNode(r.raw.slice(detail.rawShown).join("\n\n") + "\n\n"));
+    }
+    detail.rawShown = r.raw.length;
     var now = Date.now();
     if (now - detail.mdAt >= MD_EVERY) {
       detail.mdAt = now;
@@ -804,6 +918,16 @@
       navigate(a.getAttribute("href"));
     });
     var detailPage = document.getElementById("page-detail");
+    if (detailPage) {
+      detailPage.addEventListener("click", function (e) {  // layout.collapsible's "show all"
+        var btn = e.target.closest && e.target.closest(".tt-show-all");
+        if (!btn) return;
+        var box = btn.closest(".tt-collapse");
+        var pre = box && box.querySelector(".tt-collapsed");
+        if (pre) pre.classList.remove("tt-collapsed");
+        btn.remove();
+      });
+    }
     if (detailPage) new MutationObserver(syncDetail).observe(detailPage, {childList: true, subtree: true});
     updateBanner();
     render();
@@ -853,6 +977,7 @@
         document.title = TITLES[page] + " · tokentail";
       }
       if (page === "live") queueRender();
+      if (tickMissed && page === "overview") { tickMissed = false; tick(null); }
       notify("route", null, page);
       var show = {}, hide = {display: "none"};
       var out = PAGES.map(function (name) { return name === page ? show : hide; });
@@ -870,7 +995,7 @@
     act: act,
     cancel: cancel,
     toast: toast,
-    fmt: {usd: fmtUsd, ms: fmtMs, count: fmtCount, time: fmtTime, sig: sig},
+    fmt: {usd: fmtUsd, ms: fmtMs, count: fmtCount, time: fmtTime, sig: sig, errorLabel: errorLabel},
     setProps: setProps,
     navigate: navigate,
     page: function () { return current.page; },

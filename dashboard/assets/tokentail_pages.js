@@ -212,7 +212,7 @@
     }
     if (r.status !== "in_flight" && r.costSet) bits.push(costText(r.cost));
     if (r.latency !== null && r.latency !== undefined) bits.push(tt.fmt.ms(r.latency));
-    if (r.error) bits.push(String(r.error));
+    if (r.error) bits.push(tt.fmt.errorLabel(r.error, r.httpStatus));
     playStatus(bits.join(" · "));
     var send = byId("play-send");
     if (send && r.status !== "in_flight") send.disabled = false;
@@ -251,10 +251,36 @@
     });
   }
 
+  // The models the proxy's upstream lists (GET /v1/models through /_tt/models), once per proxy;
+  // the default model gives way to the first listed one when the upstream does not list it.
+  var listed = {proxy: null, models: [], touched: false};
+  function loadModels() {
+    var checked = document.querySelector("#play-proxy input:checked");
+    var proxy = checked ? checked.value : "";
+    if (listed.proxy === proxy) return;
+    listed.proxy = proxy;
+    fetch("/_tt/models?proxy=" + encodeURIComponent(proxy), {credentials: "same-origin", cache: "no-store"})
+      .then(function (r) { return r.json(); })
+      .then(function (body) {
+        listed.models = (body && body.models) || [];
+        var input = byId("play-model");
+        if (input && !listed.touched && listed.models.length && listed.models.indexOf(input.value) < 0) {
+          tt.setProps("play-model", {value: listed.models[0]});
+        }
+        fillModels();
+      }, function () { listed.proxy = null; });
+  }
+  document.addEventListener("input", function (e) {
+    if (e.target && e.target.id === "play-model") listed.touched = true;
+  });
+  document.addEventListener("change", function (e) {
+    if (e.target && e.target.closest && e.target.closest("#play-proxy")) loadModels();
+  });
+
   function fillModels() {
     var list = byId("tt-play-models");
     if (!list) return;
-    var models = new Set();
+    var models = new Set(listed.models);
     tt.rows.forEach(function (r) { if (r.model) models.add(r.model); });
     list.replaceChildren.apply(list, Array.from(models).sort().map(function (m) {
       var o = document.createElement("option");
@@ -268,7 +294,7 @@
     if (kind === "route") {
       session.id = extra === "session" ? sessionIdFrom(location.pathname) : null;
       queueSession();
-      if (extra === "playground") fillModels();
+      if (extra === "playground") { fillModels(); loadModels(); }
       return;
     }
     if (kind === "names") { fillModels(); return; }

@@ -201,3 +201,64 @@ def test_the_admin_token_never_reaches_the_page():
     app = create_app(DashboardConfig(collector="http://127.0.0.1:8788", proxies=PROXIES, admin_token=ADMIN))
     html = app.server.test_client().get("/runs").get_data(as_text=True)
     assert ADMIN not in html and '"adminTokenSet":true' in html
+
+
+def test_model_ids_from_a_models_answer():
+    body = {"object": "list", "data": [{"id": "text-embedding-3-small"}, {"id": "b-chat"}, {"id": "a-chat"}, {}]}
+    assert actions.model_ids(body) == ["a-chat", "b-chat", "text-embedding-3-small"]
+    assert actions.model_ids({"error": "x"}) == [] and actions.model_ids(None) == []
+
+
+def test_the_playground_lists_the_models_of_the_proxys_upstream():
+    class _Models(BaseHTTPRequestHandler):
+        def do_GET(self):
+            data = json.dumps({"object": "list", "data": [{"id": "sim-gpt-4o"}, {"id": "sim-claude"}]}).encode()
+            self.send_response(200 if self.path == "/v1/models" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Models)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        proxy = parse_proxy(f"local=http://127.0.0.1:{server.server_port}")
+        c = create_app(DashboardConfig(proxies=(proxy,))).server.test_client()
+        resp = c.get("/_tt/models?proxy=local", environ_base=LOOPBACK)
+        assert resp.get_json() == {"models": ["sim-claude", "sim-gpt-4o"]}
+        none = create_app(DashboardConfig()).server.test_client().get("/_tt/models", environ_base=LOOPBACK)
+        assert none.get_json() == {"models": []}
+    finally:
+        server.shutdown()
+
+
+def test_the_requests_export_is_relayed_from_the_collector_with_the_read_token():
+    class _Collector(BaseHTTPRequestHandler):
+        seen: list = []
+
+        def do_GET(self):
+            _Collector.seen.append((self.path, self.headers.get("Authorization")))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/csv")
+            self.end_headers()
+            self.wfile.write(b"request_id,model\nr-1,m\n")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg = DashboardConfig(collector=f"http://127.0.0.1:{server.server_port}", read_token="rt-1")
+        c = create_app(cfg).server.test_client()
+        resp = c.get("/_tt/requests/export?format=csv&status=error&evil=1", environ_base=LOOPBACK)
+        assert resp.status_code == 200 and resp.get_data() == b"request_id,model\nr-1,m\n"
+        assert "attachment" in resp.headers["Content-Disposition"]
+        path, auth = _Collector.seen[0]
+        assert path == "/api/requests/export?format=csv&status=error" and auth == "Bearer rt-1"
+        assert c.get("/_tt/requests/export?format=xml", environ_base=LOOPBACK).status_code == 400
+    finally:
+        server.shutdown()

@@ -67,3 +67,21 @@ def test_stacked_by_model_and_empty_figure():
     assert fig.layout.showlegend is True
     empty = f.empty_figure("Nothing yet")
     assert empty.layout.annotations[0].text == "Nothing yet" and not empty.data
+
+
+def test_up_to_twelve_series_of_a_chart_get_distinct_stable_colours():
+    names = [f"model-{i}" for i in range(12)]
+    colors = f.assign_colors("model", names)
+    assert len(set(colors.values())) == 12 and set(colors.values()) == set(f.PALETTE)
+    assert f.assign_colors("model", list(reversed(names))) == colors  # the order of the groups does not matter
+    with_variants = f.assign_colors("variant", ["production", "canary", "exp-a"])
+    assert with_variants["production"] == "#2563eb" and with_variants["exp-a"] in f.PALETTE
+    # a lone name keeps its own colour, as the browser's chips show it
+    assert f.assign_colors("model", ["gpt-4o"]) == {"gpt-4o": f.color_for("model", "gpt-4o")}
+
+
+def test_stacked_by_model_legend_has_no_repeated_colour():
+    groups = {f"sim-model-{i}": {"metrics": {"request_rate": [1.0, 2.0, 3.0]}} for i in range(9)}
+    fig = f.stacked_by_model(metrics_response(groups))
+    colors = [t.line.color for t in fig.data]
+    assert len(colors) == 9 and len(set(colors)) == 9

@@ -106,7 +106,9 @@ _EVALUATE = """function (t) {
     model: t.names.map(function (n) { return colorFor("model", n); }),
     variant: t.names.map(function (n) { return colorFor("variant", n); }),
     hash: t.names.map(function (n) { return stableHash(n || ""); }),
-    pages: PAGES, nav: NAV, titles: TITLES, pageOf: t.paths.map(pageOf)
+    pages: PAGES, nav: NAV, titles: TITLES, pageOf: t.paths.map(pageOf),
+    errors: t.errors.map(function (e) { return errorLabel(e[0], e[1]); }),
+    incurred: t.incurred.map(function (c) { return costIncurred(c[0], c[1], c[2]); })
   };
 }"""
 _NUMBERS = [
@@ -116,6 +118,38 @@ _NUMBERS = [
     *(3.14159, 0.001, 1e-7, 123.456, 99.95, 9.995, 0.0625, 250_000.5, 33.333_333, 66.666_666),
 ]
 _NAMES = [None, "", "gpt-4o", "gpt-4o-mini", "production", "canary", "sim-claude", "Große Modelle", "🦙 llama", "x"]
+
+
+_ERRORS = [
+    *[(k, None) for k in (None, "", "connect", "timeout", "upstream_disconnect", "incomplete_stream", "_OTHER")],
+    *[("status", c) for c in (429, 503, 418, None)],
+    ("429", None),
+    ("502", None),
+    ("some_new_kind", None),
+]
+_INCURRED = [
+    ("error", None, None),
+    ("error", {"input_tokens": 0, "output_tokens": 0}, None),
+    ("error", {"input_tokens": 12, "output_tokens": 3}, None),
+    ("error", None, 0.0012),
+    ("ok", None, None),
+    ("cancelled", None, None),
+]
+
+
+def test_error_kinds_read_as_words():
+    assert fmt.error_label("status", 429) == "HTTP 429 rate limited"
+    assert fmt.error_label("429") == "HTTP 429 rate limited"
+    assert fmt.error_label("upstream_disconnect", 200) == "upstream closed mid-stream"
+    assert fmt.error_label("incomplete_stream") == "stream ended without its terminator"
+    assert fmt.error_label("status", None) == "HTTP error"
+    assert fmt.error_label(None) == ""
+
+
+def test_a_failed_request_without_tokens_incurred_no_cost():
+    assert not fmt.cost_incurred("error", None, None)
+    assert fmt.cost_incurred("error", {"input_tokens": 5}, None)
+    assert fmt.cost_incurred("ok", None, None)
 
 
 def _run_js(table: dict) -> dict:
@@ -145,6 +179,8 @@ def test_browser_formatting_colours_and_routing_agree_with_python():
             "finite": finite,
             "names": _NAMES,
             "paths": paths,
+            "errors": _ERRORS,
+            "incurred": _INCURRED,
         }
     )
     # JSON has no NaN/inf: the JS got null for those, which formats the same as Python's unknown
@@ -158,4 +194,6 @@ def test_browser_formatting_colours_and_routing_agree_with_python():
     assert js["pages"] == list(layout.PAGES)
     assert js["nav"] == [name for name, _, _ in layout.NAV]
     assert {name: js["titles"][name] for name, _, _ in layout.NAV} == {name: label for name, label, _ in layout.NAV}
+    assert js["errors"] == [fmt.error_label(k, c) for k, c in _ERRORS]
+    assert js["incurred"] == [fmt.cost_incurred(*c) for c in _INCURRED]
     assert js["pageOf"] == [name for name, _, _ in layout.NAV] + ["detail", "session", "run", "compare"]

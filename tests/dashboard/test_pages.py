@@ -172,6 +172,57 @@ def test_run_view_cost_unknown_and_breakdowns():
     assert "$0" in text_of(table)  # no requests: nothing was spent (a true zero)
 
 
+def cell_text(c) -> str:
+    kids = c.children if isinstance(c.children, list) else [c.children]
+    return " / ".join(k if isinstance(k, str) else cell_text(k) for k in kids if k is not None)
+
+
+def test_compare_shows_percentiles_and_colours_better_and_worse():
+    body = {
+        "a": dict(RUN, id=1),
+        "b": dict(RUN, id=2),
+        "metrics": [
+            {
+                "metric": "latency_ms_mean",
+                "a": 400.0,
+                "b": 300.0,
+                "diff": -100.0,
+                "ratio": 0.75,
+                "p50": {"a": 380.0, "b": 290.0},
+                "p95": {"a": 900.0, "b": 610.0},
+                "better": "lower",
+                "change": "better",
+            },
+            {
+                "metric": "error_rate",
+                "a": 0.01,
+                "b": 0.05,
+                "diff": 0.04,
+                "ratio": 5.0,
+                "better": "lower",
+                "change": "worse",
+            },
+            {"metric": "requests", "a": 3, "b": 3, "diff": 0, "ratio": 1.0, "change": "same"},
+        ],
+    }
+    view = runs_page.compare_view(body)
+    lat = by_attr(view, "data-metric", "latency_ms_mean")[0]
+    assert cell_text(lat.children[1]) == "400 ms / p50 380 ms · p95 900 ms"
+    assert cell_text(lat.children[2]) == "300 ms / p50 290 ms · p95 610 ms"
+    assert "tt-change-better" in lat.children[3].className and lat.children[3].title == "lower is better"
+    err = by_attr(view, "data-metric", "error_rate")[0]
+    assert "tt-change-worse" in err.children[3].className
+    same = by_attr(view, "data-metric", "requests")[0]
+    assert "tt-change-same" in same.children[3].className
+
+
+def test_run_page_lists_its_requests_linked_to_their_detail():
+    body = {"requests": [dict(SPAN, request_id="r-77")], "total": 120}
+    view = runs_page.run_requests_view(body)
+    assert "the newest 1 of 120" in text_of(view) and "/request/r-77" in text_of(view)
+    assert "Could not list" in text_of(runs_page.run_requests_view(None, "collector answered 404"))
+
+
 def test_what_if_and_compare_views():
     w = runs_page.what_if_view({"model": "big", "usd": None, "reason": "no price for 'big'", "actual_usd": 0.1})
     assert "unknown" in text_of(w) and "no price for 'big'" in text_of(w)
@@ -185,9 +236,9 @@ def test_what_if_and_compare_views():
     }
     view = runs_page.compare_view(body)
     req = by_attr(view, "data-metric", "requests")[0]
-    assert [c.children for c in req.children] == ["Requests", "3", "1", "-66.7 %"]
+    assert [cell_text(c) for c in req.children] == ["Requests", "3", "1", "-66.7 %"]
     cost = by_attr(view, "data-metric", "cost_usd")[0]
-    assert [c.children for c in cost.children] == ["Cost", "unknown", "$0.2", "—"]
+    assert [cell_text(c) for c in cost.children] == ["Cost", "unknown", "$0.2", "—"]
     opts = runs_page.pricing_options({"models": [{"model": "m", "input": 1.0, "output": 2.5}]})
     assert opts == [{"label": "m ($1 in / $2.5 out per 1M)", "value": "m"}]
 
@@ -210,3 +261,90 @@ def test_history_pages_read_the_collector_through_the_reader():
         assert any(needed in o for o in outputs), needed
     no_collector = create_app(DashboardConfig(proxies=cfg.proxies))
     assert not any("runs-list" in o for o in no_collector.callback_map)
+
+
+def test_long_prompts_and_completions_are_collapsed_with_show_all():
+    long = "word " * 2000
+    box = layout.collapsible(long, layout.html.Pre(long, className="tt-text"))
+    assert box.className == "tt-collapse" and "tt-collapsed" in box.children[0].className
+    assert "show all" in box.children[1].children
+    short = layout.html.Pre("hi", className="tt-text")
+    assert layout.collapsible("hi", short) is short and short.className == "tt-text"
+    assert layout.is_long("line\n" * 60) and not layout.is_long(None)
+
+
+def test_error_box_and_cost_read_as_words():
+    live = {"id": "r-9", "status": "error", "error": "status", "http_status": 429, "usage": None, "cost_usd": None}
+    tree = layout.detail_view(q.request_view(live, None), "r-9")
+    text = text_of(tree)
+    assert "HTTP 429 rate limited" in text and "none incurred" in text and "cost unknown" not in text
+
+
+def test_requests_page_search_params_paging_and_export_links():
+    from tokentail.dashboard import requests_page as rp
+
+    values = {"q": " timeout ", "since": "1h", "status": "error", "model": "", "min_latency_ms": 500, "sort": "latency"}
+    params = rp.search_params(values, now=10_000.0)
+    assert params == {"since": 6400.0, "q": "timeout", "status": "error", "min_latency_ms": 500, "sort": "latency"}
+    assert "since" not in rp.search_params({"since": "all"})
+    href = rp.export_href({**params, "limit": 50, "offset": 100}, "csv")
+    assert href.startswith("/_tt/requests/export?format=csv&") and "offset" not in href and "q=timeout" in href
+    assert rp.page_range(50, 50, 1234) == "51–100 of 1,234" and rp.page_range(0, 0, 0) == "no request matches"
+    assert rp.next_offset(50, 1, 50, 1234) == 100 and rp.next_offset(50, -1, 50, 1234) == 0
+    assert rp.next_offset(0, 1, 12, 12) == 0  # the last page: no further
+
+
+def test_requests_page_reads_the_search_api_through_the_reader():
+    from tokentail.dashboard import requests_page as rp
+
+    seen = []
+
+    def fetch(url, token=None, timeout=None):
+        seen.append(url)
+        span = dict(
+            SPAN, status="error", error_type="429", http_status=429, cost_usd=None, input_tokens=0, output_tokens=0
+        )
+        return {"requests": [span], "total": 1, "limit": 50, "offset": 0}
+
+    reader = q.Reader(DashboardConfig(collector="http://127.0.0.1:9"), fetch=fetch)
+    body = reader.search(**rp.search_params({"status": "error"}, now=T0), limit=50, offset=0)
+    assert "/api/requests/search?" in seen[0] and "status=error" in seen[0] and "limit=50" in seen[0]
+    table = rp.results_table(body["requests"])
+    assert "HTTP 429 rate limited" in text_of(table)
+    row = by_attr(table, "data-status", "error")[0]
+    assert row.children[7].children == "—"  # a 429 that used no tokens incurred no cost: not "unknown"
+
+
+def test_sessions_are_paged_and_the_filters_offer_the_most_used():
+    sp = sessions_page
+    assert sp.page_state(0, 1, {"shown": 50, "total": 10_000}) == 50
+    assert sp.page_state(50, -1, {"shown": 50, "total": 10_000}) == 0 and sp.page_state(0, -1, {}) == 0
+    assert sp.page_state(9_950, 1, {"shown": 50, "total": 10_000}) == 9_950  # the last page
+    assert sp.page_state(0, 1, {"shown": 12, "total": None}) == 0
+    assert sp.status_text(50, 50, 10_000) == "51–100 of 10,000 sessions"
+    assert sp.status_text(0, 7, None) == "1–7 of many sessions" and sp.status_text(0, 0, 0) == "no sessions"
+    facets = {"users": [{"value": f"u{i}", "requests": i} for i in range(500)], "tags": [], "keys": []}
+    users, tags, _ = sp.filter_options(facets)
+    assert len(users) == sp.MAX_OPTIONS and users[0]["value"] == "u499" and tags == []
+
+
+def test_sessions_page_asks_the_collector_for_one_page():
+    seen = []
+
+    def fetch(url, token=None, timeout=None):
+        seen.append(url)
+        return {"sessions": [{"session_id": "s-1"}], "total": 10_000, "limit": 50, "offset": 50}
+
+    reader = q.Reader(DashboardConfig(collector="http://127.0.0.1:9"), fetch=fetch)
+    rows, total = reader.sessions_page(q="abc", limit=50, offset=50)
+    assert rows == [{"session_id": "s-1"}] and total == 10_000
+    assert "limit=50" in seen[0] and "offset=50" in seen[0] and "q=abc" in seen[0]
+
+
+def test_overview_says_which_percentiles_come_from_buckets():
+    resp = {"resolution": "5s", "step": 5, "quantile_source": {"latency": "spans", "ttft": "buckets", "tps": "buckets"}}
+    text = text_of(layout.status_line(resp, None, T0))
+    assert "TTFT, tok/s percentiles from buckets" in text and "latency," not in text
+    exact = {"resolution": "5s", "step": 5, "quantile_source": {"latency": "spans", "ttft": "spans", "tps": "spans"}}
+    assert "from buckets" not in text_of(layout.status_line(exact, None, T0))
+    assert "from buckets" not in text_of(layout.status_line({"resolution": "5s", "step": 5}, None, T0))

@@ -234,3 +234,19 @@ def test_reader_unreachable_and_unconfigured():
         r.status()
     with pytest.raises(q.SourceError, match="no collector configured"):
         q.Reader(DashboardConfig()).status()
+
+
+def test_a_fresh_stack_charts_the_range_that_has_data():
+    n = 180  # 15 minutes of 5 s steps; data only in the last minute
+    ys = [None] * (n - 12) + [1.0] * 12
+    resp = dict(metrics_response({"production": {"metrics": {"request_rate": ys}}}, n=n), range=q.DEFAULT_RANGE)
+    assert q.data_window(dict(resp, range="1h")) == q.window(resp)  # a range the user picked is shown whole
+    start, end = q.data_window(resp)
+    assert end.timestamp() == resp["end"]
+    first = resp["timestamps"][n - 12]
+    assert first - 120 <= start.timestamp() <= first  # not squeezed at the right edge of 15 minutes
+    assert end.timestamp() - start.timestamp() >= 120
+    full = metrics_response({"production": {"metrics": {"request_rate": [1.0] * n}}}, n=n)
+    assert q.data_window(full) == q.window(full)  # data from the start: the requested range
+    empty = metrics_response({"production": {"metrics": {"request_rate": [None] * n}}}, n=n)
+    assert q.data_window(empty) == q.window(empty)

@@ -45,6 +45,9 @@ class SimConfig:
     tokens_per_second: float = 50.0  # 0: no delay between tokens
     ttft: float = 0.2  # seconds from request to first token
     length: int = 60  # completion tokens; the request's max tokens caps it
+    # An uncapped answer runs on to the end of its sentence (as a model stops), so it is
+    # about ``length`` tokens; off, exactly ``length`` (tests count on it).
+    whole_sentences: bool = False
     error_rate: float = 0.0  # fraction of API requests answered 429 / 500 (alternately)
     disconnect_rate: float = 0.0  # fraction of streams dropped mid-stream without [DONE]
     seed: int = 0  # same seed + same request -> same text
@@ -114,10 +117,13 @@ def _header_num(request: web.Request, name: str, kind: type, low: float, high: f
 def _plan(request: web.Request, state: SimState, body: dict, cap_keys: tuple[str, ...]) -> Plan:
     cfg = state.config
     n = _header_num(request, "x-sim-tokens", int, 1) or cfg.length
+    exact = _header_num(request, "x-sim-tokens", int, 1) is not None
     finish = "stop"
+    limit = None
     for key in cap_keys:
         cap = body.get(key)
         if isinstance(cap, int) and not isinstance(cap, bool) and cap >= 1:
+            limit = cap
             if cap < n:
                 n, finish = cap, "length"
             break
@@ -126,6 +132,8 @@ def _plan(request: web.Request, state: SimState, body: dict, cap_keys: tuple[str
     plan = Plan(
         n=n,
         finish=finish,
+        cap=limit,
+        whole_sentences=cfg.whole_sentences and not exact,
         ttft=cfg.ttft if ttft_ms is None else ttft_ms / 1000,
         tps=cfg.tokens_per_second if tps is None else tps,
         error=_header_num(request, "x-sim-error", int, 400, 599),

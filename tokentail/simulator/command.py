@@ -88,6 +88,7 @@ def main(settings: st.Settings) -> int:
         error_rate=float(settings.error_rate),
         disconnect_rate=float(settings.disconnect_rate),
         seed=int(settings.seed),
+        whole_sentences=True,  # answers end their sentence, as a model's do
     )
     log.info(
         "simulator: %g tokens/s, first token after %gs, %d tokens per answer, seed %d",

@@ -13,11 +13,11 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from . import shapes
-from .text import count_tokens, extract_text, fragments, iter_tokens, stable_hash, tool_arguments
+from .text import count_tokens, extract_text, fragments, iter_tokens, sentence_end, stable_hash, tool_arguments
 
 if TYPE_CHECKING:
     from .app import SimState
@@ -42,6 +42,18 @@ class Plan:
     no_usage: bool = False
     hang: bool = False
     cached: int | None = None
+    cap: int | None = None  # the request's max tokens, if it set one
+    whole_sentences: bool = False  # an uncapped answer ends at the end of its sentence
+
+    def settle(self, seed: int) -> Plan:
+        """The plan for the text of ``seed``: an answer that stops on its own ends its
+        sentence, unless the request's max tokens cuts it first (finish ``length``)."""
+        if not self.whole_sentences or self.finish != "stop":
+            return self
+        n = sentence_end(seed, self.n)
+        if self.cap is not None and n > self.cap:
+            return replace(self, n=self.cap, finish="length")
+        return replace(self, n=n)
 
 
 @dataclass
@@ -151,6 +163,7 @@ def chat_completions(state: SimState, body: dict, plan: Plan) -> Out:
             )
         message = shapes.tool_call_message(call_id, name, arguments)
         return Out(body=shapes.chat_completion(meta, message, "tool_calls", usage), n=n)
+    plan = plan.settle(seed)
     usage = None if plan.no_usage else shapes.chat_usage(prompt, plan.n, cached)
     tokens = iter_tokens(seed, plan.n)
     if stream:
@@ -171,6 +184,7 @@ def completions(state: SimState, body: dict, plan: Plan) -> Out:
         raise BadRequest("'prompt' must be a string or an array.", "prompt")
     model = _model(body, "sim-gpt-3.5-turbo-instruct")
     seed = stable_hash(state.config.seed, model, prompt_in)
+    plan = plan.settle(seed)
     usage = None if plan.no_usage else shapes.chat_usage(prompt, plan.n, _cached(plan, prompt))
     meta = _meta("cmpl-", model)
     tokens = iter_tokens(seed, plan.n)
@@ -216,8 +230,10 @@ def responses(state: SimState, body: dict, plan: Plan) -> Out:
     model = _model(body, MODELS[0])
     prompt = _prompt_tokens(texts)
     cached = _cached(plan, prompt)
+    seed = stable_hash(state.config.seed, model, raw, body.get("instructions"))
+    plan = plan.settle(seed)
     usage = None if plan.no_usage else shapes.responses_usage(prompt, plan.n, cached)
-    tokens = iter_tokens(stable_hash(state.config.seed, model, raw, body.get("instructions")), plan.n)
+    tokens = iter_tokens(seed, plan.n)
     meta = _meta("resp_", model)
     item_id = "msg_" + secrets.token_hex(24)
     if body.get("stream") is True:
@@ -234,9 +250,11 @@ def messages(state: SimState, body: dict, plan: Plan) -> Out:
     if system is not None:
         texts.append(extract_text(system))
     prompt = _prompt_tokens(texts)
+    seed = stable_hash(state.config.seed, model, msgs, system)
+    plan = plan.settle(seed)
     usage = shapes.anthropic_usage(prompt, plan.n, (plan.cached and min(plan.cached, prompt)) or 0)
     stop = "max_tokens" if plan.finish == "length" else "end_turn"
-    tokens = iter_tokens(stable_hash(state.config.seed, model, msgs, system), plan.n)
+    tokens = iter_tokens(seed, plan.n)
     meta = _meta("msg_", model)
     if body.get("stream") is True:
         return Out(events=shapes.messages_stream(meta, tokens, stop, usage), n=plan.n)

@@ -185,6 +185,15 @@ def iter_tokens(seed: int, n: int) -> Iterator[str]:
             emitted += 1
 
 
+def sentence_end(seed: int, n: int, slack: int = 64) -> int:
+    """The token count of an answer of about ``n`` tokens that stops where a model would:
+    at the end of the sentence running at token ``n`` (never mid-word), at most ``n + slack``."""
+    for i, tok in enumerate(iter_tokens(seed, n + slack), 1):
+        if i >= n and tok == ".":
+            return i
+    return n
+
+
 def generate(seed: int, n: int) -> list[str]:
     return list(iter_tokens(seed, n))
 

@@ -1,0 +1,219 @@
+"""Dashboard browser benchmark: the Live page in headless Chromium under real traffic.
+
+Starts the browser tests' stack (tests/dashboard/_stack.py: simulator and two proxies in
+this process, collector and dashboard as processes), opens the Live page in Debian's
+Chromium through Playwright, and measures, phase by phase:
+
+1. idle: ~1 request/s of background traffic;
+2. load: 100 concurrent streams (20 tokens/s each, 60 tokens) through both proxies;
+3. token-to-DOM under the same load: the proxy relays a chunk (an observer in the proxy
+   process) -> its text is in the row's DOM (a MutationObserver in the page);
+
+and for each phase: the main thread's busy share (CDP ``Performance.getMetrics``
+TaskDuration over wall time), long tasks (a ``longtask`` PerformanceObserver), input delay
+(real mouse moves sent through CDP every 100 ms: ``performance.now() - event.timeStamp``
+when the page's handler runs), the proxies' dropped live subscribers
+(``tokentail_telemetry_dropped_total{sink="live_subscriber"}``) and, after a forced GC,
+the JS heap and the DOM nodes alive against the nodes in the document (the difference is
+detached nodes kept alive: a leak if it grows).
+
+Usage: python bench/dashboard_bench.py [--idle 30] [--load 60] [--streams 100] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.dashboard._stack import Stack, Stream, _quiet, stream_chat  # noqa: E402
+from tests.dashboard.conftest import CHROMIUM_ARGS  # noqa: E402
+from tests.dashboard.test_browser import PROBE, quantile, utf16_len  # noqa: E402
+
+# Long tasks and input delay, recorded in the page (see the module docstring).
+PAGE_PROBE = """
+() => {
+  window.__bench = {long: [], delays: []};
+  new PerformanceObserver(list => list.getEntries().forEach(e => window.__bench.long.push(e.duration)))
+    .observe({type: "longtask"});
+  document.addEventListener("mousemove", e => window.__bench.delays.push(performance.now() - e.timeStamp),
+    {passive: true});
+}
+"""
+NODES = "() => { let n = 0; const w = document.createTreeWalker(document, NodeFilter.SHOW_ALL); while (w.nextNode()) n++; return n + 1; }"
+
+
+def dropped(stack: Stack) -> float:
+    total = 0.0
+    for name in ("production", "canary"):
+        with urllib.request.urlopen(stack.url(name, "/metrics"), timeout=5) as resp:
+            text = resp.read().decode()
+        m = re.search(r'^tokentail_telemetry_dropped_total\{sink="live_subscriber"\} (\S+)$', text, re.M)
+        total += float(m.group(1)) if m else 0.0
+    return total
+
+
+def memory(page: Any, cdp: Any) -> dict[str, float]:
+    cdp.send("HeapProfiler.collectGarbage")
+    counters = cdp.send("Memory.getDOMCounters")
+    metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+    in_doc = page.evaluate(NODES)
+    return {
+        "heap_mb": round(metrics["JSHeapUsedSize"] / 2**20, 2),
+        "nodes_alive": counters["nodes"],
+        "nodes_in_document": in_doc,
+        "detached_nodes": counters["nodes"] - in_doc,
+        "listeners": counters["jsEventListeners"],
+    }
+
+
+def measure(page: Any, cdp: Any, stack: Stack, seconds: float) -> dict[str, Any]:
+    """Move the mouse every 100 ms for ``seconds``; the phase's figures."""
+    page.evaluate("() => { window.__bench.long = []; window.__bench.delays = []; }")
+    before = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+    drops = dropped(stack)
+    t0 = time.monotonic()
+    i = 0
+    while time.monotonic() - t0 < seconds:
+        page.mouse.move(200 + (i % 50) * 3, 300 + (i % 7) * 5)
+        i += 1
+        time.sleep(0.1)
+    wall = time.monotonic() - t0
+    after = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+    got = page.evaluate("() => window.__bench")
+    longs, delays = sorted(got["long"]), sorted(got["delays"])
+    return {
+        "seconds": round(wall, 1),
+        "main_thread_busy_pct": round(100 * (after["TaskDuration"] - before["TaskDuration"]) / wall, 1),
+        "long_tasks": len(longs),
+        "long_task_max_ms": round(longs[-1], 1) if longs else 0,
+        "input_events": len(delays),
+        "input_delay_p50_ms": round(quantile(delays, 0.5), 1) if delays else None,
+        "input_delay_p95_ms": round(quantile(delays, 0.95), 1) if delays else None,
+        "live_subscribers_dropped": dropped(stack) - drops,
+        "rows_in_page": page.evaluate("() => window.tokentail.rows.size"),
+    }
+
+
+async def load(stack: Stack, streams: int, until: float) -> None:
+    """``streams`` concurrent chat streams through both proxies until ``until`` (monotonic)."""
+    models = ("sim-gpt-4o", "sim-gpt-4o-mini", "sim-llama-3-8b")
+
+    async def worker(i: int) -> None:
+        n = 0
+        while time.monotonic() < until:
+            variant = ("production", "canary")[i % 2]
+            await _quiet(
+                stream_chat(
+                    stack.url(variant, "/v1"),
+                    f"Load stream {i}.{n}: explain backpressure.",
+                    Stream(),
+                    model=models[i % 3],
+                    tps=20,
+                    ttft_ms=200,
+                    tokens=60,
+                )
+            )
+            n += 1
+
+    await asyncio.gather(*(worker(i) for i in range(streams)))
+
+
+def token_to_dom(page: Any, stack: Stack, since: float) -> dict[str, Any]:
+    probe = page.evaluate("window.__ttProbe")
+    seen: dict[str, list[tuple[float, int]]] = {}
+    for rid, n, t, _ in probe:
+        seen.setdefault(rid, []).append((t, n))
+    lat = []
+    for rid, deltas in list(stack.clock.deltas.items()):
+        marks = sorted(seen.get(rid, []))
+        if not marks or deltas[0][1] < since:
+            continue
+        cum = 0
+        for text, relayed in deltas:
+            cum += utf16_len(text)
+            hit = next((t for t, n in marks if n >= cum), None)
+            if hit is not None:
+                lat.append(hit - relayed * 1000.0)
+    lat.sort()
+    if not lat:
+        return {"deltas": 0}
+    return {
+        "deltas": len(lat),
+        "p50_ms": round(quantile(lat, 0.5), 1),
+        "p99_ms": round(quantile(lat, 0.99), 1),
+        "max_ms": round(lat[-1], 1),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--idle", type=float, default=30.0, help="seconds at ~1 request/s")
+    ap.add_argument("--load", type=float, default=60.0, help="seconds of concurrent streams")
+    ap.add_argument("--probe", type=float, default=10.0, help="seconds of token-to-DOM probing under load")
+    ap.add_argument("--streams", type=int, default=100)
+    ap.add_argument("--json", help="also write the figures here")
+    args = ap.parse_args()
+
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    if not chromium:
+        print("dashboard_bench: needs Debian's chromium", file=sys.stderr)
+        return 2
+    stack = Stack(Path(tempfile.mkdtemp(prefix="tt-dash-bench-")))
+    stack.start()
+    out: dict[str, Any] = {"browser": "headless Chromium (Debian)", "cpus": os.cpu_count()}
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            cdp = page.context.new_cdp_session(page)
+            cdp.send("Performance.enable")
+            page.goto(stack.origin + "/live")
+            page.wait_for_selector('#tt-sources [data-source="proxy:production"][data-state="open"]')
+            page.evaluate(PAGE_PROBE)
+            out["memory_start"] = memory(page, cdp)
+
+            stack.background_traffic(rps=1.0)
+            time.sleep(3)
+            out["idle_1rps"] = measure(page, cdp, stack, args.idle)
+            out["memory_after_idle"] = memory(page, cdp)
+
+            until = time.monotonic() + args.load + args.probe + 5
+            running = stack.loop.submit(load(stack, args.streams, until))
+            time.sleep(5)  # ramp up
+            out["load"] = measure(page, cdp, stack, args.load)
+            out["load"]["streams"] = args.streams
+            out["memory_after_load"] = memory(page, cdp)
+            since = time.time()
+            page.evaluate(PROBE)
+            time.sleep(args.probe)
+            out["token_to_dom_under_load"] = token_to_dom(page, stack, since)
+            running.result(args.load + args.probe + 120)
+            stack.stop_traffic()
+            time.sleep(5)
+            out["memory_end"] = memory(page, cdp)
+            browser.close()
+    finally:
+        stack.stop()
+    print(json.dumps(out, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
