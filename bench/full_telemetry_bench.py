@@ -19,7 +19,8 @@ relayed with added TTFT p99 <= 50 ms (a short doubling search, then one bisectio
 with a message when they cannot be installed or started. `--py-spy DIR` records py-spy's
 collapsed stacks of each proxy (summed up by `bench/profile_summary.py`) (py-spy must be installed in the running environment).
 
-Usage: python bench/full_telemetry_bench.py [--quick] [--scale] [--max-streams] [--peers] [--py-spy DIR]
+Usage: python bench/full_telemetry_bench.py [--quick] [--scale] [--max-streams] [--peers] [--baseline PY]
+                                           [--py-spy DIR]
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import aiohttp
-from _procfs import cpu_seconds, free_port, rss_mb  # bench/ is on sys.path
+from _procfs import free_port, tree_cpu_seconds, tree_rss_mb  # bench/ is on sys.path
 from proxy_bench import BODY, pct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -78,8 +79,8 @@ def spawn(cmd: list[str], port: int, what: str, env: dict | None = None, timeout
             proc.wait()
 
 
-def tokentail(args: list[str], port: int) -> list[str]:
-    return [PY, "-m", "tokentail", *args, "--port", str(port), "--log-level", "warning"]
+def tokentail(args: list[str], port: int, py: str = PY) -> list[str]:
+    return [py, "-m", "tokentail", *args, "--port", str(port), "--log-level", "warning"]
 
 
 @dataclass
@@ -169,7 +170,7 @@ class Sampler:
         while True:
             for t in self.targets:
                 try:
-                    t.rss_peak = max(t.rss_peak, rss_mb(t.pid))
+                    t.rss_peak = max(t.rss_peak, tree_rss_mb(t.pid))
                 except OSError:
                     pass
             await asyncio.sleep(0.2)
@@ -219,7 +220,7 @@ async def live_reader(url: str, stop: asyncio.Event, stats: dict) -> None:
 
 
 def cpu(t: Target) -> float:
-    return cpu_seconds(t.pid) if t.pid else 0.0
+    return tree_cpu_seconds(t.pid) if t.pid else 0.0
 
 
 async def latency(targets: list[Target], n: int, rounds: int) -> None:
@@ -395,7 +396,7 @@ def report(targets: list[Target], args: argparse.Namespace, extra: dict) -> None
         errs = sum(t.res.get("lat_errors", 0) + t.res.get("tp_errors", 0) for t in targets)
         print(f"errors in the latency and throughput runs: {errs}")
         if "us_token_all" in full.res:
-            for t in (off, full):
+            for t in [x for x in targets if "us_token_all" in x.res]:
                 print(
                     f"{t.name}: {t.res['us_token']:.1f} us per relayed token (slope), fixed "
                     f"{t.res['ms_fixed']:.3f} ms per request, {t.res['us_token_all']:.1f} us per token all in "
@@ -435,8 +436,8 @@ async def main_async(args: argparse.Namespace) -> None:
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
     }
 
-    def proxy_cmd(port: int, name: str) -> list[str]:
-        cmd = tokentail(["proxy", "--upstream", sim_base], port)
+    def proxy_cmd(port: int, name: str, py: str = PY) -> list[str]:
+        cmd = tokentail(["proxy", "--upstream", sim_base], port, py)
         if args.py_spy:
             out = os.path.join(args.py_spy, f"{name}.txt")  # collapsed stacks: bench/profile_summary.py
             return ["py-spy", "record", "--nonblocking", "-t", "-r", "250", "-f", "raw", "-o", out, "--", *cmd]
@@ -453,21 +454,32 @@ async def main_async(args: argparse.Namespace) -> None:
             Target("tokentail OFF", f"http://127.0.0.1:{off_port}/v1/chat/completions", _pid(off, args)),
             Target("tokentail FULL", f"http://127.0.0.1:{full_port}/v1/chat/completions", _pid(full, args)),
         ]
+        if args.baseline:  # another checkout's interpreter: before/after in one run
+            for mode, env in (("OFF", {}), ("FULL", full_env)):
+                port = free_port()
+                cmd = proxy_cmd(port, f"baseline-{mode.lower()}", args.baseline)
+                proc = stack.enter_context(spawn(cmd, port, f"baseline {mode}", env))
+                targets.append(
+                    Target(f"baseline {mode}", f"http://127.0.0.1:{port}/v1/chat/completions", _pid(proc, args))
+                )
         if args.peers:
             targets += _start_peers(stack, args, sim_base)
         stop = asyncio.Event()
-        bg = [
-            asyncio.create_task(scraper(f"http://127.0.0.1:{full_port}/metrics", 5.0, stop, extra)),
-            asyncio.create_task(live_reader(f"http://127.0.0.1:{full_port}/api/live", stop, extra)),
-        ]
+        bg = []
+        for t in targets:  # every FULL proxy: /metrics every 5 s and one /api/live subscriber
+            if t.name.endswith("FULL"):
+                base = t.url.removesuffix("/v1/chat/completions")
+                stats = extra if t.name == "tokentail FULL" else dict.fromkeys(extra, 0)
+                bg.append(asyncio.create_task(scraper(f"{base}/metrics", 5.0, stop, stats)))
+                bg.append(asyncio.create_task(live_reader(f"{base}/api/live", stop, stats)))
         for t in targets:
             await run_load(t.url, 64, 8, {})  # warm up
             if t.pid:
-                t.rss_idle = t.rss_peak = rss_mb(t.pid)
+                t.rss_idle = t.rss_peak = tree_rss_mb(t.pid)
         with Sampler(targets):
             await latency(targets, lat_n, rounds)
             await throughput(targets, tp_n, rounds)
-            await per_token(targets[:3], q)
+            await per_token([t for t in targets if t.name.startswith(("tokentail", "baseline"))], q)
         if args.scale:
             s_targets = targets[:3]
             await scale(s_targets, args.scale_streams, 8.0 if q else 20.0)
@@ -524,6 +536,9 @@ def main() -> None:
         "--cache",
         default=os.path.join(os.path.expanduser("~"), ".cache", "tokentail-bench", "peers"),
         help="where --peers keeps its virtualenvs",
+    )
+    parser.add_argument(
+        "--baseline", metavar="PYTHON", help="also run proxies from this interpreter (e.g. main's venv): before/after"
     )
     parser.add_argument("--py-spy", metavar="DIR", help="record py-spy collapsed stacks of each proxy into DIR")
     args = parser.parse_args()
