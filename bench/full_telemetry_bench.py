@@ -63,9 +63,11 @@ def _wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 30
 
 
 @contextmanager
-def spawn(cmd: list[str], port: int, what: str, env: dict | None = None, timeout: float = 30.0) -> Iterator:
+def spawn(
+    cmd: list[str], port: int, what: str, env: dict | None = None, timeout: float = 30.0, cwd: str | None = None
+) -> Iterator:
     proc = subprocess.Popen(
-        cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd
     )
     try:
         _wait_port(port, proc, what, timeout)
@@ -344,9 +346,9 @@ def peer_command(name: str, bindir: str, port: int, upstream: str, workdir: str)
             )
         cmd = [os.path.join(bindir, "litellm"), "--config", cfg, "--port", str(port), "--num_workers", "1"]
         return cmd, {"LITELLM_LOG": "ERROR"}, f"http://127.0.0.1:{port}/v1/chat/completions"
+    # Its SQLite file lands in the working directory (the cache dir, see _start_peers).
     cmd = [os.path.join(bindir, "llm-observe-proxy"), "--port", str(port), "--upstream-url", upstream]
-    env = {"LLM_OBSERVE_UPSTREAM_URL": upstream, "HOME": workdir}
-    return cmd, env, f"http://127.0.0.1:{port}/v1/chat/completions"
+    return cmd, {}, f"http://127.0.0.1:{port}/v1/chat/completions"
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -371,8 +373,8 @@ def report(targets: list[Target], args: argparse.Namespace, extra: dict) -> None
     print(head)
     for t in targets:
         r = t.res
-        if "rps" not in r:
-            print(f"{t.name:22} (not measured: {r.get('skipped', 'failed')})")
+        if "rps" not in r or "ttft_p50" not in r or "rps" not in d.res:
+            print(f"{t.name:22} {r}")
             continue
         direct = t is d
         a50 = "" if direct else f"{r['ttft_p50'] - d.res['ttft_p50']:+7.2f}"
@@ -391,8 +393,9 @@ def report(targets: list[Target], args: argparse.Namespace, extra: dict) -> None
         print(row)
     full = next((t for t in targets if t.name == "tokentail FULL"), None)
     off = next((t for t in targets if t.name == "tokentail OFF"), None)
-    if full and off:
+    if full and off and "rps" in full.res:
         print(f"\ntelemetry FULL / OFF throughput: {full.res['rps'] / off.res['rps']:.2f}x")
+    if full and off:
         errs = sum(t.res.get("lat_errors", 0) + t.res.get("tp_errors", 0) for t in targets)
         print(f"errors in the latency and throughput runs: {errs}")
         if "us_token_all" in full.res:
@@ -477,9 +480,12 @@ async def main_async(args: argparse.Namespace) -> None:
             if t.pid:
                 t.rss_idle = t.rss_peak = tree_rss_mb(t.pid)
         with Sampler(targets):
-            await latency(targets, lat_n, rounds)
-            await throughput(targets, tp_n, rounds)
-            await per_token([t for t in targets if t.name.startswith(("tokentail", "baseline"))], q)
+            if "latency" in args.only:
+                await latency(targets, lat_n, rounds)
+            if "throughput" in args.only:
+                await throughput(targets, tp_n, rounds)
+            if "token" in args.only:
+                await per_token([t for t in targets if t.name.startswith(("tokentail", "baseline"))], q)
         if args.scale:
             s_targets = targets[:3]
             await scale(s_targets, args.scale_streams, 8.0 if q else 20.0)
@@ -517,7 +523,9 @@ def _start_peers(stack: ExitStack, args: argparse.Namespace, sim_base: str) -> l
         port = free_port()
         cmd, env, url = peer_command(name, bindir, port, sim_base, args.cache)
         try:
-            proc = stack.enter_context(spawn(cmd, port, name, env, timeout=90))
+            workdir = os.path.join(args.cache, f"{name}-run")
+            os.makedirs(workdir, exist_ok=True)
+            proc = stack.enter_context(spawn(cmd, port, name, env, timeout=90, cwd=workdir))
         except RuntimeError as exc:
             print(f"  {name}: skipped, {exc}")
             continue
@@ -528,6 +536,9 @@ def _start_peers(stack: ExitStack, args: argparse.Namespace, sim_base: str) -> l
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run, noisier figures)")
+    parser.add_argument(
+        "--only", default="latency,throughput,token", help="scenarios to run (default: latency,throughput,token)"
+    )
     parser.add_argument("--scale", action="store_true", help="also 1,000 concurrent streams at 10 tok/s")
     parser.add_argument("--scale-streams", type=int, default=1000, help="streams for --scale (default 1000)")
     parser.add_argument("--max-streams", action="store_true", help="search the most 50 tok/s streams in budget")
