@@ -344,8 +344,11 @@ def peer_command(name: str, bindir: str, port: int, upstream: str, workdir: str)
                 "model_list:\n  - model_name: sim-gpt-4o\n    litellm_params:\n"
                 f"      model: openai/sim-gpt-4o\n      api_base: {upstream}\n      api_key: sk-bench\n"
             )
-        cmd = [os.path.join(bindir, "litellm"), "--config", cfg, "--port", str(port), "--num_workers", "1"]
-        return cmd, {"LITELLM_LOG": "ERROR"}, f"http://127.0.0.1:{port}/v1/chat/completions"
+        cmd = [os.path.join(bindir, "litellm"), "--config", cfg, "--host", "127.0.0.1", "--port", str(port)]
+        cmd += ["--num_workers", "1"]
+        # No master key on a loopback benchmark: LiteLLM refuses to start unless told this is local.
+        env = {"LITELLM_LOG": "ERROR", "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true"}
+        return cmd, env, f"http://127.0.0.1:{port}/v1/chat/completions"
     # Its SQLite file lands in the working directory (the cache dir, see _start_peers).
     cmd = [os.path.join(bindir, "llm-observe-proxy"), "--port", str(port), "--upstream-url", upstream]
     return cmd, {}, f"http://127.0.0.1:{port}/v1/chat/completions"
@@ -368,7 +371,7 @@ def report(targets: list[Target], args: argparse.Namespace, extra: dict) -> None
     )
     head = (
         f"{'':22} {'TTFT p50':>9} {'added':>7} {'TTFT p99':>9} {'added':>7} {'req/s c32':>10} {'x direct':>9}"
-        f" {'CPU/req':>8} {'us/token':>9} {'fixed ms':>9} {'RSS idle->after':>16}"
+        f" {'CPU/req':>8} {'us/token':>9} {'fixed ms':>9} {'RSS idle->after':>16} {'errors':>7}"
     )
     print(head)
     for t in targets:
@@ -390,7 +393,7 @@ def report(targets: list[Target], args: argparse.Namespace, extra: dict) -> None
             else:
                 row += f" {'':9} {'':9}"
             row += f" {t.rss_idle:6.0f} -> {t.rss_peak:4.0f} MB"
-        print(row)
+        print(f"{row} {r.get('lat_errors', 0) + r.get('tp_errors', 0):7}")
     full = next((t for t in targets if t.name == "tokentail FULL"), None)
     off = next((t for t in targets if t.name == "tokentail OFF"), None)
     if full and off and "rps" in full.res:
