@@ -25,3 +25,36 @@ def cpu_seconds(pid: int) -> float:
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/statm") as fh:
         return int(fh.read().split()[1]) * PAGE / 2**20
+
+
+def children(pid: int) -> list[int]:
+    """``pid``'s descendants (the proxy's span export process, for one)."""
+    out: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as fh:
+                out += [int(c) for c in fh.read().split()]
+    except OSError:
+        return out
+    return out + [g for c in out for g in children(c)]
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and of its living descendants: work moved to a child still counts."""
+    total = cpu_seconds(pid)
+    for c in children(pid):
+        try:
+            total += cpu_seconds(c)
+        except OSError:
+            pass
+    return total
+
+
+def tree_rss_mb(pid: int) -> float:
+    total = rss_mb(pid)
+    for c in children(pid):
+        try:
+            total += rss_mb(c)
+        except OSError:
+            pass
+    return total

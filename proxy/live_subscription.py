@@ -39,6 +39,7 @@ class Subscription:
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize)
         self.lagged = False
         self.closed = False
+        self._ended = False  # get_nowait took the end marker: get() returns None at once
         self._backlog = deque(backlog)
 
     def __aiter__(self) -> Subscription:
@@ -58,12 +59,26 @@ class Subscription:
         """
         if self._backlog:
             ev: Event | None = self._backlog.popleft()
-        elif self.closed and self.queue.empty():
+        elif self._ended or (self.closed and self.queue.empty()):
             return None
         else:
             async with asyncio.timeout(timeout):
                 ev = await self.queue.get()
         if ev is None:
+            return None
+        return f"{self.boot_id}:{ev[0]}", ev[1], ev[2]
+
+    def get_nowait(self) -> tuple[str, str, dict[str, Any]] | None:
+        """The next event if one is ready now, else None (never waits). The HTTP layer writes
+        what is ready in one go: one write per burst of tokens, not one per event."""
+        if self._backlog:
+            ev: Event | None = self._backlog.popleft()
+        elif self._ended or self.queue.empty():
+            return None
+        else:
+            ev = self.queue.get_nowait()
+        if ev is None:
+            self._ended = True  # the end stays for get()
             return None
         return f"{self.boot_id}:{ev[0]}", ev[1], ev[2]
 

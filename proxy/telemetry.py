@@ -7,7 +7,8 @@ ending a span only appends to a bounded queue, and a full queue drops the span a
 (``on_drop("spans", n)``), as does a failed export for every span of its batch. The Python
 SDK's ``BatchSpanProcessor`` counts nothing unless its internal metrics are enabled, so a
 gate in front of it keeps our own count of queued spans and never lets its queue overflow.
-Exports are bounded by a short timeout (2 s unless ``OTEL_EXPORTER_OTLP_TIMEOUT`` says
+Encoding and sending run in a child process (``span_process``), never holding the
+proxy's GIL. Exports are bounded by a short timeout (2 s unless ``OTEL_EXPORTER_OTLP_TIMEOUT`` says
 otherwise) and ``shutdown_bounded`` never waits longer than it is told.
 """
 
@@ -45,6 +46,8 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 from opentelemetry.util.re import parse_env_headers
+
+from .span_process import ProcessSpanExporter
 
 log = logging.getLogger("tokentail.proxy.telemetry")
 
@@ -289,6 +292,8 @@ def build_tracer_provider(env: Mapping[str, str], on_drop: OnDrop) -> GatedTrace
 
 
 def _otlp_exporter(env: Mapping[str, str]) -> SpanExporter:
+    """The OTLP exporter the environment asks for, run in a child process (``span_process``:
+    encoding and sending never hold the proxy's GIL)."""
     protocol = (
         (env.get(OTEL_EXPORTER_OTLP_TRACES_PROTOCOL) or env.get(OTEL_EXPORTER_OTLP_PROTOCOL) or "http/protobuf")
         .strip()
@@ -297,23 +302,19 @@ def _otlp_exporter(env: Mapping[str, str]) -> SpanExporter:
     timeout = export_timeout(env)
     headers = otlp_headers(env)
     if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
-
         endpoint = (
             env.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
             or env.get(OTEL_EXPORTER_OTLP_ENDPOINT)
             or "http://localhost:4317"
         )
-        return GrpcExporter(endpoint=endpoint, headers=headers, timeout=timeout)
+        return ProcessSpanExporter("grpc", endpoint, headers, timeout)
     if protocol != "http/protobuf":
         log.warning("OTLP protocol %r is not supported by the Python exporter; using http/protobuf", protocol)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
-
     endpoint = env.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or ""
     if not endpoint:  # the signal path is appended only to the generic endpoint, as the spec says
         base = env.get(OTEL_EXPORTER_OTLP_ENDPOINT) or "http://localhost:4318"
         endpoint = base.rstrip("/") + "/v1/traces"
-    return HttpExporter(endpoint=endpoint, headers=headers, timeout=timeout)
+    return ProcessSpanExporter("http/protobuf", endpoint, headers, timeout)
 
 
 def otlp_headers(env: Mapping[str, str]) -> dict[str, str] | None:

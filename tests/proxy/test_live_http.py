@@ -364,3 +364,19 @@ async def test_subscriber_cap_refuses_with_503_and_counts(sim_server):
                 r.close()
     finally:
         await server.close()
+
+
+def test_ready_events_go_out_in_one_write_and_a_big_one_in_slices():
+    from tokentail.proxy.api import _ready_slices
+    from tokentail.proxy.live_sse import SLICE_CHARS, encode_sse
+    from tokentail.proxy.live_subscription import Subscription
+
+    small = [(i, "request.delta", {"id": "r", "seq": i, "text": "tok"}, 10) for i in (2, 3)]
+    big = (4, "request.end", {"id": "r", "text": "x" * (3 * SLICE_CHARS)}, 10)
+    sub = Subscription("b", [*small, big], maxsize=8)
+    first = (1, "request.delta", {"id": "r", "seq": 1, "text": "tok"}, 10)
+    out = list(_ready_slices(sub, (f"b:{first[0]}", first[1], first[2])))
+    expected_small = b"".join(encode_sse(f"b:{e[0]}", e[1], e[2]) for e in (first, *small))
+    assert out[0] == expected_small  # three ready deltas, one write
+    assert len(out) > 2 and b"".join(out[1:]) == encode_sse("b:4", "request.end", big[2])
+    assert sub.get_nowait() is None

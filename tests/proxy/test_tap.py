@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tokentail.proxy import record as R
 from tokentail.proxy.record import RequestRecord
-from tokentail.proxy.tap import StreamTap
+from tokentail.proxy.tap import StreamTap, _loads
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -707,3 +707,29 @@ def test_a_record_that_ended_otherwise_keeps_its_reason(status, error):
     rec.status, rec.error = status, error  # what the handler sets before the finally's finish()
     tap.finish()
     assert (rec.status, rec.error, rec.text) == (status, error, "par")
+
+
+# --- the event parser: msgspec on the hot path, the same results as json.loads -------------------
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_json_values)
+def test_loads_equals_json_loads_on_any_value(value):
+    text = json.dumps(value)  # NaN and infinities included: json writes them, msgspec refuses them
+    assert repr(_loads(text)) == repr(json.loads(text))
+
+
+@given(st.text(alphabet='{}[]",:0123456789.eE+-tfnrulasN\\ u', max_size=40))
+def test_loads_accepts_and_refuses_what_json_loads_does(text):
+    try:
+        expected = repr(json.loads(text))
+    except (ValueError, RecursionError) as exc:
+        with pytest.raises(type(exc)):
+            _loads(text)
+    else:
+        assert repr(_loads(text)) == expected
