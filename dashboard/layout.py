@@ -286,7 +286,8 @@ def model_table(rows: list[dict[str, Any]]) -> Any:
         ]
         cells += [html.Td(fmt.value(r.get(key), unit), className="tt-num") for key, _, unit in MODEL_COLUMNS]
         body.append(html.Tr(cells, **data(model=r["name"])))
-    return html.Table(className="tt-table", children=[html.Thead(head), html.Tbody(body)])
+    table = html.Table(className="tt-table", children=[html.Thead(head), html.Tbody(body)])
+    return html.Div(className="tt-table-scroll", children=table)  # wide: scrolls in its card, not the page
 
 
 def _cost_text(v: dict[str, Any]) -> str:

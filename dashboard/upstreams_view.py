@@ -122,7 +122,8 @@ def upstreams_card(rows: list[dict[str, Any]], errors: list[str], now: float) ->
         children=[html.Thead(html.Tr([html.Th(h) for h in labels])), html.Tbody(body)],
     )
     extra = [html.Div("; ".join(errors), className="tt-muted")] if errors else []
-    return html.Div(className="tt-card", children=[head, table, *extra])
+    scroll = html.Div(className="tt-table-scroll", children=table)  # wide: scrolls in its card, not the page
+    return html.Div(className="tt-card", children=[head, scroll, *extra])
 
 
 def raw_card(raw: dict[str, Any] | None) -> html.Div:

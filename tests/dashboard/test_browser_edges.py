@@ -25,7 +25,12 @@ def test_no_page_overflows_sideways(live_stack, browser, width):
             open_page(page, live_stack, path)
             page.wait_for_timeout(300)  # let the page lay out what the feeds brought (no condition to poll)
             over = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-            assert over <= 0, f"{path} overflows sideways by {over} px at {width} px"
+            wide = page.evaluate(
+                "() => { const w = document.documentElement.clientWidth; return [...document.querySelectorAll('*')]"
+                ".filter(e => e.getBoundingClientRect().right > w + 1)"
+                ".slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)); }"
+            )
+            assert over <= 0, f"{path} overflows sideways by {over} px at {width} px: {wide}"
     finally:
         context.close()
 

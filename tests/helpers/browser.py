@@ -45,13 +45,13 @@ def unique_prompt(what: str) -> str:
 
 def plot_traces(page, graph_id: str):
     """Each trace of a Plotly chart: its name and how many positive values it draws."""
-    # Plotly sets gd.data once it has drawn: a chart re-rendered by a callback may not have yet.
-    page.wait_for_function(
+    # Read in the same check that waits for it: a chart re-rendered by a callback between a wait
+    # and a separate read would have no data yet.
+    handle = page.wait_for_function(
         "id => { const gd = document.querySelector('#' + id + ' .js-plotly-plot');"
-        " return gd && Array.isArray(gd.data); }",
+        " if (!gd || !Array.isArray(gd.data)) return null;"
+        " return gd.data.map(t => ({name: t.name, n: (t.y || []).filter(v => v !== null && v > 0).length})); }",
         arg=graph_id,
         timeout=10_000,
     )
-    return page.locator(f"#{graph_id} .js-plotly-plot").evaluate(
-        "gd => gd.data.map(t => ({name: t.name, n: (t.y || []).filter(v => v !== null && v > 0).length}))"
-    )
+    return handle.json_value()

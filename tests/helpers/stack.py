@@ -314,7 +314,15 @@ class Stack:
         last: list[Any] = [None]
 
         def satisfied() -> bool:
-            last[0] = self.get_json(name, path)
+            import urllib.error
+
+            try:
+                last[0] = self.get_json(name, path)
+            except urllib.error.HTTPError as exc:
+                if exc.code != 404:  # not there yet (a span still on its way): poll again
+                    raise
+                last[0] = None
+                return False
             return bool(until(last[0]))
 
         try:
