@@ -368,24 +368,31 @@ class SpansPlan:
     ascending: bool = False
 
 
-def span_filters(query: Mapping[str, str]) -> tuple[list[str], list[Any]]:
-    """Conditions and parameters for the filters /api/spans and /api/sessions share."""
+def window_filters(query: Mapping[str, str], *, upper: str) -> tuple[list[str], list[Any]]:
+    """The conditions every span filter starts from: ``since`` to ``upper`` (the parameter
+    that names the window's end), status and model (asked or answered)."""
     where: list[str] = ["TRUE"]
     args: list[Any] = []
     since = number_param(query, "since", 0, 1e11)
-    before = number_param(query, "before", 0, 1e11)
+    end = number_param(query, upper, 0, 1e11)
     if since is not None:
         where.append("start_time >= ?")
         args.append(since)
-    if before is not None:
+    if end is not None:
         where.append("start_time < ?")
-        args.append(before)
+        args.append(end)
     if query.get("status"):
         where.append("status = ?")
         args.append(_choice(query, "status", list(SPAN_STATUSES), ""))
     if query.get("model"):
         where.append("(model = ? OR response_model = ?)")
         args += [query["model"], query["model"]]
+    return where, args
+
+
+def span_filters(query: Mapping[str, str]) -> tuple[list[str], list[Any]]:
+    """Conditions and parameters for the filters /api/spans and /api/sessions share."""
+    where, args = window_filters(query, upper="before")
     for name, cond in _ATTRIBUTION.items():
         if query.get(name):
             where.append(cond)

@@ -21,7 +21,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .query import SPAN_STATUSES, QueryError, _choice, check_known, like_pattern, number_param, span_json
+from .query import (
+    QueryError,
+    _choice,
+    check_known,
+    like_pattern,
+    number_param,
+    span_json,
+    window_filters,
+)
 from .store import SPAN_COLUMNS
 
 MAX_LIMIT = 500
@@ -104,22 +112,7 @@ class SearchPlan:
 
 def filters(query: Mapping[str, str]) -> tuple[list[str], list[Any]]:
     """Conditions and parameters for the search filters (``QueryError`` on bad values)."""
-    where: list[str] = ["TRUE"]
-    args: list[Any] = []
-    since = number_param(query, "since", 0, 1e11)
-    until = number_param(query, "until", 0, 1e11)
-    if since is not None:
-        where.append("start_time >= ?")
-        args.append(since)
-    if until is not None:
-        where.append("start_time < ?")
-        args.append(until)
-    if query.get("status"):
-        where.append("status = ?")
-        args.append(_choice(query, "status", list(SPAN_STATUSES), ""))
-    if query.get("model"):
-        where.append("(model = ? OR response_model = ?)")
-        args += [query["model"], query["model"]]
+    where, args = window_filters(query, upper="until")
     for name, cond in _EQUALS.items():
         if query.get(name):
             where.append(cond)
