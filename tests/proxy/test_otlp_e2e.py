@@ -267,8 +267,8 @@ async def test_300_spans_with_1_mib_prompts_all_land_truncated(aiohttp_client, t
 async def test_uncapped_giant_spans_are_refused_and_counted(aiohttp_client, tmp_path):
     """The control: without the cap a batch exceeds the collector's 16 MiB, is refused (413)
     and every span of it is counted as dropped, never silently lost. Each span alone is over the
-    limit (a 5 MiB prompt, carried twice), so however the processor batches them, all are refused."""
+    limit (a 9 MiB prompt, carried twice: 18 MiB), so however the processor batches them, all are refused."""
     _, stored, dropped = await _export_to_collector(
-        aiohttp_client, tmp_path, _big_records(4, 5 << 20, "huge"), content_bytes=32 << 20
+        aiohttp_client, tmp_path, _big_records(3, 9 << 20, "huge"), content_bytes=32 << 20
     )
-    assert (stored, dropped) == (0, 4)
+    assert (stored, dropped) == (0, 3)
