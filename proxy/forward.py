@@ -19,7 +19,7 @@ import json
 import logging
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from typing import Any
 
 import aiohttp
@@ -33,7 +33,7 @@ from .hooks import RequestContext, UpstreamPlan, parse_json_object
 from .record import Delta, Observers, RequestRecord, merge_deltas
 from .redact import Redactor
 from .routes import Route
-from .state import CONFIG, HOOKS, INFLIGHT, OBSERVERS, PRICES, REDACTOR, SESSION, InFlight, ProxyConfig
+from .state import CONFIG, CONTENT_POOL, HOOKS, INFLIGHT, OBSERVERS, PRICES, REDACTOR, SESSION, InFlight, ProxyConfig
 from .tap import StreamTap
 from .upstream_url import PREFIX, PathRefused
 from .upstreams_state import UPSTREAMS
@@ -92,10 +92,12 @@ async def forward(request: web.Request) -> web.StreamResponse:
     try:
         hooks, observers = app[HOOKS], app[OBSERVERS]
         if len(body) > _PARSE_OFF_LOOP:  # megabytes of JSON: parse in the worker, the loop serves others
-            ctx.preparsed = (await asyncio.get_running_loop().run_in_executor(_pool(), parse_json_object, body),)
+            ctx.preparsed = (
+                await asyncio.get_running_loop().run_in_executor(app[CONTENT_POOL], parse_json_object, body),
+            )
         hooks.request(ctx)
         if rec.prompt_pending is not None:
-            prompt = _PromptRedaction(rec, app[REDACTOR], observers)
+            prompt = _PromptRedaction(rec, app[REDACTOR], observers, app[CONTENT_POOL])
         observers.start(rec)
         hooks.upstream(ctx)  # after on_start: our span exists now
         if len(body) > _PARSE_OFF_LOOP:
@@ -128,18 +130,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
 
 
 _SECRET_ROOM = 1024  # longer than any secret a rule knows: text is cut this far past a cap before redaction
-_POOL: list[ThreadPoolExecutor] = []
 _PARSE_OFF_LOOP = 1 << 20  # a body this big is parsed in the worker thread (~2 ms per MiB)
-
-
-def _pool() -> ThreadPoolExecutor:
-    """One worker thread for large bodies' parsing and prompts' redaction. RE2 and the JSON
-    decoder keep the GIL during a call, so more threads would only take more turns from the
-    event loop (measured: eight threads held a 10 ms/token stream for over a second); with
-    one, the loop waits at most one call. Created on first use, lives with the process."""
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokentail-content"))
-    return _POOL[0]
 
 
 class _PromptRedaction:
@@ -151,12 +142,12 @@ class _PromptRedaction:
 
     __slots__ = ("_observers", "_rec", "done", "end")
 
-    def __init__(self, rec: RequestRecord, redactor: Redactor, observers: Observers) -> None:
+    def __init__(self, rec: RequestRecord, redactor: Redactor, observers: Observers, pool: Executor) -> None:
         self._rec, self._observers = rec, observers
         self.done = False
         self.end = False  # the request ended first: on_end runs once the prompt is ready
         raw, rec.prompt_pending = rec.prompt_pending, None
-        fut = asyncio.get_running_loop().run_in_executor(_pool(), redactor.redact_json, raw)
+        fut = asyncio.get_running_loop().run_in_executor(pool, redactor.redact_json, raw)
         fut.add_done_callback(self._ready)
 
     def _ready(self, fut: asyncio.Future[Any]) -> None:

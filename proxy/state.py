@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -97,6 +98,8 @@ HUB: Final = web.AppKey("hub", LiveHub)
 METRICS: Final = web.AppKey("metrics", ProxyMetrics)
 OBSERVERS: Final = web.AppKey("observers", Observers)
 HOOKS: Final = web.AppKey("hooks", RequestHooks)
+# One worker thread for large bodies' parsing and prompts' redaction, set in cleanup_ctx.
+CONTENT_POOL: Final = web.AppKey("content_pool", ThreadPoolExecutor)
 REDACTOR: Final = web.AppKey("redactor", Redactor)
 POLICY: Final = web.AppKey("policy", AccessPolicy)
 BOOT_ID: Final = web.AppKey("boot_id", str)
