@@ -56,6 +56,9 @@ def test_plan_without_upstream_starts_the_simulator_and_wires_variants():
     assert by["proxy"].env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == "http://127.0.0.1:8788/v1/traces"
     coll = by["collector"].args
     assert "production=http://127.0.0.1:8787" in coll and "canary=http://127.0.0.1:8789" in coll
+    for child in (by["proxy"], by["proxy-canary"], by["collector"]):
+        origins = [child.args[i + 1] for i, a in enumerate(child.args) if a == "--allowed-origin"]
+        assert origins == ["http://127.0.0.1:8050", "http://localhost:8050"], child.name
     s = resolve("up", OPTIONS, {"upstream": "https://api.openai.com/v1"}, env={}, file_config={})
     assert "simulator" not in [c.name for c in plan(s)]
 

@@ -103,7 +103,12 @@ def plan(settings) -> list[Child]:
     proxies = [("proxy", "production", settings.proxy_port)]
     if settings.demo:
         proxies.append(("proxy-canary", "canary", settings.canary_port))
-    dash_origin = f"http://{h}:{settings.dashboard_port}"
+    # A browser may open the dashboard as localhost or as the loopback address: both are the same
+    # page to the user but different origins to the proxies' and collector's CORS checks.
+    dash_origins = [f"http://{h}:{settings.dashboard_port}"]
+    if h in ("127.0.0.1", "::1"):
+        dash_origins.append(f"http://localhost:{settings.dashboard_port}")
+    origin_args = [arg for o in dash_origins for arg in ("--allowed-origin", o)]
     for name, variant, p in proxies:
         children.append(
             Child(
@@ -118,8 +123,7 @@ def plan(settings) -> list[Child]:
                     str(p),
                     "--variant",
                     variant,
-                    "--allowed-origin",
-                    dash_origin,
+                    *origin_args,
                 ],
                 p,
                 dict(otel),
@@ -135,8 +139,7 @@ def plan(settings) -> list[Child]:
             str(settings.collector_port),
             "--db",
             db,
-            "--allowed-origin",
-            dash_origin,
+            *origin_args,
         ]
         for _, variant, p in proxies:
             args += ["--target", f"{variant}=http://{h}:{p}"]
