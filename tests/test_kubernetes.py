@@ -29,7 +29,7 @@ import yaml
 from aiohttp import ClientSession
 
 from tests.helpers import require, serve
-from tests.helpers.compose import SHARED_ENV, compose, stages
+from tests.helpers.compose import PENDING_OPTIONS, SHARED_ENV, compose, stages
 from tests.helpers.kubernetes import (
     BASE,
     EXAMPLE,
@@ -40,6 +40,7 @@ from tests.helpers.kubernetes import (
     container_env,
     load_docs,
     pod_labels,
+    redis_server,
     render,
     selects,
     settings_for,
@@ -52,14 +53,6 @@ from tokentail.proxy import telemetry
 KUBE_VERSIONS = ("1.31.0", kubernetes_validate.utils.latest_version())
 REQUIRE_KUBECTL = "TOKENTAIL_REQUIRE_KUBECTL"
 
-# Options of issue 15 parts 1 and 2 (Redis live plane, charts from Prometheus), built on other
-# branches. Until the CLI reads them they may appear without being resolved; once it does,
-# test_environment_resolves_to_valid_settings resolves them like every other name.
-PENDING_OPTIONS = {
-    "TOKENTAIL_PROXY_LIVE_REDIS": "proxy",
-    "TOKENTAIL_COLLECTOR_LIVE_REDIS": "collector",
-    "TOKENTAIL_DASHBOARD_METRICS_SOURCE": "dashboard",
-}
 # Variables only there to be expanded into another one ($(NAME)), read by no program.
 HELPER_ENV = {"REDIS_PASSWORD"}
 HEALTH_PATHS = {"proxy": "/healthz", "collector": "/healthz", "dashboard": "/_tt/healthz"}
@@ -662,3 +655,24 @@ def test_every_pod_runs_unprivileged_on_a_read_only_root():
     db = Path(settings_of(docs, "collector").db)
     assert {"name": "data", "mountPath": str(db.parent)} in mounts
     assert collector["spec"]["template"]["spec"]["securityContext"]["fsGroup"] == uid
+
+
+def test_redis_runs_with_its_arguments_and_its_probe_wants_the_password(tmp_path):
+    docs = base_docs()
+    redis = workloads(docs)["tokentail-redis"]
+    (container,) = redis["spec"]["template"]["spec"]["containers"]
+    env = container_env(docs, redis, container, TEST_SECRETS)
+    args = [re.sub(r"\$\(([A-Z_]+)\)", lambda m: env[m.group(1)], a) for a in container["args"]]
+    assert env["REDISCLI_AUTH"] == env["REDIS_PASSWORD"] == TEST_SECRETS["redis-password"]
+    with redis_server(args, tmp_path) as port:
+        probe = container["readinessProbe"]["exec"]["command"]
+        probe = [a.replace("-p 6379", f"-p {port}") for a in probe]
+
+        def run(password: str) -> int:
+            child = {"PATH": os.environ.get("PATH", ""), "REDISCLI_AUTH": password}
+            return subprocess.run(probe, env=child, capture_output=True, timeout=20).returncode
+
+        assert run(TEST_SECRETS["redis-password"]) == 0
+        assert run("wrong") != 0, "a Redis that refuses our password is not ready"
+        noauth = subprocess.run(["redis-cli", "-p", str(port), "get", "x"], capture_output=True, text=True, timeout=20)
+        assert "NOAUTH" in noauth.stdout + noauth.stderr

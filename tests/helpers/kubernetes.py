@@ -9,13 +9,17 @@ tests/test_kubernetes.py checks this renderer's output against ``kubectl kustomi
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tests.helpers import free_port, require_binary, wait_port
 from tests.helpers.compose import ROOT, image_env
 from tokentail import cli
 from tokentail.settings import resolve
@@ -27,6 +31,7 @@ __all__ = [
     "TEST_SECRETS",
     "container_env",
     "load_docs",
+    "redis_server",
     "render",
     "selects",
     "settings_for",
@@ -220,3 +225,35 @@ def cli_module(command: str):
     import importlib
 
     return importlib.import_module(cli.COMMANDS[command])
+
+
+# --- a real redis-server with the manifests' arguments --------------------------------------
+
+
+@contextlib.contextmanager
+def redis_server(args: list[str], workdir: Path) -> Iterator[int]:
+    """``redis-server`` started with ``args`` as compose.yaml or a manifest writes them, only
+    the port moved to a free loopback one (and bound to loopback); yields that port."""
+    binary = require_binary("redis-server", "TOKENTAIL_REQUIRE_REDIS")
+    assert args[0] == "redis-server", args
+    port = free_port()
+    rest = list(args[1:])
+    if "--port" in rest:
+        del rest[rest.index("--port") : rest.index("--port") + 2]
+    if "--dir" in rest:
+        rest[rest.index("--dir") + 1] = str(workdir)
+    log = (workdir / "redis.log").open("wb")
+    proc = subprocess.Popen(
+        [binary, *rest, "--port", str(port), "--bind", "127.0.0.1"], cwd=workdir, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_port(port, proc, 10.0, output=lambda: (workdir / "redis.log").read_text(errors="replace"))
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
