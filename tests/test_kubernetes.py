@@ -29,7 +29,7 @@ import yaml
 from aiohttp import ClientSession
 
 from tests.helpers import require, serve
-from tests.helpers.compose import PENDING_OPTIONS, SHARED_ENV, compose, stages
+from tests.helpers.compose import PENDING_OPTIONS, ROOT, SHARED_ENV, compose, stages
 from tests.helpers.kubernetes import (
     BASE,
     EXAMPLE,
@@ -196,12 +196,18 @@ def test_the_podmonitor_is_structurally_sound():
     seconds = {k: int(re.fullmatch(r"(\d+)s", endpoint[k]).group(1)) for k in ("interval", "scrapeTimeout")}
     assert 0 < seconds["scrapeTimeout"] < seconds["interval"]
     # the variant label comes from the pod label the proxy itself reads
-    (relabel,) = endpoint["relabelings"]
-    assert relabel["targetLabel"] == "variant" and relabel.get("action", "replace") == "replace"
-    (source,) = relabel["sourceLabels"]
+    relabel = {r["targetLabel"]: r for r in endpoint["relabelings"]}
+    assert set(relabel) == {"variant", "job"}
+    assert all(r.get("action", "replace") == "replace" for r in relabel.values())
+    (source,) = relabel["variant"]["sourceLabels"]
     label = re.sub(r"[^a-zA-Z0-9_]", "_", "tokentail/variant")
     assert source == f"__meta_kubernetes_pod_label_{label}"
     assert pod_labels(proxy)["tokentail/variant"] == settings_of(docs, "proxy").variant
+    # the job the alert rules watch (the operator's default would be <namespace>/<name>)
+    rules = (ROOT / "deploy" / "prometheus" / "rules.yml").read_text()
+    jobs = set(re.findall(r'up\{job="([^"]+)"\}', rules))
+    assert jobs == {relabel["job"]["replacement"]}
+    assert "sourceLabels" not in relabel["job"]
 
 
 def test_scrape_annotations_name_the_metrics_port_and_path():
@@ -676,3 +682,18 @@ def test_redis_runs_with_its_arguments_and_its_probe_wants_the_password(tmp_path
         assert run("wrong") != 0, "a Redis that refuses our password is not ready"
         noauth = subprocess.run(["redis-cli", "-p", str(port), "get", "x"], capture_output=True, text=True, timeout=20)
         assert "NOAUTH" in noauth.stdout + noauth.stderr
+
+
+def test_prometheus_is_where_the_policy_lets_it_scrape_from():
+    docs = base_docs()
+    source = env_of(docs, "dashboard")["TOKENTAIL_DASHBOARD_METRICS_SOURCE"]
+    kind, _, url = source.partition("=")
+    assert kind == "prometheus"
+    host = urlsplit(url).hostname.split(".")
+    assert host[2:] == ["svc"], f"{url}: a Service name, <service>.<namespace>.svc"
+    admitted = {
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for peer in _sources(docs, pod_labels(workloads(docs)["tokentail-proxy"]))
+        if "namespaceSelector" in peer
+    }
+    assert host[1] in admitted, "Prometheus' namespace may connect to the proxies"
