@@ -214,8 +214,8 @@ def test_settings_resolve_as_the_cli_would():
         if command == "dashboard":
             config = DashboardConfig.from_settings(s)
             assert not config.open_access and config.collector
-            # one live feed per proxy, or (scale) the collector's one merged feed
-            assert len(config.proxies) == (1 if profiles_of(name) else len(proxies))
+            # one live feed per proxy, or (scale) the collector's one merged feed (--live)
+            assert len(config.proxies) == (0 if profiles_of(name) else len(proxies))
 
 
 def test_published_ports_reach_a_listening_port():
@@ -325,9 +325,9 @@ def test_the_scale_profile_has_one_live_plane():
     # the page talks to collector-scale only, by the URL that works inside its netns too
     dash = settings_of("dashboard-scale")
     assert netns_owner("dashboard-scale") == "collector-scale"
-    assert {browser_target(item.split("=", 1)[1]) for item in dash.proxy} == {
-        ("collector-scale", settings_of("collector-scale").port)
-    }
+    assert not dash.proxy
+    live = effective_env("dashboard-scale")["TOKENTAIL_DASHBOARD_LIVE"]
+    assert live == dash.collector and (dash.get("live") in (None, live))
     assert browser_target(dash.collector) == ("collector-scale", settings_of("collector-scale").port)
     assert urlsplit(dash.collector).port == settings_of("collector-scale").port, "same port inside and outside"
     (dash_host_port,) = [h for _, h, c in published("collector-scale") if c == dash.port]

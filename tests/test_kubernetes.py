@@ -336,8 +336,11 @@ def test_environment_resolves_to_valid_settings():
         assert str(config.db).startswith("/data/")
         dash = DashboardConfig.from_settings(dashboard)
         assert not dash.open_access and dash.collector
-        # the page talks to one origin: the collector's /api/ served beside the dashboard
-        assert {p.url for p in dash.proxies} == {dash.collector}
+        # the page talks to one origin: the collector's /api/ (live feed too) beside the dashboard
+        assert dash.proxies == ()
+        assert env_of(docs, "dashboard")["TOKENTAIL_DASHBOARD_LIVE"] == dash.collector
+        if "live" in dashboard:  # once the CLI reads it
+            assert dashboard.live == dash.collector
         # ...which is also the page's own (the Ingress serves both): the collector allows it
         page = urlsplit(dash.collector)
         assert config.allowed_origins == frozenset({f"{page.scheme}://{page.netloc}"})
