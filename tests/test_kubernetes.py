@@ -360,6 +360,7 @@ def test_the_proxies_and_the_collector_share_the_live_plane():
         assert url.port in {p["port"] for p in redis_service["spec"]["ports"]}
         assert url.password == TEST_SECRETS["redis-password"], "the password, expanded from the Secret"
     redis = workloads(docs)["tokentail-redis"]["spec"]["template"]["spec"]["containers"][0]
+    assert redis["image"] == compose()["services"]["redis"]["image"], "one Redis version in both shapes"
     args = redis["args"]
     assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
     assert args[args.index("--maxmemory-policy") + 1] == "noeviction", "full means refused writes, counted"
@@ -479,6 +480,8 @@ def _pre_stop_seconds(container: dict) -> int:
         return int(hook["sleep"]["seconds"])
     command = hook["exec"]["command"]
     assert command[0] == "sleep" and len(command) == 2, command
+    # an exec hook needs the binary in the image: Debian's coreutils in the python slim image
+    assert stages()[-1]["image"].startswith("python:") and "slim" in stages()[-1]["image"]
     return int(command[1])
 
 
