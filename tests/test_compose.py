@@ -34,6 +34,7 @@ from tests.helpers.compose import (
     NO_SHELL_IMAGES,
     OTEL_COMMANDS,
     OTEL_SDK_ENV,
+    PENDING_OPTIONS,
     PROMETHEUS_CONFIG,
     ROOT,
     SCHEMA,
@@ -53,6 +54,7 @@ from tests.helpers.compose import (
     listening_ports,
     load_compose,
     netns_owner,
+    profiles_of,
     public_host,
     published,
     raw_compose,
@@ -80,15 +82,36 @@ def test_compose_follows_the_compose_specification():
     assert list(validator.iter_errors(broken))
 
 
+SCALE_PROXIES = ("proxy-scale-1", "proxy-scale-2", "proxy-scale-3")
+
+
+def in_profile(profile: str | None) -> dict[str, str]:
+    """tokentail services `docker compose up` starts (None) or that a profile adds."""
+    want = () if profile is None else (profile,)
+    return {n: c for n, c in tokentail_services().items() if profiles_of(n) == want}
+
+
 def test_the_stack_has_every_part():
-    assert tokentail_services() == {
+    assert in_profile(None) == {
         "simulator": "simulate",
         "proxy-production": "proxy",
         "proxy-canary": "proxy",
         "collector": "collector",
         "dashboard": "dashboard",
     }
-    images = {name: svc.get("image", "") for name, svc in services().items() if name not in tokentail_services()}
+    # --profile scale: the shape of deploy/kubernetes (replicas, Redis, one live feed)
+    assert in_profile("scale") == {
+        **dict.fromkeys(SCALE_PROXIES, "proxy"),
+        "collector-scale": "collector",
+        "dashboard-scale": "dashboard",
+    }
+    assert services()["redis"]["image"].startswith("redis:") and profiles_of("redis") == ("scale",)
+    assert {n for n in services() if profiles_of(n)} == {*in_profile("scale"), "redis"}
+    images = {
+        name: svc.get("image", "")
+        for name, svc in services().items()
+        if name not in tokentail_services() and not profiles_of(name)
+    }
     assert images["prometheus"].startswith("prom/prometheus:")
     assert images["grafana"].startswith("grafana/grafana:")
     assert images["otel-collector"].startswith("otel/opentelemetry-collector")
@@ -149,6 +172,9 @@ def test_environment_names_are_ones_the_cli_reads():
         assert command in cli.COMMANDS, f"{name}: no command {command!r}"
         for key in environment(services()[name]):
             known = read_by(command) | (otel if command in OTEL_COMMANDS else set())
+            if key in PENDING_OPTIONS and key not in known:
+                assert PENDING_OPTIONS[key] == command, (name, key)
+                continue
             assert key in known, f"{name} ({command}): {key} is not read by `tokentail {command}`"
     # the image's defaults are each read by some command
     every = set().union(*(read_by(c) for c in ("proxy", "collector", "dashboard", "simulate", "up")))
@@ -179,13 +205,17 @@ def test_settings_resolve_as_the_cli_would():
         if command == "proxy":
             assert validate_upstream(s.upstream)
             assert s.admin_token == TEST_ENV["TOKENTAIL_ADMIN_TOKEN"]  # the dashboard cancels requests
+        proxies = [n for n, c in in_profile(*profiles_of(name) or (None,)).items() if c == "proxy"]
         if command == "collector":
             assert s.admin_token == TEST_ENV["TOKENTAIL_ADMIN_TOKEN"]
             config = CollectorConfig.from_settings(s)
-            assert {t.variant for t in config.targets} == {"production", "canary"}
+            assert {t.variant for t in config.targets} == {variant_of(p) for p in proxies}
+            assert len(config.targets) == len(proxies), f"{name} scrapes each proxy of its profile"
         if command == "dashboard":
             config = DashboardConfig.from_settings(s)
-            assert not config.open_access and config.collector and len(config.proxies) == 2
+            assert not config.open_access and config.collector
+            # one live feed per proxy, or (scale) the collector's one merged feed (--live)
+            assert len(config.proxies) == (0 if profiles_of(name) else len(proxies))
 
 
 def test_published_ports_reach_a_listening_port():
@@ -199,11 +229,12 @@ def test_published_ports_reach_a_listening_port():
             hosts.append(host)
     assert len(hosts) == len(set(hosts)), f"host ports published twice: {hosts}"
     # what people open in a browser or point clients at is published
-    for name in ("proxy-production", "proxy-canary", "collector", "dashboard"):
+    for name in ("proxy-production", "proxy-canary", "collector", "dashboard", *SCALE_PROXIES, "dashboard-scale"):
         assert settings_of(name).port in {c for _, _, c in published(netns_owner(name))}, name
     for name in ("grafana", "prometheus"):
         assert listening_ports(name) & {c for _, _, c in published(name)}, name
     assert not published("simulator")  # reached by the proxies only
+    assert not published("redis")  # reached by the proxies and collector-scale only
 
 
 def test_depends_on_is_consistent():
@@ -225,8 +256,11 @@ def test_depends_on_is_consistent():
                 f"{name} shares {owner}'s network: it must start after it and restart with it"
             )
     # proxies start after their upstream; the request path waits on no telemetry service
-    for proxy in ("proxy-production", "proxy-canary"):
+    for proxy in ("proxy-production", "proxy-canary", *SCALE_PROXIES):
         assert graph[proxy] == {"simulator"}
+    for name in services():  # a profile's service starts only what `up` or its profile starts
+        for dep in graph[name]:
+            assert profiles_of(dep) in ((), profiles_of(name)), (name, dep)
     seen: set[str] = set()
 
     def visit(node: str, path: tuple[str, ...]) -> None:
@@ -273,6 +307,43 @@ def test_urls_between_services_point_at_listening_ports():
         assert settings_of(name).allowed_origin == [origin], name
 
 
+def test_the_scale_profile_has_one_live_plane():
+    redis = f"redis://redis:{settings_port_of_redis()}/0"
+    for proxy in SCALE_PROXIES:
+        env = effective_env(proxy)
+        assert env["TOKENTAIL_PROXY_LIVE_REDIS"] == redis
+        assert internal_target(env["TOKENTAIL_PROXY_LIVE_REDIS"]) == ("redis", settings_port_of_redis())
+        assert "TOKENTAIL_PROXY_ALLOWED_ORIGIN" not in env, "browsers never connect to a replica"
+        service, port = internal_target(env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"])
+        assert (service, port) == ("collector-scale", settings_of("collector-scale").port)
+        assert env["OTEL_EXPORTER_OTLP_HEADERS"] == f"Authorization=Bearer%20{TEST_ENV['TOKENTAIL_ADMIN_TOKEN']}"
+        assert variant_of(proxy) == "scale"
+    assert effective_env("collector-scale")["TOKENTAIL_COLLECTOR_LIVE_REDIS"] == redis
+    # collector-scale scrapes every replica by its own name
+    scraped = {internal_target(t.split("=", 1)[1])[0] for t in settings_of("collector-scale").target}
+    assert scraped == set(SCALE_PROXIES)
+    # the page talks to collector-scale only, by the URL that works inside its netns too
+    dash = settings_of("dashboard-scale")
+    assert netns_owner("dashboard-scale") == "collector-scale"
+    assert not dash.proxy
+    live = effective_env("dashboard-scale")["TOKENTAIL_DASHBOARD_LIVE"]
+    assert live == dash.collector and (dash.get("live") in (None, live))
+    assert browser_target(dash.collector) == ("collector-scale", settings_of("collector-scale").port)
+    assert urlsplit(dash.collector).port == settings_of("collector-scale").port, "same port inside and outside"
+    (dash_host_port,) = [h for _, h, c in published("collector-scale") if c == dash.port]
+    origin = f"http://{public_host()}:{dash_host_port}"
+    assert settings_of("collector-scale").allowed_origin == [origin]
+    # Redis: a bounded buffer that refuses writes when full, never persisted
+    command = services()["redis"]["command"]
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    assert command[command.index("--save") + 1] == "" and services()["redis"]["read_only"] is True
+
+
+def settings_port_of_redis() -> int:
+    (port,) = listening_ports("redis")
+    return port
+
+
 def test_prometheus_scrapes_every_proxy_with_its_variant():
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     mounts = [v for v in services()["prometheus"]["volumes"] if v.startswith("./")]
@@ -287,7 +358,8 @@ def test_prometheus_scrapes_every_proxy_with_its_variant():
             for target in sc["targets"]:
                 service, _port = internal_target(f"http://{target}")
                 scraped[service] = sc["labels"]["variant"]
-    proxies = {n for n, c in tokentail_services().items() if c == "proxy"}
+    # the default stack's proxies; the scale profile's are collector-scale's (and can be added here)
+    proxies = {n for n, c in in_profile(None).items() if c == "proxy"}
     assert scraped == {p: variant_of(p) for p in proxies}
 
 
@@ -344,6 +416,13 @@ def test_every_service_checks_its_health_on_its_own_port():
         if svc.get("image", "").startswith(NO_SHELL_IMAGES) and "build" not in svc:
             assert hc == {"disable": True}, f"{name}: say explicitly that it cannot be checked"
             continue
+        if svc.get("image", "").startswith("redis:"):
+            test = hc["test"]
+            assert test[:2] == ["CMD", "redis-cli"] and test[-1] == "ping", test
+            assert test[test.index("-h") + 1] == "127.0.0.1" and {int(test[test.index("-p") + 1])} == listening_ports(
+                name
+            )
+            continue
         assert hc.get("test", [None])[0] == "CMD" and not hc.get("disable"), name
         urls = re.findall(r"https?://[^'\" ]+", " ".join(hc["test"]))
         assert len(urls) == 1, (name, hc["test"])
@@ -379,6 +458,7 @@ async def test_healthchecks_of_the_proxy_and_the_simulator_run_against_the_real_
         for name, port in (
             ("proxy-production", proxy.port),
             ("proxy-canary", proxy.port),
+            ("proxy-scale-1", proxy.port),
             ("simulator", sim_server.port),
         ):
             env = effective_env(name)
@@ -388,36 +468,44 @@ async def test_healthchecks_of_the_proxy_and_the_simulator_run_against_the_real_
         await proxy.close()
 
 
-async def test_collector_healthcheck_runs_against_the_real_collector(tmp_path):
+def _without_live_redis(settings):
+    """The settings without a Redis to connect to (none runs in these tests)."""
+    return settings.replace(live_redis=None) if "live_redis" in settings else settings
+
+
+@pytest.mark.parametrize("name", ["collector", "collector-scale"])
+async def test_collector_healthcheck_runs_against_the_real_collector(tmp_path, name):
     from tokentail.collector.app import create_app
     from tokentail.collector.config import CollectorConfig
 
-    config = CollectorConfig.from_settings(settings_of("collector").replace(db=str(tmp_path / "t.duckdb")))
+    settings = _without_live_redis(settings_of(name)).replace(db=str(tmp_path / "t.duckdb"))
+    config = CollectorConfig.from_settings(settings)
     server = TestServer(create_app(config, scrape=False, maintain=False), host="127.0.0.1")
     await server.start_server(**SERVER_KWARGS)
     try:
-        env = effective_env("collector")
-        assert await _thread(_run_healthcheck, "collector", server.port, env) == 0
-        assert await _thread(_run_healthcheck, "collector", _closed_port(), env) != 0
+        env = effective_env(name)
+        assert await _thread(_run_healthcheck, name, server.port, env) == 0
+        assert await _thread(_run_healthcheck, name, _closed_port(), env) != 0
     finally:
         await server.close()
 
 
-def test_dashboard_healthcheck_passes_with_the_token_only():
+@pytest.mark.parametrize("name", ["dashboard", "dashboard-scale"])
+def test_dashboard_healthcheck_passes_with_the_token_only(name):
     from werkzeug.serving import make_server
 
     from tokentail.dashboard.app import create_app
     from tokentail.dashboard.config import DashboardConfig
 
-    config = DashboardConfig.from_settings(settings_of("dashboard"))
+    config = DashboardConfig.from_settings(settings_of(name))
     assert not config.open_access  # bound off loopback: the health route wants the token too
     server = make_server("127.0.0.1", 0, create_app(config).server, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        env = effective_env("dashboard")
-        assert _run_healthcheck("dashboard", server.server_port, env) == 0
-        assert _run_healthcheck("dashboard", server.server_port, {**env, "TOKENTAIL_READ_TOKEN": "wrong"}) != 0
+        env = effective_env(name)
+        assert _run_healthcheck(name, server.server_port, env) == 0
+        assert _run_healthcheck(name, server.server_port, {**env, "TOKENTAIL_READ_TOKEN": "wrong"}) != 0
     finally:
         server.shutdown()
         thread.join(5)
@@ -560,3 +648,23 @@ def test_the_copied_files_build_a_working_wheel(tmp_path):
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert re.search(r"^tokentail = tokentail\.cli:main$", entry_points, re.M)
     assert not any("__pycache__" in n or n.endswith(".duckdb") for n in names)
+
+
+def test_redis_runs_with_its_arguments_and_passes_its_health_check(tmp_path):
+    from tests.helpers.kubernetes import redis_server
+
+    command = services()["redis"]["command"]
+    own = str(listening_ports("redis").pop())
+    with redis_server(command, tmp_path) as port:
+        test = [a if a != own else str(port) for a in healthcheck("redis")["test"][1:]]
+        ok = subprocess.run(test, capture_output=True, text=True, timeout=20)
+        assert ok.returncode == 0 and ok.stdout.strip() == "PONG", ok
+        config = subprocess.run(
+            ["redis-cli", "-p", str(port), "config", "get", "maxmemory-policy"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        assert config.stdout.split() == ["maxmemory-policy", "noeviction"]
+    test = [a if a != own else str(free_port()) for a in healthcheck("redis")["test"][1:]]
+    assert subprocess.run(test, capture_output=True, timeout=20).returncode != 0

@@ -199,6 +199,7 @@ SOURCES = {
 NOT_ONE_MODULE = {
     "test_imports.py": "the tree's import graph and the tests' layout",
     "test_compose.py": "compose.yaml, the Dockerfile and .dockerignore",
+    "test_kubernetes.py": "the manifests under deploy/kubernetes (kustomize base and overlay)",
     "test_grafana.py": "the Grafana dashboards and provisioning under grafana/",
     "test_otel_collector_config.py": "otel-collector.yaml",
     "proxy/test_cost.py": "end to end: cost through the feed, the API, spans and metrics",

@@ -28,8 +28,10 @@ __all__ = [
     "NO_SHELL_IMAGES",
     "OTEL_COMMANDS",
     "OTEL_SDK_ENV",
+    "PENDING_OPTIONS",
     "PROMETHEUS_CONFIG",
     "PROMETHEUS_PORT",
+    "REDIS_PORT",
     "ROOT",
     "SCHEMA",
     "SHARED_ENV",
@@ -50,6 +52,7 @@ __all__ = [
     "listening_ports",
     "load_compose",
     "netns_owner",
+    "profiles_of",
     "public_host",
     "published",
     "published_by_host_port",
@@ -96,6 +99,16 @@ NO_SHELL_IMAGES = ("otel/opentelemetry-collector",)
 # Ports the third-party services listen on, as configured in compose.yaml / their images.
 PROMETHEUS_PORT = 9090
 GRAFANA_PORT = 3000
+REDIS_PORT = 6379
+# Options of issue 15 parts 1-2 (Redis live plane, charts from Prometheus), built on other
+# branches: compose.yaml and deploy/kubernetes may name them before the CLI reads them; once
+# it does, they are resolved and checked like every other option.
+PENDING_OPTIONS = {
+    "TOKENTAIL_PROXY_LIVE_REDIS": "proxy",
+    "TOKENTAIL_COLLECTOR_LIVE_REDIS": "collector",
+    "TOKENTAIL_DASHBOARD_LIVE": "dashboard",
+    "TOKENTAIL_DASHBOARD_METRICS_SOURCE": "dashboard",
+}
 
 
 # --- Compose's interpolation ----------------------------------------------------------------
@@ -299,6 +312,11 @@ def settings_of(name: str):
     return resolve(command, command_module(command).OPTIONS, {}, env=effective_env(name), file_config={})
 
 
+def profiles_of(name: str) -> tuple[str, ...]:
+    """The profiles a service belongs to; () for the services `docker compose up` starts."""
+    return tuple(services()[name].get("profiles") or ())
+
+
 def netns_owner(name: str) -> str:
     mode = services()[name].get("network_mode", "")
     return mode.split(":", 1)[1] if mode.startswith("service:") else name
@@ -313,6 +331,9 @@ def listening_ports(name: str) -> set[int]:
     elif svc.get("image", "").startswith("prom/prometheus"):
         listen = [a for a in svc["command"] if a.startswith("--web.listen-address=")]
         ports.add(int(listen[0].rsplit(":", 1)[1]) if listen else PROMETHEUS_PORT)
+    elif svc.get("image", "").startswith("redis:"):
+        command = svc.get("command") or []
+        ports.add(int(command[command.index("--port") + 1]) if "--port" in command else REDIS_PORT)
     elif svc.get("image", "").startswith("grafana/grafana"):
         ports.add(int(environment(svc).get("GF_SERVER_HTTP_PORT", GRAFANA_PORT)))
     elif svc.get("image", "").startswith("otel/opentelemetry-collector"):
