@@ -30,7 +30,9 @@ once more (60-180 µs for 2 KB of text, a tenth of the proxy's CPU per request),
 raw text costs one hash pass (about 1 µs per message on arrival). The digests are keyed with a random per-process key
 (BLAKE2b), live only in this process's memory and are never exported, so they reveal
 nothing, not even to a dictionary test. Per request: one pass over the prompt's text on
-arrival, one over the reply at the end; nothing per delta.
+arrival, one over the reply at the end; nothing per delta. A turn of more than
+``HASHED_TURN_CHARS`` is hashed by its two ends and its length, so that pass is bounded
+per turn whatever one message holds.
 
 Memory is bounded: an LRU of ``max_entries`` continuation keys (and response ids).
 """
@@ -151,7 +153,17 @@ class SessionTracker:
             known.popitem(last=False)
 
 
+# A turn longer than this is hashed as its first and last halves of it and its length: the
+# hash pass per request stays bounded (a 4 MiB prompt cost ~10 ms of event loop in full),
+# and texts that agree there but differ only in the middle of megabytes are, for the
+# continuation key, the same turn. Normal turns are hashed whole, as before.
+HASHED_TURN_CHARS = 16 << 10
+_HALF = HASHED_TURN_CHARS // 2
+
+
 def _piece(role: str, text: str) -> str:
+    if len(text) > HASHED_TURN_CHARS:
+        text = f"{text[:_HALF]}\x1d{len(text)}\x1d{text[-_HALF:]}"
     return f"{role}\x1f{text}\x1e"
 
 
