@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ._promptcap import cap_prompt
 from .redact import Redactor
 
 __all__ = ["RawCapture", "secret_regions"]
@@ -69,6 +70,9 @@ class RawCapture:
     def finish_view(self, raws: list[str], redactor: Redactor) -> dict[str, Any]:
         """The view of the first ``len(raws)`` events, given them redacted one by one."""
         events = self.events[: len(raws)]
+        # The body as sent, cut at the capture's budget first: megabytes of prompt would be
+        # tens of milliseconds of redaction in one turn of the event loop (RELIABILITY 30).
+        body, body_cut, _ = cap_prompt(self.request_body, self._cap)
         _withhold_split_secrets(raws, [e[3] for e in events], redactor)  # the completion text
         _withhold_split_secrets(raws, [e[4] for e in events], redactor)  # the reasoning
         return {
@@ -76,8 +80,8 @@ class RawCapture:
                 {"seq": i, "t_ms": round((e[0] - self._t0) * 1000.0, 3), "raw": raws[i], "injected": e[2]}
                 for i, e in enumerate(events)
             ],
-            "truncated": self.truncated,
-            "request_body": redactor.redact_json(self.request_body) if self.request_body is not None else None,
+            "truncated": self.truncated or body_cut,
+            "request_body": redactor.redact_json(body) if body is not None else None,
         }
 
     def view(self, redactor: Redactor) -> dict[str, Any]:

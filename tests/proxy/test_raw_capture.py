@@ -244,3 +244,17 @@ async def test_store_redacts_after_the_end_in_slices():
     assert turns >= 4  # the loop ran other work between the slices
     view = store.get("long")
     assert len(view["events"]) == n and EMAIL not in json.dumps(view)
+
+
+def test_request_body_is_capped_before_it_is_redacted():
+    # The body as sent holds the whole prompt: megabytes of it are cut at the capture's
+    # budget (marked truncated) before redaction, which then runs on the event loop.
+    body = {"model": "m", "messages": [{"role": "user", "content": EMAIL + " " + "a." * (2 << 20) + "@"}]}
+    cap = RawCapture(0.0, 64 << 10, body)
+    view = cap.view(Redactor(enabled=True))
+    content = view["request_body"]["messages"][0]["content"]
+    assert view["truncated"] is True and view["request_body"]["model"] == "m"
+    assert content.startswith("[REDACTED:email] a.a.") and len(content.encode()) <= 64 << 10
+    assert body["messages"][0]["content"].startswith(EMAIL)  # the body itself untouched
+    small = RawCapture(0.0, 64 << 10, {"model": "m", "messages": [{"role": "user", "content": EMAIL}]})
+    assert small.view(Redactor(enabled=True))["truncated"] is False
