@@ -50,7 +50,9 @@ from tokentail.messages import content_text
 
 from .record import OK, RequestRecord
 
-__all__ = ["MAX_ID_CHARS", "SESSION_HEADER", "SessionTracker"]
+__all__ = ["HASHED_TURN_CHARS", "MAX_ID_CHARS", "NOT_PREPARED", "SESSION_HEADER", "SessionTracker"]
+
+NOT_PREPARED: Any = object()  # ``assign`` without ``prepare``: it hashes the messages itself
 
 SESSION_HEADER = "X-Session-Id"
 MAX_ID_CHARS = 200
@@ -83,14 +85,27 @@ class SessionTracker:
     def __len__(self) -> int:
         return len(self._known)
 
+    def prepare(self, endpoint: str, request_json: Mapping[str, Any]) -> tuple[Any, bytes | None] | None:
+        """The hash state ``assign`` needs of this body: the one pass over every message,
+        which ``assign`` then skips. Reads nothing that changes: a worker thread may call it."""
+        return _hash_messages(self._key, endpoint, request_json) if endpoint in _CONVERSATIONAL else None
+
     def assign(
-        self, rec: RequestRecord, request_json: Mapping[str, Any] | None, headers: Mapping[str, str]
+        self,
+        rec: RequestRecord,
+        request_json: Mapping[str, Any] | None,
+        headers: Mapping[str, str],
+        prepared: Any = NOT_PREPARED,
     ) -> str | None:
-        """The session id of ``rec`` (also stored on ``rec.session_id``)."""
+        """The session id of ``rec`` (also stored on ``rec.session_id``); ``prepared``: what
+        ``prepare`` returned for the same body, if it ran."""
         sid = self._explicit(rec, request_json, headers)
         conversational = rec.endpoint in _CONVERSATIONAL and request_json is not None
         if conversational:
-            state = _hash_messages(self._key, rec.endpoint, request_json)  # type: ignore[arg-type]
+            if prepared is NOT_PREPARED:
+                state = _hash_messages(self._key, rec.endpoint, request_json)  # type: ignore[arg-type]
+            else:
+                state = prepared
             if sid is None and request_json is not None:
                 prev = request_json.get("previous_response_id")
                 if isinstance(prev, str) and prev:
