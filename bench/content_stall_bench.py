@@ -11,7 +11,7 @@ the scheduler), plus the streaming redactor's cost per delta.
 ``--top N`` names the N longest steps of each round (a task step by its coroutine and the
 line it stopped at next).
 
-Usage: python bench/content_stall_bench.py [--rounds N] [--top N]   (from the repository root)
+Usage: python bench/content_stall_bench.py [--rounds N] [--top N] [--dense]   (from the repository root)
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ async def _lag(out: list[float], period: float = 0.001) -> None:
         out.append(time.perf_counter() - t - period)
 
 
-async def one_round(steps: LoopSteps) -> dict[str, float]:
+async def one_round(steps: LoopSteps, dense: bool = False) -> dict[str, float]:
     from tests.conftest import start_proxy
 
     harness = await asyncio.create_subprocess_exec(
@@ -47,6 +47,7 @@ async def one_round(steps: LoopSteps) -> dict[str, float]:
         "-m",
         "tests.proxy._stall_harness",
         "--lag",
+        *(["--dense"] if dense else []),
         cwd=ROOT,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
@@ -91,11 +92,12 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--top", type=int, default=0, help="also list the N longest loop steps of each round")
+    parser.add_argument("--dense", action="store_true", help="4 MiB bodies of 140,000 one-word messages instead")
     args = parser.parse_args()
     steps = LoopSteps().install()
     print(f"streaming redactor: {per_delta_us():.1f} µs per one-word delta")
     for i in range(args.rounds):
-        r = await one_round(steps)
+        r = await one_round(steps, args.dense)
         print(
             f"round {i + 1}: stream's largest gap {r['gap']:4.0f} ms; proxy loop: longest step {r['step']:5.1f} ms"
             f" CPU, all steps {r['total']:4.0f} ms CPU, largest lag {r['lag']:4.0f} ms wall;"

@@ -2,7 +2,7 @@
 
 Run as ``python -m tests.proxy._stall_harness``: prints the upstream's URL, reads the
 proxy's base URL from stdin, streams one 10 ms/token answer through the proxy while eight
-4 MiB adversarial prompts pass, then prints ``{"arrivals": [...], "statuses": [...], "lag": s}``:
+4 MiB adversarial prompts pass (``--dense``: 4 MiB bodies of one-word messages), then prints ``{"arrivals": [...], "statuses": [...], "lag": s}``:
 the arrival time of each of the stream's 83 events, and (with ``--lag``) this loop's own
 largest lateness waking a 1 ms timer.
 Apart so that what is measured is the proxy's event loop, not the test's own work.
@@ -27,6 +27,9 @@ async def main() -> None:
         json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": prompts[i % 2]}]}).encode()
         for i in range(8)
     ]
+    if "--dense" in sys.argv:  # 4 MiB of one-word messages (140,000 of them) instead
+        tiny = [{"role": "user", "content": "x"}] * (n // 30)
+        bodies = [json.dumps({"model": "m", "stream": True, "messages": tiny}).encode()] * 8
     scripts = {"stream": sse_script("text", [f"tok{i} " for i in range(80)])}
     upstream = await serve(scripted_upstream(scripts, delay=0.01))
     print(str(upstream.make_url("/v1")), flush=True)
