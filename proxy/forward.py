@@ -29,7 +29,7 @@ from yarl import URL
 
 from . import record as R
 from . import upstream
-from .hooks import RequestContext, UpstreamPlan, parse_json_object
+from .hooks import RequestContext, UpstreamPlan, prepare_off_loop
 from .record import Delta, Observers, RequestRecord, merge_deltas
 from .redact import Redactor
 from .routes import Route
@@ -91,17 +91,16 @@ async def forward(request: web.Request) -> web.StreamResponse:
     prompt: _PromptRedaction | None = None
     try:
         hooks, observers = app[HOOKS], app[OBSERVERS]
-        if len(body) > _PARSE_OFF_LOOP:  # megabytes of JSON: parse in the worker, the loop serves others
-            ctx.preparsed = (
-                await asyncio.get_running_loop().run_in_executor(app[CONTENT_POOL], parse_json_object, body),
-            )
+        off_loop = prepare_off_loop(body)
+        if off_loop:  # parse, cap, hash in the worker: the loop serves others
+            await asyncio.get_running_loop().run_in_executor(app[CONTENT_POOL], hooks.prepare, ctx)
         hooks.request(ctx)
         if rec.prompt_pending is not None:
             prompt = _PromptRedaction(rec, app[REDACTOR], observers, app[CONTENT_POOL])
         observers.start(rec)
         hooks.upstream(ctx)  # after on_start: our span exists now
-        if len(body) > _PARSE_OFF_LOOP:
-            await asyncio.sleep(0)  # let other streams run between the hooks and re-serialising megabytes
+        if off_loop:
+            await asyncio.sleep(0)  # let other streams run between the hooks and building the upstream request
         try:
             out = upstream.build(ctx)
         except PathRefused as exc:
@@ -130,7 +129,6 @@ async def forward(request: web.Request) -> web.StreamResponse:
 
 
 _SECRET_ROOM = 1024  # longer than any secret a rule knows: text is cut this far past a cap before redaction
-_PARSE_OFF_LOOP = 1 << 20  # a body this big is parsed in the worker thread (~2 ms per MiB)
 
 
 class _PromptRedaction:

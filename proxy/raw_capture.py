@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ._promptcap import cap_prompt
 from .redact import Redactor
 
 __all__ = ["RawCapture", "secret_regions"]
@@ -34,7 +35,7 @@ WITHHELD = "[REDACTED: this event carries part of a secret streamed across event
 
 
 class RawCapture:
-    __slots__ = ("_bytes", "_cap", "_clock", "_t0", "events", "request_body", "truncated")
+    __slots__ = ("_bytes", "_cap", "_clock", "_prompt", "_t0", "events", "request_body", "truncated")
 
     def __init__(
         self, t0: float, cap: int, request_body: Any = None, clock: Callable[[], float] = time.perf_counter
@@ -45,6 +46,13 @@ class RawCapture:
         self.events: list[tuple[float, bytes, bool, str, str]] = []
         self.truncated = False
         self.request_body = request_body
+        self._prompt: tuple[dict[str, Any], tuple[str, ...], bool] | None = None
+
+    def use_prompt(self, prompt: dict[str, Any], keys: tuple[str, ...], truncated: bool) -> None:
+        """Show the body's prompt fields (``keys``) as the record holds them, already capped
+        and redacted off the event loop (``rec.prompt``), instead of redacting them again
+        here: thousands of small messages are seconds of redaction in one turn of the loop."""
+        self._prompt = (prompt, keys, truncated)
 
     def add(self, raw: bytes, injected: bool = False, text: str = "", reasoning: str = "") -> None:
         if self.truncated:
@@ -69,6 +77,7 @@ class RawCapture:
     def finish_view(self, raws: list[str], redactor: Redactor) -> dict[str, Any]:
         """The view of the first ``len(raws)`` events, given them redacted one by one."""
         events = self.events[: len(raws)]
+        body, body_cut = self._body(redactor)
         _withhold_split_secrets(raws, [e[3] for e in events], redactor)  # the completion text
         _withhold_split_secrets(raws, [e[4] for e in events], redactor)  # the reasoning
         return {
@@ -76,9 +85,29 @@ class RawCapture:
                 {"seq": i, "t_ms": round((e[0] - self._t0) * 1000.0, 3), "raw": raws[i], "injected": e[2]}
                 for i, e in enumerate(events)
             ],
-            "truncated": self.truncated,
-            "request_body": redactor.redact_json(self.request_body) if self.request_body is not None else None,
+            "truncated": self.truncated or body_cut,
+            "request_body": body,
         }
+
+    def _body(self, redactor: Redactor) -> tuple[Any, bool]:
+        """The body as sent, redacted, and whether anything of it was cut. Cut at the
+        capture's budget before it is redacted: megabytes of prompt would be tens of
+        milliseconds of redaction in one turn of the event loop (RELIABILITY 30)."""
+        body = self.request_body
+        if body is None:
+            return None, False
+        if self._prompt is None or not isinstance(body, dict):
+            capped, cut, _ = cap_prompt(body, self._cap)
+            return redactor.redact_json(capped), cut
+        prompt, keys, cut = self._prompt
+        rest, rest_cut, _ = cap_prompt({k: v for k, v in body.items() if k not in keys}, self._cap)
+        rest = redactor.redact_json(rest)
+        out = {}
+        for k in body:  # the client's order; a prompt field the cap dropped stays out
+            source = prompt if k in keys else rest
+            if k in source:
+                out[k] = source[k]
+        return out, cut or rest_cut or len(out) < len(body)
 
     def view(self, redactor: Redactor) -> dict[str, Any]:
         """The JSON of ``GET /api/requests/{id}/raw``, redacted, all at once."""

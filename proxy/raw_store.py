@@ -14,6 +14,7 @@ import asyncio
 from collections import OrderedDict
 from typing import Any
 
+from .hooks import PROMPT_KEYS
 from .raw_capture import RawCapture
 from .record import RequestRecord
 from .redact import Redactor
@@ -59,6 +60,7 @@ class RawStore:
         if not isinstance(raw, RawCapture):
             return
         rec.raw = None  # the record may live on elsewhere: the capture's memory is accounted here
+        raw.use_prompt(rec.prompt, PROMPT_KEYS, rec.truncated)  # redacted once, off the loop
         size = raw.size * 2 + 256  # the bytes, and the text pieces / redacted text beside them
         self._items[rec.id] = (size, _Job(raw))
         self._bytes += size

@@ -30,7 +30,9 @@ once more (60-180 µs for 2 KB of text, a tenth of the proxy's CPU per request),
 raw text costs one hash pass (about 1 µs per message on arrival). The digests are keyed with a random per-process key
 (BLAKE2b), live only in this process's memory and are never exported, so they reveal
 nothing, not even to a dictionary test. Per request: one pass over the prompt's text on
-arrival, one over the reply at the end; nothing per delta.
+arrival, one over the reply at the end; nothing per delta. A turn of more than
+``HASHED_TURN_CHARS`` is hashed by its two ends and its length, so that pass is bounded
+per turn whatever one message holds.
 
 Memory is bounded: an LRU of ``max_entries`` continuation keys (and response ids).
 """
@@ -48,7 +50,9 @@ from tokentail.messages import content_text
 
 from .record import OK, RequestRecord
 
-__all__ = ["MAX_ID_CHARS", "SESSION_HEADER", "SessionTracker"]
+__all__ = ["HASHED_TURN_CHARS", "MAX_ID_CHARS", "NOT_PREPARED", "SESSION_HEADER", "SessionTracker"]
+
+NOT_PREPARED: Any = object()  # ``assign`` without ``prepare``: it hashes the messages itself
 
 SESSION_HEADER = "X-Session-Id"
 MAX_ID_CHARS = 200
@@ -81,14 +85,27 @@ class SessionTracker:
     def __len__(self) -> int:
         return len(self._known)
 
+    def prepare(self, endpoint: str, request_json: Mapping[str, Any]) -> tuple[Any, bytes | None] | None:
+        """The hash state ``assign`` needs of this body: the one pass over every message,
+        which ``assign`` then skips. Reads nothing that changes: a worker thread may call it."""
+        return _hash_messages(self._key, endpoint, request_json) if endpoint in _CONVERSATIONAL else None
+
     def assign(
-        self, rec: RequestRecord, request_json: Mapping[str, Any] | None, headers: Mapping[str, str]
+        self,
+        rec: RequestRecord,
+        request_json: Mapping[str, Any] | None,
+        headers: Mapping[str, str],
+        prepared: Any = NOT_PREPARED,
     ) -> str | None:
-        """The session id of ``rec`` (also stored on ``rec.session_id``)."""
+        """The session id of ``rec`` (also stored on ``rec.session_id``); ``prepared``: what
+        ``prepare`` returned for the same body, if it ran."""
         sid = self._explicit(rec, request_json, headers)
         conversational = rec.endpoint in _CONVERSATIONAL and request_json is not None
         if conversational:
-            state = _hash_messages(self._key, rec.endpoint, request_json)  # type: ignore[arg-type]
+            if prepared is NOT_PREPARED:
+                state = _hash_messages(self._key, rec.endpoint, request_json)  # type: ignore[arg-type]
+            else:
+                state = prepared
             if sid is None and request_json is not None:
                 prev = request_json.get("previous_response_id")
                 if isinstance(prev, str) and prev:
@@ -151,7 +168,17 @@ class SessionTracker:
             known.popitem(last=False)
 
 
+# A turn longer than this is hashed as its first and last halves of it and its length: the
+# hash pass per request stays bounded (a 4 MiB prompt cost ~10 ms of event loop in full),
+# and texts that agree there but differ only in the middle of megabytes are, for the
+# continuation key, the same turn. Normal turns are hashed whole, as before.
+HASHED_TURN_CHARS = 16 << 10
+_HALF = HASHED_TURN_CHARS // 2
+
+
 def _piece(role: str, text: str) -> str:
+    if len(text) > HASHED_TURN_CHARS:
+        text = f"{text[:_HALF]}\x1d{len(text)}\x1d{text[-_HALF:]}"
     return f"{role}\x1f{text}\x1e"
 
 

@@ -5,13 +5,17 @@ body to send. The URL is the plan's base URL plus the client's path and query st
 client sent them, byte for byte (``upstream_url``: a path with a dot segment or an encoded
 slash in any spelling raises ``PathRefused``), minus ``key=`` when a route injects its own key. The headers are the
 client's minus hop-by-hop ones and, with a route's key, minus every credential the client
-sent; then the plan's headers and the route's key. The body is the client's bytes, or the
-JSON object with the plan's fields set, serialised once.
+sent; then the plan's headers and the route's key. The body is the client's bytes; when the
+plan sets fields, fields the client did not send are spliced in after the opening ``{``
+(every other byte as the client sent it, and no pass over a body of megabytes on the event
+loop), and only a field the client did send (a model rewrite, ``include_usage`` turned on)
+makes the JSON object be serialised again, once.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +27,7 @@ from .hooks import RequestContext
 from .redact import is_secret_header
 from .upstream_url import PREFIX, PathRefused, upstream_url
 
-__all__ = ["HOP_BY_HOP", "PathRefused", "UpstreamRequest", "build", "dump_json"]
+__all__ = ["HOP_BY_HOP", "PathRefused", "UpstreamRequest", "build", "dump_json", "splice_fields"]
 
 # RFC 9110 hop-by-hop headers, plus those the transport recomputes.
 HOP_BY_HOP = frozenset(
@@ -60,8 +64,13 @@ def build(ctx: RequestContext) -> UpstreamRequest:
     url = upstream_url(plan.base, PREFIX + ctx.path, ctx.query_string, drop_key_param=auth is not None)
     obj, body = ctx.obj, ctx.body
     if plan.body and obj is not None:
-        obj = {**obj, **plan.body}  # keys keep their places: the client's field order is sent
-        body = dump_json(obj)
+        spliced = splice_fields(body, obj, plan.body)
+        if spliced is not None:
+            obj = {**plan.body, **obj}  # in the order sent: the new fields first
+            body = spliced
+        else:
+            obj = {**obj, **plan.body}  # keys keep their places: the client's field order is sent
+            body = dump_json(obj)
     return UpstreamRequest(url, _headers(ctx.headers, plan.headers, auth), body or None, obj)
 
 
@@ -94,3 +103,27 @@ def dump_json(obj: dict[str, Any]) -> bytes:
         return _COMPACT.encode(obj).encode()
     except UnicodeEncodeError:
         return _COMPACT_ASCII.encode(obj).encode()
+
+
+_LEADING_SPACE = re.compile(rb"[ \t\n\r]*")  # RFC 8259's whitespace, what a parser skips before the ``{``
+
+
+def splice_fields(body: bytes, obj: dict[str, Any], fields: dict[str, Any]) -> bytes | None:
+    """``body`` (the bytes ``obj`` was parsed from) with ``fields`` inserted right after its
+    opening ``{``, every other byte unchanged; None when that cannot be done exactly: a
+    field the client sent already (a second key would be read differently by different
+    parsers), or a body that is not plain UTF-8 (a BOM, UTF-16/32) or not an object.
+
+    Serialising the parsed body again costs ~7 ms per MiB on the event loop; this is one
+    copy (~0.2 ms per MiB).
+    """
+    if not fields or any(k in obj for k in fields) or json.detect_encoding(body) != "utf-8":
+        return None
+    space = _LEADING_SPACE.match(body)
+    start = space.end() if space is not None else 0
+    if body[start : start + 1] != b"{":
+        return None
+    members = dump_json(fields)[1:-1]  # '"k":v,...' without the braces
+    sep = b"," if obj else b""  # an empty object gets no comma before its ``}``
+    # One copy: a slice of the body would copy its megabytes once more (a memoryview does not).
+    return b"".join((body[: start + 1], members, sep, memoryview(body)[start + 1 :]))

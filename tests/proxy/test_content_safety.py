@@ -30,6 +30,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 
 from tests.conftest import proxy_settings, start_proxy
+from tests.helpers.loop_steps import LoopSteps
 from tests.helpers.secrets import SEPS, STREAM_SECRETS, WORDS, middle
 from tests.helpers.upstreams import scripted_upstream, serve, sse_script
 from tokentail.proxy.app import app_from_settings
@@ -302,10 +303,13 @@ async def test_huge_prompt_is_capped_and_marked_but_forwarded_whole() -> None:
 
 @pytest.mark.slow
 async def test_adversarial_prompts_do_not_stall_a_concurrent_stream() -> None:
-    """Eight 4 MiB adversarial prompts pass while a 10 ms/token stream runs: its largest gap
-    between chunks stays under 100 ms. (Redacting one such prompt whole takes 50-100 ms on
-    the loop; eight of them held the stream for most of a second.) The upstream and the
-    clients run in another process (``_stall_harness``): only the proxy shares this loop."""
+    """Eight 4 MiB adversarial prompts pass while a 10 ms/token stream runs. The upstream and
+    the clients run in another process (``_stall_harness``): only the proxy shares this loop.
+
+    Two measures: the proxy loop's longest step in CPU time (what one request's content
+    holds the loop for, which a loaded machine does not inflate), and the stream's largest
+    gap between chunks (wall clock: it also counts the time the scheduler gives both
+    processes' cores to others)."""
     root = Path(__file__).resolve().parents[2]
     harness = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -317,14 +321,17 @@ async def test_adversarial_prompts_do_not_stall_a_concurrent_stream() -> None:
     )
     assert harness.stdin is not None and harness.stdout is not None
     proxy = None
+    steps = LoopSteps()
     try:
         upstream = (await asyncio.wait_for(harness.stdout.readline(), 30)).decode().strip()
         proxy = await start_proxy(upstream, max_body=64 << 20)
+        steps.install()
         harness.stdin.write(str(proxy.make_url("/")).encode() + b"\n")
         await harness.stdin.drain()
         result = json.loads(await asyncio.wait_for(harness.stdout.readline(), 60))
         assert await asyncio.wait_for(harness.wait(), 10) == 0
     finally:
+        steps.uninstall()
         if harness.returncode is None:
             harness.kill()
             await harness.wait()
@@ -333,9 +340,16 @@ async def test_adversarial_prompts_do_not_stall_a_concurrent_stream() -> None:
     arrivals = result["arrivals"]
     assert result["statuses"] == [200] * 8
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    assert len(arrivals) > 20
-    # Issue 11 asks for < 100 ms; on a quiet 2-core machine this run's largest gap is 20-130 ms
-    # (about one run in three over 100 ms: the remaining loop work is re-serialising each 4 MiB
-    # body and hashing it for sessions). Before the prompt cap and worker thread it was seconds.
-    # The bound here is what holds every run; the 100 ms target stays open on the issue.
-    assert max(gaps) < 0.25, f"largest gap {max(gaps) * 1000:.0f} ms"
+    assert len(arrivals) == 83 and len(steps.times) > 100  # every event of the stream (80 tokens) arrived
+    print(f"largest gap {max(gaps) * 1000:.0f} ms; longest loop steps (ms CPU): {steps.top(3)}")
+    # What one request's content holds the loop for. Before the body splice, bounded session
+    # hashing and the raw view's capped body, single steps took 55-90 ms of CPU (re-serialising,
+    # hashing and redacting each 4 MiB body on the loop); now 4-12 ms, on a machine at load 15 too.
+    assert steps.longest < 0.03, f"loop held {steps.longest * 1000:.0f} ms CPU by: {steps.top(5)}"
+    # Issue 11's target for the wall clock is a largest gap under 100 ms. The wall clock also
+    # counts the time the scheduler gives both processes' cores to others: on this 2-core
+    # machine shared with other jobs the gap was 80-250 ms at load 9-10 and up to 640 ms at
+    # load 12-17, with the loop's steps short all along (``bench/content_stall_bench.py`` shows
+    # both loops' lateness). This bound holds under such load and still fails the stalls of
+    # seconds that whole-prompt redaction on the loop caused; the CPU bound above is the tight one.
+    assert max(gaps) < 1.0, f"largest gap {max(gaps) * 1000:.0f} ms"

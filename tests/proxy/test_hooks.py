@@ -24,6 +24,7 @@ from tokentail.proxy.hooks import (
     UpstreamPlan,
     default_hooks,
     parse_json_object,
+    prepare_off_loop,
 )
 from tokentail.proxy.record import RequestRecord
 from tokentail.proxy.redact import Redactor
@@ -300,3 +301,61 @@ def test_default_hooks_end_to_end_on_a_routed_streamed_chat():
     assert plan.base == URL("https://anthropic.test/v1") and plan.route is table.routes[0]
     assert plan.body == {"model": "claude-sonnet-4-5", "stream_options": {"include_usage": True}}
     assert plan.usage_injected and plan.headers == {}
+
+
+# --- prepare: the CPU-bound part in the worker thread, for a large or value-dense body -------
+
+
+def _record_fields(rec: RequestRecord) -> dict[str, Any]:
+    names = ("model", "stream", "params", "prompt", "prompt_pending", "prompt_ready", "truncated", "parsed", "user")
+    return {n: getattr(rec, n) for n in names}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi jane@example.com"}]},
+        {"model": "m", "messages": [{"role": "user", "content": "x"} for _ in range(20_000)]},  # value-dense
+        {"model": "m", "stream": True, "messages": [{"role": "user", "content": "a." * (1 << 20) + "@"}]},  # 2 MiB
+        {"model": "m", "input": "hi", "instructions": "be brief"},
+        [1, 2, 3],  # not an object: unparsed either way
+        b"{not json",
+    ],
+)
+def test_prepare_then_request_gives_what_request_alone_gives(body):
+    def run(prepare: bool) -> tuple[RequestContext, SessionTracker]:
+        tracker = SessionTracker()
+        tracker._key = b"k" * 32  # the same key in both runs: session ids comparable
+        hooks = RequestHooks(
+            default_hooks(
+                redactor=Redactor(), fingerprinter=Fingerprinter("s"), routes=lambda: routes(), sessions=tracker
+            )
+        )
+        ctx = context(body)
+        if prepare:
+            before = _record_fields(ctx.rec)
+            hooks.prepare(ctx)
+            assert _record_fields(ctx.rec) == before and ctx.obj is None  # prepare changed nothing
+            assert set(ctx.prepared) == {h for h in hooks.all if type(h).__name__ in ("ParseBody", "AssignSession")}
+        hooks.request(ctx)
+        ctx.rec.status, ctx.rec.text = "ok", "reply"
+        tracker.on_end(ctx.rec)
+        return ctx, tracker
+
+    (alone, t1), (prepared, t2) = run(False), run(True)
+    assert _record_fields(prepared.rec) == _record_fields(alone.rec)
+    assert prepared.obj == alone.obj and prepared.plan.body == alone.plan.body
+    assert (prepared.rec.session_id is None) == (alone.rec.session_id is None)
+    assert list(t1._known) == list(t2._known)  # the same continuation key: the hash is the same
+
+
+def test_prepare_off_loop_for_a_big_or_value_dense_body():
+    sentence = "The quick brown fox jumps over the lazy dog, then rests a while by the river. "
+    prose = json.dumps({"messages": [{"role": "user", "content": sentence * 3000}]}).encode()
+    assert len(prose) > 200 << 10 and not prepare_off_loop(prose)  # a prompt of a few hundred kB of prose: on the loop
+    assert prepare_off_loop(json.dumps({"messages": [{"role": "user", "content": sentence * 6000}]}).encode())
+    assert prepare_off_loop(json.dumps({"messages": [{"role": "user", "content": "x" * (1 << 20)}]}).encode())
+    dense = json.dumps({"messages": [{"role": "user", "content": "x"} for _ in range(3000)]}).encode()
+    assert len(dense) < 100 << 10 and prepare_off_loop(dense)
+    assert prepare_off_loop(json.dumps({"input": list(range(5000))}).encode())  # a list of numbers counts too
+    assert not prepare_off_loop(b"," * 8192)  # tiny: on the loop whatever it holds

@@ -244,3 +244,45 @@ async def test_store_redacts_after_the_end_in_slices():
     assert turns >= 4  # the loop ran other work between the slices
     view = store.get("long")
     assert len(view["events"]) == n and EMAIL not in json.dumps(view)
+
+
+def test_request_body_is_capped_before_it_is_redacted():
+    # The body as sent holds the whole prompt: megabytes of it are cut at the capture's
+    # budget (marked truncated) before redaction, which then runs on the event loop.
+    body = {"model": "m", "messages": [{"role": "user", "content": EMAIL + " " + "a." * (2 << 20) + "@"}]}
+    cap = RawCapture(0.0, 64 << 10, body)
+    view = cap.view(Redactor(enabled=True))
+    content = view["request_body"]["messages"][0]["content"]
+    assert view["truncated"] is True and view["request_body"]["model"] == "m"
+    assert content.startswith("[REDACTED:email] a.a.") and len(content.encode()) <= 64 << 10
+    assert body["messages"][0]["content"].startswith(EMAIL)  # the body itself untouched
+    small = RawCapture(0.0, 64 << 10, {"model": "m", "messages": [{"role": "user", "content": EMAIL}]})
+    assert small.view(Redactor(enabled=True))["truncated"] is False
+
+
+def test_a_finished_requests_body_shows_the_records_prompt_redacted_once():
+    # The store shows the prompt fields as the record holds them (capped and redacted off the
+    # loop), in the body's order; the rest of the body is redacted here; a prompt field the
+    # record's cap dropped is left out and the view marked truncated.
+    messages = [{"role": "user", "content": "x"}] * 50_000 + [{"role": "user", "content": EMAIL}]
+    body = {"model": "m", "messages": messages, "user": EMAIL, "tools": [{"t": 1}], "stream": True}
+    rec = RequestRecord(id="p", variant="v", method="POST", endpoint="/chat/completions")
+    rec.prompt = {"messages": [{"role": "user", "content": "kept, [REDACTED:email]"}]}
+    rec.raw = RawCapture(rec.t0, 1 << 20, body)
+    store = RawStore(Redactor(enabled=True))
+    store.on_end(rec)
+    view = store.get("p")
+    assert view is not None
+    assert view["request_body"] == {
+        "model": "m",
+        "messages": rec.prompt["messages"],
+        "user": "[REDACTED:email]",
+        "stream": True,
+    }
+    assert list(view["request_body"]) == ["model", "messages", "user", "stream"]
+    assert view["truncated"] is True  # "tools" was cut from the record's prompt
+    rec2 = RequestRecord(id="q", variant="v", method="POST", endpoint="/chat/completions")
+    rec2.prompt = {"messages": [{"role": "user", "content": "hi"}]}
+    rec2.raw = RawCapture(rec2.t0, 1 << 20, {"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    store.on_end(rec2)
+    assert store.get("q")["truncated"] is False

@@ -9,7 +9,7 @@ import pytest
 from tests.helpers.proxies import start_proxy, start_sim
 from tokentail.proxy.record import ERROR, OK, RequestRecord
 from tokentail.proxy.redact import Redactor
-from tokentail.proxy.sessions import SessionTracker
+from tokentail.proxy.sessions import HASHED_TURN_CHARS, SessionTracker
 
 SYSTEM = {"role": "system", "content": "You are terse."}
 
@@ -157,6 +157,40 @@ def test_failed_or_truncated_requests_are_not_continued():
     assert turn(t, {"messages": follow_cut}, "x") != s_cut
 
 
+def test_megabyte_turns_continue_the_session_by_their_ends_and_length():
+    """A turn over ``HASHED_TURN_CHARS`` is hashed by its two ends and its length (a bounded
+    pass per request): long prompts and replies still continue their session, a change at
+    either end or in length is another conversation; a change only in the middle is not seen."""
+    t = SessionTracker()
+    n = 4 << 20
+    doc = "a." * (n // 2) + "@"  # a 4 MiB adversarial prompt
+    reply = "word " * 20_000  # a 100 kB answer, hashed by its ends too
+    m1 = [SYSTEM, {"role": "user", "content": "Summarise:\n" + doc}]
+    s1 = turn(t, {"messages": m1}, reply)
+    m2 = [*m1, {"role": "assistant", "content": reply}, {"role": "user", "content": "Shorter?"}]
+    assert turn(t, {"messages": m2}, "ok") == s1
+    assert HASHED_TURN_CHARS < len(reply) < n  # both are sampled
+
+    def follow(user: str) -> str | None:
+        m = [SYSTEM, {"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+        return turn(t, {"messages": [*m, {"role": "user", "content": "?"}]}, "x")
+
+    half = HASHED_TURN_CHARS // 2
+    original = "Summarise:\n" + doc
+    assert follow(original[:-1] + "#") != s1  # the last character differs
+    assert follow("#" + original[1:]) != s1  # the first one
+    assert follow(original + ".") != s1  # one character longer
+    middle = len(original) // 2
+    assert follow(original[:middle] + "#" + original[middle + 1 :]) == s1  # not seen: the stated cost
+    # just under the limit the whole turn counts, as for every normal prompt
+    short = "b" * (HASHED_TURN_CHARS - 1)
+    s2 = turn(t, {"messages": [{"role": "user", "content": short}]}, "r")
+    changed = short[:half] + "#" + short[half + 1 :]
+    cont = [{"role": "assistant", "content": "r"}, {"role": "user", "content": "?"}]
+    assert turn(t, {"messages": [{"role": "user", "content": changed}, *cont]}, "x") != s2
+    assert turn(t, {"messages": [{"role": "user", "content": short}, *cont]}, "x") == s2
+
+
 def test_non_conversational_requests_get_no_session_and_memory_is_bounded():
     t = SessionTracker(max_entries=2)
     assert turn(t, {"input": "embed me"}, endpoint="/embeddings") is None
@@ -224,12 +258,13 @@ def benchmark_free_timer():
     import time
 
     def run(fn, n):
+        # CPU time of this thread: what ``assign`` costs, not how a loaded machine shared its cores.
         best = float("inf")
         for _ in range(3):
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             for _ in range(n):
                 fn()
-            best = min(best, (time.perf_counter() - t0) / n)
+            best = min(best, (time.thread_time() - t0) / n)
         return best
 
     return run

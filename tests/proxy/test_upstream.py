@@ -123,3 +123,69 @@ def test_dump_json_keeps_a_lone_surrogate_escaped():
     obj = json.loads('{"t": "\\ud800"}')
     assert upstream.dump_json(obj) == b'{"t":"\\ud800"}'
     assert upstream.dump_json({"t": "é"}) == '{"t":"é"}'.encode()
+
+
+# --- fields the client did not send are spliced into its bytes ------------------------------
+
+USAGE = {"stream_options": {"include_usage": True}}
+SPLICED = b'"stream_options":{"include_usage":true}'
+
+
+def sent(raw: bytes, fields: dict = USAGE) -> upstream.UpstreamRequest:
+    return upstream.build(ctx(body=raw, obj=json.loads(raw), plan=UpstreamPlan(BASE, body=dict(fields))))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"model": "a",  "stream": true}',
+        b'{"model":"a","stream":true,"model":"b"}',  # a duplicate key: still the client's last one wins
+        b' \r\n\t{"stream": true}\n',  # JSON whitespace before the object and after it
+        b"{}",
+        b"{ \n }",
+        '{"model": "modèle", "messages": [{"role": "user", "content": "こんにちは \\ud83d\\ude00 😀"}]}'.encode(),
+        b'{"t": "\\ud800", "n": 1e400, "x": -0.0}',  # what a re-serialisation would respell
+        b'{"a": {"stream_options": 1}, "b": ["stream_options"]}',  # the key only nested or as a value
+    ],
+)
+def test_a_field_the_client_did_not_send_is_spliced_in_after_the_opening_brace(raw):
+    out = sent(raw)
+    start = len(raw) - len(raw.lstrip())
+    assert out.body is not None and out.body.startswith(raw[: start + 1] + SPLICED)
+    rest = out.body[start + 1 + len(SPLICED) :]
+    assert rest == (b"," if json.loads(raw) else b"") + raw[start + 1 :]  # every other byte as sent
+    today = {**json.loads(raw), **USAGE}  # what re-serialising the merged object sends
+    assert json.loads(out.body) == json.loads(upstream.dump_json(today)) == out.obj
+    assert list(out.obj) == list(json.loads(out.body))  # the record's object in the order sent
+
+
+def test_a_four_mib_body_is_spliced_not_serialised_again():
+    raw = json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "x" * (4 << 20)}]})
+    out = sent(raw.encode())
+    assert out.body == b"{" + SPLICED + b"," + raw.encode()[1:]
+
+
+@pytest.mark.parametrize(
+    ("raw", "fields"),
+    [
+        (b'{"stream_options": {"include_usage": false}}', USAGE),  # the client's own key: merged
+        (b'{"stream_options": null, "model": "a"}', USAGE),
+        (b'{"model": "a"}', {"model": "b"}),  # a route's model rewrite
+        (b'{"model": "a"}', {"model": "b", **USAGE}),
+        (b'\xef\xbb\xbf{"model": "a"}', USAGE),  # a byte order mark
+        ('{"model": "a"}'.encode("utf-16-le"), USAGE),
+        ('{"model": "a"}'.encode("utf-32"), USAGE),
+    ],
+)
+def test_a_field_the_client_sent_or_an_odd_encoding_serialises_the_object_again(raw, fields):
+    obj = json.loads(raw)
+    assert upstream.splice_fields(raw, obj, fields) is None
+    out = sent(raw, fields)
+    assert out.body == upstream.dump_json({**obj, **fields}) and out.obj == {**obj, **fields}
+    assert list(out.obj) == list(obj) + [k for k in fields if k not in obj]  # the client's order kept
+
+
+def test_splice_refuses_what_is_not_an_object():
+    assert upstream.splice_fields(b"[1, 2]", {}, USAGE) is None
+    assert upstream.splice_fields(b"  ", {}, USAGE) is None
+    assert upstream.splice_fields(b"{}", {}, {}) is None

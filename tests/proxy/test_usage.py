@@ -494,3 +494,14 @@ def test_estimate_counts_tool_definitions_and_survives_deep_nesting():
     for _ in range(500):
         deep = [deep]
     assert estimate_input_tokens({"prompt": deep}) is None  # past the depth bound: nothing, no crash
+
+
+def test_estimate_of_a_huge_message_list_walks_a_bounded_sample():
+    # 140,000 messages: the walk stops after _WALK_NODES values and extrapolates the rest.
+    many = {"messages": [{"role": "user", "content": "abcd" * (1 + i % 3)} for i in range(140_000)]}
+    exact = sum(4 * (1 + i % 3) for i in range(140_000)) // 4
+    assert abs(estimate_input_tokens(many) - exact) <= exact // 100
+    few = {"messages": [{"role": "user", "content": "abcd" * (1 + i % 3)} for i in range(3000)]}
+    assert estimate_input_tokens(few) == sum(1 + i % 3 for i in range(3000))  # under the bound: exact
+    long_text = {"messages": [{"role": "user", "content": "x" * (4 << 20)}]}
+    assert estimate_input_tokens(long_text) == 1 << 20  # one long string is one value
