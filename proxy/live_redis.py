@@ -55,7 +55,7 @@ class LiveRedisSink:
         max_events: int = 10_000,
         max_bytes: int = 16 << 20,
         batch_wait: float = 0.005,
-        write_timeout: float = 1.0,
+        write_timeout: float = 2.0,
         min_backoff: float = 0.1,
         max_backoff: float = 5.0,
     ) -> None:
@@ -139,12 +139,21 @@ class LiveRedisSink:
     async def _write_batch(self) -> None:
         """Take up to ``_BATCH_EVENTS`` buffered events and XADD them in one pipeline; on
         failure they are counted as dropped and the error is raised."""
+        client = self._get_client()
+        if self.connected is False:  # down: a cheap PING before encoding a batch for nothing
+            try:
+                async with asyncio.timeout(self.write_timeout):
+                    await client.ping()
+            except BaseException:
+                self._drop(len(self._buf))  # still down: what waited is dropped, as a failed write's
+                self._buf.clear()
+                self._bytes = 0
+                raise
         n = min(len(self._buf), _BATCH_EVENTS)
         taken = [self._buf.popleft() for _ in range(n)]
         self._bytes -= sum(ev[3] for ev in taken)
         try:
             entries = coalesce((ev[1], ev[2]) for ev in taken)
-            client = self._get_client()
             pipe = client.pipeline(transaction=False)
             for name, data in entries:
                 pipe.xadd(self.key, entry_fields(name, data, self.boot_id), maxlen=self.maxlen, approximate=True)

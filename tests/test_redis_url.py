@@ -35,3 +35,21 @@ def test_display_drops_user_password_and_query():
     assert display_redis_url("redis://u:s3cret@host:6379/2?x=1") == "redis://host:6379/2"
     assert display_redis_url("redis://[::1]:6379") == "redis://[::1]:6379"
     assert display_redis_url("redis://h:notaport") == "<invalid url>"
+
+
+def test_proxy_and_collector_options_take_it_from_flag_or_environment_masked():
+    from tokentail.collector import command as collector_command
+    from tokentail.proxy import command as proxy_command
+    from tokentail.settings import SettingsError, resolve
+
+    url = "redis://:hunter2pw@127.0.0.1:6379/0"
+    s = resolve("proxy", proxy_command.OPTIONS, {"live_redis": url}, env={}, file_config={})
+    assert s.live_redis == url and s.live_redis_maxlen == 100_000
+    assert "hunter2pw" not in repr(s)
+    env = {"TOKENTAIL_COLLECTOR_LIVE_REDIS": url, "TOKENTAIL_COLLECTOR_LIVE_REPLAY": "50"}
+    c = resolve("collector", collector_command.OPTIONS, {}, env=env, file_config={})
+    assert (c.live_redis, c.live_replay, c.live_max_subscribers) == (url, 50, 64)
+    with pytest.raises(SettingsError, match="--live-redis") as info:
+        resolve("proxy", proxy_command.OPTIONS, {"live_redis": "http://:hunter2pw@h:1"}, env={}, file_config={})
+    assert "hunter2pw" not in str(info.value)
+    assert resolve("proxy", proxy_command.OPTIONS, {}, env={}, file_config={}).live_redis is None

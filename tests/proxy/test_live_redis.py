@@ -119,10 +119,14 @@ async def test_redis_down_then_back_requests_unaffected_drops_counted_reconnects
         await until(lambda: any(e[1] == "request.end" for e in stream_events(redis_server.url)), timeout=15)
         events = stream_events(redis_server.url)
         assert texts_by_request(events) and list(texts_by_request(events).values())[-1] == direct
-        downs = [r for r in caplog.records if "unavailable" in r.getMessage()]
-        ups = [r for r in caplog.records if "appending live events" in r.getMessage()]
+
+        def logged(what: str) -> list[logging.LogRecord]:
+            return [r for r in caplog.records if what in r.getMessage()]
+
+        # The writer logs "up" once its write returned, a moment after Redis holds the entries.
+        await until(lambda: len(logged("appending live events")) == 2, timeout=5)
+        downs, ups = logged("unavailable"), logged("appending live events")
         assert len(downs) == 1, [r.getMessage() for r in downs]  # once per change, not per batch
-        assert len(ups) == 2
         assert all("redis://127.0.0.1" in r.getMessage() for r in downs + ups)
     finally:
         await proxy.close()
@@ -136,10 +140,10 @@ async def test_paused_or_full_redis_delays_no_request(redis_server):
     try:
         direct = await chat(str(sim.make_url("/v1")))
         await chat(proxy.url("/v1"))
-        admin.client_pause(4000, all=False)  # writes wait: Redis is "slow"
+        admin.client_pause(10_000, all=False)  # writes wait 10 s: Redis is "slow"
         t0 = time.perf_counter()
         assert await asyncio.gather(*(chat(proxy.url("/v1")) for _ in range(5))) == [direct] * 5
-        assert time.perf_counter() - t0 < 3.5  # done while Redis still holds writes
+        assert time.perf_counter() - t0 < 8  # done while Redis still holds writes (generous on a loaded machine)
         await until(lambda: dropped(proxy) > 0, timeout=10, what="the timed-out batch counted")
         admin.client_unpause()
         admin.config_set("maxmemory", "1")  # full: XADD refused (OOM)
@@ -147,7 +151,6 @@ async def test_paused_or_full_redis_delays_no_request(redis_server):
         assert await asyncio.gather(*(chat(proxy.url("/v1")) for _ in range(3))) == [direct] * 3
         await until(lambda: dropped(proxy) >= before + 9, timeout=10, what="refused events counted")
         admin.config_set("maxmemory", "0")
-        await until(lambda: proxy.app[HUB] is not None and True, timeout=1)
         n = len(raw_entries(redis_server.url))
         await chat(proxy.url("/v1"))
         await until(lambda: len(raw_entries(redis_server.url)) > n, timeout=15, what="writes again")
