@@ -69,7 +69,7 @@ def gap(cursor: str, first: str | bytes | None, trimmed: bool) -> bool:
     c, f = parse_id(cursor), parse_id(first)
     if not trimmed or c is None or f is None or f <= c:
         return False
-    return before(first.decode() if isinstance(first, bytes) else first) != cursor.strip()
+    return before(f"{f[0]}-{f[1]}") != f"{c[0]}-{c[1]}"
 
 
 def frame(entry_id: bytes | str, fields: dict[Any, Any]) -> bytes | None:
