@@ -39,6 +39,7 @@ log = logging.getLogger("tokentail.proxy")
 
 DROP_SINK = "live_redis"
 _BATCH_EVENTS = 1000  # events per pipelined write (the rest goes in the next round trip)
+_IDLE_PING = 1.0  # seconds without a write after which the connection is checked first
 
 
 class LiveRedisSink:
@@ -78,6 +79,7 @@ class LiveRedisSink:
         self._bytes = 0
         self._wake: asyncio.Event | None = None
         self._client: Any = None
+        self._last_ok = 0.0  # loop time of the last successful write
 
     # --- the hub's side: synchronous, never waits -------------------------------------
 
@@ -140,12 +142,12 @@ class LiveRedisSink:
         """Take up to ``_BATCH_EVENTS`` buffered events and XADD them in one pipeline; on
         failure they are counted as dropped and the error is raised."""
         client = self._get_client()
-        if self.connected is False:  # down: a cheap PING before encoding a batch for nothing
+        loop = asyncio.get_running_loop()
+        if self.connected is not True or loop.time() - self._last_ok > _IDLE_PING:
             try:
-                async with asyncio.timeout(self.write_timeout):
-                    await client.ping()
+                await self._ping(client)
             except BaseException:
-                self._drop(len(self._buf))  # still down: what waited is dropped, as a failed write's
+                self._drop(len(self._buf))  # down: what waited is dropped, as a failed write's
                 self._buf.clear()
                 self._bytes = 0
                 raise
@@ -163,6 +165,23 @@ class LiveRedisSink:
             self._drop(n)
             raise
         self.written += len(entries)
+        self._last_ok = loop.time()
+
+    async def _ping(self, client: Any) -> None:
+        """PING before a write after a failure or a pause: a connection Redis dropped meanwhile
+        (a restart) fails here, where a second try on a new connection is safe, and not in the
+        pipeline, whose retry could append its entries twice; and a batch is not encoded for a
+        Redis that is still down."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        for attempt in (1, 2):
+            try:
+                async with asyncio.timeout(self.write_timeout):
+                    await client.ping()
+                return
+            except (RedisConnectionError, OSError):
+                if attempt == 2:
+                    raise
 
     def _get_client(self) -> Any:
         if self._client is None:
