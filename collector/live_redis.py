@@ -28,8 +28,9 @@ and resuming needs no bookkeeping. A subscriber whose socket takes nothing for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from aiohttp import web
@@ -104,6 +105,18 @@ class LiveReader:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+
+    @contextlib.contextmanager
+    def listening(self) -> Iterator[None]:
+        """Count the current handler as a listener (and end it on shutdown) while inside."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            yield
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
 
     async def end_streams(self, app: web.Application) -> None:
         """On shutdown: live streams end now (they would hold the graceful window open)."""
@@ -187,13 +200,8 @@ async def live(request: web.Request) -> web.StreamResponse:
         )
         resp.headers.update({"Retry-After": "5", **cors})
         return resp
-    task = asyncio.current_task()
-    assert task is not None
-    reader._tasks.add(task)
-    try:
+    with reader.listening():
         return await _serve(request, reader, cors)
-    finally:
-        reader._tasks.discard(task)
 
 
 async def _serve(request: web.Request, reader: LiveReader, cors: dict[str, str]) -> web.StreamResponse:

@@ -335,3 +335,21 @@ async def test_raw_stream_holds_only_the_three_event_fields(redis_server):
     finally:
         await proxy.close()
         await sim.close()
+
+
+async def test_cors_for_the_dashboard_and_a_prompt_shutdown_with_listeners(redis_server, tmp_path):
+    origin = "http://127.0.0.1:8050"
+    collector = await start_collector(tmp_path, redis_server.url, allowed_origins=frozenset({origin}))
+    session = aiohttp.ClientSession()
+    try:
+        resp = await session.get(collector.make_url("/api/live"), headers={"Origin": origin})
+        assert resp.status == 200 and resp.headers["Access-Control-Allow-Origin"] == origin
+        out: list = []
+        task = await reading(read_events(resp, out, meta=True), out, timeout=10)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        await collector.close()  # a listener blocked in XREAD must not hold the shutdown
+        assert loop.time() - t0 < 5
+        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 5)
+    finally:
+        await session.close()
