@@ -229,24 +229,16 @@ async def _serve(request: web.Request, reader: LiveReader, cors: dict[str, str])
     try:
         await write(b"retry: 1000\n\n")
         while True:
+            snapshot = None  # the snapshot's id when this round starts the feed over
+            # Only Redis calls in here: a client that went away (an OSError too) is not "Redis down".
             try:
                 if cursor is not None and not checked and await reader.trimmed_after(cursor):
                     cursor = None  # what followed it is gone: start over
                 checked = True
                 if cursor is None:
-                    entries, cursor = await reader.recent()
-                    reader.state(True)
-                    if down:
-                        await write(status_frame(True))
-                        down = False
-                    await write(snapshot_frame(cursor, len(entries)))
+                    entries, snapshot = await reader.recent()
                 else:
                     entries = await reader.read(cursor)
-                    reader.state(True)
-                    if down:
-                        await write(status_frame(True))
-                        down = False
-                backoff = 0.5
             except (RedisError, OSError) as exc:
                 reader.state(False, exc)
                 if not down:
@@ -257,12 +249,21 @@ async def _serve(request: web.Request, reader: LiveReader, cors: dict[str, str])
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, reader.max_backoff)
                 continue
-            if not entries:
+            reader.state(True)
+            backoff = 0.5
+            if down:
+                await write(status_frame(True))
+                down = False
+            if snapshot is not None:
+                cursor = snapshot
+                await write(snapshot_frame(snapshot, len(entries)))
+            elif not entries:
                 await write(b": heartbeat\n\n")
                 continue
             for piece in frames(entries, _WRITE_BYTES):
                 await write(piece)
-            cursor = _text(entries[-1][0])
+            if entries:
+                cursor = _text(entries[-1][0])
     except (TimeoutError, ConnectionResetError):
         pass  # the subscriber went away or stopped reading
     return resp
