@@ -28,13 +28,13 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/python tools/typecheck.py
 
-## Unit tests only (no slow, browser or Prometheus tests).
+## Unit tests only (no slow, browser or Prometheus tests; Redis tests skip without redis-server).
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not browser and not prometheus"
 
-## Debian packages the browser and Prometheus tests use (needs root).
+## Debian packages the browser, Prometheus and Redis tests use (needs root).
 system-deps:
-	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium prometheus
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium prometheus redis-server
 
 bench: install
 	$(BIN)/python bench/proxy_bench.py --telemetry

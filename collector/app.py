@@ -4,7 +4,7 @@ Routes: ``GET /healthz``; ``GET /api/status``, ``/api/config``, ``/api/metrics``
 ``/api/spans``, ``/api/spans/{request_id}``, ``/api/sessions``, ``/api/facets``,
 ``/api/runs``, ``/api/runs/{id}``, ``/api/runs/{id}/requests``, ``/api/runs/compare``,
 ``/api/requests/search``, ``/api/requests/export``, ``/api/pricing``, ``/api/events``
-(SSE); ``POST /v1/traces``, ``POST /api/runs``, ``POST /api/runs/{id}/pause|resume|end``.
+(SSE), ``/api/live`` (SSE, with ``--live-redis``: ``live_redis.py``); ``POST /v1/traces``, ``POST /api/runs``, ``POST /api/runs/{id}/pause|resume|end``.
 Who may do what is ``tokentail.access`` (one pure decision, applied by its aiohttp
 middleware): only allowed host names are answered on ``/api/*`` and ``/v1/traces``; bound
 off loopback, reads of ``/api/*`` need the read token and ``POST /v1/traces`` the admin
@@ -45,6 +45,8 @@ from ._http import (
 )
 from .config import CollectorConfig
 from .events import Broadcaster, stream
+from .live_redis import LIVE, LiveReader
+from .live_redis import live as live_feed
 from .otlp import JSON_TYPE, OTLPError, decode, encode_response, spans_to_rows
 from .pipeline import Collector
 from .query import (
@@ -127,6 +129,16 @@ def create_app(
     app[_TASKS] = []
     app.cleanup_ctx.append(_lifecycle(scrape, maintain))
     app.on_shutdown.append(_end_streams)
+    if config.live_redis:
+        reader = LiveReader(
+            config.live_redis,
+            max_subscribers=config.live_max_subscribers,
+            replay=config.live_replay,
+            heartbeat=config.heartbeat,
+        )
+        app[LIVE] = reader
+        app.cleanup_ctx.append(reader.ctx)
+        app.on_shutdown.append(reader.end_streams)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/status", status)
     app.router.add_get("/api/config", config_view)
@@ -139,6 +151,7 @@ def create_app(
     compare_api.add_routes(app)
     search_api.add_routes(app)  # /api/requests/search and /export (history search)
     app.router.add_get("/api/events", sse)
+    app.router.add_get("/api/live", live_feed)  # 404 unless --live-redis (see live_redis.py)
     app.router.add_post("/v1/traces", traces)
     return app
 
@@ -198,6 +211,9 @@ async def status(request: web.Request) -> web.Response:
         otlp=app[OTLP_STATS],
         sse_subscribers=app[EVENTS].subscribers,
     )
+    reader = app.get(LIVE)
+    if reader is not None:
+        body["live_redis"] = {"url": reader.display, "up": reader.up, "subscribers": reader.subscribers}
     return web.json_response(body)
 
 

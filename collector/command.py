@@ -7,6 +7,7 @@ import sys
 
 from .. import serving
 from ..access import allowed_host
+from ..redis_url import redis_url
 from ..settings import Option, parse_duration, parse_size, port
 
 SUMMARY = "scrape proxies' /metrics and receive spans into DuckDB; serve history over HTTP"
@@ -28,9 +29,30 @@ whenever one is set, and otherwise come from loopback only. /api/* and /v1/trace
 only to localhost, the bind address, IP literals and --allowed-host names (DNS
 rebinding); state changes from another site's page or without a JSON body are refused
 (SECURITY.md).
+
+With --live-redis (the URL the proxies were given), /api/live serves every proxy's live
+events merged from the Redis stream, in the proxies' /api/live protocol, with the stream id
+as the SSE id: point the dashboard's --live at this collector.
 """
 
 OPTIONS: list[Option] = [
+    Option(
+        "live_redis",
+        "serve /api/live: the live events the proxies append to this Redis (their --live-redis), "
+        "merged; redis://HOST:PORT[/DB]",
+        None,
+        redis_url,
+        secret=True,  # the URL may hold a password
+        metavar="URL",
+    ),
+    Option("live_max_subscribers", "listeners of /api/live at once (beyond: 503)", 64, int, metavar="N"),
+    Option(
+        "live_replay",
+        "most recent live events a new /api/live listener is given before the live ones",
+        1000,
+        int,
+        metavar="N",
+    ),
     Option("port", "port to listen on", 8788, port),
     Option("host", "address to bind (loopback by default)", "127.0.0.1"),
     Option("db", "DuckDB file (created if missing)", "./tokentail-data/tokentail.duckdb", metavar="PATH"),

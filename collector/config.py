@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..access import parse_hosts
+from ..redis_url import display_redis_url
 from ..settings import SettingsError
 from .store import Retention
 
@@ -89,6 +90,9 @@ class CollectorConfig:
     pricing: str | None = None  # pricing TOML for what-if totals (None: the bundled table)
     heartbeat: float = 15.0  # seconds between SSE heartbeat comments
     live_window: float = 60.0  # seconds behind the "current" values of /api/status and SSE
+    live_redis: str | None = None  # --live-redis: serve the proxies' merged live feed at /api/live
+    live_max_subscribers: int = 64
+    live_replay: int = 1000  # most recent events a fresh /api/live connection is given
 
     def __post_init__(self) -> None:
         if self.scrape_interval <= 0:
@@ -142,6 +146,9 @@ class CollectorConfig:
             allowed_origins=frozenset(s["allowed_origin"] or ()),
             allowed_hosts=parse_hosts(s.get("allowed_host") or ()),
             pricing=s.get("pricing") or None,
+            live_redis=s.get("live_redis") or None,
+            live_max_subscribers=s.get("live_max_subscribers", 64),
+            live_replay=s.get("live_replay", 1000),
         )
 
     def public(self) -> dict[str, Any]:
@@ -171,4 +178,5 @@ class CollectorConfig:
             "allowed_origins": sorted(self.allowed_origins),
             "allowed_hosts": sorted(self.allowed_hosts),
             "pricing": self.pricing or "bundled",
+            "live_redis": display_redis_url(self.live_redis) if self.live_redis else None,
         }

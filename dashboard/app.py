@@ -112,6 +112,19 @@ def page_config(config: DashboardConfig) -> dict[str, Any]:
             if config.collector
             else None
         ),
+        # --live: one merged feed (a collector's /api/live over Redis) followed instead of the proxies'.
+        "live": (
+            {
+                "name": config.live.name,
+                "url": config.live.url,
+                "display": display_url(config.live.url),
+                "live": config.live.live_url,
+                "openai": config.live.openai_base,
+                "variant": None,
+            }
+            if config.live
+            else None
+        ),
         "origin": config.origin,
         "colors": palette_config(),
         "historyLimit": HISTORY_LIMIT,

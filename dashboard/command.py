@@ -17,6 +17,11 @@ the browser (EventSource on {proxy}/api/live): start each proxy with
 reads the collector's history and updates when its /api/events announces a scrape;
 the collector needs the same --allowed-origin.
 
+Many proxies (replicas behind a load balancer): start them and a collector with the same
+--live-redis redis://..., and give the dashboard --live COLLECTOR_URL: the Live page then
+follows the collector's one merged /api/live instead of each proxy's, so the browser needs
+one origin whatever the number of proxies, and a banner says when Redis is unreachable.
+
 State changes (start/pause/resume/end a run, cancel a request, send from the Playground)
 go through this server, which calls the collector or the proxy with the admin token
 (TOKENTAIL_ADMIN_TOKEN) when one is set; the page never sees it. Once set, the page's
@@ -44,6 +49,13 @@ OPTIONS = [
         [],
         multiple=True,
         metavar="[VARIANT=]URL",
+    ),
+    Option(
+        "live",
+        "merged live feed the Live page follows instead of each --proxy's: the URL of a collector "
+        "started with --live-redis (it serves /api/live for every proxy writing to that Redis)",
+        None,
+        metavar="URL",
     ),
     Option(
         "read_token",
@@ -103,6 +115,8 @@ def main(settings) -> int:
         config.collector or "none",
         ", ".join(f"{p.name}={p.url}" for p in config.proxies) or "none",
     )
+    if config.live:
+        log.info("live feed: %s/api/live (merged, from the collector's --live-redis)", config.live.url)
     if config.proxies:
         log.info("the proxies (and the collector) must allow this origin: --allowed-origin %s", config.origin)
     return serve(app, config.host, config.port)

@@ -97,6 +97,9 @@ class DashboardConfig:
     insecure: bool = False
     timeout: float = 3.0  # seconds for each read of the collector or a proxy
     allowed_hosts: frozenset[str] = frozenset()  # --allowed-host: names besides localhost, the bind address, IPs
+    # --live: one merged live feed (a collector with --live-redis) the Live page follows
+    # instead of each --proxy's; the proxies stay for the Playground, cancel and detail.
+    live: ProxySource | None = None
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.proxies]
@@ -136,7 +139,7 @@ class DashboardConfig:
     @property
     def source_origins(self) -> tuple[str, ...]:
         """The origins the page connects to (live feeds, collector events): its CSP's connect-src."""
-        urls = [p.url for p in self.proxies] + ([self.collector] if self.collector else [])
+        urls = [p.url for p in self.proxies] + [u for u in (self.collector, self.live and self.live.url) if u]
         out: list[str] = []
         for url in urls:
             parts = urlsplit(url)
@@ -148,6 +151,7 @@ class DashboardConfig:
     @classmethod
     def from_settings(cls, s: Mapping[str, Any]) -> DashboardConfig:
         collector = _base_url(s["collector"], "--collector") if s.get("collector") else None
+        live = ProxySource(name="live", url=_base_url(s["live"], "--live")) if s.get("live") else None
         return cls(
             host=s["host"],
             port=s["port"],
@@ -158,4 +162,5 @@ class DashboardConfig:
             playground_key=s.get("playground_key") or None,
             insecure=bool(s.get("insecure")),
             allowed_hosts=parse_hosts(s.get("allowed_host") or ()),
+            live=live,
         )

@@ -368,7 +368,13 @@ def live_page(config: DashboardConfig) -> list[Any]:
             dcc.Dropdown(id="live-key", options=[], multi=True, placeholder="API key", className="tt-dropdown"),
         ],
     )
-    if config.proxies:
+    if config.live and not config.proxies:  # --live: a collector's merged feed over Redis
+        hint = empty_state(
+            "No requests yet",
+            "Point an OpenAI client at any proxy started with --live-redis; each request shows up here "
+            "the moment it arrives, and its completion grows token by token.",
+        )
+    elif config.proxies:
         hint = empty_state(
             "No requests yet",
             "Point an OpenAI client at a proxy; each request shows up here the moment it arrives, "

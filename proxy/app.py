@@ -74,6 +74,8 @@ def create_app(services: ProxyServices) -> web.Application:
             services.probe_interval, services.probe_timeout, lambda a: targets(a[CONFIG].upstream, a[ROUTES].table)
         )
     )
+    if services.live_redis is not None:
+        app.cleanup_ctx.append(services.live_redis.ctx)
     app.on_shutdown.append(_close_live_streams)
 
     app.router.add_get("/healthz", api.healthz)

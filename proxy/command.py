@@ -9,6 +9,7 @@ import signal
 
 from tokentail import serving
 from tokentail.access import allowed_host
+from tokentail.redis_url import redis_url
 from tokentail.settings import Option, SettingsError, parse_bool, parse_duration, parse_size, port
 
 from .routes import parse_routes_json
@@ -90,6 +91,23 @@ OPTIONS = [
         metavar="SIZE",
     ),
     Option("live_max_subscribers", "listeners of /api/live at once (beyond: 503, counted)", 64, int, metavar="N"),
+    Option(
+        "live_redis",
+        "also append the live events to a Redis stream (redis://HOST:PORT[/DB]) that a collector with the "
+        "same --live-redis serves as one /api/live for many proxies; Redis down or slow never delays a "
+        'request (events dropped, counted in tokentail_telemetry_dropped_total{sink="live_redis"})',
+        None,
+        redis_url,
+        secret=True,  # the URL may hold a password
+        metavar="URL",
+    ),
+    Option(
+        "live_redis_maxlen",
+        "about how many events the Redis stream keeps (XADD MAXLEN ~); shared by all proxies",
+        100_000,
+        int,
+        metavar="N",
+    ),
     Option(
         "span_content_bytes",
         "prompt and completion JSON kept on each span, each (beyond: cut, marked tokentail.content.truncated); "

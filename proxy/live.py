@@ -125,6 +125,7 @@ class LiveHub:
         self._log_bytes = 0
         self._seq = 0
         self._subs: list[Subscription] = []
+        self._sinks: list[Callable[[Event], None]] = []
 
     # --- Observer hooks ------------------------------------------------------------
 
@@ -229,6 +230,11 @@ class LiveHub:
             end = {**end, "text": text}
         self._publish("request.end", end, len(end.get("text", "")))
         self._trim()
+
+    def add_sink(self, sink: Callable[[Event], None]) -> None:
+        """Also hand every published event to ``sink`` (e.g. ``live_redis``), synchronously,
+        in order; it must not wait nor raise, and must treat the data as read-only."""
+        self._sinks.append(sink)
 
     # --- subscribers ---------------------------------------------------------------
 
@@ -387,6 +393,8 @@ class LiveHub:
         self._log_bytes += ev[3]
         while len(log) > self._max_events or (self._log_bytes > self._log_budget and len(log) > 1):
             self._log_bytes -= log.popleft()[3]
+        for sink in self._sinks:
+            sink(ev)
         dropped = [sub for sub in self._subs if not sub.push(ev)]
         for sub in dropped:
             self._subs.remove(sub)

@@ -29,6 +29,8 @@ from ._promptcap import DEFAULT_PROMPT_BYTES
 from .attribution import Fingerprinter
 from .hooks import RequestHooks, default_hooks
 from .live import LiveHub
+from .live_redis import DROP_SINK as REDIS_DROP_SINK
+from .live_redis import LiveRedisSink
 from .metrics import ProxyMetrics
 from .raw_store import RawStore
 from .record import Observer, Observers
@@ -62,6 +64,7 @@ class ProxyServices:
     raw: RawStore
     probe_interval: float = 0.0
     probe_timeout: float = 5.0
+    live_redis: LiveRedisSink | None = None  # --live-redis: the hub's events also go to Redis
 
 
 def build_metrics(settings: Any, registry: CollectorRegistry, env: Mapping[str, str]) -> ProxyMetrics:
@@ -123,6 +126,16 @@ def build_services(
         on_drop=metrics.dropped,
         max_subscribers=settings.live_max_subscribers,
     )
+    live_redis = None
+    if getattr(settings, "live_redis", None):
+        live_redis = LiveRedisSink(
+            settings.live_redis,
+            boot_id=boot_id,
+            maxlen=settings.live_redis_maxlen,
+            on_drop=metrics.dropped,
+        )
+        metrics.telemetry_dropped.labels(REDIS_DROP_SINK)  # the series exists (at 0) from the start
+        hub.add_sink(live_redis.push)
     spans = None
     if tracer_provider is not None:
         spans = SpanObserver(
@@ -187,6 +200,7 @@ def build_services(
         raw=raw,
         probe_interval=getattr(settings, "probe_interval", 0.0),
         probe_timeout=getattr(settings, "probe_timeout", 5.0),
+        live_redis=live_redis,
     )
 
 

@@ -610,6 +610,13 @@
       listen(src, es, "request.start", onStart);
       listen(src, es, "request.delta", onDelta);
       listen(src, es, "request.end", onEnd);
+      es.addEventListener("status", function (ev) {  // a merged feed (--live) says when Redis is away
+        var d = {};
+        try { d = JSON.parse(ev.data); } catch (e) { /* keep going */ }
+        src.redisDown = d.live_redis === "down";
+        updateBanner();
+      });
+      es.addEventListener("open", function () { src.redisDown = false; });  // a new stream says again
     });
   }
 
@@ -734,6 +741,10 @@
       var away = s.state !== "open" && now - s.since >= BANNER_DELAY;
       var what = s.kind === "proxy" ? "the live list misses its requests until it is back" :
         "charts and history are paused; the Live page keeps working";
+      if (s.redisDown && s.state === "open") {
+        msgs.push({key: k, text: "The live plane's Redis is unreachable (feed at " + s.display + ") — new live " +
+          "events do not arrive until it is back; proxied requests are not affected. Retrying…"});
+      }
       if (away) {
         msgs.push({key: k, text: (s.kind === "proxy" ? "Proxy " + s.name : "Collector") + " at " + s.display +
           (s.refused ? " answers, but refused this page's feed: start it with --allowed-origin " + origin +
@@ -938,7 +949,7 @@
     if (started) return;
     started = true;
     function connectAll() {
-      CFG.proxies.forEach(connectProxy);
+      (CFG.live ? [CFG.live] : CFG.proxies).forEach(connectProxy);  // --live: one merged feed
       if (CFG.collector) { connectCollector(CFG.collector); loadHistory(); }
       scheduleBanner();
     }

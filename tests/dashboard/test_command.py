@@ -77,3 +77,30 @@ def test_admin_token_and_playground_key_come_from_the_environment_masked():
     assert cfg.admin_token == "adm-XYZ" and cfg.playground_key == "sk-play-XYZ"
     assert "adm-XYZ" not in repr(s) and "sk-play-XYZ" not in repr(s)
     assert DashboardConfig.from_settings(settings()).admin_token is None
+
+
+def test_live_points_the_live_page_at_one_merged_feed():
+    from tokentail.dashboard.app import content_security_policy, page_config
+
+    s = settings(
+        {
+            "proxy": ["http://127.0.0.1:8787"],
+            "collector": "http://127.0.0.1:8788",
+            "live": "http://127.0.0.1:8788/api/live",
+        }
+    )
+    cfg = DashboardConfig.from_settings(s)
+    assert cfg.live is not None and cfg.live.url == "http://127.0.0.1:8788"
+    page = page_config(cfg)
+    assert page["live"]["live"] == "http://127.0.0.1:8788/api/live"
+    assert [p["live"] for p in page["proxies"]] == ["http://127.0.0.1:8787/api/live"]  # kept for the Playground
+    # One origin for the collector and the merged feed: nothing added twice to the CSP.
+    assert cfg.source_origins == ("http://127.0.0.1:8787", "http://127.0.0.1:8788")
+    cfg = DashboardConfig.from_settings(settings({"live": "http://10.1.2.3:8788"}))
+    assert "http://10.1.2.3:8788" in content_security_policy(cfg, [])
+    assert page_config(DashboardConfig.from_settings(settings()))["live"] is None
+    env = {"TOKENTAIL_DASHBOARD_LIVE": "http://h:9"}
+    assert DashboardConfig.from_settings(settings(env=env)).live.live_url == "http://h:9/api/live"
+    for bad in ("redis://h:6379", "http://u:pw@h:1", "http://h:1/?token=x"):
+        with pytest.raises(SettingsError, match="--live"):
+            DashboardConfig.from_settings(settings({"live": bad}))
