@@ -100,13 +100,9 @@ NO_SHELL_IMAGES = ("otel/opentelemetry-collector",)
 PROMETHEUS_PORT = 9090
 GRAFANA_PORT = 3000
 REDIS_PORT = 6379
-# Options of issue 15 parts 1-2 (Redis live plane, charts from Prometheus), built on other
-# branches: compose.yaml and deploy/kubernetes may name them before the CLI reads them; once
-# it does, they are resolved and checked like every other option.
+# Options built on another branch: compose.yaml and deploy/kubernetes may name them before the
+# CLI reads them; once it does, they are resolved and checked like every other option.
 PENDING_OPTIONS = {
-    "TOKENTAIL_PROXY_LIVE_REDIS": "proxy",
-    "TOKENTAIL_COLLECTOR_LIVE_REDIS": "collector",
-    "TOKENTAIL_DASHBOARD_LIVE": "dashboard",
     "TOKENTAIL_DASHBOARD_METRICS_SOURCE": "dashboard",
 }
 
