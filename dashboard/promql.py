@@ -1,0 +1,455 @@
+"""The Overview from a Prometheus-compatible HTTP API: PromQL and the answers' shape (pure).
+
+``plan`` picks the time grid of a range (the collector's buckets: same origin and step, the
+step never below the scrape interval nor so small that a series has more than
+``MAX_POINTS`` points); ``range_query`` and ``summary_query`` build one PromQL expression
+each for a whole chart set (every metric tagged with a ``tokentail_metric`` label through
+``label_replace`` and joined with ``or``: one round trip, not fifteen); ``shape`` turns
+the answers into the JSON the collector's ``/api/metrics`` returns, so the Overview's code
+does not know where its numbers came from. ``status_query``/``shape_status`` do the same
+for ``/api/status``'s variants (targets up, requests in flight now).
+
+Point i of a series is evaluated at the end of the collector's bucket i with a rate window
+of one step plus one scrape interval, so it covers the scrape before the bucket too: the
+increase over the bucket, as the collector computes it from consecutive scrapes. Only
+buckets that ended by ``now`` are evaluated (a rate over a window that reaches into the
+future is understated). Percentiles come from histogram buckets (``histogram_quantile``):
+the answer says so (``quantile_source``) and the page shows "from buckets".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+RANGE_SECONDS = {"5m": 300, "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800}
+# The collector's steps per range (collector/query.py RANGES): the same grid, the same charts.
+BASE_STEPS = {"5m": 5, "15m": 10, "1h": 30, "6h": 180, "24h": 600, "7d": 3600}
+MAX_POINTS = 300
+BY = ("variant", "model")
+TAG = "tokentail_metric"  # the label that tells the metrics of one combined answer apart
+UNLABELLED = "(no variant)"  # series of targets scraped without a `variant` label
+MAX_LABEL_VALUE = 1000  # characters of a model filter put into a query (the proxy keeps 100)
+# collector/formulas.py ERROR_CLASSES and CANCELLED_CLASS (a test checks they agree).
+ERROR_CLASSES = ("4xx", "5xx", "upstream_error")
+CANCELLED_CLASS = "cancelled"
+# How long a target that stopped answering still counts (as down) in the status.
+STATUS_LOOKBACK_S = 600
+
+REQUESTS = "tokentail_requests_total"
+TOKENS = "tokentail_tokens_total"
+CACHED = "tokentail_cached_input_tokens_total"
+DURATION = "tokentail_request_duration_seconds"
+TTFT = "tokentail_time_to_first_token_seconds"
+TPS = "tokentail_output_tokens_per_second"
+IN_FLIGHT = "tokentail_in_flight_requests"
+
+# The values of /api/metrics (collector/formulas.py UNITS), in order.
+UNITS = {
+    "request_rate": "req/s",
+    "input_tokens_rate": "tokens/s",
+    "output_tokens_rate": "tokens/s",
+    "cached_input_tokens_rate": "tokens/s",
+    "latency_p50_ms": "ms",
+    "latency_p95_ms": "ms",
+    "latency_p99_ms": "ms",
+    "ttft_p50_ms": "ms",
+    "ttft_p95_ms": "ms",
+    "output_tps": "tokens/s",
+    "output_tps_p50": "tokens/s",
+    "error_rate": "ratio",
+    "cancel_rate": "ratio",
+    "in_flight": "requests",
+    "up": "ratio",
+}
+# Percentile metrics: (histogram, q, scale to the unit shown).
+QUANTILES: dict[str, tuple[str, float, float]] = {
+    "latency_p50_ms": (DURATION, 0.5, 1000.0),
+    "latency_p95_ms": (DURATION, 0.95, 1000.0),
+    "latency_p99_ms": (DURATION, 0.99, 1000.0),
+    "ttft_p50_ms": (TTFT, 0.5, 1000.0),
+    "ttft_p95_ms": (TTFT, 0.95, 1000.0),
+    "output_tps_p50": (TPS, 0.5, 1.0),
+}
+# Rates summed over time into the summary's counts (requests, errors, tokens, ...).
+_COUNTED = {
+    "request_rate": "requests",
+    "errors_rate": "errors",
+    "cancelled_rate": "cancelled",
+    "input_tokens_rate": "input_tokens",
+    "output_tokens_rate": "output_tokens",
+    "cached_input_tokens_rate": "cached_input_tokens",
+    "tps_sum_rate": "tps_sum",
+    "tps_count_rate": "tps_count",
+}
+QUANTILE_SOURCE = {"latency": "buckets", "ttft": "buckets", "tps": "buckets"}
+
+
+class PromQLError(ValueError):
+    """A parameter the Overview cannot ask for, or an answer not shaped like Prometheus's."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """The time grid of one range: bucket i is ``[origin + i*step, origin + (i+1)*step)``."""
+
+    range: str
+    step: float
+    origin: float
+    buckets: int
+    now: float
+    scrape_interval: float
+
+    @property
+    def end(self) -> float:
+        return self.origin + self.buckets * self.step
+
+    @property
+    def complete(self) -> int:
+        """How many buckets have ended by ``now`` (only those are evaluated)."""
+        return max(0, min(self.buckets, int((self.now - self.origin) // self.step)))
+
+    @property
+    def eval_start(self) -> float:
+        return self.origin + self.step  # the end of bucket 0
+
+    @property
+    def eval_end(self) -> float:
+        return self.origin + self.complete * self.step
+
+    @property
+    def rate_window(self) -> float:
+        return self.step + self.scrape_interval
+
+    @property
+    def summary_window(self) -> float:
+        """From the scrape before the first bucket to the end of the last complete one."""
+        return self.complete * self.step + self.scrape_interval
+
+    def timestamps(self) -> list[float]:
+        return [self.origin + i * self.step for i in range(self.buckets)]
+
+
+def plan(rng: str, now: float, scrape_interval: float) -> Window:
+    """The grid of range ``rng`` at ``now`` for data scraped every ``scrape_interval`` seconds."""
+    if rng not in RANGE_SECONDS:
+        raise PromQLError(f"range {rng!r} is not one of {', '.join(RANGE_SECONDS)}")
+    if not (math.isfinite(scrape_interval) and scrape_interval > 0):
+        raise PromQLError(f"scrape interval {scrape_interval!r} is not a positive number of seconds")
+    seconds = RANGE_SECONDS[rng]
+    step = float(max(BASE_STEPS[rng], math.ceil(scrape_interval), math.ceil(seconds / MAX_POINTS)))
+    n = int(seconds // step)
+    origin = math.floor(now / step) * step - (n - 1) * step
+    return Window(rng, step, origin, n, now, float(scrape_interval))
+
+
+def duration(seconds: float) -> str:
+    """A PromQL duration: whole seconds when it is one, else milliseconds (``6s``, ``1500ms``)."""
+    ms = max(1, int(round(seconds * 1000)))
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+def quote(value: str) -> str:
+    """``value`` as a PromQL (Go-syntax) double-quoted string: a filter from the page cannot
+    end the string or the selector. Lone surrogates become ``?`` (they cannot be sent)."""
+    text = value[:MAX_LABEL_VALUE].encode("utf-8", "replace").decode("utf-8")
+    out = []
+    for c in text:
+        if c in ('"', "\\"):
+            out.append("\\" + c)
+        elif ord(c) < 0x20 or ord(c) == 0x7F:
+            out.append(f"\\x{ord(c):02x}")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
+def _selector(name: str, *matchers: str) -> str:
+    inner = ",".join(m for m in matchers if m)
+    return f"{name}{{{inner}}}" if inner else name
+
+
+def metric_exprs(by: str, model: str | None, window: float, *, step: float | None = None) -> dict[str, str]:
+    """PromQL per metric (and the hidden rates the summary sums), grouped ``by`` variant or
+    model, restricted to ``model`` when given, rates over ``window`` seconds."""
+    if by not in BY:
+        raise PromQLError(f"by={by!r} is not one of {', '.join(BY)}")
+    w = duration(window)
+    m = f"model={quote(model)}" if model else ""
+
+    def rate(name: str, *matchers: str) -> str:
+        return f"sum by ({by}) (rate({_selector(name, m, *matchers)}[{w}]))"
+
+    def ratio(num: str, den: str) -> str:
+        # A group with requests but no error series has a ratio of 0, not none.
+        return f"(({num}) or ({den}) * 0) / ({den})"
+
+    total = rate(REQUESTS)
+    errors = rate(REQUESTS, f"status_class=~{quote('|'.join(ERROR_CLASSES))}")
+    cancelled = rate(REQUESTS, f"status_class={quote(CANCELLED_CLASS)}")
+    exprs = {
+        "request_rate": total,
+        "errors_rate": errors,
+        "cancelled_rate": cancelled,
+        "input_tokens_rate": rate(TOKENS, 'type="input"'),
+        "output_tokens_rate": rate(TOKENS, 'type="output"'),
+        "cached_input_tokens_rate": rate(CACHED),
+        "tps_sum_rate": rate(f"{TPS}_sum"),
+        "tps_count_rate": rate(f"{TPS}_count"),
+        # Mean and count per histogram: with one observation its percentiles are its value.
+        "latency_sum_rate": rate(f"{DURATION}_sum"),
+        "latency_count_rate": rate(f"{DURATION}_count"),
+        "ttft_sum_rate": rate(f"{TTFT}_sum"),
+        "ttft_count_rate": rate(f"{TTFT}_count"),
+        "output_tps": f"({rate(f'{TPS}_sum')}) / ({rate(f'{TPS}_count')})",
+        "error_rate": ratio(errors, total),
+        "cancel_rate": ratio(cancelled, total),
+    }
+    for key, (hist, q, scale) in QUANTILES.items():
+        expr = f"histogram_quantile({q}, sum by ({by}, le) (rate({_selector(hist + '_bucket', m)}[{w}])))"
+        exprs[key] = expr if scale == 1.0 else f"({expr}) * {scale:g}"
+    if by == "variant" and not model:
+        # Requests in flight: the mean over the step, summed over targets (no model label).
+        exprs["in_flight"] = f"sum by (variant) (avg_over_time({IN_FLIGHT}[{duration(step or window)}]))"
+    # Seconds scraped: a target of the group answered in the window (for the summary's rates).
+    scraped = f"count_over_time({IN_FLIGHT}[{w}])"
+    exprs["covered"] = f"count by (variant) ({scraped})" if by == "variant" else f"count({scraped})"
+    return exprs
+
+
+def combine(exprs: Mapping[str, str]) -> str:
+    """One expression answering every one of ``exprs``, each series tagged with its key."""
+    return " or ".join(f'label_replace({e}, "{TAG}", "{k}", "", "")' for k, e in exprs.items())
+
+
+def range_query(w: Window, by: str, model: str | None) -> str:
+    """The per-bucket expression: evaluate from ``w.eval_start`` to ``w.eval_end`` every step."""
+    return combine(metric_exprs(by, model, w.rate_window, step=w.step))
+
+
+def summary_query(w: Window, by: str, model: str | None) -> str:
+    """The percentiles over the whole range (at ``w.eval_end``): buckets summed over it."""
+    exprs = metric_exprs(by, model, w.summary_window)
+    return combine({k: exprs[k] for k in [*QUANTILES, *_EXACT_WHEN_ONE_INPUTS]})
+
+
+def status_query() -> str:
+    """Per variant: targets (those that exposed tokentail metrics lately), targets up, in flight."""
+    tokentail_targets = f"up and on (job, instance) last_over_time({IN_FLIGHT}[{duration(STATUS_LOOKBACK_S)}])"
+    return combine(
+        {
+            "targets_up": f"sum by (variant) ({tokentail_targets})",
+            "targets": f"count by (variant) ({tokentail_targets})",
+            "in_flight": f"sum by (variant) ({IN_FLIGHT})",
+        }
+    )
+
+
+# --- answers ------------------------------------------------------------------------------
+
+
+def _number(raw: Any) -> float | None:
+    """A sample value (Prometheus sends strings; NaN and ±Inf are no value)."""
+    try:
+        v = float(raw)
+    except (TypeError, ValueError):
+        raise PromQLError(f"sample value {str(raw)[:40]!r} is not a number") from None
+    return v if math.isfinite(v) else None
+
+
+def _data(answer: Any, kind: str) -> list[dict[str, Any]]:
+    """The result list of a successful ``kind`` ("matrix" or "vector") answer."""
+    if not isinstance(answer, dict):
+        raise PromQLError("the answer is not a JSON object")
+    if answer.get("status") != "success":
+        what = str(answer.get("errorType") or "error")
+        raise PromQLError(f"{what}: {str(answer.get('error') or 'no reason given')[:300]}")
+    data = answer.get("data")
+    if not isinstance(data, dict) or data.get("resultType") != kind or not isinstance(data.get("result"), list):
+        raise PromQLError(f"the answer holds no {kind}")
+    out = [s for s in data["result"] if isinstance(s, dict) and isinstance(s.get("metric"), dict)]
+    if len(out) != len(data["result"]):
+        raise PromQLError("a series of the answer has no labels")
+    return out
+
+
+def _group(labels: Mapping[str, Any], by: str) -> str:
+    name = labels.get(by)
+    if isinstance(name, str) and name:
+        return name
+    return UNLABELLED if by == "variant" else ""
+
+
+def _by_metric(series: list[dict[str, Any]], by: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """metric -> group -> series; series of the whole fleet (no group label) under ``*``."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for s in series:
+        labels = s["metric"]
+        metric = labels.get(TAG)
+        if not isinstance(metric, str):
+            continue
+        grp = "*" if metric == "covered" and by == "model" else _group(labels, by)
+        if grp:
+            out.setdefault(metric, {})[grp] = s
+    return out
+
+
+def _points(s: dict[str, Any], w: Window) -> list[float | None]:
+    """One value per bucket: the sample evaluated at the bucket's end, None where none is."""
+    ys: list[float | None] = [None] * w.buckets
+    values = s.get("values")
+    if not isinstance(values, list):
+        raise PromQLError("a series of the matrix has no values")
+    for pair in values:
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise PromQLError("a sample is not a [time, value] pair")
+        try:
+            t = float(pair[0])
+        except (TypeError, ValueError):
+            raise PromQLError("a sample time is not a number") from None
+        i = round((t - w.eval_start) / w.step)
+        if 0 <= i < w.buckets and math.isfinite(t):
+            ys[i] = _number(pair[1])
+    return ys
+
+
+def _instant(s: dict[str, Any] | None) -> float | None:
+    if s is None:
+        return None
+    value = s.get("value")
+    if not (isinstance(value, list) and len(value) == 2):
+        raise PromQLError("a sample of the vector is not a [time, value] pair")
+    return _number(value[1])
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 4)  # no float noise in JSON, as the collector
+
+
+# Percentiles that are exact when their histogram saw one observation: (sum, count, scale).
+_EXACT_WHEN_ONE = {
+    "latency": (
+        ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms"),
+        "latency_sum_rate",
+        "latency_count_rate",
+        1000.0,
+    ),
+    "ttft": (("ttft_p50_ms", "ttft_p95_ms"), "ttft_sum_rate", "ttft_count_rate", 1000.0),
+}
+_EXACT_WHEN_ONE_INPUTS = ("latency_sum_rate", "latency_count_rate", "ttft_sum_rate", "ttft_count_rate")
+
+
+def clamp_single(values: dict[str, float | None], seconds: float) -> None:
+    """Percentiles of a histogram that saw a single observation over ``seconds`` (its count
+    rate times the seconds rounds to 1) are that observation, its sum: the only clamp a
+    Prometheus histogram allows (it keeps no min or max). ``values`` holds rates and
+    percentiles of one bucket (or of the whole range) and is changed in place."""
+    for keys, sum_key, count_key, scale in _EXACT_WHEN_ONE.values():
+        total, count = values.get(sum_key), values.get(count_key)
+        if total is None or not count or round(count * seconds) != 1:
+            continue
+        for key in keys:
+            if values.get(key) is not None:
+                values[key] = total / count * scale
+
+
+def _group_json(
+    w: Window,
+    by: str,
+    name: str,
+    per: dict[str, dict[str, dict[str, Any]]],
+    tails: dict[str, dict[str, dict[str, Any]]],
+) -> dict[str, Any]:
+    n = w.buckets
+    metrics: dict[str, list[float | None]] = {}
+    for key in {*UNITS, *_COUNTED, *_EXACT_WHEN_ONE_INPUTS}:
+        s = per.get(key, {}).get(name)
+        metrics[key] = _points(s, w) if s is not None else [None] * n
+    cov_series = per.get("covered", {}).get("*" if by == "model" else name)
+    covered = _points(cov_series, w) if cov_series is not None else [None] * n
+    for i in range(n):
+        bucket = {k: v[i] for k, v in metrics.items()}
+        clamp_single(bucket, w.step)
+        for k in QUANTILES:
+            metrics[k][i] = bucket[k]
+    # The summary: rates summed over the buckets a target of the group was scraped in.
+    seconds = [w.step if c else 0.0 for c in covered]
+    total_s = sum(seconds)
+    sums = {out: sum((v or 0.0) * s for v, s in zip(metrics[key], seconds)) for key, out in _COUNTED.items()}
+    requests = sums["requests"]
+
+    def per_second(v: float) -> float | None:
+        return v / total_s if total_s else None
+
+    summary: dict[str, float | None] = {
+        "request_rate": per_second(requests),
+        "input_tokens_rate": per_second(sums["input_tokens"]),
+        "output_tokens_rate": per_second(sums["output_tokens"]),
+        "cached_input_tokens_rate": per_second(sums["cached_input_tokens"]),
+        "output_tps": sums["tps_sum"] / sums["tps_count"] if sums["tps_count"] > 0 else None,
+        "error_rate": sums["errors"] / requests if requests > 0 else None,
+        "cancel_rate": sums["cancelled"] / requests if requests > 0 else None,
+        "in_flight": _mean(metrics.get("in_flight")),
+        "up": None,
+    }
+    tail = {k: _instant(tails.get(k, {}).get(name)) for k in [*QUANTILES, *_EXACT_WHEN_ONE_INPUTS]}
+    clamp_single(tail, w.summary_window)
+    summary.update({k: tail[k] for k in QUANTILES})
+    out: dict[str, Any] = {k: _round(summary.get(k)) for k in UNITS}
+    # Counts from summed rates are estimates (Prometheus extrapolates): whole ones.
+    out.update({k: round(v) for k, v in sums.items() if k not in ("tps_sum", "tps_count")})
+    return {"name": name, "metrics": {k: [_round(v) for v in metrics[k]] for k in UNITS}, "summary": out}
+
+
+def shape(w: Window, by: str, model: str | None, series_answer: Any, summary_answer: Any) -> dict[str, Any]:
+    """``/api/metrics``'s JSON from a ``range_query`` and a ``summary_query`` answer."""
+    per = _by_metric(_data(series_answer, "matrix"), by)
+    tails = _by_metric(_data(summary_answer, "vector"), by)
+    hidden = {"covered", *_EXACT_WHEN_ONE_INPUTS}
+    names = sorted(
+        {g for metric, groups in per.items() if metric not in hidden for g in groups}
+        | {g for metric, groups in tails.items() if metric not in hidden for g in groups}
+    )
+    return {
+        "range": w.range,
+        "by": by,
+        "variant": "all",
+        "model": model or "all",
+        "step": w.step,
+        "source": "prometheus",
+        "resolution": duration(w.scrape_interval),
+        "start": w.origin,
+        "end": w.end,
+        "now": w.now,
+        "timestamps": w.timestamps(),
+        "units": UNITS,
+        "groups": [_group_json(w, by, name, per, tails) for name in names],
+        "quantile_source": QUANTILE_SOURCE,
+    }
+
+
+def _mean(xs: list[float | None] | None) -> float | None:
+    vals = [x for x in xs or () if x is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def shape_status(answer: Any) -> dict[str, Any]:
+    """``/api/status``'s ``variants`` (what the Overview's cards read) from a ``status_query``."""
+    per = _by_metric(_data(answer, "vector"), "variant")
+    variants = []
+    for name in sorted({g for groups in per.values() for g in groups}):
+        up = _instant(per.get("targets_up", {}).get(name)) or 0.0
+        targets = _instant(per.get("targets", {}).get(name)) or 0.0
+        in_flight = _instant(per.get("in_flight", {}).get(name))
+        variants.append(
+            {
+                "name": name,
+                "up": up > 0,
+                "targets_up": int(up),
+                "targets": int(targets),
+                "current": {"in_flight": in_flight} if up > 0 else None,
+            }
+        )
+    return {"variants": variants}
