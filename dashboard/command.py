@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from tokentail.access import allowed_host
-from tokentail.settings import Option, parse_bool, port
+from tokentail.settings import Option, parse_bool, parse_duration, port
 
 log = logging.getLogger("tokentail.dashboard")
 
@@ -15,7 +15,9 @@ Serve the dashboard. The Live page follows every --proxy's live feed straight fr
 the browser (EventSource on {proxy}/api/live): start each proxy with
 --allowed-origin set to this dashboard's origin (http://HOST:PORT). The Overview
 reads the collector's history and updates when its /api/events announces a scrape;
-the collector needs the same --allowed-origin.
+the collector needs the same --allowed-origin. With --metrics-source prometheus=URL the
+Overview reads any Prometheus-compatible API instead (this server queries it; the page
+never sees its URL or credentials).
 
 State changes (start/pause/resume/end a run, cancel a request, send from the Playground)
 go through this server, which calls the collector or the proxy with the admin token
@@ -68,6 +70,28 @@ OPTIONS = [
         None,
         secret=True,
     ),
+    Option(
+        "metrics_source",
+        "where the Overview's charts come from: collector (its /api/metrics) or prometheus=URL, any "
+        "Prometheus-compatible HTTP API scraping the proxies (PromQL; variants from the `variant` target "
+        "label); called by this server only, so the URL may carry user:password@",
+        "collector",
+        secret=True,  # the URL may carry a password: `tokentail config` masks it
+        metavar="collector|prometheus=URL",
+    ),
+    Option(
+        "metrics_source_token",
+        "bearer token for --metrics-source prometheus=URL (sent by this server, never shown)",
+        None,
+        secret=True,
+    ),
+    Option(
+        "metrics_source_interval",
+        "the Prometheus scrape interval of the proxies (the charts' smallest step; e.g. 5s)",
+        15.0,
+        parse_duration,
+        metavar="DURATION",
+    ),
     Option("insecure", "serve off loopback without asking for the read token", False, parse_bool),
     Option(
         "allowed_host",
@@ -85,7 +109,7 @@ def main(settings) -> int:
     from tokentail.settings import SettingsError
 
     from .app import create_app
-    from .config import DashboardConfig
+    from .config import DashboardConfig, display_url
 
     config = DashboardConfig.from_settings(settings)
     if not config.open_access and not config.read_token:
@@ -103,6 +127,12 @@ def main(settings) -> int:
         config.collector or "none",
         ", ".join(f"{p.name}={p.url}" for p in config.proxies) or "none",
     )
+    if config.prometheus is not None:
+        log.info(
+            "overview from Prometheus at %s (scrape interval %gs)",
+            display_url(config.prometheus.url),
+            config.prometheus.scrape_interval,
+        )
     if config.proxies:
         log.info("the proxies (and the collector) must allow this origin: --allowed-origin %s", config.origin)
     return serve(app, config.host, config.port)

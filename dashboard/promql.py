@@ -12,8 +12,9 @@ for ``/api/status``'s variants (targets up, requests in flight now).
 Point i of a series is evaluated at the end of the collector's bucket i with a rate window
 of one step plus one scrape interval, so it covers the scrape before the bucket too: the
 increase over the bucket, as the collector computes it from consecutive scrapes. Only
-buckets that ended by ``now`` are evaluated (a rate over a window that reaches into the
-future is understated). Percentiles come from histogram buckets (``histogram_quantile``):
+buckets that ended by ``now`` are evaluated so (a rate over a window that reaches into the
+future is understated); the current one is evaluated at ``now`` over the part that has
+passed, as the collector divides its increases by the seconds covered. Percentiles come from histogram buckets (``histogram_quantile``):
 the answer says so (``quantile_source``) and the page shows "from buckets".
 """
 
@@ -30,6 +31,7 @@ BASE_STEPS = {"5m": 5, "15m": 10, "1h": 30, "6h": 180, "24h": 600, "7d": 3600}
 MAX_POINTS = 300
 BY = ("variant", "model")
 TAG = "tokentail_metric"  # the label that tells the metrics of one combined answer apart
+CURRENT = "current:"  # tag prefix of the current bucket's values in the summary answer
 UNLABELLED = "(no variant)"  # series of targets scraped without a `variant` label
 MAX_LABEL_VALUE = 1000  # characters of a model filter put into a query (the proxy keeps 100)
 # collector/formulas.py ERROR_CLASSES and CANCELLED_CLASS (a test checks they agree).
@@ -124,9 +126,16 @@ class Window:
         return self.step + self.scrape_interval
 
     @property
+    def current_seconds(self) -> float:
+        """How much of the current bucket (the first that has not ended) has passed by ``now``."""
+        if self.complete >= self.buckets:
+            return 0.0
+        return max(0.0, self.now - self.eval_end)
+
+    @property
     def summary_window(self) -> float:
-        """From the scrape before the first bucket to the end of the last complete one."""
-        return self.complete * self.step + self.scrape_interval
+        """From the scrape before the first bucket to ``now``."""
+        return self.now - self.origin + self.scrape_interval
 
     def timestamps(self) -> list[float]:
         return [self.origin + i * self.step for i in range(self.buckets)]
@@ -230,9 +239,15 @@ def range_query(w: Window, by: str, model: str | None) -> str:
 
 
 def summary_query(w: Window, by: str, model: str | None) -> str:
-    """The percentiles over the whole range (at ``w.eval_end``): buckets summed over it."""
+    """What is evaluated at ``w.now``: the percentiles over the whole range (buckets summed
+    over it), and every metric of the current bucket (``CURRENT``-prefixed), so the newest
+    data shows even when the step is an hour."""
     exprs = metric_exprs(by, model, w.summary_window)
-    return combine({k: exprs[k] for k in [*QUANTILES, *_EXACT_WHEN_ONE_INPUTS]})
+    tagged = {k: exprs[k] for k in [*QUANTILES, *_EXACT_WHEN_ONE_INPUTS]}
+    if w.current_seconds > 0:
+        current = metric_exprs(by, model, w.current_seconds + w.scrape_interval, step=w.current_seconds)
+        tagged.update({CURRENT + k: e for k, e in current.items()})
+    return combine(tagged)
 
 
 def status_query() -> str:
@@ -290,7 +305,7 @@ def _by_metric(series: list[dict[str, Any]], by: str) -> dict[str, dict[str, dic
         metric = labels.get(TAG)
         if not isinstance(metric, str):
             continue
-        grp = "*" if metric == "covered" and by == "model" else _group(labels, by)
+        grp = "*" if metric.endswith("covered") and by == "model" else _group(labels, by)
         if grp:
             out.setdefault(metric, {})[grp] = s
     return out
@@ -367,15 +382,20 @@ def _group_json(
     for key in {*UNITS, *_COUNTED, *_EXACT_WHEN_ONE_INPUTS}:
         s = per.get(key, {}).get(name)
         metrics[key] = _points(s, w) if s is not None else [None] * n
-    cov_series = per.get("covered", {}).get("*" if by == "model" else name)
+    key_of_group = "*" if by == "model" else name
+    cov_series = per.get("covered", {}).get(key_of_group)
     covered = _points(cov_series, w) if cov_series is not None else [None] * n
+    if w.current_seconds > 0:  # the current bucket, evaluated now over what has passed of it
+        for key, values in metrics.items():
+            values[w.complete] = _instant(tails.get(CURRENT + key, {}).get(name))
+        covered[w.complete] = _instant(tails.get(CURRENT + "covered", {}).get(key_of_group))
     for i in range(n):
         bucket = {k: v[i] for k, v in metrics.items()}
-        clamp_single(bucket, w.step)
+        clamp_single(bucket, w.current_seconds if i == w.complete else w.step)
         for k in QUANTILES:
             metrics[k][i] = bucket[k]
     # The summary: rates summed over the buckets a target of the group was scraped in.
-    seconds = [w.step if c else 0.0 for c in covered]
+    seconds = [(w.current_seconds if i == w.complete else w.step) if c else 0.0 for i, c in enumerate(covered)]
     total_s = sum(seconds)
     sums = {out: sum((v or 0.0) * s for v, s in zip(metrics[key], seconds)) for key, out in _COUNTED.items()}
     requests = sums["requests"]
@@ -410,7 +430,7 @@ def shape(w: Window, by: str, model: str | None, series_answer: Any, summary_ans
     hidden = {"covered", *_EXACT_WHEN_ONE_INPUTS}
     names = sorted(
         {g for metric, groups in per.items() if metric not in hidden for g in groups}
-        | {g for metric, groups in tails.items() if metric not in hidden for g in groups}
+        | {g for metric, groups in tails.items() if metric.removeprefix(CURRENT) not in hidden for g in groups}
     )
     return {
         "range": w.range,

@@ -33,9 +33,32 @@ def test_only_buckets_that_ended_are_evaluated():
     w = promql.plan("5m", NOW, 1.0)
     assert w.complete == w.buckets - 1  # the current bucket is 3 s old
     assert w.eval_start == w.origin + 5 and w.eval_end == w.origin + 5 * w.complete <= NOW
-    assert w.summary_window == w.complete * 5 + 1
+    assert w.current_seconds == 3 and w.summary_window == 299  # the whole range to now, and a scrape
     exact = promql.plan("5m", 1_800_000_000.0, 1.0)
     assert exact.complete == exact.buckets - 1  # at a bucket's first instant it has not ended either
+    assert exact.current_seconds == 0
+
+
+def test_the_current_bucket_is_evaluated_now_over_what_has_passed():
+    w = promql.plan("7d", NOW, 15.0)  # one-hour steps: the last hour must not be missing
+    q = promql.summary_query(w, "variant", None)
+    assert f'"{promql.CURRENT}request_rate"' in q
+    assert f"[{promql.duration(w.current_seconds + 15)}]" in q
+    prod = {"variant": "production"}
+    tail = vector(
+        [
+            (promql.CURRENT + "request_rate", prod, "0.5"),
+            (promql.CURRENT + "covered", prod, "1"),
+            (promql.CURRENT + "latency_p50_ms", prod, "250"),
+        ]
+    )
+    (g,) = promql.shape(w, "variant", None, matrix(w, []), tail)["groups"]
+    assert g["metrics"]["request_rate"][-1] == 0.5 and g["metrics"]["latency_p50_ms"][-1] == 250
+    assert g["metrics"]["request_rate"][-2] is None
+    assert g["summary"]["requests"] == round(0.5 * w.current_seconds)
+    assert g["summary"]["request_rate"] == 0.5  # over the seconds scraped, as the collector
+    at_edge = promql.plan("7d", 1_800_000_000.0 - 1_800_000_000.0 % 3600, 15.0)
+    assert promql.CURRENT not in promql.summary_query(at_edge, "variant", None)
 
 
 @pytest.mark.parametrize("rng, si", [("bogus", 1.0), ("5m", 0.0), ("5m", -1.0), ("5m", math.nan), ("1h", math.inf)])
@@ -119,9 +142,7 @@ def test_one_combined_expression_tags_every_metric():
 def test_the_collector_and_this_module_agree_on_names():
     assert promql.UNITS == formulas.UNITS
     assert set(promql.ERROR_CLASSES) == formulas.ERROR_CLASSES and promql.CANCELLED_CLASS == formulas.CANCELLED_CLASS
-    assert {name for name in formulas.BUCKET_ROLES.values()} == {
-        f"{h}_bucket" for h in (promql.DURATION, promql.TTFT, promql.TPS)
-    }
+    assert set(formulas.BUCKET_ROLES.values()) == {f"{h}_bucket" for h in (promql.DURATION, promql.TTFT, promql.TPS)}
 
 
 # --- answers ------------------------------------------------------------------------------
@@ -159,7 +180,7 @@ def test_shape_places_each_sample_in_its_bucket_and_sums_the_summary():
             ("latency_p50_ms", prod, {last - 1: "NaN", last: "180.5"}),
             ("latency_p99_ms", prod, {last: "+Inf"}),
             ("in_flight", prod, {last - 1: "1", last: "3"}),
-            ("covered", prod, {i: "1" for i in range(w.complete)}),
+            ("covered", prod, dict.fromkeys(range(w.complete), "1")),
             ("request_rate", {}, {last: "1"}),  # a target scraped without a variant label
         ],
     )
@@ -286,7 +307,7 @@ def test_answers_not_shaped_like_prometheus_are_refused_with_a_reason(answer):
 
 
 def test_a_prometheus_error_is_passed_on_briefly():
-    with pytest.raises(promql.PromQLError, match="^bad_data: parse error"):
+    with pytest.raises(promql.PromQLError, match=r"^bad_data: parse error"):
         promql.shape_status({"status": "error", "errorType": "bad_data", "error": "parse error" + "x" * 5000})
 
 
