@@ -384,7 +384,7 @@ def _group_json(
         metrics[key] = _points(s, w) if s is not None else [None] * n
     key_of_group = "*" if by == "model" else name
     cov_series = per.get("covered", {}).get(key_of_group)
-    covered = _points(cov_series, w) if cov_series is not None else [None] * n
+    covered: list[float | None] = _points(cov_series, w) if cov_series is not None else [None] * n
     if w.current_seconds > 0:  # the current bucket, evaluated now over what has passed of it
         for key, values in metrics.items():
             values[w.complete] = _instant(tails.get(CURRENT + key, {}).get(name))
