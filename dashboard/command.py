@@ -87,8 +87,9 @@ OPTIONS = [
     ),
     Option(
         "metrics_source_interval",
-        "the Prometheus scrape interval of the proxies (the charts' smallest step; e.g. 5s)",
-        15.0,
+        "the Prometheus scrape interval of the proxies (the charts' smallest step; e.g. 5s); "
+        "default: read from the samples of the last 10 minutes",
+        None,
         parse_duration,
         metavar="DURATION",
     ),
@@ -128,10 +129,11 @@ def main(settings) -> int:
         ", ".join(f"{p.name}={p.url}" for p in config.proxies) or "none",
     )
     if config.prometheus is not None:
+        interval = config.prometheus.scrape_interval
         log.info(
-            "overview from Prometheus at %s (scrape interval %gs)",
+            "overview from Prometheus at %s (scrape interval %s)",
             display_url(config.prometheus.url),
-            config.prometheus.scrape_interval,
+            f"{interval:g}s" if interval else "read from the data",
         )
     if config.proxies:
         log.info("the proxies (and the collector) must allow this origin: --allowed-origin %s", config.origin)

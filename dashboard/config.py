@@ -91,7 +91,7 @@ class PrometheusConfig:
 
     url: str  # base URL: {url}/api/v1/query_range
     token: str | None = None  # bearer token (--metrics-source-token)
-    scrape_interval: float = 15.0  # seconds between the proxies' scrapes (the smallest step)
+    scrape_interval: float | None = None  # seconds between the proxies' scrapes (None: read from the data)
     timeout: float = 10.0  # a 7-day range over many models takes a Prometheus a while
 
 
@@ -125,7 +125,7 @@ def parse_metrics_source(
     return PrometheusConfig(
         url=urlunsplit((parts.scheme, parts.netloc, path, "", "")),
         token=token or None,
-        scrape_interval=float(interval) if interval else 15.0,
+        scrape_interval=float(interval) if interval else None,
     )
 
 

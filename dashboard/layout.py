@@ -213,10 +213,10 @@ def overview_page(config: DashboardConfig) -> list[Any]:
 
 def prometheus_poll(config: DashboardConfig) -> list[Any]:
     """With --metrics-source prometheus=URL nothing announces new data: ask every scrape
-    interval (at least 5 s)."""
+    interval (at least 5 s; 10 s when it is read from the data)."""
     if config.prometheus is None:
         return []
-    return [dcc.Interval(id="ov-poll", interval=int(max(5.0, config.prometheus.scrape_interval) * 1000))]
+    return [dcc.Interval(id="ov-poll", interval=int(max(5.0, config.prometheus.scrape_interval or 10.0) * 1000))]
 
 
 def chart_cards(figs: dict[str, Any]) -> list[html.Div]:

@@ -27,6 +27,7 @@ from .queries import Reader, SourceError
 
 __all__ = ["MetricsSource", "PrometheusSource", "for_config", "post_form"]
 
+INTERVAL_TTL_S = 300.0
 _MAX_BODY = 32 << 20  # a 7-day range by 50 models is a few MiB
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback is common
 
@@ -111,6 +112,19 @@ class PrometheusSource:
     config: PrometheusConfig
     post: Callable[..., Any] = field(default=post_form)  # tests may record the calls
     clock: Callable[[], float] = field(default=time.time)
+    _interval: tuple[float, float] | None = field(default=None, init=False, repr=False)  # (seconds, read at)
+
+    def scrape_interval(self) -> float:
+        """The configured interval, else the one the data show (read again every 5 minutes)."""
+        if self.config.scrape_interval:
+            return self.config.scrape_interval
+        now = self.clock()
+        if self._interval is None or now - self._interval[1] > INTERVAL_TTL_S:
+            answer = self._ask("/api/v1/query", {"query": promql.INTERVAL_PROBE, "time": f"{now:.3f}"})
+            seen = promql.scrape_interval_from(answer)
+            # Nothing scraped yet (a fresh fleet): the default, and ask again in half a minute.
+            self._interval = (seen, now) if seen else (promql.DEFAULT_SCRAPE_INTERVAL, now - INTERVAL_TTL_S + 30)
+        return self._interval[0]
 
     def _ask(self, path: str, form: dict[str, str]) -> Any:
         url = _plain_url(self.config.url) + path
@@ -125,7 +139,8 @@ class PrometheusSource:
 
     def metrics(self, rng: str, by: str = "variant", model: str | None = None) -> dict[str, Any]:
         def run() -> dict[str, Any]:
-            w = promql.plan(rng, self.clock(), self.config.scrape_interval)
+            interval = self.scrape_interval()
+            w = promql.plan(rng, self.clock(), interval)
             series = _EMPTY_MATRIX  # a 5m range 3 s ago: no bucket has ended yet
             if w.complete > 0:
                 series = self._ask(

@@ -20,6 +20,7 @@ the answer says so (``quantile_source``) and the page shows "from buckets".
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -248,6 +249,38 @@ def summary_query(w: Window, by: str, model: str | None) -> str:
         current = metric_exprs(by, model, w.current_seconds + w.scrape_interval, step=w.current_seconds)
         tagged.update({CURRENT + k: e for k, e in current.items()})
     return combine(tagged)
+
+
+# Raw samples of a gauge every proxy exposes: their spacing is the scrape interval.
+INTERVAL_PROBE = f"{IN_FLIGHT}[10m]"
+DEFAULT_SCRAPE_INTERVAL = 15.0  # Prometheus's usual; when nothing was scraped in 10 minutes
+
+
+def scrape_interval_from(answer: Any) -> float | None:
+    """The scrape interval an ``INTERVAL_PROBE`` answer shows (the median gap between samples
+    of a series, so a missed scrape does not double it, without the jitter), or None without
+    two samples."""
+    gaps: list[float] = []
+    for s in _data(answer, "matrix"):
+        values = s.get("values")
+        if not isinstance(values, list):
+            raise PromQLError("a series of the matrix has no values")
+        times = []
+        for pair in values:
+            if not (isinstance(pair, list) and len(pair) == 2):
+                raise PromQLError("a sample is not a [time, value] pair")
+            try:
+                times.append(float(pair[0]))
+            except (TypeError, ValueError):
+                raise PromQLError("a sample time is not a number") from None
+        times.sort()
+        gaps += [b - a for a, b in itertools.pairwise(times) if b > a and math.isfinite(b - a)]
+    if not gaps:
+        return None
+    gaps.sort()
+    median = gaps[len(gaps) // 2]
+    # Scrapes are scheduled every configured interval, give or take milliseconds of jitter.
+    return max(0.1, round(median, 1)) if median < 10 else float(round(median))
 
 
 def status_query() -> str:

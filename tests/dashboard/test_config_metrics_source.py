@@ -32,6 +32,7 @@ def test_the_default_is_the_collector():
 def test_prometheus_urls(raw, url):
     cfg = parse_metrics_source(raw, "tok", 5.0)
     assert cfg == PrometheusConfig(url=url, token="tok", scrape_interval=5.0)
+    assert parse_metrics_source(raw).scrape_interval is None  # read from the data
 
 
 @pytest.mark.parametrize(

@@ -116,6 +116,25 @@ def test_a_token_is_sent_as_bearer_and_a_variant_filter_is_never_needed(recorder
     assert "up and on (job, instance)" in prom.requests[-1]["form"]["query"]
 
 
+def test_the_scrape_interval_is_read_from_the_data_once(recorder):
+    now = 1_800_000_003.0
+
+    def reply(path, form):
+        if form["query"] == "tokentail_in_flight_requests[10m]":
+            values = [[now - 600 + 30 * i, "0"] for i in range(20)]
+            result = [{"metric": {"__name__": "tokentail_in_flight_requests"}, "values": values}]
+            return 200, {"status": "success", "data": {"resultType": "matrix", "result": result}}
+        return empty(path, form)
+
+    prom = recorder(reply)
+    src = PrometheusSource(PrometheusConfig(prom.url), clock=lambda: now)
+    first = src.metrics("5m")
+    assert first["step"] == 30 and first["resolution"] == "30s" and len(first["timestamps"]) == 10
+    src.metrics("15m", "model")
+    probes = [r for r in prom.requests if "[10m]" in r["form"]["query"]]
+    assert len(probes) == 1  # read once, kept for minutes
+
+
 def test_a_prometheus_error_is_one_line_without_credentials(recorder):
     answer = {"status": "error", "errorType": "bad_data", "error": "1:1: parse error: unexpected character"}
     prom = recorder(lambda path, form: (400, answer))

@@ -275,9 +275,7 @@ def test_the_dashboard_process_draws_the_overview_from_prometheus(fleet):
             "--port",
             str(port),
             "--metrics-source",
-            f"prometheus={prom.url}",
-            "--metrics-source-interval",
-            "1s",
+            f"prometheus={prom.url}",  # the scrape interval read from the data
             "--proxy",
             f"production={stack.url('production')}",
         ],
@@ -304,6 +302,7 @@ def test_the_dashboard_process_draws_the_overview_from_prometheus(fleet):
         assert any(a.get("text") == "from buckets" for a in latency["layout"].get("annotations", []))
         status = texts(res["ov-status"]["children"])
         assert "percentiles from buckets" in status and f"from Prometheus at {prom.url}" in status
+        assert "1s resolution" in status and "step 5" in status
         cards = texts(res["ov-cards"]["children"])
         assert cards.count("tt-pill-ok") == 2 and "production" in cards and "canary" in cards  # both up
         options = [o["value"] for o in res["ov-model"]["options"]]

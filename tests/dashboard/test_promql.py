@@ -344,3 +344,17 @@ def test_status_per_variant():
         {"name": "canary", "up": False, "targets_up": 0, "targets": 1, "current": None},
         {"name": "production", "up": True, "targets_up": 2, "targets": 3, "current": {"in_flight": 4.0}},
     ]
+
+
+def test_the_scrape_interval_is_the_median_gap_between_samples():
+    def probe(*series: list[float]) -> dict:
+        result = [{"metric": {"instance": str(i)}, "values": [[t, "0"] for t in ts]} for i, ts in enumerate(series)]
+        return {"status": "success", "data": {"resultType": "matrix", "result": result}}
+
+    assert promql.scrape_interval_from(probe([0, 5, 10, 20, 25], [2.5, 7.5])) == 5  # one scrape missed
+    assert promql.scrape_interval_from(probe([100.0, 100.999, 102.001])) == 1.0  # jitter is not kept
+    assert promql.scrape_interval_from(probe([0, 59.98, 120.01])) == 60
+    assert promql.scrape_interval_from(probe([1.0], [])) is None  # a fresh target: nothing to tell
+    assert promql.scrape_interval_from(probe()) is None
+    with pytest.raises(promql.PromQLError):
+        promql.scrape_interval_from({"status": "success", "data": {"resultType": "matrix", "result": [{"metric": {}}]}})
