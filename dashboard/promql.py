@@ -183,7 +183,15 @@ def _selector(name: str, *matchers: str) -> str:
 
 def metric_exprs(by: str, model: str | None, window: float, *, step: float | None = None) -> dict[str, str]:
     """PromQL per metric (and the hidden rates the summary sums), grouped ``by`` variant or
-    model, restricted to ``model`` when given, rates over ``window`` seconds."""
+    model, restricted to ``model`` when given, rates over ``window`` seconds.
+
+    With ``step`` (a bucket's length), the histograms behind the percentiles are read as
+    exact increases over the step (``x - x offset step``), not ``rate()``: rate extrapolates
+    each bucket series on its own (a bucket still at 0 is not extrapolated towards the
+    window's start), and with a handful of requests that alone moved a p95 of 250 ms requests
+    two buckets up. The increase between scrapes is also what the collector reads. A counter
+    reset (a proxy restart) clamps to 0 for that step. Without ``step`` (the whole range)
+    rate() over the window: its extrapolation is small next to the range."""
     if by not in BY:
         raise PromQLError(f"by={by!r} is not one of {', '.join(BY)}")
     w = duration(window)
@@ -191,6 +199,15 @@ def metric_exprs(by: str, model: str | None, window: float, *, step: float | Non
 
     def rate(name: str, *matchers: str) -> str:
         return f"sum by ({by}) (rate({_selector(name, m, *matchers)}[{w}]))"
+
+    def increase(name: str, extra: str = "") -> str:
+        sel = _selector(name, m)
+        if step is None:
+            return f"sum by ({by}{extra}) (increase({sel}[{w}]))"
+        return f"sum by ({by}{extra}) (clamp_min({sel} - {sel} offset {duration(step)}, 0))"
+
+    def hist_rate(name: str) -> str:
+        return f"{increase(name)} / {step or window:g}"
 
     def ratio(num: str, den: str) -> str:
         # A group with requests but no error series has a ratio of 0, not none.
@@ -209,16 +226,16 @@ def metric_exprs(by: str, model: str | None, window: float, *, step: float | Non
         "tps_sum_rate": rate(f"{TPS}_sum"),
         "tps_count_rate": rate(f"{TPS}_count"),
         # Mean and count per histogram: with one observation its percentiles are its value.
-        "latency_sum_rate": rate(f"{DURATION}_sum"),
-        "latency_count_rate": rate(f"{DURATION}_count"),
-        "ttft_sum_rate": rate(f"{TTFT}_sum"),
-        "ttft_count_rate": rate(f"{TTFT}_count"),
+        "latency_sum_rate": hist_rate(f"{DURATION}_sum"),
+        "latency_count_rate": hist_rate(f"{DURATION}_count"),
+        "ttft_sum_rate": hist_rate(f"{TTFT}_sum"),
+        "ttft_count_rate": hist_rate(f"{TTFT}_count"),
         "output_tps": f"({rate(f'{TPS}_sum')}) / ({rate(f'{TPS}_count')})",
         "error_rate": ratio(errors, total),
         "cancel_rate": ratio(cancelled, total),
     }
     for key, (hist, q, scale) in QUANTILES.items():
-        expr = f"histogram_quantile({q}, sum by ({by}, le) (rate({_selector(hist + '_bucket', m)}[{w}])))"
+        expr = f"histogram_quantile({q}, {increase(hist + '_bucket', ', le')})"
         exprs[key] = expr if scale == 1.0 else f"({expr}) * {scale:g}"
     if by == "variant" and not model:
         # Requests in flight: the mean over the step, summed over targets (no model label).

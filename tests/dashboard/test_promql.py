@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 
 import pytest
 
@@ -110,10 +111,17 @@ def test_every_modelled_selector_carries_the_model_filter():
         if key == "covered":
             assert "model=" not in expr  # scraped or not, whatever the model
             continue
-        assert expr.count("rate(") == expr.count('model="m\\"1"'), (key, expr)
+        selectors = re.findall(r"tokentail_\w+(?:\{[^}]*\})?", expr)
+        assert selectors and all('model="m\\"1"' in sel for sel in selectors), (key, expr)
     assert "by (variant)" in exprs["request_rate"] and "[6s]" in exprs["request_rate"]
     assert exprs["latency_p95_ms"].startswith("(histogram_quantile(0.95, sum by (variant, le)")
     assert exprs["latency_p95_ms"].endswith("* 1000")
+    # Per bucket, the histograms are exact increases over the step (no per-series extrapolation).
+    assert "offset 5s, 0)" in exprs["latency_p95_ms"] and "rate(" not in exprs["latency_p95_ms"]
+    assert exprs["ttft_count_rate"].endswith("offset 5s, 0)) / 5")
+    over_range = promql.metric_exprs("variant", None, 300.0)
+    assert "increase(tokentail_request_duration_seconds_bucket[300s])" in over_range["latency_p95_ms"]
+    assert over_range["ttft_count_rate"].endswith("[300s])) / 300")
     assert 'status_class=~"4xx|5xx|upstream_error"' in exprs["error_rate"]
     # No error series at all is a ratio of 0 while there are requests.
     assert ") or (" in exprs["error_rate"] and "* 0" in exprs["error_rate"]
