@@ -2,7 +2,8 @@
 
 Both answer ``metrics(range, by, model)`` with ``/api/metrics``'s JSON and ``status()``
 with ``/api/status``'s; ``for_config`` picks one, once, and the Overview never asks which.
-``PrometheusSource`` is thin: the PromQL and the shaping are in ``promql`` (pure); here
+``PrometheusSource`` is thin: the PromQL is in ``promql``, the shaping of the answers in
+``promql_answers`` (both pure); here
 are the HTTP POSTs to ``/api/v1/query_range`` and ``/api/v1/query`` (form-encoded, so a
 long expression never meets a URL limit), with basic auth from the URL's user info or a
 bearer token, sent by this server only (the page never sees the URL, its credentials or
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import promql
+from . import promql, promql_answers
 from .config import DashboardConfig, PrometheusConfig, display_url
 from .queries import Reader, SourceError
 
@@ -121,15 +122,14 @@ class PrometheusSource:
         now = self.clock()
         if self._interval is None or now - self._interval[1] > INTERVAL_TTL_S:
             answer = self._ask("/api/v1/query", {"query": promql.INTERVAL_PROBE, "time": f"{now:.3f}"})
-            seen = promql.scrape_interval_from(answer)
+            seen = promql_answers.scrape_interval_from(answer)
             # Nothing scraped yet (a fresh fleet): the default, and ask again in half a minute.
             self._interval = (seen, now) if seen else (promql.DEFAULT_SCRAPE_INTERVAL, now - INTERVAL_TTL_S + 30)
         return self._interval[0]
 
     def _ask(self, path: str, form: dict[str, str]) -> Any:
         url = _plain_url(self.config.url) + path
-        answer = self.post(url, form, auth=_auth_header(self.config), timeout=self.config.timeout)
-        return answer
+        return self.post(url, form, auth=_auth_header(self.config), timeout=self.config.timeout)
 
     def _shaped(self, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         try:
@@ -153,17 +153,16 @@ class PrometheusSource:
                     },
                 )
             summary = self._ask("/api/v1/query", {"query": promql.summary_query(w, by, model), "time": f"{w.now:.3f}"})
-            return promql.shape(w, by, model, series, summary)
+            return promql_answers.shape(w, by, model, series, summary)
 
         return self._shaped(run)
 
     def status(self) -> dict[str, Any]:
         def run() -> dict[str, Any]:
             answer = self._ask("/api/v1/query", {"query": promql.status_query(), "time": f"{self.clock():.3f}"})
-            return promql.shape_status(answer)
+            return promql_answers.shape_status(answer)
 
         return self._shaped(run)
 
 
 _EMPTY_MATRIX = {"status": "success", "data": {"resultType": "matrix", "result": []}}
-_EMPTY_VECTOR = {"status": "success", "data": {"resultType": "vector", "result": []}}
