@@ -344,7 +344,9 @@ def no_traffic(config: DashboardConfig, rng: str) -> html.Div:
     base = config.proxies[0].openai_base if config.proxies else "http://127.0.0.1:8787/v1"
     return empty_state(
         f"No requests in the last {rng}",
-        "Send traffic through a proxy and the charts fill in as the collector scrapes it.",
+        "Send traffic through a proxy and the charts fill in as "
+        + ("Prometheus" if config.prometheus else "the collector")
+        + " scrapes it.",
         code=f"export OPENAI_BASE_URL={base}",
         extra_class="tt-empty-inline",
     )

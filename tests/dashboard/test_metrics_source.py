@@ -236,3 +236,12 @@ def test_the_collector_stays_the_default_source():
     cfg = DashboardConfig(collector="http://127.0.0.1:8788")
     reader = Reader(cfg)
     assert for_config(cfg, reader) is reader
+
+
+def test_a_prometheus_without_tokentail_series_is_the_no_traffic_state(recorder):
+    prom = recorder(empty)
+    cfg = DashboardConfig(prometheus=PrometheusConfig(prom.url, scrape_interval=5))
+    res = callbacks.overview(for_config(cfg, Reader(cfg)), cfg, "1h", None)
+    assert "error" not in res and res["cards"] == [] and res["options"] == []
+    assert "as Prometheus scrapes it" in " ".join(walk_texts(res["empty"]))
+    assert len(prom.requests) == 5  # two groupings (range + instant each) and the status
