@@ -23,7 +23,8 @@ from . import _format as fmt
 from . import figures, layout, queries, runs_page, sessions_page, upstreams_view
 from ._components import guard as _guard
 from ._components import oops as _oops
-from .config import DashboardConfig
+from .config import DashboardConfig, display_url
+from .metrics_source import MetricsSource, for_config
 from .queries import DEFAULT_RANGE, RANGES, Reader, SourceError
 from .upstreams_view import fetch_raw, raw_card
 
@@ -40,27 +41,56 @@ def request_id_from_path(path: str | None) -> str | None:
     return rid or None
 
 
-def overview(reader: Reader, config: DashboardConfig, rng: str, model: str | None) -> dict[str, Any]:
-    """Everything the Overview shows, or why not: ``{figures, cards, models, status, empty, options}``."""
+# The charts whose percentiles a "from buckets" answer marks (quantile_source key -> graph id).
+_BUCKET_CHARTS = {"latency": "ov-chart-latency", "ttft": "ov-chart-ttft"}
+
+
+def mark_bucket_percentiles(figs: dict[str, Any], quantile_source: Any) -> None:
+    """Say "from buckets" on the percentile charts whose values are histogram estimates."""
+    if not isinstance(quantile_source, dict):
+        return
+    for key, cid in _BUCKET_CHARTS.items():
+        if quantile_source.get(key) == "buckets" and cid in figs:
+            figs[cid].add_annotation(
+                text="from buckets",
+                xref="paper",
+                yref="paper",
+                x=1,
+                y=1,
+                xanchor="right",
+                yanchor="bottom",
+                showarrow=False,
+                font={"size": 11, "color": figures.MUTED},
+            )
+
+
+def overview(source: MetricsSource, config: DashboardConfig, rng: str, model: str | None) -> dict[str, Any]:
+    """Everything the Overview shows, or why not: ``{figures, cards, models, status, empty, options}``.
+
+    ``source`` is the collector's ``Reader`` or a ``PrometheusSource``: the same answers."""
     rng = rng if rng in RANGES else DEFAULT_RANGE
     now = time.time()
     try:
-        by_variant = reader.metrics(rng, "variant", model)
-        by_model = reader.metrics(rng, "model")
+        by_variant = source.metrics(rng, "variant", model)
+        by_model = source.metrics(rng, "model")
     except SourceError as exc:
         return {"error": str(exc), "status": layout.status_line(None, str(exc), now)}
     try:
-        status = reader.status()
+        status = source.status()
     except SourceError:
         status = None  # cards go without up/down and the current in-flight
     figs = figures.overview_figures(by_variant)
     figs["ov-chart-models"] = figures.stacked_by_model(by_model)
+    mark_bucket_percentiles(figs, by_variant.get("quantile_source"))
     has = queries.has_data(by_variant)
+    status_line = layout.status_line(by_variant, None, now)
+    if config.prometheus is not None:
+        status_line = [*status_line, f" · from Prometheus at {display_url(config.prometheus.url)}"]
     return {
         "figures": figs,
         "cards": layout.variant_cards(queries.variant_cards(by_variant, status)),
         "models": layout.model_table(queries.model_rows(by_model)),
-        "status": layout.status_line(by_variant, None, now),
+        "status": status_line,
         "empty": None if has else layout.no_traffic(config, rng),
         "options": [{"label": m, "value": m} for m in queries.models_in(by_model)],
     }
@@ -96,7 +126,10 @@ def register(app: Dash, config: DashboardConfig, reader: Reader) -> None:
         prevent_initial_call=False,
     )
 
-    if config.collector:
+    if config.has_overview:
+        source = for_config(config, reader)  # the one place the Overview's source is chosen
+        # Collector snapshots announce new data; a Prometheus is asked every scrape interval.
+        tick = Input("ov-poll", "n_intervals") if config.prometheus is not None else Input("collector-tick", "data")
         outputs = [
             Output("ov-grid", "children"),
             Output("ov-cards", "children"),
@@ -108,7 +141,7 @@ def register(app: Dash, config: DashboardConfig, reader: Reader) -> None:
 
         @app.callback(
             *outputs,
-            Input("collector-tick", "data"),
+            tick,
             Input("ov-range", "value"),
             Input("ov-model", "value"),
             Input("url", "pathname"),
@@ -118,7 +151,7 @@ def register(app: Dash, config: DashboardConfig, reader: Reader) -> None:
             if path not in ("/", "", None):
                 return [no_update] * n  # not on screen: the next tick after coming back refreshes it
             try:
-                res = overview(reader, config, rng, model)
+                res = overview(source, config, rng, model)
             except Exception:  # never a traceback on the page
                 log.exception("overview update failed")
                 return [no_update] * (n - 3) + [
@@ -138,6 +171,7 @@ def register(app: Dash, config: DashboardConfig, reader: Reader) -> None:
                 res["options"],
             ]
 
+    if config.collector:
         register_history(app, reader)
         from . import requests_callbacks  # imports this module: registered last
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from tokentail.access import allowed_host
-from tokentail.settings import Option, parse_bool, port
+from tokentail.settings import Option, parse_bool, parse_duration, port
 
 log = logging.getLogger("tokentail.dashboard")
 
@@ -15,7 +15,9 @@ Serve the dashboard. The Live page follows every --proxy's live feed straight fr
 the browser (EventSource on {proxy}/api/live): start each proxy with
 --allowed-origin set to this dashboard's origin (http://HOST:PORT). The Overview
 reads the collector's history and updates when its /api/events announces a scrape;
-the collector needs the same --allowed-origin.
+the collector needs the same --allowed-origin. With --metrics-source prometheus=URL the
+Overview reads any Prometheus-compatible API instead (this server queries it; the page
+never sees its URL or credentials).
 
 Many proxies (replicas behind a load balancer): start them and a collector with the same
 --live-redis redis://..., and give the dashboard --live COLLECTOR_URL: the Live page then
@@ -80,6 +82,29 @@ OPTIONS = [
         None,
         secret=True,
     ),
+    Option(
+        "metrics_source",
+        "where the Overview's charts come from: collector (its /api/metrics) or prometheus=URL, any "
+        "Prometheus-compatible HTTP API scraping the proxies (PromQL; variants from the `variant` target "
+        "label); called by this server only, so the URL may carry user:password@",
+        "collector",
+        secret=True,  # the URL may carry a password: `tokentail config` masks it
+        metavar="collector|prometheus=URL",
+    ),
+    Option(
+        "metrics_source_token",
+        "bearer token for --metrics-source prometheus=URL (sent by this server, never shown)",
+        None,
+        secret=True,
+    ),
+    Option(
+        "metrics_source_interval",
+        "the Prometheus scrape interval of the proxies (the charts' smallest step; e.g. 5s); "
+        "default: read from the samples of the last 10 minutes",
+        None,
+        parse_duration,
+        metavar="DURATION",
+    ),
     Option("insecure", "serve off loopback without asking for the read token", False, parse_bool),
     Option(
         "allowed_host",
@@ -97,7 +122,7 @@ def main(settings) -> int:
     from tokentail.settings import SettingsError
 
     from .app import create_app
-    from .config import DashboardConfig
+    from .config import DashboardConfig, display_url
 
     config = DashboardConfig.from_settings(settings)
     if not config.open_access and not config.read_token:
@@ -117,6 +142,13 @@ def main(settings) -> int:
     )
     if config.live:
         log.info("live feed: %s/api/live (merged, from the collector's --live-redis)", config.live.url)
+    if config.prometheus is not None:
+        interval = config.prometheus.scrape_interval
+        log.info(
+            "overview from Prometheus at %s (scrape interval %s)",
+            display_url(config.prometheus.url),
+            f"{interval:g}s" if interval else "read from the data",
+        )
     if config.proxies:
         log.info("the proxies (and the collector) must allow this origin: --allowed-origin %s", config.origin)
     return serve(app, config.host, config.port)

@@ -84,6 +84,52 @@ def parse_proxy(text: str) -> ProxySource:
 
 
 @dataclass(frozen=True)
+class PrometheusConfig:
+    """``--metrics-source prometheus=URL``: the Overview reads this server's HTTP API instead of
+    the collector. Only this server calls it, so ``url`` may carry ``user:password@`` (basic
+    auth); it is shown through ``display_url`` only."""
+
+    url: str  # base URL: {url}/api/v1/query_range
+    token: str | None = None  # bearer token (--metrics-source-token)
+    scrape_interval: float | None = None  # seconds between the proxies' scrapes (None: read from the data)
+    timeout: float = 10.0  # a 7-day range over many models takes a Prometheus a while
+
+
+METRICS_SOURCES = ("collector", "prometheus=URL")
+
+
+def parse_metrics_source(
+    text: str | None, token: str | None = None, interval: float | None = None
+) -> PrometheusConfig | None:
+    """``collector`` (None: the collector's /api/metrics) or ``prometheus=URL``."""
+    raw = (text or "collector").strip()
+    if raw == "collector":
+        return None
+    kind, sep, url = raw.partition("=")
+    if kind != "prometheus" or not sep:
+        raise SettingsError(f"--metrics-source {display_url(raw)!r}: expected one of {', '.join(METRICS_SOURCES)}")
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise SettingsError(f"--metrics-source {display_url(url)!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"--metrics-source prometheus={display_url(url)!r}: expected http(s)://HOST:PORT[/PATH]")
+    if parts.query or parts.fragment:
+        raise SettingsError(f"--metrics-source prometheus={display_url(url)!r}: no query string in the URL")
+    path = parts.path.rstrip("/")
+    if path.endswith("/api/v1"):
+        path = path[: -len("/api/v1")]
+    if interval is not None and not interval > 0:
+        raise SettingsError(f"--metrics-source-interval {interval!r}: expected a positive duration (e.g. 15s)")
+    return PrometheusConfig(
+        url=urlunsplit((parts.scheme, parts.netloc, path, "", "")),
+        token=token or None,
+        scrape_interval=float(interval) if interval else None,
+    )
+
+
+@dataclass(frozen=True)
 class DashboardConfig:
     host: str = "127.0.0.1"
     port: int = 8050
@@ -100,6 +146,7 @@ class DashboardConfig:
     # --live: one merged live feed (a collector with --live-redis) the Live page follows
     # instead of each --proxy's; the proxies stay for the Playground, cancel and detail.
     live: ProxySource | None = None
+    prometheus: PrometheusConfig | None = None  # --metrics-source prometheus=URL (None: the collector)
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.proxies]
@@ -113,6 +160,11 @@ class DashboardConfig:
     def open_access(self) -> bool:
         """No token needed to open the dashboard: loopback bind, or --insecure."""
         return self.insecure or is_loopback_host(self.host)
+
+    @property
+    def has_overview(self) -> bool:
+        """The Overview has a source: the collector or a Prometheus."""
+        return self.collector is not None or self.prometheus is not None
 
     @property
     def origin(self) -> str:
@@ -163,4 +215,7 @@ class DashboardConfig:
             insecure=bool(s.get("insecure")),
             allowed_hosts=parse_hosts(s.get("allowed_host") or ()),
             live=live,
+            prometheus=parse_metrics_source(
+                s.get("metrics_source"), s.get("metrics_source_token"), s.get("metrics_source_interval")
+            ),
         )

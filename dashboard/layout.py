@@ -160,7 +160,7 @@ def overview_page(config: DashboardConfig) -> list[Any]:
             ),
         ],
     )
-    if not config.collector:
+    if not config.has_overview:
         toolbar = html.Div(className="tt-toolbar", children=[html.H1("Overview", className="tt-h1")])
         proxies = [(p.variant or "production", p.url) for p in config.proxies] or [
             ("production", "http://127.0.0.1:8787")
@@ -189,7 +189,10 @@ def overview_page(config: DashboardConfig) -> list[Any]:
         html.Div(
             id="ov-grid",
             className="tt-chart-grid",
-            children=html.Div("Charts appear once the collector answers.", className="tt-muted tt-pad"),
+            children=html.Div(
+                f"Charts appear once {'Prometheus' if config.prometheus else 'the collector'} answers.",
+                className="tt-muted tt-pad",
+            ),
         ),
         html.Div(
             className="tt-card",
@@ -204,7 +207,16 @@ def overview_page(config: DashboardConfig) -> list[Any]:
                 html.Div(id="ov-models"),
             ],
         ),
+        *prometheus_poll(config),
     ]
+
+
+def prometheus_poll(config: DashboardConfig) -> list[Any]:
+    """With --metrics-source prometheus=URL nothing announces new data: ask every scrape
+    interval (at least 5 s; 10 s when it is read from the data)."""
+    if config.prometheus is None:
+        return []
+    return [dcc.Interval(id="ov-poll", interval=int(max(5.0, config.prometheus.scrape_interval or 10.0) * 1000))]
 
 
 def chart_cards(figs: dict[str, Any]) -> list[html.Div]:
@@ -332,7 +344,9 @@ def no_traffic(config: DashboardConfig, rng: str) -> html.Div:
     base = config.proxies[0].openai_base if config.proxies else "http://127.0.0.1:8787/v1"
     return empty_state(
         f"No requests in the last {rng}",
-        "Send traffic through a proxy and the charts fill in as the collector scrapes it.",
+        "Send traffic through a proxy and the charts fill in as "
+        + ("Prometheus" if config.prometheus else "the collector")
+        + " scrapes it.",
         code=f"export OPENAI_BASE_URL={base}",
         extra_class="tt-empty-inline",
     )

@@ -34,7 +34,6 @@ from tests.helpers.compose import (
     NO_SHELL_IMAGES,
     OTEL_COMMANDS,
     OTEL_SDK_ENV,
-    PENDING_OPTIONS,
     PROMETHEUS_CONFIG,
     ROOT,
     SCHEMA,
@@ -172,9 +171,6 @@ def test_environment_names_are_ones_the_cli_reads():
         assert command in cli.COMMANDS, f"{name}: no command {command!r}"
         for key in environment(services()[name]):
             known = read_by(command) | (otel if command in OTEL_COMMANDS else set())
-            if key in PENDING_OPTIONS and key not in known:
-                assert PENDING_OPTIONS[key] == command, (name, key)
-                continue
             assert key in known, f"{name} ({command}): {key} is not read by `tokentail {command}`"
     # the image's defaults are each read by some command
     every = set().union(*(read_by(c) for c in ("proxy", "collector", "dashboard", "simulate", "up")))

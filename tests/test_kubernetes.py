@@ -29,7 +29,7 @@ import yaml
 from aiohttp import ClientSession
 
 from tests.helpers import require, serve
-from tests.helpers.compose import PENDING_OPTIONS, ROOT, SHARED_ENV, compose, stages
+from tests.helpers.compose import ROOT, SHARED_ENV, compose, stages
 from tests.helpers.kubernetes import (
     BASE,
     EXAMPLE,
@@ -292,9 +292,6 @@ def test_environment_names_are_ones_the_cli_reads():
             known = {o.env_name(command) for o in options} | {a for o in options for a in o.env_aliases}
             known |= SHARED_ENV | HELPER_ENV | (otel if command == "proxy" else set())
             for name in container_env(docs, w, c, TEST_SECRETS):
-                if name in PENDING_OPTIONS:
-                    assert PENDING_OPTIONS[name] == command, (command, name)
-                    continue
                 assert name in known or name in _image_env_names(), f"{command}: {name} is read by nothing"
             for name in HELPER_ENV & {e["name"] for e in c.get("env", [])}:
                 users = [e for e in c["env"] if f"$({name})" in str(e.get("value", ""))]
@@ -339,16 +336,10 @@ def test_environment_resolves_to_valid_settings():
         # the page talks to one origin: the collector's /api/ (live feed too) beside the dashboard
         assert dash.proxies == ()
         assert env_of(docs, "dashboard")["TOKENTAIL_DASHBOARD_LIVE"] == dash.collector
-        if "live" in dashboard:  # once the CLI reads it
-            assert dashboard.live == dash.collector
+        assert dashboard.live == dash.collector
         # ...which is also the page's own (the Ingress serves both): the collector allows it
         page = urlsplit(dash.collector)
         assert config.allowed_origins == frozenset({f"{page.scheme}://{page.netloc}"})
-        for name, command in PENDING_OPTIONS.items():
-            option = name.removeprefix(f"TOKENTAIL_{command.upper()}_").lower()
-            s = settings_of(docs, command)
-            if option in s:  # the CLI reads it now: it resolved above like any other option
-                assert s[option], name
 
 
 def test_the_proxies_and_the_collector_share_the_live_plane():
@@ -408,7 +399,7 @@ async def test_the_proxy_answers_its_probes_and_scrapes_without_a_token(sim_serv
     from tokentail.proxy.app import app_from_settings
 
     docs = example_docs()
-    s = settings_for(env_of(docs, "proxy"), "proxy", drop=frozenset(PENDING_OPTIONS))
+    s = settings_for(env_of(docs, "proxy"), "proxy")
     s = s.replace(upstream=str(sim_server.make_url("/v1")), host="127.0.0.1")
     server = await serve(app_from_settings(s, registry=CollectorRegistry()))
     try:
@@ -428,7 +419,7 @@ async def test_the_collector_answers_its_probe(tmp_path):
     from tokentail.collector.app import create_app
     from tokentail.collector.config import CollectorConfig
 
-    s = settings_for(env_of(example_docs(), "collector"), "collector", drop=frozenset(PENDING_OPTIONS))
+    s = settings_for(env_of(example_docs(), "collector"), "collector")
     config = CollectorConfig.from_settings(s.replace(db=str(tmp_path / "t.duckdb"), host="127.0.0.1"))
     server = await serve(create_app(config, scrape=False, maintain=False))
     try:
@@ -447,7 +438,7 @@ def test_the_dashboard_probe_passes_with_the_token_only():
 
     docs = example_docs()
     env = env_of(docs, "dashboard")
-    s = settings_for(env, "dashboard", drop=frozenset(PENDING_OPTIONS))
+    s = settings_for(env, "dashboard")
     config = DashboardConfig.from_settings(s)
     assert not config.open_access  # bound off loopback: the health route wants the token
     server = make_server("127.0.0.1", 0, create_app(config).server, threaded=True)

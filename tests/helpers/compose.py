@@ -28,7 +28,6 @@ __all__ = [
     "NO_SHELL_IMAGES",
     "OTEL_COMMANDS",
     "OTEL_SDK_ENV",
-    "PENDING_OPTIONS",
     "PROMETHEUS_CONFIG",
     "PROMETHEUS_PORT",
     "REDIS_PORT",
@@ -100,11 +99,6 @@ NO_SHELL_IMAGES = ("otel/opentelemetry-collector",)
 PROMETHEUS_PORT = 9090
 GRAFANA_PORT = 3000
 REDIS_PORT = 6379
-# Options built on another branch: compose.yaml and deploy/kubernetes may name them before the
-# CLI reads them; once it does, they are resolved and checked like every other option.
-PENDING_OPTIONS = {
-    "TOKENTAIL_DASHBOARD_METRICS_SOURCE": "dashboard",
-}
 
 
 # --- Compose's interpolation ----------------------------------------------------------------

@@ -215,10 +215,10 @@ def command_of(container: dict) -> str:
     return args[0]
 
 
-def settings_for(env: dict[str, str], command: str, drop: frozenset[str] = frozenset()):
-    """What ``tokentail <command>`` resolves from this environment (``drop``: names left out)."""
+def settings_for(env: dict[str, str], command: str):
+    """What ``tokentail <command>`` resolves from this environment."""
     module = cli_module(command)
-    return resolve(command, module.OPTIONS, {}, env={k: v for k, v in env.items() if k not in drop}, file_config={})
+    return resolve(command, module.OPTIONS, {}, env=env, file_config={})
 
 
 def cli_module(command: str):
