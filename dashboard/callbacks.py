@@ -284,9 +284,10 @@ def register_history(app: Dash, reader: Reader) -> None:
         Input("url", "pathname"),
         Input("runs-tick", "data"),
         Input("page-tick", "data"),
+        State("run-whatif-model", "options"),
     )
     @_guard("run page", lambda: [_oops(), no_update])
-    def update_run(path, _tick, _page_tick):
+    def update_run(path, _tick, _page_tick, shown_options):
         rid = runs_page.run_id_from_path(path)
         if rid is None:
             return [no_update] * 2
@@ -295,7 +296,9 @@ def register_history(app: Dash, reader: Reader) -> None:
         except SourceError as exc:
             return runs_page.run_view(None, rid, str(exc)), no_update
         options: list[dict[str, str]] | NoUpdate = no_update
-        if ctx.triggered_id in (None, "url"):  # the prices do not change while the page is open
+        # The prices do not change while the page is open: read once (a tick may come with the
+        # navigation and take its place as the trigger, hence "or none shown yet").
+        if ctx.triggered_id in (None, "url") or not shown_options:
             try:
                 options = runs_page.pricing_options(reader.pricing())
             except SourceError:
