@@ -212,15 +212,17 @@ def register_history(app: Dash, reader: Reader) -> None:
                 limit=sessions_page.PAGE_SIZE,
                 offset=offset or None,  # left out on the first page: older collectors refuse it
             )
-            # The filters' choices: on arrival, not on every snapshot (a scan of all stored spans).
-            options = sessions_page.filter_options(reader.facets()) if trigger in (None, "url") else [no_update] * 3
+            # The filters' choices: on arrival, not on every snapshot (a scan of all stored spans);
+            # again until they were sent once (a tick may come with the navigation and take its place).
+            fresh = trigger in (None, "url") or not state.get("facets")
+            options = sessions_page.filter_options(reader.facets()) if fresh else [no_update] * 3
         except SourceError as exc:
             return [no_update, [html.Span("●", className="tt-bad"), f" Could not load sessions: {exc}"]] + [
                 no_update
             ] * 4
         sig = hashlib.sha1(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
         status = sessions_page.status_text(offset, len(rows), total) + f" · updated {fmt.clock(time.time())}"
-        new_state = {"offset": offset, "shown": len(rows), "total": total, "sig": sig}
+        new_state = {"offset": offset, "shown": len(rows), "total": total, "sig": sig, "facets": True}
         if trigger == "page-tick" and sig == state.get("sig") and offset == state.get("offset"):
             return [no_update, status, *options, new_state]  # nothing changed: no table sent, none rendered
         return [sessions_page.sessions_table(rows), status, *options, new_state]
