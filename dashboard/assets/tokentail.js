@@ -310,7 +310,9 @@
   // rarely, so the work stays bounded when it comes back.
   function mark(r, repaint) {
     if (repaint) r.repaint = true;
-    if (!r.el || !r.onScreen) return;  // written when it comes on screen (onScreenChange)
+    // Off screen: no per-token writes (the text catches up in onScreenChange); a change of
+    // state (end, stored: once per request) is still written, text and all.
+    if (!r.el || (!r.onScreen && !r.repaint)) return;
     dirty.add(r);
     soon();
   }
@@ -324,7 +326,7 @@
       if (!r || r.el !== e.target) return;
       r.onScreen = e.isIntersecting;
       if (r.onScreen && (r.repaint || r.shown !== r.text.length)) mark(r);
-      else if (!r.onScreen) dirty.delete(r);
+      else if (!r.onScreen && !r.repaint) dirty.delete(r);
     });
   }
 
