@@ -14,10 +14,20 @@ TaskDuration over wall time), long tasks (a ``longtask`` PerformanceObserver), i
 (real mouse moves sent through CDP every 100 ms: ``performance.now() - event.timeStamp``
 when the page's handler runs), the proxies' dropped live subscribers
 (``tokentail_telemetry_dropped_total{sink="live_subscriber"}``) and, after a forced GC,
-the JS heap and the DOM nodes alive against the nodes in the document (the difference is
-detached nodes kept alive: a leak if it grows).
+the JS heap and the detached DOM nodes: those a heap snapshot marks detached (what DevTools
+lists as "Detached elements": kept alive by a reference, out of every document; a leak if it
+grows). ``Memory.getDOMCounters`` minus the nodes a TreeWalker finds is reported beside it,
+but it is not a leak figure: it also counts each row's CSS pseudo-elements (``::before``)
+and the user-agent shadow DOM of inputs, so it follows the number of rows on screen.
 
-Usage: python bench/dashboard_bench.py [--idle 30] [--load 60] [--streams 100] [--json out.json]
+``--soak MIN`` then repeats load phases for MIN minutes, memory sampled after each.
+``--sessions N`` (run alone, before the Live page) seeds the collector's DuckDB with N
+sessions of 2 turns and measures the Sessions page: first paint (navigation start to the
+table in the DOM, ``performance.now()``) and a filter (click on a user in the filter ->
+the table re-rendered with that user's sessions, both stamped in the page).
+
+Usage: python bench/dashboard_bench.py [--idle 30] [--load 60] [--streams 100] [--soak 10]
+       [--sessions 10000] [--json out.json]
 """
 
 from __future__ import annotations
@@ -38,9 +48,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.dashboard._stack import Stack, Stream, _quiet, stream_chat  # noqa: E402
-from tests.dashboard.conftest import CHROMIUM_ARGS  # noqa: E402
-from tests.dashboard.test_browser import PROBE, quantile, utf16_len  # noqa: E402
+from tests.helpers.browser import CHROMIUM_ARGS, PROBE, detached_dom_nodes, quantile, utf16_len  # noqa: E402
+from tests.helpers.stack import Stack, Stream, _quiet, stream_chat  # noqa: E402
 
 # Long tasks and input delay, recorded in the page (see the module docstring).
 PAGE_PROBE = """
@@ -55,27 +64,34 @@ PAGE_PROBE = """
 NODES = "() => { let n = 0; const w = document.createTreeWalker(document, NodeFilter.SHOW_ALL); while (w.nextNode()) n++; return n + 1; }"
 
 
-def dropped(stack: Stack) -> float:
+def dropped(stack: Stack) -> float | None:
+    """The proxies' dropped live subscribers so far; None when a proxy did not answer (the
+    in-process stack under 100 streams on a loaded machine can take seconds)."""
     total = 0.0
     for name in ("production", "canary"):
-        with urllib.request.urlopen(stack.url(name, "/metrics"), timeout=5) as resp:
-            text = resp.read().decode()
+        try:
+            with urllib.request.urlopen(stack.url(name, "/metrics"), timeout=30) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return None
         m = re.search(r'^tokentail_telemetry_dropped_total\{sink="live_subscriber"\} (\S+)$', text, re.M)
         total += float(m.group(1)) if m else 0.0
     return total
 
 
 def memory(page: Any, cdp: Any) -> dict[str, float]:
-    cdp.send("HeapProfiler.collectGarbage")
+    detached = detached_dom_nodes(cdp)  # after its own full GC
     counters = cdp.send("Memory.getDOMCounters")
     metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
     in_doc = page.evaluate(NODES)
     return {
         "heap_mb": round(metrics["JSHeapUsedSize"] / 2**20, 2),
+        "detached_nodes": detached,
         "nodes_alive": counters["nodes"],
         "nodes_in_document": in_doc,
-        "detached_nodes": counters["nodes"] - in_doc,
+        "nodes_not_walked": counters["nodes"] - in_doc,  # pseudo-elements, UA shadow DOM, detached
         "listeners": counters["jsEventListeners"],
+        "rows_in_dom": page.evaluate("() => document.querySelectorAll('#tt-live-list .tt-row').length"),
     }
 
 
@@ -102,7 +118,7 @@ def measure(page: Any, cdp: Any, stack: Stack, seconds: float) -> dict[str, Any]
         "input_events": len(delays),
         "input_delay_p50_ms": round(quantile(delays, 0.5), 1) if delays else None,
         "input_delay_p95_ms": round(quantile(delays, 0.95), 1) if delays else None,
-        "live_subscribers_dropped": dropped(stack) - drops,
+        "live_subscribers_dropped": None if drops is None or (end := dropped(stack)) is None else end - drops,
         "rows_in_page": page.evaluate("() => window.tokentail.rows.size"),
     }
 
@@ -158,12 +174,108 @@ def token_to_dom(page: Any, stack: Stack, since: float) -> dict[str, Any]:
     }
 
 
+def seed_sessions(db: Path, sessions: int) -> None:
+    """``sessions`` sessions of 2 turns each in the last hour, 200 users, in a new DuckDB file."""
+    from tokentail.collector.store import Store
+
+    store = Store.open(db)
+    now, batch = time.time(), []
+    for i in range(sessions):
+        t = now - 3600 + 3000 * i / sessions
+        for turn in range(2):
+            batch.append(
+                {
+                    "request_id": f"seed-{i:06}-{turn}",
+                    "start_time": t + turn * 5,
+                    "end_time": t + turn * 5 + 1.2,
+                    "variant": ("production", "canary")[i % 2],
+                    "model": ("sim-gpt-4o", "sim-gpt-4o-mini", "sim-llama-3-8b")[i % 3],
+                    "status": "ok",
+                    "latency_ms": 1200.0,
+                    "ttft_ms": 200.0,
+                    "input_tokens": 40 + turn * 60,
+                    "output_tokens": 60,
+                    "cost_usd": 0.0004,
+                    "session_id": f"sess-{i:06}",
+                    "user_id": f"user-{i % 200:03}",
+                    "tags": ["seeded"],
+                    "received_at": t + turn * 5 + 1.3,
+                }
+            )
+        if len(batch) >= 10_000:
+            store.insert_spans(batch)
+            batch = []
+    if batch:
+        store.insert_spans(batch)
+    store.checkpoint()
+    store.close()
+
+
+# Stamps, in the page, the last change of the sessions table and the last click.
+SESSIONS_PROBE = """
+() => {
+  window.__sess = {changed: 0, clicked: 0};
+  new MutationObserver(() => { window.__sess.changed = performance.now(); })
+    .observe(document.getElementById('sessions-list'), {childList: true, subtree: true});
+  document.addEventListener('click', e => { window.__sess.clicked = performance.now(); }, true);
+}
+"""
+
+
+def sessions_page(browser: Any, stack: Stack, sessions: int) -> dict[str, Any]:
+    """First paint and a user filter of the Sessions page over the seeded sessions."""
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    t0 = time.monotonic()
+    page.goto(stack.origin + "/sessions", wait_until="commit")
+    first = page.wait_for_function(
+        "() => document.querySelector('#sessions-list tr[data-session]') ? performance.now() : null",
+        polling="raf",
+        timeout=60_000,
+    ).json_value()
+    wall = time.monotonic() - t0
+    status = page.locator("#sessions-status").inner_text()
+    page.evaluate(SESSIONS_PROBE)
+    filters: list[float] = []
+    callbacks: list[Any] = []  # the Dash callbacks a filter made: [start after the click, duration] ms
+    for i in (0, 5, 2):
+        page.locator("#sessions-user").click()
+        option = page.locator(".dash-dropdown-option").nth(i)
+        user = option.inner_text().split(" (")[0]  # "user-007 (100)"
+        option.click()
+        page.wait_for_function(
+            "u => { const c = [...document.querySelectorAll('#sessions-list tr[data-session] td:last-child')];"
+            " return c.length > 0 && c.every(td => td.textContent === u); }",
+            arg=user,
+            timeout=30_000,
+        )
+        time.sleep(0.3)  # let the last render land before reading its stamp
+        got = page.evaluate("() => window.__sess")
+        filters.append(round(got["changed"] - got["clicked"], 1))
+        calls = page.evaluate(
+            "c => performance.getEntriesByType('resource').filter(e => e.name.includes('_dash-update-component')"
+            " && e.startTime >= c).map(e => [Math.round(e.startTime - c), Math.round(e.duration)])",
+            got["clicked"],
+        )
+        callbacks.append(calls)
+    page.close()
+    return {
+        "sessions": sessions,
+        "first_paint_ms": round(first, 1),
+        "first_paint_wall_s": round(wall, 2),
+        "status_line": status,
+        "filter_ms": filters,
+        "filter_callbacks_ms": callbacks,
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--idle", type=float, default=30.0, help="seconds at ~1 request/s")
     ap.add_argument("--load", type=float, default=60.0, help="seconds of concurrent streams")
     ap.add_argument("--probe", type=float, default=10.0, help="seconds of token-to-DOM probing under load")
     ap.add_argument("--streams", type=int, default=100)
+    ap.add_argument("--soak", type=float, default=0.0, help="minutes of further load, memory sampled after each")
+    ap.add_argument("--sessions", type=int, default=0, help="seed N sessions and measure the Sessions page alone")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
 
@@ -173,12 +285,21 @@ def main() -> int:
     if not chromium:
         print("dashboard_bench: needs Debian's chromium", file=sys.stderr)
         return 2
-    stack = Stack(Path(tempfile.mkdtemp(prefix="tt-dash-bench-")))
+    tmp = Path(tempfile.mkdtemp(prefix="tt-dash-bench-"))
+    out: dict[str, Any] = {"browser": "headless Chromium (Debian)", "cpus": os.cpu_count(), "load_avg": os.getloadavg()}
+    if args.sessions:
+        t = time.monotonic()
+        seed_sessions(tmp / "tokentail.duckdb", args.sessions)  # the stack's collector opens this file
+        out["seed_s"] = round(time.monotonic() - t, 1)
+    stack = Stack(tmp)
     stack.start()
-    out: dict[str, Any] = {"browser": "headless Chromium (Debian)", "cpus": os.cpu_count()}
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            if args.sessions:
+                out["sessions_page"] = sessions_page(browser, stack, args.sessions)
+                browser.close()
+                return finish(out, args.json)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             cdp = page.context.new_cdp_session(page)
             cdp.send("Performance.enable")
@@ -203,15 +324,30 @@ def main() -> int:
             time.sleep(args.probe)
             out["token_to_dom_under_load"] = token_to_dom(page, stack, since)
             running.result(args.load + args.probe + 120)
+            soak = []
+            t_soak = time.monotonic()
+            while time.monotonic() - t_soak < args.soak * 60:
+                until = time.monotonic() + 60
+                running = stack.loop.submit(load(stack, args.streams, until))
+                phase = measure(page, cdp, stack, 55)
+                running.result(180)
+                soak.append({"minute": len(soak) + 1, **phase, **memory(page, cdp)})
+                print(json.dumps(soak[-1]), file=sys.stderr)
+            if soak:
+                out["soak"] = soak
             stack.stop_traffic()
             time.sleep(5)
             out["memory_end"] = memory(page, cdp)
             browser.close()
     finally:
         stack.stop()
+    return finish(out, args.json)
+
+
+def finish(out: dict[str, Any], path: str | None) -> int:
     print(json.dumps(out, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    if path:
+        Path(path).write_text(json.dumps(out, indent=2) + "\n")
     return 0
 
 

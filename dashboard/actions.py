@@ -4,8 +4,8 @@ The page never holds the admin token. It POSTs same-origin JSON to these routes;
 server checks who asks and then calls the collector or the proxy itself, with the
 admin token from its own configuration (``TOKENTAIL_ADMIN_TOKEN``) when one is set:
 
-- ``POST /_tt/runs`` ``{"name"}`` and ``POST /_tt/runs/<id>/<pause|resume|end>``: the
-  collector's ``/api/runs``;
+- ``POST /_tt/runs`` ``{"name", "scope"?}`` (the scope as the form's text, see ``run_scope``)
+  and ``POST /_tt/runs/<id>/<pause|resume|end>``: the collector's ``/api/runs``;
 - ``POST /_tt/cancel`` ``{"id", "proxy"?}``: ``POST {proxy}/api/requests/{id}/cancel`` on
   the proxy that holds the request (``proxy`` names it; otherwise each is asked);
 - ``POST /_tt/playground`` ``{"proxy"?, "model", "system", "message", "temperature"}``:
@@ -38,6 +38,7 @@ from typing import Any
 
 import flask
 
+from . import run_scope
 from .config import DashboardConfig, ProxySource, display_url
 
 log = logging.getLogger("tokentail.dashboard")
@@ -103,8 +104,12 @@ def register(server: flask.Flask, config: DashboardConfig, post: Callable[..., t
     def run_start():
         body = _body(flask.request)
         if body is None or not isinstance(body.get("name"), str):
-            return error(400, 'send {"name": "..."}', "invalid_request")
-        return collector("/api/runs", {"name": body["name"]})
+            return error(400, 'send {"name": "...", "scope"?: {...}}', "invalid_request")
+        try:  # the Runs page's scope form, as text fields (run_scope.scope_from_form)
+            scope = run_scope.scope_from_form(body.get("scope"))
+        except run_scope.ScopeFormError as exc:
+            return error(400, str(exc), "invalid_scope")
+        return collector("/api/runs", {"name": body["name"]} | ({"scope": scope} if scope else {}))
 
     @server.post("/_tt/runs/<int:run_id>/<action>")
     def run_action(run_id: int, action: str):

@@ -211,9 +211,6 @@ def register_history(app: Dash, reader: Reader) -> None:
     @app.callback(
         Output("sessions-list", "children"),
         Output("sessions-status", "children"),
-        Output("sessions-user", "options"),
-        Output("sessions-tag", "options"),
-        Output("sessions-key", "options"),
         Output("sessions-page", "data"),
         Input("url", "pathname"),
         Input("url", "search"),
@@ -226,10 +223,10 @@ def register_history(app: Dash, reader: Reader) -> None:
         Input("sessions-next", "n_clicks"),
         State("sessions-page", "data"),
     )
-    @_guard("sessions list", lambda: [_oops()] + [no_update] * 5)
+    @_guard("sessions list", lambda: [_oops()] + [no_update] * 2)
     def update_sessions(path, _search, _tick, user, tag, key, q, _prev, _next, state):
         if path != "/sessions":
-            return [no_update] * 6
+            return [no_update] * 3
         state = state if isinstance(state, dict) else {}
         offset = int(state.get("offset") or 0)
         trigger = ctx.triggered_id
@@ -246,18 +243,31 @@ def register_history(app: Dash, reader: Reader) -> None:
                 limit=sessions_page.PAGE_SIZE,
                 offset=offset or None,  # left out on the first page: older collectors refuse it
             )
-            # The filters' choices: on arrival, not on every snapshot (a scan of all stored spans).
-            options = sessions_page.filter_options(reader.facets()) if trigger in (None, "url") else [no_update] * 3
         except SourceError as exc:
-            return [no_update, [html.Span("●", className="tt-bad"), f" Could not load sessions: {exc}"]] + [
-                no_update
-            ] * 4
+            return [no_update, [html.Span("●", className="tt-bad"), f" Could not load sessions: {exc}"], no_update]
         sig = hashlib.sha1(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
         status = sessions_page.status_text(offset, len(rows), total) + f" · updated {fmt.clock(time.time())}"
         new_state = {"offset": offset, "shown": len(rows), "total": total, "sig": sig}
         if trigger == "page-tick" and sig == state.get("sig") and offset == state.get("offset"):
-            return [no_update, status, *options, new_state]  # nothing changed: no table sent, none rendered
-        return [sessions_page.sessions_table(rows), status, *options, new_state]
+            return [no_update, status, new_state]  # nothing changed: no table sent, none rendered
+        return [sessions_page.sessions_table(rows), status, new_state]
+
+    @app.callback(
+        Output("sessions-user", "options"),
+        Output("sessions-tag", "options"),
+        Output("sessions-key", "options"),
+        Input("url", "pathname"),
+    )
+    @_guard("sessions filters", lambda: [no_update] * 3)
+    def update_sessions_filters(path):
+        # The filters' choices (a scan of all stored spans): on arrival only, not on every
+        # snapshot, and in their own callback so the table does not wait for them.
+        if path != "/sessions":
+            return [no_update] * 3
+        try:
+            return sessions_page.filter_options(reader.facets())
+        except SourceError:
+            return [no_update] * 3
 
     @app.callback(
         Output("sessions-user", "value"),
@@ -318,9 +328,10 @@ def register_history(app: Dash, reader: Reader) -> None:
         Input("url", "pathname"),
         Input("runs-tick", "data"),
         Input("page-tick", "data"),
+        State("run-whatif-model", "options"),
     )
     @_guard("run page", lambda: [_oops(), no_update])
-    def update_run(path, _tick, _page_tick):
+    def update_run(path, _tick, _page_tick, shown_options):
         rid = runs_page.run_id_from_path(path)
         if rid is None:
             return [no_update] * 2
@@ -329,7 +340,9 @@ def register_history(app: Dash, reader: Reader) -> None:
         except SourceError as exc:
             return runs_page.run_view(None, rid, str(exc)), no_update
         options: list[dict[str, str]] | NoUpdate = no_update
-        if ctx.triggered_id in (None, "url"):  # the prices do not change while the page is open
+        # The prices do not change while the page is open: read once (a tick may come with the
+        # navigation and take its place as the trigger, hence "or none shown yet").
+        if ctx.triggered_id in (None, "url") or not shown_options:
             try:
                 options = runs_page.pricing_options(reader.pricing())
             except SourceError:

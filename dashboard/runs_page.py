@@ -18,6 +18,7 @@ from . import _format as fmt
 from ._components import data, empty_state
 from .config import DashboardConfig
 from .figures import color_for
+from .run_scope import scope_form, scope_line
 
 PREFIX = "/runs/"
 COMPARE = "/runs/compare"
@@ -79,10 +80,11 @@ def list_page(config: DashboardConfig) -> list[Any]:
             ],
         ),
         html.P(
-            "A run records the requests made while it is active, through every proxy; pause it to leave "
-            "traffic out, end it to keep it. One run records at a time.",
+            "A run records the requests made while it is active, through every proxy, or only those "
+            "matching its scope; pause it to leave traffic out, end it to keep it. One run records at a time.",
             className="tt-muted tt-lead",
         ),
+        scope_form([p.name for p in config.proxies]),
         html.Div(id="runs-list"),
         html.Div(
             className="tt-card tt-compare-pick",
@@ -144,6 +146,7 @@ def runs_table(runs: list[dict[str, Any]]) -> Any:
                         [
                             dcc.Link(r.get("name") or f"run {r['id']}", href=f"{PREFIX}{r['id']}", className="tt-link"),
                             html.Span(f" #{r['id']}", className="tt-muted"),
+                            scope_line(r.get("scope")),
                         ]
                     ),
                     html.Td(_status(r.get("status"))),
@@ -344,7 +347,7 @@ def run_view(run: dict[str, Any] | None, run_id: int, error: str | None = None) 
     return [
         head,
         html.Div(f"Stats may lag a few seconds: {error}", className="tt-error-box") if error else None,
-        html.Div(run["scope_note"], className="tt-muted") if run.get("scope_note") else None,
+        scope_line(run.get("scope")),
         stat_cards(s),
         breakdown_table(s.get("by_model") or [], "model", "Model"),
         breakdown_table(s.get("by_endpoint") or [], "endpoint", "Endpoint"),

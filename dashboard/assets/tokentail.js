@@ -124,6 +124,9 @@
   var TITLES = {overview: "Overview", live: "Live", requests: "Requests", sessions: "Sessions", session: "Session",
     runs: "Runs", run: "Run", compare: "Compare runs", abcompare: "Compare", playground: "Playground"};
   var PAGE_TICKS = {sessions: true, runs: true, run: true};  // pages refreshed on collector snapshots
+  // Those pages re-query the collector on a tick: at most every 4 s, so a filter's answer is
+  // not overtaken (and thrown away by Dash) by a refresh started while it was on its way.
+  var PAGE_TICK_EVERY = 4000;  // ms; under the default 5 s scrape, so none is skipped there
 
   function pageOf(p) {
     if (p.indexOf("/live") === 0) return "live";
@@ -152,6 +155,7 @@
   var matchedCount = 0;
   var renderQueued = false, optionsQueued = false, bannerTimer = null;
   var dirty = new Set(), flushQueued = false, countsQueued = false;  // per-frame coalescing
+  var fresh = [];  // rows started since the last frame, not in the DOM yet
   var hist = {inFlight: false, again: false, newestStored: null, maxTime: null};
   var detail = {id: null, el: null, sseEl: null, mdAt: 0, mdTimer: null, pending: false, replace: false,
     textShown: 0, rawShown: 0};
@@ -163,7 +167,7 @@
       text: "", ttft: null, latency: null, tps: null, usage: null, finish: null, error: null, httpStatus: null,
       tools: false, live: false, stored: false, proxy: null, deltas: 0, raw: [], el: null, textNode: null,
       user: null, tags: [], key: null, session: null, route: null, cost: null, costSet: false, shown: 0,
-      repaint: false, ui: null};
+      repaint: false, ui: null, onScreen: true};
     rows.set(id, r);
     return r;
   }
@@ -251,6 +255,8 @@
     r.ui.completion.append(r.ui.textBox);
     a.append(head, r.ui.prompt, r.ui.completion);
     r.el = a;
+    r.onScreen = true;  // until the observer says otherwise (it reports every new target once)
+    if (onScreenObs) onScreenObs.observe(a);
     paint(r);
     return a;
   }
@@ -304,9 +310,24 @@
   // rarely, so the work stays bounded when it comes back.
   function mark(r, repaint) {
     if (repaint) r.repaint = true;
-    if (!r.el) return;
+    // Off screen: no per-token writes (the text catches up in onScreenChange); a change of
+    // state (end, stored: once per request) is still written, text and all.
+    if (!r.el || (!r.onScreen && !r.repaint)) return;
     dirty.add(r);
     soon();
+  }
+
+  // Rows in or near the viewport: only these get per-token DOM writes. A row scrolled or
+  // pushed off screen keeps its model; it is written once when it comes back.
+  var onScreenObs = window.IntersectionObserver ? new IntersectionObserver(onScreenChange, {rootMargin: "300px 0px"}) : null;
+  function onScreenChange(entries) {
+    entries.forEach(function (e) {
+      var r = rows.get(e.target.dataset.id);
+      if (!r || r.el !== e.target) return;
+      r.onScreen = e.isIntersecting;
+      if (r.onScreen && (r.repaint || r.shown !== r.text.length)) mark(r);
+      else if (!r.onScreen && !r.repaint) dirty.delete(r);
+    });
   }
 
   // A change after a quiet spell is written at once (a token at 1 request/s reaches the DOM
@@ -326,6 +347,7 @@
   function flush() {
     flushQueued = false;
     lastFlush = performance.now();
+    if (fresh.length) insertFresh();
     dirty.forEach(writeRow);
     dirty.clear();
     if (detail.pending) { detail.pending = false; writeDetail(); }
@@ -355,7 +377,7 @@
   // A row leaves the DOM: drop every reference to its elements so none stays alive detached
   // (a kept r.ui or textNode held ~12 nodes per row that had ever been on screen).
   function dropEl(r) {
-    if (r.el) r.el.remove();
+    if (r.el) { if (onScreenObs) onScreenObs.unobserve(r.el); r.el.remove(); }
     r.el = null; r.ui = null; r.textNode = null; r.shown = 0;
     dirty.delete(r);
   }
@@ -398,6 +420,7 @@
   function render() {
     renderQueued = false;
     if (!dom.list) return;
+    fresh = [];  // the full render places them
     var before = visible;
     var sorted = evict(Array.from(rows.values()).sort(byTimeDesc));
     for (var i = RAW_KEEP_ROWS; i < sorted.length; i++) if (sorted[i].raw.length) sorted[i].raw = [];
@@ -411,23 +434,32 @@
     counts();
   }
 
-  // A request that just started is the newest: put it on top now, not at the next frame.
+  // A request that just started is the newest: it goes on top with the next write (at once
+  // after a quiet spell; under a burst, every start of a frame in one insertion).
   function showNew(r) {
     if (!dom.list) return;
-    if (r.el && r.el.isConnected) { paint(r); return; }
-    if (!matches(r)) { counts(); return; }
+    if (r.el && r.el.isConnected) { mark(r, true); return; }
+    if (!matches(r)) { queueCounts(); return; }
     if (visible.length === 0 || (r.time || 0) >= (visible[0].time || 0)) {
-      dom.list.insertBefore(r.el || buildEl(r), dom.list.firstChild);
-      visible.unshift(r);
-      matchedCount++;
-      if (visible.length > MAX_VISIBLE) {
-        var last = visible.pop();
-        dropEl(last);
-      }
-      counts();
+      fresh.push(r);
+      soon();
     } else {
       queueRender();
     }
+  }
+
+  // The starts since the last frame, newest on top; the rows pushed past MAX_VISIBLE leave.
+  function insertFresh() {
+    var add = fresh.filter(function (r) { return rows.get(r.id) === r && !r.el; }).sort(byTimeDesc);
+    fresh = [];
+    if (!add.length || !dom.list) return;
+    var frag = document.createDocumentFragment();
+    add.forEach(function (r) { frag.append(buildEl(r)); });
+    dom.list.insertBefore(frag, dom.list.firstChild);
+    visible = add.concat(visible);
+    matchedCount += add.length;
+    while (visible.length > MAX_VISIBLE) dropEl(visible.pop());
+    countsQueued = true;
   }
 
   function counts() {
@@ -637,7 +669,7 @@
   // At most one Overview refresh a second, however fast the collector scrapes, and only
   // while the Overview is on screen: a hidden Overview re-rendered every second kept the
   // Live page's main thread busy (and React's old trees alive). It catches up on return.
-  var tickMissed = false;
+  var tickMissed = false, pageTickAt = 0;
   function tick(snap) {
     var onOverview = current.page === null || current.page === "overview";
     if (!onOverview) tickMissed = true;
@@ -650,7 +682,10 @@
     tickAt = Date.now();
     ticks++;
     if (onOverview) setProps("collector-tick", {data: {n: ticks, ts: snap && snap.ts}});
-    if (PAGE_TICKS[current.page]) setProps("page-tick", {data: {n: ticks, ts: snap && snap.ts}});
+    if (PAGE_TICKS[current.page] && tickAt - pageTickAt >= PAGE_TICK_EVERY) {
+      pageTickAt = tickAt;
+      setProps("page-tick", {data: {n: ticks, ts: snap && snap.ts}});
+    }
   }
 
   function historySince() {

@@ -82,16 +82,27 @@
     });
   }
 
+  // The scope form's text fields (run_scope.FIELDS); the dashboard's server turns them into
+  // the collector's scope. Empty fields leave the scope open.
+  var SCOPE_FIELDS = ["tags", "user", "session", "variant", "model", "key_fingerprint"];
+  function scopeInput(f) { return document.getElementById("runs-scope-" + f.replace(/_/g, "-")); }
+
   function runStart(btn) {
     var input = document.getElementById("runs-name");
     var name = (input && input.value || "").trim();
     if (!name) name = "run " + new Date().toISOString().slice(0, 16).replace("T", " ");
+    var scope = {}, scoped = false;
+    SCOPE_FIELDS.forEach(function (f) {
+      var v = (scopeInput(f) || {}).value;
+      if (v && v.trim()) { scope[f] = v; scoped = true; }
+    });
     btn.disabled = true;
-    tt.act("/_tt/runs", {name: name}).then(function (res) {
+    tt.act("/_tt/runs", scoped ? {name: name, scope: scope} : {name: name}).then(function (res) {
       btn.disabled = false;
       if (!res.ok) { tt.toast("Could not start a run: " + errorText(res), true); return; }
       tt.setProps("runs-name", {value: ""});
-      tt.toast("Recording run " + res.body.name + ".");
+      SCOPE_FIELDS.forEach(function (f) { if (scopeInput(f)) tt.setProps(scopeInput(f).id, {value: ""}); });
+      tt.toast("Recording run " + res.body.name + (scoped ? " (scoped)." : " (all traffic)."));
       tick("runs-tick");
     });
   }
@@ -108,7 +119,8 @@
     else if (what === "play-cancel") { if (play.id) tt.cancel(play.id, null); }
   });
   document.addEventListener("keydown", function (e) {
-    if (e.key === "Enter" && e.target && e.target.id === "runs-name") {
+    if (e.key === "Enter" && e.target && e.target.id &&
+        (e.target.id === "runs-name" || e.target.id.indexOf("runs-scope-") === 0)) {
       var b = document.getElementById("runs-start");
       if (b) runStart(b);
     }

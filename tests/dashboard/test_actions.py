@@ -262,3 +262,16 @@ def test_the_requests_export_is_relayed_from_the_collector_with_the_read_token()
         assert c.get("/_tt/requests/export?format=xml", environ_base=LOOPBACK).status_code == 400
     finally:
         server.shutdown()
+
+
+def test_a_run_starts_with_the_scope_forms_text_as_the_collectors_scope():
+    fake = FakePost({"http://127.0.0.1:8788/api/runs": (201, {"id": 2, "status": "active"})})
+    c, _ = client(fake)
+    resp = post(c, "/_tt/runs", {"name": "r", "scope": {"tags": "eval, v2", "user": " bob ", "model": ""}})
+    assert resp.status_code == 201
+    assert fake.calls[-1][1] == {"name": "r", "scope": {"tags": ["eval", "v2"], "user": "bob"}}
+    assert post(c, "/_tt/runs", {"name": "all", "scope": {"user": "  "}}).status_code == 201
+    assert fake.calls[-1][1] == {"name": "all"}  # an empty form: a run of all traffic
+    resp = post(c, "/_tt/runs", {"name": "r", "scope": {"team": "x"}})
+    assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "invalid_scope"
+    assert len(fake.calls) == 2  # refused here, never sent

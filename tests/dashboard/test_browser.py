@@ -15,7 +15,17 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.helpers import wait_until
-from tests.helpers.browser import SCREENSHOTS, SECRET, open_page, plot_traces, row_text, unique_prompt
+from tests.helpers.browser import (
+    PROBE,
+    SCREENSHOTS,
+    SECRET,
+    open_page,
+    plot_traces,
+    quantile,
+    row_text,
+    unique_prompt,
+    utf16_len,
+)
 from tokentail.dashboard.figures import color_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -151,43 +161,6 @@ def test_live_filters_by_text_status_and_model(live_stack, page):
     )
     assert in_page == [[color_for("variant", n), color_for("model", n)] for n in names]
     assert page.page_errors == []
-
-
-# Records (request id, length of its row's completion text, Date.now()) at every change of
-# a row in the live list, and the time of the next animation frame after it. Installed before
-# the requests start, so it sees each row from its empty beginning.
-PROBE = """
-() => {
-  const list = document.getElementById('tt-live-list');
-  window.__ttProbe = [];
-  const record = (row, t, out) => {
-    const box = row && row.querySelector('.tt-row-text');
-    if (box && box.firstChild) out.push([row.dataset.id, box.firstChild.data.length, t, null]);
-  };
-  new MutationObserver(records => {
-    const t = Date.now();
-    const batch = [];
-    const rows = new Set();
-    for (const m of records) {
-      const node = m.target.nodeType === 3 ? m.target.parentNode : m.target;
-      if (node === list) m.addedNodes.forEach(n => rows.add(n));
-      else if (node && node.closest) rows.add(node.closest('.tt-row'));
-    }
-    rows.forEach(row => record(row, t, batch));
-    window.__ttProbe.push(...batch);
-    requestAnimationFrame(() => { const f = Date.now(); batch.forEach(b => { b[3] = f; }); });
-  }).observe(list, {subtree: true, characterData: true, childList: true});
-}
-"""
-
-
-def quantile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank quantile of an ascending list."""
-    return sorted_values[min(len(sorted_values) - 1, int(round(q * (len(sorted_values) - 1))))]
-
-
-def utf16_len(s: str) -> int:
-    return len(s.encode("utf-16-le")) // 2
 
 
 def test_token_to_screen_latency(live_stack, page):

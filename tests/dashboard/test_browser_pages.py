@@ -110,10 +110,77 @@ def test_runs_record_stats_what_if_and_compare(live_stack, page):
 
     page.goto(f"{live_stack.origin}/runs/compare?a={a}&b={b}")
     requests = page.locator('#compare-table tr[data-metric="requests"] td')
-    expect(requests.nth(1)).to_have_text("3", timeout=5_000)
+    expect(requests.nth(1)).to_have_text("3", timeout=15_000)  # a full page load, on a loaded machine
     expect(requests.nth(2)).to_have_text("1")
     expect(requests.nth(3)).to_have_text("-66.7 %")
     assert SECRET not in page.content()
+    assert page.page_errors == []
+
+
+def _sdk_stream(live_stack, variant: str, prompt: str, tags: str | None = None, user: str | None = None) -> str:
+    """One streamed chat through a proxy with the real openai SDK; the request id the proxy gave it."""
+    import openai
+
+    client = openai.OpenAI(base_url=live_stack.url(variant, "/v1"), api_key=SECRET, max_retries=0, timeout=10)
+    headers = {"x-sim-tps": "200", "x-sim-tokens": "10"} | ({"X-Tokentail-Tags": tags} if tags else {})
+    extra = {"user": user} if user else {}
+    with client.chat.completions.with_streaming_response.create(
+        model="sim-gpt-4o",
+        messages=[{"role": "user", "content": prompt}],
+        stream=True,
+        extra_headers=headers,
+        **extra,
+    ) as resp:
+        rid = resp.headers["x-tokentail-request-id"]
+        text = "".join(c.choices[0].delta.content or "" for c in resp.parse() if c.choices)
+    assert text, "the stream carried no text"
+    return rid
+
+
+def test_a_run_scoped_from_the_ui_holds_only_the_matching_requests(live_stack, page):
+    open_page(page, live_stack, "/runs", sources=("collector",))
+    tag = "exp-" + uuid.uuid4().hex[:6]
+    page.locator("#runs-scope summary").click()
+    page.locator("#runs-scope-tags").fill(f" {tag} ")
+    page.locator("#runs-scope-variant").fill("canary")
+    run = _start_run(page, f"scoped {tag}")
+    expect(page.locator(f'#runs-list tr[data-run="{run}"] .tt-run-scope')).to_have_text(
+        f"Scope: tag #{tag} · variant canary"
+    )
+    expect(page.locator("#runs-scope-tags")).to_have_value("")  # the form is cleared for the next run
+
+    inside = [_sdk_stream(live_stack, "canary", unique_prompt(f"In scope {i}."), tags=f"{tag}, other") for i in (1, 2)]
+    outside = [
+        _sdk_stream(live_stack, "production", unique_prompt("Right tag, wrong variant."), tags=tag),
+        _sdk_stream(live_stack, "canary", unique_prompt("Right variant, no tag.")),
+        _sdk_stream(live_stack, "canary", unique_prompt("Another tag."), tags="exp-not-this-one"),
+    ]
+    # Every request is stored (the out-of-scope ones too) before the run is judged.
+    for rid in inside + outside:
+        live_stack.wait_json("collector", f"/api/spans/{rid}", lambda b: b is not None, timeout=10)
+    _end_run(page, live_stack, run, 2)
+
+    page.locator(f'#runs-list tr[data-run="{run}"] a').first.click()
+    expect(page).to_have_url(re.compile(rf"/runs/{run}$"))
+    expect(page.locator('[data-stat="requests"]')).to_have_text("2", timeout=5_000)
+    expect(page.locator("#run-body .tt-run-scope")).to_have_attribute("data-scope", "scoped")
+    listed = page.locator("#run-requests tr[data-id]")
+    expect(listed).to_have_count(2, timeout=5_000)
+    assert sorted(listed.evaluate_all("rs => rs.map(r => r.dataset.id)")) == sorted(inside)
+    listed.first.locator("a").first.click()  # each linked to its detail
+    expect(page).to_have_url(re.compile(r"/request/(" + "|".join(inside) + ")$"))
+    assert page.page_errors == []
+
+
+def test_an_unscoped_run_says_it_includes_all_traffic(live_stack, page):
+    open_page(page, live_stack, "/runs", sources=("collector",))
+    run = _start_run(page, f"everything {uuid.uuid4().hex[:6]}")
+    expect(page.locator(f'#runs-list tr[data-run="{run}"] .tt-run-scope')).to_have_text(
+        "Unscoped: includes all traffic"
+    )
+    rid = _sdk_stream(live_stack, "production", unique_prompt("Any request counts."))
+    live_stack.wait_json("collector", f"/api/spans/{rid}", lambda b: b is not None, timeout=10)
+    _end_run(page, live_stack, run, 1)
     assert page.page_errors == []
 
 

@@ -8,7 +8,19 @@ from playwright.sync_api import expect
 
 from tests.helpers import ROOT
 
-__all__ = ["CHROMIUM_ARGS", "SCREENSHOTS", "SECRET", "open_page", "plot_traces", "row_text", "unique_prompt"]
+__all__ = [
+    "CHROMIUM_ARGS",
+    "PROBE",
+    "SCREENSHOTS",
+    "SECRET",
+    "detached_dom_nodes",
+    "open_page",
+    "plot_traces",
+    "quantile",
+    "row_text",
+    "unique_prompt",
+    "utf16_len",
+]
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -55,3 +67,61 @@ def plot_traces(page, graph_id: str):
         timeout=10_000,
     )
     return handle.json_value()
+
+
+# Records (request id, length of its row's completion text, Date.now()) at every change of
+# a row in the live list, and the time of the next animation frame after it. Installed before
+# the requests start, so it sees each row from its empty beginning.
+PROBE = """
+() => {
+  const list = document.getElementById('tt-live-list');
+  window.__ttProbe = [];
+  const record = (row, t, out) => {
+    const box = row && row.querySelector('.tt-row-text');
+    if (box && box.firstChild) out.push([row.dataset.id, box.firstChild.data.length, t, null]);
+  };
+  new MutationObserver(records => {
+    const t = Date.now();
+    const batch = [];
+    const rows = new Set();
+    for (const m of records) {
+      const node = m.target.nodeType === 3 ? m.target.parentNode : m.target;
+      if (node === list) m.addedNodes.forEach(n => rows.add(n));
+      else if (node && node.closest) rows.add(node.closest('.tt-row'));
+    }
+    rows.forEach(row => record(row, t, batch));
+    window.__ttProbe.push(...batch);
+    requestAnimationFrame(() => { const f = Date.now(); batch.forEach(b => { b[3] = f; }); });
+  }).observe(list, {subtree: true, characterData: true, childList: true});
+}
+"""
+
+
+def quantile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank quantile of an ascending list."""
+    return sorted_values[min(len(sorted_values) - 1, int(round(q * (len(sorted_values) - 1))))]
+
+
+def utf16_len(s: str) -> int:
+    return len(s.encode("utf-16-le")) // 2
+
+
+def detached_dom_nodes(cdp) -> int:
+    """DOM nodes a heap snapshot marks detached (out of every document, kept alive by a
+    reference: DevTools' "Detached elements"), after a full GC. ``cdp``: a CDP session of the page.
+
+    Not ``Memory.getDOMCounters`` minus the document's nodes: that also counts CSS
+    pseudo-elements and the shadow DOM of inputs, which follow the rows on screen."""
+    import json
+
+    chunks: list[str] = []
+    cdp.on("HeapProfiler.addHeapSnapshotChunk", lambda p: chunks.append(p["chunk"]))
+    cdp.send("HeapProfiler.enable")
+    cdp.send("HeapProfiler.collectGarbage")
+    cdp.send("HeapProfiler.takeHeapSnapshot", {"reportProgress": False})
+    cdp.send("HeapProfiler.disable")
+    snap = json.loads("".join(chunks))
+    fields = snap["snapshot"]["meta"]["node_fields"]
+    step, at = len(fields), fields.index("detachedness")
+    nodes = snap["nodes"]
+    return sum(1 for i in range(at, len(nodes), step) if nodes[i] == 2)
