@@ -143,11 +143,11 @@ def content_retention_where(cutoff: float) -> tuple[str, list[Any]]:
     return "received_at < ?", [cutoff]
 
 
-def load_ledger(con: duckdb.DuckDBPyConnection) -> list[Selector]:
+def load_ledger(con: duckdb.DuckDBPyConnection) -> list[tuple[Selector, float]]:
     out = []
-    for (text,) in con.execute("SELECT selector FROM erase_ledger ORDER BY erased_at, id").fetchall():
+    for text, at in con.execute("SELECT selector, erased_at FROM erase_ledger ORDER BY id").fetchall():
         try:
-            out.append(Selector(**json.loads(text)))
+            out.append((Selector(**json.loads(text)), at))
         except (ValueError, TypeError):
             continue  # written by this module: never expected
     return out

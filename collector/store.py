@@ -578,7 +578,7 @@ class Store:
             if n < E.BATCH_ROWS:
                 break
         self.transaction(E.record_erase, sel, now, MAX_LEDGER)
-        self.ledger.add(sel)
+        self.ledger.add(sel, now)
         if compact:
             self.compact(now)
         else:

@@ -65,24 +65,35 @@ def test_describe_names_fields_only():
 
 
 def test_ledger_single_fields_combinations_and_before():
-    led = Ledger([Selector(session="s1")])
+    led = Ledger([(Selector(session="s1"), 1000.0)])
     assert led.erased(ROW) and not led.erased({**ROW, "session_id": "s2"})
-    led.add(Selector(user="u9", key="fp9"))
+    led.add(Selector(user="u9", key="fp9"), 1000.0)
     assert led.erased({**ROW, "session_id": None, "user_id": "u9", "key_fingerprint": "fp9"})
     assert not led.erased({**ROW, "session_id": None, "user_id": "u9"})
-    led.add(Selector(before=50.0))
+    led.add(Selector(before=50.0), 1000.0)
     assert led.erased({**ROW, "session_id": None, "start_time": 49.0})
     assert not led.erased({**ROW, "session_id": None, "start_time": 51.0})
+
+
+def test_a_request_started_after_the_erase_is_new_data():
+    led = Ledger([(Selector(session="s1"), 1000.0), (Selector(user="u1", key="fp1"), 1000.0)])
+    late = 1000.0 + Ledger.SKEW
+    assert led.erased({**ROW, "start_time": late})  # in flight then, or the exporter's clock is behind
+    assert not led.erased({**ROW, "start_time": late + 1})  # the session went on after the erase
+    led.add(Selector(before=1e12), 1000.0)  # "everything until now": not the future
+    assert not led.erased({**ROW, "session_id": None, "user_id": None, "start_time": late + 1})
 
 
 def test_ledger_is_bounded_oldest_first():
     led = Ledger(limit=3)
     for i in range(5):
-        led.add(Selector(request=f"r{i}"))
+        led.add(Selector(request=f"r{i}"), 10.0)
     assert len(led) == 3
-    assert not led.erased({"request_id": "r0"}) and not led.erased({"request_id": "r1"})
-    assert led.erased({"request_id": "r4"})
-    assert len(Ledger([Selector(request=f"r{i}") for i in range(5)], limit=2)) == 2
+    assert not led.erased({"request_id": "r0", "start_time": 1.0}) and not led.erased(
+        {"request_id": "r1", "start_time": 1.0}
+    )
+    assert led.erased({"request_id": "r4", "start_time": 1.0})
+    assert len(Ledger([(Selector(request=f"r{i}"), 1.0) for i in range(5)], limit=2)) == 2
 
 
 def test_capture_levels_only_go_down():

@@ -9,7 +9,7 @@ message (``SelectorError``).
 
 ``Ledger`` is the list of erases already done, consulted when a span arrives: a span of an
 erased session that was still in an exporter's queue is stored without content (no
-resurrection). It is bounded (``MAX_LEDGER``, oldest dropped first) and looks a row up in
+resurrection); a request started after the erase is new data. It is bounded (``MAX_LEDGER``, oldest dropped first) and looks a row up in
 O(1) for one-field selectors (sets), linearly only for combinations.
 
 Capture levels (``full`` > ``metadata`` > ``none``): ``lowest`` of the proxy's, the route's,
@@ -37,6 +37,7 @@ __all__ = [
     "SelectorError",
     "lowest",
     "parse_capture",
+    "parse_capture_key",
     "parse_time",
 ]
 
@@ -186,31 +187,36 @@ class Selector:
 
 
 class Ledger:
-    """The erases done so far, newest last, bounded (see the module docstring)."""
+    """The erases done so far, newest last, bounded (see the module docstring).
 
-    def __init__(self, selectors: Iterable[Selector] = (), limit: int = MAX_LEDGER) -> None:
+    An erase covers the requests that had started when it was done: a span whose request
+    started after it (by more than ``SKEW`` seconds, for the exporter's clock) is new data
+    and keeps its content, even in an erased session."""
+
+    SKEW = 300.0
+
+    def __init__(self, entries: Iterable[tuple[Selector, float]] = (), limit: int = MAX_LEDGER) -> None:
         self.limit = max(1, limit)
-        self._items: list[Selector] = []
-        for s in selectors:
-            self._items.append(s)
-        del self._items[: max(0, len(self._items) - self.limit)]
+        self._items: list[tuple[Selector, float]] = list(entries)[-self.limit :]
         self._index()
 
     def _index(self) -> None:
-        self._single: dict[str, set[str]] = {name: set() for name in FIELDS}
-        self._before = -math.inf
-        self._combined: list[Selector] = []
-        for s in self._items:
-            given = [k for k, v in s.as_json().items()]
+        self._single: dict[str, dict[str, float]] = {name: {} for name in FIELDS}
+        self._before = -math.inf  # start times below it are erased ("before"-only erases)
+        self._combined: list[tuple[Selector, float]] = []
+        for s, at in self._items:
+            given = list(s.as_json())
             if len(given) == 1 and given[0] in FIELDS:
-                self._single[given[0]].add(getattr(s, given[0]))
+                seen = self._single[given[0]]
+                value = getattr(s, given[0])
+                seen[value] = max(seen.get(value, -math.inf), at)
             elif given == ["before"]:
-                self._before = max(self._before, s.before or -math.inf)
+                self._before = max(self._before, min(s.before or -math.inf, at + self.SKEW))
             else:
-                self._combined.append(s)
+                self._combined.append((s, at))
 
-    def add(self, sel: Selector) -> None:
-        self._items.append(sel)
+    def add(self, sel: Selector, at: float) -> None:
+        self._items.append((sel, at))
         if len(self._items) > self.limit:
             del self._items[: len(self._items) - self.limit]
         self._index()
@@ -218,19 +224,20 @@ class Ledger:
     def __len__(self) -> int:
         return len(self._items)
 
-    def __iter__(self):
-        return iter(self._items)
-
     def erased(self, row: Mapping[str, Any]) -> bool:
         """True when an erase already done covers ``row`` (a spans row)."""
+        st = row.get("start_time")
+        if st is None:
+            return False
         for name, column in FIELDS.items():
             v = row.get(column)
-            if v is not None and v in self._single[name]:
-                return True
-        st = row.get("start_time")
-        if st is not None and st < self._before:
+            if v is not None:
+                at = self._single[name].get(v)
+                if at is not None and st <= at + self.SKEW:
+                    return True
+        if st < self._before:
             return True
-        return any(s.matches_row(row) for s in self._combined)
+        return any(st <= at + self.SKEW and s.matches_row(row) for s, at in self._combined)
 
 
 # --- capture levels -------------------------------------------------------------------------
@@ -249,6 +256,15 @@ def parse_capture(value: str, where: str = "capture") -> str:
     if v not in CAPTURE_LEVELS:
         raise CaptureError(f"{where}: {str(value)[:40]!r} is not a capture mode; use full, metadata or none")
     return v
+
+
+def parse_capture_key(text: str) -> tuple[str, str]:
+    """``--capture-key FINGERPRINT=MODE`` -> (fingerprint, mode), or ``CaptureError``."""
+    fp, sep, mode = str(text).partition("=")
+    fp = fp.strip().lower()
+    if not sep or not fp or len(fp) > 64 or not all(c in "0123456789abcdef" for c in fp):
+        raise CaptureError(f"--capture-key {str(text)[:80]!r}: expected FINGERPRINT=MODE (a key fingerprint in hex)")
+    return fp, parse_capture(mode, f"--capture-key {fp}")
 
 
 def lowest(levels: Iterable[str | None]) -> str:
