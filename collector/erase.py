@@ -82,7 +82,8 @@ def metadata_events(text: str | None) -> str | None:
     for ev in events:
         if not isinstance(ev, dict) or ev.get("name") == sc.EVENT_OPERATION_DETAILS:
             continue
-        attrs = ev.get("attributes") if isinstance(ev.get("attributes"), dict) else {}
+        attrs = ev.get("attributes")
+        attrs = attrs if isinstance(attrs, dict) else {}
         kept = {"name": ev.get("name"), "attributes": {k: v for k, v in attrs.items() if _keep(k, v)}}
         if "time" in ev:
             kept["time"] = ev["time"]
