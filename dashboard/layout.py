@@ -531,6 +531,13 @@ def detail_view(v: dict[str, Any], request_id: str, errors: list[str] | None = N
                     )
                     if v["in_flight"]
                     else None,
+                    html.Button(
+                        "Erase content",
+                        id="detail-erase",
+                        className="tt-btn tt-btn-small tt-btn-danger",
+                        title="Erase this request's prompt and completion everywhere; usage, timings and cost stay",
+                        **data(tt_action="erase", field="request", value=v["id"] or request_id),
+                    ),
                 ],
             ),
             html.Div(
