@@ -37,6 +37,7 @@ import asyncio
 import json
 import logging
 import math
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -579,7 +580,7 @@ class Store:
                 break
         self.transaction(E.record_erase, sel, now, MAX_LEDGER)
         self.ledger.add(sel, now)
-        if compact:
+        if compact and total:
             self.compact(now)
         else:
             self.checkpoint()
@@ -596,19 +597,31 @@ class Store:
         return self._last_compact is None or now - self._last_compact >= interval
 
     def compact(self, now: float) -> None:
-        """Copy the file into a fresh one and swap it in: erased text leaves the disk (see ``erase``)."""
-        self._reader.submit(self._close_cursor).result()
+        """Copy the file into a fresh one and swap it in: erased text leaves the disk (see ``erase``).
+
+        The reader thread is parked meanwhile (reads wait, none fails on the old connection)."""
+        parked, resume = threading.Event(), threading.Event()
+
+        def park() -> None:
+            self._close_cursor()
+            parked.set()
+            resume.wait()
+
+        self._reader.submit(park)
+        parked.wait()
         try:
-            E.compact(self._con, self.path)
-        except BaseException:
-            self.path.with_name(self.path.name + ".compact").unlink(missing_ok=True)
-            raise
-        self._con.close()
-        try:
-            E.swap(self.path)
+            try:
+                E.compact(self._con, self.path)
+            except BaseException:
+                self.path.with_name(self.path.name + ".compact").unlink(missing_ok=True)
+                raise
+            self._con.close()
+            try:
+                E.swap(self.path)
+            finally:
+                self._con = connect(self.path, self._config)
         finally:
-            self._con = connect(self.path, self._config)
-            self._reader.submit(self._close_cursor).result()  # a read meanwhile opened one on the old file
+            resume.set()
         self._last_compact = now
 
     def checkpoint(self) -> None:

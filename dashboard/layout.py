@@ -647,6 +647,12 @@ def detail_view(v: dict[str, Any], request_id: str, errors: list[str] | None = N
                 ],
             ),
             *[_message(m) for m in v["messages"]],
+            html.Div("Content erased: usage, timings and cost are kept.", className="tt-muted", id="detail-erased")
+            if v.get("content_erased")
+            else None,
+            html.Div(f"Captured in {v['capture']} mode: no prompt or completion text.", className="tt-muted")
+            if v.get("capture") not in (None, "full")
+            else None,
         ],
     )
     raw = html.Div(
