@@ -199,3 +199,13 @@ async def test_content_retention_erases_old_content_in_batches_and_keeps_spans(t
     assert not _file_has(cfg.db, old) and _file_has(cfg.db, new)
     assert collector.maintenance["content_erased"] == 25
     store.close()
+
+
+def test_content_retention_option():
+    from tokentail.collector.command import OPTIONS
+    from tokentail.collector.config import CollectorConfig
+    from tokentail.settings import resolve
+
+    cfg = CollectorConfig.from_settings(resolve("collector", OPTIONS, {"content_retention": "3d"}, env={}))
+    assert cfg.retention.content == 3 * 86400 and cfg.public()["retention"]["content"] == 3 * 86400
+    assert CollectorConfig.from_settings(resolve("collector", OPTIONS, {}, env={})).retention.content is None

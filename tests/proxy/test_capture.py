@@ -163,3 +163,16 @@ async def test_per_key_and_per_route_levels(upstream):
     finally:
         await by_key.close()
         await by_route.close()
+
+
+def test_capture_options_resolve_and_refuse_clearly():
+    from tokentail.proxy import command
+    from tokentail.settings import SettingsError, resolve
+
+    env = {"TOKENTAIL_PROXY_CAPTURE": "Metadata", "TOKENTAIL_PROXY_CAPTURE_KEY": "abc123=none,DEF456=metadata"}
+    s = resolve("proxy", command.OPTIONS, {"upstream": "http://u.test/v1"}, env=env, file_config={})
+    assert s["capture"] == "metadata" and s["capture_key"] == [("abc123", "none"), ("def456", "metadata")]
+    with pytest.raises(SettingsError, match=r"--capture .*'all' is not a capture mode"):
+        resolve("proxy", command.OPTIONS, {"upstream": "http://u.test/v1", "capture": "all"}, env={}, file_config={})
+    with pytest.raises(SettingsError, match="expected FINGERPRINT=MODE"):
+        resolve("proxy", command.OPTIONS, {"upstream": "http://u.test/v1", "capture_key": ["nothex=none"]}, env={})
