@@ -304,6 +304,8 @@ class CaptureMode:
     def request(self, ctx: RequestContext) -> Change | None:
         rec, route = ctx.rec, ctx.plan.route
         asked = ctx.headers.get(CAPTURE_HEADER)
+        if not asked and self._default == "full" and not self._keys and (route is None or route.capture is None):
+            return None  # the common case: nothing lowers the level
         levels = [
             self._default,
             route.capture if route is not None else None,
