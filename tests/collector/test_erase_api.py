@@ -159,3 +159,15 @@ async def test_the_erase_is_logged_without_content(client, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("tokentail.collector.erase")]
     assert any("erased the captured content of 2 spans" in line and "s-log" in line for line in lines)
     assert not any(m in r.getMessage() for r in caplog.records)
+
+
+async def test_a_selector_sent_in_pieces_is_read_whole(client):
+    body = b'{"session": "' + b"s" * 150 + b'"}'
+
+    async def pieces():  # chunked transfer, one byte at a time
+        for i in range(len(body)):
+            yield body[i : i + 1]
+            await asyncio.sleep(0)
+
+    resp = await client.post("/api/erase", data=pieces(), headers={"Content-Type": "application/json"})
+    assert resp.status == 200 and (await resp.json())["selector"] == {"session": "s" * 150}
