@@ -259,7 +259,7 @@ class Collector:
                 deleted += n
             erased = await self._content_retention(now, max_batches)
             policy = self.config.retention
-            if erased and st.compact_due(now, policy.compact_interval):
+            if st.compact_pending and st.compact_due(now, policy.compact_interval):
                 await st.write(st.compact, now)  # erased text leaves the disk too (see collector.erase)
             elif deleted or erased:
                 await st.write(st.checkpoint)

@@ -276,6 +276,7 @@ class Store:
         self._closed = False
         self._config: dict[str, Any] = {}
         self._last_compact: float | None = None
+        self.compact_pending = False  # content was erased since the last compaction (text in free blocks)
         self._load()
 
     @classmethod
@@ -580,7 +581,8 @@ class Store:
                 break
         self.transaction(E.record_erase, sel, now, MAX_LEDGER)
         self.ledger.add(sel, now)
-        if compact and total:
+        self.compact_pending = self.compact_pending or total > 0
+        if compact and self.compact_pending:  # also finishes one that failed before (a retried erase)
             self.compact(now)
         else:
             self.checkpoint()
@@ -591,7 +593,9 @@ class Store:
         if policy.content is None or policy.content >= policy.spans:
             return 0  # spans go whole before their content would
         where, args = E.content_retention_where(now - policy.content)
-        return self.transaction(E.erase_batch, where, args, now, batch_rows)
+        n = self.transaction(E.erase_batch, where, args, now, batch_rows)
+        self.compact_pending = self.compact_pending or n > 0
+        return n
 
     def compact_due(self, now: float, interval: float) -> bool:
         return self._last_compact is None or now - self._last_compact >= interval
@@ -623,6 +627,7 @@ class Store:
         finally:
             resume.set()
         self._last_compact = now
+        self.compact_pending = False
 
     def checkpoint(self) -> None:
         """Fold the WAL into the file; freed blocks become reusable, so the file stops growing."""

@@ -209,3 +209,27 @@ def test_content_retention_option():
     cfg = CollectorConfig.from_settings(resolve("collector", OPTIONS, {"content_retention": "3d"}, env={}))
     assert cfg.retention.content == 3 * 86400 and cfg.public()["retention"]["content"] == 3 * 86400
     assert CollectorConfig.from_settings(resolve("collector", OPTIONS, {}, env={})).retention.content is None
+
+
+def test_a_failed_compaction_is_done_by_the_retried_erase(tmp_path, monkeypatch):
+    store = Store.open(tmp_path / "t.duckdb")
+    m = _marker()
+    store.insert_spans([_row(f"a{i:03d}", "s1", m, T0 + i) for i in range(50)])
+    store.checkpoint()
+
+    def full_disk(con, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(E, "compact", full_disk)
+    try:
+        store.erase(Selector(session="s1"), now=T0 + 100)
+    except OSError:
+        pass
+    else:
+        raise AssertionError("the compaction should have failed")
+    assert store.compact_pending and _file_has(store.path, m)  # erased rows, text still in free blocks
+    monkeypatch.undo()
+    assert store.erase(Selector(session="s1"), now=T0 + 200) == 0  # nothing left to erase...
+    assert not store.compact_pending and not _file_has(store.path, m)  # ...but the file is compacted
+    assert _spans(store)[0]["input_messages"] is None
+    store.close()
