@@ -4,7 +4,8 @@ Routes: ``GET /healthz``; ``GET /api/status``, ``/api/config``, ``/api/metrics``
 ``/api/spans``, ``/api/spans/{request_id}``, ``/api/sessions``, ``/api/facets``,
 ``/api/runs``, ``/api/runs/{id}``, ``/api/runs/{id}/requests``, ``/api/runs/compare``,
 ``/api/requests/search``, ``/api/requests/export``, ``/api/pricing``, ``/api/events``
-(SSE), ``/api/live`` (SSE, with ``--live-redis``: ``live_redis.py``); ``POST /v1/traces``, ``POST /api/runs``, ``POST /api/runs/{id}/pause|resume|end``.
+(SSE), ``/api/live`` (SSE, with ``--live-redis``: ``live_redis.py``); ``POST /v1/traces``, ``POST /api/runs``,
+``POST /api/runs/{id}/pause|resume|end``, ``POST /api/erase`` (``erase_api``).
 Who may do what is ``tokentail.access`` (one pure decision, applied by its aiohttp
 middleware): only allowed host names are answered on ``/api/*`` and ``/v1/traces``; bound
 off loopback, reads of ``/api/*`` need the read token and ``POST /v1/traces`` the admin
@@ -29,7 +30,7 @@ from aiohttp import web
 
 from .. import access, access_aiohttp
 from ..pricing import PriceTable
-from . import compare_api, replay_links, run_api, search_api, span_quantiles
+from . import compare_api, erase_api, replay_links, run_api, search_api, span_quantiles
 from ._http import (
     _TASKS,
     COLLECTOR,
@@ -150,6 +151,7 @@ def create_app(
     run_api.add_routes(app)
     compare_api.add_routes(app)
     search_api.add_routes(app)  # /api/requests/search and /export (history search)
+    erase_api.add_routes(app)  # POST /api/erase (content erasure)
     app.router.add_get("/api/events", sse)
     app.router.add_get("/api/live", live_feed)  # 404 unless --live-redis (see live_redis.py)
     app.router.add_post("/v1/traces", traces)

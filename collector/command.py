@@ -15,7 +15,9 @@ DESCRIPTION = """\
 Scrapes every --target's /metrics (every 5s by default, all targets at once), keeps
 per-interval increases in DuckDB (metrics_5s, rolled up into metrics_1m), receives
 request spans over OTLP/HTTP (POST /v1/traces), and serves /api/metrics, /api/spans,
-/api/sessions, /api/runs, /api/status, /api/config and /api/events (SSE). Runs are named
+/api/sessions, /api/runs, /api/status, /api/config and /api/events (SSE). POST /api/erase
+{"session"|"request"|"user"|"key"|"before": ...} erases captured content and keeps the
+numbers (an admin action). Runs are named
 recordings (POST /api/runs {"name"}, then /api/runs/ID/pause|resume|end): the requests
 made while one is active belong to it. The collector is the only process that opens the
 database file: dashboards read through its API.
@@ -66,6 +68,14 @@ OPTIONS: list[Option] = [
         "spans_retention",
         "keep spans for (counted from their arrival, not their reported time)",
         7 * 86400.0,
+        parse_duration,
+        metavar="DURATION",
+    ),
+    Option(
+        "content_retention",
+        "erase captured content (prompts, completions) of spans older than this, keeping their "
+        "metadata, usage and cost (default: kept as long as the spans)",
+        None,
         parse_duration,
         metavar="DURATION",
     ),

@@ -110,7 +110,13 @@ class Collector:
         self.last_round: float | None = None
         self.store_error: str | None = None
         self.store_error_since: float | None = None
-        self.maintenance: dict[str, Any] = {"last_run": None, "rolled_chunks": 0, "deleted_rows": 0, "error": None}
+        self.maintenance: dict[str, Any] = {
+            "last_run": None,
+            "rolled_chunks": 0,
+            "deleted_rows": 0,
+            "content_erased": 0,
+            "error": None,
+        }
         self._session = session
         self._own_session = session is None
 
@@ -234,7 +240,7 @@ class Collector:
     async def maintain(self, now: float | None = None, *, max_batches: int = 1000) -> dict[str, Any]:
         """Roll up complete minutes, then delete expired rows in bounded batches."""
         now = self.clock() if now is None else now
-        st, rolled, deleted = self.store, 0, 0
+        st, rolled, deleted, erased = self.store, 0, 0, 0
         ref = now
         if self.last_round is not None:
             # Rounds are written in order: a minute before the last written round is complete,
@@ -251,7 +257,11 @@ class Collector:
                 if not n:
                     break
                 deleted += n
-            if deleted:
+            erased = await self._content_retention(now, max_batches)
+            policy = self.config.retention
+            if st.compact_pending and st.compact_due(now, policy.compact_interval):
+                await st.write(st.compact, now)  # erased text leaves the disk too (see collector.erase)
+            elif deleted or erased:
                 await st.write(st.checkpoint)
             self.maintenance["error"] = None
         except (duckdb.Error, OSError) as exc:
@@ -262,8 +272,21 @@ class Collector:
             last_run=now,
             rolled_chunks=self.maintenance["rolled_chunks"] + rolled,
             deleted_rows=self.maintenance["deleted_rows"] + deleted,
+            content_erased=self.maintenance["content_erased"] + erased,
         )
-        return {"rolled_chunks": rolled, "deleted_rows": deleted}
+        return {"rolled_chunks": rolled, "deleted_rows": deleted, "content_erased": erased}
+
+    async def _content_retention(self, now: float, max_batches: int) -> int:
+        """``--content-retention``: erase expired content in bounded batches (one transaction each)."""
+        st, erased = self.store, 0
+        for _ in range(max_batches):
+            n = await st.write(st.content_retention_step, now, self.config.retention)
+            if not n:
+                break
+            erased += n
+        if erased:
+            log.info("content retention: erased the captured content of %d spans", erased)
+        return erased
 
     async def maintain_forever(self) -> None:
         # Soon after start: a backlog (the collector was down) is caught up early.

@@ -21,6 +21,9 @@ Tables (``SCHEMA_VERSION`` in ``meta``; a newer collector migrates an older file
 - ``runs`` and ``run_intervals``: named recordings (see ``runs``); a request belongs to
   a run when its span's ``start_time`` falls in one of the run's intervals and it matches
   the run's scope (``scope_*`` columns, version 4; all NULL: all traffic).
+- ``spans.content_erased_at`` and ``erase_ledger(id, erased_at, selector)`` (version 5): when a
+  span's captured content was erased, and the erases done (``collector.erase``), consulted
+  as spans arrive so an erased conversation's late spans are stored without content.
 
 The collector is the only process that opens the file. All calls run on two threads
 owned by ``Store``: writes on the writer thread (the connection), reads on the reader
@@ -34,6 +37,7 @@ import asyncio
 import json
 import logging
 import math
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,13 +47,15 @@ from typing import Any, TypeVar
 import duckdb
 import pyarrow as pa
 
+from ..erasure import MAX_LEDGER, Ledger, Selector
+from . import erase as E
 from ._open import StoreError, connect
 from .parse import GAUGE, Labels
 
 log = logging.getLogger("tokentail.collector.store")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # The spans table as version 2 created it; later versions append columns (ALTER TABLE
 # ADD COLUMN appends, so a migrated file and a new one have the same column order).
@@ -98,7 +104,8 @@ _SPAN_COLUMNS_V3: dict[str, str] = {
     "key_fingerprint": "VARCHAR",
     "route": "VARCHAR",
 }
-SPAN_COLUMNS: dict[str, str] = {**_SPAN_COLUMNS_V2, **_SPAN_COLUMNS_V3}
+_SPAN_COLUMNS_V5: dict[str, str] = {"content_erased_at": "DOUBLE"}
+SPAN_COLUMNS: dict[str, str] = {**_SPAN_COLUMNS_V2, **_SPAN_COLUMNS_V3, **_SPAN_COLUMNS_V5}
 # A run's scope (schema version 4): scope field -> column of ``runs``.
 RUN_SCOPE_COLUMNS: dict[str, str] = {
     "scope_tags": "VARCHAR[]",
@@ -168,6 +175,14 @@ MIGRATIONS: list[tuple[int, str, tuple[str, ...]]] = [
         # NULL: not scoped on that field (see runs.SCOPE_SQL); all NULL: the run records all traffic.
         tuple(f"ALTER TABLE runs ADD COLUMN {k} {v}" for k, v in RUN_SCOPE_COLUMNS.items()),
     ),
+    (
+        5,
+        "content erasure",
+        (
+            *(f"ALTER TABLE spans ADD COLUMN {k} {v}" for k, v in _SPAN_COLUMNS_V5.items()),
+            "CREATE TABLE erase_ledger(id INTEGER PRIMARY KEY, erased_at DOUBLE NOT NULL, selector VARCHAR NOT NULL)",
+        ),
+    ),
 ]
 
 SeriesKey = tuple[str, str, str, Labels]  # variant, target, sample name, labels
@@ -193,6 +208,8 @@ class Retention:
     spans: float = 7 * 86400.0
     spans_max_rows: int = 1_000_000
     spans_max_bytes: int = 1 << 30
+    content: float | None = None  # --content-retention: captured content erased after (None: as spans)
+    compact_interval: float = 3600.0  # at most one compaction per this long for content retention
 
 
 def migrate(con: duckdb.DuckDBPyConnection, target: int = SCHEMA_VERSION) -> tuple[int, int]:
@@ -258,6 +275,8 @@ class Store:
         self._watermark: float | None = None
         self._closed = False
         self._config: dict[str, Any] = {}
+        self._last_compact: float | None = None
+        self.compact_pending = False  # content was erased since the last compaction (text in free blocks)
         self._load()
 
     @classmethod
@@ -307,6 +326,7 @@ class Store:
         self._by_id = by_id
         row = _row(self._con, "SELECT value FROM meta WHERE key = 'rollup_watermark'")
         self._watermark = float(row[0]) if row else None
+        self.ledger = Ledger(E.load_ledger(self._con))  # writer thread only
 
     # --- threads ---------------------------------------------------------------
 
@@ -424,9 +444,12 @@ class Store:
     def insert_spans(self, rows: list[dict[str, Any]]) -> int:
         """Insert span rows, skipping request ids already stored; returns rows inserted."""
         unique: dict[str, dict[str, Any]] = {}
+        ledger = self.ledger
         for r in rows:
             if r.get("received_at") is None:  # retention orders by it: never NULL (the receiver always sets it)
                 r = {**r, "received_at": r["start_time"]}
+            if len(ledger) and ledger.erased(r):  # erased before it arrived: no resurrection
+                r = E.strip_row(r, r["received_at"])
             unique.setdefault(r["request_id"], r)
         if not unique:
             return 0
@@ -543,6 +566,68 @@ class Store:
     def _delete(self, table: str, col: str, bound: float, *, inclusive: bool) -> int:
         op = "<=" if inclusive else "<"
         return _one(self._con, f"DELETE FROM {table} WHERE {col} {op} ?", [bound])
+
+    # --- erasure (writer thread; see collector.erase) ---------------------------------
+
+    def erase(self, sel: Selector, now: float, *, compact: bool = True) -> int:
+        """Erase the content of every span ``sel`` matches, in batches of ``E.BATCH_ROWS``
+        (one transaction each), remember ``sel`` in the ledger, then reclaim the space."""
+        where, args = sel.where()
+        total = 0
+        while True:
+            n = self.transaction(E.erase_batch, where, args, now, E.BATCH_ROWS)
+            total += n
+            if n < E.BATCH_ROWS:
+                break
+        self.transaction(E.record_erase, sel, now, MAX_LEDGER)
+        self.ledger.add(sel, now)
+        self.compact_pending = self.compact_pending or total > 0
+        if compact and self.compact_pending:  # also finishes one that failed before (a retried erase)
+            self.compact(now)
+        else:
+            self.checkpoint()
+        return total
+
+    def content_retention_step(self, now: float, policy: Retention, batch_rows: int = E.BATCH_ROWS) -> int:
+        """Erase one batch of content older than ``policy.content``; returns spans erased."""
+        if policy.content is None or policy.content >= policy.spans:
+            return 0  # spans go whole before their content would
+        where, args = E.content_retention_where(now - policy.content)
+        n = self.transaction(E.erase_batch, where, args, now, batch_rows)
+        self.compact_pending = self.compact_pending or n > 0
+        return n
+
+    def compact_due(self, now: float, interval: float) -> bool:
+        return self._last_compact is None or now - self._last_compact >= interval
+
+    def compact(self, now: float) -> None:
+        """Copy the file into a fresh one and swap it in: erased text leaves the disk (see ``erase``).
+
+        The reader thread is parked meanwhile (reads wait, none fails on the old connection)."""
+        parked, resume = threading.Event(), threading.Event()
+
+        def park() -> None:
+            self._close_cursor()
+            parked.set()
+            resume.wait()
+
+        self._reader.submit(park)
+        parked.wait()
+        try:
+            try:
+                E.compact(self._con, self.path)
+            except BaseException:
+                self.path.with_name(self.path.name + ".compact").unlink(missing_ok=True)
+                raise
+            self._con.close()
+            try:
+                E.swap(self.path)
+            finally:
+                self._con = connect(self.path, self._config)
+        finally:
+            resume.set()
+        self._last_compact = now
+        self.compact_pending = False
 
     def checkpoint(self) -> None:
         """Fold the WAL into the file; freed blocks become reusable, so the file stops growing."""

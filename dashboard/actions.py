@@ -12,6 +12,8 @@ admin token from its own configuration (``TOKENTAIL_ADMIN_TOKEN``) when one is s
   a streamed chat sent through the proxy by a background thread that reads it to the
   end; the answer carries the request id, and the page follows that request on the
   live feed it already has (no second stream);
+- ``POST /_tt/erase`` ``{"session"|"request": ID}``: ``POST /api/erase`` on the collector and
+  every proxy (``tokentail.erase_cmd.fan_out``); 200 when all erased, else 502 naming who did not;
 - ``POST /_tt/admin`` ``{"token"}``: trades the admin token for an HttpOnly cookie.
 
 Who may: the one access policy of the proxies and the collector (``tokentail.access``,
@@ -136,6 +138,30 @@ def register(server: flask.Flask, config: DashboardConfig, post: Callable[..., t
             if status != 404:
                 return _relay(status, got)
         return _relay(*answer)
+
+    @server.post("/_tt/erase")
+    def erase():
+        from tokentail.erase_cmd import describe, fan_out
+
+        body = _body(flask.request) or {}
+        selector = {k: body[k] for k in ("session", "request") if isinstance(body.get(k), str) and body[k]}
+        if len(selector) != 1 or len(next(iter(selector.values()))) > 200:
+            return error(400, 'send {"session": "<id>"} or {"request": "<id>"}', "invalid_request")
+        proxies = [p.url for p in config.proxies]
+        if not config.collector and not proxies:
+            return error(409, "no collector or proxy configured", "no_backend")
+        results = fan_out(
+            selector,
+            config.collector or None,
+            proxies,
+            token=config.admin_token,
+            timeout=max(config.timeout, 60.0),  # the collector compacts its file
+            post=post,
+        )
+        if any(r["status"] == 401 for r in results):
+            return error(401, "the collector or a proxy refused the admin token", "unauthorized")
+        ok = all(r["ok"] for r in results)
+        return flask.jsonify({"ok": ok, "results": [describe(r) for r in results]}), 200 if ok else 502
 
     @server.post("/_tt/playground")
     def playground():

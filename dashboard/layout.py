@@ -551,6 +551,13 @@ def detail_view(v: dict[str, Any], request_id: str, errors: list[str] | None = N
                     )
                     if v["in_flight"]
                     else None,
+                    html.Button(
+                        "Erase content",
+                        id="detail-erase",
+                        className="tt-btn tt-btn-small tt-btn-danger",
+                        title="Erase this request's prompt and completion everywhere; usage, timings and cost stay",
+                        **data(tt_action="erase", field="request", value=v["id"] or request_id),
+                    ),
                 ],
             ),
             html.Div(
@@ -660,6 +667,12 @@ def detail_view(v: dict[str, Any], request_id: str, errors: list[str] | None = N
                 ],
             ),
             *[_message(m) for m in v["messages"]],
+            html.Div("Content erased: usage, timings and cost are kept.", className="tt-muted", id="detail-erased")
+            if v.get("content_erased")
+            else None,
+            html.Div(f"Captured in {v['capture']} mode: no prompt or completion text.", className="tt-muted")
+            if v.get("capture") not in (None, "full")
+            else None,
         ],
     )
     raw = html.Div(

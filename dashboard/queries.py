@@ -471,6 +471,9 @@ def request_view(live: dict[str, Any] | None, span: dict[str, Any] | None) -> di
         "found": found,
         "in_memory": bool(live),
         "stored": bool(span),
+        # Why there is no text: erased (tokentail erase), or captured in metadata mode.
+        "content_erased": bool(live.get("content_erased") or span.get("content_erased_at")),
+        "capture": live.get("capture") or "full",
         "status": status,
         "in_flight": status == "in_flight",
         "time": _pick(live.get("time"), span.get("start_time")),

@@ -236,7 +236,18 @@ def session_view(
             back,
             html.Div(
                 className="tt-detail-title",
-                children=[html.Span("Session", className="tt-muted"), html.Code(session_id, className="tt-session-id")],
+                children=[
+                    html.Span("Session", className="tt-muted"),
+                    html.Code(session_id, className="tt-session-id"),
+                    # tokentail_pages.js asks this server to erase it (collector and proxies; admin rule).
+                    html.Button(
+                        "Erase content",
+                        id="session-erase",
+                        className="tt-btn tt-btn-small tt-btn-danger",
+                        title="Erase this session's prompts and completions everywhere; usage, timings and cost stay",
+                        **data(tt_action="erase", field="session", value=session_id),
+                    ),
+                ],
             ),
             html.Div(
                 className="tt-detail-ids",

@@ -1,24 +1,30 @@
 """The proxy's own endpoints: ``/healthz``, ``/api/live`` (SSE), ``/api/requests`` (and cancel),
-``/api/routes`` (and reload)."""
+``/api/routes`` (and reload), ``POST /api/erase``."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any, Literal
 
 from aiohttp import web
 
 from tokentail import access
+from tokentail.erasure import Selector, SelectorError
 from tokentail.settings import SettingsError
 
+from . import capture
 from . import record as R
 from . import state as keys
 from .live_sse import SLICE_CHARS, finite, sse_slices
 from .live_subscription import Subscription, TooManySubscribers
 from .routes import reload_routes as reload_route_state
+from .upstreams_state import RAW
+
+log = logging.getLogger("tokentail.proxy.erase")
 
 HEARTBEAT_SECONDS = 15.0
 # A subscriber whose socket takes no bytes for this long is dropped (the hub has
@@ -125,6 +131,67 @@ async def cancel_request(request: web.Request) -> web.Response:
     rec.error_message = "cancelled by an operator"
     entry.task.cancel(R.ERR_OPERATOR)
     return _json({"id": rid, "cancelled": True})
+
+
+_MAX_SELECTOR = 4096
+
+
+async def erase(request: web.Request) -> web.Response:
+    """``POST /api/erase`` with a selector (``tokentail.erasure.Selector``: session, request,
+    user, key, before; all must match): the captured content of matching requests leaves the
+    live ring and its replay log, the raw views, and the records still in flight (which capture
+    nothing more). Ids, usage, timings and cost stay; metrics are untouched. A state change
+    (``tokentail.access``). Logged with the selector and counts, never the content."""
+    size = request.content_length
+    raw = b"" if size is not None and size > _MAX_SELECTOR else await request.read()  # the app caps an unsized one
+    if (size is not None and size > _MAX_SELECTOR) or len(raw) > _MAX_SELECTOR:
+        return _json({"error": {"message": "the selector is too large", "type": "invalid_request_error"}}, status=413)
+    try:
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            raise SelectorError("body", "the body must be a JSON object") from None
+        sel = Selector.from_json(body)
+    except SelectorError as exc:
+        err = {"message": str(exc), "type": "invalid_request_error", "param": exc.field}
+        return _json({"error": err}, status=400)
+    app = request.app
+    in_flight = capture.erase_in_flight(
+        (e.rec for e in app[keys.INFLIGHT].values()),
+        lambda r: sel.matches(
+            request_id=r.id,
+            session_id=r.session_id,
+            user_id=r.user,
+            key_fingerprint=r.key_fingerprint,
+            start_time=r.started_at,
+        ),
+    )
+    live = app[keys.HUB].erase(
+        lambda st: sel.matches(
+            request_id=st["id"],
+            session_id=st["session_id"],
+            user_id=st["user"],
+            key_fingerprint=st["key_fingerprint"],
+            start_time=st["time"],
+        )
+    )
+    raws = app[RAW].erase(sel.matches_row)
+    log.warning(
+        "erased captured content (%s): %d in the live ring, %d in flight, %d raw views; by %s",
+        sel.describe(),
+        len(live),
+        len(in_flight),
+        len(raws),
+        request.remote,
+    )
+    counts = {"live": len(live), "in_flight": len(in_flight), "raw": len(raws)}
+    return _json(
+        {
+            "erased": counts,
+            "request_ids": sorted(set(live) | set(in_flight) | set(raws))[:1000],
+            "selector": sel.as_json(),
+        }
+    )
 
 
 async def list_routes(request: web.Request) -> web.Response:

@@ -89,6 +89,7 @@ def create_app(services: ProxyServices) -> web.Application:
     app.router.add_post("/api/requests/{id}/cancel", api.cancel_request)
     app.router.add_get("/api/routes", api.list_routes)
     app.router.add_post("/api/routes/reload", api.reload_routes)
+    app.router.add_post("/api/erase", api.erase)
     app.router.add_route("*", "/v1/{path:.*}", forward.forward)
     return app
 

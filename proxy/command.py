@@ -9,6 +9,7 @@ import signal
 
 from tokentail import serving
 from tokentail.access import allowed_host
+from tokentail.erasure import parse_capture, parse_capture_key
 from tokentail.redis_url import redis_url
 from tokentail.settings import Option, SettingsError, parse_bool, parse_duration, parse_size, port
 
@@ -89,6 +90,23 @@ OPTIONS = [
         256 << 10,
         parse_size,
         metavar="SIZE",
+    ),
+    Option(
+        "capture",
+        "what is captured of each request: full (prompts and completions, redacted), metadata "
+        "(sizes, usage, timings, cost; no text anywhere) or none (forwarded and counted in metrics only); "
+        "routes, --capture-key and the X-Tokentail-Capture request header can only lower it",
+        "full",
+        lambda v: parse_capture(v, "--capture"),
+        metavar="MODE",
+    ),
+    Option(
+        "capture_key",
+        "capture mode for one client key, by its fingerprint (repeatable; only lowers --capture)",
+        [],
+        parse_capture_key,
+        multiple=True,
+        metavar="FINGERPRINT=MODE",
     ),
     Option("live_max_subscribers", "listeners of /api/live at once (beyond: 503, counted)", 64, int, metavar="N"),
     Option(

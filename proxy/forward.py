@@ -27,8 +27,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from . import capture, upstream
 from . import record as R
-from . import upstream
 from .hooks import RequestContext, UpstreamPlan, prepare_off_loop
 from .record import Delta, Observers, RequestRecord, merge_deltas
 from .redact import Redactor
@@ -95,6 +95,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
         if off_loop:  # parse, cap, hash in the worker: the loop serves others
             await asyncio.get_running_loop().run_in_executor(app[CONTENT_POOL], hooks.prepare, ctx)
         hooks.request(ctx)
+        observers = capture.observers_for(observers, rec)  # capture none: the counting ones only
         if rec.prompt_pending is not None:
             prompt = _PromptRedaction(rec, app[REDACTOR], observers, app[CONTENT_POOL])
         observers.start(rec)
@@ -151,13 +152,14 @@ class _PromptRedaction:
     def _ready(self, fut: asyncio.Future[Any]) -> None:
         rec = self._rec
         try:
-            rec.prompt = fut.result()
+            rec.prompt = fut.result() if rec.capture == capture.FULL else {}  # erased meanwhile: none
         except BaseException:  # cancelled at shutdown, or a redaction bug: no prompt rather than a raw one
             log.exception("prompt redaction failed for %s", rec.id)
             rec.prompt = {}
         rec.prompt_ready = self.done = True
         self._observers.prompt(rec)
         if self.end:
+            capture.at_end(rec)
             self._observers.end(rec)
 
 
@@ -193,9 +195,10 @@ class _Relay:
             obj,
             streaming=streaming,
             strip_usage_chunk=usage_injected and streaming,
-            max_capture_bytes=config.capture_bytes,
+            max_capture_bytes=capture.tap_bytes(rec, config.capture_bytes),
             max_body_bytes=config.max_body,
         )
+        capture.after_tap(rec)
         await resp.prepare(request)
         async for chunk in up.content.iter_any():
             out, deltas = tap.feed(chunk)
@@ -309,7 +312,7 @@ def _on_deltas(rec: RequestRecord, deltas: list[Delta], observers: Observers) ->
         rec.first_delta_at = now
         rec.ttft_ms = (now - rec.t0) * 1000.0
     rec.last_delta_at = now
-    observers.delta(rec, merge_deltas(deltas))
+    observers.delta(rec, capture.delta_for_observers(rec, merge_deltas(deltas)))
 
 
 def _client_gone(request: web.Request) -> bool:
@@ -358,7 +361,8 @@ def _finish(
     if prompt is not None and not prompt.done:
         prompt.end = True  # told once the prompt is redacted (see _PromptRedaction)
         return
-    app[OBSERVERS].end(rec)
+    capture.at_end(rec)
+    capture.observers_for(app[OBSERVERS], rec).end(rec)
 
 
 def _scrub(rec: RequestRecord, key: str) -> None:

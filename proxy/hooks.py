@@ -37,6 +37,8 @@ from opentelemetry.trace import Span, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from yarl import URL
 
+from tokentail.erasure import CAPTURE_HEADER, CAPTURE_LEVELS, lowest
+
 from ._promptcap import DEFAULT_PROMPT_BYTES, cap_prompt
 from .attribution import TAGS_HEADER, Fingerprinter, end_user, parse_tags
 from .record import RequestRecord
@@ -48,6 +50,7 @@ __all__ = [
     "PROMPT_KEYS",
     "AssignSession",
     "Attribute",
+    "CaptureMode",
     "Change",
     "InjectUsage",
     "MarkReplay",
@@ -334,6 +337,39 @@ class Routing:
         return Change(record=record, body=body, upstream=route.upstream, route=route)
 
 
+class CaptureMode:
+    """What may be captured of this request: the lowest of the proxy's ``--capture``, the
+    route's ``capture``, the key's ``--capture-key`` and the request's own
+    ``X-Tokentail-Capture`` (which can lower the level, never raise it; an unknown value is
+    ignored; the header never goes upstream, ``upstream.TOKENTAIL_ONLY``).
+
+    Below ``full``, the prompt leaves the record here, before any observer sees it, and only
+    numeric parameters stay (``stop`` or a JSON schema can quote the prompt); the handler
+    keeps the response's text off the record (``capture``)."""
+
+    def __init__(self, default: str = "full", keys: Mapping[str, str] | None = None) -> None:
+        self._default = default
+        self._keys = dict(keys or {})
+
+    def request(self, ctx: RequestContext) -> Change | None:
+        rec, route = ctx.rec, ctx.plan.route
+        asked = ctx.headers.get(CAPTURE_HEADER)
+        if not asked and self._default == "full" and not self._keys and (route is None or route.capture is None):
+            return None  # the common case: nothing lowers the level
+        levels = [
+            self._default,
+            route.capture if route is not None else None,
+            self._keys.get(rec.key_fingerprint) if rec.key_fingerprint else None,
+            asked.strip().lower() if asked and asked.strip().lower() in CAPTURE_LEVELS else None,
+        ]
+        mode = lowest(levels)
+        if mode == "full":
+            return None
+        params = {k: v for k, v in rec.params.items() if isinstance(v, (bool, int, float))}
+        record = {"capture": mode, "prompt": {}, "prompt_pending": None, "prompt_ready": True, "params": params}
+        return Change(record=record)
+
+
 class AssignSession:
     """The conversation the request belongs to (see ``sessions``)."""
 
@@ -427,12 +463,15 @@ def default_hooks(
     inject_usage: bool = True,
     span_of: Callable[[str], Span | None] | None = None,
     prompt_bytes: int = DEFAULT_PROMPT_BYTES,
+    capture: str = "full",
+    capture_keys: Mapping[str, str] | None = None,
 ) -> list[object]:
     """The request hooks in the order they run (each needs what the ones before it set)."""
     return [
         ParseBody(redactor, prompt_bytes),  # model, stream, params, prompt: everything below reads them
         Attribute(redactor, fingerprinter),  # the end user, named in the body
         Routing(routes),  # by the parsed model
+        CaptureMode(capture, capture_keys),  # by the route and the key: before anyone sees the prompt
         AssignSession(sessions),  # falls back to the attributed user
         InjectUsage(inject_usage),  # by the parsed stream flag and endpoint
         MarkReplay(),  # replay_of from tokentail's own header

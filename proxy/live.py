@@ -54,6 +54,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
+from . import live_erase
 from .live_entry import (
     Entry,
     Event,
@@ -331,6 +332,12 @@ class LiveHub:
         d = {**e.start, **(e.end or {}), **summary(e)}
         d.update(text=e.current_text(), reasoning=e.current_reasoning(), tool_calls=self._tools(e), deltas=e.deltas)
         return d
+
+    def erase(self, match: Callable[[dict[str, Any]], bool]) -> list[str]:
+        """Erase the captured content of the requests whose start data ``match`` selects (``live_erase``)."""
+        ids, freed = live_erase.erase(self._entries, self._log, match)
+        self._entry_bytes -= freed
+        return ids
 
     # --- internals -----------------------------------------------------------------
 

@@ -170,6 +170,7 @@ def start_data(rec: RequestRecord, variant: str) -> tuple[dict[str, Any], tuple[
         "upstream_model": rec.upstream_model,
         "replay_of": rec.replay_of,
         "parsed": rec.parsed,  # False: the body was not JSON (forwarded as-is)
+        "capture": rec.capture,  # metadata: no prompt or completion text, sizes and timings only
     }
     keys = tuple(k for k in rec.prompt if k not in start)  # messages | prompt | input (+ system)
     start.update((k, rec.prompt[k]) for k in keys)

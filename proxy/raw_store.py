@@ -51,6 +51,8 @@ class RawStore:
         self._redactor = redactor
         self._max_requests, self._max_bytes = max_requests, max_bytes
         self._items: OrderedDict[str, tuple[int, _Job | dict[str, Any]]] = OrderedDict()
+        # Who each view belongs to, for ``erase``: a spans-row-like dict (ids, attribution, start).
+        self._whose: dict[str, dict[str, Any]] = {}
         self._queue: list[str] = []
         self._bytes = 0
         self._scheduled = False
@@ -63,10 +65,18 @@ class RawStore:
         raw.use_prompt(rec.prompt, PROMPT_KEYS, rec.truncated)  # redacted once, off the loop
         size = raw.size * 2 + 256  # the bytes, and the text pieces / redacted text beside them
         self._items[rec.id] = (size, _Job(raw))
+        self._whose[rec.id] = {
+            "request_id": rec.id,
+            "session_id": rec.session_id,
+            "user_id": rec.user,
+            "key_fingerprint": rec.key_fingerprint,
+            "start_time": rec.started_at,
+        }
         self._bytes += size
         self._queue.append(rec.id)
         while self._items and (len(self._items) > self._max_requests or self._bytes > self._max_bytes):
-            _, (n, _item) = self._items.popitem(last=False)
+            rid, (n, _item) = self._items.popitem(last=False)
+            self._whose.pop(rid, None)
             self._bytes -= n
         try:
             loop = asyncio.get_running_loop()
@@ -101,6 +111,17 @@ class RawStore:
                 self._items[rid] = (size, job.cap.finish_view(job.raws, self._redactor))
                 self._queue.pop(0)
         return bool(self._queue)
+
+    def erase(self, match: Any) -> list[str]:
+        """Drop the views (finished or queued) whose owner ``match`` selects (a spans-row-like
+        dict: ``request_id``, ``session_id``, ``user_id``, ``key_fingerprint``, ``start_time``)."""
+        ids = [rid for rid, whose in self._whose.items() if match(whose)]
+        for rid in ids:
+            del self._whose[rid]
+            item = self._items.pop(rid, None)
+            if item is not None:
+                self._bytes -= item[0]  # a queued one leaves the queue at its turn (``drain``)
+        return ids
 
     def get(self, request_id: str) -> dict[str, Any] | None:
         item = self._items.get(request_id)

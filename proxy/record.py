@@ -100,6 +100,9 @@ class RequestRecord:
     upstream_model: str | None = None
     upstream_url: str | None = None
     replay_of: str | None = None  # the request this one replays (``MarkReplay`` hook)
+    # What may be captured (``CaptureMode`` hook, ``capture``): full | metadata (no prompt or
+    # completion text anywhere) | none (forwarded and counted in metrics only).
+    capture: str = "full"
     trace_id: str | None = None  # hex trace id of our span (set by the span observer)
     # W3C trace context: the client's incoming ``traceparent``/``tracestate`` (set by the
     # ``TraceContext`` request hook; the span observer makes it our span's parent).

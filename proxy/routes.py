@@ -11,6 +11,7 @@ Routes are ``[[proxy.routes]]`` tables in the config file (or a JSON list in
     api_key_env = "ANTHROPIC_API_KEY"    # optional: inject this variable's value ...
     auth_header = "x-api-key"            # ... as this header (default: Authorization: Bearer)
     probe = true                         # optional: include in the --probe-interval health probe
+    capture = "metadata"                 # optional: full | metadata | none (only lowers --capture)
 
 Matching is pure: an exact ``match`` first, then the longest ``prefix``; no match (or no
 model, e.g. ``GET /v1/models``) goes to ``--upstream``. A request can only choose among
@@ -40,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from yarl import URL
 
+from tokentail.erasure import CaptureError, parse_capture
 from tokentail.settings import SettingsError, load_config_file
 
 if TYPE_CHECKING:  # state imports this module at run time
@@ -65,7 +67,7 @@ AUTH_HEADERS = {
     "api-key": ("api-key", ""),  # Azure OpenAI
     "x-goog-api-key": ("x-goog-api-key", ""),  # Google
 }
-_KEYS = frozenset({"name", "match", "prefix", "upstream", "model", "api_key_env", "auth_header", "probe"})
+_KEYS = frozenset({"name", "match", "prefix", "upstream", "model", "api_key_env", "auth_header", "probe", "capture"})
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -80,6 +82,7 @@ class Route:
     api_key_env: str | None = None
     auth_header: str = "authorization"
     probe: bool = False  # probed by --probe-interval (off by default: paid APIs count the calls)
+    capture: str | None = None  # full | metadata | none: this route's capture level (None: the proxy's)
     key: str | None = field(default=None, repr=False, compare=False)  # the secret: never shown
 
     def auth(self) -> tuple[str, str] | None:
@@ -100,6 +103,7 @@ class Route:
             "model": self.model,
             "api_key_env": self.api_key_env,
             "auth_header": self.auth_header if self.api_key_env else None,
+            "capture": self.capture,
         }
 
 
@@ -237,6 +241,12 @@ def parse_routes(raw: Any, env: Mapping[str, str]) -> RouteTable:
         probe = entry.get("probe", False)
         if not isinstance(probe, bool):
             raise SettingsError(f"{where}: 'probe' must be true or false")
+        capture = entry.get("capture")
+        if capture is not None:
+            try:
+                capture = parse_capture(capture, f"{where}: 'capture'")
+            except CaptureError as exc:
+                raise SettingsError(str(exc)) from None
         routes.append(
             Route(
                 name=name,
@@ -248,6 +258,7 @@ def parse_routes(raw: Any, env: Mapping[str, str]) -> RouteTable:
                 auth_header=auth_header or "authorization",
                 probe=probe,
                 key=key,
+                capture=capture,
             )
         )
     return RouteTable(routes)

@@ -181,6 +181,8 @@ def build_services(
         inject_usage=config.inject_usage,
         span_of=spans.span_of if spans is not None else None,
         prompt_bytes=getattr(settings, "capture_prompt_bytes", DEFAULT_PROMPT_BYTES),
+        capture=getattr(settings, "capture", None) or "full",
+        capture_keys=dict(getattr(settings, "capture_key", None) or ()),
     )
     return ProxyServices(
         config=config,

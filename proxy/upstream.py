@@ -47,7 +47,7 @@ HOP_BY_HOP = frozenset(
     )
 )
 # tokentail's own request headers, read by a hook and never sent upstream.
-TOKENTAIL_ONLY = frozenset({"x-tokentail-replay-of"})
+TOKENTAIL_ONLY = frozenset({"x-tokentail-replay-of", "x-tokentail-capture"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "dashboard": "tokentail.dashboard.command",
     "up": "tokentail.up",
     "config": "tokentail.config_cmd",
+    "erase": "tokentail.erase_cmd",
 }
 
 EPILOG = """\

@@ -107,6 +107,24 @@
     });
   }
 
+  function eraseContent(btn) {
+    var field = btn.dataset.field, value = btn.dataset.value, body = {};
+    if (!window.confirm("Erase the captured prompts and completions of this " + field +
+        " on the collector and the proxies? Usage, timings and cost stay. This cannot be undone.")) return;
+    body[field] = value;
+    btn.disabled = true;
+    tt.act("/_tt/erase", body).then(function (res) {
+      btn.disabled = false;
+      if (!res.ok) {
+        var more = res.body && res.body.results ? " " + res.body.results.join("; ") : "";
+        tt.toast("Not erased everywhere: " + errorText(res) + more, true);
+        return;
+      }
+      tt.toast("Content erased: " + res.body.results.join("; "));
+      window.setTimeout(function () { window.location.reload(); }, 800);
+    });
+  }
+
   document.addEventListener("click", function (e) {
     var btn = e.target.closest && e.target.closest("[data-tt-action]");
     if (!btn || btn.disabled) return;
@@ -116,6 +134,7 @@
     else if (what === "run") runAction(btn);
     else if (what === "run-start") runStart(btn);
     else if (what === "play-send") playSend(btn);
+    else if (what === "erase") eraseContent(btn);
     else if (what === "play-cancel") { if (play.id) tt.cancel(play.id, null); }
   });
   document.addEventListener("keydown", function (e) {

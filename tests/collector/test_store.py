@@ -117,7 +117,14 @@ def test_a_version_2_file_gains_cost_attribution_and_runs_keeping_its_spans(tmp_
         ).fetchall()
     ]
     con.close()
-    assert cols == migrated and cols[-5:] == ["cost_usd", "user_id", "tags", "key_fingerprint", "route"]
+    assert cols == migrated and cols[-6:] == [
+        "cost_usd",
+        "user_id",
+        "tags",
+        "key_fingerprint",
+        "route",
+        "content_erased_at",
+    ]
 
 
 def test_a_newer_file_is_refused_with_one_line(tmp_path):

@@ -275,3 +275,29 @@ def test_a_run_starts_with_the_scope_forms_text_as_the_collectors_scope():
     resp = post(c, "/_tt/runs", {"name": "r", "scope": {"team": "x"}})
     assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "invalid_scope"
     assert len(fake.calls) == 2  # refused here, never sent
+
+
+def test_erase_asks_the_collector_and_every_proxy_with_the_servers_token():
+    urls = ["http://127.0.0.1:8788/api/erase", *(p.url + "/api/erase" for p in PROXIES)]
+    answers = {u: (200, {"erased": {"live": 1, "in_flight": 0, "raw": 0}}) for u in urls[1:]}
+    answers[urls[0]] = (200, {"erased": 3})
+    c, fake = client(FakePost(answers), admin_token=ADMIN)
+    assert post(c, "/_tt/erase", {"session": "s1"}).status_code == 401  # the admin rule first
+    assert fake.calls == []
+    resp = post(c, "/_tt/erase", {"session": "s1"}, Authorization=f"Bearer {ADMIN}")
+    assert resp.status_code == 200 and resp.get_json()["ok"] is True
+    assert [(u, b, t) for u, b, t in fake.calls] == [(u, {"session": "s1"}, ADMIN) for u in urls]
+    assert "erased the content of 3 stored spans" in resp.get_json()["results"][0]
+
+
+def test_erase_names_the_server_that_did_not_and_validates_first():
+    answers = {"http://127.0.0.1:8788/api/erase": (200, {"erased": 0})}
+    answers[PROXIES[0].url + "/api/erase"] = (200, {"erased": {"live": 0, "in_flight": 0, "raw": 0}})
+    c, fake = client(FakePost(answers))  # the canary proxy answers 404 here
+    resp = post(c, "/_tt/erase", {"request": "r1"})
+    assert resp.status_code == 502 and resp.get_json()["ok"] is False
+    assert any("NOT erased" in line and "8789" in line for line in resp.get_json()["results"])
+    calls = len(fake.calls)
+    for bad in ({}, {"session": ""}, {"user": "u"}, {"session": "s", "request": "r"}, {"session": "x" * 201}):
+        assert post(c, "/_tt/erase", bad).status_code == 400
+    assert len(fake.calls) == calls

@@ -282,6 +282,7 @@ def test_default_hooks_end_to_end_on_a_routed_streamed_chat():
         "ParseBody",
         "Attribute",
         "Routing",
+        "CaptureMode",
         "AssignSession",
         "InjectUsage",
         "MarkReplay",

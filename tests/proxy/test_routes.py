@@ -52,6 +52,8 @@ GOOD = {"name": "b", "match": "big", "upstream": "http://127.0.0.1:9/v1"}
         ([{**GOOD, "prefix": "gpt-"}], "route 'b': give exactly one of 'match'"),
         ([{k: v for k, v in GOOD.items() if k != "match"}], "route 'b': give exactly one of 'match'"),
         ([{**GOOD, "auth_header": "x-api-key"}], "route 'b': 'auth_header' needs 'api_key_env'"),
+        ([{**GOOD, "capture": "everything"}], "route 'b': 'capture': 'everything' is not a capture mode"),
+        ([{**GOOD, "capture": 1}], "route 'b': 'capture': '1' is not a capture mode"),
         ([{**GOOD, "api_key_env": "ROUTE_KEY", "auth_header": "cookie"}], "route 'b': 'auth_header' must be one of"),
         ([{**GOOD, "model": ""}], "route 'b': 'model' must be a non-empty string"),
         ([{"match": "x", "upstream": "http://h/v1"}], "route #1: 'name' is required"),
@@ -96,6 +98,7 @@ def test_the_key_is_never_shown_by_a_route():
         "model": None,
         "api_key_env": "ROUTE_KEY",
         "auth_header": "authorization",
+        "capture": None,
     }
     anth = parse_routes([{**GOOD, "api_key_env": "ANTH_KEY", "auth_header": "X-Api-Key"}], ENV).match("big")
     assert anth.auth() == ("x-api-key", ANTH_KEY)
