@@ -104,7 +104,11 @@ def test_receivers_listen_where_the_proxies_send():
     for protocol, spec in c["receivers"]["otlp"]["protocols"].items():
         host, _port = spec["endpoint"].rsplit(":", 1)
         assert host == "0.0.0.0", f"otlp/{protocol}: the default (localhost) is unreachable from other containers"
-    proxies = [n for n, cmd in tokentail_services().items() if cmd == "proxy"]
+    # The proxies of the OTel Collector's profile (the `scale` profile's send to its own collector).
+    profiles = services()[otel_service()].get("profiles")
+    proxies = [
+        n for n, cmd in tokentail_services().items() if cmd == "proxy" and services()[n].get("profiles") == profiles
+    ]
     assert proxies
     for proxy in proxies:
         env = environment(services()[proxy])
