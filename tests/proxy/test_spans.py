@@ -504,3 +504,88 @@ def test_the_sdk_attribute_count_limit_applies_to_our_spans(exporter, monkeypatc
     assert len(span.attributes) == 6 and span.dropped_attributes > 0
     (details,) = events(span, S.EVENT_OPERATION_DETAILS)
     assert len(details.attributes) <= 3
+
+
+# --- spans without SDK span objects on the loop (issue 13) ----------------------------------
+
+
+def _view(span) -> tuple:
+    """What an exporter reads of a span, in comparable form."""
+    return (
+        span.name,
+        span.kind,
+        span.context.trace_id,
+        span.context.span_id,
+        span.parent.span_id if span.parent else None,
+        span.start_time,
+        span.end_time,
+        dict(span.attributes),
+        [(e.name, dict(e.attributes), e.timestamp) for e in span.events],
+        (span.status.status_code, span.status.description),
+        span.instrumentation_scope.name,
+        dict(span.resource.attributes),
+    )
+
+
+def test_sampled_out_parent_exports_nothing_and_propagates_unsampled(exporter):
+    obs = observer(exporter)
+    rec = chat_rec(trace_headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-00"})
+    obs.on_start(rec)
+    up = upstream_headers(obs, rec)
+    _v, trace, span_id, flags = up["traceparent"].split("-")
+    assert (trace, flags) == (CLIENT_TRACE, "00") and span_id != CLIENT_SPAN
+    run(obs, rec)
+    assert exporter.get_finished_spans() == ()  # the SDK's parent-based sampler: not sampled
+
+
+def test_the_providers_sampler_decides(exporter):
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    tp = TracerProvider(sampler=ALWAYS_OFF)
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+    obs = SpanObserver(tp, upstream_url="https://api.openai.com/v1")
+    rec = chat_rec()
+    run(obs, rec)
+    assert exporter.get_finished_spans() == ()
+    assert rec.trace_id is not None and len(rec.trace_id) == 32  # still a trace to propagate
+
+
+def test_the_gated_providers_queue_carries_the_same_span_as_a_plain_provider(exporter):
+    """Through ``GatedTracerProvider`` the span is queued flat and rebuilt only by the export
+    worker; what the exporter gets equals what a plain SDK provider's processor gets."""
+    from opentelemetry.sdk.resources import Resource
+
+    from tokentail.proxy.telemetry import DropCountingSpanProcessor, GatedTracerProvider, shutdown_bounded
+
+    gated_mem = InMemorySpanExporter()
+    resource = Resource.create({"service.name": "tt"})
+    gated = GatedTracerProvider(resource=resource)
+    gated.add_gate(DropCountingSpanProcessor(gated_mem, lambda sink, n: None, schedule_delay_millis=10))
+    plain = TracerProvider(resource=resource)
+    plain.add_span_processor(SimpleSpanProcessor(exporter))
+    ids = iter(range(1, 100))
+
+    class Ids:  # the same ids on both sides
+        def generate_trace_id(self) -> int:
+            return next(ids) << 64
+
+        def generate_span_id(self) -> int:
+            return next(ids)
+
+    for tp in (gated, plain):
+        tp.id_generator = Ids()
+        ids = iter(range(1, 100))
+        obs = SpanObserver(tp, upstream_url="https://api.openai.com/v1", redactor=Redactor())
+        rec = chat_rec(started_at=1000.0, user="u1", tags=["a", "b"])
+        run(obs, rec, text="mail me at jane.doe@example.com", error="status", error_message="boom", status=R.ERROR)
+    assert shutdown_bounded(gated, 5)
+    (g,) = gated_mem.get_finished_spans()
+    p = only_span(exporter)
+    first_token = S.TT_EVENT_FIRST_TOKEN
+    # the first-token event is stamped with the wall clock at on_delta: differs by run
+    gv, pv = _view(g), _view(p)
+    assert [e[0] for e in gv[8]] == [first_token, S.EVENT_OPERATION_DETAILS]
+    assert gv[:8] == pv[:8] and gv[9:] == pv[9:]
+    assert [e[:2] for e in gv[8]] == [e[:2] for e in pv[8]] and gv[8][1] == pv[8][1]
+    assert "jane.doe" not in json.dumps(gv[7]) and S.OUTPUT_MESSAGES in gv[7]
+    assert p.status.status_code is StatusCode.ERROR and p.status.description == "boom"
