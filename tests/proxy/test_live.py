@@ -478,3 +478,26 @@ async def test_start_held_until_the_prompt_is_ready_then_events_in_order() -> No
     assert got[0][2]["prompt_preview"] == "[REDACTED:email] hi"
     assert [g[2]["seq"] for g in got[1:3]] == [1, 2]
     assert hub.get_request("r1")["text"] == "Hello world "
+
+
+# --- SSE bytes encoded once for all subscribers (issue 13) ---------------------------------
+
+
+async def test_each_event_is_encoded_once_and_shared_by_every_subscriber() -> None:
+    from tokentail.proxy.live_sse import SLICE_CHARS, encode_sse, item_slices, sse_slices
+
+    hub = LiveHub(boot_id=BOOT, max_capture_bytes=4 * SLICE_CHARS)
+    quiet = rec("r0")
+    run(hub, quiet, "nobody ", "listens.")  # no subscriber yet: nothing encoded ahead
+    assert all(ev[4] is None for ev in hub._log)
+    a, b = hub.subscribe(snapshot=False), hub.subscribe(snapshot=False)
+    run(hub, rec("r1"), "Hello ", "x" * (2 * SLICE_CHARS) + " world.")
+    got_a, got_b = await collect(a, 5), await collect(b, 5)
+    assert got_a == got_b
+    for x, y in zip(got_a, got_b, strict=True):
+        if x[1] == "request.start" or x[2].get("text") == "Hello ":
+            assert x.wire is not None and x.wire is y.wire  # one bytes object for both
+            assert x.wire == encode_sse(*x)  # the bytes a per-subscriber encoding made
+        assert b"".join(item_slices(x)) == b"".join(sse_slices(*x))
+    big = [x for x in got_a if len(x[2].get("text", "")) > SLICE_CHARS]
+    assert big and all(x.wire is None for x in big)  # a big event stays sliced, lazily

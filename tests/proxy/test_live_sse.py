@@ -55,3 +55,17 @@ def test_odd_values_fall_back_to_whole_encoding() -> None:
         deep = [deep]
     data = {"deep": deep, 1: "int key", "obj": object(), "nan": float("nan")}
     assert b"".join(sse_slices("b:3", "e", data)) == encode_sse("b:3", "e", data)
+
+
+def test_encode_small_is_the_one_slice_or_nothing_and_items_use_their_wire():
+    from tokentail.proxy.live_sse import LiveItem, encode_small, item_slices
+
+    small = {"id": "r", "text": "tok"}
+    assert encode_small("b:1", "request.delta", small) == encode_sse("b:1", "request.delta", small)
+    assert encode_small("b:2", "request.end", {"text": "x" * (2 * SLICE_CHARS)}) is None
+    item = LiveItem(("b:1", "request.delta", small))
+    item.wire = b"id: b:1\nevent: request.delta\ndata: {}\n\n"
+    assert list(item_slices(item)) == [item.wire]  # shared bytes, as they are
+    item.wire = None
+    assert list(item_slices(item)) == [encode_sse("b:1", "request.delta", small)]
+    assert item == ("b:1", "request.delta", small)  # still the plain 3-tuple to compare and unpack
