@@ -2,13 +2,17 @@
 
 ``SpanObserver`` is an observer (see ``record``). One CLIENT span per request, started at
 ``on_start`` as the child of the client's W3C ``traceparent`` (if any). ``span_of`` hands
-the live span of a request to the ``TraceContext`` request hook, which sends its context
+the context of a request's span to the ``TraceContext`` request hook, which sends it
 upstream, so an upstream that traces (vLLM) joins the same trace. The first streamed token is a span
 event with its own timestamp; at ``on_end`` the span gets the response, usage and timing
 attributes and, when content capture is on, the prompt and completion in the parts-based
 ``gen_ai.input.messages`` / ``gen_ai.output.messages`` format, both on the
 ``gen_ai.client.inference.operation.details`` event and as span attributes (Phoenix and
 others do not show event attributes). The batching and export live in ``telemetry``.
+
+No SDK span object is built on the event loop (issue 13): the span is a flat tuple made
+at ``on_end`` (``span_process``) and the SDK's ``ReadableSpan``, its attribute checks and
+the content JSON (``_span_content``) are made where it is exported (see ``SpanObserver``).
 
 Content is capped per span (``_spancap``): the prompt and the completion each to
 ``content_bytes`` of JSON (64 KiB by default, ``--span-content-bytes``), and never beyond the
