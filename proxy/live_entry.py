@@ -35,8 +35,9 @@ __all__ = [
 ]
 
 
-# (hub seq, event name, data, approx bytes, SSE bytes encoded once for all subscribers or None)
-Event = tuple[int, str, dict[str, Any], int, bytes | None]
+# (hub seq, event name, data, approx bytes, its SSE bytes shared by all subscribers: a
+# ``live_sse.Wire``, or None for a snapshot's own events)
+Event = tuple[int, str, dict[str, Any], int, Any]
 
 
 class Streams:

@@ -28,8 +28,8 @@ class TooManySubscribers(Exception):
 class Subscription:
     """One ``/api/live`` listener: ``async for sse_id, event, data in sub``.
 
-    Items are ``live_sse.LiveItem``s: ``(sse_id, event, data)`` with the event's shared SSE
-    bytes (``wire``) when the hub encoded them. Replay/snapshot events come first (they are not bounded by the queue), then live
+    Items are ``live_sse.LiveItem``s: ``(sse_id, event, data)`` with the event's shared
+    ``live_sse.Wire``. Replay/snapshot events come first (they are not bounded by the queue), then live
     events from a queue of ``subscriber_queue`` events. The iteration ends when the
     subscriber lagged (``lagged`` is then True), was unsubscribed or the hub closed
     them all.
@@ -86,7 +86,7 @@ class Subscription:
 
     def _item(self, ev: Event) -> LiveItem:
         item = LiveItem((f"{self.boot_id}:{ev[0]}", ev[1], ev[2]))
-        item.wire = ev[4] if len(ev) > 4 else None  # encoded once by the hub, shared
+        item.wire = ev[4] if len(ev) > 4 else None  # the event's SSE bytes, shared
         return item
 
     def push(self, ev: Event) -> bool:

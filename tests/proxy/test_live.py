@@ -487,17 +487,19 @@ async def test_each_event_is_encoded_once_and_shared_by_every_subscriber() -> No
     from tokentail.proxy.live_sse import SLICE_CHARS, encode_sse, item_slices, sse_slices
 
     hub = LiveHub(boot_id=BOOT, max_capture_bytes=4 * SLICE_CHARS)
-    quiet = rec("r0")
-    run(hub, quiet, "nobody ", "listens.")  # no subscriber yet: nothing encoded ahead
-    assert all(ev[4] is None for ev in hub._log)
     a, b = hub.subscribe(snapshot=False), hub.subscribe(snapshot=False)
     run(hub, rec("r1"), "Hello ", "x" * (2 * SLICE_CHARS) + " world.")
     got_a, got_b = await collect(a, 5), await collect(b, 5)
     assert got_a == got_b
     for x, y in zip(got_a, got_b, strict=True):
-        if x[1] == "request.start" or x[2].get("text") == "Hello ":
-            assert x.wire is not None and x.wire is y.wire  # one bytes object for both
-            assert x.wire == encode_sse(*x)  # the bytes a per-subscriber encoding made
-        assert b"".join(item_slices(x)) == b"".join(sse_slices(*x))
-    big = [x for x in got_a if len(x[2].get("text", "")) > SLICE_CHARS]
-    assert big and all(x.wire is None for x in big)  # a big event stays sliced, lazily
+        assert x.wire is y.wire and x.wire is not None  # one per event, shared
+        assert not x.wire.done  # nothing encoded until a subscriber writes it
+        first = b"".join(item_slices(x))
+        assert first == b"".join(sse_slices(*x))  # the bytes a per-subscriber encoding made
+        small = len(first) < SLICE_CHARS
+        assert x.wire.done and (x.wire.bytes is not None) == small
+        if small:
+            assert list(item_slices(y)) == [x.wire.bytes] and x.wire.bytes == encode_sse(*x)
+            assert next(item_slices(y)) is x.wire.bytes  # the same bytes object, not a copy
+        else:  # a big event stays sliced, lazily, per reader
+            assert b"".join(item_slices(y)) == first and len(list(item_slices(y))) > 1
