@@ -4,7 +4,7 @@
 ``on_start`` as the child of the client's W3C ``traceparent`` (if any). ``span_of`` hands
 the context of a request's span to the ``TraceContext`` request hook, which sends it
 upstream, so an upstream that traces (vLLM) joins the same trace. The first streamed token is a span
-event with its own timestamp; at ``on_end`` the span gets the response, usage and timing
+event at its own time (read off the record at the end: no hook per chunk); at ``on_end`` the span gets the response, usage and timing
 attributes and, when content capture is on, the prompt and completion in the parts-based
 ``gen_ai.input.messages`` / ``gen_ai.output.messages`` format, both on the
 ``gen_ai.client.inference.operation.details`` event and as span attributes (Phoenix and
@@ -62,7 +62,7 @@ from ._genai import (
 )
 from ._span_content import Content
 from ._spancap import DEFAULT_SPAN_CONTENT_BYTES
-from .record import CANCELLED, Delta, RequestRecord
+from .record import CANCELLED, RequestRecord
 from .span_process import FlatSpan, rebuild
 from .telemetry import DropCountingSpanProcessor
 
@@ -127,7 +127,7 @@ _SECRET_ROOM = 4096  # past the content cap, text kept for redaction (a secret a
 class _Open:
     """A request's span between ``on_start`` and ``on_end``: what the flat span will need."""
 
-    __slots__ = ("attrs", "ctx", "first", "name", "op", "parent", "provider", "sampled")
+    __slots__ = ("attrs", "ctx", "name", "op", "parent", "provider", "sampled")
 
     def __init__(
         self, name: str, attrs: dict[str, Any], ctx: tuple[Any, ...], parent: Any, op: str | None, provider: str
@@ -138,7 +138,6 @@ class _Open:
         self.parent = parent  # (trace id, span id, flags, is remote) or None
         self.op = op
         self.provider = provider
-        self.first: tuple[str, dict[str, Any] | None, int] | None = None  # the first-token event
         self.sampled = bool(ctx[2] & TraceFlags.SAMPLED)
 
 
@@ -287,13 +286,6 @@ class SpanObserver:
         tid, sid, flags, state = live.ctx
         return NonRecordingSpan(SpanContext(tid, sid, False, TraceFlags(flags), TraceState(state)))
 
-    def on_delta(self, rec: RequestRecord, delta: Delta) -> None:
-        live = self._live.get(rec.id)
-        if live is None or live.first is not None:
-            return  # only the first delta costs anything
-        attrs = {S.TT_TTFT_MS: rec.ttft_ms} if rec.ttft_ms is not None else None
-        live.first = (S.TT_EVENT_FIRST_TOKEN, attrs or {}, time.time_ns())
-
     def on_end(self, rec: RequestRecord) -> None:
         live = self._live.pop(rec.id, None)
         if live is None or not live.sampled:
@@ -308,7 +300,7 @@ class SpanObserver:
             int(rec.started_at * 1e9),
             end_ns,
             {**live.attrs, **a},
-            [live.first] if live.first is not None else [],
+            _first_token(rec),
             status,
             self._scope,
             self._resource,
@@ -375,6 +367,15 @@ class SpanObserver:
                 end_ns,
             )
         return a, status, content
+
+
+def _first_token(rec: RequestRecord) -> list[tuple[str, dict[str, Any], int]]:
+    """The first-token event, read off the record at the end: ``ttft_ms`` is set at the first
+    delta (``forward``), so the observer needs no hook per chunk. Its time is the request's
+    wall-clock start plus the TTFT, as the record measured both."""
+    if rec.ttft_ms is None:
+        return []
+    return [(S.TT_EVENT_FIRST_TOKEN, {S.TT_TTFT_MS: rec.ttft_ms}, int((rec.started_at + rec.ttft_ms / 1000.0) * 1e9))]
 
 
 def _rebuild_and_end(processor: Any, limits: SpanLimits, flat: tuple[Any, ...]) -> None:
