@@ -46,7 +46,11 @@ from proxy_bench import BODY, pct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = sys.executable
-SLOW = {"x-sim-tps": "100"}  # 10 ms between tokens: one token per read
+SLOW = {"x-sim-tps": "100"}
+# py-spy installed into the running environment (its bin/), else on PATH.
+_PY_SPY = next(
+    (p for p in (os.path.join(os.path.dirname(PY), "py-spy"),) if os.path.exists(p)), "py-spy"
+)  # 10 ms between tokens: one token per read
 
 
 def _wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 30.0) -> None:
@@ -399,7 +403,7 @@ async def main_async(args: argparse.Namespace) -> None:
         cmd = tokentail(["proxy", "--upstream", sim_base], port, py)
         if args.py_spy:
             out = os.path.join(args.py_spy, f"{name}.txt")  # collapsed stacks: bench/profile_summary.py
-            return ["py-spy", "record", "--nonblocking", "-t", "-r", "250", "-f", "raw", "-o", out, "--", *cmd]
+            return [_PY_SPY, "record", "--nonblocking", "-t", "-r", "250", "-f", "raw", "-o", out, "--", *cmd]
         return cmd
 
     extra: dict = {"scrapes": 0, "scrape_errors": 0, "live_bytes": 0, "live_reconnects": 0}

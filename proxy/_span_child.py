@@ -43,19 +43,25 @@ def main() -> None:
     if config is None:
         return
     exporter = _exporter(*config)
+    from opentelemetry.sdk.trace import SpanLimits
     from opentelemetry.sdk.trace.export import SpanExportResult
+
+    limits = SpanLimits()  # from the environment inherited from the proxy, as its SDK reads it
 
     while True:
         batch = _read(stdin)
         if batch is None:
             break
         try:
-            ok = exporter.export([rebuild(f) for f in batch]) is SpanExportResult.SUCCESS
+            ok = exporter.export([rebuild(f, limits) for f in batch]) is SpanExportResult.SUCCESS
         except Exception:
             logging.getLogger(__name__).warning("span export raised", exc_info=True)
             ok = False
-        stdout.write(b"1" if ok else b"0")
-        stdout.flush()
+        try:
+            stdout.write(b"1" if ok else b"0")
+            stdout.flush()
+        except OSError:  # the proxy is gone, or gave up on this batch and closed the pipe
+            break
     exporter.shutdown()
 
 

@@ -19,7 +19,7 @@ from tokentail.settings import SettingsError
 from . import capture
 from . import record as R
 from . import state as keys
-from .live_sse import SLICE_CHARS, finite, sse_slices
+from .live_sse import SLICE_CHARS, finite, item_slices
 from .live_subscription import Subscription, TooManySubscribers
 from .routes import reload_routes as reload_route_state
 from .upstreams_state import RAW
@@ -232,7 +232,7 @@ def _ready_slices(sub: Subscription, item: tuple[str, str, dict[str, Any]]) -> I
     """``item``'s slices, lazily (a big event is encoded slice by slice, between writes); a
     small one is joined with the small events already queued behind it, up to a slice: one
     write per burst of tokens instead of one per event, and never a wait for more."""
-    it = sse_slices(*item)
+    it = item_slices(item)
     first = next(it)
     second = next(it, None)
     if second is not None:  # a big event: its slices as they come
@@ -245,7 +245,7 @@ def _ready_slices(sub: Subscription, item: tuple[str, str, dict[str, Any]]) -> I
         nxt = sub.get_nowait()
         if nxt is None:
             break
-        it = sse_slices(*nxt)
+        it = item_slices(nxt)
         a, b = next(it), next(it, None)
         if b is not None:
             yield b"".join(joined)

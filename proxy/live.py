@@ -16,8 +16,9 @@ Everything here runs on the event loop, synchronously, and never waits:
   ``max_capture_bytes`` (UTF-8) and the request is marked ``truncated``.
 - ``on_delta`` is O(1) per delta: feed the piece to the request's stream redactor
   (``live_entry.Streams``; a secret split across deltas is caught), append what it
-  releases to a bytearray, build one small dict. No JSON encoding: ``live_sse`` runs in the
-  HTTP layer, per subscriber that actually reads, a large event in slices.
+  releases to a bytearray, build one small dict. No JSON encoding here: the HTTP layer
+  encodes a small event once, for the first subscriber that writes it, and every other
+  shares those bytes (``live_sse.Wire``); a large one is encoded in slices per reader.
 - At most ``max_subscribers`` listen at once (each holds a queue and, on joining, a
   snapshot of the whole ring); ``subscribe`` beyond it raises ``TooManySubscribers``
   and counts ``on_drop("live_subscriber_refused")``.
@@ -67,6 +68,7 @@ from .live_entry import (
     start_data,
     summary,
 )
+from .live_sse import Wire
 from .live_subscription import Subscription, TooManySubscribers
 from .record import Delta, RequestRecord
 from .redact import Redactor
@@ -394,7 +396,9 @@ class LiveHub:
 
     def _publish(self, name: str, data: dict[str, Any], payload: int) -> None:
         self._seq += 1
-        ev: Event = (self._seq, name, data, payload + _EVENT_OVERHEAD)
+        # One Wire per event: its SSE bytes are encoded by the first subscriber to write it
+        # and shared by the others (and by a replay from the log), never once per subscriber.
+        ev: Event = (self._seq, name, data, payload + _EVENT_OVERHEAD, Wire())
         log = self._log
         log.append(ev)
         self._log_bytes += ev[3]

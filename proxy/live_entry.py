@@ -35,7 +35,9 @@ __all__ = [
 ]
 
 
-Event = tuple[int, str, dict[str, Any], int]  # (hub seq, event name, data, approx bytes)
+# (hub seq, event name, data, approx bytes, its SSE bytes shared by all subscribers: a
+# ``live_sse.Wire``, or None for a snapshot's own events)
+Event = tuple[int, str, dict[str, Any], int, Any]
 
 
 class Streams:
@@ -293,9 +295,9 @@ def snapshot_events(
     marker, then per entry ``request.start``, one ``request.delta`` holding everything so far
     (``tools(e)``: its tool calls, redacted) and ``request.end`` once finished."""
     entries = list(entries)
-    out: list[Event] = [(head, "snapshot", {"boot_id": boot_id, "requests": len(entries)}, 0)]
+    out: list[Event] = [(head, "snapshot", {"boot_id": boot_id, "requests": len(entries)}, 0, None)]
     for e in entries:
-        out.append((head, "request.start", e.start, 0))
+        out.append((head, "request.start", e.start, 0, None))
         text, reasoning, calls = e.current_text(), e.current_reasoning(), tools(e)
         if text or reasoning or calls:
             d: dict[str, Any] = {"id": e.id, "seq": e.deltas, "text": text, "snapshot": True}
@@ -305,7 +307,7 @@ def snapshot_events(
                 d["tool_calls"] = calls
             if e.ttft_ms is not None:
                 d["ttft_ms"] = e.ttft_ms
-            out.append((head, "request.delta", d, 0))
+            out.append((head, "request.delta", d, 0, None))
         if e.end is not None:
-            out.append((head, "request.end", e.end, 0))
+            out.append((head, "request.end", e.end, 0, None))
     return out

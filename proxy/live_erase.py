@@ -58,9 +58,13 @@ def erase(
         freed += before
     if ids:
         wanted = set(ids)
-        for _seq, name, data, _size in log:
-            if data.get("id") in wanted and name in ("request.delta", "request.end"):
+        for _seq, name, data, _size, wire in log:
+            if data.get("id") not in wanted:
+                continue
+            if name in ("request.delta", "request.end"):
                 _empty_event(data)
+            if wire is not None:  # its SSE bytes, shared by subscribers, may hold the text: encode again
+                wire.bytes, wire.done = None, False
     return ids, freed
 
 

@@ -12,6 +12,7 @@ from collections import deque
 from typing import Any
 
 from .live_entry import Event
+from .live_sse import LiveItem
 
 __all__ = ["Subscription", "TooManySubscribers"]
 
@@ -27,7 +28,8 @@ class TooManySubscribers(Exception):
 class Subscription:
     """One ``/api/live`` listener: ``async for sse_id, event, data in sub``.
 
-    Replay/snapshot events come first (they are not bounded by the queue), then live
+    Items are ``live_sse.LiveItem``s: ``(sse_id, event, data)`` with the event's shared
+    ``live_sse.Wire``. Replay/snapshot events come first (they are not bounded by the queue), then live
     events from a queue of ``subscriber_queue`` events. The iteration ends when the
     subscriber lagged (``lagged`` is then True), was unsubscribed or the hub closed
     them all.
@@ -66,7 +68,7 @@ class Subscription:
                 ev = await self.queue.get()
         if ev is None:
             return None
-        return f"{self.boot_id}:{ev[0]}", ev[1], ev[2]
+        return self._item(ev)
 
     def get_nowait(self) -> tuple[str, str, dict[str, Any]] | None:
         """The next event if one is ready now, else None (never waits). The HTTP layer writes
@@ -80,7 +82,12 @@ class Subscription:
         if ev is None:
             self._ended = True  # the end stays for get()
             return None
-        return f"{self.boot_id}:{ev[0]}", ev[1], ev[2]
+        return self._item(ev)
+
+    def _item(self, ev: Event) -> LiveItem:
+        item = LiveItem((f"{self.boot_id}:{ev[0]}", ev[1], ev[2]))
+        item.wire = ev[4] if len(ev) > 4 else None  # the event's SSE bytes, shared
+        return item
 
     def push(self, ev: Event) -> bool:
         """Queue ``ev`` without waiting; False when the queue is full (the hub then closes it)."""

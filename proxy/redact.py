@@ -185,6 +185,11 @@ class Redactor:
         # Hints are lower case and searched in s.lower(): IGNORECASE makes the search 3x slower.
         self._gate = re.compile("|".join(hints), re.ASCII) if hints else None
 
+    @property
+    def has_user_rules(self) -> bool:
+        """Whether user patterns apply (their anchors may depend on where a text starts and ends)."""
+        return self.enabled and bool(self._user)
+
     def redact_text(self, s: str) -> str:
         """Return ``s`` with every sensitive span replaced by ``[REDACTED:<kind>]``.
 

@@ -3,12 +3,17 @@
 Profiled at 32 concurrent streams (README, "where the time goes"), the SDK's export thread
 (protobuf encoding, then ``requests``) took about a tenth of the proxy's samples, all of it
 holding the GIL the relay needs. ``ProcessSpanExporter`` is the ``SpanExporter`` the batch
-processor calls on its worker thread: it flattens each finished span to plain tuples (a few
-microseconds; the content strings are shared, not copied), hands the batch to a child
-process over a pipe (length-prefixed pickle), and waits, without the GIL, for the child's
-one-byte answer. The child rebuilds ``ReadableSpan`` objects and exports them with the
-SDK's own OTLP exporter, configured as before (endpoint, headers, timeout; certificates
-and compression from the inherited environment), so what reaches the wire is unchanged.
+processor calls on its worker thread: it hands the batch of flat spans (plain tuples, see
+``flatten``) to a child process over a pipe (length-prefixed pickle), and waits, without the
+GIL, for the child's one-byte answer. The child rebuilds ``ReadableSpan`` objects and exports
+them with the SDK's own OTLP exporter, configured as before (endpoint, headers, timeout;
+certificates and compression from the inherited environment), so what reaches the wire is
+unchanged.
+
+The proxy's own spans never exist as SDK objects in the proxy: ``spans.SpanObserver`` builds
+the flat tuple from the finished request record and queues it as a ``FlatSpan`` (the SDK's
+attribute checks, ~40 % of the observer's cost, and the GenAI content JSON then run in the
+child, in ``rebuild``). A span from anywhere else (an SDK ``ReadableSpan``) is flattened here.
 
 What stays the same for the caller: ``export`` returns SUCCESS or FAILURE per batch (the
 drop-counting gate in ``telemetry`` counts failures), an answer takes at most the export
@@ -31,8 +36,17 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any
 
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, TraceFlags, TraceState
+from opentelemetry.trace.status import Status, StatusCode
+
+from tokentail.semconv import EVENT_OPERATION_DETAILS
+
+from ._span_content import content_attributes
 
 log = logging.getLogger("tokentail.proxy.telemetry")
 
@@ -41,6 +55,35 @@ _LEN = struct.Struct("<Q")
 _GRACE_S = 15.0
 
 Flat = tuple[Any, ...]
+
+
+class _Sampled:
+    """What the SDK's batch processor reads of a span before queueing it (``context.trace_flags.sampled``)."""
+
+    __slots__ = ()
+    trace_flags = TraceFlags(TraceFlags.SAMPLED)
+
+
+class FlatSpan:
+    """A finished span as a flat tuple (``flatten``'s shape, plus the deferred GenAI content),
+    queued by the SDK's ``BatchSpanProcessor`` in place of a ``ReadableSpan``. Only sampled
+    spans are made, so ``context`` is a shared sampled stand-in: all the processor reads."""
+
+    __slots__ = ("flat",)
+    context = _Sampled()
+
+    def __init__(self, flat: Flat) -> None:
+        self.flat = flat
+
+
+def flat_of(span: Any) -> Flat:
+    """A ``FlatSpan``'s tuple, or an SDK span flattened."""
+    return span.flat if type(span) is FlatSpan else flatten(span)
+
+
+def readable(span: Any, limits: Any = None) -> ReadableSpan:
+    """An SDK ``ReadableSpan`` for an exporter that wants one (``FlatSpan``s are rebuilt)."""
+    return rebuild(span.flat, limits) if type(span) is FlatSpan else span
 
 
 def flatten(span: ReadableSpan) -> Flat:
@@ -64,15 +107,17 @@ def flatten(span: ReadableSpan) -> Flat:
     )
 
 
-def rebuild(flat: Flat) -> ReadableSpan:
-    """The ``ReadableSpan`` a ``flatten`` result stands for (in the child)."""
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import Event
-    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-    from opentelemetry.trace import SpanContext, SpanKind, TraceFlags, TraceState
-    from opentelemetry.trace.status import Status, StatusCode
-
-    name, ctx, parent, kind, start, end, attrs, events, status, scope, resource = flat
+def rebuild(flat: Flat, limits: Any = None) -> ReadableSpan:
+    """The ``ReadableSpan`` a flat span stands for (in the child), with the SDK's attribute
+    checks and limits (``limits``: a ``SpanLimits``, by default read from the environment as
+    the SDK does) applied as its ``Span`` applies them, and the deferred GenAI content
+    (``_span_content``) turned into its attributes and details event."""
+    name, ctx, parent, kind, start, end, attrs, events, status, scope, resource = flat[:11]
+    if len(flat) > 11 and flat[11] is not None:
+        extra, details, at = content_attributes(flat[11])
+        attrs = {**attrs, **extra}
+        events = [*events, (EVENT_OPERATION_DETAILS, details, at)]
+    lim = limits if limits is not None else SpanLimits()
     context = (
         SpanContext(ctx[0], ctx[1], is_remote=False, trace_flags=TraceFlags(ctx[2]), trace_state=TraceState(ctx[3]))
         if ctx
@@ -86,8 +131,17 @@ def rebuild(flat: Flat) -> ReadableSpan:
         context=context,
         parent=parent_ctx,
         resource=Resource(resource[0], resource[1]),
-        attributes=attrs,
-        events=[Event(n, a, timestamp=t) for n, a, t in events],
+        attributes=BoundedAttributes(
+            lim.max_span_attributes, attrs, immutable=False, max_value_len=lim.max_span_attribute_length
+        ),
+        events=[
+            Event(
+                n,
+                BoundedAttributes(lim.max_event_attributes, a, max_value_len=lim.max_attribute_length),
+                timestamp=t,
+            )
+            for n, a, t in events  # at most two of ours: within any max_events
+        ],
         kind=SpanKind(kind),
         status=Status(StatusCode(status[0]), status[1]),
         start_time=start,
@@ -113,10 +167,10 @@ class ProcessSpanExporter(SpanExporter):
         self._fresh = True  # the child has not answered yet (it may still be importing)
         self._closed = False
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+    def export(self, spans: Sequence[ReadableSpan | FlatSpan]) -> SpanExportResult:
         if not spans:
             return SpanExportResult.SUCCESS
-        body = pickle.dumps([flatten(s) for s in spans], protocol=pickle.HIGHEST_PROTOCOL)
+        body = pickle.dumps([flat_of(s) for s in spans], protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
             if self._closed:
                 return SpanExportResult.FAILURE

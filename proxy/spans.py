@@ -2,13 +2,17 @@
 
 ``SpanObserver`` is an observer (see ``record``). One CLIENT span per request, started at
 ``on_start`` as the child of the client's W3C ``traceparent`` (if any). ``span_of`` hands
-the live span of a request to the ``TraceContext`` request hook, which sends its context
+the context of a request's span to the ``TraceContext`` request hook, which sends it
 upstream, so an upstream that traces (vLLM) joins the same trace. The first streamed token is a span
-event with its own timestamp; at ``on_end`` the span gets the response, usage and timing
+event at its own time (read off the record at the end: no hook per chunk); at ``on_end`` the span gets the response, usage and timing
 attributes and, when content capture is on, the prompt and completion in the parts-based
 ``gen_ai.input.messages`` / ``gen_ai.output.messages`` format, both on the
 ``gen_ai.client.inference.operation.details`` event and as span attributes (Phoenix and
 others do not show event attributes). The batching and export live in ``telemetry``.
+
+No SDK span object is built on the event loop (issue 13): the span is a flat tuple made
+at ``on_end`` (``span_process``) and the SDK's ``ReadableSpan``, its attribute checks and
+the content JSON (``_span_content``) are made where it is exported (see ``SpanObserver``).
 
 Content is capped per span (``_spancap``): the prompt and the completion each to
 ``content_bytes`` of JSON (64 KiB by default, ``--span-content-bytes``), and never beyond the
@@ -27,11 +31,21 @@ only when the cost is known.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import SpanLimits
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+    get_current_span,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from tokentail import semconv as S
@@ -40,18 +54,22 @@ from ._genai import (
     endpoint_label,
     error_type,
     host_provider,
-    input_messages,
     operation_name,
     output_messages,
     parse_opt_in,
     provider_for,
     upstream_address,
 )
-from ._spancap import DEFAULT_SPAN_CONTENT_BYTES, TT_CONTENT_TRUNCATED, capped_json
-from .record import CANCELLED, Delta, RequestRecord
+from ._span_content import Content
+from ._spancap import DEFAULT_SPAN_CONTENT_BYTES
+from .record import CANCELLED, RequestRecord
+from .span_process import FlatSpan, rebuild
+from .telemetry import DropCountingSpanProcessor
 
 _SPAN_NAME_MODEL_MAX = 100
 _PROPAGATOR = TraceContextTextMapPropagator()
+_EMPTY = Context()
+_SCOPE = "tokentail.proxy"  # the instrumentation scope's name
 
 # rec.params key -> (attribute, type check). Client-supplied values of the wrong type are skipped.
 _NUM = (int, float)
@@ -106,14 +124,21 @@ def _version() -> str | None:
 _SECRET_ROOM = 4096  # past the content cap, text kept for redaction (a secret across the cut)
 
 
-class _Live:
-    __slots__ = ("first", "op", "provider", "span")
+class _Open:
+    """A request's span between ``on_start`` and ``on_end``: what the flat span will need."""
 
-    def __init__(self, span: Any, op: str | None, provider: str) -> None:
-        self.span = span
+    __slots__ = ("attrs", "ctx", "name", "op", "parent", "provider", "sampled")
+
+    def __init__(
+        self, name: str, attrs: dict[str, Any], ctx: tuple[Any, ...], parent: Any, op: str | None, provider: str
+    ) -> None:
+        self.name = name
+        self.attrs = attrs
+        self.ctx = ctx  # (trace id, span id, flags, trace state items)
+        self.parent = parent  # (trace id, span id, flags, is remote) or None
         self.op = op
         self.provider = provider
-        self.first = False
+        self.sampled = bool(ctx[2] & TraceFlags.SAMPLED)
 
 
 class SpanObserver:
@@ -126,6 +151,14 @@ class SpanObserver:
     ``semconv_opt_in`` (``OTEL_SEMCONV_STABILITY_OPT_IN``) adds the newer attributes;
     ``content_bytes`` caps the prompt and the completion on a span, each; ``span_limits``
     are the provider's (by default ``SpanLimits()``, read from the same environment).
+
+    No SDK span object is made on the event loop: ids and the sampling decision come from
+    the provider's ``id_generator`` and ``sampler`` at ``on_start``, as the SDK's tracer
+    would take them, and at ``on_end`` the span is one flat tuple (``span_process``) handed
+    to the provider's processors: queued as is by a ``GatedTracerProvider`` (the export
+    child builds the SDK span, applies the limits and encodes the content), or rebuilt
+    into an SDK ``ReadableSpan`` right away for any other provider (tests' in-memory
+    exporters), so every exporter sees the same span either way.
     """
 
     def __init__(
@@ -140,7 +173,18 @@ class SpanObserver:
         content_bytes: int = DEFAULT_SPAN_CONTENT_BYTES,
         span_limits: SpanLimits | None = None,
     ) -> None:
-        self._tracer = tracer_provider.get_tracer("tokentail.proxy", _version())
+        limits = span_limits if span_limits is not None else SpanLimits()
+        self._sampler = tracer_provider.sampler
+        self._ids = tracer_provider.id_generator
+        res = tracer_provider.resource
+        self._resource = (dict(res.attributes), res.schema_url)
+        self._scope = (_SCOPE, _version() or "", "")
+        submit = getattr(tracer_provider, "submit_flat", None)
+        if submit is None:  # a plain SDK provider: its processors want ReadableSpans
+            processor = tracer_provider._active_span_processor  # the SDK's own entry point of a finished span
+            submit = partial(_rebuild_and_end, processor, limits)
+        self._submit = submit
+        self._enabled = not getattr(tracer_provider, "_disabled", False)
         host, port = upstream_address(upstream_url)
         self._server: dict[str, Any] = {}
         if host:
@@ -152,9 +196,9 @@ class SpanObserver:
         self._redact = getattr(redactor, "redact_text", None)
         self._variant = variant
         self._latest = parse_opt_in(semconv_opt_in)
-        self._content_cap = _content_cap(content_bytes, span_limits if span_limits is not None else SpanLimits())
+        self._content_cap = _content_cap(content_bytes, limits)
         self._precut_redact = _cut_redact(self._redact, self._content_cap + _SECRET_ROOM)
-        self._live: dict[str, _Live] = {}
+        self._live: dict[str, _Open] = {}
         self._routed: dict[str, tuple[dict[str, Any], str]] = {}  # route upstream URL -> (server attrs, provider)
 
     def _upstream(self, url: str | None) -> tuple[dict[str, Any], str]:
@@ -172,6 +216,8 @@ class SpanObserver:
         return hit
 
     def on_start(self, rec: RequestRecord) -> None:
+        if not self._enabled:
+            return
         op = operation_name(rec.endpoint)
         server, host_prov = self._upstream(rec.upstream_url)
         provider = provider_for(host_prov, rec.endpoint)
@@ -210,43 +256,62 @@ class SpanObserver:
             attrs[S.TT_REPLAY_OF] = rec.replay_of
         # An explicit empty Context: the parent is the client's traceparent or nothing, never
         # whatever span happens to be current in this task.
-        parent = _PROPAGATOR.extract(rec.trace_headers, context=Context()) if rec.trace_headers else Context()
-        span = self._tracer.start_span(
-            name,
-            context=parent,
-            kind=SpanKind.CLIENT,
-            attributes=attrs,
-            start_time=int(rec.started_at * 1e9),
+        parent_context = _PROPAGATOR.extract(rec.trace_headers, context=Context()) if rec.trace_headers else _EMPTY
+        parent_sc = get_current_span(parent_context).get_span_context() if rec.trace_headers else None
+        if parent_sc is not None and parent_sc.is_valid:
+            trace_id = parent_sc.trace_id
+            parent = (trace_id, parent_sc.span_id, int(parent_sc.trace_flags), parent_sc.is_remote)
+        else:
+            trace_id, parent = self._ids.generate_trace_id(), None
+        # As the SDK's tracer: the sampler decides, and its attributes are the span's.
+        result = self._sampler.should_sample(parent_context, trace_id, name, SpanKind.CLIENT, attrs, None)
+        flags = TraceFlags.SAMPLED if result.decision.is_sampled() else TraceFlags.DEFAULT
+        if result.attributes is not None and result.attributes is not attrs:
+            attrs = dict(result.attributes)
+        ctx = (
+            trace_id,
+            self._ids.generate_span_id(),
+            flags,
+            list(result.trace_state.items()) if result.trace_state else [],
         )
-        rec.trace_id = format(span.get_span_context().trace_id, "032x")
-        self._live[rec.id] = _Live(span, op, provider)
+        rec.trace_id = format(trace_id, "032x")
+        self._live[rec.id] = _Open(name, attrs, ctx, parent, op, provider)
 
     def span_of(self, request_id: str) -> Span | None:
-        """The span of a request between ``on_start`` and ``on_end`` (for the trace-context hook)."""
+        """The span of a request between ``on_start`` and ``on_end`` (for the trace-context hook):
+        a non-recording span of its context, which is all a propagator reads."""
         live = self._live.get(request_id)
-        return live.span if live is not None else None
-
-    def on_delta(self, rec: RequestRecord, delta: Delta) -> None:
-        live = self._live.get(rec.id)
-        if live is None or live.first:
-            return  # only the first delta costs anything
-        live.first = True
-        attrs = {S.TT_TTFT_MS: rec.ttft_ms} if rec.ttft_ms is not None else None
-        live.span.add_event(S.TT_EVENT_FIRST_TOKEN, attrs, timestamp=time.time_ns())
+        if live is None:
+            return None
+        tid, sid, flags, state = live.ctx
+        return NonRecordingSpan(SpanContext(tid, sid, False, TraceFlags(flags), TraceState(state)))
 
     def on_end(self, rec: RequestRecord) -> None:
         live = self._live.pop(rec.id, None)
-        if live is None:
-            return
-        span = live.span
-        end_ns = int((rec.started_at + rec.latency_ms / 1000.0) * 1e9) if rec.latency_ms is not None else None
-        try:
-            if span.is_recording():
-                self._finish(span, live, rec, end_ns)
-        finally:
-            span.end(end_time=end_ns)
+        if live is None or not live.sampled:
+            return  # not sampled: nothing is exported (the SDK's processors would skip it too)
+        end_ns = int((rec.started_at + rec.latency_ms / 1000.0) * 1e9) if rec.latency_ms is not None else time.time_ns()
+        a, status, content = self._finish(live, rec, end_ns)
+        flat = (
+            live.name,
+            live.ctx,
+            live.parent,
+            SpanKind.CLIENT.value,
+            int(rec.started_at * 1e9),
+            end_ns,
+            {**live.attrs, **a},
+            _first_token(rec),
+            status,
+            self._scope,
+            self._resource,
+            content,
+        )
+        self._submit(flat)
 
-    def _finish(self, span: Any, live: _Live, rec: RequestRecord, end_ns: int | None) -> None:
+    def _finish(
+        self, live: _Open, rec: RequestRecord, end_ns: int
+    ) -> tuple[dict[str, Any], tuple[int, str | None], Content | None]:
+        """The end attributes, the status and the deferred content of a span."""
         a: dict[str, Any] = {S.TT_STATUS: rec.status, S.TT_CANCELLED: rec.status == CANCELLED}
         if rec.http_status is not None:
             a[S.HTTP_STATUS_CODE] = rec.http_status
@@ -282,41 +347,47 @@ class SpanObserver:
         if u.input_tokens is not None or u.output_tokens is not None:
             a[S.TT_USAGE_SOURCE] = u.source
         err = error_type(rec)
+        status: tuple[int, str | None] = (StatusCode.UNSET.value, None)
         if err is not None:
             a[S.ERROR_TYPE] = err
-            span.set_status(Status(StatusCode.ERROR, rec.error_message or err))
+            status = (StatusCode.ERROR.value, rec.error_message or err)
+        content: Content | None = None
         if self._capture and live.op in ("chat", "text_completion"):
-            self._content(span, a, live, rec, err, end_ns)
-        span.set_attributes(a)
+            # Redaction stays here (the redactor is the proxy's); the message format and the
+            # capped JSON are built where the span is rebuilt (``_span_content``).
+            content = (
+                self._content_cap,
+                live.op,
+                live.provider,
+                rec.model,
+                err,
+                rec.prompt,
+                rec.endpoint,
+                output_messages(rec, self._precut_redact),
+                end_ns,
+            )
+        return a, status, content
 
-    def _content(
-        self, span: Any, a: dict[str, Any], live: _Live, rec: RequestRecord, err: str | None, end_ns: int | None
-    ) -> None:
-        details: dict[str, Any] = {S.OPERATION_NAME: live.op, S.PROVIDER_NAME: live.provider}
-        if rec.model:
-            details[S.REQUEST_MODEL] = rec.model
-        if err is not None:
-            details[S.ERROR_TYPE] = err
-        cap, cut = self._content_cap, False
-        if rec.prompt:
-            msgs, system = input_messages(rec.prompt, rec.endpoint)
-            left = cap  # the prompt's budget, shared: instructions take at most half when there are messages
-            if system:
-                text, c = capped_json(system, cap // 2 if msgs else cap)
-                details[S.SYSTEM_INSTRUCTIONS] = a[S.SYSTEM_INSTRUCTIONS] = text
-                left, cut = cap - len(text.encode("utf-8", "replace")), cut or c
-            if msgs:
-                text, c = capped_json(msgs, left)
-                details[S.INPUT_MESSAGES] = a[S.INPUT_MESSAGES] = text
-                cut = cut or c
-        out = output_messages(rec, self._precut_redact)
-        if out:
-            text, c = capped_json(out, cap)
-            details[S.OUTPUT_MESSAGES] = a[S.OUTPUT_MESSAGES] = text
-            cut = cut or c
-        if cut:
-            details[TT_CONTENT_TRUNCATED] = a[TT_CONTENT_TRUNCATED] = True
-        span.add_event(S.EVENT_OPERATION_DETAILS, details, timestamp=end_ns)
+
+def _first_token(rec: RequestRecord) -> list[tuple[str, dict[str, Any], int]]:
+    """The first-token event, read off the record at the end: ``ttft_ms`` is set at the first
+    delta (``forward``), so the observer needs no hook per chunk. Its time is the request's
+    wall-clock start plus the TTFT, as the record measured both."""
+    if rec.ttft_ms is None:
+        return []
+    return [(S.TT_EVENT_FIRST_TOKEN, {S.TT_TTFT_MS: rec.ttft_ms}, int((rec.started_at + rec.ttft_ms / 1000.0) * 1e9))]
+
+
+def _rebuild_and_end(processor: Any, limits: SpanLimits, flat: tuple[Any, ...]) -> None:
+    """A flat span to a plain SDK provider's processors: as it is when they are all
+    drop-counting gates (they queue it for their exporter), else rebuilt once for all."""
+    procs = getattr(processor, "_span_processors", ())
+    if procs and all(type(p) is DropCountingSpanProcessor for p in procs):
+        span = FlatSpan(flat)
+        for p in procs:
+            p.on_end(span)
+    else:
+        processor.on_end(rebuild(flat, limits))
 
 
 def _cut_redact(redact: Any, limit: int) -> Any:

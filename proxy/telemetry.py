@@ -38,7 +38,7 @@ from opentelemetry.sdk.environment_variables import (
     OTEL_SERVICE_NAME,
 )
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
@@ -47,7 +47,7 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.util.re import parse_env_headers
 
-from .span_process import ProcessSpanExporter
+from .span_process import Flat, FlatSpan, ProcessSpanExporter, readable
 
 log = logging.getLogger("tokentail.proxy.telemetry")
 
@@ -220,10 +220,14 @@ class _CountingExporter(SpanExporter):
     def __init__(self, inner: SpanExporter, gate: DropCountingSpanProcessor) -> None:
         self._inner = inner
         self._gate = gate
+        self._flat_ok = isinstance(inner, ProcessSpanExporter)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         self._gate._took(len(spans))
         try:
+            if not self._flat_ok:  # only the child-process exporter takes flat spans as they are
+                limits = SpanLimits()
+                spans = [readable(s, limits) for s in spans]
             result = self._inner.export(spans)
         except Exception:
             log.warning("span export raised; %d spans dropped", len(spans), exc_info=True)
@@ -250,6 +254,13 @@ class GatedTracerProvider(TracerProvider):
     def add_gate(self, gate: DropCountingSpanProcessor) -> None:
         self.add_span_processor(gate)
         self.gates.append(gate)
+
+    def submit_flat(self, flat: Flat) -> None:
+        """A finished span as a flat tuple (``spans.SpanObserver``): queued as it is, for the
+        export child to rebuild (no SDK span object on the event loop)."""
+        span = FlatSpan(flat)
+        for gate in self.gates:
+            gate.on_end(span)  # type: ignore[arg-type]  # the gate reads only its context
 
 
 def build_tracer_provider(env: Mapping[str, str], on_drop: OnDrop) -> GatedTracerProvider | None:

@@ -478,3 +478,28 @@ async def test_start_held_until_the_prompt_is_ready_then_events_in_order() -> No
     assert got[0][2]["prompt_preview"] == "[REDACTED:email] hi"
     assert [g[2]["seq"] for g in got[1:3]] == [1, 2]
     assert hub.get_request("r1")["text"] == "Hello world "
+
+
+# --- SSE bytes encoded once for all subscribers (issue 13) ---------------------------------
+
+
+async def test_each_event_is_encoded_once_and_shared_by_every_subscriber() -> None:
+    from tokentail.proxy.live_sse import SLICE_CHARS, encode_sse, item_slices, sse_slices
+
+    hub = LiveHub(boot_id=BOOT, max_capture_bytes=4 * SLICE_CHARS)
+    a, b = hub.subscribe(snapshot=False), hub.subscribe(snapshot=False)
+    run(hub, rec("r1"), "Hello ", "x" * (2 * SLICE_CHARS) + " world.")
+    got_a, got_b = await collect(a, 5), await collect(b, 5)
+    assert got_a == got_b
+    for x, y in zip(got_a, got_b, strict=True):
+        assert x.wire is y.wire and x.wire is not None  # one per event, shared
+        assert not x.wire.done  # nothing encoded until a subscriber writes it
+        first = b"".join(item_slices(x))
+        assert first == b"".join(sse_slices(*x))  # the bytes a per-subscriber encoding made
+        small = len(first) < SLICE_CHARS
+        assert x.wire.done and (x.wire.bytes is not None) == small
+        if small:
+            assert list(item_slices(y)) == [x.wire.bytes] and x.wire.bytes == encode_sse(*x)
+            assert next(item_slices(y)) is x.wire.bytes  # the same bytes object, not a copy
+        else:  # a big event stays sliced, lazily, per reader
+            assert b"".join(item_slices(y)) == first and len(list(item_slices(y))) > 1

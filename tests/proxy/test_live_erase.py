@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from tokentail.proxy.live import LiveHub
+from tokentail.proxy.live_sse import item_slices
 from tokentail.proxy.record import OK, Delta, RequestRecord, Usage
 
 
@@ -68,3 +69,19 @@ def test_erasing_an_in_flight_entry_drops_its_held_tail():
     hub.on_end(r)
     d = hub.get_request("r1")
     assert d["text"] == "" and "sk-proj" not in json.dumps(d)
+
+
+def test_erase_drops_sse_bytes_another_subscriber_already_encoded():
+    # A small event's SSE bytes are encoded once, by the first subscriber that writes them, and
+    # shared (live_sse.Wire): erasing must not leave the text in those bytes for the others.
+    hub = LiveHub(boot_id="b")
+    fast, slow = hub.subscribe(None, snapshot=False), hub.subscribe(None, snapshot=False)
+    rec = _rec("r1", "s-gone", "SECRETX")
+    hub.on_start(rec)
+    rec.text, rec.deltas = "SECRETX one ", 1
+    hub.on_delta(rec, Delta(text="SECRETX one "))
+    written = b"".join(b"".join(item_slices(item)) for item in _drain(fast))
+    assert b"SECRETX" in written  # the fast reader wrote them: the shared bytes are encoded
+    assert hub.erase(lambda st: st["session_id"] == "s-gone") == ["r1"]
+    later = b"".join(b"".join(item_slices(item)) for item in _drain(slow))
+    assert later and b"SECRETX" not in later

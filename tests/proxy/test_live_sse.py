@@ -55,3 +55,26 @@ def test_odd_values_fall_back_to_whole_encoding() -> None:
         deep = [deep]
     data = {"deep": deep, 1: "int key", "obj": object(), "nan": float("nan")}
     assert b"".join(sse_slices("b:3", "e", data)) == encode_sse("b:3", "e", data)
+
+
+def test_encode_small_is_the_one_slice_or_nothing_and_items_share_their_wire():
+    from tokentail.proxy.live_sse import LiveItem, Wire, encode_small, item_slices
+
+    small = {"id": "r", "text": "tok"}
+    assert encode_small("b:1", "request.delta", small) == encode_sse("b:1", "request.delta", small)
+    assert encode_small("b:2", "request.end", {"text": "x" * (2 * SLICE_CHARS)}) is None
+    wire = Wire()
+    one, two = LiveItem(("b:1", "request.delta", small)), LiveItem(("b:1", "request.delta", small))
+    one.wire = two.wire = wire
+    assert list(item_slices(one)) == [encode_sse("b:1", "request.delta", small)]
+    wire.bytes = b"id: b:1\nevent: request.delta\ndata: {}\n\n"  # what the first reader left
+    assert list(item_slices(two)) == [wire.bytes]  # shared bytes, as they are
+    two.wire = None
+    assert list(item_slices(two)) == [encode_sse("b:1", "request.delta", small)]
+    assert two == ("b:1", "request.delta", small)  # still the plain 3-tuple to compare and unpack
+
+
+def test_msgspec_and_json_agree_but_for_exponents():
+    data = {"t": 'x\u0000\u001f\b\n"\\\x7f\u2028é😀', "n": [1, 2**70, 0.1, True, None], 1: "k", "o": object()}
+    got = json.loads(encode_sse("b:1", "e", data).decode().split("data: ", 1)[1])
+    assert got == json.loads(json.dumps(data, ensure_ascii=False, default=str))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -433,3 +434,42 @@ def test_promtool_accepts_the_exposition_after_junk_names(reg):
     finish(m, rec_(model='real "one"', rid="r"), usage=Usage(1, 1), deltas=2)
     out = promtool_check(generate_latest(reg))
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+# --- time per output chunk counted per request, added in batches (issue 13) -----------------
+
+
+def test_chunk_intervals_in_batches_equal_one_observe_per_chunk(reg, monkeypatch):
+    from prometheus_client import Histogram
+
+    from tokentail.proxy import metrics as M
+
+    # Gaps on and around bucket bounds, and past the last one; more chunks than one batch.
+    gaps = [0.01, 0.02, 0.005, 0.04, 0.0400001, 100.0, 0.32] * 12
+    clock = [1000.0]
+    for g in gaps:
+        clock.append(clock[-1] + g)
+    ticks = iter(clock)
+    monkeypatch.setattr(M.time, "perf_counter", lambda: next(ticks))
+    m = ProxyMetrics(reg)
+    rec = rec_()
+    m.on_start(rec)
+    rec.http_status = 200
+    for i in range(len(clock)):
+        m.on_delta(rec, Delta(text="x"))
+        if i == M.TPOC_FLUSH_CHUNKS:  # a running stream shows its first batch
+            name = "gen_ai_client_operation_time_per_output_chunk_seconds_count"
+            assert val(reg, name, **GENAI) == M.TPOC_FLUSH_CHUNKS
+    monkeypatch.undo()
+    rec.status, rec.latency_ms = R.OK, 1.0
+    m.on_end(rec)
+    ref_reg = CollectorRegistry()
+    ref = Histogram("ref", "r", buckets=M.GENAI_DURATION_BUCKETS, registry=ref_reg)
+    for a, b in itertools.pairwise(clock):
+        ref.observe(b - a)
+    prefix = "gen_ai_client_operation_time_per_output_chunk_seconds"
+    for le in [*map(str, M.GENAI_DURATION_BUCKETS), "+Inf"]:
+        got = val(reg, f"{prefix}_bucket", **GENAI, le=le)
+        assert got == ref_reg.get_sample_value("ref_bucket", {"le": le}), le
+    assert val(reg, f"{prefix}_count", **GENAI) == len(gaps)
+    assert val(reg, f"{prefix}_sum", **GENAI) == pytest.approx(ref_reg.get_sample_value("ref_sum", {}))

@@ -286,3 +286,36 @@ def test_a_finished_requests_body_shows_the_records_prompt_redacted_once():
     rec2.raw = RawCapture(rec2.t0, 1 << 20, {"model": "m", "messages": [{"role": "user", "content": "hi"}]})
     store.on_end(rec2)
     assert store.get("q")["truncated"] is False
+
+
+def _capture(events: list[bytes]) -> RawCapture:
+    cap = RawCapture(0.0, 1 << 20, None)
+    for raw in events:
+        cap.add(raw, False, "", "")
+    return cap
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["Hello", " world", f" {SECRET}", f" {EMAIL}", " +1 415 555 0100", " 1733150000", "."]),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_a_slice_redacts_as_each_event_alone(pieces):
+    """The slice is redacted in one call when that finds nothing; the result is always what
+    redacting each event on its own gives (issue 13: one call per slice, not per event)."""
+    red = Redactor()
+    events = [chunk({**delta(p), "created": 1733150000 + i}) for i, p in enumerate(pieces)]
+    got = _capture(events).redact_slice(red, 0, len(events))
+    assert got == [red.redact_text(e.decode()) for e in events]
+    assert SECRET not in "".join(got) and EMAIL not in "".join(got)
+
+
+def test_user_patterns_are_applied_to_each_event_alone():
+    red = Redactor(extra_patterns={"whole": r"^data: \{\"only\": 1\}\s*$"})
+    assert red.has_user_rules and not Redactor().has_user_rules
+    events = [chunk({"only": 1}), chunk({"only": 2})]
+    got = _capture(events).redact_slice(red, 0, 2)
+    assert got[0] == "[REDACTED:whole]" and got[1] == events[1].decode()

@@ -14,7 +14,7 @@ from yarl import URL
 from tokentail import semconv as S
 from tokentail.proxy import record as R
 from tokentail.proxy.hooks import RequestContext, TraceContext, UpstreamPlan
-from tokentail.proxy.record import Delta, RequestRecord, Usage
+from tokentail.proxy.record import RequestRecord, Usage
 from tokentail.proxy.redact import Redactor
 from tokentail.proxy.spans import SpanObserver
 
@@ -68,10 +68,8 @@ def run(
     error_message=None,
 ) -> None:
     obs.on_start(rec)
-    for i, d in enumerate(deltas):
-        if i == 0:
-            rec.ttft_ms = 50.0
-        obs.on_delta(rec, Delta(text=d))
+    if deltas:  # as the forward handler does at the first delta (the observer has no delta hook)
+        rec.ttft_ms = 50.0
     rec.status, rec.http_status, rec.text, rec.usage = status, http, text, usage
     rec.finish_reason, rec.error, rec.error_message = finish, error, error_message
     rec.response_model, rec.response_id = "gpt-4o-2024-08-06", "chatcmpl-1"
@@ -112,7 +110,8 @@ def test_streamed_chat_span(exporter):
     assert span.start_time == int(rec.started_at * 1e9)
     assert span.end_time - span.start_time == pytest.approx(800e6, abs=1e3)
     (first,) = events(span, S.TT_EVENT_FIRST_TOKEN)
-    assert span.start_time <= first.timestamp and first.attributes[S.TT_TTFT_MS] == 50.0
+    assert first.timestamp == pytest.approx(span.start_time + 50_000_000, abs=1e3)
+    assert first.attributes[S.TT_TTFT_MS] == 50.0
     # prompt and completion: on the details event and as span attributes, parts-based
     (details,) = events(span, S.EVENT_OPERATION_DETAILS)
     inp = json.loads(details.attributes[S.INPUT_MESSAGES])
@@ -413,7 +412,7 @@ def test_opt_in_adds_newer_attributes(exporter):
 
 def test_unknown_records_and_local_upstream_never_raise(exporter):
     obs = observer(exporter, upstream_url="http://127.0.0.1:8000/v1")
-    obs.on_delta(chat_rec(id="nope"), Delta(text="x"))
+    assert not hasattr(obs, "on_delta")  # nothing per chunk
     obs.on_end(chat_rec(id="nope"))
     run(obs, chat_rec(prompt={"messages": ["odd", {"role": "user", "content": {"weird": 1}}, 3]}, model=None))
     span = only_span(exporter)
@@ -504,3 +503,85 @@ def test_the_sdk_attribute_count_limit_applies_to_our_spans(exporter, monkeypatc
     assert len(span.attributes) == 6 and span.dropped_attributes > 0
     (details,) = events(span, S.EVENT_OPERATION_DETAILS)
     assert len(details.attributes) <= 3
+
+
+# --- spans without SDK span objects on the loop (issue 13) ----------------------------------
+
+
+def _view(span) -> tuple:
+    """What an exporter reads of a span, in comparable form."""
+    return (
+        span.name,
+        span.kind,
+        span.context.trace_id,
+        span.context.span_id,
+        span.parent.span_id if span.parent else None,
+        span.start_time,
+        span.end_time,
+        dict(span.attributes),
+        [(e.name, dict(e.attributes), e.timestamp) for e in span.events],
+        (span.status.status_code, span.status.description),
+        span.instrumentation_scope.name,
+        dict(span.resource.attributes),
+    )
+
+
+def test_sampled_out_parent_exports_nothing_and_propagates_unsampled(exporter):
+    obs = observer(exporter)
+    rec = chat_rec(trace_headers={"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-00"})
+    obs.on_start(rec)
+    up = upstream_headers(obs, rec)
+    _v, trace, span_id, flags = up["traceparent"].split("-")
+    assert (trace, flags) == (CLIENT_TRACE, "00") and span_id != CLIENT_SPAN
+    run(obs, rec)
+    assert exporter.get_finished_spans() == ()  # the SDK's parent-based sampler: not sampled
+
+
+def test_the_providers_sampler_decides(exporter):
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    tp = TracerProvider(sampler=ALWAYS_OFF)
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+    obs = SpanObserver(tp, upstream_url="https://api.openai.com/v1")
+    rec = chat_rec()
+    run(obs, rec)
+    assert exporter.get_finished_spans() == ()
+    assert rec.trace_id is not None and len(rec.trace_id) == 32  # still a trace to propagate
+
+
+def test_the_gated_providers_queue_carries_the_same_span_as_a_plain_provider(exporter):
+    """Through ``GatedTracerProvider`` the span is queued flat and rebuilt only by the export
+    worker; what the exporter gets equals what a plain SDK provider's processor gets."""
+    from opentelemetry.sdk.resources import Resource
+
+    from tokentail.proxy.telemetry import DropCountingSpanProcessor, GatedTracerProvider, shutdown_bounded
+
+    gated_mem = InMemorySpanExporter()
+    resource = Resource.create({"service.name": "tt"})
+    gated = GatedTracerProvider(resource=resource)
+    gated.add_gate(DropCountingSpanProcessor(gated_mem, lambda sink, n: None, schedule_delay_millis=10))
+    plain = TracerProvider(resource=resource)
+    plain.add_span_processor(SimpleSpanProcessor(exporter))
+    ids = iter(range(1, 100))
+
+    class Ids:  # the same ids on both sides
+        def generate_trace_id(self) -> int:
+            return next(ids) << 64
+
+        def generate_span_id(self) -> int:
+            return next(ids)
+
+    for tp in (gated, plain):
+        tp.id_generator = Ids()
+        ids = iter(range(1, 100))
+        obs = SpanObserver(tp, upstream_url="https://api.openai.com/v1", redactor=Redactor())
+        rec = chat_rec(started_at=1000.0, user="u1", tags=["a", "b"])
+        run(obs, rec, text="mail me at jane.doe@example.com", error="status", error_message="boom", status=R.ERROR)
+    assert shutdown_bounded(gated, 5)
+    (g,) = gated_mem.get_finished_spans()
+    p = only_span(exporter)
+    gv, pv = _view(g), _view(p)
+    assert [e[0] for e in gv[8]] == [S.TT_EVENT_FIRST_TOKEN, S.EVENT_OPERATION_DETAILS]
+    assert gv == pv
+    assert "jane.doe" not in json.dumps(gv[7]) and S.OUTPUT_MESSAGES in gv[7]
+    assert p.status.status_code is StatusCode.ERROR and p.status.description == "boom"
