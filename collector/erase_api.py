@@ -15,9 +15,11 @@ import logging
 
 import duckdb
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from ..erasure import Selector, SelectorError
 from ._http import COLLECTOR, STORE, error
+from .live_redis import LIVE
 
 log = logging.getLogger("tokentail.collector.erase")
 
@@ -45,7 +47,16 @@ async def erase(request: web.Request) -> web.Response:
         log.error("erase %s failed: %s", sel.describe(), str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         return error(503, "database unavailable; the erase did not complete, retry it", "unavailable")
     log.warning("erased the captured content of %d spans (%s) at the request of %s", n, sel.describe(), request.remote)
-    return web.json_response({"erased": n, "selector": sel.as_json(), "content_erased_at": now})
+    answer = {"erased": n, "selector": sel.as_json(), "content_erased_at": now}
+    reader = request.app.get(LIVE)
+    if reader is not None:  # --live-redis: the merged live stream holds the same text
+        try:
+            answer["live_redis_erased"] = deleted = await reader.erase(sel)
+        except (RedisError, OSError) as exc:
+            log.error("erase %s: the live stream in Redis was not erased: %s", sel.describe(), type(exc).__name__)
+            return error(503, "the spans were erased but the live stream in Redis was not; retry", "unavailable")
+        log.warning("erased %d live events from the Redis stream (%s)", deleted, sel.describe())
+    return web.json_response(answer)
 
 
 def add_routes(app: web.Application) -> None:

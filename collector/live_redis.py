@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -36,6 +37,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import access
+from ..erasure import Selector, stream_entries_to_erase
 from ..redis_url import DEFAULT_STREAM, display_redis_url
 from ._http import POLICY, error
 from .live_frames import before, frames, gap, parse_id, snapshot_frame, status_frame
@@ -177,6 +179,31 @@ class LiveReader:
         page = await self.client().xrevrange(self.key, max="+", min="-", count=1)
         return _text(page[0][0]) if page else "0-0"
 
+    async def erase(self, sel: Selector) -> int:
+        """Delete from the stream every event of the requests ``sel`` selects (``erasure.
+        stream_entries_to_erase``), page by page (the stream is bounded by the proxies'
+        ``MAXLEN``); how many entries went. A browser that already received them keeps them;
+        nothing replays them again."""
+        client = self.client()
+        erased: set[str] = set()
+        deleted = 0
+        low = "-"
+        while True:
+            page = await client.xrange(self.key, min=low, max="+", count=_PAGE)
+            if not page:
+                return deleted
+            rows = []
+            for entry_id, fields in page:
+                data = _json_fields(fields)
+                if data is not None:
+                    rows.append((_text(entry_id), data[0], data[1]))
+            doomed = stream_entries_to_erase(rows, sel, erased)
+            if doomed:
+                deleted += await client.xdel(self.key, *doomed)
+            if len(page) < _PAGE:
+                return deleted
+            low = "(" + _text(page[-1][0])
+
     async def read(self, cursor: str) -> list[tuple[Any, dict[Any, Any]]]:
         """Entries after ``cursor``, waiting up to a heartbeat for some."""
         reply = await self.client().xread({self.key: cursor}, count=_READ_COUNT, block=int(self.heartbeat * 1000))
@@ -267,6 +294,18 @@ async def _serve(request: web.Request, reader: LiveReader, cors: dict[str, str])
     except (TimeoutError, ConnectionResetError):
         pass  # the subscriber went away or stopped reading
     return resp
+
+
+def _json_fields(fields: dict[Any, Any]) -> tuple[str, dict[str, Any]] | None:
+    """An entry's event name and data, or None for one that is not ours."""
+    name, data = fields.get(b"e", fields.get("e")), fields.get(b"d", fields.get("d"))
+    if name is None or data is None:
+        return None
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        return None
+    return (_text(name), parsed) if isinstance(parsed, dict) else None
 
 
 def _text(value: Any) -> str:

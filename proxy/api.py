@@ -13,7 +13,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from tokentail import access
-from tokentail.erasure import Selector, SelectorError
+from tokentail.erasure import Selector, SelectorError, matches_start
 from tokentail.settings import SettingsError
 
 from . import capture
@@ -166,15 +166,7 @@ async def erase(request: web.Request) -> web.Response:
             start_time=r.started_at,
         ),
     )
-    live = app[keys.HUB].erase(
-        lambda st: sel.matches(
-            request_id=st["id"],
-            session_id=st["session_id"],
-            user_id=st["user"],
-            key_fingerprint=st["key_fingerprint"],
-            start_time=st["time"],
-        )
-    )
+    live = app[keys.HUB].erase(lambda st: matches_start(sel, st))
     raws = app[RAW].erase(sel.matches_row)
     log.warning(
         "erased captured content (%s): %d in the live ring, %d in flight, %d raw views; by %s",

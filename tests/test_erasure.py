@@ -12,6 +12,7 @@ from tokentail.erasure import (
     lowest,
     parse_capture,
     parse_time,
+    stream_entries_to_erase,
 )
 
 ROW = {"request_id": "r1", "session_id": "s1", "user_id": "u1", "key_fingerprint": "fp1", "start_time": 100.0}
@@ -104,3 +105,26 @@ def test_capture_levels_only_go_down():
     assert parse_capture(" Metadata ") == "metadata"
     with pytest.raises(CaptureError, match="--capture"):
         parse_capture("all", "--capture")
+
+
+def test_stream_entries_of_selected_requests_across_pages():
+    def start(rid, session, t=100.0):
+        return {"id": rid, "session_id": session, "user": None, "key_fingerprint": "fp", "time": t}
+
+    page1 = [
+        ("1-0", "request.start", start("a", "s-gone")),
+        ("1-1", "request.start", start("b", "s-kept")),
+        ("1-2", "request.delta", {"id": "a", "text": "x"}),
+        ("1-3", "request.delta", {"id": "b", "text": "y"}),
+        ("1-4", "snapshot", {"source": "live_redis"}),  # no request id: never deleted
+    ]
+    page2 = [("2-0", "request.end", {"id": "a"}), ("2-1", "request.end", {"id": "b"})]
+    erased: set[str] = set()
+    sel = Selector(session="s-gone")
+    assert stream_entries_to_erase(page1, sel, erased) == ["1-0", "1-2"]
+    assert stream_entries_to_erase(page2, sel, erased) == ["2-0"]  # found by the id its start gave
+    # A request whose start was trimmed: only a request selector alone can still name it.
+    tail = [("3-0", "request.delta", {"id": "c"}), ("3-1", "request.end", {"id": "c"})]
+    assert stream_entries_to_erase(tail, Selector(request="c"), set()) == ["3-0", "3-1"]
+    assert stream_entries_to_erase(tail, Selector(request="c", session="s"), set()) == []
+    assert stream_entries_to_erase(page1, Selector(before=50.0), set()) == []  # started after

@@ -36,9 +36,11 @@ __all__ = [
     "Selector",
     "SelectorError",
     "lowest",
+    "matches_start",
     "parse_capture",
     "parse_capture_key",
     "parse_time",
+    "stream_entries_to_erase",
 ]
 
 MAX_LEDGER = 10_000
@@ -162,6 +164,17 @@ class Selector:
             return False
         return self.before is None or (start_time is not None and start_time < self.before)
 
+    @property
+    def matches_id_only(self) -> bool:
+        """Whether the request id alone decides (no other field named)."""
+        return (
+            self.request is not None
+            and self.session is None
+            and self.user is None
+            and self.key is None
+            and (self.before is None)
+        )
+
     def matches_row(self, row: Mapping[str, Any]) -> bool:
         """``matches`` on a spans row (the collector's column names)."""
         return self.matches(
@@ -184,6 +197,36 @@ class Selector:
             parts.append("start_time < ?")
             args.append(self.before)
         return " AND ".join(parts) or "FALSE", args
+
+
+def matches_start(sel: Selector, start: Mapping[str, Any]) -> bool:
+    """``sel.matches`` on a live ``request.start`` payload (the proxy's ring, the Redis stream)."""
+    return sel.matches(
+        request_id=start.get("id"),
+        session_id=start.get("session_id"),
+        user_id=start.get("user"),
+        key_fingerprint=start.get("key_fingerprint"),
+        start_time=start.get("time"),
+    )
+
+
+def stream_entries_to_erase(
+    entries: Iterable[tuple[str, str, Mapping[str, Any]]], sel: Selector, erased: set[str]
+) -> list[str]:
+    """Of a live stream's entries ``(entry id, event, data)`` in stream order, the ids to delete:
+    every event of a request whose ``request.start`` the selector matches (its id is added to
+    ``erased``, so later pages of the same stream find its deltas and end). A request whose
+    start was trimmed away is matched by ``request`` alone (the only field its events carry)."""
+    out: list[str] = []
+    for entry_id, event, data in entries:
+        rid = data.get("id")
+        if not isinstance(rid, str):
+            continue
+        if event == "request.start" and matches_start(sel, data):
+            erased.add(rid)
+        if rid in erased or (sel.request is not None and rid == sel.request and sel.matches_id_only):
+            out.append(entry_id)
+    return out
 
 
 class Ledger:

@@ -360,3 +360,44 @@ async def test_cors_for_the_dashboard_and_a_prompt_shutdown_with_listeners(redis
         await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 5)
     finally:
         await session.close()
+
+
+async def _chat_in_session(base_url: str, session: str, content: str) -> str:
+    client = openai.AsyncOpenAI(
+        base_url=base_url, api_key=KEY, max_retries=0, timeout=30, default_headers={"X-Session-Id": session}
+    )
+    try:
+        r = await client.chat.completions.create(model="sim-gpt-4o", messages=[{"role": "user", "content": content}])
+        return r.choices[0].message.content or ""
+    finally:
+        await client.close()
+
+
+async def test_erase_on_the_collector_deletes_the_requests_events_from_the_stream(redis_server, tmp_path):
+    sim = await start_sim(length=20)
+    proxy = await start_proxy(str(sim.make_url("/v1")), live_redis=redis_server.url)
+    collector = await start_collector(tmp_path, redis_server.url)
+    try:
+        await _chat_in_session(proxy.url("/v1"), "s-gone", "MARKERGONE please")
+        await _chat_in_session(proxy.url("/v1"), "s-kept", "MARKERKEPT please")
+        await until(lambda: sum(e == "request.end" for _, e, _, _ in stream_events(redis_server.url)) == 2, timeout=10)
+        raw = b"".join(f[b"d"] for _, f in raw_entries(redis_server.url))
+        assert b"MARKERGONE" in raw and b"MARKERKEPT" in raw
+        async with aiohttp.ClientSession() as s:
+            async with s.post(collector.make_url("/api/erase"), json={"session": "s-gone"}) as r:
+                assert r.status == 200, await r.text()
+                assert (await r.json())["live_redis_erased"] >= 2  # its start and end at least
+        events = stream_events(redis_server.url)
+        raw = b"".join(f[b"d"] for _, f in raw_entries(redis_server.url))
+        assert b"MARKERGONE" not in raw and b"MARKERKEPT" in raw
+        assert {d.get("session_id") for _, e, d, _ in events if e == "request.start"} == {"s-kept"}
+        feed = await Feed().open(str(collector.make_url("")))  # a fresh listener's replay
+        try:
+            await until(lambda: feed.ends() == 1, timeout=10)
+            assert "MARKERGONE" not in repr(feed.collected())
+        finally:
+            await feed.close()
+    finally:
+        await collector.close()
+        await proxy.close()
+        await sim.close()
