@@ -18,7 +18,7 @@ install: $(STAMP)
 demo: install
 	$(BIN)/tokentail up --demo
 
-## Lint, format check and types, then the whole test suite (browser and Prometheus tests need `make system-deps` first).
+## Lint, format check and types, then the whole test suite (browser, Prometheus and Redis tests need `make system-deps` first).
 test: lint
 	$(BIN)/python -m pytest -q
 
