@@ -145,8 +145,9 @@ def register(app: Dash, config: DashboardConfig, reader: Reader) -> None:
             Input("ov-range", "value"),
             Input("ov-model", "value"),
             Input("url", "pathname"),
+            State("ov-model", "options"),
         )
-        def update_overview(_tick, rng, model, path):
+        def update_overview(_tick, rng, model, path, shown_options):
             n = len(outputs)
             if path not in ("/", "", None):
                 return [no_update] * n  # not on screen: the next tick after coming back refreshes it
@@ -168,7 +169,9 @@ def register(app: Dash, config: DashboardConfig, reader: Reader) -> None:
                 res["models"],
                 res["status"],
                 res["empty"],
-                res["options"],
+                # Unchanged choices are not sent again: new options make the dropdown report its
+                # value again, which would call this callback once more for nothing.
+                no_update if res["options"] == shown_options else res["options"],
             ]
 
     if config.collector:

@@ -670,6 +670,20 @@
   // while the Overview is on screen: a hidden Overview re-rendered every second kept the
   // Live page's main thread busy (and React's old trees alive). It catches up on return.
   var tickMissed = false, pageTickAt = 0;
+  var ovWaitSince = 0, ovTickWanted = null, ovObserver = null;
+  function watchOverviewStatus() {
+    var el = document.getElementById("ov-status");
+    if (ovObserver || !el || !window.MutationObserver) return;
+    ovObserver = new MutationObserver(function () {
+      ovWaitSince = 0;
+      if (ovTickWanted) {
+        var snap = ovTickWanted === true ? null : ovTickWanted;
+        ovTickWanted = null;
+        tick(snap);
+      }
+    });
+    ovObserver.observe(el, {childList: true, subtree: true, characterData: true});
+  }
   function tick(snap) {
     var onOverview = current.page === null || current.page === "overview";
     if (!onOverview) tickMissed = true;
@@ -679,9 +693,22 @@
       if (!tickTimer) tickTimer = setTimeout(function () { tickTimer = null; tick(snap); }, wait);
       return;
     }
+    // Dash throws away an answer once a newer call of the same callback has started: while the
+    // Overview's last refresh is still on its way (a slow collector, a big range), a new tick
+    // would discard it, and with ticks faster than the answers the charts would never update.
+    // So the next tick waits until the status line changed (each refresh rewrites its time),
+    // or 15 s at most (an answer that changed nothing, or was dropped).
+    if (onOverview && ovWaitSince && Date.now() - ovWaitSince < 15000) {
+      ovTickWanted = snap || true;
+      return;
+    }
     tickAt = Date.now();
     ticks++;
-    if (onOverview) setProps("collector-tick", {data: {n: ticks, ts: snap && snap.ts}});
+    if (onOverview) {
+      watchOverviewStatus();
+      ovWaitSince = Date.now();
+      setProps("collector-tick", {data: {n: ticks, ts: snap && snap.ts}});
+    }
     if (PAGE_TICKS[current.page] && tickAt - pageTickAt >= PAGE_TICK_EVERY) {
       pageTickAt = tickAt;
       setProps("page-tick", {data: {n: ticks, ts: snap && snap.ts}});
