@@ -224,7 +224,7 @@ def test_the_overview_callback_through_dash_with_prometheus_down():
             {"id": "url", "property": "pathname", "value": "/"},
         ],
         "changedPropIds": ["ov-poll.n_intervals"],
-        "state": [],
+        "state": [{"id": "ov-model", "property": "options", "value": []}],
     }
     resp = client.post("/_dash-update-component", json=body)
     assert resp.status_code == 200, resp.get_data(as_text=True)[:500]

@@ -280,7 +280,7 @@ def dash_overview(port: int, rng: str = "5m") -> dict:
             {"id": "url", "property": "pathname", "value": "/"},
         ],
         "changedPropIds": ["ov-poll.n_intervals"],
-        "state": [],
+        "state": [{"id": "ov-model", "property": "options", "value": []}],
     }
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}/_dash-update-component",
