@@ -19,16 +19,7 @@ _VARIANT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,62})=(.+)$")
 
 def strip_url(url: str) -> str:
     """``url`` without credentials, query string or fragment: safe to log and show."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "<invalid url>"
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{port}" if port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return display_redis_url(url)  # the same stripping, whatever the scheme
 
 
 def default_variant(url: str) -> str:

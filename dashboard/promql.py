@@ -47,24 +47,6 @@ TTFT = "tokentail_time_to_first_token_seconds"
 TPS = "tokentail_output_tokens_per_second"
 IN_FLIGHT = "tokentail_in_flight_requests"
 
-# The values of /api/metrics (collector/formulas.py UNITS), in order.
-UNITS = {
-    "request_rate": "req/s",
-    "input_tokens_rate": "tokens/s",
-    "output_tokens_rate": "tokens/s",
-    "cached_input_tokens_rate": "tokens/s",
-    "latency_p50_ms": "ms",
-    "latency_p95_ms": "ms",
-    "latency_p99_ms": "ms",
-    "ttft_p50_ms": "ms",
-    "ttft_p95_ms": "ms",
-    "output_tps": "tokens/s",
-    "output_tps_p50": "tokens/s",
-    "error_rate": "ratio",
-    "cancel_rate": "ratio",
-    "in_flight": "requests",
-    "up": "ratio",
-}
 # The rates of the duration histograms' _sum and _count (a single observation is exact).
 HISTOGRAM_MEANS = ("latency_sum_rate", "latency_count_rate", "ttft_sum_rate", "ttft_count_rate")
 # Percentile metrics: (histogram, q, scale to the unit shown).

@@ -13,12 +13,12 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from ..collector.formulas import UNITS  # the values of /api/metrics, in order: the same answers
 from .promql import (
     CURRENT,
     HISTOGRAM_MEANS,
     QUANTILES,
     TAG,
-    UNITS,
     UNLABELLED,
     PromQLError,
     Window,
