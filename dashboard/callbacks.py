@@ -365,6 +365,8 @@ def register_history(app: Dash, reader: Reader) -> None:
         try:
             return runs_page.run_requests_view(reader.run_requests(rid))
         except SourceError as exc:
+            if exc.status == 404:  # the run body already says "not found"
+                return []
             return runs_page.run_requests_view(None, str(exc))
 
     @app.callback(

@@ -178,6 +178,8 @@ def compare_options(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def run_page(config: DashboardConfig) -> list[Any]:
     return [
         html.Div(id="run-body", className="tt-detail"),
+        # Outside run-body: its refresh would otherwise empty the list on every tick (a flicker).
+        html.Div(id="run-requests", className="tt-run-requests"),
         html.Div(
             className="tt-card tt-whatif",
             children=[
@@ -351,7 +353,6 @@ def run_view(run: dict[str, Any] | None, run_id: int, error: str | None = None) 
         stat_cards(s),
         breakdown_table(s.get("by_model") or [], "model", "Model"),
         breakdown_table(s.get("by_endpoint") or [], "endpoint", "Endpoint"),
-        html.Div(id="run-requests", className="tt-run-requests"),
     ]
 
 

@@ -169,6 +169,20 @@ def test_a_run_scoped_from_the_ui_holds_only_the_matching_requests(live_stack, p
     # The page re-renders on its refresh tick: ask per row (retried), not one snapshot of the table.
     for rid in inside:
         expect(page.locator(f'#run-requests tr[data-id="{rid}"]')).to_have_count(1)
+    # The page's refresh tick does not empty the list before refilling it (a flicker users saw).
+    page.evaluate(
+        """() => { window.ttEmptied = 0;
+        new MutationObserver(() => {
+            if (!document.querySelector('#run-requests tr[data-id]')) window.ttEmptied++;
+        }).observe(document.body, {childList: true, subtree: true}); }"""
+    )
+    with page.expect_response(
+        lambda r: "_dash-update-component" in r.url and "run-requests.children" in (r.request.post_data or ""),
+        timeout=15_000,
+    ):
+        pass
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.ttEmptied") == 0
     listed.first.locator("a").first.click()  # each linked to its detail
     expect(page).to_have_url(re.compile(r"/request/(" + "|".join(inside) + ")$"))
     assert page.page_errors == []
