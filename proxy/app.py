@@ -11,6 +11,7 @@ tests and embedders that need nothing special.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -42,6 +43,8 @@ from .state import (
 )
 from .upstream_probe import probe_ctx, targets
 from .upstreams_state import RAW, UPSTREAMS
+
+_SWITCH_INTERVAL = 0.001  # seconds: how long the loop may wait for the GIL after a syscall
 
 log = logging.getLogger("tokentail.proxy")
 
@@ -117,7 +120,14 @@ async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
     # turns from the event loop (measured: eight threads held a 10 ms/token stream for over a
     # second); with one, the loop waits at most one call.
     app[CONTENT_POOL] = pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokentail-content")
+    # While that thread works, each syscall of the loop (a send, a recv) gives up the GIL and
+    # waits up to the switch interval to get it back: at the default 5 ms a step of a few
+    # syscalls lost tens of ms (a stream's gaps ~100 ms beside eight 4 MiB bodies of small
+    # messages; 40-50 ms at 1 ms). Uncontended, the interval costs nothing.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, _SWITCH_INTERVAL))
     yield
+    sys.setswitchinterval(interval)
     await session.close()
     pool.shutdown(wait=False, cancel_futures=True)
 

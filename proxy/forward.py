@@ -30,6 +30,7 @@ from yarl import URL
 from . import capture, upstream
 from . import record as R
 from .hooks import RequestContext, UpstreamPlan, prepare_off_loop
+from .live_entry import approx_size
 from .record import Delta, Observers, RequestRecord, merge_deltas
 from .redact import Redactor
 from .routes import Route
@@ -146,14 +147,20 @@ class _PromptRedaction:
         self.done = False
         self.end = False  # the request ended first: on_end runs once the prompt is ready
         raw, rec.prompt_pending = rec.prompt_pending, None
-        fut = asyncio.get_running_loop().run_in_executor(pool, redactor.redact_json, raw)
+        fut = asyncio.get_running_loop().run_in_executor(pool, _redact_and_size, redactor, raw)
         fut.add_done_callback(self._ready)
 
     def _ready(self, fut: asyncio.Future[Any]) -> None:
         rec = self._rec
         try:
-            rec.prompt = fut.result() if rec.capture == capture.FULL else {}  # erased meanwhile: none
-        except BaseException:  # cancelled at shutdown, or a redaction bug: no prompt rather than a raw one
+            prompt, size = fut.result()
+            if rec.capture == capture.FULL:
+                rec.prompt, rec.prompt_size = prompt, size
+            else:  # erased meanwhile: none
+                rec.prompt = {}
+        except asyncio.CancelledError:  # the pool shut down (the proxy is stopping): no prompt
+            rec.prompt = {}
+        except Exception:  # a redaction bug: no prompt rather than a raw one
             log.exception("prompt redaction failed for %s", rec.id)
             rec.prompt = {}
         rec.prompt_ready = self.done = True
@@ -161,6 +168,12 @@ class _PromptRedaction:
         if self.end:
             capture.at_end(rec)
             self._observers.end(rec)
+
+
+def _redact_and_size(redactor: Redactor, raw: Any) -> tuple[Any, int]:
+    """In the worker thread: the redacted prompt and its size for the live hub's budget."""
+    prompt = redactor.redact_json(raw)
+    return prompt, approx_size(prompt)
 
 
 class _Relay:

@@ -41,6 +41,7 @@ from tokentail.erasure import CAPTURE_HEADER, CAPTURE_LEVELS, lowest
 
 from ._promptcap import DEFAULT_PROMPT_BYTES, cap_prompt
 from .attribution import TAGS_HEADER, Fingerprinter, end_user, parse_tags
+from .json_pieces import loads_object
 from .record import RequestRecord
 from .redact import Redactor, strip_media
 from .routes import Route, RouteTable
@@ -195,7 +196,7 @@ class RequestHooks:
         serves other requests meanwhile): parse the body, then each hook's ``prepare``.
         Runs before ``request``, while nothing else holds ``ctx``; touches nothing but
         ``ctx.preparsed`` and ``ctx.prepared``."""
-        ctx.preparsed = (parse_json_object(ctx.body),)
+        ctx.preparsed = (parse_json_object(ctx.body, in_pieces=True),)
         for hook, fn in self._prepare:
             ctx.prepared[hook] = fn(ctx)
 
@@ -212,12 +213,14 @@ class RequestHooks:
                 ctx.apply(change)
 
 
-def parse_json_object(body: bytes) -> dict[str, Any] | None:
-    """The body as a JSON object, or None (empty, not JSON, too deeply nested, not an object)."""
+def parse_json_object(body: bytes, *, in_pieces: bool = False) -> dict[str, Any] | None:
+    """The body as a JSON object, or None (empty, not JSON, too deeply nested, not an object).
+    ``in_pieces``: parsed value by value (``json_pieces``), for a worker thread: one
+    ``json.loads`` call would hold the GIL, and so the event loop, for the whole parse."""
     if not body:
         return None
     try:
-        obj = json.loads(body)
+        obj = loads_object(body) if in_pieces else json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return obj if isinstance(obj, dict) else None

@@ -155,16 +155,16 @@ class LiveHub:
         if e is None or e.held is None:
             return
         start, keys = start_data(rec, self.variant)
-        payload = approx_size(rec.prompt)
+        payload = approx_size(rec.prompt) if rec.prompt_size is None else rec.prompt_size
         e.start, e.prompt_keys = start, keys
         e.size += payload
         self._entry_bytes += payload
-        self._release(e)
+        self._release(e, payload)
         self._trim()
 
-    def _release(self, e: Entry) -> None:
+    def _release(self, e: Entry, prompt_size: int = 0) -> None:
         held, e.held = e.held, None
-        self._publish("request.start", e.start, approx_size(e.start))
+        self._publish("request.start", e.start, prompt_size + approx_size(e.rec.params if e.rec else None))
         for name, data, payload in held or ():
             self._publish(name, data, payload)
 

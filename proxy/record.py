@@ -87,6 +87,9 @@ class RequestRecord:
     # a worker thread. Observers never read ``prompt_pending``.
     prompt_ready: bool = True
     prompt_pending: dict[str, Any] | None = None
+    # ``live_entry.approx_size`` of ``prompt`` when it was measured off the loop with its
+    # redaction (a capped prompt of 20,000 small messages takes ~25 ms to walk); None: not yet.
+    prompt_size: int | None = None
     params: dict[str, Any] = field(default_factory=dict)  # temperature, max_tokens, ...
     session_id: str | None = None
     # Attribution (see ``attribution``): the end user (OpenAI ``user`` field, redacted, capped),
