@@ -1040,6 +1040,10 @@
       var p = path || "/";
       var page = pageOf(p);
       var previous = detail.id;
+      // A page opened loads its own data (its callbacks take the path): the next refresh tick
+      // comes a full interval later. One at once would start a second call of the same
+      // callback, and Dash drops the first's answer: the page showed nothing until the second.
+      if (PAGE_TICKS[page] && page !== current.page) pageTickAt = Date.now();
       current.page = page;
       detail.id = page === "detail" ? detailIdFrom(p) : null;
       if (page === "detail" && detail.id !== previous) setProps("detail-body", {children: "Loading…"});

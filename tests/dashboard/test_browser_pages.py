@@ -294,3 +294,19 @@ def test_playground_streams_through_the_proxy_and_shows_in_live(live_stack, page
     expect(row.locator(".tt-row-attrs")).to_contain_text("#playground")
     assert row_text(row) == text.inner_text() and len(set(lengths)) >= 1
     assert page.page_errors == []
+
+
+def test_a_tag_chip_on_a_request_opens_the_sessions_filtered_by_it(live_stack, page):
+    tag = f"chip-{uuid.uuid4().hex[:6]}"
+    done = live_stack.stream(
+        "production", unique_prompt("Tagged."), tps=200, tokens=8, headers={"X-Tokentail-Tags": tag}
+    )[1].result(10)
+    rid = done.request_id
+    live_stack.wait_json("collector", f"/api/spans/{rid}", lambda b: b is not None, timeout=10)
+    open_page(page, live_stack, f"/request/{rid}", sources=("collector",))
+    page.locator("#detail-body a.tt-attr", has_text=tag).click()  # a link in the page: no reload
+    expect(page).to_have_url(re.compile(rf"/sessions\?tag={tag}$"))
+    expect(page.locator("#sessions-tag")).to_contain_text(tag)  # the filter shows what it holds
+    rows = page.locator("#sessions-list tr[data-session]")
+    expect(rows).to_have_count(1, timeout=5_000)  # only the tagged session, not every session
+    assert page.page_errors == []
