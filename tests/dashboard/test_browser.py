@@ -187,14 +187,14 @@ def test_token_to_screen_latency(live_stack, page):
 
     def all_text_on_screen():
         probe = page.evaluate("window.__ttProbe")
-        shown = {rid: max((n for i, n, _, _ in probe if i == rid), default=-1) for rid in ids}
+        shown = {rid: max((n for i, n, *_ in probe if i == rid), default=-1) for rid in ids}
         return probe if all(shown[rid] >= ends[rid] for rid in ids) else None
 
     probe = wait_until(all_text_on_screen, timeout=10, step=0.1, what="every delta in the DOM")
 
     latencies, frames, timeline = [], [], []
     for rid in ids:
-        seen = sorted((t, n, f) for i, n, t, f in probe if i == rid)
+        seen = sorted((t, n, f) for i, n, t, f, _ in probe if i == rid)
         assert seen and seen[0][1] == 0, "the probe did not see the row before its first token"
         # The live feed's streaming redaction holds a trailing word back until the next word
         # boundary (a secret could still grow from it; see proxy/_redact_stream.py): a delta's
@@ -247,16 +247,22 @@ def test_token_to_screen_latency(live_stack, page):
 
 
 def _release_times(deltas: list[tuple[str, float]]) -> list[float]:
-    """For each delta, when all of its text may be released by a word-holding redactor: its own
-    relay time when it ends in whitespace; else that of the next delta bringing whitespace;
-    else the last delta's (the stream's end flushes the rest)."""
-    out: list[float] = []
-    for k, (text, relayed) in enumerate(deltas):
-        if text[-1:].isspace():
-            out.append(relayed)
-            continue
-        later = (t for d, t in deltas[k + 1 :] if any(c.isspace() for c in d))
-        out.append(next(later, deltas[-1][1]))
+    """For each delta, when all of its text may be released by the live feed's streaming
+    redactor: the relay time of the first delta after which the redactor (the proxy's own,
+    default rules) has let that much text out; else the last delta's (the stream's end
+    flushes the rest). It holds a trailing word, and longer what could still grow into a
+    secret (a card's digit groups, ``Bearer `` before its token)."""
+    from tokentail.proxy.redact import Redactor
+
+    stream = Redactor().stream()
+    marks, released = [], 0
+    for text, relayed in deltas:
+        released += utf16_len(stream.feed(text))
+        marks.append((released, relayed))
+    out, cum = [], 0
+    for text, _ in deltas:
+        cum += utf16_len(text)
+        out.append(next((t for n, t in marks if n >= cum), deltas[-1][1]))
     return out
 
 

@@ -76,9 +76,17 @@ PROBE = """
 () => {
   const list = document.getElementById('tt-live-list');
   window.__ttProbe = [];
+  // Which rows are in the viewport (the page writes no text to rows off screen and catches
+  // them up when they scroll in: their marks are not a token's latency).
+  const onScreen = new Set();
+  const seenRows = new WeakSet();
+  const io = new IntersectionObserver(es => es.forEach(e => {
+    if (e.isIntersecting) onScreen.add(e.target); else onScreen.delete(e.target);
+  }));
   const record = (row, t, out) => {
+    if (row && !seenRows.has(row)) { seenRows.add(row); io.observe(row); onScreen.add(row); }
     const box = row && row.querySelector('.tt-row-text');
-    if (box && box.firstChild) out.push([row.dataset.id, box.firstChild.data.length, t, null]);
+    if (box && box.firstChild) out.push([row.dataset.id, box.firstChild.data.length, t, null, onScreen.has(row)]);
   };
   new MutationObserver(records => {
     const t = Date.now();
