@@ -1,7 +1,7 @@
 /*
  * tokentail dashboard: the live path, in the browser (see dashboard/__init__.py).
  *
- * One EventSource per proxy ({proxy}/api/live). Every request is one entry of `rows`
+ * One live feed per proxy ({proxy}/api/live; tokentail-feed.js reads it). Every request is one entry of `rows`
  * (a Map by request id) and, when on screen, one row element whose completion is a
  * Text node. A request.delta only updates the row's model in the event handler and marks
  * it dirty; once per animation frame each dirty row gets one DOM write (the text it has
@@ -599,13 +599,14 @@
     return qs.length ? url + "?" + qs.join("&") : url;
   }
 
-  // One EventSource with its state for the banner. The browser reconnects by itself
-  // after a network error; after an HTTP error or a CORS refusal it gives up (CLOSED),
-  // and we open a new one with backoff.
+  // One feed (tokentail-feed.js: an EventSource read with fetch; EventSource itself where
+  // fetch streams are missing) with its state for the banner. It reconnects by itself when
+  // an open feed ends; after an HTTP error or a refusal it gives up (CLOSED), and we open a
+  // new one with backoff.
   function connect(src, makeUrl, wire) {
     var backoff = 1000;
     function open() {
-      var es = new EventSource(makeUrl());
+      var es = (window.tokentailFeed && window.tokentailFeed.open(makeUrl)) || new EventSource(makeUrl());
       src.es = es;
       es.onopen = function () { backoff = 1000; src.everOpen = true; setState(src, "open"); };
       es.onerror = function () {

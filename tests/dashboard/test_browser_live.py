@@ -120,3 +120,72 @@ def test_rows_churned_through_the_list_leave_no_detached_nodes(live_stack, page)
     # Bounded, not growing with the rows that passed through (~25 nodes each: 1,500 if kept).
     assert after - before <= 100, f"detached DOM nodes {before} -> {after} after 260 rows churned"
     assert page.page_errors == []
+
+
+# An SSE stream with everything the parser must handle: \n, \r\n and \r line ends, comments,
+# multi-line data, an event without data (not dispatched), a persisting id, retry, a field
+# without a colon, a space-less value, multi-byte characters, and an unfinished last event.
+SSE_SAMPLE = (
+    ": hello\n\n"
+    'id: 1\nevent: request.start\ndata: {"id": "a", "text": "héllo 💬"}\n\n'
+    "event: request.delta\r\ndata: line one\r\ndata: line two\r\n\r\n"
+    "id: 2\revent: request.delta\rdata:no space\r\r"
+    "event: nothing\n\n"
+    "retry: 1500\ndata\n\n"
+    'id: 3\nevent: request.end\ndata: {"id": "a", "text": "done ✓"}\n\n'
+    "event: request.delta\ndata: never finished"
+)
+SSE_EXPECTED = [
+    ["request.start", '{"id": "a", "text": "héllo 💬"}', "1"],
+    ["request.delta", "line one\nline two", "1"],
+    ["request.delta", "no space", "2"],
+    ["message", "", "2"],
+    ["request.end", '{"id": "a", "text": "done ✓"}', "3"],
+]
+
+
+def test_the_live_feed_parser_gives_the_same_events_however_the_bytes_are_split(live_stack, page):
+    open_page(page, live_stack, "/live", sources=())
+    results = page.evaluate(
+        """text => {
+        const bytes = new TextEncoder().encode(text);
+        const run = cuts => {
+            const out = [], retries = [];
+            const p = new window.tokentailFeed.Parser((t, d, id) => out.push([t, d, id]), ms => retries.push(ms));
+            const dec = new TextDecoder('utf-8');
+            let at = 0;
+            for (const c of cuts.concat([bytes.length])) { p.push(dec.decode(bytes.slice(at, c), {stream: true})); at = c; }
+            p.push(dec.decode());
+            return JSON.stringify([out, retries]);
+        };
+        const whole = run([]);
+        const differ = [];
+        for (let i = 1; i < bytes.length; i++) {
+            if (run([i]) !== whole) differ.push([i]);
+            const j = Math.min(bytes.length - 1, i + 1 + (i % 7));
+            if (j > i && run([i, j]) !== whole) differ.push([i, j]);
+        }
+        return {whole: JSON.parse(whole), differ: differ};
+    }""",
+        SSE_SAMPLE,
+    )
+    assert results["differ"] == [], "a split changed the events"
+    events, retries = results["whole"]
+    assert events == SSE_EXPECTED
+    assert retries == [1500]
+
+
+def test_the_live_page_reads_each_proxy_through_the_fetch_feed(live_stack, page):
+    open_page(page, live_stack, "/live")
+    # Not the EventSource fallback: the feeds are the fetch reader's (tokentail-feed.js).
+    assert page.evaluate("() => typeof window.tokentailFeed.open") == "function"
+    kinds = page.evaluate(
+        "() => Object.values(window.tokentail.sources).map(s => s.es && s.es.constructor.name).sort()"
+    )
+    assert kinds and all(k == "Feed" for k in kinds), kinds
+    prompt = unique_prompt("Through the fetch feed.")
+    _stream, done = live_stack.stream("production", prompt, tps=50, ttft_ms=50, tokens=20)
+    result = done.result(10)
+    row = page.locator(".tt-row", has_text=prompt)
+    expect(row).to_have_attribute("data-status", "ok", timeout=5_000)
+    wait_until(lambda: row_text(row) == result.text, timeout=5, what="the whole completion in the row")
