@@ -3,9 +3,10 @@
 Processes, each its own (so /proc gives the proxy's CPU and RSS alone): the simulator
 (`tokentail simulate`), a loopback OTLP/HTTP sink (`bench/_otlp_sink.py`, accepts and
 discards), proxy OFF (no exporter) and proxy FULL (spans over OTLP/HTTP to the sink, with
-`/metrics` scraped every 5 s and one `/api/live` subscriber reading, both from this process).
-Rounds interleave direct, OFF and FULL so all see the same machine state; every proxy figure
-is printed as a ratio or a difference against direct *in the same run*.
+`/metrics` scraped every 5 s and one `/api/live` subscriber reading, both from this process),
+and a bare aiohttp relay (`bench/_bare_relay.py`: the floor any aiohttp/uvloop proxy pays,
+tokentail's work taken away). Rounds interleave them all so all see the same machine state;
+every proxy figure is printed as a ratio or a difference against direct *in the same run*.
 
 Scenarios (default): 1. latency, 40-token streams at 10 ms/token, concurrency 8: added TTFT
 p50/p99; 2. throughput, 40-token streams with no delay, concurrency 32: req/s (x direct) and
@@ -327,20 +328,20 @@ def report(targets: list[Target], args: argparse.Namespace, extra: dict) -> None
         f"one /api/live subscriber ({extra['live_mb']:.1f} MB read, {extra['live_reconnects']} reconnects)\n"
     )
     head = (
-        f"{'':22} {'TTFT p50':>9} {'added':>7} {'TTFT p99':>9} {'added':>7} {'req/s c32':>10} {'x direct':>9}"
+        f"{'':24} {'TTFT p50':>9} {'added':>7} {'TTFT p99':>9} {'added':>7} {'req/s c32':>10} {'x direct':>9}"
         f" {'CPU/req':>8} {'us/token':>9} {'fixed ms':>9} {'RSS idle->after':>16} {'errors':>7}"
     )
     print(head)
     for t in targets:
         r = t.res
         if "rps" not in r or "ttft_p50" not in r or "rps" not in d.res:
-            print(f"{t.name:22} {r}")
+            print(f"{t.name:24} {r}")
             continue
         direct = t is d
         a50 = "" if direct else f"{r['ttft_p50'] - d.res['ttft_p50']:+7.2f}"
         a99 = "" if direct else f"{r['ttft_p99'] - d.res['ttft_p99']:+7.2f}"
         row = (
-            f"{t.name:22} {r['ttft_p50']:7.2f}ms {a50:>7} {r['ttft_p99']:7.2f}ms {a99:>7}"
+            f"{t.name:24} {r['ttft_p50']:7.2f}ms {a50:>7} {r['ttft_p99']:7.2f}ms {a99:>7}"
             f" {r['rps']:10.0f} {r['rps'] / d.res['rps']:8.2f}x"
         )
         if not direct:
@@ -412,8 +413,13 @@ async def main_async(args: argparse.Namespace) -> None:
         stack.enter_context(spawn([PY, os.path.join(HERE, "_otlp_sink.py"), str(sink_port)], sink_port, "sink"))
         off = stack.enter_context(spawn(proxy_cmd(off_port, "off"), off_port, "proxy OFF"))
         full = stack.enter_context(spawn(proxy_cmd(full_port, "full"), full_port, "proxy FULL", full_env))
+        bare_port = free_port()
+        bare = stack.enter_context(
+            spawn([PY, os.path.join(HERE, "_bare_relay.py"), str(bare_port), sim_base], bare_port, "bare relay")
+        )
         targets = [
             Target("direct", f"{sim_base}/chat/completions"),
+            Target("bare aiohttp relay", f"http://127.0.0.1:{bare_port}/v1/chat/completions", bare.pid),
             Target("tokentail OFF", f"http://127.0.0.1:{off_port}/v1/chat/completions", _pid(off, args)),
             Target("tokentail FULL", f"http://127.0.0.1:{full_port}/v1/chat/completions", _pid(full, args)),
         ]
@@ -445,13 +451,15 @@ async def main_async(args: argparse.Namespace) -> None:
             if "throughput" in args.only:
                 await throughput(targets, tp_n, rounds)
             if "token" in args.only:
-                await per_token([t for t in targets if t.name.startswith(("tokentail", "baseline"))], q)
+                await per_token([t for t in targets if t.name.startswith(("tokentail", "baseline", "bare"))], q)
         if args.scale:
-            s_targets = targets[:3]
+            s_targets = [t for t in targets if t.name in ("direct", "tokentail OFF", "tokentail FULL")]
             await scale(s_targets, args.scale_streams, 8.0 if q else 20.0)
             extra["scale"] = {"streams": args.scale_streams, "seconds": 8.0 if q else 20.0, "targets": s_targets}
         if args.max_streams:
-            extra["max"] = await max_streams(targets[0], targets[2], 50.0, q)
+            extra["max"] = await max_streams(
+                targets[0], next(t for t in targets if t.name == "tokentail FULL"), 50.0, q
+            )
         stop.set()
         for task in bg:
             task.cancel()
