@@ -133,6 +133,10 @@ class Entry:
     ttft_ms: float | None = None
     end: dict[str, Any] | None = None  # the request.end data once finished
     size: int = 0  # bytes accounted for this entry
+    # Raw (not yet redacted) text and reasoning of deltas batched while nobody listens (see
+    # ``LiveHub.on_delta``): at most ``BATCH_CHARS`` characters, never read but to redact.
+    pending: tuple[list[str], list[str]] | None = None
+    pending_chars: int = 0
 
     @property
     def id(self) -> str:

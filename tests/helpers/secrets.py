@@ -144,7 +144,8 @@ LABELLED = [
     ),
 ]
 
-# Ordinary words, punctuation and whitespace that no rule matches, also in any combination.
+# Ordinary words, punctuation and whitespace that no rule matches alone (some combinations are
+# labelled values, e.g. "secret : 2024").
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "hello,", "world.", "it's", "(ok)",
           "x", "a-b", "key", "token", "pass", "secret", "Bearer", "basic", "42", "2024", "3.14", "café", "日本語",
           "naïve", "—", "?", "!", ":", "\"quoted\"", "path/to/file", "snake_case", "v1.2.3", "@", "+", "-"]  # fmt: skip

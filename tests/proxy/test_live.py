@@ -7,6 +7,8 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tokentail.proxy.live import LiveHub
 from tokentail.proxy.live_subscription import Subscription, TooManySubscribers
@@ -503,3 +505,110 @@ async def test_each_event_is_encoded_once_and_shared_by_every_subscriber() -> No
             assert next(item_slices(y)) is x.wire.bytes  # the same bytes object, not a copy
         else:  # a big event stays sliced, lazily, per reader
             assert b"".join(item_slices(y)) == first and len(list(item_slices(y))) > 1
+
+
+# --- deltas batched while nobody listens --------------------------------------------------
+
+
+class _CountingRedactor(Redactor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def redact_text(self, s: str) -> str:
+        self.calls += 1
+        return super().redact_text(s)
+
+
+def _words(n: int) -> list[str]:
+    return [f"word{i} " for i in range(n)]
+
+
+async def test_with_nobody_listening_deltas_are_redacted_in_batches() -> None:
+    pieces = _words(2000)
+    quiet, watched = _CountingRedactor(), _CountingRedactor()
+    a = LiveHub(boot_id=BOOT, redactor=quiet)
+    b = LiveHub(boot_id=BOOT, redactor=watched, subscriber_queue=5000)
+    sub = b.subscribe(snapshot=False)
+    run(a, rec("r"), *pieces)
+    run(b, rec("r"), *pieces)
+    assert quiet.calls * 20 < watched.calls  # the work the batching saves: it has to be there
+    # and nothing else changes: the same text, finished and as a subscriber built it
+    assert a.get_request("r")["text"] == b.get_request("r")["text"] == "".join(pieces)
+    streamed = "".join(d["text"] for _, name, d in pending(sub) if name == "request.delta")
+    assert streamed == "".join(pieces)
+
+
+@pytest.mark.parametrize("reader", ["subscribe", "get_request", "list_requests", "head", "erase"])
+async def test_anything_that_reads_the_entries_gets_the_batched_text_first(reader: str) -> None:
+    hub = LiveHub(boot_id=BOOT)
+    r = rec("r")
+    hub.on_start(r)
+    pieces = ["Hello ", "there, ", "my key is ", "sk-", "proj-", "AbCdEfGhIjKlMnOpQrStUvWxYz012345", " ok "]
+    for p in pieces:
+        r.text += p
+        hub.on_delta(r, Delta(text=p))
+    if reader == "subscribe":
+        sub = hub.subscribe()
+        got = pending(sub)
+        text = "".join(d.get("text", "") for _, name, d in got if name == "request.delta")
+    elif reader == "get_request":
+        text = hub.get_request("r")["text"]
+    elif reader == "list_requests":
+        assert [s["id"] for s in hub.list_requests(q="my key")] == ["r"]  # searched in the batched text
+        text = hub.get_request("r")["text"]
+    elif reader == "head":
+        before = hub._seq
+        assert hub.head > before  # the batch became an event
+        text = hub.get_request("r")["text"]
+    else:
+        hub.erase(lambda st: st["id"] == "r")
+        assert hub._batching == {} and hub._entries["r"].pending is None
+        return
+    # Released so far: everything but what the streaming redactor still holds (the last
+    # word), the split key redacted, never in clear.
+    assert text.startswith("Hello there, my key is ")
+    assert "AbCdEf" not in text and "sk-proj" not in text
+    assert "[REDACTED" in text
+
+
+async def test_a_batch_is_bounded_and_evicted_entries_drop_it() -> None:
+    from tokentail.proxy.live import BATCH_CHARS
+
+    hub = LiveHub(boot_id=BOOT, max_requests=1)
+    r = rec("a")
+    hub.on_start(r)
+    for p in ["x" * 100 + " "] * 200:  # 20 KB of text, nobody listening
+        hub.on_delta(r, Delta(text=p))
+        assert hub._entries["a"].pending_chars < BATCH_CHARS + 101
+    hub.on_start(rec("b"))  # over max_requests: "a" is evicted in flight
+    hub.on_start(rec("c"))
+    assert "a" not in hub._batching
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=40), st.integers(0, 60))
+def test_a_secret_split_anyhow_is_never_released_in_clear_batched_or_not(cuts, read_at) -> None:
+    text = "Here it is: " + KEY + " and some words after it, " * 3
+    pieces, i = [], 0
+    for c in cuts:
+        if i >= len(text):
+            break
+        pieces.append(text[i : i + c])
+        i += c
+    if i < len(text):
+        pieces.append(text[i:])
+    quiet, watched = LiveHub(boot_id=BOOT), LiveHub(boot_id=BOOT, subscriber_queue=5000)
+    watched.subscribe(snapshot=False)
+    for hub in (quiet, watched):
+        r = rec("r")
+        hub.on_start(r)
+        for k, p in enumerate(pieces):
+            r.text += p
+            hub.on_delta(r, Delta(text=p))
+            if k == read_at:  # a read mid-stream (the in-flight API) takes the batch
+                assert KEY[8:20] not in hub.get_request("r")["text"]
+        r.status = OK
+        hub.on_end(r)
+    assert quiet.get_request("r")["text"] == watched.get_request("r")["text"]
+    assert KEY[8:20] not in quiet.get_request("r")["text"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers.secrets import PEM, SEPS, STREAM_SECRETS, WORDS, middle
@@ -52,6 +52,9 @@ def test_split_secret_never_released(
 @settings(max_examples=300, deadline=None)
 @given(_prose, _sizes)
 def test_text_without_secrets_passes_unchanged(text: str, sizes: list[int]) -> None:
+    # Some combinations of the words are labelled values ("secret : 2024"): the property is
+    # that text the whole-text redactor leaves as it is streams through unchanged.
+    assume(R.redact_text(text) == text)
     assert "".join(_stream(_chunks(text, sizes))) == text
 
 
