@@ -116,10 +116,12 @@ async def forward(request: web.Request) -> web.StreamResponse:
         rec.status = R.CANCELLED  # the client went away (or an operator); leaving `async with` closed the upstream
         if rec.error == R.ERR_OPERATOR and _only_our_cancel(relay.resp):
             return await _operator_cancelled(request, rec, relay.resp)
+        relay.client_left(rec)
         raise
     except _UPSTREAM_ERRORS as exc:
         if isinstance(exc, (ConnectionResetError, aiohttp.ClientConnectionResetError)) and _client_gone(request):
             rec.status = R.CANCELLED
+            relay.client_left(rec)
             raise asyncio.CancelledError from None
         reason, message = _upstream_error(exc, ctx.plan.base, config)
         return await _upstream_failed(request, rec, relay.resp, reason, message)
@@ -180,11 +182,13 @@ class _Relay:
     """The response half: the upstream's bytes to the client, through the tap. Its response
     and tap stay reachable for the error paths (was anything sent yet? what arrived?)."""
 
-    __slots__ = ("resp", "tap")
+    __slots__ = ("delivered", "resp", "status", "tap")
 
     def __init__(self) -> None:
         self.resp: web.StreamResponse | None = None
         self.tap: StreamTap | None = None
+        self.status = 0  # the upstream's
+        self.delivered = False  # the stream's terminator was written to the client
 
     async def run(
         self,
@@ -213,10 +217,12 @@ class _Relay:
         )
         capture.after_tap(rec)
         await resp.prepare(request)
+        self.status = up.status
         async for chunk in up.content.iter_any():
             out, deltas = tap.feed(chunk)
             if out:
                 await resp.write(out)
+                self.delivered = tap.complete
             if deltas:
                 _on_deltas(rec, deltas, observers)
         tail = tap.finish()
@@ -228,6 +234,12 @@ class _Relay:
         if up.status >= 400:
             rec.error = R.ERR_STATUS
         return resp
+
+    def client_left(self, rec: RequestRecord) -> None:
+        """The client went away: a success if it had the whole answer, terminator included
+        (the openai SDK stops reading at ``[DONE]`` and may hang up before the upstream closes)."""
+        if self.delivered and rec.error is None and self.status < 400:
+            rec.status = R.OK
 
     def close(self) -> None:
         if self.tap is not None:

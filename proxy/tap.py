@@ -160,6 +160,11 @@ class StreamTap:
         # The raw stream view (its one clock read per event is the arrival time).
         self._raw = rec.raw = RawCapture(rec.t0, max_capture_bytes, request_json)
 
+    @property
+    def complete(self) -> bool:
+        """The protocol's terminator (``[DONE]``, ``message_stop``, ...) was seen."""
+        return self._complete
+
     def feed(self, chunk: bytes) -> tuple[bytes, list[Delta]]:
         """Read one chunk; return (bytes for the client, deltas found in it)."""
         if self._finished or not chunk:

@@ -335,3 +335,53 @@ async def test_websocket_upgrade_is_refused_with_501():
     finally:
         await proxy.close()
         await up.close()
+
+
+@pytest.mark.parametrize("after_done", [True, False])
+async def test_a_client_that_hangs_up_after_done_had_a_successful_request(after_done):
+    """The openai SDK stops reading at ``[DONE]`` and may close before the upstream does: that
+    request succeeded. A client that leaves before ``[DONE]`` cancelled it."""
+    from tokentail.proxy.state import HUB
+
+    done = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for word in ("Hello", " there"):
+            await resp.write(chunk(delta(word)))
+        await resp.write(chunk(USAGE))
+        if after_done:
+            await resp.write(b"data: [DONE]\n\n")
+        await asyncio.sleep(3)  # the upstream keeps its connection a while after its answer
+        done.set()
+        await resp.write_eof()
+        return resp
+
+    up_app = web.Application()
+    up_app.router.add_post("/v1/chat/completions", handler)
+    upstream = await serve(up_app)
+    proxy = await start_proxy_server(str(upstream.make_url("/v1")))
+    try:
+        client = aiohttp.ClientSession()
+        resp = await client.post(proxy.make_url("/v1/chat/completions"), json=CHAT_REQ)
+        seen = b""
+        want = b"[DONE]" if after_done else b" there"
+        async with asyncio.timeout(5):
+            while want not in seen:
+                got = await resp.content.readany()
+                assert got, f"the stream ended early: {seen!r}"
+                seen += got
+        rid = resp.headers["x-tokentail-request-id"]
+        resp.close()  # hang up, as the SDK does
+        await client.close()
+        hub = proxy.app[HUB]
+        await until(lambda: hub.get_request(rid)["status"] != "in_flight", timeout=5)
+        assert not done.is_set(), "the proxy waited for the upstream to close"
+        got = hub.get_request(rid)
+        assert got["status"] == ("ok" if after_done else "cancelled")
+        assert got["text"] == "Hello there"
+    finally:
+        await proxy.close()
+        await upstream.close()
