@@ -85,3 +85,22 @@ def test_stacked_by_model_legend_has_no_repeated_colour():
     fig = f.stacked_by_model(metrics_response(groups))
     colors = [t.line.color for t in fig.data]
     assert len(colors) == 9 and len(set(colors)) == 9
+
+
+def test_figures_built_without_validation_are_valid_plotly():
+    """The charts are built from plain dicts without plotly's per-property validation (it was
+    most of an Overview refresh): every property must still be one plotly accepts, unchanged."""
+    import json
+
+    import plotly.graph_objects as go
+    from plotly.utils import PlotlyJSONEncoder
+
+    keys = [k for _, _, _, ms, _ in f.CHARTS for k, _ in ms]
+    groups = {g: {"metrics": {k: [1.5, None, 3.0, 0.0] for k in keys}} for g in ("production", "canary", "exp-a")}
+    resp = metrics_response(groups, n=4)
+    figs = {**f.overview_figures(resp), "models": f.stacked_by_model(resp)}
+    for cid, fig in figs.items():
+        ours = fig.to_plotly_json()
+        validated = go.Figure(ours)  # raises on any property plotly does not know or accept
+        as_json = lambda obj: json.loads(json.dumps(obj, cls=PlotlyJSONEncoder))
+        assert as_json(validated.to_plotly_json()) == as_json(ours), cid
