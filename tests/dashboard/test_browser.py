@@ -20,6 +20,7 @@ from tests.helpers.browser import (
     SCREENSHOTS,
     SECRET,
     open_page,
+    pick_option,
     plot_traces,
     quantile,
     row_text,
@@ -107,8 +108,15 @@ def test_detail_page_follows_a_streaming_request_to_its_end(live_stack, page):
     expect(page.locator('[data-stat="ttft"]')).to_contain_text("ms")
     expect(page.locator(".tt-msg-user")).to_contain_text(prompt)
     expect(page.locator(".tt-msg-system")).to_contain_text("concise assistant")
-    page.locator("#detail-mode label", has_text="Markdown").click()
-    expect(page.locator("#detail-md")).to_be_visible()
+    # The page re-renders once more at the request's end; a click can land on the old radios.
+    wait_until(
+        lambda: (
+            page.locator("#detail-mode label", has_text="Markdown").click() or page.locator("#detail-md").is_visible()
+        ),
+        timeout=15,
+        step=0.5,
+        what="the Markdown view",
+    )
     expect(page.locator("#detail-md")).to_contain_text(s.text.split()[0])
     assert "event: request.end" in page.locator("#tt-detail-sse").text_content()
     page.locator("#detail-mode label", has_text="Text").click()
@@ -137,16 +145,14 @@ def test_live_filters_by_text_status_and_model(live_stack, page):
     expect(bad_row).to_be_visible()
     page.locator("#live-q").fill("")
 
-    page.locator("#live-status").click()
-    page.locator(".dash-dropdown-option", has_text="Error").click()
+    pick_option(page, "#live-status", "Error")
     page.keyboard.press("Escape")
     expect(bad_row).to_be_visible()
     expect(good_row).to_have_count(0)
     statuses = page.locator(".tt-row").evaluate_all("rows => rows.map(r => r.dataset.status)")
     assert statuses and set(statuses) == {"error"}, statuses
 
-    page.locator("#live-model").click()
-    page.locator(".dash-dropdown-option", has_text="sim-claude").click()  # only the failing request uses it
+    pick_option(page, "#live-model", "sim-claude")  # only the failing request uses it
     page.keyboard.press("Escape")
     expect(page.locator(".tt-row")).to_have_count(1)
     expect(bad_row).to_be_visible()

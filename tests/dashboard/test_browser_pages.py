@@ -12,7 +12,7 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
-from tests.helpers.browser import SCREENSHOTS, SECRET, open_page, row_text, unique_prompt
+from tests.helpers.browser import SCREENSHOTS, SECRET, open_page, pick_option, row_text, unique_prompt
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -99,8 +99,7 @@ def test_runs_record_stats_what_if_and_compare(live_stack, page):
     expect(cost.locator("xpath=..")).to_contain_text("+ 1 request without a price")
     expect(page.locator('#run-by-model tr[data-model="sim-gpt-4o"] td').nth(1)).to_have_text("2")
     expect(page.locator('#run-by-model tr[data-model="sim-llama-3-8b"] td').nth(5)).to_have_text("unknown")
-    page.locator("#run-whatif-model").click()
-    page.locator(".dash-dropdown-option", has_text="sim-claude").click()
+    pick_option(page, "#run-whatif-model", "sim-claude")
     expect(page.locator("#run-whatif b")).to_have_text(re.compile(r"^\$[\d.]+$"), timeout=5_000)
     expect(page.locator("#run-whatif")).to_contain_text("At sim-claude")
     page.locator("#tt-toast").evaluate(
@@ -223,8 +222,7 @@ def test_sessions_list_filters_and_turns_in_order(live_stack, page):
     assert sid
 
     open_page(page, live_stack, "/sessions", sources=("collector",))
-    page.locator("#sessions-user").click()
-    page.locator(".dash-dropdown-option", has_text=user).click()
+    pick_option(page, "#sessions-user", user)
     page.keyboard.press("Escape")
     rows = page.locator("#sessions-list tr[data-session]")
     expect(rows).to_have_count(1, timeout=5_000)
@@ -264,8 +262,7 @@ def test_sessions_list_filters_and_turns_in_order(live_stack, page):
 
     # The Live page filters by the same tag.
     page.locator("#nav-live").click()
-    page.locator("#live-tag").click()
-    page.locator(".dash-dropdown-option", has_text=tag).click()
+    pick_option(page, "#live-tag", tag)
     page.keyboard.press("Escape")
     expect(page.locator(".tt-row")).to_have_count(3)
     expect(page.locator(".tt-row").first.locator(".tt-row-attrs")).to_contain_text(f"#{tag}")
@@ -306,7 +303,7 @@ def test_a_tag_chip_on_a_request_opens_the_sessions_filtered_by_it(live_stack, p
     open_page(page, live_stack, f"/request/{rid}", sources=("collector",))
     page.locator("#detail-body a.tt-attr", has_text=tag).click()  # a link in the page: no reload
     expect(page).to_have_url(re.compile(rf"/sessions\?tag={tag}$"))
-    expect(page.locator("#sessions-tag")).to_contain_text(tag)  # the filter shows what it holds
+    expect(page.locator("#sessions-tag")).to_contain_text(tag, timeout=15_000)  # the filter shows what it holds
     rows = page.locator("#sessions-list tr[data-session]")
     expect(rows).to_have_count(1, timeout=5_000)  # only the tagged session, not every session
     assert page.page_errors == []

@@ -15,6 +15,7 @@ __all__ = [
     "SECRET",
     "detached_dom_nodes",
     "open_page",
+    "pick_option",
     "plot_traces",
     "quantile",
     "row_text",
@@ -44,6 +45,25 @@ def open_page(page, live_stack, path: str, sources=("proxy:production", "proxy:c
         expect(page.locator(f'#tt-sources [data-source="{key}"]')).to_have_attribute(
             "data-state", "open", timeout=10_000
         )
+
+
+def pick_option(page, dropdown: str, text: str, tries: int = 3) -> None:
+    """Open the Dash dropdown ``dropdown`` (a selector) and choose the option holding ``text``.
+    Options can arrive after the list opened (from a callback, or the Live page's feed every
+    200 ms), and a loaded machine is slow at both: reopen until the option is there."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    option = page.locator(".dash-dropdown-option", has_text=text).first
+    for _ in range(tries):
+        page.locator(dropdown).click()
+        try:
+            option.wait_for(state="visible", timeout=10_000)
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+            continue
+        option.click()
+        return
+    raise AssertionError(f"no option {text!r} in {dropdown} after {tries} tries")
 
 
 def row_text(locator) -> str:
