@@ -5,8 +5,8 @@ for ~165 ms (msgspec: ~95 ms), and the proxy's event loop, in another thread, re
 chunk meanwhile, however the parse was moved off the loop. ``loads_object`` walks the top
 object's members and the elements of top-level arrays (``messages``, ``input``, ...) in
 Python and hands each value to the standard decoder's C scanner: the same result as
-``json.loads`` but the interpreter may switch threads between values (every 5 ms,
-``sys.getswitchinterval``). One huge string is still one call, but scanning a string runs
+``json.loads`` but the interpreter may switch threads between values (at its switch
+interval: 1 ms in the proxy, see ``app``). One huge string is still one call, but scanning a string runs
 at hundreds of MB/s. The price: ~3x the CPU of one ``json.loads`` on such a body (~0.5 s
 instead of ~0.17 s, in the worker thread), paid only for bodies ``prepare_off_loop`` picks.
 

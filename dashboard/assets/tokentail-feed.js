@@ -105,31 +105,38 @@
   function Parser(dispatch, setRetry) {
     this._dispatch = dispatch;
     this._setRetry = setRetry;
-    this._rest = "";       // an unfinished line
+    this._parts = [];      // an unfinished line, as it came
     this._skipLF = false;  // the last chunk ended in \r: a \n starting the next belongs to it
     this._type = "";
     this._data = [];
     this._id = "";
   }
 
+  // Each character is looked at once: an unfinished line is kept in pieces and joined when
+  // its end arrives (a 1 MiB event in 1 KiB reads would otherwise be rescanned a thousand times).
   Parser.prototype.push = function (text) {
     if (!text) return;
     if (this._skipLF) {
       this._skipLF = false;
       if (text.charCodeAt(0) === 10) text = text.slice(1);
     }
-    var buf = this._rest + text;
-    var start = 0, n = buf.length;
+    var start = 0, n = text.length;
     for (var i = 0; i < n; i++) {
-      var c = buf.charCodeAt(i);
+      var c = text.charCodeAt(i);
       if (c !== 10 && c !== 13) continue;
-      this._line(buf.slice(start, i));
+      var line = text.slice(start, i);
+      if (this._parts.length) {
+        this._parts.push(line);
+        line = this._parts.join("");
+        this._parts = [];
+      }
+      this._line(line);
       if (c === 13) {
-        if (i + 1 < n) { if (buf.charCodeAt(i + 1) === 10) i++; } else this._skipLF = true;
+        if (i + 1 < n) { if (text.charCodeAt(i + 1) === 10) i++; } else this._skipLF = true;
       }
       start = i + 1;
     }
-    this._rest = buf.slice(start);
+    if (start < n) this._parts.push(text.slice(start));
   };
 
   Parser.prototype._line = function (line) {

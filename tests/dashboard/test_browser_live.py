@@ -189,3 +189,17 @@ def test_the_live_page_reads_each_proxy_through_the_fetch_feed(live_stack, page)
     row = page.locator(".tt-row", has_text=prompt)
     expect(row).to_have_attribute("data-status", "ok", timeout=5_000)
     wait_until(lambda: row_text(row) == result.text, timeout=5, what="the whole completion in the row")
+
+
+def test_the_live_feed_parser_takes_a_long_event_in_many_small_reads(live_stack, page):
+    open_page(page, live_stack, "/live", sources=())
+    got = page.evaluate(
+        """() => {
+        const text = 'id: 7\\r\\nevent: request.end\\r\\ndata: ' + 'é x'.repeat(400000) + '\\r\\n\\r\\n';
+        const out = [];
+        const p = new window.tokentailFeed.Parser((t, d, id) => out.push([t, d.length, id]), () => {});
+        for (let i = 0; i < text.length; i += 1000) p.push(text.slice(i, i + 1000));
+        return out;
+    }"""
+    )
+    assert got == [["request.end", 1_200_000, "7"]]
