@@ -307,6 +307,9 @@ def x_width(page, graph_id: str) -> float:
 
 
 def test_overview_charts_two_variants_and_range_picker(live_stack, page):
+    # Its own traffic through both variants: the test must not depend on the tests before it.
+    for variant in ("production", "canary"):
+        live_stack.stream(variant, unique_prompt(f"Overview traffic via {variant}."), tps=200, tokens=8)[1].result(10)
     open_page(page, live_stack, "/")
     for variant in ("production", "canary"):
         expect(page.locator(f'.tt-variant-card[data-variant="{variant}"] .tt-variant-sub')).to_have_text(

@@ -50,12 +50,17 @@ def open_page(page, live_stack, path: str, sources=("proxy:production", "proxy:c
 def pick_option(page, dropdown: str, text: str, tries: int = 3) -> None:
     """Open the Dash dropdown ``dropdown`` (a selector) and choose the option holding ``text``.
     Options can arrive after the list opened (from a callback, or the Live page's feed every
-    200 ms), and a loaded machine is slow at both: reopen until the option is there."""
+    200 ms), and a loaded machine is slow at both: reopen until the option is there. A long
+    list is virtualised (only the options in view are in the DOM; the Live page's tags after
+    a whole test session): type into its search box, as a person would."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     option = page.locator(".dash-dropdown-option", has_text=text).first
     for _ in range(tries):
         page.locator(dropdown).click()
+        search = page.locator(".dash-dropdown-search")
+        if search.count():
+            search.first.fill(text)
         try:
             option.wait_for(state="visible", timeout=10_000)
         except PlaywrightTimeout:
