@@ -8,7 +8,8 @@ check and token gate as the page; no CORS, so no other page can read it), becaus
 browser's ``EventSource`` cannot send headers and the token rides as ``?token=`` on the
 feeds it opens. Off loopback the page itself is only served to holders of the token
 (``?token=`` once, then an HttpOnly cookie). The admin token never reaches the page:
-state changes go through ``actions``. Who may ask for what is ``tokentail.access``
+state changes go through ``actions``. The Sessions page's HTML also carries its first screen,
+rendered here before Dash boots (``first_view``). Who may ask for what is ``tokentail.access``
 (one pure decision; ``tokentail.access_flask`` applies it to every request here).
 
 Every answer carries a strict Content-Security-Policy (scripts from this server and the
@@ -22,10 +23,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ from dash import Dash
 
 from tokentail import access_flask
 
-from . import actions, callbacks, compare_page, layout, replay, replay_run, replay_view
+from . import actions, callbacks, compare_page, first_view, layout, replay, replay_run, replay_view
 from .config import DashboardConfig, display_url
 from .figures import palette_config
 from .queries import HISTORY_LIMIT, Reader, SourceError, history_rows
@@ -83,10 +85,35 @@ INDEX = """<!DOCTYPE html>
     <script id="tt-config" type="application/json">__TT_CONFIG__</script>
   </head>
   <body>
-    {%app_entry%}
+    <!--tt-first-->{%app_entry%}
     <footer>{%config%}{%scripts%}{%renderer%}</footer>
   </body>
 </html>"""
+
+
+FIRST_VIEW_MARK = "<!--tt-first-->"
+
+
+class _App(Dash):
+    """Dash, with a page's first view (``first_view``) put into the HTML of each request."""
+
+    def __init__(self, *args: Any, first: Callable[[], str | None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._first = first
+
+    def interpolate_index(
+        self,
+        metas: Any = "",
+        title: Any = "",
+        css: Any = "",
+        config: Any = "",
+        scripts: Any = "",
+        app_entry: Any = "",
+        favicon: Any = "",
+        renderer: Any = "",
+    ) -> Any:
+        page = super().interpolate_index(metas, title, css, config, scripts, app_entry, favicon, renderer)
+        return page.replace(FIRST_VIEW_MARK, self._first() or "", 1)
 
 
 def page_config(config: DashboardConfig) -> dict[str, Any]:
@@ -146,11 +173,17 @@ def _script_json(obj: Any) -> str:
 def create_app(config: DashboardConfig, reader: Reader | None = None, post: Any = None) -> Dash:
     """The dashboard; tests pass a fake ``reader`` (the reads) and ``post`` (the actions' calls)."""
     reader = reader or Reader(config)
-    app = Dash(
+
+    def first() -> str | None:
+        req = flask.request
+        return first_view.render(config, reader, req.path, req.query_string.decode("utf-8", "replace"), time.time())
+
+    app = _App(
         __name__,
+        first=first,
         assets_folder=str(ASSETS),
         title="tokentail",
-        update_title=None,  # type: ignore[arg-type]  # typed str, but Dash documents None: keep the tab title
+        update_title=None,  # Dash documents None: keep the tab title
         suppress_callback_exceptions=True,  # the detail page's controls come and go
         serve_locally=True,
         meta_tags=[

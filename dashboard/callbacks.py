@@ -19,7 +19,6 @@ from typing import Any
 
 from dash import Dash, Input, NoUpdate, Output, State, ctx, html, no_update
 
-from . import _format as fmt
 from . import figures, layout, queries, runs_page, sessions_page, upstreams_view
 from ._components import guard as _guard
 from ._components import oops as _oops
@@ -249,42 +248,41 @@ def register_history(app: Dash, reader: Reader) -> None:
         except SourceError as exc:
             return [no_update, [html.Span("●", className="tt-bad"), f" Could not load sessions: {exc}"], no_update]
         sig = hashlib.sha1(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
-        status = sessions_page.status_text(offset, len(rows), total) + f" · updated {fmt.clock(time.time())}"
+        table, status = sessions_page.list_answer(rows, total, offset, time.time())
         new_state = {"offset": offset, "shown": len(rows), "total": total, "sig": sig}
         if trigger == "page-tick" and sig == state.get("sig") and offset == state.get("offset"):
             return [no_update, status, new_state]  # nothing changed: no table sent, none rendered
-        return [sessions_page.sessions_table(rows), status, new_state]
+        return [table, status, new_state]
 
     @app.callback(
         Output("sessions-user", "options"),
         Output("sessions-tag", "options"),
         Output("sessions-key", "options"),
-        Input("url", "pathname"),
-    )
-    @_guard("sessions filters", lambda: [no_update] * 3)
-    def update_sessions_filters(path):
-        # The filters' choices (a scan of all stored spans): on arrival only, not on every
-        # snapshot, and in their own callback so the table does not wait for them.
-        if path != "/sessions":
-            return [no_update] * 3
-        try:
-            return sessions_page.filter_options(reader.facets())
-        except SourceError:
-            return [no_update] * 3
-
-    @app.callback(
         Output("sessions-user", "value"),
         Output("sessions-tag", "value"),
         Output("sessions-key", "value"),
+        Input("url", "pathname"),
         Input("url", "search"),
-        State("url", "pathname"),
+        State("sessions-user", "value"),
+        State("sessions-tag", "value"),
+        State("sessions-key", "value"),
     )
-    def sessions_filter_from_link(search, path):
-        # /sessions?user=alice (a chip on a request page): start filtered.
-        if path != "/sessions" or not search:
-            return [no_update] * 3
-        q = urllib.parse.parse_qs(search.lstrip("?"))
-        return [q[k][0] if k in q else None for k in ("user", "tag", "key")]
+    @_guard("sessions filters", lambda: [no_update] * 6)
+    def update_sessions_filters(path, search, user, tag, key):
+        # The filters' choices (a scan of all stored spans) on arrival only, not on every
+        # snapshot; with them the filters a link chose (/sessions?user=alice, a chip on a
+        # request page): in one answer, because Dash's dropdown drops a value that is not
+        # among its options when it is set.
+        if path != "/sessions":
+            return [no_update] * 6
+        linked = sessions_page.filters_from_search(search)
+        chosen = linked if any(linked.values()) else {"user": user, "tag": tag, "key": key}
+        try:
+            facets = reader.facets()
+        except SourceError:
+            facets = None  # the chosen values still listed: the list shows the collector's error
+        values = list(linked.values()) if any(linked.values()) else [no_update] * 3
+        return [*sessions_page.filter_options(facets, chosen), *values]
 
     @app.callback(Output("session-body", "children"), Input("url", "pathname"), Input("session-tick", "data"))
     @_guard("session page", _oops)

@@ -100,7 +100,8 @@ def page(config: DashboardConfig) -> html.Div:
     )
 
 
-def header(config: DashboardConfig) -> html.Header:
+def header(config: DashboardConfig, active: str | None = None) -> html.Header:
+    """The top bar; ``active`` marks a page's link (tokentail.js does it in the app, by path)."""
     return html.Header(
         className="tt-header",
         children=[
@@ -108,7 +109,13 @@ def header(config: DashboardConfig) -> html.Header:
             html.Nav(
                 className="tt-nav",
                 children=[
-                    dcc.Link(label, href=path, id=f"nav-{name}", className="tt-nav-link") for name, label, path in NAV
+                    dcc.Link(
+                        label,
+                        href=path,
+                        id=f"nav-{name}",
+                        className="tt-nav-link active" if name == active else "tt-nav-link",
+                    )
+                    for name, label, path in NAV
                 ],
             ),
             # One dot per source, coloured by tokentail.js from its connection state.

@@ -105,15 +105,15 @@ class Reader:
     config: DashboardConfig
     fetch: Any = field(default=get_json)  # tests inject a fake
 
-    def _get(self, base: str, path: str, params: dict[str, Any] | None = None) -> Any:
+    def _get(self, base: str, path: str, params: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
         query = urllib.parse.urlencode({k: v for k, v in (params or {}).items() if v not in (None, "")})
         url = f"{base}{path}" + (f"?{query}" if query else "")
-        return self.fetch(url, token=self.config.read_token, timeout=self.config.timeout)
+        return self.fetch(url, token=self.config.read_token, timeout=timeout or self.config.timeout)
 
-    def _collector(self, path: str, params: dict[str, Any] | None = None) -> Any:
+    def _collector(self, path: str, params: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
         if not self.config.collector:
             raise SourceError("no collector configured (--collector URL)")
-        return self._get(self.config.collector, path, params)
+        return self._get(self.config.collector, path, params, timeout)
 
     def metrics(self, rng: str, by: str = "variant", model: str | None = None) -> dict[str, Any]:
         return self._collector("/api/metrics", {"range": rng, "by": by, "model": model or None})
@@ -135,17 +135,17 @@ class Reader:
         body = self._collector("/api/requests/search", params)
         return body if isinstance(body, dict) else {"requests": [], "total": 0}
 
-    def sessions_page(self, **filters: Any) -> tuple[list[dict[str, Any]], int | None]:
+    def sessions_page(self, timeout: float | None = None, **filters: Any) -> tuple[list[dict[str, Any]], int | None]:
         """A page of ``/api/sessions`` (``limit``, ``offset``) and the total (None from a
-        collector that does not count them yet)."""
+        collector that does not count them yet); ``timeout`` instead of the configured one."""
         try:
-            body = self._collector("/api/sessions", filters)
+            body = self._collector("/api/sessions", filters, timeout)
         except SourceError as exc:
             # A collector from before paging refuses offset and q (400): its one list, unpaged.
             if exc.status != 400 or not ({"offset", "q"} & {k for k, v in filters.items() if v}):
                 raise
             legacy = {k: v for k, v in filters.items() if k not in ("offset", "q")}
-            body = self._collector("/api/sessions", {**legacy, "limit": 200})
+            body = self._collector("/api/sessions", {**legacy, "limit": 200}, timeout)
         if not isinstance(body, dict):
             return [], 0
         total = body.get("total")

@@ -8,6 +8,7 @@ which drops each one as soon as this page, rendered again, lists it.
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 from urllib.parse import quote
 
@@ -38,7 +39,11 @@ def session_id_from_path(path: str | None) -> str | None:
     return sid or None
 
 
-def list_page(config: DashboardConfig) -> list[Any]:
+def list_page(
+    config: DashboardConfig, table: Any = None, status: Any = "Loading…", values: dict[str, str | None] | None = None
+) -> list[Any]:
+    """The list page; the app's layout has it empty ("Loading…"), ``first_view`` with its
+    first page of rows (``table``, ``status``) and the filters a link chose (``values``)."""
     if not config.collector:
         return [
             html.Div(className="tt-toolbar", children=[html.H1("Sessions", className="tt-h1")]),
@@ -56,9 +61,14 @@ def list_page(config: DashboardConfig) -> list[Any]:
                     className="tt-toolbar-right",
                     children=[
                         dcc.Dropdown(
-                            id=cid, options=[], value=None, placeholder=label, clearable=True, className="tt-dropdown"
+                            id=cid,
+                            options=[],
+                            value=(values or {}).get(name),
+                            placeholder=label,
+                            clearable=True,
+                            className="tt-dropdown",
                         )
-                        for _, cid, label in FILTERS
+                        for name, cid, label in FILTERS
                     ],
                 ),
             ],
@@ -77,10 +87,21 @@ def list_page(config: DashboardConfig) -> list[Any]:
                 html.Button("Older →", id="sessions-next", type="button", className="tt-btn tt-btn-small", n_clicks=0),
             ],
         ),
-        html.Div(id="sessions-status", className="tt-status-line", children="Loading…"),
+        html.Div(id="sessions-status", className="tt-status-line", children=status),
         dcc.Store(id="sessions-page", data={"offset": 0}),
-        html.Div(id="sessions-list"),
+        html.Div(id="sessions-list", children=table),
     ]
+
+
+def filters_from_search(search: str | None) -> dict[str, str | None]:
+    """The filters a link chose: ``/sessions?user=alice`` (a chip on a request page)."""
+    q = urllib.parse.parse_qs((search or "").lstrip("?"))
+    return {name: q[name][0] if q.get(name) else None for name, _, _ in FILTERS}
+
+
+def list_answer(rows: list[dict[str, Any]], total: int | None, offset: int, now: float) -> tuple[Any, str]:
+    """A page of ``/api/sessions`` as the list shows it: the table and the status line."""
+    return sessions_table(rows), status_text(offset, len(rows), total) + f" · updated {fmt.clock(now)}"
 
 
 def page_state(offset: int, step: int, state: dict[str, Any] | None) -> int:
@@ -101,13 +122,25 @@ def status_text(offset: int, shown: int, total: int | None) -> str:
     return f"{offset + 1:,}–{offset + shown:,} of {fmt.count(total)} session" + ("" if total == 1 else "s")
 
 
-def filter_options(facets: dict[str, Any] | None) -> list[list[dict[str, str]]]:
-    """Dropdown options for user, tag and key, most used first."""
+def filter_options(
+    facets: dict[str, Any] | None, chosen: dict[str, str | None] | None = None
+) -> list[list[dict[str, str]]]:
+    """Dropdown options for user, tag and key, most used first, each list with its ``chosen``
+    value in it: Dash's dropdown drops a value its options do not hold (a link's filter, set
+    before the options arrived, was lost that way)."""
     out = []
-    for facet in ("users", "tags", "keys"):
-        top = sorted((facets or {}).get(facet) or [], key=lambda f: -(f.get("requests") or 0))[:MAX_OPTIONS]
-        out.append([{"label": f"{f['value']} ({f['requests']})", "value": f["value"]} for f in top])
+    for (name, _, _), facet in zip(FILTERS, ("users", "tags", "keys"), strict=True):
+        every = sorted((facets or {}).get(facet) or [], key=lambda f: -(f.get("requests") or 0))
+        top = every[:MAX_OPTIONS]
+        keep = (chosen or {}).get(name)
+        if keep and all(f["value"] != keep for f in top):
+            top.append(next((f for f in every if f["value"] == keep), {"value": keep, "requests": None}))
+        out.append([{"label": _option_label(f), "value": f["value"]} for f in top])
     return out
+
+
+def _option_label(facet: dict[str, Any]) -> str:
+    return facet["value"] if facet.get("requests") is None else f"{facet['value']} ({facet['requests']})"
 
 
 def _models(models: list[str]) -> list[Any]:

@@ -307,3 +307,42 @@ def test_a_tag_chip_on_a_request_opens_the_sessions_filtered_by_it(live_stack, p
     rows = page.locator("#sessions-list tr[data-session]")
     expect(rows).to_have_count(1, timeout=5_000)  # only the tagged session, not every session
     assert page.page_errors == []
+
+
+# Set before any page script runs: what the document held when its HTML was parsed.
+FIRST_VIEW_PROBE = """
+document.addEventListener('DOMContentLoaded', () => {
+  const f = document.getElementById('tt-first');
+  window.__first = f && {
+    rows: [...f.querySelectorAll('tr[data-session]')].map(r => r.dataset.session),
+    ids: f.querySelectorAll('[id]').length,
+    covers: getComputedStyle(f).position === 'fixed' && f.getBoundingClientRect().height === innerHeight,
+    app: !!document.getElementById('sessions-list'),
+  };
+});
+"""
+
+
+def test_the_sessions_page_paints_from_its_html_then_the_app_takes_over_keeping_a_links_filter(live_stack, page):
+    user = f"user-{uuid.uuid4().hex[:6]}"
+    live_stack.stream("production", unique_prompt("First paint."), tps=200, tokens=8, body={"user": user})[1].result(10)
+    sid = live_stack.wait_json("collector", f"/api/spans?user={user}&messages=false", lambda b: len(b["spans"]) == 1)[
+        "spans"
+    ][0]["session_id"]
+    page.add_init_script(FIRST_VIEW_PROBE)
+    open_page(page, live_stack, f"/sessions?user={user}", sources=("collector",))
+    # The rows were in the HTML, over the app, before Dash had drawn anything; no id twice.
+    assert page.evaluate("() => window.__first") == {"rows": [sid], "ids": 0, "covers": True, "app": False}
+    expect(page.locator("#tt-first")).to_have_count(0, timeout=15_000)  # handed over
+    rows = page.locator("#sessions-list tr[data-session]")
+    expect(rows).to_have_count(1, timeout=5_000)
+    expect(rows.first).to_have_attribute("data-session", sid)
+    expect(page.locator("#sessions-user")).to_contain_text(user)
+    # Past a refresh tick the link's filter still holds (Dash's dropdown dropped a value set
+    # before its options arrived, and the list then showed every session).
+    time.sleep(5)
+    expect(page.locator("#sessions-user")).to_contain_text(user)
+    expect(rows).to_have_count(1)
+    rows.first.locator("a").click()  # the app's link: no reload
+    expect(page.locator("#session-turns .tt-turn")).to_have_count(1, timeout=5_000)
+    assert page.page_errors == []

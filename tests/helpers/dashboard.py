@@ -69,13 +69,16 @@ SPAN = {
 class FakeReader(Reader):
     """A Reader whose collector answers from memory (or is down)."""
 
-    def __init__(self, config, down=False):
+    def __init__(self, config, down=False, sessions=None):
         super().__init__(config)
         self.down = down
         self.calls = []
+        self.timeouts = []  # each call's own timeout (None: the configured one)
+        self.sessions_rows = sessions or []
 
-    def _collector(self, path, params=None):
+    def _collector(self, path, params=None, timeout=None):
         self.calls.append((path, params))
+        self.timeouts.append(timeout)
         if self.down:
             raise SourceError("http://127.0.0.1:8788/api/metrics is unreachable (Connection refused)")
         if path == "/api/metrics":
@@ -93,6 +96,8 @@ class FakeReader(Reader):
             }
         if path == "/api/spans":
             return {"spans": [SPAN]}
+        if path == "/api/sessions":
+            return {"sessions": self.sessions_rows, "total": len(self.sessions_rows)}
         raise SourceError("404", status=404)
 
     def live_request(self, request_id):
