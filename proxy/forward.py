@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
-import uuid
 from concurrent.futures import Executor
 from typing import Any
 
@@ -65,10 +65,20 @@ async def _read_body(request: web.Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def request_id() -> str:
+    """A random (version 4) UUID as text, as ``str(uuid.uuid4())`` writes it, without the
+    ``UUID`` object (its checks and int conversions: ~2.5x the cost, on every request)."""
+    b = bytearray(os.urandom(16))
+    b[6] = b[6] & 0x0F | 0x40  # version 4
+    b[8] = b[8] & 0x3F | 0x80  # the RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 async def forward(request: web.Request) -> web.StreamResponse:
     app = request.app
     config = app[CONFIG]
-    rid = str(uuid.uuid4())
+    rid = request_id()
     if request.headers.get("Upgrade", "").lower() == "websocket":
         return _with_id(_websocket_unsupported(), rid)
     body = await _read_body(request, config.max_body)

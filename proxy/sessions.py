@@ -39,8 +39,8 @@ Memory is bounded: an LRU of ``max_entries`` continuation keys (and response ids
 
 from __future__ import annotations
 
+import os
 import secrets
-import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
 from hashlib import blake2b
@@ -70,6 +70,12 @@ _ASSISTANT_ITEMS = frozenset(
         "tool_use",
     }
 )
+
+
+def _new_sid() -> str:
+    """A new session id: 12 random hex digits (what ``uuid4().hex[:12]`` gave: its first six
+    bytes are random) without building a UUID per request."""
+    return "s-" + os.urandom(6).hex()
 
 
 class SessionTracker:
@@ -115,10 +121,10 @@ class SessionTracker:
                 if sid is None and upto_last_assistant is not None:
                     sid = self._get(upto_last_assistant)
                 if sid is None:
-                    sid = "s-" + uuid.uuid4().hex[:12]
+                    sid = _new_sid()
                 self._pending[rec.id] = (full, sid)
             elif sid is None:
-                sid = "s-" + uuid.uuid4().hex[:12]
+                sid = _new_sid()
         rec.session_id = sid
         return sid
 

@@ -97,6 +97,10 @@ class UpstreamHealth:
         self._health: dict[str, HealthWindow] = {}
         self._hosts: dict[str, str] = {}  # route label -> upstream host (no credentials, no query)
         self._limits: dict[str, RateLimits] = {}
+        # ``tokentail_upstream_up`` per label, the gauge child kept: ``record`` runs at the end
+        # of every request, and ``labels()`` (validation, a lock) cost more than the rest of it.
+        # Labels are the configured routes and the default host: bounded, never removed.
+        self._up: dict[str, Any] = {}
         labels = ("route", "kind")
         self.limit = Gauge(
             "tokentail_upstream_ratelimit_limit", "rate limit the upstream reported", labels, registry=registry
@@ -139,7 +143,8 @@ class UpstreamHealth:
         """Make a route known (up, until traffic or a probe says otherwise)."""
         if label not in self._health:
             self._health[label] = HealthWindow(self._window, self._failures)
-            self.up_gauge.labels(label).set(1)
+            self._up[label] = child = self.up_gauge.labels(label)
+            child.set(1)
         if host:
             self._hosts[label] = host
 
@@ -167,7 +172,7 @@ class UpstreamHealth:
         self.see(label, None)
         h = self._health[label]
         h.add(now, error[:300] if error else None)
-        self.up_gauge.labels(label).set(1 if h.up(now) else 0)
+        self._up[label].set(1 if h.up(now) else 0)  # made by ``see``
 
     def _set_limits(self, label: str, limits: RateLimits) -> None:
         known = self._limits.setdefault(label, RateLimits())

@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import time
+import uuid
 
 import aiohttp
 import pytest
@@ -385,3 +386,14 @@ async def test_a_client_that_hangs_up_after_done_had_a_successful_request(after_
     finally:
         await proxy.close()
         await upstream.close()
+
+
+def test_request_ids_are_random_version_4_uuids_as_uuid_writes_them():
+    from tokentail.proxy.forward import request_id
+
+    ids = {request_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for rid in list(ids)[:200]:
+        u = uuid.UUID(rid)
+        assert str(u) == rid  # lower-case 8-4-4-4-12, as str(uuid.uuid4())
+        assert u.version == 4 and u.variant == uuid.RFC_4122

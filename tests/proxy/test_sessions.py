@@ -53,7 +53,7 @@ def test_continued_messages_join_the_earlier_request_session():
     t = SessionTracker()
     m1 = [SYSTEM, {"role": "user", "content": "What is 2+2?"}]
     s1 = turn(t, {"messages": m1}, "4")
-    assert s1.startswith("s-") and len(s1) == 14
+    assert s1.startswith("s-") and len(s1) == 14 and int(s1[2:], 16) >= 0  # 12 hex digits
     m2 = [*m1, {"role": "assistant", "content": "4"}, {"role": "user", "content": "And 3+3?"}]
     assert turn(t, {"messages": m2}, " 6\n") == s1
     # whitespace at the ends of a message does not matter, and list-of-parts content is text

@@ -142,6 +142,26 @@ def test_window_forgets_old_failures():
     assert h.up(101.0) and h.last_error == "connect" and h.last_error_at == 2.0 and h.last_ok_at == 101.0
 
 
+def test_up_gauge_follows_each_route_on_its_own():
+    # The gauge's child per route is kept between requests: each route still gets its own.
+    reg, now = CollectorRegistry(), [1000.0]
+    health = UpstreamHealth(reg, "up.example", clock=lambda: now[0])
+    health.see("cheap", "cheap.example")
+    for _ in range(3):
+        health.record("cheap", "connect")
+    assert sample(reg, "tokentail_upstream_up", route="cheap") == 0
+    assert sample(reg, "tokentail_upstream_up", route="up.example") == 1
+    health.record("up.example", "timeout")
+    health.record("cheap", None)
+    assert sample(reg, "tokentail_upstream_up", route="cheap") == 1
+    for _ in range(2):
+        health.record("up.example", "timeout")
+    assert sample(reg, "tokentail_upstream_up", route="up.example") == 0
+    assert sample(reg, "tokentail_upstream_up", route="cheap") == 1
+    health.record("new-route", "connect")  # a label not seen before is made on the way
+    assert sample(reg, "tokentail_upstream_up", route="new-route") == 1
+
+
 def test_observer_gives_no_verdict_for_cancels_and_refusals():
     now = [1000.0]
     health = UpstreamHealth(CollectorRegistry(), "up.example", clock=lambda: now[0])

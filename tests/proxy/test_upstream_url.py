@@ -68,6 +68,23 @@ def test_key_param_dropped_only_when_a_route_injects_its_own():
     assert without_key_param("key=a") == ""
 
 
+def test_repeated_targets_give_the_same_url_per_base_and_a_refused_path_stays_refused():
+    # Targets without a query are built once per (base, path) and kept: a second request
+    # for the same path gets the same URL, another base (a route's) its own, and a refused
+    # path is refused every time (the refusal is not remembered as a URL).
+    other = URL("http://other.test/v1")
+    first = upstream_url(BASE, "/v1/chat/completions", "")
+    assert upstream_url(BASE, "/v1/chat/completions", "") == first
+    assert str(upstream_url(other, "/v1/chat/completions", "")) == "http://other.test/v1/chat/completions"
+    assert str(upstream_url(BASE, "/v1/chat/completions", "")) == "http://upstream.test:8000/openai/v1/chat/completions"
+    assert str(upstream_url(BASE, "/v1/chat/completions", "a=1")).endswith("/chat/completions?a=1")
+    long_path = "/v1/" + "a" * 600  # past what is kept: built each time, the same way
+    assert upstream_url(BASE, long_path, "").raw_path == "/openai/v1/" + "a" * 600
+    for _ in range(2):
+        with pytest.raises(PathRefused):
+            upstream_url(BASE, "/v1/../admin", "")
+
+
 def test_a_path_outside_v1_is_refused():
     with pytest.raises(PathRefused):
         upstream_url(BASE, "/admin", "")
