@@ -280,10 +280,16 @@ async def scale(targets: list[Target], streams: int, seconds: float) -> None:
     """``streams`` concurrent 50-token streams at 10 tok/s, each target in turn."""
     headers = {"x-sim-tps": "10", "x-sim-tokens": "50"}
     for t in targets:
+        c0 = cpu(t) if t.pid else 0.0
         with Sampler([t]):
             ttfts, errors, done = await sustained(t.url, streams, seconds, headers)
         t.res["scale_p50"], t.res["scale_p99"] = pct(ttfts, 50) * 1000, pct(ttfts, 99) * 1000
         t.res["scale_errors"], t.res["scale_done"] = errors, done
+        # The relay's CPU per token at this scale (is one core enough?), over the completed streams
+        # (the ones still in flight at the end are not counted: a slight overestimate).
+        if t.pid and done:
+            t.res["scale_cpu_s"] = cpu(t) - c0
+            t.res["scale_us_token"] = t.res["scale_cpu_s"] / (done * 50) * 1e6
 
 
 async def max_streams(direct: Target, proxy: Target, budget_ms: float, quick: bool) -> list[tuple[int, float, float]]:
@@ -373,8 +379,10 @@ def report(targets: list[Target], args: argparse.Namespace, extra: dict) -> None
             r = t.res
             added = "" if t is d else f"  added p99 {r['scale_p99'] - d.res['scale_p99']:+.1f} ms"
             rss = f"  peak RSS {t.rss_peak:.0f} MB" if t.pid else ""
+            if "scale_cpu_s" in r:
+                rss += f"  CPU {r['scale_cpu_s']:.1f} s ({r['scale_us_token']:.0f} us/token)"
             print(
-                f"  {t.name:16} TTFT p50 {r['scale_p50']:7.1f} ms  p99 {r['scale_p99']:7.1f} ms{added}"
+                f"  {t.name:18} TTFT p50 {r['scale_p50']:7.1f} ms  p99 {r['scale_p99']:7.1f} ms{added}"
                 f"  streams {r['scale_done']}  errors {r['scale_errors']}{rss}"
             )
     if "max" in extra:
@@ -453,7 +461,10 @@ async def main_async(args: argparse.Namespace) -> None:
             if "token" in args.only:
                 await per_token([t for t in targets if t.name.startswith(("tokentail", "baseline", "bare"))], q)
         if args.scale:
-            s_targets = [t for t in targets if t.name in ("direct", "tokentail OFF", "tokentail FULL")]
+            # The bare relay too: whether the floor itself keeps up at this scale on this machine.
+            s_targets = [
+                t for t in targets if t.name in ("direct", "bare aiohttp relay", "tokentail OFF", "tokentail FULL")
+            ]
             await scale(s_targets, args.scale_streams, 8.0 if q else 20.0)
             extra["scale"] = {"streams": args.scale_streams, "seconds": 8.0 if q else 20.0, "targets": s_targets}
         if args.max_streams:
