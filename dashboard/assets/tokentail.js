@@ -265,29 +265,37 @@
     return text.length > ROW_TEXT_KEEP ? "…" + text.slice(text.length - ROW_TEXT_KEEP / 2) : text;
   }
 
+  // Writes only what changed: setting a text replaces its node even when equal, and every
+  // replaced node costs the row style and layout (a row is painted at its start, first
+  // token and end, ~100 times a second under 100 streams, mostly with the same words).
+  function setText(e, text) { if (e.textContent !== text) e.textContent = text; }
+  function setClass(e, cls) { if (e.className !== cls) e.className = cls; }
+  function setData(e, key, value) { if (e.dataset[key] !== value) e.dataset[key] = value; }
+  function setChip(e, color) { if (e.style.getPropertyValue("--chip") !== color) e.style.setProperty("--chip", color); }
+
   // Everything of a row but its growing text.
   function paint(r) {
     if (!r.el) return;
     var ui = r.ui;
-    r.el.dataset.status = r.status;
-    r.el.className = "tt-row tt-row-" + r.status + (r.text ? "" : " tt-row-notext") +
-      (r.stored ? " tt-row-stored" : "");
-    ui.status.className = "tt-status tt-status-" + r.status;
-    ui.status.textContent = statusLabel(r);
-    ui.time.textContent = fmtTime(r.time);
-    ui.model.textContent = r.model || "?";
-    ui.model.style.setProperty("--chip", colorFor("model", r.model));
-    ui.variant.textContent = r.variant || "?";
-    ui.variant.style.setProperty("--chip", colorFor("variant", r.variant));
-    ui.endpoint.textContent = r.endpoint || "";
-    ui.stats.textContent = statsText(r);
+    setData(r.el, "status", r.status);
+    setClass(r.el, "tt-row tt-row-" + r.status + (r.text ? "" : " tt-row-notext") +
+      (r.stored ? " tt-row-stored" : ""));
+    setClass(ui.status, "tt-status tt-status-" + r.status);
+    setText(ui.status, statusLabel(r));
+    setText(ui.time, fmtTime(r.time));
+    setText(ui.model, r.model || "?");
+    setChip(ui.model, colorFor("model", r.model));
+    setText(ui.variant, r.variant || "?");
+    setChip(ui.variant, colorFor("variant", r.variant));
+    setText(ui.endpoint, r.endpoint || "");
+    setText(ui.stats, statsText(r));
     var attrs = [];
     if (r.user) attrs.push("user " + r.user);
     r.tags.forEach(function (t) { attrs.push("#" + t); });
     if (r.key) attrs.push("key " + r.key);
-    ui.attrs.textContent = attrs.join(" · ");
-    ui.prompt.textContent = r.prompt || (r.live ? "" : "(prompt not captured)");
-    ui.completion.dataset.placeholder = placeholder(r);
+    setText(ui.attrs, attrs.join(" · "));
+    setText(ui.prompt, r.prompt || (r.live ? "" : "(prompt not captured)"));
+    setData(ui.completion, "placeholder", placeholder(r));
   }
 
   function placeholder(r) {
