@@ -26,7 +26,8 @@ sessions of 2 turns and measures the Sessions page: first paint (navigation star
 first rows in the DOM, ``performance.now()``: the server's first view in the HTML, or the
 app's list; the browser's own first-contentful-paint beside it), the app ready (its own
 list drawn, the first view gone: the filters work) and a filter (click on a user in the filter ->
-the table re-rendered with that user's sessions, both stamped in the page).
+the table re-rendered with that user's sessions, both stamped in the page); then the
+Requests page's first paint over the same store, three times.
 
 Usage: python bench/dashboard_bench.py [--idle 30] [--load 60] [--streams 100] [--soak 10]
        [--sessions 10000] [--json out.json]
@@ -308,6 +309,30 @@ def sessions_page(browser: Any, stack: Stack, sessions: int) -> dict[str, Any]:
     }
 
 
+def requests_page(browser: Any, stack: Stack, runs: int = 3) -> list[dict[str, Any]]:
+    """The Requests page's first paint over the same seeded store: rows on screen (the first
+    view or the app's list), the browser's first-contentful-paint, the app's own list drawn."""
+    out = []
+    for _ in range(runs):
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(stack.origin + "/requests", wait_until="commit")
+        rows = page.wait_for_function(
+            "() => document.querySelector('tr[data-id]') ? performance.now() : null", polling="raf", timeout=60_000
+        ).json_value()
+        app = page.wait_for_function(
+            "() => document.querySelector('#req-list tr[data-id]') && !document.getElementById('tt-first')"
+            " ? performance.now() : null",
+            polling="raf",
+            timeout=60_000,
+        ).json_value()
+        paints = page.evaluate(
+            "() => Object.fromEntries(performance.getEntriesByType('paint').map(e => [e.name, Math.round(e.startTime)]))"
+        )
+        out.append({"rows_ms": round(rows, 1), "paint_entries_ms": paints, "app_ready_ms": round(app, 1)})
+        page.close()
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--idle", type=float, default=30.0, help="seconds at ~1 request/s")
@@ -338,6 +363,7 @@ def main() -> int:
             browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             if args.sessions:
                 out["sessions_page"] = sessions_page(browser, stack, args.sessions)
+                out["requests_page"] = requests_page(browser, stack)
                 browser.close()
                 return finish(out, args.json)
             page = browser.new_page(viewport={"width": 1400, "height": 900})

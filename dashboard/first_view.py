@@ -1,10 +1,10 @@
 """A page's first screen, rendered on the server into the HTML the browser asked for.
 
 Dash draws nothing until its scripts have run, its layout and callbacks have arrived and
-the page's first callbacks have answered: with 10,000 sessions the Sessions page's rows
-appeared ~2 s after navigation, most of it Dash's boot. For the Sessions list the HTML now
-carries that first screen (the frame, the filters a link chose, the first page of rows)
-as static markup in ``#tt-first``, over the app until the app's own list is drawn;
+the page's first callbacks have answered: with 10,000 sessions the Sessions and Requests
+pages' rows appeared ~1.7–2 s after navigation, most of it Dash's boot. For those two lists
+the HTML now carries the first screen (the frame, the filters a link chose, the first page
+of rows) as static markup in ``#tt-first``, over the app until the app's own list is drawn;
 ``assets/tokentail_first.js`` then removes it. Its links are plain links; its controls are
 drawn but wait for the app.
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from dash import html
 
-from . import layout, sessions_page, static_html
+from . import layout, requests_page, sessions_page, static_html
 from .config import DashboardConfig
 from .queries import Reader, SourceError
 
@@ -32,21 +32,40 @@ TIMEOUT = 0.5  # seconds the HTML may wait for the collector's first page
 def render(config: DashboardConfig, reader: Reader, path: str, search: str, now: float) -> str | None:
     """The first view's HTML for ``path`` (``search``: the query string), or None where the
     app draws the page alone (not a list page, no collector, the collector did not answer)."""
-    if path != "/sessions" or not config.collector:
+    page = _PAGES.get(path)
+    if page is None or not config.collector:
         return None
-    filters = sessions_page.filters_from_search(search)
     try:
-        rows, total = reader.sessions_page(
-            timeout=min(config.timeout, TIMEOUT), **filters, limit=sessions_page.PAGE_SIZE
-        )
+        body = page(config, reader, search, min(config.timeout, TIMEOUT), now)
     except SourceError:
         return None
     except Exception:
-        log.exception("the Sessions page's first view failed")
+        log.exception("the first view of %s failed", path)
         return None
+    name = path.strip("/")
+    return wrap(name, [layout.header(config, active=name), _main(body)])
+
+
+def _sessions(config: DashboardConfig, reader: Reader, search: str, timeout: float, now: float) -> list[Any]:
+    filters = sessions_page.filters_from_search(search)
+    rows, total = reader.sessions_page(timeout=timeout, **filters, limit=sessions_page.PAGE_SIZE)
     table, status = sessions_page.list_answer(rows, total, 0, now)
-    body = sessions_page.list_page(config, table=table, status=status, values=filters)
-    return wrap("sessions", [layout.header(config, active="sessions"), _main(body)])
+    return sessions_page.list_page(config, table=table, status=status, values=filters)
+
+
+def _requests(config: DashboardConfig, reader: Reader, _search: str, timeout: float, now: float) -> list[Any]:
+    # The page opens with its controls' defaults (it takes no filter from the URL): the same
+    # search the app's first call makes.
+    params = requests_page.search_params(dict(requests_page.DEFAULTS), now)
+    body = reader.search(timeout=timeout, **params, limit=requests_page.PAGE_SIZE, offset=0)
+    rows = list(body.get("requests") or [])
+    total = body.get("total") if isinstance(body.get("total"), int) else None
+    return requests_page.page(
+        config, table=requests_page.results_table(rows), range_text=requests_page.page_range(0, len(rows), total)
+    )
+
+
+_PAGES = {"/sessions": _sessions, requests_page.PATH: _requests}
 
 
 def _main(body: list[Any]) -> html.Main:

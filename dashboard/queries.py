@@ -130,9 +130,10 @@ class Reader:
         body = self._collector("/api/sessions", filters)
         return list(body.get("sessions") or []) if isinstance(body, dict) else []
 
-    def search(self, **params: Any) -> dict[str, Any]:
-        """``/api/requests/search``: ``{"requests": [...], "total", "limit", "offset"}``."""
-        body = self._collector("/api/requests/search", params)
+    def search(self, timeout: float | None = None, **params: Any) -> dict[str, Any]:
+        """``/api/requests/search``: ``{"requests": [...], "total", "limit", "offset"}``;
+        ``timeout`` instead of the configured one."""
+        body = self._collector("/api/requests/search", params, timeout)
         return body if isinstance(body, dict) else {"requests": [], "total": 0}
 
     def sessions_page(self, timeout: float | None = None, **filters: Any) -> tuple[list[dict[str, Any]], int | None]:

@@ -32,9 +32,13 @@ NUMBERS = (
     ("min_cost_usd", "req-min-cost", "cost ≥ $"),
 )
 TEXTS = (("model", "req-model", "model"), ("user", "req-user", "user"), ("tag", "req-tag", "tag"))
+# The controls' values when the page opens (the layout's, and the first view's search).
+DEFAULTS = {"since": "24h", "sort": "time", "order": "desc"}
 
 
-def page(config: DashboardConfig) -> list[Any]:
+def page(config: DashboardConfig, table: Any = None, range_text: Any = None) -> list[Any]:
+    """The page; the app's layout has it empty, ``first_view`` with its first page of
+    results (``table``, ``range_text``)."""
     head = html.Div(className="tt-toolbar", children=[html.H1("Requests", className="tt-h1")])
     if not config.collector:
         return [head, empty_state("No collector configured", "Requests are searched in what the collector stored.")]
@@ -51,7 +55,7 @@ def page(config: DashboardConfig) -> list[Any]:
             dcc.Dropdown(
                 id="req-since",
                 options=[{"label": k, "value": k} for k, _ in SINCE],
-                value="24h",
+                value=DEFAULTS["since"],
                 clearable=False,
                 className="tt-dropdown",
             ),
@@ -74,14 +78,14 @@ def page(config: DashboardConfig) -> list[Any]:
             dcc.Dropdown(
                 id="req-sort",
                 options=[{"label": f"by {label.lower()}", "value": v} for v, label in SORTS],
-                value="time",
+                value=DEFAULTS["sort"],
                 clearable=False,
                 className="tt-dropdown",
             ),
             dcc.RadioItems(
                 id="req-order",
                 options=[{"label": "↓", "value": "desc"}, {"label": "↑", "value": "asc"}],
-                value="desc",
+                value=DEFAULTS["order"],
                 inline=True,
                 className="tt-segmented tt-small-seg",
             ),
@@ -91,7 +95,7 @@ def page(config: DashboardConfig) -> list[Any]:
         className="tt-pager",
         children=[
             html.Button("← Newer", id="req-prev", type="button", className="tt-btn tt-btn-small", n_clicks=0),
-            html.Span(id="req-range", className="tt-muted"),
+            html.Span(id="req-range", className="tt-muted", children=range_text),
             html.Button("Older →", id="req-next", type="button", className="tt-btn tt-btn-small", n_clicks=0),
             html.A("Export CSV", id="req-csv", href=EXPORT_ROUTE + "?format=csv", className="tt-link", download=""),
             html.A(
@@ -99,7 +103,7 @@ def page(config: DashboardConfig) -> list[Any]:
             ),
         ],
     )
-    return [head, filters, pager, dcc.Store(id="req-offset", data=0), html.Div(id="req-list")]
+    return [head, filters, pager, dcc.Store(id="req-offset", data=0), html.Div(id="req-list", children=table)]
 
 
 def search_params(values: dict[str, Any], now: float | None = None) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """Dash components rendered to HTML on the server, for a page's first view (``first_view``).
 
 Covers what the list pages are built from: ``dash.html`` elements, ``dcc.Link`` (a plain
-link) and inert stand-ins for ``dcc.Input`` and ``dcc.Dropdown`` (drawn as they will look,
-working once the app has taken over). Stores, intervals and any other component render
+link) and inert stand-ins for ``dcc.Input``, ``dcc.Dropdown`` and ``dcc.RadioItems`` (drawn
+as they will look, working once the app has taken over). Stores, intervals and any other component render
 nothing. Every text and attribute value is escaped (the lists hold what clients sent:
 session ids, users, tags); ids are left out, because the app's own elements, which carry
 them, are in the same document; links keep only same-site or http(s) targets.
@@ -56,6 +56,8 @@ def render(node: Any) -> str:
         return _input(props)
     if kind == "dash_core_components.Dropdown":
         return _dropdown(props)
+    if kind == "dash_core_components.RadioItems":
+        return _radio_items(props)
     return ""  # Store, Interval, Location, graphs: nothing to draw before the app
 
 
@@ -114,9 +116,24 @@ def _input(props: dict[str, Any]) -> str:
 def _dropdown(props: dict[str, Any]) -> str:
     value = props.get("value")
     values = value if isinstance(value, list) else [] if value in (None, "") else [value]
-    text = ", ".join(str(v) for v in values) or str(props.get("placeholder") or "")
+    labels = {o.get("value"): o.get("label") for o in props.get("options") or [] if isinstance(o, dict)}
+    text = ", ".join(str(labels.get(v, v)) for v in values) or str(props.get("placeholder") or "")
     shown = _element("span", {"className": "tt-first-value" if values else "tt-first-placeholder"}, text)
-    return f'<div{_attributes(_look(props), "div", "tt-first-select")} aria-disabled="true">{shown}{_CHEVRON}</div>'
+    # Inside a wrapper as Dash 4 draws it: the wrapper is what a flex row sizes.
+    box = f'<div{_attributes(_look(props), "div", "tt-first-select")} aria-disabled="true">{shown}{_CHEVRON}</div>'
+    return f'<div class="dash-dropdown-wrapper">{box}</div>'
+
+
+def _radio_items(props: dict[str, Any]) -> str:
+    # A label per option around an inert radio input, the chosen one checked (the page's CSS
+    # styles a segmented control by ``label:has(input:checked)``).
+    labels = []
+    for opt in props.get("options") or []:
+        if not isinstance(opt, dict):
+            continue
+        checked = " checked" if opt.get("value") == props.get("value") else ""
+        labels.append(f'<label><input type="radio" disabled{checked}>{render(opt.get("label"))}</label>')
+    return f"<div{_attributes(_look(props), 'div')}>{''.join(labels)}</div>"
 
 
 def _look(props: dict[str, Any]) -> dict[str, Any]:

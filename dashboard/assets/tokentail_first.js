@@ -15,6 +15,12 @@
       var status = document.getElementById("sessions-status");
       return !!((list && list.firstElementChild) || (status && status.textContent !== "Loading…"));
     },
+    // Its table (or "No request matches"), or the range line's error.
+    requests: function () {
+      var list = document.getElementById("req-list");
+      var range = document.getElementById("req-range");
+      return !!((list && list.firstElementChild) || (range && range.textContent !== ""));
+    },
   };
 
   var first = document.getElementById("tt-first");

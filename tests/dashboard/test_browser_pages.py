@@ -346,3 +346,29 @@ def test_the_sessions_page_paints_from_its_html_then_the_app_takes_over_keeping_
     rows.first.locator("a").click()  # the app's link: no reload
     expect(page.locator("#session-turns .tt-turn")).to_have_count(1, timeout=5_000)
     assert page.page_errors == []
+
+
+def test_the_requests_page_paints_from_its_html_then_the_app_takes_over(live_stack, page):
+    done = live_stack.stream("production", unique_prompt("Requests first paint."), tps=200, tokens=8)[1].result(10)
+    rid = done.request_id
+    live_stack.wait_json("collector", f"/api/spans/{rid}", lambda b: b is not None, timeout=10)
+    page.add_init_script(
+        """document.addEventListener('DOMContentLoaded', () => {
+          const f = document.getElementById('tt-first');
+          window.__first = f && {page: f.dataset.page, ids: f.querySelectorAll('[id]').length,
+            rows: [...f.querySelectorAll('tr[data-id]')].map(r => r.dataset.id),
+            table: f.querySelector('table') && f.querySelector('table').getBoundingClientRect().top};
+        });"""
+    )
+    open_page(page, live_stack, "/requests", sources=("collector",))
+    first = page.evaluate("() => window.__first")
+    assert first["page"] == "requests" and first["ids"] == 0 and rid in first["rows"]
+    expect(page.locator("#tt-first")).to_have_count(0, timeout=15_000)
+    expect(page.locator(f'#req-list tr[data-id="{rid}"]')).to_have_count(1, timeout=5_000)
+    # The app draws the table where the first view had it: no jump at the handover.
+    top = page.evaluate("() => document.querySelector('#req-list table').getBoundingClientRect().top")
+    assert abs(top - first["table"]) <= 4, (top, first["table"])
+    page.locator("#req-status").click()  # the app's controls work
+    page.locator(".dash-dropdown-option", has_text="Error").click()
+    expect(page.locator(f'#req-list tr[data-id="{rid}"]')).to_have_count(0, timeout=5_000)
+    assert page.page_errors == []

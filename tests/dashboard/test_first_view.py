@@ -9,8 +9,8 @@ from html.parser import HTMLParser
 import pytest
 from dash import dcc, html
 
-from tests.helpers.dashboard import FakeReader
-from tokentail.dashboard import first_view, sessions_page, static_html
+from tests.helpers.dashboard import SPAN, FakeReader
+from tokentail.dashboard import first_view, requests_page, sessions_page, static_html
 from tokentail.dashboard.app import create_app
 from tokentail.dashboard.config import DashboardConfig
 from tokentail.dashboard.queries import SourceError
@@ -123,6 +123,19 @@ def test_links_keep_only_same_site_or_http_targets(href, kept):
     assert ("href" in attrs) is kept and (not kept or attrs["href"] == href)
 
 
+def test_radio_items_render_as_labels_with_the_chosen_one_checked():
+    out = static_html.render(
+        dcc.RadioItems(
+            id="o", options=[{"label": "↓", "value": "desc"}, {"label": HOSTILE, "value": "asc"}, "junk"], value="desc"
+        )
+    )
+    tree = parse(out)
+    assert [t for t, _ in tree.tags] == ["div", "label", "input", "label", "input"]
+    assert tree.tags[2][1] == {"type": "radio", "disabled": None, "checked": None}
+    assert tree.tags[4][1] == {"type": "radio", "disabled": None}
+    assert "".join(tree.text) == "↓" + HOSTILE and " id=" not in out
+
+
 def test_controls_render_as_inert_stand_ins_and_app_only_components_as_nothing():
     out = static_html.render(
         [
@@ -140,12 +153,23 @@ def test_controls_render_as_inert_stand_ins_and_app_only_components_as_nothing()
     tags = [(t, a) for t, a in tree.tags if t in ("input", "div")]
     assert tags[0] == ("div", {"class": "tt-search"})  # dcc.Input's className is on its wrapper
     assert tags[1] == ("input", {"type": "search", "disabled": None, "placeholder": "Search…"})
+    # Each dropdown in a wrapper as Dash 4 draws it (what a flex row sizes).
     assert [a.get("class") for t, a in tags[2:]] == [
+        "dash-dropdown-wrapper",
         "tt-first-select",
+        "dash-dropdown-wrapper",
         "tt-dropdown tt-first-select",
+        "dash-dropdown-wrapper",
         "tt-first-select",
     ]
     assert "".join(tree.text) == "User" + "tag-1" + "x, y"  # placeholder, or the value(s) chosen
+
+
+def test_a_dropdown_shows_its_chosen_options_label():
+    out = static_html.render(
+        dcc.Dropdown(id="s", options=[{"label": "by time", "value": "time"}], value="time", clearable=False)
+    )
+    assert "".join(parse(out).text) == "by time"
     assert "offset" not in out and "options" not in out and " id=" not in out
 
 
@@ -193,7 +217,41 @@ def test_hostile_stored_values_cannot_break_out_of_the_first_view():
     assert "<script" not in out and "<img" not in out
 
 
-@pytest.mark.parametrize("path", ["/", "/live", "/sessions/s-1", "/runs", "/requests", "/sessions/", "/Sessions"])
+def test_the_requests_first_view_makes_the_apps_first_search():
+    reader = FakeReader(CONFIG, requests=[{**SPAN, "request_id": "r-1"}, {**SPAN, "request_id": HOSTILE}])
+    out = first_view.render(CONFIG, reader, "/requests", "q=ignored", 1_700_000_100.0)
+    path, params = reader.calls[-1]
+    # The same parameters as the page's callback with the controls' defaults.
+    assert path == "/api/requests/search" and reader.timeouts[-1] == first_view.TIMEOUT
+    assert params == {**requests_page.search_params(requests_page.DEFAULTS, 1_700_000_100.0), "limit": 50, "offset": 0}
+    assert params["since"] == 1_700_000_100.0 - 86_400 and params["sort"] == "time" and params["order"] == "desc"
+    tree = parse(out)
+    assert [a["data-id"] for t, a in tree.tags if t == "tr" and "data-id" in a] == ["r-1", HOSTILE]
+    assert "<script" not in out and "<img" not in out
+    assert 'data-page="requests"' in out and "1–2 of 2" in "".join(tree.text)
+    active = [a["href"] for t, a in tree.tags if t == "a" and "active" in (a.get("class") or "")]
+    assert active == ["/requests"]
+    radios = [a for t, a in tree.tags if t == "input" and a.get("type") == "radio"]
+    assert radios == [{"type": "radio", "disabled": None, "checked": None}, {"type": "radio", "disabled": None}]
+    assert len(re.findall(r'\sid="', out)) == 1
+
+
+def test_the_apps_layout_opens_the_requests_page_with_the_same_defaults():
+    from tests.helpers.dashboard import walk
+
+    values = {
+        c.id: c.value
+        for c in walk(html.Div(requests_page.page(CONFIG)))
+        if getattr(c, "id", None) in ("req-since", "req-sort", "req-order")
+    }
+    assert (
+        values
+        == {"req-since": "24h", "req-sort": "time", "req-order": "desc"}
+        == {f"req-{k}": v for k, v in requests_page.DEFAULTS.items()}
+    )
+
+
+@pytest.mark.parametrize("path", ["/", "/live", "/sessions/s-1", "/runs", "/requests/", "/sessions/", "/Sessions"])
 def test_other_pages_have_no_first_view_and_ask_nothing(path):
     reader = FakeReader(CONFIG, sessions=[session("s-1")])
     assert first_view.render(CONFIG, reader, path, "", 0.0) is None

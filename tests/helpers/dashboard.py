@@ -69,12 +69,13 @@ SPAN = {
 class FakeReader(Reader):
     """A Reader whose collector answers from memory (or is down)."""
 
-    def __init__(self, config, down=False, sessions=None):
+    def __init__(self, config, down=False, sessions=None, requests=None):
         super().__init__(config)
         self.down = down
         self.calls = []
         self.timeouts = []  # each call's own timeout (None: the configured one)
         self.sessions_rows = sessions or []
+        self.request_rows = requests or []
 
     def _collector(self, path, params=None, timeout=None):
         self.calls.append((path, params))
@@ -98,6 +99,8 @@ class FakeReader(Reader):
             return {"spans": [SPAN]}
         if path == "/api/sessions":
             return {"sessions": self.sessions_rows, "total": len(self.sessions_rows)}
+        if path == "/api/requests/search":
+            return {"requests": self.request_rows, "total": len(self.request_rows)}
         raise SourceError("404", status=404)
 
     def live_request(self, request_id):
