@@ -229,6 +229,21 @@ SESSIONS_PROBE = """
 """
 
 
+def app_ready(page: Any, rows: str) -> tuple[float, dict[str, int]]:
+    """When the app's own list (``rows``) was drawn and the first view gone (the filters
+    work), ms since navigation; and the browser's paint entries."""
+    app = page.wait_for_function(
+        "sel => document.querySelector(sel) && !document.getElementById('tt-first') ? performance.now() : null",
+        arg=rows,
+        polling="raf",
+        timeout=60_000,
+    ).json_value()
+    paints = page.evaluate(
+        "() => Object.fromEntries(performance.getEntriesByType('paint').map(e => [e.name, Math.round(e.startTime)]))"
+    )
+    return app, paints
+
+
 def sessions_page(browser: Any, stack: Stack, sessions: int) -> dict[str, Any]:
     """First paint and a user filter of the Sessions page over the seeded sessions."""
     page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -241,16 +256,7 @@ def sessions_page(browser: Any, stack: Stack, sessions: int) -> dict[str, Any]:
         timeout=60_000,
     ).json_value()
     wall = time.monotonic() - t0
-    # The app's own list drawn (the first view handed over): when the filters work.
-    app = page.wait_for_function(
-        "() => document.querySelector('#sessions-list tr[data-session]') && !document.getElementById('tt-first')"
-        " ? performance.now() : null",
-        polling="raf",
-        timeout=60_000,
-    ).json_value()
-    paints = page.evaluate(
-        "() => Object.fromEntries(performance.getEntriesByType('paint').map(e => [e.name, Math.round(e.startTime)]))"
-    )
+    app, paints = app_ready(page, "#sessions-list tr[data-session]")
     status = page.locator("#sessions-status").inner_text()
     # Where the first paint's time went: the document, the scripts, Dash's boot requests and
     # the callbacks before the table (start and end, ms since navigation start).
@@ -319,15 +325,7 @@ def requests_page(browser: Any, stack: Stack, runs: int = 3) -> list[dict[str, A
         rows = page.wait_for_function(
             "() => document.querySelector('tr[data-id]') ? performance.now() : null", polling="raf", timeout=60_000
         ).json_value()
-        app = page.wait_for_function(
-            "() => document.querySelector('#req-list tr[data-id]') && !document.getElementById('tt-first')"
-            " ? performance.now() : null",
-            polling="raf",
-            timeout=60_000,
-        ).json_value()
-        paints = page.evaluate(
-            "() => Object.fromEntries(performance.getEntriesByType('paint').map(e => [e.name, Math.round(e.startTime)]))"
-        )
+        app, paints = app_ready(page, "#req-list tr[data-id]")
         out.append({"rows_ms": round(rows, 1), "paint_entries_ms": paints, "app_ready_ms": round(app, 1)})
         page.close()
     return out
