@@ -250,6 +250,19 @@ def _ready_slices(sub: Subscription, item: tuple[str, str, dict[str, Any]]) -> I
     yield b"".join(joined) if len(joined) > 1 else first
 
 
+def _fits(transport: asyncio.BaseTransport | None, size: int) -> bool:
+    """Whether writing ``size`` more bytes stays under the transport's high-water mark: the
+    write then cannot pause for the peer (aiohttp waits only on a paused transport), so it
+    needs no stall timeout."""
+    if transport is None or transport.is_closing():
+        return False
+    try:  # uvloop's transports are not asyncio.WriteTransport subclasses: duck-typed
+        tr: Any = transport
+        return bool(tr.get_write_buffer_size() + size < tr.get_write_buffer_limits()[1])
+    except (AttributeError, NotImplementedError, TypeError):
+        return False
+
+
 async def live(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events of request.start / request.delta / request.end.
 
@@ -290,8 +303,11 @@ async def live(request: web.Request) -> web.StreamResponse:
             if item is None:  # closed: lagged, or the server is shutting down
                 break
             for piece in _ready_slices(sub, item):
-                async with asyncio.timeout(STALLED_WRITE_SECONDS):  # no task per write, as wait_for makes
-                    await resp.write(piece)
+                if _fits(request.transport, len(piece)):
+                    await resp.write(piece)  # cannot wait: the socket's buffer takes it (no timer to arm)
+                else:
+                    async with asyncio.timeout(STALLED_WRITE_SECONDS):  # no task per write, as wait_for makes
+                        await resp.write(piece)
                 unyielded += len(piece)
                 if unyielded >= SLICE_CHARS:  # a backlog never waits in get(): yield here
                     unyielded = 0

@@ -49,6 +49,7 @@ scrubbed a route's key from it): the client should replace what it built with it
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
 from collections import OrderedDict, deque
@@ -68,7 +69,7 @@ from .live_entry import (
     start_data,
     summary,
 )
-from .live_sse import Wire
+from .live_sse import SLICE_CHARS, Wire
 from .live_subscription import Subscription, TooManySubscribers
 from .record import Delta, RequestRecord
 from .redact import Redactor
@@ -83,8 +84,15 @@ _EVENT_OVERHEAD = 300  # tuple + data dict of one event (approximate)
 # huge body), then cut at the cap after it: a secret straddling the first cut lies past
 # the second one.
 _CUT_MARGIN = 4096
-# Characters of text and reasoning a request's deltas are batched to while nobody listens.
+# Characters of text and reasoning a request's deltas are batched to (then published at once).
 BATCH_CHARS = 4096
+# While someone listens, a request's deltas after its first are batched for at most this long
+# (seconds): a browser draws once a frame (16 ms) anyway, and per-token events, each redacted,
+# queued, woken for and written on its own, were half of the proxy's CPU per chunk.
+FLUSH_SECONDS = 0.008
+# A delta whose text and reasoning are shorter than this is one SSE slice (its other fields are
+# our own id, seq and ttft: a few dozen characters).
+_SMALL_DELTA = SLICE_CHARS - 1024
 _ROUTE_LABEL = "[REDACTED:route_key]"  # the forward handler's scrub of a route's key
 
 
@@ -111,6 +119,7 @@ class LiveHub:
         on_drop: Callable[[str], None] | None = None,
         max_events: int = 100_000,
         max_subscribers: int = 64,
+        flush_seconds: float = FLUSH_SECONDS,
     ) -> None:
         self.boot_id = boot_id or uuid.uuid4().hex[:12]
         self.variant = variant
@@ -132,6 +141,8 @@ class LiveHub:
         self._subs: list[Subscription] = []
         self._sinks: list[Callable[[Event], None]] = []
         self._batching: dict[str, Entry] = {}  # entries holding raw deltas (``pending``)
+        self.flush_seconds = max(0.0, flush_seconds)
+        self._timer: asyncio.TimerHandle | None = None  # the next timed flush, while someone listens
 
     # --- Observer hooks ------------------------------------------------------------
 
@@ -141,7 +152,7 @@ class LiveHub:
         if old is not None:
             self._forget(old)
         start, keys = start_data(rec, self.variant)
-        payload = approx_size(rec.prompt) + approx_size(rec.params)
+        payload = approx_size(start)  # the prompt and params, and the rest of what is published
         e = Entry(start, keys, rec, size=_ENTRY_OVERHEAD + payload)
         self._entries[rec.id] = e
         self._entry_bytes += e.size
@@ -149,7 +160,7 @@ class LiveHub:
         if not rec.prompt_ready:  # redacted off the loop: request.start waits for on_prompt
             e.held = []
             return
-        self._publish("request.start", start, payload)
+        self._publish("request.start", start, payload, small=payload < SLICE_CHARS)
 
     def on_prompt(self, rec: RequestRecord) -> None:
         """The prompt, redacted off the loop, is on the record: publish ``request.start``,
@@ -175,11 +186,15 @@ class LiveHub:
         """Capture one delta (what its stream redactors release, within the cap) and publish
         ``request.delta``; nothing is published while everything is held back.
 
-        While no subscriber nor sink listens, text and reasoning after a request's first
-        delta are batched raw (up to ``BATCH_CHARS``) and redacted, captured and published
-        as one delta: the streaming redactor per delta was a quarter of tokentail's own CPU
-        per relayed chunk. Whatever reads the entries (a subscriber joining, the in-flight
-        API, erasure, the end) takes the batch first (``_flush``), so nothing reads stale text.
+        Text and reasoning after a request's first delta are batched raw (up to
+        ``BATCH_CHARS``) and redacted, captured and published as one delta: the streaming
+        redactor, the event and its write per token were most of tokentail's own CPU per
+        relayed chunk. While nobody listens a batch waits for its size or a reader; while a
+        subscriber or sink listens, also for at most ``flush_seconds`` (a timer on the
+        running loop; with none, or 0, each delta goes out at once). Whatever reads the
+        entries (a subscriber joining, the in-flight API, erasure, the end) takes the batch
+        first (``_flush``), so nothing reads stale text. A request's first delta is never
+        held: a listener sees its first token when it comes.
         """
         e = self._entries.get(rec.id)
         if e is None or e.rec is None or e.truncated:
@@ -187,7 +202,7 @@ class LiveHub:
         text, reasoning, tools = delta.text or "", delta.reasoning or "", delta.tool_calls
         if not (text or reasoning or tools):
             return
-        if not tools and e.deltas and not self._subs and not self._sinks:
+        if not tools and e.deltas and ((not self._subs and not self._sinks) or self._timed()):
             if e.pending is None:
                 e.pending = ([], [])
                 self._batching[rec.id] = e
@@ -203,6 +218,23 @@ class LiveHub:
             held_text, held_reasoning = self._take_pending(e)
             text, reasoning = held_text + text, held_reasoning + reasoning
         self._feed(rec, e, text, reasoning, tools)
+
+    def _timed(self) -> bool:
+        """Whether a timed flush is (now) due: listeners' batches wait at most ``flush_seconds``."""
+        if self._timer is not None:
+            return True
+        if not self.flush_seconds:
+            return False
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False  # called outside a loop (a script, a sync test): no timer to flush
+        self._timer = loop.call_later(self.flush_seconds, self._on_timer)
+        return True
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._flush()
 
     def _take_pending(self, e: Entry) -> tuple[str, str]:
         assert e.pending is not None
@@ -317,6 +349,10 @@ class LiveHub:
 
     def close_all(self) -> None:
         """End every subscription (at shutdown, so the SSE handlers return)."""
+        self._flush()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for sub in self._subs:
             sub.close()
         self._subs.clear()
@@ -425,7 +461,8 @@ class LiveHub:
         if e.held is not None:
             e.held.append(("request.delta", data, len(text) + len(reasoning)))
             return
-        self._publish("request.delta", data, len(text) + len(reasoning))
+        size = len(text) + len(reasoning)
+        self._publish("request.delta", data, size, small=not tools and size < _SMALL_DELTA)
 
     def _precut(self, e: Entry, piece: str) -> str:
         """Cut a huge piece before redacting it: what lies past the cap is dropped anyway."""
@@ -448,11 +485,12 @@ class LiveHub:
             self._trim()
         return piece
 
-    def _publish(self, name: str, data: dict[str, Any], payload: int) -> None:
+    def _publish(self, name: str, data: dict[str, Any], payload: int, small: bool = False) -> None:
+        """``small``: the caller knows ``data`` is one slice of SSE (``live_sse.Wire``)."""
         self._seq += 1
         # One Wire per event: its SSE bytes are encoded by the first subscriber to write it
         # and shared by the others (and by a replay from the log), never once per subscriber.
-        ev: Event = (self._seq, name, data, payload + _EVENT_OVERHEAD, Wire())
+        ev: Event = (self._seq, name, data, payload + _EVENT_OVERHEAD, Wire(small))
         log = self._log
         log.append(ev)
         self._log_bytes += ev[3]

@@ -179,11 +179,14 @@ class Wire:
     writes it (``item_slices``), reused by the others; ``bytes`` stays None for a big event
     (each reader slices it lazily)."""
 
-    __slots__ = ("bytes", "done")
+    __slots__ = ("bytes", "done", "small")
 
-    def __init__(self) -> None:
+    def __init__(self, small: bool = False) -> None:
         self.bytes: bytes | None = None
         self.done = False
+        # The hub knows the event is one slice (a delta's text length, a start's size as
+        # it measured it): encoded at once, without walking it again.
+        self.small = small
 
 
 class LiveItem(tuple):  # type: ignore[type-arg]  # (sse id, event, data), as a plain 3-tuple compares
@@ -199,7 +202,8 @@ def item_slices(item: tuple[str, str, dict[str, Any]]) -> Iterator[bytes]:
     wire: Wire | None = getattr(item, "wire", None)
     if wire is not None:
         if not wire.done:
-            wire.bytes, wire.done = encode_small(*item), True
+            wire.bytes = encode_sse(*item) if wire.small else encode_small(*item)
+            wire.done = True
         if wire.bytes is not None:
             yield wire.bytes
             return

@@ -63,6 +63,8 @@ class Subscription:
             ev: Event | None = self._backlog.popleft()
         elif self._ended or (self.closed and self.queue.empty()):
             return None
+        elif not self.queue.empty():  # ready: no timeout to arm (one per event adds up)
+            ev = self.queue.get_nowait()
         else:
             async with asyncio.timeout(timeout):
                 ev = await self.queue.get()

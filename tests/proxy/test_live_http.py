@@ -380,3 +380,69 @@ def test_ready_events_go_out_in_one_write_and_a_big_one_in_slices():
     assert out[0] == expected_small  # three ready deltas, one write
     assert len(out) > 2 and b"".join(out[1:]) == encode_sse("b:4", "request.end", big[2])
     assert sub.get_nowait() is None
+
+
+def test_a_write_skips_the_stall_timer_only_when_the_buffer_takes_it():
+    from tokentail.proxy.api import _fits
+
+    class Transport:
+        def __init__(self, size: int, high: int = 65536, closing: bool = False) -> None:
+            self.size, self.high, self.closing = size, high, closing
+
+        def is_closing(self) -> bool:
+            return self.closing
+
+        def get_write_buffer_size(self) -> int:
+            return self.size
+
+        def get_write_buffer_limits(self) -> tuple[int, int]:
+            return (self.high // 4, self.high)
+
+    assert _fits(Transport(0), 300)
+    assert not _fits(Transport(65_000), 600)  # would cross the high-water mark: it may pause
+    assert not _fits(Transport(0), 65536)
+    assert not _fits(Transport(0, closing=True), 10)
+    assert not _fits(None, 10)
+
+    class Bare:  # no buffer figures: assume it may wait
+        def is_closing(self) -> bool:
+            return False
+
+    assert not _fits(Bare(), 10)  # type: ignore[arg-type]
+
+
+async def test_a_subscriber_that_stops_reading_is_dropped_after_the_stall_timeout(sim_server, monkeypatch):
+    """Small writes go out without a timer; once the peer's buffers are full a write would
+    wait, and that one is bounded: the handler gives up and unsubscribes."""
+    import socket
+
+    from tokentail.proxy import api
+    from tokentail.proxy import app as keys
+    from tokentail.proxy.record import Delta, RequestRecord
+
+    monkeypatch.setattr(api, "STALLED_WRITE_SECONDS", 0.5)
+    server = await start_proxy_server(str(sim_server.make_url("/v1")), redact=False)
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        hub = server.app[keys.HUB]
+        hub.subscriber_queue = 10**8  # never dropped for lagging: only the stalled write can end it
+        sock.sendall(b"GET /api/live?snapshot=0 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # and never read
+        await until(lambda: hub.subscribers == 1, timeout=5)
+        sub = hub._subs[0]
+        word = "token " * 500
+        t0 = time.perf_counter()
+        for n in itertools.count():  # ~7 MB/s of live events, one request per round (each is capped)
+            if not hub.subscribers or time.perf_counter() - t0 > 10:
+                break
+            rec = RequestRecord(id=f"r{n}", variant="v", method="POST", endpoint="/chat/completions", model="m")
+            hub.on_start(rec)
+            for _ in range(50):
+                hub.on_delta(rec, Delta(text=word))
+            hub.on_end(rec)
+            await asyncio.sleep(0.02)
+        assert hub.subscribers == 0, "a subscriber that reads nothing was kept"
+        assert not sub.lagged  # the handler's write timed out and it unsubscribed
+    finally:
+        sock.close()
+        await server.close()

@@ -78,3 +78,34 @@ def test_msgspec_and_json_agree_but_for_exponents():
     data = {"t": 'x\u0000\u001f\b\n"\\\x7f\u2028é😀', "n": [1, 2**70, 0.1, True, None], 1: "k", "o": object()}
     got = json.loads(encode_sse("b:1", "e", data).decode().split("data: ", 1)[1])
     assert got == json.loads(json.dumps(data, ensure_ascii=False, default=str))
+
+
+def test_the_hub_marks_what_it_knows_is_one_slice_and_the_bytes_are_the_same():
+    from tokentail.proxy.live import LiveHub
+    from tokentail.proxy.live_sse import LiveItem, item_slices
+    from tokentail.proxy.record import Delta, RequestRecord
+
+    hub = LiveHub(boot_id="b", flush_seconds=0, max_capture_bytes=8 * SLICE_CHARS)
+    seen: list = []
+    hub.add_sink(seen.append)
+    small = RequestRecord(id="s", variant="v", method="POST", endpoint="/chat/completions", model="m")
+    small.prompt = {"messages": [{"role": "user", "content": "hi"}]}
+    big = RequestRecord(id="g", variant="v", method="POST", endpoint="/chat/completions", model="m")
+    big.prompt = {"messages": [{"role": "user", "content": "y " * SLICE_CHARS}]}
+    for r in (small, big):
+        hub.on_start(r)
+        hub.on_delta(r, Delta(text="tok "))
+        hub.on_delta(r, Delta(text="z " * SLICE_CHARS))
+    marks = [(ev[1], ev[2]["id"], ev[4].small) for ev in seen]
+    assert marks == [
+        ("request.start", "s", True),
+        ("request.delta", "s", True),
+        ("request.delta", "s", False),  # its text alone is a slice: walked and sliced as before
+        ("request.start", "g", False),
+        ("request.delta", "g", True),
+        ("request.delta", "g", False),
+    ]
+    for ev in seen:  # a hinted event is encoded to the same bytes the walk would give
+        item = LiveItem((f"b:{ev[0]}", ev[1], ev[2]))
+        item.wire = ev[4]
+        assert b"".join(item_slices(item)) == encode_sse(f"b:{ev[0]}", ev[1], ev[2])
