@@ -195,6 +195,35 @@ def test_redact_text_never_raises_and_is_idempotent(text: str) -> None:
     assert R.redact_text(once) == once
 
 
+def _without_digit_union() -> Redactor:
+    plain = Redactor()
+    plain._digit_union = None  # every digit rule runs on its own, as before the union search
+    return plain
+
+
+_DIGITISH = st.text(alphabet="0123456789 -.()+/[]:ée@x", max_size=80)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(_DIGITISH, _tokens, st.sampled_from([s for k, s in POSITIVE if k in ("card", "phone")])), max_size=8
+    ).map("".join)
+)
+def test_the_digit_union_search_changes_nothing_it_finds(text: str) -> None:
+    # Nothing found by the union, nothing any digit rule finds: the same output either way,
+    # for text made of digits, separators, labels' brackets and the card/phone examples.
+    assert R.redact_text(text) == _without_digit_union().redact_text(text)
+
+
+def test_the_digit_union_skips_digit_rules_only_when_none_can_match() -> None:
+    sse = 'data: {"id":"chatcmpl-1","created":1764730000,"choices":[{"delta":{"content":"hi"}}]}\n\n' * 40
+    assert R._digit_union is not None and R.redact_text(sse) == sse
+    # A card after a replacement's neighbour (the second pass) is still found.
+    for text in ("card 4111 1111 1111 1111 ok", "call +1 415 555 2671 or (415) 555-2671", sse + "4111111111111111 "):
+        assert R.redact_text(text) == _without_digit_union().redact_text(text) != text
+
+
 # A "[REDACTED:...]" label counts as a word, so "]" before or "[" after is no separator.
 _PRE, _POST = " ,;:!?(<['\"\n", " ,;:!?)>]'\"\n"
 
