@@ -15,7 +15,7 @@ from collections import OrderedDict
 from typing import Any
 
 from .hooks import PROMPT_KEYS
-from .raw_capture import RawCapture
+from .raw_capture import FinishedView, RawCapture
 from .record import RequestRecord
 from .redact import Redactor
 
@@ -50,7 +50,7 @@ class RawStore:
     def __init__(self, redactor: Redactor, max_requests: int = 1000, max_bytes: int = 64 << 20) -> None:
         self._redactor = redactor
         self._max_requests, self._max_bytes = max_requests, max_bytes
-        self._items: OrderedDict[str, tuple[int, _Job | dict[str, Any]]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[int, _Job | FinishedView]] = OrderedDict()
         # Who each view belongs to, for ``erase``: a spans-row-like dict (ids, attribution, start).
         self._whose: dict[str, dict[str, Any]] = {}
         self._queue: list[str] = []
@@ -108,7 +108,7 @@ class RawStore:
             if left is not None:
                 left -= max(done, 1)
             if job.done:
-                self._items[rid] = (size, job.cap.finish_view(job.raws, self._redactor))
+                self._items[rid] = (size, job.cap.finish(job.raws, self._redactor))
                 self._queue.pop(0)
         return bool(self._queue)
 
@@ -126,7 +126,7 @@ class RawStore:
     def get(self, request_id: str) -> dict[str, Any] | None:
         item = self._items.get(request_id)
         value = item[1] if item is not None else None
-        return value if isinstance(value, dict) else None
+        return value.as_dict() if isinstance(value, FinishedView) else None
 
     def pending(self, request_id: str) -> RawCapture | None:
         item = self._items.get(request_id)

@@ -319,3 +319,27 @@ def test_user_patterns_are_applied_to_each_event_alone():
     events = [chunk({"only": 1}), chunk({"only": 2})]
     got = _capture(events).redact_slice(red, 0, 2)
     assert got[0] == "[REDACTED:whole]" and got[1] == events[1].decode()
+
+
+def test_a_finished_view_keeps_only_redacted_text_and_serves_the_same_json():
+    # The store keeps a finished view flat (dicts built when it is served): what it holds is
+    # the redacted text only, the capture with the clear bytes is gone.
+    store = RawStore(Redactor(enabled=True))
+    rec = RequestRecord(id="r", variant="v", method="POST", endpoint="/chat/completions")
+    rec.raw = RawCapture(rec.t0, 1 << 20, {"model": "m", "messages": [{"role": "user", "content": SECRET}]})
+    rec.prompt = {"messages": [{"role": "user", "content": "[REDACTED:openai_key]"}]}  # as the hooks leave it
+    pieces = ["key ", SECRET[:6], SECRET[6:], f" mail {EMAIL} ok"]
+    for p in pieces:
+        rec.raw.add(chunk(delta(p)), text=p)
+    rec.raw.add(chunk(USAGE), injected=True)
+    cap = rec.raw
+    expected = cap.view(Redactor(enabled=True))
+    store.on_end(rec)  # no running loop: finished at once
+    kept = store._items["r"][1]
+    assert not isinstance(kept, dict) and store.pending("r") is None
+    held = repr([getattr(kept, name) for name in type(kept).__slots__])
+    assert SECRET[6:20] not in held and EMAIL not in held and "sk-proj" not in held
+    assert store.get("r") == expected
+    assert [e["injected"] for e in expected["events"]] == [False] * 4 + [True]
+    assert [e["seq"] for e in expected["events"]] == list(range(5))
+    assert all(a["t_ms"] <= b["t_ms"] for a, b in itertools.pairwise(expected["events"]))
