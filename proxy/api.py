@@ -250,11 +250,12 @@ def _ready_slices(sub: Subscription, item: tuple[str, str, dict[str, Any]]) -> I
     yield b"".join(joined) if len(joined) > 1 else first
 
 
-def _fits(transport: asyncio.BaseTransport | None, size: int) -> bool:
-    """Whether writing ``size`` more bytes stays under the transport's high-water mark: the
-    write then cannot pause for the peer (aiohttp waits only on a paused transport), so it
-    needs no stall timeout."""
-    if transport is None or transport.is_closing():
+def _fits(protocol: object, transport: asyncio.BaseTransport | None, size: int) -> bool:
+    """Whether writing ``size`` more bytes cannot wait for the peer, so needs no stall timeout:
+    writing is not paused (aiohttp waits only then; a transport paused above its high-water
+    mark stays paused until it drains below the low one) and the bytes keep the buffer under
+    the high-water mark, so this write does not pause it."""
+    if transport is None or transport.is_closing() or getattr(protocol, "writing_paused", True):
         return False
     try:  # uvloop's transports are not asyncio.WriteTransport subclasses: duck-typed
         tr: Any = transport
@@ -303,7 +304,7 @@ async def live(request: web.Request) -> web.StreamResponse:
             if item is None:  # closed: lagged, or the server is shutting down
                 break
             for piece in _ready_slices(sub, item):
-                if _fits(request.transport, len(piece)):
+                if _fits(request.protocol, request.transport, len(piece)):
                     await resp.write(piece)  # cannot wait: the socket's buffer takes it (no timer to arm)
                 else:
                     async with asyncio.timeout(STALLED_WRITE_SECONDS):  # no task per write, as wait_for makes

@@ -196,7 +196,7 @@ def _snapshot_shape(events: list[tuple[str, str, dict[str, Any]]]) -> list[tuple
 
 @pytest.mark.parametrize("last_id", [None, "otherboot:5", "garbage", f"{BOOT}:999", f"{BOOT}:x"])
 async def test_snapshot_for_foreign_or_unknown_ids(last_id: str | None) -> None:
-    hub = LiveHub(boot_id=BOOT, flush_seconds=0)  # each live delta on its own
+    hub = LiveHub(boot_id=BOOT)
     run(hub, rec("done"), "Hello ", "there")
     live = rec("live")
     hub.on_start(live)
@@ -308,7 +308,7 @@ async def test_capture_cap_never_splits_a_character() -> None:
 
 async def test_slow_subscriber_dropped_without_blocking_publish() -> None:
     drops: list[str] = []
-    hub = LiveHub(boot_id=BOOT, subscriber_queue=10, on_drop=drops.append, flush_seconds=0)
+    hub = LiveHub(boot_id=BOOT, subscriber_queue=10, on_drop=drops.append)
     stalled = hub.subscribe(snapshot=False)  # never read
     reader = hub.subscribe(snapshot=False)
     reader.queue = asyncio.Queue()  # an unbounded reader keeps everything
@@ -323,23 +323,6 @@ async def test_slow_subscriber_dropped_without_blocking_publish() -> None:
     assert stalled.lagged and stalled.closed and hub.subscribers == 1
     assert [ev async for ev in stalled] == []  # its iteration ends at once
     assert reader.queue.qsize() == 5001 and not reader.lagged
-
-
-async def test_timed_batches_keep_a_small_queue_from_lagging() -> None:
-    # The same burst with the default timed batching: a handful of events, nobody dropped.
-    drops: list[str] = []
-    hub = LiveHub(boot_id=BOOT, subscriber_queue=10, on_drop=drops.append)
-    sub = hub.subscribe(snapshot=False)
-    r = rec("r1")
-    hub.on_start(r)
-    for _ in range(5000):
-        hub.on_delta(r, Delta(text="tok "))
-    r.status = OK
-    hub.on_end(r)
-    assert drops == [] and not sub.lagged
-    got = pending(sub)
-    assert got[0][1] == "request.start" and got[-1][1] == "request.end"
-    assert "".join(d["text"] for _, n, d in got if n == "request.delta") == "tok " * 5000
 
 
 async def test_on_drop_that_raises_is_contained() -> None:
@@ -545,7 +528,7 @@ async def test_with_nobody_listening_deltas_are_redacted_in_batches() -> None:
     pieces = _words(2000)
     quiet, watched = _CountingRedactor(), _CountingRedactor()
     a = LiveHub(boot_id=BOOT, redactor=quiet)
-    b = LiveHub(boot_id=BOOT, redactor=watched, subscriber_queue=5000, flush_seconds=0)
+    b = LiveHub(boot_id=BOOT, redactor=watched, subscriber_queue=5000)
     sub = b.subscribe(snapshot=False)
     run(a, rec("r"), *pieces)
     run(b, rec("r"), *pieces)
@@ -629,98 +612,3 @@ def test_a_secret_split_anyhow_is_never_released_in_clear_batched_or_not(cuts, r
         hub.on_end(r)
     assert quiet.get_request("r")["text"] == watched.get_request("r")["text"]
     assert KEY[8:20] not in quiet.get_request("r")["text"]
-
-
-# --- timed batches while someone listens -----------------------------------------------
-
-
-async def test_with_a_listener_deltas_wait_at_most_flush_seconds() -> None:
-    hub = LiveHub(boot_id=BOOT, flush_seconds=0.02)
-    sub = hub.subscribe(snapshot=False)
-    r = rec("r")
-    hub.on_start(r)
-    for p in ["one ", "two ", "three "]:
-        r.text += p
-        hub.on_delta(r, Delta(text=p))
-    got = pending(sub)
-    # The first token goes out at once (a listener sees the request start streaming) ...
-    assert [(n, d.get("text"), d.get("seq")) for _, n, d in got] == [
-        ("request.start", None, None),
-        ("request.delta", "one ", 1),
-    ]
-    # ... the rest within the window, as one delta, without anything else happening.
-    rest = await asyncio.wait_for(collect(sub, 1), 2.0)
-    assert [(n, d["text"], d["seq"]) for _, n, d in rest] == [("request.delta", "two three ", 2)]
-    assert hub._timer is None and hub._batching == {}
-    # The next delta starts a new window; the end takes the batch first, in order.
-    hub.on_delta(r, Delta(text="four "))
-    r.text += "four "
-    r.status = OK
-    hub.on_end(r)
-    tail = pending(sub)
-    assert [(n, d.get("text")) for _, n, d in tail] == [("request.delta", "four "), ("request.end", None)]
-
-
-async def test_flush_seconds_zero_publishes_each_delta() -> None:
-    hub = LiveHub(boot_id=BOOT, flush_seconds=0)
-    sub = hub.subscribe(snapshot=False)
-    r = rec("r")
-    hub.on_start(r)
-    for p in ["one ", "two ", "three "]:
-        hub.on_delta(r, Delta(text=p))
-    assert [d["text"] for _, n, d in pending(sub) if n == "request.delta"] == ["one ", "two ", "three "]
-    assert hub._timer is None
-
-
-async def test_a_sink_gets_timed_batches_too_and_close_all_flushes() -> None:
-    hub = LiveHub(boot_id=BOOT, flush_seconds=5.0)  # a window that would outlast the test
-    seen: list[tuple[str, dict[str, Any]]] = []
-    hub.add_sink(lambda ev: seen.append((ev[1], ev[2])))
-    sub = hub.subscribe(snapshot=False)
-    r = rec("r")
-    hub.on_start(r)
-    for p in ["one ", "two ", "three "]:
-        hub.on_delta(r, Delta(text=p))
-    assert [d.get("text") for n, d in seen] == [None, "one "]
-    timer = hub._timer
-    assert timer is not None
-    hub.close_all()  # at shutdown: what was batched goes out first, and the timer is gone
-    assert [d.get("text") for n, d in seen] == [None, "one ", "two three "]
-    assert hub._timer is None and timer.cancelled()
-    assert sub.closed and [ev async for ev in sub] == []  # and each listener's iteration ends
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=40), st.integers(0, 60))
-def test_a_secret_split_anyhow_is_never_released_in_clear_in_timed_batches(cuts, read_at) -> None:
-    # As above, in a running loop with a listener: batches flushed by the timer mid-stream.
-    text = "Here it is: " + KEY + " and some words after it, " * 3
-    pieces, i = [], 0
-    for c in cuts:
-        if i >= len(text):
-            break
-        pieces.append(text[i : i + c])
-        i += c
-    if i < len(text):
-        pieces.append(text[i:])
-
-    async def main() -> list[str]:
-        hub = LiveHub(boot_id=BOOT, subscriber_queue=5000, flush_seconds=0.0005)
-        sub = hub.subscribe(snapshot=False)
-        r = rec("r")
-        hub.on_start(r)
-        for k, p in enumerate(pieces):
-            r.text += p
-            hub.on_delta(r, Delta(text=p))
-            if k % 3 == 0:
-                await asyncio.sleep(0.001)  # the timer fires between some pieces
-            if k == read_at:
-                assert KEY[8:20] not in hub.get_request("r")["text"]
-        r.status = OK
-        hub.on_end(r)
-        assert KEY[8:20] not in hub.get_request("r")["text"]
-        return [d.get("text", "") for _, n, d in pending(sub) if n == "request.delta"]
-
-    deltas = asyncio.run(main())
-    assert KEY[8:20] not in "".join(deltas)
-    assert all(KEY[8:20] not in d for d in deltas)

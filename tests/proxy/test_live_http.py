@@ -398,17 +398,26 @@ def test_a_write_skips_the_stall_timer_only_when_the_buffer_takes_it():
         def get_write_buffer_limits(self) -> tuple[int, int]:
             return (self.high // 4, self.high)
 
-    assert _fits(Transport(0), 300)
-    assert not _fits(Transport(65_000), 600)  # would cross the high-water mark: it may pause
-    assert not _fits(Transport(0), 65536)
-    assert not _fits(Transport(0, closing=True), 10)
-    assert not _fits(None, 10)
+    class Protocol:
+        def __init__(self, paused: bool = False) -> None:
+            self.writing_paused = paused
+
+    ok = Protocol()
+    assert _fits(ok, Transport(0), 300)
+    assert not _fits(ok, Transport(65_000), 600)  # would cross the high-water mark: it may pause
+    assert not _fits(ok, Transport(0), 65536)
+    assert not _fits(ok, Transport(0, closing=True), 10)
+    assert not _fits(ok, None, 10)
+    # Paused above the high-water mark, drained part way (between the marks): still paused, so
+    # a write may wait however small it is.
+    assert not _fits(Protocol(paused=True), Transport(30_000), 10)
+    assert not _fits(object(), Transport(0), 10)  # no pause state to read: assume it may wait
 
     class Bare:  # no buffer figures: assume it may wait
         def is_closing(self) -> bool:
             return False
 
-    assert not _fits(Bare(), 10)  # type: ignore[arg-type]
+    assert not _fits(ok, Bare(), 10)  # type: ignore[arg-type]
 
 
 async def test_a_subscriber_that_stops_reading_is_dropped_after_the_stall_timeout(sim_server, monkeypatch):

@@ -85,7 +85,7 @@ def test_the_hub_marks_what_it_knows_is_one_slice_and_the_bytes_are_the_same():
     from tokentail.proxy.live_sse import LiveItem, item_slices
     from tokentail.proxy.record import Delta, RequestRecord
 
-    hub = LiveHub(boot_id="b", flush_seconds=0, max_capture_bytes=8 * SLICE_CHARS)
+    hub = LiveHub(boot_id="b", max_capture_bytes=8 * SLICE_CHARS)
     seen: list = []
     hub.add_sink(seen.append)
     small = RequestRecord(id="s", variant="v", method="POST", endpoint="/chat/completions", model="m")
