@@ -184,9 +184,8 @@ class LiveHub:
         per relayed chunk. Whatever reads the entries (a subscriber joining, the in-flight
         API, erasure, the end) takes the batch first (``_flush``), so nothing reads stale text.
         (With a listener each delta goes out at once: a timed batch of 8 ms saved ~15 % of the
-        CPU per token, but under CPU contention it let a stream's text reach the page up to
-        0.4 s late where per-delta publishing stayed under 60 ms; measured with the browser
-        test's token-to-screen probe, 2026-12-03.)
+        CPU per token, but it doubled what the browser test's token-to-screen probe measures,
+        p99 12-19 -> 27-40 ms quiet and 19-35 -> 43-74 ms with two CPU hogs; 2026-12-03.)
         """
         e = self._entries.get(rec.id)
         if e is None or e.rec is None or e.truncated:
