@@ -38,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 
 import aiohttp
 from _procfs import cpu_seconds, free_port, tree_cpu_seconds  # bench/ is on sys.path
@@ -73,11 +72,6 @@ async def load(url: str, n: int, concurrency: int, tokens: int, live: str | None
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
     return errors
-
-
-@contextlib.contextmanager
-def _nothing() -> Iterator[None]:
-    yield None
 
 
 def _callgrind_total(path: str) -> int:
@@ -131,7 +125,7 @@ def main() -> None:
     try:
         with (
             spawn(tokentail(sim, sim_port), sim_port, "simulator"),
-            spawn(sink, sink_port, "OTLP sink") if args.full else _nothing(),
+            spawn(sink, sink_port, "OTLP sink") if args.full else contextlib.nullcontext(),
             spawn(cmd, proxy_port, "proxy", env, timeout=300) as proxy,
         ):
             pid = proxy.pid

@@ -58,11 +58,8 @@ def _requests(config: DashboardConfig, reader: Reader, _search: str, timeout: fl
     # search the app's first call makes.
     params = requests_page.search_params(dict(requests_page.DEFAULTS), now)
     body = reader.search(timeout=timeout, **params, limit=requests_page.PAGE_SIZE, offset=0)
-    rows = list(body.get("requests") or [])
-    total = body.get("total") if isinstance(body.get("total"), int) else None
-    return requests_page.page(
-        config, table=requests_page.results_table(rows), range_text=requests_page.page_range(0, len(rows), total)
-    )
+    table, range_text, _ = requests_page.answer(body, 0)
+    return requests_page.page(config, table=table, range_text=range_text)
 
 
 _PAGES = {"/sessions": _sessions, requests_page.PATH: _requests}

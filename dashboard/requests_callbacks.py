@@ -53,12 +53,11 @@ def register(app: Dash, reader: Reader) -> None:
         except SourceError as exc:
             msg = [html.Span("●", className="tt-bad"), f" Could not search the stored requests: {exc}"]
             return [no_update, msg, no_update, no_update, no_update]
-        rows = list(body.get("requests") or [])
-        total = body.get("total") if isinstance(body.get("total"), int) else None
+        table, range_text, pager = rp.answer(body, offset)
         return [
-            rp.results_table(rows),
-            rp.page_range(offset, len(rows), total),
-            {"offset": offset, "shown": len(rows), "total": total},
+            table,
+            range_text,
+            pager,
             rp.export_href(params, "csv"),
             rp.export_href(params, "jsonl"),
         ]

@@ -129,6 +129,15 @@ def export_href(params: dict[str, Any], format: str) -> str:
     return EXPORT_ROUTE + "?" + urlencode({"format": format, **keep})
 
 
+def answer(body: dict[str, Any], offset: int) -> tuple[Any, str, dict[str, Any]]:
+    """A search's answer (``Reader.search``) as the page shows it: the table, the range line,
+    and the pager's state (offset, rows shown, total when the collector counted it)."""
+    rows = list(body.get("requests") or [])
+    total = body.get("total") if isinstance(body.get("total"), int) else None
+    state = {"offset": offset, "shown": len(rows), "total": total}
+    return results_table(rows), page_range(offset, len(rows), total), state
+
+
 def page_range(offset: int, shown: int, total: int | None) -> str:
     if not shown:
         return "no request matches"
