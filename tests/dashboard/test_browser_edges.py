@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from tests.helpers import wait_until
 from tests.helpers.browser import open_page, unique_prompt
 from tokentail.simulator.endpoints import MODELS
 
@@ -85,9 +86,19 @@ def test_the_live_header_says_what_it_counts(live_stack, page):
     live_stack.stream("production", unique_prompt("Count me."), tps=50, tokens=5)
     count = page.locator("#tt-live-count")
     expect(count).to_have_text(re.compile(r"^showing [\d,.]+ k? ?of [\d,.]+ k? ?.*· \d+ in flight$"), timeout=10_000)
-    shown, total = re.match(r"showing ([\d,]+) of ([\d,]+)", count.inner_text()).groups()
-    assert int(shown.replace(",", "")) == min(int(total.replace(",", "")), 200)
-    assert int(shown.replace(",", "")) == page.locator("#tt-live-list .tt-row").count()
+
+    # The header is rewritten the frame after rows come and go (background traffic keeps
+    # arriving), so it and the rows are read together, in one script, until they agree.
+    def header_and_rows():
+        text, rows = page.evaluate(
+            "() => [document.getElementById('tt-live-count').textContent,"
+            " document.querySelectorAll('#tt-live-list .tt-row').length]"
+        )
+        shown, total = (int(n.replace(",", "")) for n in re.match(r"showing ([\d,]+) of ([\d,]+)", text).groups())
+        return (shown, total) if shown == rows else None
+
+    shown, total = wait_until(header_and_rows, timeout=10, step=0.05, what="the header's count = the rows shown")
+    assert shown == min(total, 200)
 
 
 def _collector_has(live_stack, path: str) -> bool:
