@@ -1,13 +1,15 @@
 """Dashboard browser benchmark: the Live page in headless Chromium under real traffic.
 
-Starts the browser tests' stack (tests/dashboard/_stack.py: simulator and two proxies in
-this process, collector and dashboard as processes), opens the Live page in Debian's
-Chromium through Playwright, and measures, phase by phase:
+Starts the browser tests' stack (tests/helpers/stack.py: simulator and two proxies on an
+event loop in this process, beside the client streams; collector and dashboard as
+processes), opens the Live page in Debian's Chromium through Playwright, and measures, phase
+by phase:
 
 1. idle: ~1 request/s of background traffic;
 2. load: 100 concurrent streams (20 tokens/s each, 60 tokens) through both proxies;
-3. token-to-DOM under the same load, rows on screen: the proxy relays a chunk (an observer in the proxy
-   process) -> its text is in the row's DOM (a MutationObserver in the page);
+3. token-to-DOM under the same load, rows on screen: the proxy relays a chunk (an observer in
+   the proxy) -> its text is in the row's DOM (a MutationObserver in the page); split at the
+   moment the page's model had it (the feed read and parsed): relay -> page -> DOM;
 
 and for each phase: the main thread's busy share (CDP ``Performance.getMetrics``
 TaskDuration over wall time; its CPU time, ThreadTime, beside it), long tasks (a ``longtask`` PerformanceObserver), input delay
@@ -20,6 +22,11 @@ grows). ``Memory.getDOMCounters`` minus the nodes a TreeWalker finds is reported
 but it is not a leak figure: it also counts each row's CSS pseudo-elements (``::before``)
 and the user-agent shadow DOM of inputs, so it follows the number of rows on screen.
 
+``--processes`` runs the simulator and both proxies as processes, as ``tokentail up`` does;
+token-to-DOM then starts when a chunk reaches its client (the application's view of the
+relay). In process, the proxies share one event loop, and its GC pauses, with the clients and
+the simulator; as processes, more of them compete with the browser for the two cores.
+
 ``--soak MIN`` then repeats load phases for MIN minutes, memory sampled after each.
 ``--sessions N`` (run alone, before the Live page) seeds the collector's DuckDB with N
 sessions of 2 turns and measures the Sessions page: first paint (navigation start to the
@@ -29,7 +36,7 @@ list drawn, the first view gone: the filters work) and a filter (click on a user
 the table re-rendered with that user's sessions, both stamped in the page); then the
 Requests page's first paint over the same store, three times.
 
-Usage: python bench/dashboard_bench.py [--idle 30] [--load 60] [--streams 100] [--soak 10]
+Usage: python bench/dashboard_bench.py [--processes] [--idle 30] [--load 60] [--streams 100] [--soak 10]
        [--sessions 10000] [--json out.json]
 """
 
@@ -62,6 +69,17 @@ PAGE_PROBE = """
     .observe({type: "longtask"});
   document.addEventListener("mousemove", e => window.__bench.delays.push(performance.now() - e.timeStamp),
     {passive: true});
+}
+"""
+# When each delta reached the page's model (the feed parsed, the row's text appended):
+# [request id, UTF-16 length of its text so far, epoch ms]. Beside the DOM probe it splits
+# token-to-DOM into the proxy-to-page part and the page's own.
+ARRIVAL_PROBE = """
+() => {
+  window.__ttArrival = [];
+  window.tokentail.listen((kind, r) => {
+    if (kind === "delta" && r) window.__ttArrival.push([r.id, r.text.length, Date.now()]);
+  });
 }
 """
 NODES = "() => { let n = 0; const w = document.createTreeWalker(document, NodeFilter.SHOW_ALL); while (w.nextNode()) n++; return n + 1; }"
@@ -146,6 +164,7 @@ async def load(stack: Stack, streams: int, until: float) -> None:
                     tps=20,
                     ttft_ms=200,
                     tokens=60,
+                    clock=stack.clock if stack.processes else None,  # in process: the proxy's observer stamps
                 )
             )
             n += 1
@@ -155,30 +174,46 @@ async def load(stack: Stack, streams: int, until: float) -> None:
 
 def token_to_dom(page: Any, stack: Stack, since: float) -> dict[str, Any]:
     probe = page.evaluate("window.__ttProbe")
+    arrivals: dict[str, list[tuple[int, float]]] = {}
+    for rid, n, t in page.evaluate("window.__ttArrival || []"):
+        arrivals.setdefault(rid, []).append((n, t))
     seen: dict[str, list[tuple[float, int]]] = {}
     for rid, n, t, _, on_screen in probe:
         if on_screen:  # rows off screen get their text when they scroll in: no token's latency
             seen.setdefault(rid, []).append((t, n))
-    lat = []
+    lat, to_page, in_page = [], [], []
     for rid, deltas in list(stack.clock.deltas.items()):
         marks = sorted(seen.get(rid, []))
         if not marks or deltas[0][1] < since:
             continue
+        came = arrivals.get(rid, [])
         cum = 0
         for text, relayed in deltas:
             cum += utf16_len(text)
             hit = next((t for t, n in marks if n >= cum), None)
-            if hit is not None:
-                lat.append(hit - relayed * 1000.0)
-    lat.sort()
+            if hit is None:
+                continue
+            lat.append(hit - relayed * 1000.0)
+            got = next((t for n, t in came if n >= cum), None)
+            if got is not None:
+                to_page.append(got - relayed * 1000.0)
+                in_page.append(hit - got)
     if not lat:
         return {"deltas": 0}
-    return {
-        "deltas": len(lat),
-        "p50_ms": round(quantile(lat, 0.5), 1),
-        "p99_ms": round(quantile(lat, 0.99), 1),
-        "max_ms": round(lat[-1], 1),
-    }
+
+    def spread(values: list[float]) -> dict[str, float]:
+        values.sort()
+        return {
+            "p50_ms": round(quantile(values, 0.5), 1),
+            "p99_ms": round(quantile(values, 0.99), 1),
+            "max_ms": round(values[-1], 1),
+        }
+
+    out: dict[str, Any] = {"deltas": len(lat), **spread(lat)}
+    if to_page:  # where the time went: relayed -> in the page's model -> in the DOM
+        out["relay_to_page"] = spread(to_page)
+        out["page_to_dom"] = spread(in_page)
+    return out
 
 
 def seed_sessions(db: Path, sessions: int) -> None:
@@ -340,6 +375,7 @@ def main() -> int:
     ap.add_argument("--soak", type=float, default=0.0, help="minutes of further load, memory sampled after each")
     ap.add_argument("--sessions", type=int, default=0, help="seed N sessions and measure the Sessions page alone")
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--processes", action="store_true", help="simulator and proxies as processes (see above)")
     args = ap.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -354,7 +390,8 @@ def main() -> int:
         t = time.monotonic()
         seed_sessions(tmp / "tokentail.duckdb", args.sessions)  # the stack's collector opens this file
         out["seed_s"] = round(time.monotonic() - t, 1)
-    stack = Stack(tmp)
+    stack = Stack(tmp, processes=args.processes)
+    out["stack"] = "processes" if args.processes else "in-process"
     stack.start()
     try:
         with sync_playwright() as pw:
@@ -385,6 +422,7 @@ def main() -> int:
             out["memory_after_load"] = memory(page, cdp)
             since = time.time()
             page.evaluate(PROBE)
+            page.evaluate(ARRIVAL_PROBE)
             time.sleep(args.probe)
             out["token_to_dom_under_load"] = token_to_dom(page, stack, since)
             running.result(args.load + args.probe + 120)

@@ -5,6 +5,11 @@ loop in a background thread, so the production proxy can carry an extra observer
 ``DeltaClock`` stamps the wall-clock time at which the proxy relayed each delta (the
 proxy writes a chunk to its client, then notifies observers; see proxy/forward.py).
 The collector and the dashboard run as real ``python -m tokentail ...`` processes.
+
+``Stack(tmp, processes=True)`` (``bench/dashboard_bench.py --processes``) runs the simulator and
+the proxies as processes too, as ``tokentail up`` does; the loop thread then carries only
+the clients, and ``clock`` holds the time each delta reached its client (``stream_chat``
+with ``clock=``), the relay's stamp as the client's application sees it.
 """
 
 from __future__ import annotations
@@ -118,12 +123,14 @@ class Proc:
     port: int
     log: Path
     proc: subprocess.Popen | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         for k in list(env):
             if k.startswith(("TOKENTAIL_", "OTEL_")):
                 env.pop(k)  # the test decides every option
+        env.update(self.env)
         fh = self.log.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tokentail", *self.args],
@@ -158,6 +165,8 @@ class Stack:
     providers: list[Any] = field(default_factory=list)
     collector: Proc | None = None
     dashboard: Proc | None = None
+    processes: bool = False  # simulator and proxies as processes (see the module docstring)
+    procs: list[Proc] = field(default_factory=list)
 
     def url(self, name: str, path: str = "") -> str:
         return f"http://127.0.0.1:{self.ports[name]}{path}"
@@ -175,7 +184,10 @@ class Stack:
         for name in ("sim", "production", "canary", "collector", "dashboard"):
             self.ports[name] = free_port()
         self.pricing.write_text(PRICING)
-        self.loop.run(self._start_in_process())
+        if self.processes:
+            self._start_processes()
+        else:
+            self.loop.run(self._start_in_process())
         c = self.ports["collector"]
         self.collector = Proc(
             "collector",
@@ -222,6 +234,36 @@ class Stack:
         self.collector.wait()
         self.dashboard.wait()
 
+    def _start_processes(self) -> None:
+        sim = Proc(
+            "sim",
+            ["simulate", "--port", str(self.ports["sim"]), "--tokens-per-second", "50", "--ttft", "50ms"]
+            + ["--length", "40", "--seed", "3"],
+            self.ports["sim"],
+            self.tmp / "sim.log",
+        )
+        otel = {
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": self.url("collector", "/v1/traces"),
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+        }
+        proxies = [
+            Proc(
+                variant,
+                ["proxy", "--upstream", self.url("sim", "/v1"), "--port", str(self.ports[variant])]
+                + ["--variant", variant, "--allowed-origin", self.origin, "--pricing", str(self.pricing)],
+                self.ports[variant],
+                self.tmp / f"{variant}.log",
+                env=otel,
+            )
+            for variant in ("production", "canary")
+        ]
+        for p in (sim, *proxies):
+            p.start()
+            self.procs.append(p)
+        for p in self.procs:
+            p.wait()
+
     async def _start_in_process(self) -> None:
         from tokentail.proxy.app import app_from_settings
         from tokentail.proxy.telemetry import build_tracer_provider
@@ -257,7 +299,7 @@ class Stack:
         self.runners.append(runner)
 
     def stop(self) -> None:
-        for p in (self.dashboard, self.collector):
+        for p in (self.dashboard, self.collector, *self.procs):
             if p is not None:
                 p.stop()
         from tokentail.proxy.telemetry import shutdown_bounded
@@ -406,6 +448,7 @@ async def stream_chat(
     headers: dict | None = None,
     body: dict | None = None,
     history: list | None = None,
+    clock: DeltaClock | None = None,
 ) -> Stream:
     h = {"Content-Type": "application/json", "Authorization": "Bearer sk-test-not-a-key"}
     if tps is not None:
@@ -444,8 +487,11 @@ async def stream_chat(
                         for choice in obj.get("choices") or []:
                             piece = (choice.get("delta") or {}).get("content")
                             if piece:
+                                now = time.time()
                                 if out.first_token_at is None:
-                                    out.first_token_at = time.time()
+                                    out.first_token_at = now
                                 out.text += piece
+                                if clock is not None and out.request_id:
+                                    clock.deltas.setdefault(out.request_id, []).append((piece, now))
     out.done_at = time.time()
     return out
