@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import logging
 import signal
 import sys
@@ -55,6 +56,15 @@ async def start_site(runner: web.AppRunner, host: str, port: int, what: str) -> 
     return site
 
 
+def settle_heap() -> None:
+    """Take what start-up left alive (modules, the app, its settings) out of the garbage
+    collector's view: each full collection then walks only what serving made since.
+    A full collection stops the event loop, and with it every stream (a proxy under 100
+    streams: ~80 ms a full collection before, ~25 ms after; ``bench/gc_pause_bench.py``)."""
+    gc.collect()
+    gc.freeze()
+
+
 def bound_port(runner: web.AppRunner) -> int:
     """The port actually bound (useful with --port 0)."""
     for addr in runner.addresses:
@@ -93,6 +103,7 @@ async def serve_until_signal(
             res = on_started(actual)
             if asyncio.iscoroutine(res):
                 await res
+        settle_heap()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
