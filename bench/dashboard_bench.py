@@ -58,6 +58,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _procfs import CLK, cpu_seconds, tree_cpu_seconds  # noqa: E402  (bench/ is on sys.path)
+
 from tests.helpers.browser import CHROMIUM_ARGS, PROBE, detached_dom_nodes, quantile, utf16_len  # noqa: E402
 from tests.helpers.stack import Stack, Stream, _quiet, stream_chat  # noqa: E402
 
@@ -116,9 +118,24 @@ def memory(page: Any, cdp: Any) -> dict[str, float]:
     }
 
 
+def stack_cpu(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far: this process alone (the clients; in process also the simulator and
+    the proxies, and Playwright's calls), the stack's processes (with their children: a
+    proxy's span export), and the whole machine (all cores, /proc/stat)."""
+    out = {"bench process": cpu_seconds(os.getpid())}
+    for p in (stack.collector, stack.dashboard, *stack.procs):
+        if p is not None and p.proc is not None:
+            out[p.name] = tree_cpu_seconds(p.proc.pid)
+    with open("/proc/stat") as fh:
+        f = [int(x) for x in fh.readline().split()[1:]]
+    out["machine"] = (sum(f) - f[3] - f[4]) / CLK  # all but idle and iowait
+    return out
+
+
 def measure(page: Any, cdp: Any, stack: Stack, seconds: float) -> dict[str, Any]:
     """Move the mouse every 100 ms for ``seconds``; the phase's figures."""
     page.evaluate("() => { window.__bench.long = []; window.__bench.delays = []; }")
+    cpu_before = stack_cpu(stack)
     before = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
     drops = dropped(stack)
     t0 = time.monotonic()
@@ -128,6 +145,7 @@ def measure(page: Any, cdp: Any, stack: Stack, seconds: float) -> dict[str, Any]
         i += 1
         time.sleep(0.1)
     wall = time.monotonic() - t0
+    cpu_after = stack_cpu(stack)
     after = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
     got = page.evaluate("() => window.__bench")
     longs, delays = sorted(got["long"]), sorted(got["delays"])
@@ -144,6 +162,8 @@ def measure(page: Any, cdp: Any, stack: Stack, seconds: float) -> dict[str, Any]
         "input_delay_p95_ms": round(quantile(delays, 0.95), 1) if delays else None,
         "live_subscribers_dropped": None if drops is None or (end := dropped(stack)) is None else end - drops,
         "rows_in_page": page.evaluate("() => window.tokentail.rows.size"),
+        # The rest of the machine in the same phase, in % of one core (the machine: of all).
+        "cpu_pct_of_a_core": {k: round(100 * (cpu_after[k] - cpu_before[k]) / wall, 1) for k in cpu_before},
     }
 
 

@@ -11,6 +11,7 @@ from ..pricing import PriceTable
 from .config import CollectorConfig
 from .events import Broadcaster
 from .pipeline import Collector
+from .receipts import Receipts
 from .store import Store
 
 CONFIG = web.AppKey("config", CollectorConfig)
@@ -21,6 +22,7 @@ POLICY = web.AppKey("policy", access.AccessPolicy)
 OTLP_STATS = web.AppKey("otlp_stats", dict)
 STARTED_AT = web.AppKey("started_at", float)
 PRICES = web.AppKey("prices", PriceTable)
+RECEIPTS = web.AppKey("receipts", Receipts)  # span batches received, not stored yet
 _TASKS = web.AppKey("tasks", list)
 
 

@@ -39,6 +39,7 @@ from ._http import (
     OTLP_STATS,
     POLICY,
     PRICES,
+    RECEIPTS,
     STARTED_AT,
     STORE,
     error,
@@ -63,6 +64,7 @@ from .query import (
     plan_spans,
     run_metrics,
 )
+from .receipts import Receipts
 from .receiver import REFUSALS, RefusalLog, too_large
 from .store import SCHEMA_VERSION, Store
 
@@ -127,6 +129,7 @@ def create_app(
     app[REFUSALS] = RefusalLog(app[OTLP_STATS])
     app[STARTED_AT] = clock()
     app[PRICES] = prices
+    app[RECEIPTS] = Receipts()
     app[_TASKS] = []
     app.cleanup_ctx.append(_lifecycle(scrape, maintain))
     app.on_shutdown.append(_end_streams)
@@ -251,16 +254,21 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def spans(request: web.Request) -> web.Response:
-    """Stored request spans, newest first: ``{"spans": [...]}``."""
+    """Stored request spans, newest first: ``{"spans": [...], "limit", "received_before"}``.
+
+    ``received_before``: every span received before that time is stored (taken before the
+    query), so a reader by receipt passes it back as its next ``received_since``."""
     try:
         plan = plan_spans(request.query)
     except QueryError as exc:
         return web.json_response(exc.as_json(), status=400)
+    app = request.app
+    received_before = app[RECEIPTS].watermark(app[COLLECTOR].clock())
     try:
-        rows = await request.app[STORE].read(fetch_spans, plan)
+        rows = await app[STORE].read(fetch_spans, plan)
     except duckdb.Error as exc:
         return unavailable(exc)
-    return web.json_response({"spans": rows, "limit": plan.limit})
+    return web.json_response({"spans": rows, "limit": plan.limit, "received_before": received_before})
 
 
 async def sessions(request: web.Request) -> web.Response:
@@ -325,8 +333,22 @@ async def traces(request: web.Request) -> web.Response:
         refusals.refused("too_large", f"over {limit} bytes from {request.remote}")
         return too_large(limit, None)
     ctype = request.headers.get("Content-Type", "")
-    loop = asyncio.get_running_loop()
     received = app[COLLECTOR].clock()
+    app[RECEIPTS].begin(received)  # until stored or refused: readers by receipt wait for it
+    try:
+        refused = await _store_batch(app, body, ctype, received)
+    finally:
+        app[RECEIPTS].end(received)
+    if refused is not None:
+        return refused
+    payload, content_type = encode_response(ctype.split(";")[0].strip().lower() == JSON_TYPE)
+    return web.Response(body=payload, content_type=content_type)
+
+
+async def _store_batch(app: web.Application, body: bytes, ctype: str, received: float) -> web.Response | None:
+    """Decode and store one OTLP batch; the refusal to answer with, or None once stored."""
+    stats, refusals = app[OTLP_STATS], app[REFUSALS]
+    loop = asyncio.get_running_loop()
     try:
         rows, skipped = await loop.run_in_executor(
             None, lambda: spans_to_rows(decode(body, ctype), received_at=received)
@@ -352,5 +374,4 @@ async def traces(request: web.Request) -> web.Response:
             return resp
         stats["spans_stored"] += inserted
         stats["spans_duplicate"] += len({r["request_id"] for r in rows}) - inserted
-    payload, content_type = encode_response(ctype.split(";")[0].strip().lower() == JSON_TYPE)
-    return web.Response(body=payload, content_type=content_type)
+    return None

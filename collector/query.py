@@ -366,6 +366,7 @@ class SpansPlan:
     limit: int
     messages: bool
     ascending: bool = False
+    by_receipt: bool = False  # received_since: oldest received first, a cursor
 
 
 def window_filters(query: Mapping[str, str], *, upper: str) -> tuple[list[str], list[Any]]:
@@ -404,26 +405,47 @@ def span_filters(query: Mapping[str, str]) -> tuple[list[str], list[Any]]:
     return where, args
 
 
-SPAN_PARAMS = ("since", "before", "limit", "model", "status", "variant", "messages", "order", "run", *_ATTRIBUTION)
+SPAN_PARAMS = (
+    "since",
+    "before",
+    "received_since",
+    "limit",
+    "model",
+    "status",
+    "variant",
+    "messages",
+    "order",
+    "run",
+    *_ATTRIBUTION,
+)
 
 
 def plan_spans(query: Mapping[str, str]) -> SpansPlan:
-    """Validate /api/spans parameters (400 on anything unknown or malformed)."""
+    """Validate /api/spans parameters (400 on anything unknown or malformed).
+
+    ``received_since`` (epoch seconds) asks for the spans this collector received after that
+    time, oldest received first: a reader that keeps the last ``received_at`` it saw gets
+    each span once, however long ago the request started (the Live page's history)."""
     check_known(query, SPAN_PARAMS)
     where, args = span_filters(query)
+    received = number_param(query, "received_since", 0, 1e11)
+    if received is not None:
+        where.append("received_at >= ?")
+        args.append(received)
     limit = number_param(query, "limit", 1, MAX_SPANS, integer=True) or 100
     messages = _choice(query, "messages", ["true", "false", "1", "0"], "true") in ("true", "1")
     ascending = _choice(query, "order", ["desc", "asc"], "desc") == "asc"
-    return SpansPlan(" AND ".join(where), args, int(limit), messages, ascending)
+    return SpansPlan(" AND ".join(where), args, int(limit), messages, ascending, received is not None)
 
 
 def fetch_spans(cur: Any, plan: SpansPlan) -> list[dict[str, Any]]:
-    """Spans newest first, or oldest first with ``order=asc`` (reader thread)."""
+    """Spans newest first, or oldest first with ``order=asc``; by receipt with
+    ``received_since`` (reader thread)."""
     cols = [c for c in SPAN_COLUMNS if plan.messages or c not in _MESSAGE_COLUMNS]
     order = "ASC" if plan.ascending else "DESC"
+    key = f"received_at ASC, start_time {order}" if plan.by_receipt else f"start_time {order}"
     rows = cur.execute(
-        f"SELECT {', '.join(cols)} FROM spans WHERE {plan.where} "
-        f"ORDER BY start_time {order}, request_id LIMIT {plan.limit}",
+        f"SELECT {', '.join(cols)} FROM spans WHERE {plan.where} ORDER BY {key}, request_id LIMIT {plan.limit}",
         plan.args,
     ).fetchall()
     return [span_json(dict(zip(cols, r))) for r in rows]

@@ -170,6 +170,16 @@ def _script_json(obj: Any) -> str:
     )
 
 
+def epoch_arg(text: str | None) -> float | None:
+    """A query's epoch seconds: None when absent or empty; ValueError unless a finite number."""
+    if not text:
+        return None
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
 def create_app(config: DashboardConfig, reader: Reader | None = None, post: Any = None) -> Dash:
     """The dashboard; tests pass a fake ``reader`` (the reads) and ``post`` (the actions' calls)."""
     reader = reader or Reader(config)
@@ -211,21 +221,22 @@ def _add_routes(server: flask.Flask, config: DashboardConfig, reader: Reader) ->
     def spans():  # history rows for the live list, from the collector, same-origin
         if not config.collector:
             return flask.jsonify({"configured": False, "rows": []})
+        args = flask.request.args
         try:
-            since = float(flask.request.args["since"]) if flask.request.args.get("since") else None
-            if since is not None and not math.isfinite(since):
-                raise ValueError
-            limit = min(max(int(flask.request.args.get("limit", HISTORY_LIMIT)), 1), MAX_HISTORY)
+            since, received_since = (epoch_arg(args.get(k)) for k in ("since", "received_since"))
+            limit = min(max(int(args.get("limit", HISTORY_LIMIT)), 1), MAX_HISTORY)
         except ValueError:
-            return flask.jsonify({"error": "since must be a number (epoch seconds), limit an integer"}), 400
+            return flask.jsonify(
+                {"error": "since and received_since must be numbers (epoch seconds), limit an integer"}
+            ), 400
         try:
-            rows = history_rows(reader.spans(since, limit))
+            spans, received_before = reader.history(since, limit, received_since)
         except SourceError as exc:
             return flask.jsonify({"configured": True, "rows": [], "error": str(exc)}), 502
         except Exception:
             log.exception("reading history failed")
             return flask.jsonify({"configured": True, "rows": [], "error": "internal error"}), 500
-        return flask.jsonify({"configured": True, "rows": rows})
+        return flask.jsonify({"configured": True, "rows": history_rows(spans), "received_before": received_before})
 
     @server.get("/_tt/requests/export")
     def export():  # the Requests page's CSV / JSONL download, relayed from the collector (token kept here)

@@ -126,6 +126,28 @@ class Reader:
         body = self._collector("/api/spans", {"since": since, "limit": limit, **filters})
         return list(body.get("spans") or []) if isinstance(body, dict) else []
 
+    def history(
+        self, since: float | None = None, limit: int = HISTORY_LIMIT, received_since: float | None = None
+    ) -> tuple[list[dict[str, Any]], float | None]:
+        """The Live page's history: the newest spans (``since``: started from then on), or with
+        ``received_since`` those the collector received from then on, oldest received first;
+        and the collector's ``received_before``, the next call's ``received_since``. A collector
+        from before receipt paging refuses the parameter (400): then the spans that started in
+        the 30 s before it, and None (the page pages by start time, as it did)."""
+        params: dict[str, Any] = {"since": since, "limit": limit}
+        if received_since is not None:
+            params = {"received_since": received_since, "limit": limit}
+        try:
+            body = self._collector("/api/spans", params)
+        except SourceError as exc:
+            if exc.status != 400 or received_since is None:
+                raise
+            return self.spans(received_since - 30, limit), None
+        if not isinstance(body, dict):
+            return [], None
+        before = body.get("received_before")
+        return list(body.get("spans") or []), before if isinstance(before, (int, float)) else None
+
     def sessions(self, **filters: Any) -> list[dict[str, Any]]:
         body = self._collector("/api/sessions", filters)
         return list(body.get("sessions") or []) if isinstance(body, dict) else []
@@ -374,6 +396,7 @@ def span_row(span: dict[str, Any]) -> dict[str, Any]:
         "prompt_preview": prompt_preview(inputs)[:PREVIEW_CHARS],
         "text_preview": text[:PREVIEW_CHARS],
         "trace_id": span.get("trace_id"),
+        "received_at": span.get("received_at"),  # the collector's receipt: the page's history cursor
         **attribution(span),
     }
 

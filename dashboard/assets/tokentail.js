@@ -156,7 +156,7 @@
   var renderQueued = false, optionsQueued = false, bannerTimer = null;
   var dirty = new Set(), flushQueued = false, countsQueued = false;  // per-frame coalescing
   var fresh = [];  // rows started since the last frame, not in the DOM yet
-  var hist = {inFlight: false, again: false, newestStored: null, maxTime: null};
+  var hist = {inFlight: false, again: false, newestStored: null, maxTime: null, cursor: null};
   var detail = {id: null, el: null, sseEl: null, mdAt: 0, mdTimer: null, pending: false, replace: false,
     textShown: 0, rawShown: 0};
   var tickAt = 0, tickTimer = null, ticks = 0;
@@ -736,19 +736,39 @@
     return Math.max(since, floor) - 1;
   }
 
+  // The first load takes the newest stored requests; after it, each asks for what the
+  // collector received since the last answer (a cursor: received_before), so a tick fetches
+  // the requests stored since, not the last half minute again. A collector from before that
+  // (no received_before) is asked by start time, as before.
+  var HISTORY_PAGE = 500;
   function loadHistory() {
     if (!CFG.collector) return;
     if (hist.inFlight) { hist.again = true; return; }
     hist.inFlight = true;
-    var since = historySince();
-    var url = "/_tt/spans?limit=" + (since === null ? (CFG.historyLimit || 200) : 500) +
+    var cursor = hist.cursor, since = cursor === null ? historySince() : null;
+    var url = cursor !== null ? "/_tt/spans?limit=" + HISTORY_PAGE + "&received_since=" + cursor.toFixed(6) :
+      "/_tt/spans?limit=" + (since === null ? (CFG.historyLimit || 200) : HISTORY_PAGE) +
       (since === null ? "" : "&since=" + since.toFixed(3));
     fetch(url, {cache: "no-store", credentials: "same-origin"}).then(function (r) { return r.json(); })
-      .then(function (body) { mergeHistory(body.rows || []); }, function () { /* banner covers it */ })
+      .then(function (body) {
+        var list = body.rows || [];
+        mergeHistory(list);
+        hist.cursor = nextCursor(cursor, body.received_before, list);
+      }, function () { /* banner covers it */ })
       .then(function () {
         hist.inFlight = false;
         if (hist.again) { hist.again = false; loadHistory(); }
       });
+  }
+
+  // A full page by receipt goes on from its last row at once (rows sharing that receipt time
+  // come again and are skipped); a page that is one receipt time only goes on after it.
+  function nextCursor(cursor, before, list) {
+    if (!known(before)) return null;
+    if (cursor === null || list.length < HISTORY_PAGE) return before;
+    hist.again = true;
+    var last = list[list.length - 1].received_at;
+    return known(last) && last > cursor ? last : before;
   }
 
   function mergeHistory(list) {
@@ -758,7 +778,7 @@
       hist.newestStored = Math.max(hist.newestStored || 0, h.time || 0);
       hist.maxTime = Math.max(hist.maxTime || 0, h.time || 0);
       var r = rows.get(h.id);
-      if (r && r.stored && !r.live) return;
+      if (r && r.stored) return;  // a stored span does not change: nothing to merge or repaint
       if (!r) { r = newRow(h.id); changed = true; }
       if (!r.stored && detail.id === r.id) {  // the open request was just stored: show its trace id etc.
         setProps("detail-tick", {data: {id: r.id, at: Date.now(), stored: true}});

@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from tests.helpers.fakes import make_config
 from tests.helpers.otel import INPUT, SECRETS, genai_spans, json_body, protobuf_body
 from tests.helpers.rows import add_spans, span
+from tokentail.collector._http import RECEIPTS
 from tokentail.collector.app import STORE, create_app
 
 
@@ -156,3 +157,51 @@ async def test_sessions_facets_and_attribution_filters(client):
     ]
     assert (await client.get("/api/sessions?limit=9999")).status == 400
     assert (await client.get("/api/facets?tag=x")).status == 400
+
+
+async def test_received_since_pages_by_receipt_and_an_unstored_batch_holds_the_cursor(aiohttp_client, tmp_path):
+    """The Live page's history cursor: spans received from a time on, oldest received first,
+    whatever their start; ``received_before`` never passes a batch still being stored."""
+    now = [1000.0]
+    app = create_app(make_config(tmp_path), scrape=False, maintain=False, clock=lambda: now[0])
+    client = await aiohttp_client(app)
+    first, first_ids = genai_spans(2)
+    await client.post("/v1/traces", data=protobuf_body(first), headers={"Content-Type": "application/x-protobuf"})
+    now[0] = 1010.0
+    body = await (await client.get("/api/spans?limit=10")).json()
+    assert body["received_before"] == 1010.0 and len(body["spans"]) == 2
+    later, later_ids = genai_spans(1)
+    await client.post("/v1/traces", data=protobuf_body(later), headers={"Content-Type": "application/x-protobuf"})
+    again = await (await client.get(f"/api/spans?received_since={body['received_before']}")).json()
+    assert [s["request_id"] for s in again["spans"]] == later_ids  # only what came since
+    assert all(s["received_at"] == 1010.0 for s in again["spans"])
+    older_first = await (await client.get("/api/spans?received_since=0")).json()
+    assert {s["request_id"] for s in older_first["spans"][:2]} == set(first_ids)  # by receipt, not start
+
+    # A batch on its way (stored after a slow write) holds received_before at its stamp.
+    store = app[STORE]
+    real_write, gate = store.write, asyncio.Event()
+
+    async def slow_write(fn, *args):
+        await gate.wait()
+        return await real_write(fn, *args)
+
+    store.write = slow_write
+    now[0] = 1020.0
+    held, held_ids = genai_spans(1)
+    posting = asyncio.ensure_future(
+        client.post("/v1/traces", data=protobuf_body(held), headers={"Content-Type": "application/x-protobuf"})
+    )
+    for _ in range(500):  # until the receiver stamped it
+        if len(app[RECEIPTS]):
+            break
+        await asyncio.sleep(0.01)
+    now[0] = 1030.0
+    mid = await (await client.get("/api/spans?received_since=1010")).json()
+    assert mid["received_before"] == 1020.0 and held_ids[0] not in [s["request_id"] for s in mid["spans"]]
+    gate.set()
+    assert (await posting).status == 200
+    store.write = real_write
+    after = await (await client.get(f"/api/spans?received_since={mid['received_before']}")).json()
+    assert [s["request_id"] for s in after["spans"]] == held_ids and after["received_before"] == 1030.0
+    assert (await client.get("/api/spans?received_since=soon")).status == 400

@@ -63,6 +63,23 @@ def test_spans_route_returns_live_list_rows():
     assert none == {"configured": False, "rows": []}
 
 
+def test_spans_route_pages_history_by_receipt_and_asks_an_older_collector_by_start():
+    cfg = config()
+    reader = FakeReader(cfg)
+    client = create_app(cfg, reader).server.test_client()
+    first = client.get("/_tt/spans?limit=200").get_json()
+    assert first["received_before"] == 1700000100.25  # the page's cursor from the first load on
+    body = client.get("/_tt/spans?received_since=1700000100.25&limit=500").get_json()
+    assert reader.calls[-1] == ("/api/spans", {"received_since": 1700000100.25, "limit": 500})
+    assert body["received_before"] == 1700000100.25 and body["rows"][0]["id"] == "r-1"
+    assert "received_at" in body["rows"][0]
+    assert client.get("/_tt/spans?received_since=inf").status_code == 400
+    old = FakeReader(cfg, legacy=True)
+    body = create_app(cfg, old).server.test_client().get("/_tt/spans?received_since=1700000100&limit=500").get_json()
+    assert old.calls[-1] == ("/api/spans", {"since": 1700000070.0, "limit": 500})  # by start time, as before
+    assert body["received_before"] is None and body["rows"][0]["id"] == "r-1"
+
+
 def test_off_loopback_the_page_needs_the_token_once_then_a_cookie():
     app = create_app(DashboardConfig(host="0.0.0.0", read_token=TOKEN, proxies=PROXIES))
     client = app.server.test_client()

@@ -307,15 +307,14 @@ def test_live_page_screenshot(live_stack, page):
 
 
 def x_width(page, graph_id: str) -> float:
-    """Milliseconds the chart's x axis spans, once Plotly has laid out the chart now in the page."""
-    ready = (
+    """Milliseconds the chart's x axis spans, once Plotly has laid out the chart now in the page.
+    Read in the same script that finds it laid out: a refresh can replace the chart between two."""
+    width = (
         "id => { const gd = document.querySelector('#' + id + ' .js-plotly-plot');"
-        " return gd && gd.layout && gd.layout.xaxis && Array.isArray(gd.layout.xaxis.range); }"
+        " const r = gd && gd.layout && gd.layout.xaxis && gd.layout.xaxis.range;"
+        " return Array.isArray(r) ? new Date(r[1]) - new Date(r[0]) : null; }"
     )
-    page.wait_for_function(ready, arg=graph_id, timeout=10_000)
-    return page.locator(f"#{graph_id} .js-plotly-plot").evaluate(
-        "gd => new Date(gd.layout.xaxis.range[1]) - new Date(gd.layout.xaxis.range[0])"
-    )
+    return page.wait_for_function(width, arg=graph_id, timeout=10_000).json_value()
 
 
 def test_overview_charts_two_variants_and_range_picker(live_stack, page):

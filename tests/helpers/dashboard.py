@@ -69,9 +69,10 @@ SPAN = {
 class FakeReader(Reader):
     """A Reader whose collector answers from memory (or is down)."""
 
-    def __init__(self, config, down=False, sessions=None, requests=None):
+    def __init__(self, config, down=False, sessions=None, requests=None, legacy=False):
         super().__init__(config)
         self.down = down
+        self.legacy = legacy  # a collector from before /api/spans?received_since
         self.calls = []
         self.timeouts = []  # each call's own timeout (None: the configured one)
         self.sessions_rows = sessions or []
@@ -96,7 +97,9 @@ class FakeReader(Reader):
                 ]
             }
         if path == "/api/spans":
-            return {"spans": [SPAN]}
+            if self.legacy and "received_since" in (params or {}):
+                raise SourceError("unknown parameter: received_since", status=400)
+            return {"spans": [SPAN]} if self.legacy else {"spans": [SPAN], "received_before": 1700000100.25}
         if path == "/api/sessions":
             return {"sessions": self.sessions_rows, "total": len(self.sessions_rows)}
         if path == "/api/requests/search":
