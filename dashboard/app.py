@@ -37,6 +37,7 @@ from dash import Dash
 from tokentail import access_flask
 
 from . import actions, callbacks, compare_page, first_view, layout, replay, replay_run, replay_view
+from .callback_body import problem as callback_body_problem
 from .config import DashboardConfig, display_url
 from .figures import palette_config
 from .queries import HISTORY_LIMIT, Reader, SourceError, history_rows
@@ -210,6 +211,7 @@ def create_app(config: DashboardConfig, reader: Reader | None = None, post: Any 
     access_flask.install(server, config.policy, cookies=(COOKIE, actions.ADMIN_COOKIE), token_cookie=COOKIE)
     _add_headers(server, app, config)
     _add_routes(server, config, reader)
+    _check_callback_bodies(server, app)
     actions.register(server, config, post=post or actions.post_json)
     replay.register(server, config, reader)
     replay_run.register(server, config, reader, post=post or actions.post_json)
@@ -280,6 +282,18 @@ def _add_routes(server: flask.Flask, config: DashboardConfig, reader: Reader) ->
     @server.errorhandler(500)
     def internal_error(_exc):  # Flask's default page is bland; never a traceback either way
         return flask.jsonify({"error": "internal error (see the dashboard's log)"}), 500
+
+
+def _check_callback_bodies(server: flask.Flask, app: Dash) -> None:
+    @server.before_request
+    def callback_body():  # a malformed callback request: a 400 naming why, before Dash reads it
+        req = flask.request
+        if req.method != "POST" or req.path != "/_dash-update-component":
+            return None
+        if not req.is_json:
+            return flask.jsonify({"error": "a callback request is JSON (Content-Type: application/json)"}), 415
+        why = callback_body_problem(req.get_json(silent=True), app.callback_map)
+        return None if why is None else (flask.jsonify({"error": f"bad callback request: {why}"}), 400)
 
 
 def content_security_policy(config: DashboardConfig, script_hashes: Sequence[str]) -> str:
