@@ -753,7 +753,7 @@
       .then(function (body) {
         var list = body.rows || [];
         mergeHistory(list);
-        hist.cursor = nextCursor(cursor, body.received_before, list);
+        if (!body.error) hist.cursor = nextCursor(cursor, body.received_before, list);  // else: same again
       }, function () { /* banner covers it */ })
       .then(function () {
         hist.inFlight = false;

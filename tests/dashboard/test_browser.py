@@ -40,6 +40,8 @@ def traffic(live_stack):
 
 
 def test_streamed_request_appears_grows_and_is_listed_once(live_stack, page):
+    history = []  # the page's history loads: the newest first, then what was stored since
+    page.on("request", lambda r: history.append(r.url) if "/_tt/spans" in r.url else None)
     open_page(page, live_stack, "/live")
     prompt = unique_prompt("Explain how a ring buffer bounds memory.")
     stream, done = live_stack.stream("production", prompt, tps=8, ttft_ms=1500, tokens=24)
@@ -68,6 +70,7 @@ def test_streamed_request_appears_grows_and_is_listed_once(live_stack, page):
     expect(row).to_have_attribute("data-status", "ok", timeout=5_000)
     assert row_text(row) == s.text and s.text
     expect(row).to_have_class(re.compile(r"\btt-row-stored\b"), timeout=15_000)
+    assert "received_since=" not in history[0] and any("received_since=" in u for u in history[1:]), history
     expect(page.locator(f'.tt-row[data-id="{rid}"]')).to_have_count(1)
     expect(row.locator(".tt-row-stats")).to_contain_text("TTFT")
     expect(row.locator(".tt-row-stats")).to_contain_text("→ 24 tok")

@@ -233,6 +233,12 @@ class Stack:
         self.dashboard.start()
         self.collector.wait()
         self.dashboard.wait()
+        if not self.processes:
+            # As every tokentail server does once it listens (serving.settle_heap): the proxies
+            # here share this process, and its full collections would hold their loop.
+            from tokentail.serving import settle_heap
+
+            settle_heap()
 
     def _start_processes(self) -> None:
         sim = Proc(
