@@ -3,6 +3,7 @@ overflow, long texts collapsed, the Playground's models, the Live header's count
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -135,3 +136,51 @@ def test_requests_page_searches_pages_and_exports(live_stack, page):
     page.locator(f'#req-list tr[data-id="{rid}"] a').click()
     expect(page).to_have_url(re.compile(f"/request/{rid}$"))
     assert page.page_errors == []
+
+
+# Times (performance.now()) of the Live list's DOM writes: one MutationObserver batch per write task.
+WRITE_TIMES = """
+() => {
+  window.__writes = [];
+  new MutationObserver(() => window.__writes.push(performance.now()))
+    .observe(document.getElementById('tt-live-list'), {subtree: true, characterData: true, childList: true});
+}
+"""
+
+
+def _gaps(times: list[float]) -> list[float]:
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
+def test_a_heavy_feed_is_written_about_30_times_a_second_and_a_light_one_every_frame(live_stack, page):
+    """Each frame's style, layout, paint and commit cost about the same whatever changed: over
+    300 deltas a second the page spaces its row writes ~33 ms apart, below that it writes
+    every frame (a token waits for no more than the next one)."""
+    open_page(page, live_stack, "/live")
+    page.evaluate(WRITE_TIMES)
+    light = [  # 120 deltas a second, a token every ~8 ms: more than one a frame
+        live_stack.stream(v, unique_prompt(f"Light feed via {v}."), tps=60, ttft_ms=100, tokens=150)
+        for v in ("production", "canary")
+    ]
+    for _, fut in light:
+        fut.result(30)
+    writes = page.evaluate("window.__writes")
+    light_gaps = sorted(_gaps(writes[len(writes) // 4 : 3 * len(writes) // 4]))
+    page.evaluate("window.__writes = []")
+    heavy = [
+        live_stack.stream(
+            ("production", "canary")[i % 2], unique_prompt(f"Heavy feed {i}."), tps=40, ttft_ms=100, tokens=120
+        )
+        for i in range(16)
+    ]
+    for _, fut in heavy:
+        fut.result(60)
+    writes = page.evaluate("window.__writes")
+    # While all 16 stream (~5 s), past the first second the page takes to see the rate.
+    heavy_gaps = sorted(_gaps(writes[2 * len(writes) // 5 : 4 * len(writes) // 5]))
+    assert len(heavy_gaps) > 20 and len(light_gaps) > 20
+    median = heavy_gaps[len(heavy_gaps) // 2]
+    assert median >= 28, f"heavy feed written every {median:.1f} ms (median)"
+    assert sum(g < 20 for g in heavy_gaps) <= len(heavy_gaps) // 4, heavy_gaps[:20]  # every frame: nearly all
+    light_median = light_gaps[len(light_gaps) // 2]
+    assert light_median < 30, f"light feed written every {light_median:.1f} ms (median), not every frame"
