@@ -252,7 +252,7 @@ def register_history(app: Dash, reader: Reader) -> None:
         new_state = {"offset": offset, "shown": len(rows), "total": total, "sig": sig}
         if trigger == "page-tick" and sig == state.get("sig") and offset == state.get("offset"):
             return [no_update, status, new_state]  # nothing changed: no table sent, none rendered
-        return [table, status, new_state]
+        return [sessions_page.as_markup(table), status, new_state]
 
     @app.callback(
         Output("sessions-user", "options"),

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from dash import dcc, html
 
 from . import _format as fmt
+from . import static_html
 from ._components import data, empty_state
 from ._messages import as_list, message_from_parts, prompt_preview
 from .config import DashboardConfig
@@ -104,6 +105,20 @@ def list_answer(rows: list[dict[str, Any]], total: int | None, offset: int, now:
     return sessions_table(rows), status_text(offset, len(rows), total) + f" · updated {fmt.clock(now)}"
 
 
+def as_markup(table: Any) -> dcc.Markdown:
+    """``table`` as one component of static HTML, for the app's list after a filter or a page.
+
+    Dash's renderer walks every component it is sent (~13 a row): 50 rows took ~100 ms of the
+    page's main thread to draw, and a filter 204-238 ms from click to rows; as one Markdown
+    of HTML, 146-154 ms (``bench/dashboard_bench.py --sessions``). ``static_html`` escapes
+    every text and attribute and keeps only safe link targets; newlines become character
+    references, so no value can end Markdown's HTML block and be read as Markdown. Its links
+    are plain links, opened in the app by ``assets/tokentail.js`` (``a.tt-nav``), which also
+    colours its chips (``data-chip``: Markdown drops the custom property of a style)."""
+    markup = static_html.render(table).replace("\r", "&#13;").replace("\n", "&#10;")
+    return dcc.Markdown(markup, dangerously_allow_html=True, className="tt-markup")
+
+
 def page_state(offset: int, step: int, state: dict[str, Any] | None) -> int:
     """The offset after moving ``step`` pages from ``state`` (0: stay), within what exists."""
     s = state or {}
@@ -144,9 +159,12 @@ def _option_label(facet: dict[str, Any]) -> str:
 
 
 def _models(models: list[str]) -> list[Any]:
-    return [html.Span(m, className="tt-chip", style={"--chip": color_for("model", m)}) for m in models[:3]] + (
-        [html.Span(f"+{len(models) - 3}", className="tt-muted")] if len(models) > 3 else []
-    )
+    # data-chip: the colour again, for the list drawn as static HTML (as_markup), where Dash's
+    # Markdown drops a custom property from the style; assets/tokentail.js sets it from this.
+    return [
+        html.Span(m, className="tt-chip", style={"--chip": color_for("model", m)}, **data(chip=color_for("model", m)))
+        for m in models[:3]
+    ] + ([html.Span(f"+{len(models) - 3}", className="tt-muted")] if len(models) > 3 else [])
 
 
 def sessions_table(sessions: list[dict[str, Any]]) -> Any:
@@ -174,7 +192,7 @@ def sessions_table(sessions: list[dict[str, Any]]) -> Any:
             html.Tr(
                 **data(session=sid),
                 children=[
-                    html.Td(dcc.Link(sid, href=PREFIX + quote(sid, safe=""), className="tt-link tt-mono")),
+                    html.Td(dcc.Link(sid, href=PREFIX + quote(sid, safe=""), className="tt-link tt-mono tt-nav")),
                     html.Td(fmt.stamp(s.get("first_time"))[:19]),
                     html.Td(fmt.stamp(s.get("last_time"))[:19]),
                     html.Td(fmt.count(s.get("turns")), className="tt-num"),

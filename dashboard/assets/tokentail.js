@@ -1012,6 +1012,23 @@
     window.scrollTo(0, 0);
   }
 
+  function paintChips(root) {
+    root.querySelectorAll(".tt-chip[data-chip]").forEach(function (e) {
+      if (e.style.getPropertyValue("--chip") !== e.dataset.chip) e.style.setProperty("--chip", e.dataset.chip);
+    });
+  }
+
+  // Plain links of the app's pages (a.tt-nav: a list drawn as static HTML, sessions_page.as_markup)
+  // open their page as dcc.Link does, without a reload.
+  document.addEventListener("click", function (e) {
+    var a = e.target.closest && e.target.closest("a.tt-nav");
+    if (!a || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+    var href = a.getAttribute("href") || "";
+    if (href.charAt(0) !== "/" || href.charAt(1) === "/") return;  // same-site paths only
+    e.preventDefault();
+    navigate(href);
+  });
+
   // ---- start ----------------------------------------------------------------------------
   function mount() {
     var list = document.getElementById("tt-live-list");
@@ -1048,6 +1065,11 @@
       });
     }
     if (detailPage) new MutationObserver(syncDetail).observe(detailPage, {childList: true, subtree: true});
+    var sessionsList = document.getElementById("sessions-list");
+    if (sessionsList) {  // drawn as static HTML (sessions_page.as_markup): chips take their colour here
+      new MutationObserver(function () { paintChips(sessionsList); }).observe(sessionsList, {childList: true, subtree: true});
+      paintChips(sessionsList);
+    }
     updateBanner();
     render();
   }

@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.helpers.browser import SCREENSHOTS, SECRET, open_page, pick_option, row_text, unique_prompt
+from tokentail.dashboard.figures import color_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -228,8 +229,15 @@ def test_sessions_list_filters_and_turns_in_order(live_stack, page):
     expect(rows).to_have_count(1, timeout=5_000)
     expect(rows.first).to_have_attribute("data-session", sid)
     expect(rows.first.locator("td").nth(3)).to_have_text("2")
+    # The list is static HTML after a filter (sessions_page.as_markup): chips keep their colour,
+    # and its link opens the session in the app, without a reload.
+    chip = rows.first.locator(".tt-chip").first
+    model = chip.inner_text()
+    assert chip.evaluate("e => e.style.getPropertyValue('--chip').trim()") == color_for("model", model)
+    page.evaluate("window.__stayed = true")
     rows.first.locator("a").click()
     expect(page).to_have_url(re.compile(r"/sessions/"))
+    assert page.evaluate("window.__stayed === true"), "the session link reloaded the page"
 
     turns = page.locator("#session-turns .tt-turn")
     expect(turns).to_have_count(2, timeout=5_000)

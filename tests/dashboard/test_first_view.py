@@ -319,3 +319,17 @@ def test_a_collector_that_is_down_still_serves_the_page():
     client = create_app(CONFIG, FakeReader(CONFIG, down=True)).server.test_client()
     resp = client.get("/sessions")
     assert resp.status_code == 200 and "tt-first" not in resp.get_data(as_text=True)
+
+
+def test_the_app_list_as_markup_keeps_hostile_values_text():
+    """After a filter the app's list is static HTML in a Markdown component: no value may end
+    Markdown's HTML block (a blank line) or open a tag."""
+    hostile = "s\n\n[x](javascript:alert(1))\n\n<script>alert(1)</script>\r\n**b**"
+    table = sessions_page.sessions_table(
+        [{"session_id": hostile, "turns": 1, "models": ["m<i>"], "users": [hostile], "first_time": 1.7e9}]
+    )
+    markup = sessions_page.as_markup(table).children
+    assert "\n" not in markup and "\r" not in markup
+    assert "<script" not in markup and "<i>" not in markup
+    assert "&lt;script&gt;" in markup and "&#10;&#10;[x](javascript:alert(1))" in markup
+    assert 'href="/sessions/s%0A%0A' in markup  # the link's target is the quoted id
