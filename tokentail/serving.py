@@ -60,7 +60,7 @@ def settle_heap() -> None:
     """Take what start-up left alive (modules, the app, its settings) out of the garbage
     collector's view: each full collection then walks only what serving made since.
     A full collection stops the event loop, and with it every stream (a proxy under 100
-    streams: ~80 ms a full collection before, ~25 ms after; ``bench/gc_pause_bench.py``)."""
+    streams, four runs of ``bench/gc_pause_bench.py``: the longest 76-96 ms before, 20-60 after)."""
     gc.collect()
     gc.freeze()
 
