@@ -1025,6 +1025,9 @@
     if (!a || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
     var href = a.getAttribute("href") || "";
     if (href.charAt(0) !== "/" || href.charAt(1) === "/") return;  // same-site paths only
+    // The server's first view (#tt-first) is still over the app: the app may not route yet,
+    // and the first view would stay over the page opened; a plain load, as its links were.
+    if (document.getElementById("tt-first")) return;
     e.preventDefault();
     navigate(href);
   });
