@@ -423,9 +423,10 @@ SPAN_PARAMS = (
 def plan_spans(query: Mapping[str, str]) -> SpansPlan:
     """Validate /api/spans parameters (400 on anything unknown or malformed).
 
-    ``received_since`` (epoch seconds) asks for the spans this collector received after that
-    time, oldest received first: a reader that keeps the last ``received_at`` it saw gets
-    each span once, however long ago the request started (the Live page's history)."""
+    ``received_since`` (epoch seconds) asks for the spans this collector received from that
+    time on, oldest received first: a reader that passes back each answer's
+    ``received_before`` gets every span, however long ago its request started (the Live
+    page's history), and those received at that very time again (it skips what it has)."""
     check_known(query, SPAN_PARAMS)
     where, args = span_filters(query)
     received = number_param(query, "received_since", 0, 1e11)
