@@ -172,11 +172,12 @@ def _script_json(obj: Any) -> str:
 
 
 def epoch_arg(text: str | None) -> float | None:
-    """A query's epoch seconds: None when absent or empty; ValueError unless a finite number."""
+    """A query's epoch seconds: None when absent or empty; ValueError unless a finite number
+    from 0 on (the collector refuses the rest, and its 400 would read as an older collector's)."""
     if not text:
         return None
     value = float(text)
-    if not math.isfinite(value):
+    if not math.isfinite(value) or value < 0:
         raise ValueError(text)
     return value
 

@@ -110,7 +110,7 @@ def as_markup(table: Any) -> dcc.Markdown:
 
     Dash's renderer walks every component it is sent (~13 a row): 50 rows took ~100 ms of the
     page's main thread to draw, and a filter 204-238 ms from click to rows; as one Markdown
-    of HTML, 146-154 ms (``bench/dashboard_bench.py --sessions``). ``static_html`` escapes
+    of HTML, 133-157 ms (``bench/dashboard_bench.py --sessions 10000``). ``static_html`` escapes
     every text and attribute and keeps only safe link targets; newlines become character
     references, so no value can end Markdown's HTML block and be read as Markdown. Its links
     are plain links, opened in the app by ``assets/tokentail.js`` (``a.tt-nav``), which also

@@ -343,8 +343,8 @@
   // with everything else that arrives meanwhile. Under a heavy feed (over BUSY_RATE deltas a
   // second) writes are spaced BUSY_GAP apart, ~30 frames a second: each frame's style,
   // layout, paint and commit cost about the same whatever it changed. Measured under 100
-  // streams (bench/dashboard_bench.py): long tasks 28-36 -> 10-12 in 30 s, the longest
-  // 123-146 -> 61-81 ms, input delay p95 40-52 -> 36-37 ms; a token waits ~10 ms more.
+  // streams (bench/dashboard_bench.py): long tasks 28-36 -> 10-18 in 30 s, the longest
+  // 103-146 -> 61-81 ms, input delay p95 40-52 -> 34-42 ms; a token waits ~10 ms more.
   var lastFlush = 0, BUSY_RATE = 300, BUSY_GAP = 33;
   var deltaRate = 0, rateAt = 0;  // deltas a second (a sum decaying over a second)
   function noteDelta() {

@@ -74,6 +74,8 @@ def test_spans_route_pages_history_by_receipt_and_asks_an_older_collector_by_sta
     assert body["received_before"] == 1700000100.25 and body["rows"][0]["id"] == "r-1"
     assert "received_at" in body["rows"][0]
     assert client.get("/_tt/spans?received_since=inf").status_code == 400
+    assert client.get("/_tt/spans?received_since=-1").status_code == 400
+    assert client.get("/_tt/spans?received_since=" + "9" * 100_000).status_code == 400  # 1e100000: inf
     old = FakeReader(cfg, legacy=True)
     body = create_app(cfg, old).server.test_client().get("/_tt/spans?received_since=1700000100&limit=500").get_json()
     assert old.calls[-1] == ("/api/spans", {"since": 1700000070.0, "limit": 500})  # by start time, as before

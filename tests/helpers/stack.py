@@ -240,6 +240,14 @@ class Stack:
 
             settle_heap()
 
+    def otel_env(self) -> dict[str, str]:
+        """The proxies' span export: to this stack's collector, batches every 200 ms."""
+        return {
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": self.url("collector", "/v1/traces"),
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+        }
+
     def _start_processes(self) -> None:
         sim = Proc(
             "sim",
@@ -248,11 +256,7 @@ class Stack:
             self.ports["sim"],
             self.tmp / "sim.log",
         )
-        otel = {
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": self.url("collector", "/v1/traces"),
-            "OTEL_BSP_SCHEDULE_DELAY": "200",
-            "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
-        }
+        otel = self.otel_env()
         proxies = [
             Proc(
                 variant,
@@ -277,11 +281,7 @@ class Stack:
         sim = create_sim_app(SimConfig(tokens_per_second=50, ttft=0.05, length=40, seed=3))
         await self._serve(sim, self.ports["sim"])
         upstream = self.url("sim", "/v1")
-        otel = {
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": self.url("collector", "/v1/traces"),
-            "OTEL_BSP_SCHEDULE_DELAY": "200",
-            "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
-        }
+        otel = self.otel_env()
         for variant in ("production", "canary"):
             provider = build_tracer_provider(otel, lambda sink, n=1: None)
             self.providers.append(provider)
