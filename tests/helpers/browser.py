@@ -52,23 +52,33 @@ def pick_option(page, dropdown: str, text: str, tries: int = 3) -> None:
     Options can arrive after the list opened (from a callback, or the Live page's feed every
     200 ms), and a loaded machine is slow at both: reopen until the option is there. A long
     list is virtualised (only the options in view are in the DOM; the Live page's tags after
-    a whole test session): type into its search box, as a person would."""
+    a whole test session): type into its search box, as a person would. Every dropdown the
+    dashboard has is searchable (Dash's default)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     option = page.locator(".dash-dropdown-option", has_text=text).first
+    search = page.locator(".dash-dropdown-search").first
+    seen = None
     for _ in range(tries):
-        page.locator(dropdown).click()
-        search = page.locator(".dash-dropdown-search")
-        if search.count():
-            search.first.fill(text)
+        # A click on an open list's button closes it (an Escape that came too early left it open).
+        if page.locator(dropdown).get_attribute("aria-expanded") != "true":
+            page.locator(dropdown).click()
         try:
+            # Typed only once the box is there: on a loaded machine it can come after the click,
+            # and untyped the option may lie outside the virtualised list's view.
+            search.wait_for(state="visible", timeout=10_000)
+            search.fill(text)
             option.wait_for(state="visible", timeout=10_000)
         except PlaywrightTimeout:
+            seen = page.evaluate(
+                """() => ({search: (document.querySelector('.dash-dropdown-search') || {}).value,
+                    options: Array.from(document.querySelectorAll('.dash-dropdown-option'), o => o.textContent)})"""
+            )
             page.keyboard.press("Escape")
             continue
         option.click()
         return
-    raise AssertionError(f"no option {text!r} in {dropdown} after {tries} tries")
+    raise AssertionError(f"no option {text!r} in {dropdown} after {tries} tries; the last open list: {seen}")
 
 
 def row_text(locator) -> str:
