@@ -58,6 +58,8 @@ from .query import (
     fetch_facets,
     fetch_sessions,
     fetch_spans,
+    newest_receipt,
+    next_receipt,
     plan_facets,
     plan_metrics,
     plan_sessions,
@@ -165,6 +167,8 @@ def _lifecycle(scrape: bool, maintain: bool) -> Callable[[web.Application], Asyn
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         collector = app[COLLECTOR]
         await collector.start()
+        # Stamps go on above what is stored, whatever the clock says now (receipts.py).
+        app[RECEIPTS].raise_floor(await app[STORE].read(newest_receipt))
         if scrape:
             app[_TASKS].append(asyncio.create_task(collector.run(), name="collector-scrape"))
         if maintain:
@@ -257,7 +261,8 @@ async def spans(request: web.Request) -> web.Response:
     """Stored request spans, newest first: ``{"spans": [...], "limit", "received_before"}``.
 
     ``received_before``: every span received before that time is stored (taken before the
-    query), so a reader by receipt passes it back as its next ``received_since``."""
+    query). With ``received_since`` it is the next call's ``received_since``: every span
+    received from one to the other is in this answer (see ``next_receipt``)."""
     try:
         plan = plan_spans(request.query)
     except QueryError as exc:
@@ -268,6 +273,8 @@ async def spans(request: web.Request) -> web.Response:
         rows = await app[STORE].read(fetch_spans, plan)
     except duckdb.Error as exc:
         return unavailable(exc)
+    if plan.by_receipt:
+        received_before = next_receipt(rows, plan.limit, received_before)
     return web.json_response({"spans": rows, "limit": plan.limit, "received_before": received_before})
 
 
@@ -333,8 +340,7 @@ async def traces(request: web.Request) -> web.Response:
         refusals.refused("too_large", f"over {limit} bytes from {request.remote}")
         return too_large(limit, None)
     ctype = request.headers.get("Content-Type", "")
-    received = app[COLLECTOR].clock()
-    app[RECEIPTS].begin(received)  # until stored or refused: readers by receipt wait for it
+    received = app[RECEIPTS].begin(app[COLLECTOR].clock())  # until stored or refused: readers by receipt wait
     try:
         refused = await _store_batch(app, body, ctype, received)
     finally:

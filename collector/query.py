@@ -441,15 +441,38 @@ def plan_spans(query: Mapping[str, str]) -> SpansPlan:
 
 def fetch_spans(cur: Any, plan: SpansPlan) -> list[dict[str, Any]]:
     """Spans newest first, or oldest first with ``order=asc``; by receipt with
-    ``received_since`` (reader thread)."""
+    ``received_since`` (reader thread).
+
+    By receipt, a page holds whole receipts: the ``limit``-th span's batch is sent to its end
+    (one batch's spans share a stamp, so a page cut inside it would leave the rest behind a
+    cursor past that stamp). A page can be longer than ``limit`` by at most one batch."""
     cols = [c for c in SPAN_COLUMNS if plan.messages or c not in _MESSAGE_COLUMNS]
     order = "ASC" if plan.ascending else "DESC"
-    key = f"received_at ASC, start_time {order}" if plan.by_receipt else f"start_time {order}"
+    if plan.by_receipt:
+        last = f"SELECT received_at FROM spans WHERE {plan.where} ORDER BY received_at LIMIT 1 OFFSET {plan.limit - 1}"
+        where, args = f"{plan.where} AND received_at <= coalesce(({last}), 'infinity'::DOUBLE)", plan.args * 2
+        tail, key = "", f"received_at ASC, start_time {order}"
+    else:
+        where, args, tail, key = plan.where, plan.args, f" LIMIT {plan.limit}", f"start_time {order}"
     rows = cur.execute(
-        f"SELECT {', '.join(cols)} FROM spans WHERE {plan.where} ORDER BY {key}, request_id LIMIT {plan.limit}",
-        plan.args,
+        f"SELECT {', '.join(cols)} FROM spans WHERE {where} ORDER BY {key}, request_id{tail}", args
     ).fetchall()
     return [span_json(dict(zip(cols, r))) for r in rows]
+
+
+def next_receipt(rows: list[dict[str, Any]], limit: int, watermark: float) -> float:
+    """The next ``received_since`` after a page by receipt (``fetch_spans``): past its last
+    receipt when the page is full (whole receipts: none of it is left), never past the
+    watermark (a batch still on its way). Exact floats: a cursor rounded up skips a batch."""
+    if len(rows) < limit or rows[-1].get("received_at") is None:
+        return watermark
+    return min(watermark, math.nextafter(rows[-1]["received_at"], math.inf))
+
+
+def newest_receipt(cur: Any) -> float | None:
+    """The latest receipt stamp stored (reader thread): where stamps go on after a restart."""
+    ((newest,),) = cur.execute("SELECT max(received_at) FROM spans").fetchall()  # fetchone leaves the cursor busy
+    return None if newest is None else float(newest)
 
 
 # --- sessions and facets --------------------------------------------------------------

@@ -756,36 +756,33 @@
   // The first load takes the newest stored requests; after it, each asks for what the
   // collector received since the last answer (a cursor: received_before), so a tick fetches
   // the requests stored since, not the last half minute again. A collector from before that
-  // (no received_before) is asked by start time, as before.
+  // (no received_before) is asked by start time, as before. The cursor goes back as the
+  // collector wrote it (String: the shortest exact form): rounded up to the microsecond, it
+  // could pass a batch still being stored, stamped at the very time it names.
   var HISTORY_PAGE = 500;
   function loadHistory() {
     if (!CFG.collector) return;
     if (hist.inFlight) { hist.again = true; return; }
     hist.inFlight = true;
     var cursor = hist.cursor, since = cursor === null ? historySince() : null;
-    var url = cursor !== null ? "/_tt/spans?limit=" + HISTORY_PAGE + "&received_since=" + cursor.toFixed(6) :
+    var url = cursor !== null ? "/_tt/spans?limit=" + HISTORY_PAGE + "&received_since=" + String(cursor) :
       "/_tt/spans?limit=" + (since === null ? (CFG.historyLimit || 200) : HISTORY_PAGE) +
       (since === null ? "" : "&since=" + since.toFixed(3));
     fetch(url, {cache: "no-store", credentials: "same-origin"}).then(function (r) { return r.json(); })
       .then(function (body) {
         var list = body.rows || [];
         mergeHistory(list);
-        if (!body.error) hist.cursor = nextCursor(cursor, body.received_before, list);  // else: same again
+        if (body.error) return;  // the same again next time
+        var next = known(body.received_before) ? body.received_before : null;
+        // A full page by receipt goes on at once, while the cursor moves (a batch still being
+        // stored holds it: the next tick asks again).
+        if (cursor !== null && next !== null && next > cursor && list.length >= HISTORY_PAGE) hist.again = true;
+        hist.cursor = next;
       }, function () { /* banner covers it */ })
       .then(function () {
         hist.inFlight = false;
         if (hist.again) { hist.again = false; loadHistory(); }
       });
-  }
-
-  // A full page by receipt goes on from its last row at once (rows sharing that receipt time
-  // come again and are skipped); a page that is one receipt time only goes on after it.
-  function nextCursor(cursor, before, list) {
-    if (!known(before)) return null;
-    if (cursor === null || list.length < HISTORY_PAGE) return before;
-    hist.again = true;
-    var last = list[list.length - 1].received_at;
-    return known(last) && last > cursor ? last : before;
   }
 
   function mergeHistory(list) {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import math
 
 import duckdb
 import pytest
@@ -205,3 +206,100 @@ async def test_received_since_pages_by_receipt_and_an_unstored_batch_holds_the_c
     after = await (await client.get(f"/api/spans?received_since={mid['received_before']}")).json()
     assert [s["request_id"] for s in after["spans"]] == held_ids and after["received_before"] == 1030.0
     assert (await client.get("/api/spans?received_since=soon")).status == 400
+
+
+async def _post(client, spans) -> None:
+    resp = await client.post(
+        "/v1/traces", data=protobuf_body(spans), headers={"Content-Type": "application/x-protobuf"}
+    )
+    assert resp.status == 200
+
+
+def _ids(body) -> list[str]:
+    return [s["request_id"] for s in body["spans"]]
+
+
+async def test_a_page_by_receipt_holds_whole_batches_and_its_cursor_goes_past_them(aiohttp_client, tmp_path):
+    """A batch's spans share one stamp: a page cut inside one, its cursor past that stamp,
+    would lose the rest. So the page sends the last batch to its end (past ``limit``), and
+    ``received_before`` is just past it while the store holds more."""
+    now = [2000.0]
+    app = create_app(make_config(tmp_path), scrape=False, maintain=False, clock=lambda: now[0])
+    client = await aiohttp_client(app)
+    five, five_ids = genai_spans(5)
+    await _post(client, five)
+    now[0] = 2010.0
+    three, three_ids = genai_spans(3)
+    await _post(client, three)
+    now[0] = 2020.0
+    page = await (await client.get("/api/spans?received_since=0&limit=2")).json()
+    assert sorted(_ids(page)) == sorted(five_ids)  # all five, though the limit is 2
+    assert page["received_before"] == math.nextafter(2000.0, math.inf)
+    page = await (await client.get(f"/api/spans?received_since={page['received_before']!r}&limit=2")).json()
+    assert sorted(_ids(page)) == sorted(three_ids) and page["received_before"] == math.nextafter(2010.0, math.inf)
+    page = await (await client.get(f"/api/spans?received_since={page['received_before']!r}&limit=2")).json()
+    assert page["spans"] == [] and page["received_before"] == 2020.0
+    limited = await (await client.get("/api/spans?limit=2")).json()  # by start time: the limit holds
+    assert len(limited["spans"]) == 2
+
+
+async def test_a_full_page_by_receipt_never_moves_the_cursor_past_a_batch_in_flight(aiohttp_client, tmp_path):
+    now = [3000.0]
+    app = create_app(make_config(tmp_path), scrape=False, maintain=False, clock=lambda: now[0])
+    client = await aiohttp_client(app)
+    store = app[STORE]
+    real_write, gate, calls = store.write, asyncio.Event(), [0]
+
+    async def first_write_waits(fn, *args):
+        calls[0] += 1
+        if calls[0] == 1:
+            await gate.wait()
+        return await real_write(fn, *args)
+
+    store.write = first_write_waits
+    held, held_ids = genai_spans(1)
+    posting = asyncio.ensure_future(
+        client.post("/v1/traces", data=protobuf_body(held), headers={"Content-Type": "application/x-protobuf"})
+    )
+    for _ in range(500):  # until the receiver stamped it
+        if len(app[RECEIPTS]):
+            break
+        await asyncio.sleep(0.01)
+    now[0] = 3005.0
+    stored, stored_ids = genai_spans(2)
+    await _post(client, stored)  # stamped later, stored first
+    page = await (await client.get("/api/spans?received_since=0&limit=1")).json()
+    assert sorted(_ids(page)) == sorted(stored_ids)
+    assert page["received_before"] == 3000.0  # the held batch's stamp, not past the page's last
+    gate.set()
+    assert (await posting).status == 200
+    page = await (await client.get(f"/api/spans?received_since={page['received_before']!r}&limit=1")).json()
+    assert _ids(page) == held_ids  # read at last; the stored batch follows in the next page
+
+
+async def test_a_clock_stepped_back_never_hides_a_batch_behind_the_cursor(aiohttp_client, tmp_path):
+    now = [1000.0]
+    app = create_app(make_config(tmp_path), scrape=False, maintain=False, clock=lambda: now[0])
+    client = await aiohttp_client(app)
+    await _post(client, genai_spans(1)[0])
+    now[0] = 1005.0
+    cursor = (await (await client.get("/api/spans?received_since=0")).json())["received_before"]
+    now[0] = 900.0  # NTP steps the clock back
+    later, later_ids = genai_spans(1)
+    await _post(client, later)
+    page = await (await client.get(f"/api/spans?received_since={cursor!r}")).json()
+    assert _ids(page) == later_ids and page["spans"][0]["received_at"] >= cursor
+
+
+async def test_after_a_restart_stamps_go_on_above_what_is_stored(aiohttp_client, tmp_path):
+    from tokentail.collector.store import Store
+
+    cfg = make_config(tmp_path)
+    store = Store.open(cfg.db)
+    await store.write(store.insert_spans, [span("before", 100.0, received_at=5000.0)])
+    app = create_app(cfg, store=store, scrape=False, maintain=False, clock=lambda: 4000.0)  # the clock is behind
+    client = await aiohttp_client(app)
+    later, later_ids = genai_spans(1)
+    await _post(client, later)
+    page = await (await client.get("/api/spans?received_since=5000.0")).json()
+    assert _ids(page) == ["before", *later_ids] and page["spans"][1]["received_at"] > 5000.0

@@ -10,6 +10,7 @@ import json
 import re
 import time
 import uuid
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import expect
@@ -84,6 +85,27 @@ def test_streamed_request_appears_grows_and_is_listed_once(live_stack, page):
     assert row_text(again) == s.text
     assert SECRET not in page.content()
     assert page.page_errors == []
+
+
+def test_the_history_cursor_goes_back_exactly_as_the_collector_wrote_it(live_stack, page):
+    """``received_before`` goes back as ``received_since`` digit for digit. Rounded to the
+    microsecond (``toFixed(6)``, as it was), a stamp with a seventh decimal came back above
+    itself half the time: past a batch still being stored, stamped at the very time named."""
+    stamp = 1764755511.1234567  # toFixed(6) gives 1764755511.123457
+    asked: list[str] = []
+
+    def answer(route):
+        asked.append(route.request.url)
+        route.fulfill(json={"configured": True, "rows": [], "received_before": stamp})
+
+    page.route(lambda url: "/_tt/spans?" in url, answer)
+    open_page(page, live_stack, "/live", sources=("collector",))
+    for _ in range(150):  # the next load comes with the collector's next snapshot
+        if len(asked) >= 2:
+            break
+        page.wait_for_timeout(100)  # route handlers run while Playwright waits, not in time.sleep
+    assert len(asked) >= 2, asked
+    assert float(parse_qs(urlsplit(asked[1]).query)["received_since"][0]) == stamp, asked[1]
 
 
 def test_detail_page_follows_a_streaming_request_to_its_end(live_stack, page):
