@@ -512,21 +512,27 @@
     if (r.user && !seen.users.has(r.user)) { seen.users.add(r.user); added = true; }
     if (r.key && !seen.keys.has(r.key)) { seen.keys.add(r.key); added = true; }
     r.tags.forEach(function (t) { if (!seen.tags.has(t)) { seen.tags.add(t); added = true; } });
-    if (added && !optionsQueued) {
-      optionsQueued = true;
-      setTimeout(function () {
-        optionsQueued = false;
-        var opts = function (set) {
-          return Array.from(set).sort().map(function (v) { return {label: v, value: v}; });
-        };
-        setProps("live-model", {options: opts(seen.models)});
-        setProps("live-variant", {options: opts(seen.variants)});
-        setProps("live-user", {options: opts(seen.users)});
-        setProps("live-tag", {options: opts(seen.tags)});
-        setProps("live-key", {options: opts(seen.keys)});
-        notify("names", null);
-      }, 200);
-    }
+    if (added) queueOptions(200);
+  }
+
+  // The Live filters' choices: the names seen, at most every 200 ms. Written again when the
+  // Live page opens, so the lists it shows are those of this moment, whatever was written
+  // while it was hidden.
+  function queueOptions(wait) {
+    if (optionsQueued) return;
+    optionsQueued = true;
+    setTimeout(function () {
+      optionsQueued = false;
+      var opts = function (set) {
+        return Array.from(set).sort().map(function (v) { return {label: v, value: v}; });
+      };
+      setProps("live-model", {options: opts(seen.models)});
+      setProps("live-variant", {options: opts(seen.variants)});
+      setProps("live-user", {options: opts(seen.users)});
+      setProps("live-tag", {options: opts(seen.tags)});
+      setProps("live-key", {options: opts(seen.keys)});
+      notify("names", null);
+    }, wait);
   }
 
   // ---- live events from one proxy ------------------------------------------------------
@@ -1112,6 +1118,7 @@
       // comes a full interval later. One at once would start a second call of the same
       // callback, and Dash drops the first's answer: the page showed nothing until the second.
       if (PAGE_TICKS[page] && page !== current.page) pageTickAt = Date.now();
+      if (page === "live" && current.page !== "live") queueOptions(0);
       current.page = page;
       detail.id = page === "detail" ? detailIdFrom(p) : null;
       if (page === "detail" && detail.id !== previous) setProps("detail-body", {children: "Loading…"});

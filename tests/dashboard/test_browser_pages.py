@@ -270,6 +270,14 @@ def test_sessions_list_filters_and_turns_in_order(live_stack, page):
 
     # The Live page filters by the same tag.
     page.locator("#nav-live").click()
+    # The page's model has the tag (the feed's request.start carries it), then its filter
+    # offers it: each step says what it saw when it fails (CI saw the option missing twice).
+    held = page.evaluate(
+        "([p, tag]) => [...window.tokentail.rows.values()].filter(r => r.prompt.includes(p))"
+        ".map(r => ({tags: r.tags, live: r.live, stored: r.stored, session: r.session === null ? null : 'set'}))",
+        [third, tag],
+    )
+    assert any(tag in r["tags"] for r in held), f"the Live page's row of the third turn: {held}"
     pick_option(page, "#live-tag", tag)
     page.keyboard.press("Escape")
     expect(page.locator(".tt-row")).to_have_count(3)
