@@ -113,8 +113,9 @@ def as_markup(table: Any) -> dcc.Markdown:
     of HTML, 133-157 ms (``bench/dashboard_bench.py --sessions 10000``). ``static_html`` escapes
     every text and attribute and keeps only safe link targets; newlines become character
     references, so no value can end Markdown's HTML block and be read as Markdown. Its links
-    are plain links, opened in the app by ``assets/tokentail.js`` (``a.tt-nav``), which also
-    colours its chips (``data-chip``: Markdown drops the custom property of a style)."""
+    are plain links, opened in the app by ``assets/tokentail.js`` (``a.tt-nav``); its chips take
+    their colour from ``data-chip`` (``assets/tokentail_chips.css``: Markdown drops the custom
+    property of a style)."""
     markup = static_html.render(table).replace("\r", "&#13;").replace("\n", "&#10;")
     return dcc.Markdown(markup, dangerously_allow_html=True, className="tt-markup")
 
@@ -160,7 +161,7 @@ def _option_label(facet: dict[str, Any]) -> str:
 
 def _models(models: list[str]) -> list[Any]:
     # data-chip: the colour again, for the list drawn as static HTML (as_markup), where Dash's
-    # Markdown drops a custom property from the style; assets/tokentail.js sets it from this.
+    # Markdown drops a custom property from the style; assets/tokentail_chips.css maps it back.
     return [
         html.Span(m, className="tt-chip", style={"--chip": color_for("model", m)}, **data(chip=color_for("model", m)))
         for m in models[:3]

@@ -1015,12 +1015,6 @@
     window.scrollTo(0, 0);
   }
 
-  function paintChips(root) {
-    root.querySelectorAll(".tt-chip[data-chip]").forEach(function (e) {
-      if (e.style.getPropertyValue("--chip") !== e.dataset.chip) e.style.setProperty("--chip", e.dataset.chip);
-    });
-  }
-
   // Plain links of the app's pages (a.tt-nav: a list drawn as static HTML, sessions_page.as_markup)
   // open their page as dcc.Link does, without a reload.
   document.addEventListener("click", function (e) {
@@ -1071,11 +1065,6 @@
       });
     }
     if (detailPage) new MutationObserver(syncDetail).observe(detailPage, {childList: true, subtree: true});
-    var sessionsList = document.getElementById("sessions-list");
-    if (sessionsList) {  // drawn as static HTML (sessions_page.as_markup): chips take their colour here
-      new MutationObserver(function () { paintChips(sessionsList); }).observe(sessionsList, {childList: true, subtree: true});
-      paintChips(sessionsList);
-    }
     updateBanner();
     render();
   }

@@ -233,7 +233,7 @@ def test_sessions_list_filters_and_turns_in_order(live_stack, page):
     # and its link opens the session in the app, without a reload.
     chip = rows.first.locator(".tt-chip").first
     model = chip.inner_text()
-    assert chip.evaluate("e => e.style.getPropertyValue('--chip').trim()") == color_for("model", model)
+    assert chip.evaluate("e => getComputedStyle(e).getPropertyValue('--chip').trim()") == color_for("model", model)
     page.evaluate("window.__stayed = true")
     rows.first.locator("a").click()
     expect(page).to_have_url(re.compile(r"/sessions/"))

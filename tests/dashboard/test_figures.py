@@ -104,3 +104,19 @@ def test_figures_built_without_validation_are_valid_plotly():
         validated = go.Figure(ours)  # raises on any property plotly does not know or accept
         as_json = lambda obj: json.loads(json.dumps(obj, cls=PlotlyJSONEncoder))
         assert as_json(validated.to_plotly_json()) == as_json(ours), cid
+
+
+def test_every_chip_colour_has_its_rule_for_static_html():
+    """A list drawn as static HTML colours its chips from ``data-chip`` with a stylesheet rule
+    per colour (Dash's Markdown drops the style's custom property): every colour ``color_for``
+    can give has one, and no rule names a colour it cannot give."""
+    import re
+
+    from tests.helpers import ROOT
+
+    css = (ROOT / "dashboard" / "assets" / "tokentail_chips.css").read_text()
+    rules = dict(re.findall(r'\.tt-chip\[data-chip="(#[0-9a-f]{6})"\] \{ --chip: (#[0-9a-f]{6}); \}', css))
+    assert all(k == v for k, v in rules.items()), rules
+    can = set(f.PALETTE) | {c for d in f.RESERVED.values() for c in d.values()} | {f.color_for("model", None)}
+    assert set(rules) == can
+    assert {f.color_for("model", f"m-{i}") for i in range(500)} <= set(rules)
