@@ -443,20 +443,20 @@ def fetch_spans(cur: Any, plan: SpansPlan) -> list[dict[str, Any]]:
     """Spans newest first, or oldest first with ``order=asc``; by receipt with
     ``received_since`` (reader thread).
 
-    By receipt, a page holds whole receipts: the ``limit``-th span's batch is sent to its end
-    (one batch's spans share a stamp, so a page cut inside it would leave the rest behind a
-    cursor past that stamp). A page can be longer than ``limit`` by at most one batch."""
+    By receipt, a page holds whole receipts: a full page's last batch is sent to its end (one
+    batch's spans share a stamp, so a page cut inside it would leave the rest behind a cursor
+    past that stamp). A page can be longer than ``limit`` by at most one batch."""
     cols = [c for c in SPAN_COLUMNS if plan.messages or c not in _MESSAGE_COLUMNS]
     order = "ASC" if plan.ascending else "DESC"
-    if plan.by_receipt:
-        last = f"SELECT received_at FROM spans WHERE {plan.where} ORDER BY received_at LIMIT 1 OFFSET {plan.limit - 1}"
-        where, args = f"{plan.where} AND received_at <= coalesce(({last}), 'infinity'::DOUBLE)", plan.args * 2
-        tail, key = "", f"received_at ASC, start_time {order}"
-    else:
-        where, args, tail, key = plan.where, plan.args, f" LIMIT {plan.limit}", f"start_time {order}"
-    rows = cur.execute(
-        f"SELECT {', '.join(cols)} FROM spans WHERE {where} ORDER BY {key}, request_id{tail}", args
-    ).fetchall()
+    key = f"received_at ASC, start_time {order}" if plan.by_receipt else f"start_time {order}"
+    select = f"SELECT {', '.join(cols)} FROM spans WHERE {plan.where}"
+    rows = cur.execute(f"{select} ORDER BY {key}, request_id LIMIT {plan.limit}", plan.args).fetchall()
+    if plan.by_receipt and len(rows) == plan.limit:  # the rest of the last batch, in the same order
+        at, rid = cols.index("received_at"), cols.index("request_id")
+        last = rows[-1][at]
+        have = {r[rid] for r in rows if r[at] == last}
+        rest = cur.execute(f"{select} AND received_at = ? ORDER BY {key}, request_id", [*plan.args, last])
+        rows += [r for r in rest.fetchall() if r[rid] not in have]
     return [span_json(dict(zip(cols, r))) for r in rows]
 
 
