@@ -160,12 +160,11 @@ def _option_label(facet: dict[str, Any]) -> str:
 
 
 def _models(models: list[str]) -> list[Any]:
-    # data-chip: the colour again, for the list drawn as static HTML (as_markup), where Dash's
-    # Markdown drops a custom property from the style; assets/tokentail_chips.css maps it back.
-    return [
-        html.Span(m, className="tt-chip", style={"--chip": color_for("model", m)}, **data(chip=color_for("model", m)))
-        for m in models[:3]
-    ] + ([html.Span(f"+{len(models) - 3}", className="tt-muted")] if len(models) > 3 else [])
+    # The colour as data-chip, which assets/tokentail_chips.css maps to --chip: a style's custom
+    # property would not survive the list drawn as static HTML (as_markup; Dash's Markdown drops it).
+    return [html.Span(m, className="tt-chip", **data(chip=color_for("model", m))) for m in models[:3]] + (
+        [html.Span(f"+{len(models) - 3}", className="tt-muted")] if len(models) > 3 else []
+    )
 
 
 def sessions_table(sessions: list[dict[str, Any]]) -> Any:

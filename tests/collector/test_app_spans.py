@@ -180,29 +180,14 @@ async def test_received_since_pages_by_receipt_and_an_unstored_batch_holds_the_c
     assert {s["request_id"] for s in older_first["spans"][:2]} == set(first_ids)  # by receipt, not start
 
     # A batch on its way (stored after a slow write) holds received_before at its stamp.
-    store = app[STORE]
-    real_write, gate = store.write, asyncio.Event()
-
-    async def slow_write(fn, *args):
-        await gate.wait()
-        return await real_write(fn, *args)
-
-    store.write = slow_write
     now[0] = 1020.0
     held, held_ids = genai_spans(1)
-    posting = asyncio.ensure_future(
-        client.post("/v1/traces", data=protobuf_body(held), headers={"Content-Type": "application/x-protobuf"})
-    )
-    for _ in range(500):  # until the receiver stamped it
-        if len(app[RECEIPTS]):
-            break
-        await asyncio.sleep(0.01)
+    gate, posting = await _post_held(app, client, held)
     now[0] = 1030.0
     mid = await (await client.get("/api/spans?received_since=1010")).json()
     assert mid["received_before"] == 1020.0 and held_ids[0] not in [s["request_id"] for s in mid["spans"]]
     gate.set()
     assert (await posting).status == 200
-    store.write = real_write
     after = await (await client.get(f"/api/spans?received_since={mid['received_before']}")).json()
     assert [s["request_id"] for s in after["spans"]] == held_ids and after["received_before"] == 1030.0
     assert (await client.get("/api/spans?received_since=soon")).status == 400
@@ -217,6 +202,29 @@ async def _post(client, spans) -> None:
 
 def _ids(body) -> list[str]:
     return [s["request_id"] for s in body["spans"]]
+
+
+async def _post_held(app, client, spans):
+    """POST ``spans`` and hold its store write until the returned gate is set: a batch the
+    receiver has stamped and not stored yet (later batches are stored at once). Returns the
+    gate and the POST."""
+    store = app[STORE]
+    real_write, gate = store.write, asyncio.Event()
+
+    async def held_write(fn, *args):
+        store.write = real_write  # only this batch waits
+        await gate.wait()
+        return await real_write(fn, *args)
+
+    store.write = held_write
+    posting = asyncio.ensure_future(
+        client.post("/v1/traces", data=protobuf_body(spans), headers={"Content-Type": "application/x-protobuf"})
+    )
+    for _ in range(500):  # until the receiver stamped it
+        if len(app[RECEIPTS]):
+            break
+        await asyncio.sleep(0.01)
+    return gate, posting
 
 
 async def test_a_page_by_receipt_holds_whole_batches_and_its_cursor_goes_past_them(aiohttp_client, tmp_path):
@@ -247,24 +255,8 @@ async def test_a_full_page_by_receipt_never_moves_the_cursor_past_a_batch_in_fli
     now = [3000.0]
     app = create_app(make_config(tmp_path), scrape=False, maintain=False, clock=lambda: now[0])
     client = await aiohttp_client(app)
-    store = app[STORE]
-    real_write, gate, calls = store.write, asyncio.Event(), [0]
-
-    async def first_write_waits(fn, *args):
-        calls[0] += 1
-        if calls[0] == 1:
-            await gate.wait()
-        return await real_write(fn, *args)
-
-    store.write = first_write_waits
     held, held_ids = genai_spans(1)
-    posting = asyncio.ensure_future(
-        client.post("/v1/traces", data=protobuf_body(held), headers={"Content-Type": "application/x-protobuf"})
-    )
-    for _ in range(500):  # until the receiver stamped it
-        if len(app[RECEIPTS]):
-            break
-        await asyncio.sleep(0.01)
+    gate, posting = await _post_held(app, client, held)
     now[0] = 3005.0
     stored, stored_ids = genai_spans(2)
     await _post(client, stored)  # stamped later, stored first
