@@ -13,6 +13,7 @@ __all__ = [
     "PROBE",
     "SCREENSHOTS",
     "SECRET",
+    "STALLS_PROBE",
     "detached_dom_nodes",
     "open_page",
     "pick_option",
@@ -136,6 +137,21 @@ PROBE = """
     window.__ttProbe.push(...batch);
     requestAnimationFrame(() => { const f = Date.now(); batch.forEach(b => { b[3] = f; }); });
   }).observe(list, {subtree: true, characterData: true, childList: true});
+}
+"""
+
+
+# Records (Date.now(), ms) of each gap over 25 ms between 5 ms timer ticks (the page's main
+# thread busy, or not scheduled at all) and of each long task (busy with its own work). A
+# timing test's failure then says where the time went.
+STALLS_PROBE = """
+() => {
+  window.__ttStalls = [];
+  window.__ttLongTasks = [];
+  let last = Date.now();
+  setInterval(() => { const now = Date.now(); if (now - last > 25) window.__ttStalls.push([last, now - last]); last = now; }, 5);
+  new PerformanceObserver(list => list.getEntries().forEach(e =>
+    window.__ttLongTasks.push([performance.timeOrigin + e.startTime, Math.round(e.duration)]))).observe({type: 'longtask'});
 }
 """
 

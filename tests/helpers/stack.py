@@ -65,6 +65,7 @@ __all__ = [
     "free_port",
     "stream_chat",
     "wait_port",
+    "watch_loop",
 ]
 
 
@@ -97,6 +98,18 @@ class LoopThread:
             self.run(cleanup(), timeout=timeout)
         finally:
             self.stop()
+
+
+async def watch_loop(lags: list[tuple[float, float]], over: float = 0.025) -> None:
+    """Append (epoch seconds, ms) for each wake-up of this loop more than ``over`` s late: the
+    in-process proxies relay on it, so a timing test can tell their stalls from the page's."""
+    last = time.perf_counter()
+    while True:
+        await asyncio.sleep(0.005)
+        now = time.perf_counter()
+        if now - last > over:
+            lags.append((time.time(), round((now - last) * 1000, 1)))
+        last = now
 
 
 class DeltaClock:

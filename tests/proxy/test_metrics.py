@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import itertools
+import threading
 import time
 
 import pytest
@@ -343,6 +345,33 @@ async def test_handler_serves_text_or_openmetrics(reg, aiohttp_client):
     assert r.content_type == "application/openmetrics-text"
     assert body.rstrip().endswith("# EOF")
     assert 'tokentail_tokens_total{model="gpt-4o",type="output"} 4.0' in body
+
+
+async def test_handler_renders_off_the_event_loop_gzips_and_narrows_by_name(reg, aiohttp_client):
+    """The page is rendered on a worker thread: rendered on the loop, each scrape held every
+    stream the proxy relayed (30-60 ms a second for two proxies scraped every second)."""
+    m = ProxyMetrics(reg)
+    finish(m, rec_(), usage=Usage(3, 4))
+    threads = []
+
+    class Spy:
+        def collect(self):
+            threads.append(threading.get_ident())
+            return []
+
+    reg.register(Spy())
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler(reg))
+    client = await aiohttp_client(app)
+    r = await client.get("/metrics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
+    assert r.status == 200 and r.headers["Content-Encoding"] == "gzip"
+    body = gzip.decompress(await r.read()).decode()
+    assert 'tokentail_tokens_total{model="gpt-4o",type="output"} 4.0' in body
+    assert threads and threading.get_ident() not in threads, "the page was rendered on the event loop's thread"
+    r = await client.get("/metrics?name[]=tokentail_tokens_total", headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in r.headers
+    names = {f.name for f in text_string_to_metric_families(await r.text())}
+    assert names == {"tokentail_tokens"}, names
 
 
 def test_on_end_is_cheap(reg):
