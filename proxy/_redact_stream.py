@@ -8,7 +8,8 @@ can turn it into (part of) a secret:
   word is held back (any word can still grow into an e-mail address or a key), plus what a
   secret with spaces inside could still continue: a digit group of a card or phone number
   (``4111 1111 ``), a label waiting for its value (``Bearer ``, ``password: ``,
-  ``aws_secret_access_key = ``), an open ``-----BEGIN ... PRIVATE KEY-----`` block.
+  ``aws_secret_access_key = ``), a ``-----BEGIN ... PRIVATE KEY-----`` block until its END
+  line and the word after it are complete (never half a block).
 - ``flush() -> str``: the rest, redacted, at the end of the stream.
 
 Whitespace, quotes, ``<``, ``>``, backticks and CJK punctuation end a word; a word boundary
@@ -50,6 +51,7 @@ __all__ = ["StreamRedactor"]
 _CUT = re.compile(r"[\s\"'<>`\u3000-\u303f\uff01-\uff0f\uff1a-\uff20]")
 _NUMERIC = " 0123456789-.()+"  # the characters of a card or phone number in progress
 _MAX_NUMERIC = 64  # the longest card/phone with separators is ~25 characters
+_MAX_PASSES = 4  # of the hold rules over one piece (see _hold_start)
 _LABEL_SEP = " \t\r\n\"':="
 _MAX_LABELS = 4  # labels in a row looked through ("key: secret: value")
 _LABELS = (
@@ -109,8 +111,10 @@ class StreamRedactor:
         """Where the held tail of ``p`` starts, and how long that tail may grow."""
         h = _word_start(p, len(p))
         limit = self._max_hold
-        # A private-key block: hold it from its BEGIN until its END line is complete, then
-        # release it through that line.
+        # A private-key block: held from its BEGIN until its END line is complete and a word
+        # boundary follows it (an END line with a word glued on may be part of that word for
+        # the whole-text rules, an e-mail's local part).
+        blocks: list[tuple[int, int]] = []  # (start, end) of each complete block
         i = p.find(_PEM_BEGIN)
         while i >= 0:
             end = _PEM_END.search(p, i)
@@ -118,28 +122,68 @@ class StreamRedactor:
                 h = min(h, _word_start(p, i))
                 limit = self._max_pem_hold
                 break
-            h = max(h, end.end())
+            blocks.append((_word_start(p, i), end.end()))
             i = p.find(_PEM_BEGIN, end.end())
-        # Digit groups of a card or phone number that the next piece may continue.
-        head = p[:h]
-        rest = head.rstrip(_NUMERIC)
-        tail = head[len(rest) :]
-        if len(tail) <= _MAX_NUMERIC and any(c.isdigit() for c in tail):
-            spaces = len(tail) - len(tail.lstrip(" "))
-            h = len(rest) + spaces if spaces else _word_start(p, len(rest))
-        # A label whose value is still to come ("Bearer ", "password: "); a held word may be
-        # a value whose label precedes it ("key = <value> "), so look again before it.
-        for _ in range(_MAX_LABELS):
-            head = p[:h]
-            rest = head.rstrip(_LABEL_SEP)
-            if len(rest) == len(head):
+        # Each rule below only moves the cut back, and one's move can open a case for another
+        # (digits before a label: "+1 415Bearer "), so they run until none moves it. Digit
+        # groups before the cut are held only if what follows it may continue them: the next
+        # piece (the first pass, as ever), or held text that starts like a number ("415").
+        # A few passes at most, each costing a copy of the text before the cut.
+        for n in range(_MAX_PASSES):
+            before = h
+            if n == 0 or _numeric_run(p, h) <= _MAX_NUMERIC:
+                h = _numeric_start(p, h)
+            h = _label_start(p, h)
+            # Never half a complete block (digits right after its END line: "KEY-----4111").
+            for start, stop in reversed(blocks):
+                if start < h < stop:
+                    h, limit = start, self._max_pem_hold
+                    break
+            if h == before:
                 break
-            low = rest[-12:].lower()
-            label = next((lb for lb in _LABELS if low.endswith(lb)), None)
-            if label is None:
-                break
-            h = _word_start(p, len(rest) - len(label))
+        else:  # still moving: hold it all (released when a later piece settles, or at the bound)
+            h = 0
         return h, limit
+
+
+def _numeric_run(p: str, h: int) -> int:
+    """The length of the run of number characters across the cut at ``h`` if the held text
+    starts with one (it may continue digit groups before the cut), else a length over any
+    number's."""
+    held = len(p[h : h + _MAX_NUMERIC + 1]) - len(p[h : h + _MAX_NUMERIC + 1].lstrip(_NUMERIC))
+    if held == 0:
+        return _MAX_NUMERIC + 1
+    before = p[max(0, h - _MAX_NUMERIC - 1) : h]
+    return held + len(before) - len(before.rstrip(_NUMERIC))
+
+
+def _numeric_start(p: str, h: int) -> int:
+    """The cut moved back before digit groups of a card or phone number the next piece may
+    continue."""
+    head = p[:h]
+    rest = head.rstrip(_NUMERIC)
+    tail = head[len(rest) :]
+    if len(tail) <= _MAX_NUMERIC and any(c.isdigit() for c in tail):
+        spaces = len(tail) - len(tail.lstrip(" "))
+        return len(rest) + spaces if spaces else _word_start(p, len(rest))
+    return h
+
+
+def _label_start(p: str, h: int) -> int:
+    """The cut moved back before a label whose value is still to come ("Bearer ",
+    "password: "); a held word may be a value whose label precedes it ("key = <value> "),
+    so look again before it."""
+    for _ in range(_MAX_LABELS):
+        head = p[:h]
+        rest = head.rstrip(_LABEL_SEP)
+        if len(rest) == len(head):
+            break
+        low = rest[-12:].lower()
+        label = next((lb for lb in _LABELS if low.endswith(lb)), None)
+        if label is None:
+            break
+        h = _word_start(p, len(rest) - len(label))
+    return h
 
 
 def _word_start(p: str, i: int) -> int:
