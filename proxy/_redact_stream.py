@@ -135,9 +135,10 @@ class StreamRedactor:
                 h = _numeric_start(p, h)
             h = _label_start(p, h)
             # Never half a complete block (digits right after its END line: "KEY-----4111").
+            # Its hold has the ordinary bound: past it, the block goes out whole, redacted.
             for start, stop in reversed(blocks):
                 if start < h < stop:
-                    h, limit = start, self._max_pem_hold
+                    h = start
                     break
             if h == before:
                 break

@@ -142,3 +142,22 @@ def test_every_field_has_its_own_redactor_and_flush_resets() -> None:
 def test_disabled_redactor_streams_text_as_is() -> None:
     sr = Redactor(enabled=False).stream()
     assert sr.feed("a@b.io x") + sr.flush() == "a@b.io x"
+
+
+# Shapes that keep the hold rules busy: labels in a row, digits glued to a label, digit groups,
+# complete key blocks glued to digits (one endless word), an open block, one long word, spaces.
+_HELD_SHAPES = ["key: ", "415Bearer ", "4111 ", "-----BEGIN PRIVATE KEY-----AB-----END PRIVATE KEY-----4111",
+                "-----BEGIN PRIVATE KEY-----", "a", " ", "x@b.co "]  # fmt: skip
+
+
+@pytest.mark.parametrize("unit", _HELD_SHAPES)
+def test_what_is_held_stays_bounded_whatever_the_shape(unit: str) -> None:
+    # Each piece re-reads what is held, so a bounded hold is what keeps a stream's cost linear
+    # (and its memory flat): 256 KiB of each shape, in 64-character pieces.
+    text = (unit * (256 * 1024 // len(unit) + 1))[: 256 * 1024]
+    sr, out, most = R.stream(), [], 0
+    for piece in _chunks(text, [64]):
+        out.append(sr.feed(piece))
+        most = max(most, len(sr.held))
+    out.append(sr.flush())
+    assert most <= 16384 + 64, (unit, most)
