@@ -151,7 +151,8 @@ def _numeric_run(p: str, h: int) -> int:
     """The length of the run of number characters across the cut at ``h`` if the held text
     starts with one (it may continue digit groups before the cut), else a length over any
     number's."""
-    held = len(p[h : h + _MAX_NUMERIC + 1]) - len(p[h : h + _MAX_NUMERIC + 1].lstrip(_NUMERIC))
+    after = p[h : h + _MAX_NUMERIC + 1]
+    held = len(after) - len(after.lstrip(_NUMERIC))
     if held == 0:
         return _MAX_NUMERIC + 1
     before = p[max(0, h - _MAX_NUMERIC - 1) : h]

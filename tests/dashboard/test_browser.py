@@ -221,20 +221,22 @@ def test_token_to_screen_latency(live_stack, page):
     page.evaluate(STALLS_PROBE)
     loop_lags: list[tuple[float, float]] = []
     watching = live_stack.loop.submit(watch_loop(loop_lags))
-    prompts = [unique_prompt(f"Latency probe {i}: describe a streaming proxy.") for i in range(3)]
-    started = [live_stack.stream("production", p, tps=20, ttft_ms=400, tokens=80) for p in prompts]
-    results = [done.result(30) for _, done in started]
-    assert all(r.text for r in results)
-    ids = [r.request_id for r in results]
-    ends = {rid: sum(utf16_len(t) for t, _ in live_stack.clock.deltas[rid]) for rid in ids}
+    try:  # the watch ends with this test, failed or not (the stack serves the whole package)
+        prompts = [unique_prompt(f"Latency probe {i}: describe a streaming proxy.") for i in range(3)]
+        started = [live_stack.stream("production", p, tps=20, ttft_ms=400, tokens=80) for p in prompts]
+        results = [done.result(30) for _, done in started]
+        assert all(r.text for r in results)
+        ids = [r.request_id for r in results]
+        ends = {rid: sum(utf16_len(t) for t, _ in live_stack.clock.deltas[rid]) for rid in ids}
 
-    def all_text_on_screen():
-        probe = page.evaluate("window.__ttProbe")
-        shown = {rid: max((n for i, n, *_ in probe if i == rid), default=-1) for rid in ids}
-        return probe if all(shown[rid] >= ends[rid] for rid in ids) else None
+        def all_text_on_screen():
+            probe = page.evaluate("window.__ttProbe")
+            shown = {rid: max((n for i, n, *_ in probe if i == rid), default=-1) for rid in ids}
+            return probe if all(shown[rid] >= ends[rid] for rid in ids) else None
 
-    probe = wait_until(all_text_on_screen, timeout=10, step=0.1, what="every delta in the DOM")
-    watching.cancel()
+        probe = wait_until(all_text_on_screen, timeout=10, step=0.1, what="every delta in the DOM")
+    finally:
+        watching.cancel()
 
     latencies, frames, timeline = [], [], []
     off_screen = 0
